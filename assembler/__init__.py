@@ -1,0 +1,1 @@
+"""lispvm.assembler: source and assembly text to bytecode (reader, expand, compile, lasm)."""

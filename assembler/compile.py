@@ -1,0 +1,897 @@
+"""The compiler: core forms to register bytecode (a vm.lbc.Module).
+
+Owns: register allocation, variable resolution (local register, captured upvalue, global),
+boxing of captured variables that `set` assigns, tail calls, the inline forms of arithmetic and
+list builtins, conditional jumps for tests, selective receive and `match` as match instructions,
+`try` as a static exception table, and the line/column table.
+
+Core forms (what assembler/expand.py leaves): literals, symbols, vectors `[...]`, and lists headed
+by quote def fn let if do set and or try receive match, or a call.
+
+Registers: parameters first, then `let` variables in scope order, then temporaries above them,
+released as soon as their value is used (Lua's discipline). `expr(form, dest)` puts the value of
+`form` in R[dest]; `dest` is always a temporary or a fresh `let` register, never a variable that
+the form itself could read, so an instruction may write R[dest] before it reads its operands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..vm.errors import CompileError
+from ..vm.lbc import MAX_CONST_DEPTH, Module, Proto
+from ..vm.opcodes import BY_NAME, MAX_I, MAX_SBX, MIN_I, MIN_SBX, encode
+from ..vm.values import FALSE, TRUE, Cons, Sym, Vec, intern, to_pylist
+from .expand import (
+    AFTER, AMP, AND, CATCH, DEF, DO, FN, IF, LET, MATCH, OR, RECEIVE, SET, SPECIAL_FORMS, TRY, WHEN_KW,
+)
+from .reader import QUOTE, SourceMap
+
+__all__ = ["Compiler", "MAX_REGS"]
+
+MAX_REGS = 250  # registers per function; R[A] has 8 bits, and a few stay free for safety
+UNDERSCORE = intern("_")
+S_LIST, S_CONS = intern("list"), intern("cons")
+
+
+class Var:
+    """A local variable: its register, and whether the register holds a Box."""
+
+    __slots__ = ("reg", "boxed")
+
+    def __init__(self, reg: int, boxed: bool) -> None:
+        self.reg = reg  # register holding the value (or its Box)
+        self.boxed = boxed  # True if captured by a closure and assigned with `set`
+
+
+class FnState:
+    """The function being compiled."""
+
+    def __init__(self, parent: FnState | None, proto: Proto, boxed: set[Sym]) -> None:
+        self.parent = parent  # enclosing function, for upvalues
+        self.proto = proto  # the prototype being filled in
+        self.code: list[int] = []  # instruction words
+        self.lines: list[tuple[int, int]] = []  # position of each instruction
+        self.consts: list[Any] = []  # constant pool
+        self.kmap: dict[Any, int] = {}  # constant key -> index, for sharing
+        self.scopes: list[dict[Sym, Var]] = [{}]  # innermost last
+        self.free = 0  # first free register
+        self.maxreg = 1  # registers used so far
+        self.upvals: list[tuple[int, int]] = []  # capture descriptors
+        self.upnames: dict[Sym, tuple[int, bool]] = {}  # name -> (upvalue index, boxed)
+        self.handlers: list[tuple[int, int, int, int]] = []  # try table
+        self.boxed = boxed  # names that must live in boxes in this function
+
+
+class Compiler:
+    """Compiles core forms into one Module. `builtins` are the Python builtins' names (inlined
+    or called with CALLB); `reserved` are the names `def` may not take (builtins and prelude)."""
+
+    def __init__(self, smap: SourceMap, builtins: frozenset[str], reserved: frozenset[str],
+                 allow_reserved: bool = False) -> None:
+        self.smap = smap  # positions
+        self.builtins = builtins  # names of Python builtins
+        self.reserved = reserved  # names that def/set may not touch
+        self.allow_reserved = allow_reserved  # True only when compiling the prelude itself
+        self.protos: list[Proto] = [Proto("main", 0, False, 1)]
+        self.pos: tuple[int, int] = (1, 1)  # position given to emitted instructions
+        self.main = FnState(None, self.protos[0], set())
+
+    # --- output --------------------------------------------------------------------------
+
+    def module(self) -> Module:
+        """Finish the top-level code (return nil) and return the module."""
+        fs = self.main
+        r = self.alloc(fs)
+        self.emit(fs, "LOADNIL", A=r, B=0)
+        self.emit(fs, "RETURN", A=r)
+        self.finish(fs)
+        return Module(self.smap.file, self.protos)
+
+    def toplevel(self, form: Any) -> None:
+        """Compile one expanded top-level form into the main chunk, for effect."""
+        fs = self.main
+        saved = fs.free
+        fs.boxed = fs.boxed | _boxed_names([form])
+        self.expr(fs, form, self.alloc(fs))
+        fs.free = saved
+
+    def finish(self, fs: FnState) -> None:
+        p = fs.proto
+        p.code, p.lines, p.consts, p.upvals, p.handlers = fs.code, fs.lines, fs.consts, fs.upvals, fs.handlers
+        p.nregs = max(fs.maxreg, p.nparams + (1 if p.rest else 0), 1)
+
+    # --- emission ------------------------------------------------------------------------
+
+    def err(self, form: Any, message: str) -> CompileError:
+        return self.smap.error(form, message, self.pos)
+
+    def emit(self, fs: FnState, name: str, **vals: int) -> int:
+        op = BY_NAME[name]
+        try:
+            fs.code.append(encode(op, vals))
+        except ValueError as e:
+            raise CompileError(self.smap.file, *self.pos, f"function too large ({e})") from None
+        fs.lines.append(self.pos)
+        return len(fs.code) - 1
+
+    def jump(self, fs: FnState) -> int:
+        """Emit a JMP to be patched; return its pc."""
+        return self.emit(fs, "JMP", sJ=0)
+
+    def patch(self, fs: FnState, pc: int, target: int | None = None) -> None:
+        """Point the jump at `pc` to `target` (default: the next instruction emitted)."""
+        target = len(fs.code) if target is None else target
+        word = fs.code[pc]
+        op = word & 0x7F
+        offset = target - (pc + 1)
+        if op == BY_NAME["JMP"].num or op == BY_NAME["RECVNEXT"].num:
+            fs.code[pc] = encode(BY_NAME["JMP"] if op == BY_NAME["JMP"].num else BY_NAME["RECVNEXT"], {"sJ": offset})
+        else:  # RECVPEEK / RECVWAIT: AsBx
+            opr = BY_NAME["RECVPEEK"] if op == BY_NAME["RECVPEEK"].num else BY_NAME["RECVWAIT"]
+            if not MIN_SBX <= offset <= MAX_SBX:
+                raise CompileError(self.smap.file, *self.pos, "function too large (jump too far)")
+            fs.code[pc] = encode(opr, {"A": (word >> 7) & 0xFF, "sBx": offset})
+
+    def alloc(self, fs: FnState, n: int = 1) -> int:
+        r = fs.free
+        fs.free += n
+        if fs.free > MAX_REGS:
+            raise CompileError(self.smap.file, *self.pos,
+                               f"function too large: needs more than {MAX_REGS} registers")
+        fs.maxreg = max(fs.maxreg, fs.free)
+        return r
+
+    def const(self, fs: FnState, k: Any) -> int:
+        c = k.__class__
+        key: Any
+        if c is Cons or c is Vec:
+            key = ("obj", id(k))
+        elif c is float:
+            key = (float, repr(k))
+        elif c is Sym:
+            key = (Sym, k.name)
+        else:
+            key = (c, k)
+        idx = fs.kmap.get(key)
+        if idx is None:
+            idx = fs.kmap[key] = len(fs.consts)
+            fs.consts.append(k)
+        return idx
+
+    def load_const(self, fs: FnState, k: Any, dest: int) -> None:
+        if k is None:
+            self.emit(fs, "LOADNIL", A=dest, B=0)
+        elif k is TRUE or k is FALSE:
+            self.emit(fs, "LOADBOOL", A=dest, B=1 if k is TRUE else 0)
+        elif k.__class__ is int and MIN_SBX <= k <= MAX_SBX:
+            self.emit(fs, "LOADI", A=dest, sBx=k)
+        else:
+            if k.__class__ in (Cons, Vec) and _depth(k) > MAX_CONST_DEPTH:
+                raise CompileError(self.smap.file, *self.pos,
+                                   f"quoted constant nested more than {MAX_CONST_DEPTH} deep")
+            self.emit(fs, "LOADK", A=dest, Bx=self.const(fs, k))
+
+    def ret(self, fs: FnState, dest: int, tail: bool) -> None:
+        if tail:
+            self.emit(fs, "RETURN", A=dest)
+
+    # --- variables -----------------------------------------------------------------------
+
+    def resolve(self, fs: FnState, sym: Sym) -> tuple:
+        """('local', Var) | ('upval', index, boxed) | ('global',)."""
+        for scope in reversed(fs.scopes):
+            v = scope.get(sym)
+            if v is not None:
+                return ("local", v)
+        if fs.parent is None:
+            return ("global",)
+        up = fs.upnames.get(sym)
+        if up is not None:
+            return ("upval", up[0], up[1])
+        r = self.resolve(fs.parent, sym)
+        if r[0] == "global":
+            return r
+        desc, boxed = ((0, r[1].reg), r[1].boxed) if r[0] == "local" else ((1, r[1]), r[2])
+        idx = len(fs.upvals)
+        if idx > 255:
+            raise CompileError(self.smap.file, *self.pos, "function captures more than 256 variables")
+        fs.upvals.append(desc)
+        fs.upnames[sym] = (idx, boxed)
+        return ("upval", idx, boxed)
+
+    def declare(self, fs: FnState, sym: Sym, reg: int, where: Any) -> Var:
+        if sym in SPECIAL_FORMS or sym is AMP:
+            raise self.err(where, f"cannot use the special form {sym.name} as a variable name")
+        v = Var(reg, sym in fs.boxed)
+        fs.scopes[-1][sym] = v
+        return v
+
+    def var_ref(self, fs: FnState, sym: Sym, dest: int) -> None:
+        r = self.resolve(fs, sym)
+        if r[0] == "local":
+            self.emit(fs, "UNBOX" if r[1].boxed else "MOVE", A=dest, B=r[1].reg)
+        elif r[0] == "upval":
+            self.emit(fs, "GETUPBOX" if r[2] else "GETUPVAL", A=dest, B=r[1])
+        else:
+            self.emit(fs, "GETGLOBAL", A=dest, Bx=self.const(fs, intern(sym.name)))
+
+    def operand(self, fs: FnState, x: Any) -> int:
+        """A register holding x's value: an unboxed local's own register, or a new temporary."""
+        if x.__class__ is Sym:
+            r = self.resolve(fs, x)
+            if r[0] == "local" and not r[1].boxed:
+                return r[1].reg
+        t = self.alloc(fs)
+        self.expr(fs, x, t)
+        return t
+
+    # --- expressions ---------------------------------------------------------------------
+
+    def expr(self, fs: FnState, x: Any, dest: int, tail: bool = False) -> None:
+        """Compile `x` so its value lands in R[dest] (or is returned, if `tail`)."""
+        c = x.__class__
+        if c is Sym:
+            self.var_ref(fs, x, dest)
+            return self.ret(fs, dest, tail)
+        if c is not Cons and c is not Vec:
+            self.load_const(fs, x, dest)
+            return self.ret(fs, dest, tail)
+        saved_pos = self.pos
+        self.pos = self.smap.get(x) or self.pos
+        try:
+            if c is Vec:
+                self.seq_build(fs, "VECTOR", list(x.items), dest)
+                return self.ret(fs, dest, tail)
+            head = x.head
+            if head.__class__ is Sym:
+                special = _SPECIAL.get(head)
+                if special is not None:
+                    return special(self, fs, x, dest, tail)
+            self.call(fs, x, dest, tail)
+        finally:
+            self.pos = saved_pos
+
+    def effect(self, fs: FnState, x: Any) -> None:
+        saved = fs.free
+        self.expr(fs, x, self.alloc(fs))
+        fs.free = saved
+
+    def body(self, fs: FnState, forms: list[Any], dest: int, tail: bool) -> None:
+        if not forms:
+            self.emit(fs, "LOADNIL", A=dest, B=0)
+            return self.ret(fs, dest, tail)
+        for f in forms[:-1]:
+            self.effect(fs, f)
+        self.expr(fs, forms[-1], dest, tail)
+
+    def args_into(self, fs: FnState, cells: Any, base: int) -> None:
+        """Evaluate the forms of a list (given by its first cell) into R[base], R[base+1], ..."""
+        i = 0
+        while cells is not None:
+            at = self.smap.get_elem(cells)
+            saved, self.pos = self.pos, at or self.pos
+            self.expr(fs, cells.head, base + i)
+            self.pos = saved
+            cells = cells.tail
+            i += 1
+
+    def call_block(self, fs: FnState, dest: int, n: int) -> int:
+        """Registers for a call: R[base] (function or result) and n-1 more above it."""
+        if dest == fs.free - 1:
+            self.alloc(fs, n - 1)
+            return dest
+        return self.alloc(fs, n)
+
+    def finish_call(self, fs: FnState, base: int, dest: int, saved: int) -> None:
+        if base != dest:
+            self.emit(fs, "MOVE", A=dest, B=base)
+        fs.free = saved
+
+    def seq_build(self, fs: FnState, opname: str, items: list[Any], dest: int) -> None:
+        """LIST or VECTOR of evaluated items (chunks of at most 200, joined by append)."""
+        if len(items) > 200:
+            raise CompileError(self.smap.file, *self.pos, f"{opname.lower()} literal with more than 200 elements")
+        saved = fs.free
+        base = self.call_block(fs, dest, len(items) + 1)
+        for i, item in enumerate(items):
+            self.expr(fs, item, base + 1 + i)
+        self.emit(fs, opname, A=base, B=len(items))
+        self.finish_call(fs, base, dest, saved)
+
+    def call(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        f = x.head
+        nargs = 0
+        c = x.tail
+        while c is not None:
+            nargs += 1
+            c = c.tail
+        if nargs > 200:
+            raise self.err(x, "more than 200 arguments in one call")
+        if f.__class__ is Sym and self.resolve(fs, f)[0] == "global":
+            name = f.name
+            if name in self.reserved:
+                inline = _INLINE.get((name, nargs)) or _INLINE.get((name, -1))
+                if inline is not None and inline(self, fs, x, list(x.tail) if nargs else [], dest, tail) is not False:
+                    return
+                if name in self.builtins:
+                    return self.builtin_call(fs, x, name, nargs, dest, tail)
+            saved = fs.free
+            base = self.call_block(fs, dest, nargs + 1)
+            self.args_into(fs, x.tail, base + 1)
+            k = self.const(fs, intern(name))
+            if k <= 255:
+                self.emit(fs, "TAILCALLG" if tail else "CALLG", A=base, B=nargs, C=k)
+            else:
+                self.emit(fs, "GETGLOBAL", A=base, Bx=k)
+                self.emit(fs, "TAILCALL" if tail else "CALL", A=base, B=nargs)
+            if not tail:
+                self.finish_call(fs, base, dest, saved)
+            fs.free = saved
+            return
+        saved = fs.free
+        base = self.call_block(fs, dest, nargs + 1)
+        self.expr(fs, f, base)
+        self.args_into(fs, x.tail, base + 1)
+        self.emit(fs, "TAILCALL" if tail else "CALL", A=base, B=nargs)
+        if not tail:
+            self.finish_call(fs, base, dest, saved)
+        fs.free = saved
+
+    def builtin_call(self, fs: FnState, x: Any, name: str, nargs: int, dest: int, tail: bool) -> None:
+        """CALLB: a Python builtin called by name (a builtin in tail position just returns)."""
+        saved = fs.free
+        base = self.call_block(fs, dest, nargs + 1)
+        self.args_into(fs, x.tail, base + 1)
+        k = self.const(fs, intern(name))
+        if k > 255:
+            raise self.err(x, "too many distinct builtins in one function")
+        self.emit(fs, "CALLB", A=base, B=nargs, C=k)
+        self.finish_call(fs, base, dest, saved)
+        self.ret(fs, dest, tail)
+
+    def i_apply(self, fs: FnState, x: Any, args: list[Any], dest: int, tail: bool) -> Any:
+        if len(args) < 2:
+            return False
+        saved = fs.free
+        base = self.call_block(fs, dest, len(args))
+        self.args_into(fs, x.tail, base)  # the function goes in R[A], its arguments above
+        self.emit(fs, "TAILAPPLY" if tail else "APPLY", A=base, B=len(args) - 1)
+        if not tail:
+            self.finish_call(fs, base, dest, saved)
+        fs.free = saved
+
+    # --- inline builtins -----------------------------------------------------------------
+
+    def i_arith(self, fs: FnState, x: Any, args: list[Any], dest: int, tail: bool) -> Any:
+        name = x.head.name
+        opname = _ARITH[name]
+        if len(args) < 2:
+            return False
+        saved = fs.free
+        acc = self.arith2(fs, opname, args[0], args[1], dest)
+        for a in args[2:]:
+            rb = self.operand(fs, a)
+            self.emit(fs, opname, A=dest, B=acc, C=rb)
+            acc = dest
+        if acc != dest:  # pragma: no cover - arith2 always writes dest
+            self.emit(fs, "MOVE", A=dest, B=acc)
+        fs.free = saved
+        self.ret(fs, dest, tail)
+
+    def arith2(self, fs: FnState, opname: str, a: Any, b: Any, dest: int) -> int:
+        if opname in ("ADD", "SUB") and _small(b, negate=opname == "SUB"):
+            ra = self.operand(fs, a)
+            self.emit(fs, "ADDI", A=dest, B=ra, C=b if opname == "ADD" else -b)
+            return dest
+        if opname == "ADD" and _small(a) and not _small(b):
+            rb = self.operand(fs, b)
+            self.emit(fs, "ADDI", A=dest, B=rb, C=a)
+            return dest
+        ra = self.operand(fs, a)
+        rb = self.operand(fs, b)
+        self.emit(fs, opname, A=dest, B=ra, C=rb)
+        return dest
+
+    def i_neg(self, fs: FnState, x: Any, args: list[Any], dest: int, tail: bool) -> Any:
+        saved = fs.free
+        self.emit(fs, "NEG", A=dest, B=self.operand(fs, args[0]))
+        fs.free = saved
+        self.ret(fs, dest, tail)
+
+    def i_unary(self, fs: FnState, x: Any, args: list[Any], dest: int, tail: bool) -> Any:
+        saved = fs.free
+        self.emit(fs, _UNARY[x.head.name], A=dest, B=self.operand(fs, args[0]))
+        fs.free = saved
+        self.ret(fs, dest, tail)
+
+    def i_compare(self, fs: FnState, x: Any, args: list[Any], dest: int, tail: bool) -> Any:
+        opname, swap = _COMPARE[x.head.name]
+        saved = fs.free
+        ra = self.operand(fs, args[0])
+        rb = self.operand(fs, args[1])
+        if swap:
+            ra, rb = rb, ra
+        self.emit(fs, opname, A=dest, B=ra, C=rb)
+        fs.free = saved
+        self.ret(fs, dest, tail)
+
+    def i_cons(self, fs: FnState, x: Any, args: list[Any], dest: int, tail: bool) -> Any:
+        saved = fs.free
+        ra = self.operand(fs, args[0])
+        rb = self.operand(fs, args[1])
+        self.emit(fs, "CONS", A=dest, B=ra, C=rb)
+        fs.free = saved
+        self.ret(fs, dest, tail)
+
+    def i_seq(self, fs: FnState, x: Any, args: list[Any], dest: int, tail: bool) -> Any:
+        if len(args) > 200:
+            return False
+        self.seq_build(fs, "LIST" if x.head.name == "list" else "VECTOR", args, dest)
+        self.ret(fs, dest, tail)
+
+    def i_recv(self, fs: FnState, x: Any, args: list[Any], dest: int, tail: bool) -> Any:
+        v = intern("v")
+        form = Cons(RECEIVE, Cons(Cons(v, Cons(v, None)), None))
+        self.c_receive(fs, form, dest, tail)
+
+    def i_sleep(self, fs: FnState, x: Any, args: list[Any], dest: int, tail: bool) -> Any:
+        form = Cons(RECEIVE, Cons(Cons(AFTER, Cons(args[0], Cons(None, None))), None))
+        self.c_receive(fs, form, dest, tail)
+
+    # --- tests -----------------------------------------------------------------------------
+
+    def cond_jump(self, fs: FnState, x: Any, jump_if: bool) -> list[int]:
+        """Code that jumps when x's truth equals `jump_if`; returns the jumps to patch."""
+        saved_pos = self.pos
+        self.pos = self.smap.get(x) or self.pos
+        try:
+            return self._cond_jump(fs, x, jump_if)
+        finally:
+            self.pos = saved_pos
+
+    def _cond_jump(self, fs: FnState, x: Any, jump_if: bool) -> list[int]:
+        k = 1 if jump_if else 0
+        if x is TRUE or x is FALSE or x is None or x.__class__ in (int, float, str):
+            truth = not (x is FALSE or x is None)
+            return [self.jump(fs)] if truth == jump_if else []
+        if x.__class__ is Cons and x.head.__class__ is Sym and self.resolve(fs, x.head)[0] == "global":
+            name = x.head.name
+            args = to_pylist(x.tail) or []
+            if name == "not" and len(args) == 1:
+                return self.cond_jump(fs, args[0], not jump_if)
+            if name in _COMPARE and len(args) == 2 and name in self.reserved:
+                return self.compare_jump(fs, name, args, k)
+        if x.__class__ is Cons and x.head is AND or x.__class__ is Cons and x.head is OR:
+            return self.andor_jump(fs, x, jump_if)
+        saved = fs.free
+        r = self.operand(fs, x)
+        self.emit(fs, "TEST", A=r, k=k)
+        fs.free = saved
+        return [self.jump(fs)]
+
+    def compare_jump(self, fs: FnState, name: str, args: list[Any], k: int) -> list[int]:
+        saved = fs.free
+        a, b = args
+        if name == "!=":
+            name, k = "==", 1 - k
+        if name in ("==", "="):
+            for p, q in ((a, b), (b, a)):
+                if _small(q):
+                    self.emit(fs, "IFEQI", A=self.operand(fs, p), B=q, k=k)
+                    break
+                if _const_form(q) and not _const_form(p):
+                    kv = self.const(fs, _const_value(q))
+                    if kv <= 255:
+                        self.emit(fs, "IFEQK", A=self.operand(fs, p), B=kv, k=k)
+                        break
+            else:
+                ra = self.operand(fs, a)
+                self.emit(fs, "IFEQ", A=ra, B=self.operand(fs, b), k=k)
+        else:
+            opname, swap = {"<": ("IFLT", False), "<=": ("IFLE", False), ">": ("IFLT", True),
+                            ">=": ("IFLE", True)}[name]
+            if _small(b):
+                self.emit(fs, {"<": "IFLTI", "<=": "IFLEI", ">": "IFGTI", ">=": "IFGEI"}[name],
+                          A=self.operand(fs, a), B=b, k=k)
+            elif _small(a):
+                self.emit(fs, {"<": "IFGTI", "<=": "IFGEI", ">": "IFLTI", ">=": "IFLEI"}[name],
+                          A=self.operand(fs, b), B=a, k=k)
+            else:
+                ra = self.operand(fs, a)
+                rb = self.operand(fs, b)
+                if swap:
+                    ra, rb = rb, ra
+                self.emit(fs, opname, A=ra, B=rb, k=k)
+        fs.free = saved
+        return [self.jump(fs)]
+
+    def andor_jump(self, fs: FnState, x: Any, jump_if: bool) -> list[int]:
+        args = to_pylist(x.tail) or []
+        is_and = x.head is AND
+        if not args:
+            return [self.jump(fs)] if (is_and == jump_if) else []
+        # and: jump_if=False -> any false jumps out; jump_if=True -> all true then jump.
+        if is_and != jump_if:
+            out: list[int] = []
+            for a in args:
+                out += self.cond_jump(fs, a, jump_if)
+            return out
+        skips: list[int] = []
+        for a in args[:-1]:
+            skips += self.cond_jump(fs, a, not jump_if)
+        out = self.cond_jump(fs, args[-1], jump_if)
+        for s in skips:
+            self.patch(fs, s)
+        return out
+
+    # --- special forms -------------------------------------------------------------------
+
+    def c_quote(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        self.load_const(fs, x.tail.head, dest)
+        self.ret(fs, dest, tail)
+
+    def c_if(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        args = to_pylist(x.tail)
+        jf = self.cond_jump(fs, args[0], False)
+        self.expr(fs, args[1], dest, tail)
+        je = None if tail else self.jump(fs)
+        for j in jf:
+            self.patch(fs, j)
+        if len(args) == 3:
+            self.expr(fs, args[2], dest, tail)
+        else:
+            self.load_const(fs, None, dest)
+            self.ret(fs, dest, tail)
+        if je is not None:
+            self.patch(fs, je)
+
+    def c_do(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        self.body(fs, to_pylist(x.tail), dest, tail)
+
+    def c_andor(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        args = to_pylist(x.tail)
+        is_and = x.head is AND
+        if not args:
+            self.load_const(fs, TRUE if is_and else None, dest)
+            return self.ret(fs, dest, tail)
+        exits = []
+        for a in args[:-1]:
+            self.expr(fs, a, dest)
+            self.emit(fs, "TEST", A=dest, k=0 if is_and else 1)
+            exits.append(self.jump(fs))
+        self.expr(fs, args[-1], dest, tail)
+        for j in exits:
+            self.patch(fs, j)
+        if exits:
+            self.ret(fs, dest, tail)
+
+    def c_let(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        bindings = to_pylist(x.tail.head)
+        saved = fs.free
+        fs.scopes.append({})
+        for b in bindings:
+            name, value = b.head, b.tail.head
+            r = self.alloc(fs)
+            saved_pos, self.pos = self.pos, self.smap.get(b) or self.pos
+            self.expr(fs, value, r)
+            self.pos = saved_pos
+            v = self.declare(fs, name, r, b)
+            if v.boxed:
+                self.emit(fs, "BOX", A=r)
+        self.body(fs, to_pylist(x.tail.tail), dest, tail)
+        fs.scopes.pop()
+        fs.free = saved
+
+    def c_set(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        name, value = x.tail.head, x.tail.tail.head
+        r = self.resolve(fs, name)
+        self.expr(fs, value, dest)
+        if r[0] == "local":
+            self.emit(fs, "SETBOX" if r[1].boxed else "MOVE", A=r[1].reg, B=dest)
+        elif r[0] == "upval":
+            if not r[2]:  # pragma: no cover - the boxing analysis boxes every set target
+                raise self.err(x, f"internal: captured variable {name.name} is not boxed")
+            self.emit(fs, "SETUPBOX", A=dest, B=r[1])
+        else:
+            if name.name in self.reserved and not self.allow_reserved:
+                raise self.err(x, f"set: cannot assign to the builtin {name.name}")
+            self.emit(fs, "SETGLOBAL", A=dest, Bx=self.const(fs, intern(name.name)))
+        self.ret(fs, dest, tail)
+
+    def c_def(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        args = to_pylist(x.tail)
+        name = args[0]
+        if name.name in self.reserved and not self.allow_reserved:
+            raise self.err(x, f"def: cannot redefine the builtin {name.name}")
+        if len(args) >= 3:
+            self.function(fs, args[1], args[2:], name.name, x, dest)
+        else:
+            self.expr(fs, args[1], dest)
+        self.emit(fs, "DEFGLOBAL", A=dest, Bx=self.const(fs, intern(name.name)))
+        self.ret(fs, dest, tail)
+
+    def c_fn(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        self.function(fs, x.tail.head, to_pylist(x.tail.tail), "fn", x, dest)
+        self.ret(fs, dest, tail)
+
+    def function(self, parent: FnState, params_form: Any, body: list[Any], name: str, where: Any,
+                 dest: int) -> None:
+        params = to_pylist(params_form)
+        rest = None
+        if AMP in params:
+            rest = params[-1]
+            params = params[:-2]
+        if len(set(params + ([rest] if rest else []))) != len(params) + (1 if rest else 0):
+            raise self.err(where, "a parameter name appears twice")
+        if len(params) + (1 if rest else 0) > 200:
+            raise self.err(where, "more than 200 parameters")
+        proto = Proto(name, len(params), rest is not None, 1)
+        fs = FnState(parent, proto, _boxed_names(body))
+        for p in params + ([rest] if rest else []):
+            v = self.declare(fs, p, self.alloc(fs), where)
+            if v.boxed:
+                self.emit(fs, "BOX", A=v.reg)
+        self.body(fs, body, self.alloc(fs), True)
+        self.finish(fs)
+        self.protos.append(proto)
+        self.emit(parent, "CLOSURE", A=dest, Bx=len(self.protos) - 1)
+
+    def c_try(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        forms = to_pylist(x.tail)
+        catch = to_pylist(forms[-1])
+        saved = fs.free
+        ereg = self.alloc(fs)
+        start = len(fs.code)
+        self.body(fs, forms[:-1], dest, False)
+        end = len(fs.code)
+        if tail:
+            self.emit(fs, "RETURN", A=dest)
+            je = None
+        else:
+            je = self.jump(fs)
+        handler = len(fs.code)
+        if end > start:
+            fs.handlers.insert(0, (start, end, handler, ereg))
+        saved_pos, self.pos = self.pos, self.smap.get(forms[-1]) or self.pos
+        fs.scopes.append({})
+        v = self.declare(fs, catch[1], ereg, forms[-1])
+        if v.boxed:
+            self.emit(fs, "BOX", A=ereg)
+        self.body(fs, catch[2:], dest, tail)
+        fs.scopes.pop()
+        self.pos = saved_pos
+        if je is not None:
+            self.patch(fs, je)
+        fs.free = saved
+        # Nested tries were inserted at the front as they finished, so inner entries come first.
+        fs.handlers.sort(key=lambda h: h[1] - h[0])
+
+    def c_receive(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        clauses = to_pylist(x.tail)
+        after = None
+        if clauses and clauses[-1].head is AFTER:
+            after = to_pylist(clauses.pop().tail)
+        saved = fs.free
+        tmo = self.alloc(fs)
+        if after is not None:
+            self.expr(fs, after[0], tmo)
+        else:
+            self.emit(fs, "LOADNIL", A=tmo, B=0)
+        msg = self.alloc(fs)
+        self.emit(fs, "RECVSTART")
+        peek = self.emit(fs, "RECVPEEK", A=msg, sBx=0)
+        ends: list[int] = []
+        for clause in clauses:
+            fails = self.clause(fs, clause, msg, dest, tail, ends, take=True)
+            for j in fails:
+                self.patch(fs, j)
+        nxt = self.emit(fs, "RECVNEXT", sJ=0)
+        self.patch(fs, nxt, peek)
+        wait = self.emit(fs, "RECVWAIT", A=tmo, sBx=0)
+        self.patch(fs, wait, peek)
+        self.patch(fs, peek, wait)
+        self.body(fs, after[1:] if after is not None else [], dest, tail)
+        for j in ends:
+            self.patch(fs, j)
+        fs.free = saved
+
+    def c_match(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        forms = to_pylist(x.tail)
+        saved = fs.free
+        val = self.alloc(fs)
+        self.expr(fs, forms[0], val)
+        ends: list[int] = []
+        for clause in forms[1:]:
+            for j in self.clause(fs, clause, val, dest, tail, ends, take=False):
+                self.patch(fs, j)
+        base = self.alloc(fs, 2)
+        self.emit(fs, "MOVE", A=base + 1, B=val)
+        self.emit(fs, "CALLB", A=base, B=1, C=self.const(fs, intern("sys/badmatch")))
+        if tail:  # unreachable, but code never falls off the end of a function
+            self.emit(fs, "RETURN", A=base)
+        for j in ends:
+            self.patch(fs, j)
+        fs.free = saved
+
+    def clause(self, fs: FnState, clause: Any, subject: int, dest: int, tail: bool, ends: list[int],
+               take: bool) -> list[int]:
+        """One clause of receive/match; returns the jumps taken when it does not match."""
+        parts = to_pylist(clause)
+        saved_pos, self.pos = self.pos, self.smap.get(clause) or self.pos
+        saved = fs.free
+        fs.scopes.append({})
+        fails: list[int] = []
+        self.pattern(fs, parts[0], subject, fails, {}, clause)
+        body = parts[1:]
+        if body and body[0] is WHEN_KW:
+            fails += self.cond_jump(fs, body[1], False)
+            body = body[2:]
+        if take:
+            self.emit(fs, "RECVTAKE")
+        self.body(fs, body, dest, tail)
+        if not tail:
+            ends.append(self.jump(fs))
+        fs.scopes.pop()
+        fs.free = saved
+        self.pos = saved_pos
+        return fails
+
+    def pattern(self, fs: FnState, p: Any, reg: int, fails: list[int], seen: dict[Sym, int], where: Any) -> None:
+        """Test R[reg] against pattern p, binding its variables; failing tests jump (collected)."""
+        c = p.__class__
+        if p is UNDERSCORE:
+            return
+        if c is Sym:
+            if p in seen:
+                self.emit(fs, "IFEQ", A=reg, B=seen[p], k=0)
+                fails.append(self.jump(fs))
+                return
+            seen[p] = reg
+            v = self.declare(fs, p, reg, where)
+            if v.boxed:
+                r = self.alloc(fs)
+                self.emit(fs, "MOVE", A=r, B=reg)
+                self.emit(fs, "BOX", A=r)
+                v.reg = r
+            return
+        if c is Cons and p.head is QUOTE:
+            self.eq_const(fs, reg, p.tail.head, fails)
+            return
+        if c is Vec:
+            n = len(p.items)
+            t = self.alloc(fs, n) if n else reg
+            self.emit(fs, "UNVEC", A=t, B=reg, C=n)
+            fails.append(self.jump(fs))
+            for i, sub in enumerate(p.items):
+                self.pattern(fs, sub, t + i, fails, seen, where)
+            return
+        if c is Cons and p.head.__class__ is Sym and p.head.name in ("list", "cons"):
+            items = to_pylist(p.tail)
+            if p.head.name == "list" and items is not None and len(items) <= 200:
+                n = len(items)
+                t = self.alloc(fs, n) if n else reg
+                self.emit(fs, "UNLIST", A=t, B=reg, C=n)
+                fails.append(self.jump(fs))
+                for i, sub in enumerate(items):
+                    self.pattern(fs, sub, t + i, fails, seen, where)
+                return
+            if p.head.name == "cons" and items is not None and len(items) == 2:
+                t = self.alloc(fs, 2)
+                self.emit(fs, "UNCONS", A=t, B=reg)
+                fails.append(self.jump(fs))
+                self.pattern(fs, items[0], t, fails, seen, where)
+                self.pattern(fs, items[1], t + 1, fails, seen, where)
+                return
+        if c in (int, float, str) or p is None or p is TRUE or p is FALSE:
+            self.eq_const(fs, reg, p, fails)
+            return
+        raise self.err(p if c is Cons else where, f"bad pattern: {p!r}")
+
+    def eq_const(self, fs: FnState, reg: int, value: Any, fails: list[int]) -> None:
+        if _small(value):
+            self.emit(fs, "IFEQI", A=reg, B=value, k=0)
+        else:
+            kv = self.const(fs, value)
+            if kv <= 255:
+                self.emit(fs, "IFEQK", A=reg, B=kv, k=0)
+            else:
+                t = self.alloc(fs)
+                self.load_const(fs, value, t)
+                self.emit(fs, "IFEQ", A=reg, B=t, k=0)
+        fails.append(self.jump(fs))
+
+
+_SPECIAL = {
+    QUOTE: Compiler.c_quote, IF: Compiler.c_if, DO: Compiler.c_do, AND: Compiler.c_andor,
+    OR: Compiler.c_andor, LET: Compiler.c_let, SET: Compiler.c_set, DEF: Compiler.c_def,
+    FN: Compiler.c_fn, TRY: Compiler.c_try, RECEIVE: Compiler.c_receive, MATCH: Compiler.c_match,
+}
+
+_ARITH = {"+": "ADD", "-": "SUB", "*": "MUL", "/": "DIV", "div": "IDIV", "mod": "MOD"}
+_COMPARE = {"==": ("EQ", False), "=": ("EQ", False), "!=": ("NE", False), "<": ("LT", False),
+            "<=": ("LE", False), ">": ("LT", True), ">=": ("LE", True)}
+_UNARY = {"not": "NOT", "head": "HEAD", "tail": "TAIL"}
+
+_INLINE: dict[tuple[str, int], Any] = {
+    ("+", -1): Compiler.i_arith, ("-", -1): Compiler.i_arith, ("*", -1): Compiler.i_arith,
+    ("/", 2): Compiler.i_arith, ("div", 2): Compiler.i_arith, ("mod", 2): Compiler.i_arith,
+    ("-", 1): Compiler.i_neg, ("not", 1): Compiler.i_unary, ("head", 1): Compiler.i_unary,
+    ("tail", 1): Compiler.i_unary, ("cons", 2): Compiler.i_cons, ("list", -1): Compiler.i_seq,
+    ("vector", -1): Compiler.i_seq, ("recv", 0): Compiler.i_recv, ("timer/sleep", 1): Compiler.i_sleep,
+    ("apply", -1): Compiler.i_apply,
+}
+for _name in _COMPARE:
+    _INLINE[(_name, 2)] = Compiler.i_compare
+
+
+def _small(x: Any, negate: bool = False) -> bool:
+    """An integer literal that fits an 8-bit signed immediate (after negation, if asked)."""
+    if x.__class__ is not int:
+        return False
+    v = -x if negate else x
+    return MIN_I <= v <= MAX_I and MIN_I <= x <= MAX_I
+
+
+def _const_form(x: Any) -> bool:
+    c = x.__class__
+    return (c in (int, float, str) or x is TRUE or x is FALSE
+            or (c is Cons and x.head is QUOTE and x.tail.head.__class__ is Sym))
+
+
+def _const_value(x: Any) -> Any:
+    return x.tail.head if x.__class__ is Cons else x
+
+
+def _depth(x: Any) -> int:
+    best, todo = 0, [(x, 1)]
+    while todo:
+        v, d = todo.pop()
+        best = max(best, d)
+        if v.__class__ is Cons:
+            todo.extend((e, d + 1) for e in v)
+        elif v.__class__ is Vec:
+            todo.extend((e, d + 1) for e in v.items)
+    return best
+
+
+def _boxed_names(body: list[Any]) -> set[Sym]:
+    """Names that are assigned with `set` and also used inside a nested function.
+
+    An over-approximation by name over the whole body: boxing a variable that did not need it
+    costs a little speed, never correctness.
+    """
+    sets: set[Sym] = set()
+    nested: set[Sym] = set()
+    todo = [(f, False) for f in body]
+    while todo:
+        x, inner = todo.pop()
+        c = x.__class__
+        if c is Sym:
+            if inner:
+                nested.add(x)
+        elif c is Vec:
+            todo.extend((e, inner) for e in x.items)
+        elif c is Cons:
+            head = x.head
+            if head is QUOTE:
+                continue
+            if head is SET and x.tail.__class__ is Cons:
+                sets.add(x.tail.head)
+            deeper = inner or head is FN or (head is DEF and _len(x) >= 4)
+            c2: Any = x
+            while c2.__class__ is Cons:
+                todo.append((c2.head, deeper))
+                c2 = c2.tail
+    return sets & nested
+
+
+def _len(x: Any) -> int:
+    n = 0
+    while x.__class__ is Cons:
+        n += 1
+        x = x.tail
+    return n
+
+
+__all__ += ["S_LIST", "S_CONS", "CATCH"]

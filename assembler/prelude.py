@@ -1,0 +1,31 @@
+"""Build vm/prelude.lbc from vm/prelude.lisp: `python -m lispvm.assembler.prelude [OUT]`.
+
+The prelude is compiled ahead of time because the VM may not import the compiler; the test
+suite checks that the shipped .lbc matches its source.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..vm import lbc
+from ..vm.prelude import LBC_PATH, SOURCE_PATH
+from .pipeline import compile_source
+
+
+def build() -> bytes:
+    """The bytes prelude.lisp compiles to."""
+    module = compile_source(SOURCE_PATH.read_text(), "prelude.lisp", allow_reserved=True)
+    return lbc.dump(module)
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0]) if argv else LBC_PATH
+    out.write_bytes(build())
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""lispvm.scheduler: schedulers, the node of OS processes, the device process, tracing, the command."""

@@ -1,0 +1,219 @@
+"""The `lispvm` command (../shared/spec/CLI.md): asm, dis, run, trace.
+
+Owns: arguments, reading files, turning every kind of failure into one line on stderr and the
+exit status of CLI.md (0 ok, 1 program or compile failure, 2 usage or unreadable/invalid file),
+never a Python traceback (LISPVM_DEBUG=1 adds one for developers). Imports are lazy so that
+`lispvm run hello.lbc` loads neither the compiler nor numpy, pyopencl or multiprocessing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors: one line, status 2
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"lispvm: {message}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lispvm", description="A BEAM-style virtual machine for a small Lisp.")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
+    a = sub.add_parser("asm", help="compile SOURCE.lisp or assemble SOURCE.lasm into bytecode")
+    a.add_argument("source")
+    a.add_argument("-o", dest="out", help="output file (default: SOURCE with the suffix .lbc)")
+    a.add_argument("--dump", choices=("read", "expand", "compile"),
+                   help="also print the output of one compiler pass to standard output")
+    d = sub.add_parser("dis", help="print the text assembly of a bytecode file")
+    d.add_argument("file")
+    d.add_argument("-o", dest="out", help="write the assembly to this file instead of standard output")
+    r = sub.add_parser("run", help="run a bytecode file or a .lisp source")
+    r.add_argument("--schedulers", type=_positive, default=None,
+                   help="number of schedulers, each in its own OS process (default: CPU cores)")
+    r.add_argument("--reductions", type=_positive, default=4000, help="reductions per time slice (default 4000)")
+    r.add_argument("--trace", metavar="FILE", help="write the scheduler trace as JSON lines (- for stderr)")
+    r.add_argument("--no-jit", action="store_true", help="run the plain interpreter only (no fast tier)")
+    r.add_argument("file")
+    r.add_argument("args", nargs=argparse.REMAINDER)
+    t = sub.add_parser("trace", help="convert a trace into Chrome trace-event JSON")
+    t.add_argument("file")
+    t.add_argument("--chrome", metavar="OUT.json", required=True)
+    return p
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    p = _parser()
+    ns = p.parse_args(argv)
+    if ns.cmd is None:
+        p.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return {"asm": cmd_asm, "dis": cmd_dis, "run": cmd_run, "trace": cmd_trace}[ns.cmd](ns)
+    except KeyboardInterrupt:
+        sys.stderr.write("lispvm: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_FAIL
+    except Exception as e:  # a bug in lispvm: say so, loudly, but in one line unless debugging
+        if os.environ.get("LISPVM_DEBUG"):
+            raise
+        sys.stderr.write(f"lispvm: internal error (a bug in lispvm): {type(e).__name__}: {e}\n"
+                         "lispvm: run with LISPVM_DEBUG=1 for the traceback\n")
+        return 70
+
+
+def _read(path: str, binary: bool) -> Any:
+    try:
+        with open(path, "rb" if binary else "r", encoding=None if binary else "utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError:
+        raise _Fail(EXIT_USAGE, f"lispvm: cannot read {path}: not UTF-8 text") from None
+    except OSError as e:
+        raise _Fail(EXIT_USAGE, f"lispvm: cannot read {path}: {e.strerror or e}") from None
+
+
+def _write(path: str, data: bytes | str) -> None:
+    try:
+        with open(path, "wb" if isinstance(data, bytes) else "w", encoding=None if isinstance(data, bytes) else "utf-8") as f:
+            f.write(data)
+    except OSError as e:
+        raise _Fail(EXIT_USAGE, f"lispvm: cannot write {path}: {e.strerror or e}") from None
+
+
+class _Fail(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _guard(fn: Any) -> Any:
+    def wrapper(ns: argparse.Namespace) -> int:
+        from ..vm.errors import CompileError
+
+        try:
+            return fn(ns)
+        except _Fail as f:
+            sys.stderr.write(f.message + "\n")
+            return f.status
+        except CompileError as e:
+            sys.stderr.write(str(e) + "\n")
+            return EXIT_FAIL
+
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def compile_file(path: str, dump: str | None = None) -> bytes:
+    """The bytecode of a .lisp or .lasm file (raises CompileError or _Fail)."""
+    from ..assembler.lasm import assemble
+    from ..assembler.pipeline import compile_source
+    from ..vm import lbc
+    from ..vm.builtins import BUILTINS
+    from ..vm.errors import BadBytecode, CompileError
+    from ..vm.verify import verify
+
+    text = _read(path, False)
+    if path.endswith(".lasm"):
+        module = assemble(text, path)
+        try:
+            verify(module, frozenset(BUILTINS))
+        except BadBytecode as e:
+            raise CompileError(path, 1, 1, f"invalid code: {e.reason}") from None
+    else:
+        module = compile_source(text, path, dump=dump)
+    return lbc.dump(module)
+
+
+@_guard
+def cmd_asm(ns: argparse.Namespace) -> int:
+    data = compile_file(ns.source, ns.dump)
+    out = ns.out or (os.path.splitext(ns.source)[0] + ".lbc")
+    _write(out, data)
+    return EXIT_OK
+
+
+def load_bytecode(path: str, data: bytes) -> Any:
+    from ..vm import lbc
+    from ..vm.builtins import BUILTINS
+    from ..vm.errors import BadBytecode
+    from ..vm.verify import verify
+
+    try:
+        module = lbc.load(data)
+        verify(module, frozenset(BUILTINS))
+    except BadBytecode as e:
+        raise _Fail(EXIT_USAGE, f"{path}: not a valid bytecode file ({e.reason})") from None
+    return module
+
+
+@_guard
+def cmd_dis(ns: argparse.Namespace) -> int:
+    from ..assembler.lasm import disassemble
+
+    module = load_bytecode(ns.file, _read(ns.file, True))
+    text = disassemble(module)
+    if ns.out:
+        _write(ns.out, text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+@_guard
+def cmd_run(ns: argparse.Namespace) -> int:
+    from ..vm.errors import BadBytecode
+
+    if ns.file.endswith(".lisp") or ns.file.endswith(".lasm"):
+        data = compile_file(ns.file)
+    else:
+        data = _read(ns.file, True)
+        load_bytecode(ns.file, data)  # refuse a damaged file with the CLI's message
+    try:
+        from .runner import run_program
+
+        return run_program(data, ns.args, schedulers=ns.schedulers, reductions=ns.reductions,
+                           trace=ns.trace, jit=not ns.no_jit)
+    except BadBytecode as e:
+        raise _Fail(EXIT_USAGE, f"{ns.file}: not a valid bytecode file ({e.reason})") from None
+
+
+@_guard
+def cmd_trace(ns: argparse.Namespace) -> int:
+    from .trace import to_chrome
+
+    try:
+        n = to_chrome(ns.file, ns.chrome)
+    except OSError as e:
+        raise _Fail(EXIT_USAGE, f"lispvm: cannot convert {ns.file}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise _Fail(EXIT_USAGE, f"{ns.file}: not a lispvm trace ({e})") from None
+    sys.stderr.write(f"wrote {ns.chrome} ({n} events)\n")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""The scheduler: one run queue of lightweight processes, driven by one loop.
+
+Principles (curio's kernel is the model):
+- The VM loop (vm.interp.run) runs one process for one budget and returns an outcome; each
+  outcome has one trap_* function here. The loop knows nothing of this module.
+- Synchronous process operations (spawn, send, link, monitor, ...) are Host methods the VM calls
+  directly: nothing there ever waits.
+- The scheduler loop has four phases: take in what other OS processes sent, fire due timers,
+  run every ready process for one budget, then block until the next event or deadline. When
+  every process waits, it sleeps: no busy waiting.
+- Everything node-wide (names, other schedulers, the device process, output) goes through
+  `self.node` (scheduler/node.py); with one scheduler the node is this OS process.
+- Tracing happens at slice boundaries only, behind one `if self.trace is not None`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import time
+from collections import deque
+from typing import Any
+
+from ..vm import interp
+from ..vm.errors import describe
+from ..vm.process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Process
+from ..vm.values import Cons, Pid, Ref, Sym, from_list, intern
+
+__all__ = ["Scheduler", "RUNNABLE", "WAITING", "BLOCKED", "DEAD"]
+
+NEW, RUNNABLE, WAITING, BLOCKED, DEAD = range(5)
+NORMAL, KILL, KILLED, NOPROC = intern("normal"), intern("kill"), intern("killed"), intern("noproc")
+EXIT_SYM, DOWN_SYM = intern("EXIT"), intern("DOWN")
+
+
+class Scheduler:
+    """One scheduler. Implements vm.process.Host for the processes it runs."""
+
+    def __init__(self, node: Any, sid: int, budget: int = 4000, trace: Any = None) -> None:
+        self.node = node  # node-wide services: names, routing, output, halt (scheduler/node.py)
+        self.id = sid  # this scheduler's index, 0..N-1
+        self.budget = budget  # reductions per slice
+        self.trace = trace  # a scheduler.trace.Tracer, or None (then tracing costs one test)
+        self.procs: dict[Pid, Process] = {}  # live processes on this scheduler
+        self.runq: deque[Process] = deque()  # runnable processes, in order
+        self.timers: list[tuple[float, int, Any]] = []  # heap of (deadline ms, seq, process or send)
+        self.seq = 0  # tie-breaker for the timer heap, and pid/ref serial numbers
+        self.refs = 0  # serial numbers of refs made here
+        self.current: Process | None = None  # the process in its slice, if any
+        self.os_pid_ = os.getpid()  # for (sys/os-pid)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run_ready(self) -> None:
+        """Run each process that is ready now for one budget (phase three)."""
+        runq = self.runq
+        budget = self.budget
+        trace = self.trace
+        run = interp.run
+        n = len(runq)
+        while n and runq:
+            n -= 1
+            proc = runq.popleft()
+            if proc.status != RUNNABLE:
+                continue
+            self.current = proc
+            if trace is not None:
+                trace.slice_in(self, proc)
+            outcome = run(proc, budget, self)
+            if trace is not None:
+                trace.slice_out(self, proc, outcome)
+            self.current = None
+            _TRAPS[outcome](self, proc)
+
+    def fire_timers(self, now: float) -> None:
+        """Phase two: wake processes whose receive timed out; deliver timer/send-after."""
+        timers = self.timers
+        while timers and timers[0][0] <= now:
+            deadline, _, what = heapq.heappop(timers)
+            if what.__class__ is Process:
+                if what.status == WAITING and what.deadline == deadline:
+                    what.timed_out = True
+                    self.wake(what)
+                    if self.trace is not None:
+                        self.trace.event(self, "timeout", what.pid)
+            else:
+                _, sender, dest, msg = what
+                self.node.send_from(self, sender, dest, msg)
+
+    def next_deadline(self) -> float | None:
+        """The earliest timer, skipping stale receive timeouts."""
+        timers = self.timers
+        while timers:
+            deadline, _, what = timers[0]
+            if what.__class__ is Process and (what.status != WAITING or what.deadline != deadline):
+                heapq.heappop(timers)
+                continue
+            return deadline
+        return None
+
+    def wake(self, proc: Process) -> None:
+        if proc.status == WAITING or proc.status == NEW:
+            proc.status = RUNNABLE
+            self.runq.append(proc)
+
+    # --- traps: one per outcome ------------------------------------------------------------
+
+    def trap_yield(self, proc: Process) -> None:
+        self.runq.append(proc)
+
+    def trap_wait(self, proc: Process) -> None:
+        proc.status = WAITING
+        d = proc.deadline
+        if d is not None and proc.sched != d:
+            proc.sched = d  # one heap entry per deadline, however often the process wakes
+            self.seq += 1
+            heapq.heappush(self.timers, (d, self.seq, proc))
+
+    def trap_block(self, proc: Process) -> None:
+        proc.status = BLOCKED
+        self.node.request_service(self, proc)
+
+    def trap_done(self, proc: Process) -> None:
+        self.finish(proc, NORMAL)
+
+    def trap_failed(self, proc: Process) -> None:
+        self.node.crash_report(self, proc)
+        self.finish(proc, proc.result)
+
+    def trap_exited(self, proc: Process) -> None:
+        self.finish(proc, proc.result)
+
+    def trap_halt(self, proc: Process) -> None:
+        self.node.halt(proc.result)
+
+    # --- process lifecycle -----------------------------------------------------------------
+
+    def new_pid(self) -> Pid:
+        self.seq += 1
+        return Pid(self.id, self.seq)
+
+    def add(self, proc: Process) -> None:
+        """Take a process (new, or moved here) and make it runnable."""
+        self.procs[proc.pid] = proc
+        proc.status = RUNNABLE
+        self.runq.append(proc)
+
+    def finish(self, proc: Process, reason: Any) -> None:
+        """A process ended: tell its links and monitors, forget it."""
+        proc.status = DEAD
+        proc.result = reason
+        self.procs.pop(proc.pid, None)
+        if self.trace is not None:
+            self.trace.event(self, "exit", proc.pid, reason=reason)
+        if proc.name is not None:
+            self.node.unregister(proc.name, proc.pid)
+        if proc.links:
+            for other in proc.links:
+                self.node.signal(self, other, ("exit", proc.pid, reason))
+        if proc.monitors:
+            for ref, (role, other) in proc.monitors.items():
+                if role == "by":  # `other` watches us
+                    self.node.signal(self, other, ("down", ref, proc.pid, reason))
+        proc.links = proc.monitors = None
+        proc.mailbox = None
+        proc.frames = []
+        proc.regs = []
+        self.node.process_ended(self, proc, reason)
+
+    def kill(self, proc: Process, reason: Any) -> None:
+        """End a process that is not running now (an exit signal)."""
+        if proc.status == DEAD:
+            return
+        self.finish(proc, reason)
+
+    def receive_signal(self, sig: tuple) -> None:
+        """Apply a link/monitor signal addressed to a process on this scheduler."""
+        kind = sig[0]
+        target = self.procs.get(sig[1] if kind in ("link", "unlink") else sig[-1])
+        if kind == "exit":  # ("exit", from, reason, to)
+            _, frm, reason, to = sig
+            target = self.procs.get(to)
+            if target is None:
+                return
+            if target.links is not None:
+                target.links.discard(frm)
+            self.exit_signal_to(target, frm, reason, linked=True)
+        elif kind == "xsignal":  # ("xsignal", from, reason, to): (exit pid reason)
+            _, frm, reason, to = sig
+            target = self.procs.get(to)
+            if target is not None:
+                self.exit_signal_to(target, frm, reason, linked=False)
+        elif kind == "down":  # ("down", ref, pid, reason, to)
+            _, ref, pid, reason, to = sig
+            target = self.procs.get(to)
+            if target is not None and target.monitors and target.monitors.pop(ref, None) is not None:
+                self.deliver(target, from_list([DOWN_SYM, ref, pid, reason]))
+        elif kind == "link":  # ("link", to, from)
+            _, to, frm = sig
+            if target is None:
+                self.node.signal(self, frm, ("exit", to, NOPROC))
+            else:
+                if target.links is None:
+                    target.links = set()
+                target.links.add(frm)
+        elif kind == "unlink":  # ("unlink", to, from)
+            if target is not None and target.links:
+                target.links.discard(sig[2])
+        elif kind == "monitor":  # ("monitor", ref, watcher, to)
+            _, ref, watcher, to = sig
+            target = self.procs.get(to)
+            if target is None:
+                self.node.signal(self, watcher, ("down", ref, to, NOPROC))
+            else:
+                if target.monitors is None:
+                    target.monitors = {}
+                target.monitors[ref] = ("by", watcher)
+        elif kind == "demonitor":  # ("demonitor", ref, to)
+            _, ref, to = sig
+            target = self.procs.get(to)
+            if target is not None and target.monitors:
+                target.monitors.pop(ref, None)
+
+    def exit_signal_to(self, target: Process, frm: Pid, reason: Any, linked: bool) -> None:
+        """Erlang's rules: `kill` cannot be trapped; trapped signals become messages; a
+        `normal` signal from a link is ignored."""
+        if reason is KILL and not linked:
+            self.kill_or_raise(target, KILLED)
+        elif target.trap_exit:
+            self.deliver(target, from_list([EXIT_SYM, frm, reason]))
+        elif reason is NORMAL and (linked or frm != target.pid):
+            return
+        else:
+            self.kill_or_raise(target, reason)
+
+    def kill_or_raise(self, target: Process, reason: Any) -> None:
+        if target is self.current:
+            from ..vm.errors import ProcessExit
+
+            raise ProcessExit(reason)  # the running process signalled itself
+        self.kill(target, reason)
+
+    def deliver(self, proc: Process, msg: Any) -> None:
+        """Put a message in a local process's mailbox and wake it if it waits."""
+        proc.deliver(msg)
+        if proc.status == WAITING:
+            proc.status = RUNNABLE
+            self.runq.append(proc)
+
+    # --- Host: what the VM calls -----------------------------------------------------------
+
+    def preempt(self) -> bool:
+        """Asked when a budget is spent: should the running process give way?"""
+        if self.runq or self.node.pending():
+            return True
+        t = self.timers
+        return bool(t) and t[0][0] <= time.monotonic() * 1000.0
+
+    def spawn(self, parent: Process, fn: Any, args: list, link: bool, where: int | None) -> Pid:
+        cl, regs = interp.new_process_regs(fn, args)
+        proc = Process(self.new_pid(), cl, regs)
+        if link:
+            proc.links = {parent.pid}
+            if parent.links is None:
+                parent.links = set()
+            parent.links.add(proc.pid)
+        if self.trace is not None:
+            self.trace.event(self, "spawn", proc.pid, parent=parent.pid, fn=cl.name)
+        self.node.place(self, proc, where)
+        return proc.pid
+
+    def send(self, sender: Process, dest: Any, msg: Any) -> None:
+        self.node.send_from(self, sender.pid, dest, msg)
+
+    def register(self, proc: Process, name: Sym, pid: Pid) -> None:
+        self.node.register(self, name, pid)
+
+    def whereis(self, name: Sym) -> Pid | None:
+        return self.node.whereis(name)
+
+    def link(self, proc: Process, pid: Pid) -> None:
+        if pid == proc.pid:
+            return
+        if proc.links is None:
+            proc.links = set()
+        proc.links.add(pid)
+        self.node.signal(self, pid, ("link", pid, proc.pid))
+
+    def unlink(self, proc: Process, pid: Pid) -> None:
+        if proc.links:
+            proc.links.discard(pid)
+        self.node.signal(self, pid, ("unlink", pid, proc.pid))
+
+    def monitor(self, proc: Process, pid: Pid) -> Ref:
+        ref = self.make_ref()
+        if proc.monitors is None:
+            proc.monitors = {}
+        proc.monitors[ref] = ("of", pid)
+        self.node.signal(self, pid, ("monitor", ref, proc.pid, pid))
+        return ref
+
+    def demonitor(self, proc: Process, ref: Ref) -> None:
+        if proc.monitors and ref in proc.monitors:
+            _, pid = proc.monitors.pop(ref)
+            self.node.signal(self, pid, ("demonitor", ref, pid))
+
+    def exit_signal(self, proc: Process, pid: Pid, reason: Any) -> None:
+        self.node.signal(self, pid, ("xsignal", proc.pid, reason, pid))
+
+    def make_ref(self) -> Ref:
+        self.refs += 1
+        return Ref(self.id, self.refs)
+
+    def send_after(self, proc: Process, ms: float, dest: Any, msg: Any) -> Ref:
+        self.seq += 1
+        heapq.heappush(self.timers, (time.monotonic() * 1000.0 + ms, self.seq, ("send", proc.pid, dest, msg)))
+        return self.make_ref()
+
+    def output(self, line: str) -> None:
+        self.node.output(line)
+
+    def now_ms(self) -> float:
+        return time.monotonic() * 1000.0
+
+    def schedulers(self) -> int:
+        return self.node.nschedulers
+
+    def scheduler_id(self) -> int:
+        return self.id
+
+    def os_pid(self) -> int:
+        return self.os_pid_
+
+    def args(self) -> list[str]:
+        return self.node.argv
+
+    def define(self, name: str, value: Any) -> None:
+        self.node.define(self, name, value)
+
+
+_TRAPS = {
+    YIELD: Scheduler.trap_yield, WAIT: Scheduler.trap_wait, BLOCK: Scheduler.trap_block,
+    DONE: Scheduler.trap_done, FAILED: Scheduler.trap_failed, EXITED: Scheduler.trap_exited,
+    HALT: Scheduler.trap_halt,
+}
+
+
+def crash_line(proc: Process, main: bool) -> str:
+    """The one line printed when a process dies of an uncaught error."""
+    file, line, col = proc.where or ("?", 0, 0)
+    what = describe(proc.result)
+    if main:
+        return f"{file}:{line}:{col}: error: {what}"
+    return f"{file}:{line}:{col}: process {proc.pid!r} crashed: {what}"
+
+
+__all__ += ["crash_line", "Cons"]

@@ -1,0 +1,190 @@
+"""The node: the schedulers of one running program, and what they share.
+
+Owns: loading the program into each scheduler's OS process, routing messages and signals to the
+scheduler that holds a process, names (register/whereis), output, the end of the node, and the
+exit status. This module holds the one-scheduler node (everything in this OS process); the
+multi-process node is scheduler/cluster.py and offers the same methods to its schedulers.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from ..vm import interp, lbc, prelude
+from ..vm.builtins import BUILTINS, badarg
+from ..vm.process import Globals, Process
+from ..vm.values import Closure, Pid, Sym, to_repr
+from .kernel import DEAD, NORMAL, Scheduler, crash_line
+
+__all__ = ["LocalNode", "load_program"]
+
+
+def load_program(data: bytes, globals_: Globals) -> lbc.Module:
+    """Load, verify and decode a program's bytecode into `globals_` (prelude first)."""
+    from ..vm import process as vmprocess
+    from ..vm.verify import verify
+
+    module = lbc.load(data)
+    verify(module, frozenset(BUILTINS))
+    lbc.register(module)
+    vmprocess.CURRENT_GLOBALS = globals_
+    prelude.install(globals_)
+    interp.predecode(module, globals_)
+    return module
+
+
+class LocalNode:
+    """A node of one scheduler, in this OS process."""
+
+    def __init__(self, module: lbc.Module, globals_: Globals, argv: list[str], budget: int,
+                 trace: Any = None, out: Any = None, err: Any = None) -> None:
+        self.module = module  # the program
+        self.globals = globals_  # global variables
+        self.argv = argv  # (sys/args)
+        self.nschedulers = 1
+        self.out = out or sys.stdout  # where `print` goes
+        self.err = err or sys.stderr  # crash reports
+        self.names: dict[Sym, Pid] = {}  # registered names
+        self.sched = Scheduler(self, 0, budget, trace)
+        self.trace = trace
+        self.main: Process | None = None  # the process running the program's top level
+        self.exit_code: int | None = None  # set when the node ends
+
+    # --- running ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run the program's top level as the main process until the node ends; the status."""
+        main = Process(self.sched.new_pid(), Closure(self.module.protos[0], ()), [None] * self.module.protos[0].nregs)
+        self.main = main
+        s = self.sched
+        s.add(main)
+        try:
+            while self.exit_code is None:
+                if s.timers:
+                    s.fire_timers(time.monotonic() * 1000.0)
+                if s.runq:
+                    s.run_ready()
+                    continue
+                if self.exit_code is not None:
+                    break
+                self.idle()
+        finally:
+            self.flush()
+        return self.exit_code
+
+    def idle(self) -> None:
+        """Nothing is runnable: sleep until the next timer, or report a deadlock."""
+        s = self.sched
+        d = s.next_deadline()
+        if d is None:
+            self.deadlock()
+            return
+        self.flush()
+        delay = (d - time.monotonic() * 1000.0) / 1000.0
+        if delay > 0:
+            time.sleep(delay)
+
+    def deadlock(self) -> None:
+        main = self.main
+        self.err.write(f"lispvm: deadlock: the main process {main.pid!r} waits for a message that no "
+                       f"process can send ({len(self.sched.procs)} process(es) waiting, no timers)\n")
+        self.exit_code = 1
+
+    def flush(self) -> None:
+        try:
+            self.out.flush()
+        except (OSError, ValueError):
+            pass
+
+    # --- what schedulers ask of the node ---------------------------------------------------
+
+    def pending(self) -> bool:
+        return False
+
+    def place(self, sched: Scheduler, proc: Process, where: int | None) -> None:
+        sched.add(proc)
+
+    def locate(self, pid: Pid) -> Process | None:
+        return self.sched.procs.get(pid)
+
+    def resolve(self, dest: Any) -> Pid | None:
+        if dest.__class__ is Sym:
+            pid = self.names.get(dest)
+            if pid is None:
+                raise badarg(f"send: no process is registered as {dest.name}")
+            return pid
+        return dest
+
+    def send_from(self, sched: Scheduler, sender: Pid, dest: Any, msg: Any) -> None:
+        pid = self.resolve(dest)
+        proc = self.sched.procs.get(pid)
+        if proc is not None:
+            if sched.trace is not None:
+                sched.trace.event(sched, "send", sender, to=pid)
+            sched.deliver(proc, msg)
+
+    def signal(self, sched: Scheduler, pid: Pid, sig: tuple) -> None:
+        kind = sig[0]
+        if kind == "exit":
+            sig = (*sig, pid)
+        elif kind == "down":
+            sig = (*sig, pid)
+        self.sched.receive_signal(sig)
+        if sched.trace is not None and kind in ("link", "monitor"):
+            sched.trace.event(sched, kind, sig[2] if kind == "link" else sig[2], target=pid)
+
+    def register(self, sched: Scheduler, name: Sym, pid: Pid) -> None:
+        proc = self.sched.procs.get(pid)
+        if name in self.names:
+            raise badarg(f"register: {name.name} is already registered")
+        if proc is None or proc.status == DEAD:
+            raise badarg(f"register: process {pid!r} is not alive")
+        if proc.name is not None:
+            raise badarg(f"register: process {pid!r} is already registered as {proc.name.name}")
+        self.names[name] = pid
+        proc.name = name
+
+    def unregister(self, name: Sym, pid: Pid) -> None:
+        if self.names.get(name) == pid:
+            del self.names[name]
+
+    def whereis(self, name: Sym) -> Pid | None:
+        return self.names.get(name)
+
+    def request_service(self, sched: Scheduler, proc: Process) -> None:
+        from .device import client  # only programs that use gpu/ get here
+
+        client(self).submit(sched, proc)
+
+    def crash_report(self, sched: Scheduler, proc: Process) -> None:
+        if proc is not self.main:
+            self.flush()
+            self.err.write(crash_line(proc, False) + "\n")
+            self.err.flush()
+
+    def process_ended(self, sched: Scheduler, proc: Process, reason: Any) -> None:
+        if proc is self.main:
+            self.exit_code = main_exit(proc, reason, self.flush, self.err)
+
+    def halt(self, code: int) -> None:
+        self.exit_code = code
+
+    def output(self, line: str) -> None:
+        self.out.write(line + "\n")
+
+    def define(self, sched: Scheduler, name: str, value: Any) -> None:
+        pass
+
+
+def main_exit(proc: Process, reason: Any, flush: Any, err: Any) -> int:
+    """The node's exit status when the main process ends, after saying why if it failed."""
+    if reason is NORMAL:
+        return 0
+    flush()
+    if proc.where is not None:  # an uncaught error (the VM recorded where it was raised)
+        err.write(crash_line(proc, True) + "\n")
+    else:
+        err.write(f"lispvm: the main process exited with reason {to_repr(reason)}\n")
+    return 1

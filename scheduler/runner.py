@@ -1,0 +1,23 @@
+"""Running a program: pick the node (one scheduler here, or several OS processes), run, exit status.
+
+Owns: the choice between LocalNode (one scheduler, this OS process) and the multi-process
+cluster, the tracer's life, and the fast tier's switch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..vm.process import Globals
+from .node import LocalNode, load_program
+
+__all__ = ["run_program"]
+
+
+def run_program(data: bytes, argv: list[str], schedulers: int | None = None, reductions: int = 4000,
+                trace: str | None = None, jit: bool = True, out: Any = None, err: Any = None) -> int:
+    """Run the program in `data` (.lbc bytes); returns the node's exit status."""
+    globals_ = Globals()
+    module = load_program(data, globals_)
+    node = LocalNode(module, globals_, list(argv), reductions, None, out, err)
+    return node.run()

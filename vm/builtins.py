@@ -1,0 +1,752 @@
+"""Builtin functions written in Python (LANGUAGE.md sections 4, 5 and 8).
+
+Owns: the Python builtins, their argument checks and error kinds. Must never: call back into
+Lisp (a builtin that takes a function is written in Lisp, in vm/prelude.lisp, so that it runs on
+the VM: preemptible, no Python recursion), or wait (waiting is a loop outcome; a builtin that
+must wait raises vm.interp.Block).
+
+Process operations reach the scheduler through `ctx.host` (vm.process.Host); `ctx.proc` is the
+running process. The loop sets both at the start of every slice.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import BADMATCH, USER, Halt, LispError, ProcessExit, badarg, badarity, runtime_error
+from .values import (
+    FALSE, TRUE, Box, Bool, Builtin, Closure, Cons, F32Array, Pid, Ref, Sym, Vec, from_list, intern,
+    lisp_eq, to_pylist, to_repr, to_str, type_name,
+)
+
+__all__ = ["BUILTINS", "ctx", "short_repr", "copy_message", "INFINITY", "CONSTANTS"]
+
+INFINITY = intern("infinity")
+NUMBER = (int, float)
+
+
+class _Ctx:
+    """The running process and its host; set by the loop at the start of each slice."""
+
+    __slots__ = ("proc", "host")
+
+    def __init__(self) -> None:
+        self.proc: Any = None  # the running vm.process.Process
+        self.host: Any = None  # the scheduler (a vm.process.Host)
+
+
+ctx = _Ctx()
+BUILTINS: dict[str, Builtin] = {}
+BOXES_MADE = False  # set once any closure captured an assigned variable (messages then get copied)
+
+
+def note_box() -> None:
+    """Called when a Box is made: from now on, messages are scanned for closures to copy."""
+    global BOXES_MADE
+    BOXES_MADE = True
+
+
+def builtin(name: str) -> Any:
+    def deco(fn: Any) -> Any:
+        BUILTINS[name] = Builtin(name, fn)
+        return fn
+
+    return deco
+
+
+def short_repr(x: Any, limit: int = 60) -> str:
+    """A value as printed inside a list, cut to `limit` characters, for messages."""
+    s = to_repr(x)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def runtime_error_value(kind: str, message: str) -> Any:
+    return runtime_error(intern(kind), message).value
+
+
+def _num(name: str, x: Any) -> Any:
+    if x.__class__ is int or x.__class__ is float:
+        return x
+    raise badarg(f"{name}: expected a number, got {type_name(x)} {short_repr(x)}")
+
+
+def _int(name: str, x: Any) -> int:
+    if x.__class__ is int:
+        return x
+    raise badarg(f"{name}: expected an integer, got {type_name(x)} {short_repr(x)}")
+
+
+def _list(name: str, x: Any) -> list:
+    items = to_pylist(x)
+    if items is None:
+        raise badarg(f"{name}: expected a list, got {type_name(x)} {short_repr(x)}")
+    return items
+
+
+def _str(name: str, x: Any) -> str:
+    if x.__class__ is str:
+        return x
+    raise badarg(f"{name}: expected a string, got {type_name(x)} {short_repr(x)}")
+
+
+def _arity(name: str, args: tuple, lo: int, hi: int | None = None) -> None:
+    n = len(args)
+    if n < lo or (hi is not None and n > hi):
+        want = f"{lo}" if hi == lo else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
+        raise badarity(f"{name} takes {want} argument{'s' * (want != '1')}, got {n}")
+
+
+def _b(x: bool) -> Bool:
+    return TRUE if x else FALSE
+
+
+# --- arithmetic -------------------------------------------------------------------------------
+
+@builtin("+")
+def b_add(*args: Any) -> Any:
+    total: Any = 0
+    for x in args:
+        total += _num("+", x)
+    return total
+
+
+@builtin("-")
+def b_sub(*args: Any) -> Any:
+    _arity("-", args, 1)
+    if len(args) == 1:
+        return -_num("-", args[0])
+    out = _num("-", args[0])
+    for x in args[1:]:
+        out -= _num("-", x)
+    return out
+
+
+@builtin("*")
+def b_mul(*args: Any) -> Any:
+    out: Any = 1
+    for x in args:
+        out *= _num("*", x)
+    return out
+
+
+@builtin("/")
+def b_div(*args: Any) -> Any:
+    _arity("/", args, 1)
+    try:
+        if len(args) == 1:
+            return 1 / _num("/", args[0])
+        out = _num("/", args[0])
+        for x in args[1:]:
+            out = out / _num("/", x)
+        return float(out)
+    except ZeroDivisionError:
+        raise badarg("/: division by zero") from None
+    except OverflowError:
+        raise badarg("/: result too large for a float") from None
+
+
+@builtin("div")
+def b_idiv(a: Any, b: Any) -> Any:
+    try:
+        return _num("div", a) // _num("div", b)
+    except ZeroDivisionError:
+        raise badarg("div: division by zero") from None
+
+
+@builtin("mod")
+def b_mod(a: Any, b: Any) -> Any:
+    try:
+        return _num("mod", a) % _num("mod", b)
+    except ZeroDivisionError:
+        raise badarg("mod: division by zero") from None
+
+
+@builtin("abs")
+def b_abs(x: Any) -> Any:
+    return abs(_num("abs", x))
+
+
+def _ordered(name: str, x: Any) -> Any:
+    if x.__class__ is int or x.__class__ is float or x.__class__ is str:
+        return x
+    raise badarg(f"{name}: expected a number or a string, got {type_name(x)} {short_repr(x)}")
+
+
+def _compare(name: str, args: tuple, test: Any) -> Bool:
+    _arity(name, args, 1)
+    for i in range(len(args) - 1):
+        a, b = _ordered(name, args[i]), _ordered(name, args[i + 1])
+        try:
+            if not test(a, b):
+                return FALSE
+        except TypeError:
+            raise badarg(f"{name}: cannot compare {type_name(a)} {short_repr(a)} with "
+                         f"{type_name(b)} {short_repr(b)}") from None
+    if len(args) == 1:
+        _ordered(name, args[0])
+    return TRUE
+
+
+@builtin("min")
+def b_min(*args: Any) -> Any:
+    _arity("min", args, 1)
+    best = _ordered("min", args[0])
+    for x in args[1:]:
+        if _compare("min", (x, best), lambda a, b: a < b) is TRUE:
+            best = x
+    return best
+
+
+@builtin("max")
+def b_max(*args: Any) -> Any:
+    _arity("max", args, 1)
+    best = _ordered("max", args[0])
+    for x in args[1:]:
+        if _compare("max", (x, best), lambda a, b: a > b) is TRUE:
+            best = x
+    return best
+
+
+builtin("<")(lambda *args: _compare("<", args, lambda a, b: a < b))
+builtin(">")(lambda *args: _compare(">", args, lambda a, b: a > b))
+builtin("<=")(lambda *args: _compare("<=", args, lambda a, b: a <= b))
+builtin(">=")(lambda *args: _compare(">=", args, lambda a, b: a >= b))
+
+
+def _eq(*args: Any) -> Bool:
+    _arity("==", args, 1)
+    return _b(all(lisp_eq(args[i], args[i + 1]) for i in range(len(args) - 1)))
+
+
+BUILTINS["=="] = Builtin("==", _eq)
+BUILTINS["="] = Builtin("=", _eq)
+
+
+@builtin("!=")
+def b_ne(*args: Any) -> Bool:
+    _arity("!=", args, 2)
+    return FALSE if _eq(*args) is TRUE else TRUE
+
+
+@builtin("not")
+def b_not(x: Any) -> Bool:
+    return TRUE if x is FALSE or x is None else FALSE
+
+
+# --- math ---------------------------------------------------------------------------------
+
+def _math1(name: str, fn: Any) -> None:
+    def f(x: Any) -> Any:
+        try:
+            return fn(_num(name, x))
+        except (ValueError, OverflowError) as e:
+            raise badarg(f"{name}: {short_repr(x)} is out of the domain ({e})") from None
+
+    BUILTINS[name] = Builtin(name, f)
+
+
+for _n, _f in (("sin", math.sin), ("cos", math.cos), ("tan", math.tan), ("sqrt", math.sqrt),
+               ("exp", math.exp), ("floor", math.floor), ("ceil", math.ceil)):
+    _math1("math/" + _n, _f)
+
+
+@builtin("math/log")
+def b_log(x: Any, base: Any = None) -> float:
+    try:
+        if base is None:
+            return math.log(_num("math/log", x))
+        return math.log(_num("math/log", x), _num("math/log", base))
+    except (ValueError, ZeroDivisionError):
+        raise badarg(f"math/log: {short_repr(x)} is out of the domain") from None
+
+
+@builtin("math/pow")
+def b_pow(x: Any, y: Any) -> float:
+    try:
+        return math.pow(_num("math/pow", x), _num("math/pow", y))
+    except (ValueError, OverflowError) as e:
+        raise badarg(f"math/pow: {short_repr(x)} ** {short_repr(y)} is out of range ({e})") from None
+
+
+@builtin("math/round")
+def b_round(x: Any) -> int:
+    """Half away from zero, as Erlang's round/1 and C's round() (Python's round() is banker's)."""
+    x = _num("math/round", x)
+    if x.__class__ is int:
+        return x
+    try:
+        r = math.floor(abs(x) + 0.5)
+    except (ValueError, OverflowError):
+        raise badarg(f"math/round: cannot round {short_repr(x)}") from None
+    return int(r) if x >= 0 else -int(r)
+
+
+CONSTANTS = {"math/pi": math.pi}  # globals that are values, not functions
+
+
+# --- lists --------------------------------------------------------------------------------
+
+@builtin("list")
+def b_list(*args: Any) -> Any:
+    return from_list(args)
+
+
+@builtin("cons")
+def b_cons(h: Any, t: Any) -> Cons:
+    return Cons(h, t)
+
+
+@builtin("head")
+def b_head(x: Any) -> Any:
+    if x.__class__ is not Cons:
+        raise badarg(f"head: expected a non-empty list, got {short_repr(x)}")
+    return x.head
+
+
+@builtin("tail")
+def b_tail(x: Any) -> Any:
+    if x.__class__ is not Cons:
+        raise badarg(f"tail: expected a non-empty list, got {short_repr(x)}")
+    return x.tail
+
+
+@builtin("empty?")
+def b_empty(x: Any) -> Bool:
+    if x is None:
+        return TRUE
+    c = x.__class__
+    if c is Cons:
+        return FALSE
+    if c is Vec:
+        return _b(not x.items)
+    if c is str:
+        return _b(not x)
+    raise badarg(f"empty?: expected a list, vector or string, got {type_name(x)} {short_repr(x)}")
+
+
+@builtin("length")
+def b_length(x: Any) -> int:
+    c = x.__class__
+    if c is Vec:
+        return len(x.items)
+    if c is str:
+        return len(x)
+    n = 0
+    while x.__class__ is Cons:
+        n += 1
+        x = x.tail
+    if x is not None:
+        raise badarg(f"length: expected a list, vector or string, got {type_name(x)} {short_repr(x)}")
+    return n
+
+
+@builtin("nth")
+def b_nth(xs: Any, i: Any) -> Any:
+    i = _int("nth", i)
+    if xs.__class__ is Vec:
+        if 0 <= i < len(xs.items):
+            return xs.items[i]
+        raise badarg(f"nth: index {i} out of range for a vector of {len(xs.items)}")
+    if i >= 0:
+        c, k = xs, i
+        while c.__class__ is Cons:
+            if k == 0:
+                return c.head
+            c = c.tail
+            k -= 1
+        if c is not None:
+            raise badarg(f"nth: expected a list, got {type_name(xs)} {short_repr(xs)}")
+    raise badarg(f"nth: index {i} out of range for a list of {b_length(xs)}")
+
+
+@builtin("append")
+def b_append(*args: Any) -> Any:
+    if not args:
+        return None
+    out = args[-1]
+    for x in reversed(args[:-1]):
+        items = _list("append", x)
+        for e in reversed(items):
+            out = Cons(e, out)
+    return out
+
+
+@builtin("reverse")
+def b_reverse(x: Any) -> Any:
+    out = None
+    c = x
+    while c.__class__ is Cons:
+        out = Cons(c.head, out)
+        c = c.tail
+    if c is not None:
+        raise badarg(f"reverse: expected a list, got {type_name(x)} {short_repr(x)}")
+    return out
+
+
+@builtin("list/range")
+def b_range(*args: Any) -> Any:
+    _arity("list/range", args, 1, 3)
+    ints = [_int("list/range", a) for a in args]
+    if len(ints) == 3 and ints[2] == 0:
+        raise badarg("list/range: step must not be 0")
+    return from_list(range(*ints))
+
+
+@builtin("list/sort")
+def b_sort(xs: Any) -> Any:
+    items = _list("list/sort", xs)
+    for x in items:
+        _ordered("list/sort", x)
+    try:
+        return from_list(sorted(items))
+    except TypeError:
+        raise badarg("list/sort: cannot sort numbers and strings together") from None
+
+
+@builtin("list/contains?")
+def b_contains(x: Any, xs: Any) -> Bool:
+    return _b(any(lisp_eq(x, e) for e in _list("list/contains?", xs)))
+
+
+# --- vectors ------------------------------------------------------------------------------
+
+@builtin("vector")
+def b_vector(*args: Any) -> Vec:
+    return Vec(args)
+
+
+def _vec(name: str, v: Any) -> Vec:
+    if v.__class__ is Vec:
+        return v
+    raise badarg(f"{name}: expected a vector, got {type_name(v)} {short_repr(v)}")
+
+
+@builtin("vec/get")
+def b_vec_get(v: Any, i: Any) -> Any:
+    items = _vec("vec/get", v).items
+    i = _int("vec/get", i)
+    if 0 <= i < len(items):
+        return items[i]
+    raise badarg(f"vec/get: index {i} out of range for a vector of {len(items)}")
+
+
+@builtin("vec/len")
+def b_vec_len(v: Any) -> int:
+    return len(_vec("vec/len", v).items)
+
+
+@builtin("vec/to-list")
+def b_vec_to_list(v: Any) -> Any:
+    return from_list(_vec("vec/to-list", v).items)
+
+
+@builtin("list/to-vec")
+def b_list_to_vec(xs: Any) -> Vec:
+    return Vec(tuple(_list("list/to-vec", xs)))
+
+
+# --- strings ------------------------------------------------------------------------------
+
+@builtin("str")
+def b_str(*args: Any) -> str:
+    return "".join(to_str(x) for x in args)
+
+
+@builtin("str/length")
+def b_str_length(s: Any) -> int:
+    return len(_str("str/length", s))
+
+
+@builtin("str/split")
+def b_str_split(s: Any, sep: Any) -> Any:
+    s, sep = _str("str/split", s), _str("str/split", sep)
+    return from_list(list(s) if sep == "" else s.split(sep))
+
+
+@builtin("str/join")
+def b_str_join(sep: Any, xs: Any) -> str:
+    return _str("str/join", sep).join(to_str(x) for x in _list("str/join", xs))
+
+
+@builtin("repr")
+def b_repr(x: Any) -> str:
+    return to_repr(x)
+
+
+@builtin("symbol")
+def b_symbol(s: Any) -> Sym:
+    s = _str("symbol", s)
+    if not s:
+        raise badarg("symbol: the name must not be empty")
+    return intern(s)
+
+
+@builtin("parse-int")
+def b_parse_int(s: Any, base: Any = 10) -> int:
+    s = _str("parse-int", s)
+    base = _int("parse-int", base)
+    try:
+        return int(s.strip(), base)
+    except ValueError:
+        raise badarg(f"parse-int: not an integer: {short_repr(s)}") from None
+
+
+# --- predicates ---------------------------------------------------------------------------
+
+builtin("int?")(lambda x: _b(x.__class__ is int))
+builtin("float?")(lambda x: _b(x.__class__ is float))
+builtin("number?")(lambda x: _b(x.__class__ is int or x.__class__ is float))
+builtin("string?")(lambda x: _b(x.__class__ is str))
+builtin("symbol?")(lambda x: _b(x.__class__ is Sym))
+builtin("list?")(lambda x: _b(x is None or x.__class__ is Cons))
+builtin("vector?")(lambda x: _b(x.__class__ is Vec))
+builtin("fn?")(lambda x: _b(x.__class__ is Closure or x.__class__ is Builtin))
+builtin("pid?")(lambda x: _b(x.__class__ is Pid))
+builtin("ref?")(lambda x: _b(x.__class__ is Ref))
+builtin("nil?")(lambda x: _b(x is None))
+builtin("bool?")(lambda x: _b(x is TRUE or x is FALSE))
+
+
+# --- output, errors, time, program ----------------------------------------------------------
+
+@builtin("print")
+def b_print(*args: Any) -> None:
+    ctx.host.output(" ".join(to_str(x) for x in args))
+
+
+@builtin("throw")
+def b_throw(value: Any) -> None:
+    raise LispError(value)
+
+
+@builtin("error")
+def b_error(message: Any) -> None:
+    raise runtime_error(USER, message if message.__class__ is str else to_str(message))
+
+
+@builtin("sys/badmatch")
+def b_badmatch(value: Any) -> None:
+    raise runtime_error(BADMATCH, f"no clause matches {short_repr(value)}")
+
+
+@builtin("sys/spread")
+def b_spread(args: Any) -> Any:
+    """(a b ... lst) -> (a b ... elements of lst): the arguments of `apply`."""
+    items = to_pylist(args)
+    if not items:
+        raise badarity("apply takes at least 2 arguments")
+    _list("apply", items[-1])
+    return from_list(items[:-1], items[-1])
+
+
+@builtin("now-ms")
+def b_now_ms() -> float:
+    return ctx.host.now_ms()
+
+
+@builtin("sys/args")
+def b_args() -> Any:
+    return from_list(ctx.host.args())
+
+
+@builtin("halt")
+def b_halt(code: Any = 0) -> None:
+    code = _int("halt", code)
+    if not 0 <= code <= 255:
+        raise badarg(f"halt: exit status must be 0..255, got {code}")
+    raise Halt(code)
+
+
+# --- processes ----------------------------------------------------------------------------
+
+def copy_message(msg: Any) -> Any:
+    """A message as the receiver gets it. Values are immutable except closures that captured an
+    assigned variable (a Box): those are copied, with their boxes, so processes share nothing.
+    Until any Box was ever made (the usual case) this costs one test."""
+    if not BOXES_MADE or msg.__class__ in (int, float, str, Sym, Pid, Ref, Bool) or msg is None:
+        return msg
+    memo: dict[int, Any] = {}
+    return _copy(msg, memo)
+
+
+def _copy(x: Any, memo: dict[int, Any]) -> Any:
+    c = x.__class__
+    if c is Cons:
+        items = []
+        while x.__class__ is Cons:
+            items.append(_copy(x.head, memo))
+            x = x.tail
+        return from_list(items, _copy(x, memo))
+    if c is Vec:
+        return Vec(tuple(_copy(e, memo) for e in x.items))
+    if c is Closure:
+        if id(x) in memo:
+            return memo[id(x)]
+        if not any(u.__class__ is Box for u in x.upvals):
+            return x
+        new = memo[id(x)] = Closure(x.proto, (), x.name)
+        new.upvals = tuple(_copy(u, memo) for u in x.upvals)
+        return new
+    if c is Box:
+        if id(x) not in memo:
+            memo[id(x)] = b = Box(None)
+            b.v = _copy(x.v, memo)
+        return memo[id(x)]
+    return x
+
+
+def _fn(name: str, f: Any) -> Any:
+    if f.__class__ is Closure or f.__class__ is Builtin:
+        return f
+    raise badarg(f"{name}: expected a function, got {type_name(f)} {short_repr(f)}")
+
+
+@builtin("spawn")
+def b_spawn(f: Any, *args: Any) -> Pid:
+    return ctx.host.spawn(ctx.proc, _fn("spawn", f), [copy_message(a) for a in args], False, None)
+
+
+@builtin("spawn-link")
+def b_spawn_link(f: Any, *args: Any) -> Pid:
+    return ctx.host.spawn(ctx.proc, _fn("spawn-link", f), [copy_message(a) for a in args], True, None)
+
+
+@builtin("spawn-on")
+def b_spawn_on(k: Any, f: Any, *args: Any) -> Pid:
+    k = _int("spawn-on", k)
+    if k < 0:
+        raise badarg(f"spawn-on: scheduler index must be >= 0, got {k}")
+    return ctx.host.spawn(ctx.proc, _fn("spawn-on", f), [copy_message(a) for a in args], False, k)
+
+
+@builtin("self")
+def b_self() -> Pid:
+    return ctx.proc.pid
+
+
+def _dest(name: str, d: Any) -> Any:
+    if d.__class__ is Pid or d.__class__ is Sym:
+        return d
+    raise badarg(f"{name}: expected a pid or a registered name, got {type_name(d)} {short_repr(d)}")
+
+
+@builtin("send")
+def b_send(dest: Any, msg: Any) -> Any:
+    ctx.host.send(ctx.proc, _dest("send", dest), copy_message(msg))
+    return msg
+
+
+def _pid(name: str, p: Any) -> Pid:
+    if p.__class__ is Pid:
+        return p
+    raise badarg(f"{name}: expected a pid, got {type_name(p)} {short_repr(p)}")
+
+
+@builtin("register")
+def b_register(name: Any, pid: Any) -> Any:
+    if name.__class__ is not Sym:
+        raise badarg(f"register: the name must be a symbol, got {short_repr(name)}")
+    ctx.host.register(ctx.proc, name, _pid("register", pid))
+    return TRUE
+
+
+@builtin("whereis")
+def b_whereis(name: Any) -> Any:
+    if name.__class__ is not Sym:
+        raise badarg(f"whereis: the name must be a symbol, got {short_repr(name)}")
+    return ctx.host.whereis(name)
+
+
+@builtin("link")
+def b_link(pid: Any) -> Any:
+    ctx.host.link(ctx.proc, _pid("link", pid))
+    return TRUE
+
+
+@builtin("unlink")
+def b_unlink(pid: Any) -> Any:
+    ctx.host.unlink(ctx.proc, _pid("unlink", pid))
+    return TRUE
+
+
+@builtin("monitor")
+def b_monitor(pid: Any) -> Ref:
+    return ctx.host.monitor(ctx.proc, _pid("monitor", pid))
+
+
+@builtin("demonitor")
+def b_demonitor(ref: Any) -> Any:
+    if ref.__class__ is not Ref:
+        raise badarg(f"demonitor: expected a ref, got {short_repr(ref)}")
+    ctx.host.demonitor(ctx.proc, ref)
+    return TRUE
+
+
+@builtin("trap-exit")
+def b_trap_exit(flag: Any) -> Bool:
+    old = ctx.proc.trap_exit
+    ctx.proc.trap_exit = flag is not FALSE and flag is not None
+    return _b(old)
+
+
+@builtin("exit")
+def b_exit(*args: Any) -> Any:
+    _arity("exit", args, 1, 2)
+    if len(args) == 1:
+        raise ProcessExit(copy_message(args[0]))
+    ctx.host.exit_signal(ctx.proc, _pid("exit", args[0]), copy_message(args[1]))
+    return TRUE
+
+
+@builtin("make-ref")
+def b_make_ref() -> Ref:
+    return ctx.host.make_ref()
+
+
+@builtin("timer/send-after")
+def b_send_after(ms: Any, dest: Any, msg: Any) -> Any:
+    ms = _num("timer/send-after", ms)
+    if ms < 0:
+        raise badarg(f"timer/send-after: delay must be >= 0, got {ms}")
+    return ctx.host.send_after(ctx.proc, ms, _dest("timer/send-after", dest), copy_message(msg))
+
+
+@builtin("sys/schedulers")
+def b_schedulers() -> int:
+    return ctx.host.schedulers()
+
+
+@builtin("sys/scheduler-id")
+def b_scheduler_id() -> int:
+    return ctx.host.scheduler_id()
+
+
+@builtin("sys/os-pid")
+def b_os_pid() -> int:
+    return ctx.host.os_pid()
+
+
+_TRAMPOLINE: list[Closure] = []
+
+
+def spawn_trampoline() -> Closure:
+    """A closure whose code is `return R[0](...R[1])`: a process that runs a builtin."""
+    if not _TRAMPOLINE:
+        from .lbc import Module, Proto, register
+        from .opcodes import BY_NAME, encode
+
+        p = Proto("apply", 2, False, 2)
+        p.code = [encode(BY_NAME["TAILAPPLY"], {"A": 0, "B": 1})]
+        p.lines = [(0, 0)]
+        m = Module("<spawn>", [p], b"spawn-trampoline")
+        register(m)
+        from .interp import predecode
+        from .process import Globals
+
+        predecode(m, Globals())
+        _TRAMPOLINE.append(Closure(p, (), "apply"))
+    return _TRAMPOLINE[0]
+
+
+__all__ += ["runtime_error_value", "note_box", "F32Array"]

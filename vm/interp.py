@@ -1,0 +1,760 @@
+"""The VM loop: `run(proc, budget, host) -> outcome`, and the pre-decoder that feeds it.
+
+Owns: executing instructions, frames (as data, never Python recursion), reductions, errors and
+`try`, and the hand-over to the fast tier (vm/fast.py). Must never: import the scheduler or the
+assembler, log, trace or allocate per instruction (calls allocate the callee's registers; that is
+the frame).
+
+Pre-decoding (once per prototype, at load): each 32-bit word becomes a 5-tuple
+`(op, a, b, c, nxt)` with constants, globals (GlobalCell), builtins (Python callables) and
+prototypes resolved into the operands, jump offsets made absolute, and `nxt` the index of the
+instruction that runs next. A conditional and the JMP after it fuse into one tuple whose `c` is
+where to go when the test holds and whose `nxt` is where to go when it does not, so `k` costs
+nothing at run time. The loop reads `op, a, b, c, pc = code[pc]`: no `pc += 1`, no decoding.
+
+Dispatch is an if-chain ordered by measured frequency (docs/performance.md). Reductions: one per
+call of a Lisp function and one per backward jump. When the budget is spent the loop asks
+`host.preempt()`; if nobody else wants the CPU it refills the budget and goes on.
+
+Invariant for error positions: a handler raises only before it changes `op, a, b, c, pc`; the
+error path finds the faulting instruction from those locals (`_fault_index`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import builtins as B
+from .errors import BadBytecode, Halt, LispError, ProcessExit, badarg, badarity, describe, undef
+from .lbc import Module, Proto
+from .opcodes import BY_NUM, decode_fields
+from .process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Globals, Process
+from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Vec, to_pylist, type_name
+
+__all__ = ["predecode", "run", "call_sync", "Block", "DECODED", "new_process_regs"]
+
+# Decoded operations. The numbers are internal (not the file's opcodes) and never stored.
+(D_MOVE, D_LOADK, D_LOADNIL, D_GETUPVAL, D_GETUPBOX, D_SETUPBOX, D_BOX, D_UNBOX, D_SETBOX,
+ D_GETGLOBAL, D_SETGLOBAL, D_DEFGLOBAL, D_CLOSURE,
+ D_CALL, D_TAILCALL, D_CALLG, D_TAILCALLG, D_CALLB0, D_CALLB1, D_CALLB2, D_CALLB3, D_CALLBN,
+ D_APPLY, D_TAILAPPLY, D_RETURN,
+ D_ADD, D_SUB, D_MUL, D_DIV, D_IDIV, D_MOD, D_ADDI, D_NEG, D_NOT, D_EQ, D_NE, D_LT, D_LE,
+ D_JMP, D_JMPBACK, D_JT, D_JEQ, D_JEQK, D_JLT, D_JLE, D_JLTI, D_JLEI, D_JGTI, D_JGEI,
+ D_LIST, D_VECTOR, D_CONS, D_HEAD, D_TAIL, D_UNLIST, D_UNCONS, D_UNVEC,
+ D_RECVSTART, D_RECVPEEK, D_RECVNEXT, D_RECVTAKE, D_RECVWAIT, D_SKIPPED) = range(63)
+
+DECODED = {name: value for name, value in globals().items() if name.startswith("D_")}
+
+# Which decoded operations each file opcode may become (read by the handler test).
+DECODES_TO = {
+    "MOVE": ("D_MOVE",), "LOADK": ("D_LOADK",), "LOADI": ("D_LOADK",), "LOADNIL": ("D_LOADK", "D_LOADNIL"),
+    "LOADBOOL": ("D_LOADK",), "GETUPVAL": ("D_GETUPVAL",), "GETUPBOX": ("D_GETUPBOX",),
+    "SETUPBOX": ("D_SETUPBOX",), "BOX": ("D_BOX",), "UNBOX": ("D_UNBOX",), "SETBOX": ("D_SETBOX",),
+    "GETGLOBAL": ("D_GETGLOBAL",), "SETGLOBAL": ("D_SETGLOBAL",), "DEFGLOBAL": ("D_DEFGLOBAL",),
+    "CLOSURE": ("D_CLOSURE",), "CALL": ("D_CALL",), "TAILCALL": ("D_TAILCALL",), "CALLG": ("D_CALLG",),
+    "TAILCALLG": ("D_TAILCALLG",),
+    "CALLB": ("D_CALLB0", "D_CALLB1", "D_CALLB2", "D_CALLB3", "D_CALLBN"),
+    "APPLY": ("D_APPLY",), "TAILAPPLY": ("D_TAILAPPLY",), "RETURN": ("D_RETURN",),
+    "ADD": ("D_ADD",), "SUB": ("D_SUB",), "MUL": ("D_MUL",), "DIV": ("D_DIV",), "IDIV": ("D_IDIV",),
+    "MOD": ("D_MOD",), "ADDI": ("D_ADDI",), "NEG": ("D_NEG",), "NOT": ("D_NOT",), "EQ": ("D_EQ",),
+    "NE": ("D_NE",), "LT": ("D_LT",), "LE": ("D_LE",), "JMP": ("D_JMP", "D_JMPBACK", "D_SKIPPED"),
+    "TEST": ("D_JT",), "IFEQ": ("D_JEQ",), "IFLT": ("D_JLT",), "IFLE": ("D_JLE",), "IFEQK": ("D_JEQK",),
+    "IFEQI": ("D_JEQK",), "IFLTI": ("D_JLTI",), "IFLEI": ("D_JLEI",), "IFGTI": ("D_JGTI",),
+    "IFGEI": ("D_JGEI",), "LIST": ("D_LIST",), "VECTOR": ("D_VECTOR",), "CONS": ("D_CONS",),
+    "HEAD": ("D_HEAD",), "TAIL": ("D_TAIL",), "UNLIST": ("D_UNLIST",), "UNCONS": ("D_UNCONS",),
+    "UNVEC": ("D_UNVEC",), "RECVSTART": ("D_RECVSTART",), "RECVPEEK": ("D_RECVPEEK",),
+    "RECVNEXT": ("D_RECVNEXT",), "RECVTAKE": ("D_RECVTAKE",), "RECVWAIT": ("D_RECVWAIT",),
+}
+
+_COND = {"TEST": D_JT, "IFEQ": D_JEQ, "IFLT": D_JLT, "IFLE": D_JLE, "IFEQK": D_JEQK, "IFEQI": D_JEQK,
+         "IFLTI": D_JLTI, "IFLEI": D_JLEI, "IFGTI": D_JGTI, "IFGEI": D_JGEI}
+_SIMPLE = {"MOVE": D_MOVE, "GETUPVAL": D_GETUPVAL, "GETUPBOX": D_GETUPBOX, "SETUPBOX": D_SETUPBOX,
+           "BOX": D_BOX, "UNBOX": D_UNBOX, "SETBOX": D_SETBOX, "CALL": D_CALL, "TAILCALL": D_TAILCALL,
+           "APPLY": D_APPLY, "TAILAPPLY": D_TAILAPPLY, "RETURN": D_RETURN, "ADD": D_ADD, "SUB": D_SUB,
+           "MUL": D_MUL, "DIV": D_DIV, "IDIV": D_IDIV, "MOD": D_MOD, "ADDI": D_ADDI, "NEG": D_NEG,
+           "NOT": D_NOT, "EQ": D_EQ, "NE": D_NE, "LT": D_LT, "LE": D_LE, "LIST": D_LIST,
+           "VECTOR": D_VECTOR, "CONS": D_CONS, "HEAD": D_HEAD, "TAIL": D_TAIL, "UNLIST": D_UNLIST,
+           "UNCONS": D_UNCONS, "UNVEC": D_UNVEC, "RECVSTART": D_RECVSTART, "RECVTAKE": D_RECVTAKE}
+
+
+class Block(BaseException):
+    """Raised by a builtin that must wait for a service (GPU work): the loop returns BLOCK."""
+
+    def __init__(self, request: Any) -> None:
+        super().__init__(request)
+        self.request = request  # what the scheduler should do on the process's behalf
+
+
+# --- pre-decoding ------------------------------------------------------------------------
+
+def predecode(module: Module, globals_: Globals) -> None:
+    """Decode every prototype of `module` for the loop, resolving names in `globals_`."""
+    for p in module.protos:
+        p.dcode = _decode_proto(p, module, globals_)
+
+
+def _decode_proto(p: Proto, module: Module, g: Globals) -> list[tuple]:
+    out: list[tuple] = []
+    code = p.code
+    n = len(code)
+    for i, word in enumerate(code):
+        op, f = decode_fields(word)
+        name = op.name
+        nxt = i + 1
+        a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
+        if name in _COND:
+            target = i + 2 + decode_fields(code[i + 1])[1]["sJ"]
+            k = f["k"]
+            if name == "IFEQK":
+                b = p.consts[b]
+            when_true, when_false = (target, i + 2) if k else (i + 2, target)
+            out.append((_COND[name], a, b, when_true, when_false))
+            continue
+        if out and out[-1][0] in _FUSED_WITH_NEXT and len(out) == i:
+            # the JMP after a conditional or a match: never executed on its own
+            out.append((D_SKIPPED, 0, 0, 0, i + 1))
+            continue
+        if name in ("UNLIST", "UNCONS", "UNVEC"):
+            fail = i + 2 + decode_fields(code[i + 1])[1]["sJ"]
+            out.append((_SIMPLE[name], a, b, (c, fail), i + 2))
+            continue
+        if name == "LOADK":
+            out.append((D_LOADK, a, p.consts[f["Bx"]], 0, nxt))
+        elif name == "LOADI":
+            out.append((D_LOADK, a, f["sBx"], 0, nxt))
+        elif name == "LOADBOOL":
+            out.append((D_LOADK, a, TRUE if b else FALSE, 0, nxt))
+        elif name == "LOADNIL":
+            out.append((D_LOADK, a, None, 0, nxt) if b == 0 else (D_LOADNIL, a, b, 0, nxt))
+        elif name in ("GETGLOBAL", "SETGLOBAL", "DEFGLOBAL"):
+            cell = g.cell(p.consts[f["Bx"]].name)
+            out.append(({"GETGLOBAL": D_GETGLOBAL, "SETGLOBAL": D_SETGLOBAL, "DEFGLOBAL": D_DEFGLOBAL}[name],
+                        a, cell, 0, nxt))
+        elif name == "CLOSURE":
+            out.append((D_CLOSURE, a, module.protos[f["Bx"]], 0, nxt))
+        elif name in ("CALLG", "TAILCALLG"):
+            cell = g.cell(p.consts[c].name)
+            out.append((D_CALLG if name == "CALLG" else D_TAILCALLG, a, b, cell, nxt))
+        elif name == "CALLB":
+            bname = p.consts[c].name
+            fn = B.BUILTINS.get(bname)
+            if fn is None:
+                raise BadBytecode(f"unknown builtin {bname}")
+            dop = (D_CALLB0, D_CALLB1, D_CALLB2, D_CALLB3)[b] if b <= 3 else D_CALLBN
+            out.append((dop, a, b, fn.fn, nxt))
+        elif name == "JMP":
+            target = nxt + f["sJ"]
+            out.append((D_JMPBACK if target <= i else D_JMP, 0, 0, 0, target))
+        elif name in ("RECVPEEK", "RECVWAIT"):
+            out.append((D_RECVPEEK if name == "RECVPEEK" else D_RECVWAIT, a, 0, nxt + f["sBx"], nxt))
+        elif name == "RECVNEXT":
+            out.append((D_RECVNEXT, 0, 0, nxt + f["sJ"], nxt))
+        elif name == "ADDI":
+            out.append((D_ADDI, a, b, c, nxt))
+        else:
+            out.append((_SIMPLE[name], a, b, c, nxt))
+    assert len(out) == n
+    return out
+
+
+_FUSED_WITH_NEXT = frozenset({D_JT, D_JEQ, D_JEQK, D_JLT, D_JLE, D_JLTI, D_JLEI, D_JGTI, D_JGEI,
+                              D_UNLIST, D_UNCONS, D_UNVEC})
+
+
+def new_process_regs(fn: Any, args: list) -> tuple[Closure, list]:
+    """The first frame of a process running `fn(*args)`: (closure, registers).
+
+    Raises badarity/badarg in the spawner, where the mistake is.
+    """
+    if fn.__class__ is Closure:
+        return fn, _enter(fn.proto, list(args), fn)
+    if fn.__class__ is Builtin:
+        from .builtins import spawn_trampoline  # a two-instruction closure that applies fn
+
+        tramp = spawn_trampoline()
+        return tramp, [fn, _from_pylist(args)] + tramp.proto.pad[1:]
+    raise badarg(f"spawn: expected a function, got {type_name(fn)}")
+
+
+def _from_pylist(items: list) -> Any:
+    out = None
+    for x in reversed(items):
+        out = Cons(x, out)
+    return out
+
+
+def _enter(p: Proto, args: list, f: Any) -> list:
+    """Registers for a call of `p` with `args` (the slow path: rest parameters, wrong arity)."""
+    n = p.nparams
+    if p.rest:
+        if len(args) < n:
+            raise badarity(f"{f!r} takes at least {n} argument{'s' * (n != 1)}, got {len(args)}")
+        rest = None
+        for x in reversed(args[n:]):
+            rest = Cons(x, rest)
+        return args[:n] + [rest] + p.pad[1:]
+    if len(args) != n:
+        raise badarity(f"{f!r} takes {n} argument{'s' * (n != 1)}, got {len(args)}")
+    return args + p.pad
+
+
+def _not_callable(f: Any, name: str | None = None) -> LispError:
+    if f is UNDEF:
+        return undef(f"undefined function {name}")
+    what = f"{name} is not a function" if name else "not a function"
+    return badarg(f"{what}: {type_name(f)} {B.short_repr(f)}")
+
+
+# --- the loop ------------------------------------------------------------------------------
+
+def run(proc: Process, budget: int, host: Any) -> int:
+    """Run `proc` until it waits, ends, or spends `budget` reductions and must yield.
+
+    Returns one of the outcomes in vm.process; the process record holds the state to resume.
+    """
+    B.ctx.proc = proc
+    B.ctx.host = host
+    refill = budget
+    preempt = host.preempt
+    frames = proc.frames
+    push = frames.append
+    pop = frames.pop
+    cl = proc.cl
+    upv = cl.upvals
+    code = cl.proto.dcode
+    regs = proc.regs
+    pc = proc.pc
+    op = a = b = c = None
+    pending: BaseException | None = None
+    if proc.reply_error is not None:  # a BLOCK request failed: raise its error at the call
+        pending = LispError(proc.reply_error)
+        proc.reply_error = None
+    while True:
+        try:
+            if pending is not None:
+                exc, pending = pending, None
+                raise exc
+            while True:
+                op, a, b, c, pc = code[pc]
+                if op is D_JLTI:
+                    if regs[a] < b:
+                        pc = c
+                elif op is D_CALLG:
+                    f = c.v
+                    if f.__class__ is Closure:
+                        p = f.proto
+                        if b == p.nparams and not p.rest:
+                            fast = p.fast
+                            if fast is not None and FAST_ON:
+                                regs[a] = _call_fast(f, fast, regs, a, b)
+                                continue
+                            push((cl, code, pc, regs, a))
+                            if b == 1:
+                                regs = [regs[a + 1], *p.pad]
+                            elif b == 2:
+                                regs = [regs[a + 1], regs[a + 2], *p.pad]
+                            else:
+                                regs = regs[a + 1:a + 1 + b] + p.pad
+                        else:
+                            x = _enter(p, regs[a + 1:a + 1 + b], f)  # raises before any change
+                            push((cl, code, pc, regs, a))
+                            regs = x
+                        cl = f
+                        upv = f.upvals
+                        code = p.dcode
+                        pc = 0
+                        budget -= 1
+                        if budget <= 0:
+                            if preempt():
+                                break
+                            budget = refill
+                    elif f.__class__ is Builtin:
+                        regs[a] = f.fn(*regs[a + 1:a + 1 + b])
+                    else:
+                        raise _not_callable(f, c.name)
+                elif op is D_RETURN:
+                    v = regs[a]
+                    if frames:
+                        cl, code, pc, regs, a = pop()
+                        upv = cl.upvals
+                        regs[a] = v
+                    else:
+                        proc.result = v
+                        proc.regs = regs
+                        return DONE
+                elif op is D_ADDI:
+                    x = regs[b] + c
+                    if x.__class__ is str:
+                        raise TypeError
+                    regs[a] = x
+                elif op is D_ADD:
+                    x = regs[b] + regs[c]
+                    if x.__class__ is str:
+                        raise TypeError
+                    regs[a] = x
+                elif op is D_MOVE:
+                    regs[a] = regs[b]
+                elif op is D_TAILCALLG:
+                    f = c.v
+                    if f.__class__ is Closure:
+                        p = f.proto
+                        if b == p.nparams and not p.rest:
+                            if b == 1:
+                                regs = [regs[a + 1], *p.pad]
+                            elif b == 2:
+                                regs = [regs[a + 1], regs[a + 2], *p.pad]
+                            else:
+                                regs = regs[a + 1:a + 1 + b] + p.pad
+                        else:
+                            regs = _enter(p, regs[a + 1:a + 1 + b], f)
+                        cl = f
+                        upv = f.upvals
+                        code = p.dcode
+                        pc = 0
+                        budget -= 1
+                        if budget <= 0:
+                            if preempt():
+                                break
+                            budget = refill
+                    elif f.__class__ is Builtin:
+                        v = f.fn(*regs[a + 1:a + 1 + b])
+                        if frames:
+                            cl, code, pc, regs, a = pop()
+                            upv = cl.upvals
+                            regs[a] = v
+                        else:
+                            proc.result = v
+                            proc.regs = regs
+                            return DONE
+                    else:
+                        raise _not_callable(f, c.name)
+                elif op is D_LOADK:
+                    regs[a] = b
+                elif op is D_JT:
+                    x = regs[a]
+                    if x is not FALSE and x is not None:
+                        pc = c
+                elif op is D_JEQK:
+                    if regs[a] == b:
+                        pc = c
+                elif op is D_SUB:
+                    regs[a] = regs[b] - regs[c]
+                elif op is D_JLT:
+                    if regs[a] < regs[b]:
+                        pc = c
+                elif op is D_JLE:
+                    if regs[a] <= regs[b]:
+                        pc = c
+                elif op is D_JGTI:
+                    if regs[a] > b:
+                        pc = c
+                elif op is D_JLEI:
+                    if regs[a] <= b:
+                        pc = c
+                elif op is D_JGEI:
+                    if regs[a] >= b:
+                        pc = c
+                elif op is D_JEQ:
+                    if regs[a] == regs[b]:
+                        pc = c
+                elif op is D_GETUPVAL:
+                    regs[a] = upv[b]
+                elif op is D_GETGLOBAL:
+                    x = b.v
+                    if x is UNDEF:
+                        raise undef(f"undefined global {b.name}")
+                    regs[a] = x
+                elif op is D_CALLB1:
+                    regs[a] = c(regs[a + 1])
+                elif op is D_CALLB2:
+                    regs[a] = c(regs[a + 1], regs[a + 2])
+                elif op is D_HEAD:
+                    x = regs[b]
+                    if x.__class__ is not Cons:
+                        raise badarg(f"head: expected a non-empty list, got {B.short_repr(x)}")
+                    regs[a] = x.head
+                elif op is D_TAIL:
+                    x = regs[b]
+                    if x.__class__ is not Cons:
+                        raise badarg(f"tail: expected a non-empty list, got {B.short_repr(x)}")
+                    regs[a] = x.tail
+                elif op is D_CONS:
+                    regs[a] = Cons(regs[b], regs[c])
+                elif op is D_LIST:
+                    x = None
+                    i = a + b
+                    while i > a:
+                        x = Cons(regs[i], x)
+                        i -= 1
+                    regs[a] = x
+                elif op is D_CALLB0:
+                    regs[a] = c()
+                elif op is D_CALLB3:
+                    regs[a] = c(regs[a + 1], regs[a + 2], regs[a + 3])
+                elif op is D_CALLBN:
+                    regs[a] = c(*regs[a + 1:a + 1 + b])
+                elif op is D_JMP:
+                    pass
+                elif op is D_JMPBACK:
+                    budget -= 1
+                    if budget <= 0:
+                        if preempt():
+                            break
+                        budget = refill
+                elif op is D_MUL:
+                    x = regs[b] * regs[c]
+                    if x.__class__ is str:
+                        raise TypeError
+                    regs[a] = x
+                elif op is D_EQ:
+                    regs[a] = TRUE if regs[b] == regs[c] else FALSE
+                elif op is D_LT:
+                    regs[a] = TRUE if regs[b] < regs[c] else FALSE
+                elif op is D_LE:
+                    regs[a] = TRUE if regs[b] <= regs[c] else FALSE
+                elif op is D_NE:
+                    regs[a] = FALSE if regs[b] == regs[c] else TRUE
+                elif op is D_NOT:
+                    x = regs[b]
+                    regs[a] = TRUE if x is FALSE or x is None else FALSE
+                elif op is D_UNLIST:
+                    n, fail = c
+                    x = regs[b]
+                    i = a
+                    end = a + n
+                    while i < end and x.__class__ is Cons:
+                        regs[i] = x.head
+                        x = x.tail
+                        i += 1
+                    if i < end or x is not None:
+                        pc = fail
+                elif op is D_RECVSTART:
+                    proc.scan = proc.mbhead
+                    proc.deadline = None
+                    proc.timed_out = False
+                elif op is D_RECVPEEK:
+                    mb = proc.mailbox
+                    if mb is not None and proc.scan < len(mb):
+                        regs[a] = mb[proc.scan]
+                    else:
+                        pc = c
+                elif op is D_RECVTAKE:
+                    proc.take()
+                elif op is D_RECVNEXT:
+                    proc.scan += 1
+                    pc = c
+                    budget -= 1
+                    if budget <= 0:
+                        if preempt():
+                            break
+                        budget = refill
+                elif op is D_RECVWAIT:
+                    mb = proc.mailbox
+                    if mb is not None and proc.scan < len(mb):
+                        pc = c  # a message came while we were away: scan it
+                    elif proc.timed_out:
+                        proc.timed_out = False
+                        proc.deadline = None
+                        proc.scan = proc.mbhead
+                    else:
+                        x = regs[a]
+                        if x is not None:
+                            if (x.__class__ is not int and x.__class__ is not float) or not x >= 0:
+                                if x is not B.INFINITY:
+                                    raise badarg(f"receive: after needs a number of milliseconds, got {B.short_repr(x)}")
+                                x = None
+                            elif x == 0:
+                                proc.scan = proc.mbhead
+                                continue
+                        if x is not None and proc.deadline is None:
+                            proc.deadline = host.now_ms() + x
+                        proc.cl = cl
+                        proc.pc = pc - 1
+                        proc.regs = regs
+                        return WAIT
+                elif op is D_CALL or op is D_TAILCALL or op is D_APPLY or op is D_TAILAPPLY:
+                    f = regs[a]
+                    if op is D_APPLY or op is D_TAILAPPLY:
+                        spread = to_pylist(regs[a + b])
+                        if spread is None:
+                            raise badarg(f"apply: the last argument must be a list, got {B.short_repr(regs[a + b])}")
+                        args = regs[a + 1:a + b] + spread
+                    else:
+                        args = regs[a + 1:a + 1 + b]
+                    if f.__class__ is Closure:
+                        p = f.proto
+                        newregs = _enter(p, args, f)
+                        if op is D_CALL or op is D_APPLY:
+                            fast = p.fast
+                            if fast is not None and FAST_ON:
+                                regs[a] = _call_fast_args(f, fast, args)
+                                continue
+                            push((cl, code, pc, regs, a))
+                        regs = newregs
+                        cl = f
+                        upv = f.upvals
+                        code = p.dcode
+                        pc = 0
+                        budget -= 1
+                        if budget <= 0:
+                            if preempt():
+                                break
+                            budget = refill
+                    elif f.__class__ is Builtin:
+                        v = f.fn(*args)
+                        if op is D_CALL or op is D_APPLY:
+                            regs[a] = v
+                        elif frames:
+                            cl, code, pc, regs, a = pop()
+                            upv = cl.upvals
+                            regs[a] = v
+                        else:
+                            proc.result = v
+                            proc.regs = regs
+                            return DONE
+                    else:
+                        raise _not_callable(f)
+                elif op is D_CLOSURE:
+                    regs[a] = Closure(b, tuple([regs[i] if k == 0 else upv[i] for k, i in b.upvals]))
+                elif op is D_DIV:
+                    regs[a] = regs[b] / regs[c]
+                elif op is D_IDIV:
+                    regs[a] = regs[b] // regs[c]
+                elif op is D_MOD:
+                    x = regs[b] % regs[c]
+                    if x.__class__ is str:
+                        raise TypeError
+                    regs[a] = x
+                elif op is D_NEG:
+                    regs[a] = -regs[b]
+                elif op is D_VECTOR:
+                    regs[a] = Vec(tuple(regs[a + 1:a + 1 + b]))
+                elif op is D_UNCONS:
+                    x = regs[b]
+                    if x.__class__ is Cons:
+                        regs[a] = x.head
+                        regs[a + 1] = x.tail
+                    else:
+                        pc = c[1]
+                elif op is D_UNVEC:
+                    n, fail = c
+                    x = regs[b]
+                    if x.__class__ is Vec and len(x.items) == n:
+                        regs[a:a + n] = x.items
+                    else:
+                        pc = fail
+                elif op is D_GETUPBOX:
+                    regs[a] = upv[b].v
+                elif op is D_SETUPBOX:
+                    upv[b].v = regs[a]
+                elif op is D_UNBOX:
+                    regs[a] = regs[b].v
+                elif op is D_SETBOX:
+                    regs[a].v = regs[b]
+                elif op is D_BOX:
+                    regs[a] = Box(regs[a])
+                    B.note_box()
+                elif op is D_LOADNIL:
+                    regs[a:a + b + 1] = [None] * (b + 1)
+                elif op is D_DEFGLOBAL:
+                    x = regs[a]
+                    if x.__class__ is Closure and x.name == "fn":
+                        x.name = b.name
+                    b.v = x
+                    host.define(b.name, x)
+                elif op is D_SETGLOBAL:
+                    if b.v is UNDEF:
+                        raise undef(f"set: undefined global {b.name}")
+                    b.v = regs[a]
+                    host.define(b.name, regs[a])
+                else:  # D_SKIPPED cannot run: the fused instruction before it jumps over it
+                    raise AssertionError(f"internal: decoded op {op} has no handler")
+            # budget spent and the host wants the CPU back: the callee or loop head is current
+            proc.cl = cl
+            proc.pc = pc
+            proc.regs = regs
+            return YIELD
+        except Exception as exc:
+            outcome = _on_error(proc, exc, code, op, a, b, c, pc, cl, regs)
+        except Block as blk:
+            proc.cl, proc.pc, proc.regs = cl, pc, regs
+            proc.ret_reg = a
+            proc.request = blk.request
+            return BLOCK
+        except ProcessExit as ex:
+            proc.result = ex.reason
+            return EXITED
+        except Halt as h:
+            proc.result = h.code
+            return HALT
+        except _Unwound as uw:
+            # The fast tier handed back its frames (vm/fast.py): continue them here.
+            cl, code, pc, regs = uw.cl, uw.cl.proto.dcode, uw.pc, uw.regs
+            upv = cl.upvals
+            if uw.error is not None:
+                pending = uw.error
+            if uw.preempted:
+                proc.cl, proc.pc, proc.regs = cl, pc, regs
+                return YIELD
+            continue
+        if outcome is None:  # a try caught it: the handler's frame is current
+            cl, pc, regs = proc.cl, proc.pc, proc.regs
+            code = cl.proto.dcode
+            upv = cl.upvals
+            continue
+        return outcome
+
+
+def _fault_index(code: list[tuple], op: Any, a: Any, b: Any, c: Any, pc: Any) -> int:
+    """The index of the instruction that raised, from the loop's locals (see module doc)."""
+    cands = [pc - 1, pc - 2] if isinstance(pc, int) else []
+    if isinstance(c, int):
+        cands.append(c - 2)
+    for i in cands:
+        if 0 <= i < len(code):
+            t = code[i]
+            if t[0] is op and t[1] is a and t[2] is b and t[3] is c and t[4] == pc:
+                return i
+    return max(0, (pc if isinstance(pc, int) else 1) - 1)
+
+
+def _python_error(exc: Exception, op: Any, regs: list, a: Any, b: Any, c: Any) -> LispError:
+    """A Python exception from an inline operation, as the Lisp error the spec names."""
+    if isinstance(exc, LispError):
+        return exc
+    if isinstance(exc, RecursionError):
+        return badarg("value nested too deeply to process")
+    if isinstance(exc, (TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError)):
+        return badarg(_describe_op_error(op, regs, a, b, c, exc))
+    raise exc
+
+
+_OP_NAMES = {D_ADD: "+", D_ADDI: "+", D_SUB: "-", D_MUL: "*", D_DIV: "/", D_IDIV: "div", D_MOD: "mod",
+             D_NEG: "-", D_LT: "<", D_LE: "<=", D_JLT: "<", D_JLE: "<=", D_JLTI: "<", D_JLEI: "<=",
+             D_JGTI: ">", D_JGEI: ">="}
+
+
+def _describe_op_error(op: Any, regs: list, a: Any, b: Any, c: Any, exc: Exception) -> str:
+    """A message for an inline operation that Python refused, naming the Lisp operator."""
+    name = _OP_NAMES.get(op, "operation")
+    if isinstance(exc, ZeroDivisionError):
+        return f"{name}: division by zero"
+    if isinstance(exc, OverflowError):
+        return f"{name}: result too large for a float"
+    try:
+        if op in (D_ADD, D_SUB, D_MUL, D_DIV, D_IDIV, D_MOD, D_LT, D_LE):
+            args = (regs[b], regs[c])
+        elif op is D_ADDI:
+            args = (regs[b], c)
+        elif op is D_NEG:
+            args = (regs[b],)
+        elif op in (D_JLT, D_JLE):
+            args = (regs[a], regs[b])
+        elif op in (D_JLTI, D_JLEI, D_JGTI, D_JGEI):
+            args = (regs[a], b)
+        else:
+            return f"bad argument ({exc})"
+    except (IndexError, TypeError):
+        return f"bad argument ({exc})"
+    kinds = "numbers" if name in ("+", "-", "*", "/", "div", "mod") else "numbers or strings"
+    got = " and ".join(f"{type_name(x)} {B.short_repr(x)}" for x in args)
+    return f"{name}: expected {kinds}, got {got}"
+
+
+def _on_error(proc: Process, exc: Exception, code: list, op: Any, a: Any, b: Any, c: Any, pc: Any,
+              cl: Closure, regs: list) -> int | None:
+    """Find a `try` for the error, innermost frame first. Returns None when one caught it
+    (proc.cl/pc/regs then hold the handler's frame) or FAILED."""
+    if isinstance(exc, LispError) and exc.pos is not None:
+        err, where, i = exc, exc.pos, None
+    else:
+        i = _fault_index(code, op, a, b, c, pc) if code is not None else 0
+        err = _python_error(exc, op, regs, a, b, c)
+        where = cl.proto.position(i)
+    value = err.value
+    frames = proc.frames
+    at = i if i is not None else (pc - 1 if isinstance(pc, int) else 0)
+    while True:
+        for start, end, handler, reg in cl.proto.handlers:
+            if start <= at < end:
+                regs[reg] = value
+                proc.cl, proc.pc, proc.regs = cl, handler, regs
+                return None
+        if not frames:
+            proc.result = value
+            proc.where = where
+            proc.cl, proc.regs = cl, regs
+            return FAILED
+        cl, _code, ret_pc, regs, _dst = frames.pop()
+        at = ret_pc - 1  # the call instruction
+
+
+class _Unwound(BaseException):
+    """The fast tier's frames, turned back into interpreter frames (see vm/fast.py)."""
+
+    def __init__(self, cl: Closure, pc: int, regs: list, error: BaseException | None, preempted: bool) -> None:
+        super().__init__()
+        self.cl, self.pc, self.regs = cl, pc, regs  # the innermost frame, to continue here
+        self.error = error  # an error to raise in that frame, or None
+        self.preempted = preempted  # True: yield right after restoring
+
+
+FAST_ON = False  # switched on by vm.fast.enable(); the loop checks it before calling fast code
+
+
+def _call_fast(f: Closure, fast: Any, regs: list, a: int, b: int) -> Any:  # pragma: no cover
+    raise NotImplementedError  # replaced by vm.fast
+
+
+def _call_fast_args(f: Closure, fast: Any, args: list) -> Any:  # pragma: no cover
+    raise NotImplementedError  # replaced by vm.fast
+
+
+# --- running to completion, for macros and tests ---------------------------------------------
+
+class _BareHost:
+    """A host for code that runs outside any scheduler (macros at compile time)."""
+
+    def __init__(self, out: Any = None) -> None:
+        self.out = out
+        self.defined: dict[str, Any] = {}
+
+    def preempt(self) -> bool:
+        return False
+
+    def output(self, line: str) -> None:
+        import sys
+
+        (self.out or sys.stdout).write(line + "\n")
+
+    def define(self, name: str, value: Any) -> None:
+        pass
+
+    def now_ms(self) -> float:
+        import time
+
+        return time.monotonic() * 1000.0
+
+    def __getattr__(self, name: str) -> Any:
+        def refuse(*args: Any) -> Any:
+            raise badarg(f"{name.replace('_', '-')}: processes are not available here (at compile time)")
+
+        return refuse
+
+
+def call_sync(fn: Any, args: list, host: Any = None) -> Any:
+    """Call a Lisp function to completion without a scheduler; raises LispError on failure."""
+    cl, regs = new_process_regs(fn, args)
+    proc = Process(None, cl, regs)
+    outcome = run(proc, 1 << 60, host or _BareHost())
+    if outcome == DONE:
+        return proc.result
+    if outcome == FAILED:
+        raise LispError(proc.result, proc.where)
+    if outcome == EXITED:
+        raise LispError(proc.result)
+    raise LispError(B.runtime_error_value("badarg", "this code cannot wait here (no scheduler)"))
+
+
+__all__ += ["describe", "math"]

@@ -1,0 +1,335 @@
+"""The `.lbc` bytecode file: the in-memory Module and Proto, and dump and load side by side.
+
+Owns: the byte layout documented in docs/lbc-format.md. Must never: accept a file it does not
+fully understand. The loader checks the header field by field, then a CRC-32 over every other
+byte (so any single flipped bit, any truncation and any appended byte is refused), then parses
+with bounds checks; vm/verify.py then checks the code itself. Every refusal is a BadBytecode with
+a short fixed reason, which the command prints as `FILE: not a valid bytecode file (reason)`.
+
+Layout (little-endian; varint = unsigned LEB128, svarint = zigzag LEB128):
+
+    offset size  field
+    0      8     magic  89 'L' 'B' 'C' 0D 0A 1A 0A   (catches 7-bit and CRLF damage, like PNG)
+    8      2     format version (FORMAT_VERSION)
+    10     2     flags, must be 0
+    12     4     total file length in bytes
+    16     4     CRC-32 (zlib) of bytes 0..15 followed by bytes 20..end
+    20     ...   body: source name, then the prototypes (see docs/lbc-format.md)
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Any
+
+from .errors import BadBytecode
+from .values import FALSE, TRUE, Cons, Sym, Vec, intern
+
+__all__ = ["MAGIC", "FORMAT_VERSION", "Proto", "Module", "dump", "load", "MAX_CONST_DEPTH"]
+
+MAGIC = b"\x89LBC\r\n\x1a\n"
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<8sHHII")  # magic, version, flags, length, crc
+MAX_CONST_DEPTH = 200  # quoted data nests at most this deep (the loader's recursion is bounded)
+
+# Constant tags.
+K_NIL, K_FALSE, K_TRUE, K_INT, K_FLOAT, K_STR, K_SYM, K_LIST, K_VEC = range(9)
+
+
+class Proto:
+    """A function prototype: code and everything needed to run and to report errors.
+
+    The first block of fields is what the file holds; the second is derived when loading.
+    """
+
+    __slots__ = (
+        "name", "nparams", "rest", "nregs", "upvals", "code", "consts", "lines", "handlers",
+        "index", "module", "dcode", "pad", "fast", "hot", "nofast",
+    )
+
+    def __init__(self, name: str, nparams: int, rest: bool, nregs: int) -> None:
+        self.name = name  # function name, for #<fn NAME> and error reports
+        self.nparams = nparams  # required parameters (R[0]..R[nparams-1])
+        self.rest = rest  # True if `& rest` collects further arguments into R[nparams]
+        self.nregs = nregs  # registers in a frame, 1..255
+        self.upvals: list[tuple[int, int]] = []  # capture list: (0, parent register) | (1, parent upvalue)
+        self.code: list[int] = []  # 32-bit instruction words
+        self.consts: list[Any] = []  # constant pool
+        self.lines: list[tuple[int, int]] = []  # (line, col) of each instruction
+        self.handlers: list[tuple[int, int, int, int]] = []  # try table: (start, end, handler pc, reg), innermost first
+        self.index = 0  # position in the module
+        self.module: Module | None = None  # owning module
+        self.dcode: list[tuple] | None = None  # decoded instructions, made by vm.interp.predecode
+        self.pad: list[Any] = []  # [None] * (registers after the parameters), to build frames fast
+        self.fast: Any = None  # the fast tier's code for this prototype, or None
+        self.hot = 2  # calls left before the fast tier compiles it
+        self.nofast = False  # the fast tier gave up on this prototype
+
+    def position(self, pc: int) -> tuple[str, int, int]:
+        """(file, line, col) of instruction `pc`, read only when reporting."""
+        file = self.module.file if self.module else "?"
+        if 0 <= pc < len(self.lines):
+            line, col = self.lines[pc]
+            return file, line, col
+        return file, 0, 0
+
+    def __reduce__(self) -> tuple:
+        # Code is shared by identity: a prototype travels as (module key, index) and is found in
+        # the registry of the receiving OS process, where the same module was loaded.
+        return (_proto_by_key, (self.module.key if self.module else b"", self.index))
+
+
+class Module:
+    """A loaded bytecode file: prototypes, with protos[0] the top-level code."""
+
+    def __init__(self, file: str, protos: list[Proto], key: bytes = b"") -> None:
+        self.file = file  # source file name, for positions in messages
+        self.protos = protos  # all prototypes; protos[0] takes no arguments and runs the file
+        self.key = key  # identity of the module across OS processes (a hash of its bytes)
+        for i, p in enumerate(protos):
+            p.index, p.module = i, self
+            p.pad = [None] * (p.nregs - p.nparams)
+
+
+_REGISTRY: dict[bytes, Module] = {}
+
+
+def register(module: Module) -> None:
+    """Make `module` findable by key, for prototypes arriving from other OS processes."""
+    _REGISTRY[module.key] = module
+
+
+def _proto_by_key(key: bytes, index: int) -> Proto:
+    try:
+        return _REGISTRY[key].protos[index]
+    except (KeyError, IndexError):
+        raise BadBytecode(f"code for prototype {index} of module {key.hex()} is not loaded here") from None
+
+
+# --- writing -------------------------------------------------------------------------------
+
+def _uv(out: bytearray, n: int) -> None:
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return
+
+
+def _sv(out: bytearray, n: int) -> None:
+    _uv(out, (n << 1) if n >= 0 else ((-n << 1) - 1))
+
+
+def _bytes(out: bytearray, b: bytes) -> None:
+    _uv(out, len(b))
+    out += b
+
+
+def _const(out: bytearray, k: Any, depth: int = 0) -> None:
+    if depth > MAX_CONST_DEPTH:
+        raise ValueError(f"quoted constant nested more than {MAX_CONST_DEPTH} deep")
+    c = k.__class__
+    if k is None:
+        out.append(K_NIL)
+    elif k is FALSE:
+        out.append(K_FALSE)
+    elif k is TRUE:
+        out.append(K_TRUE)
+    elif c is int:
+        out.append(K_INT)
+        _sv(out, k)
+    elif c is float:
+        out.append(K_FLOAT)
+        out += struct.pack("<d", k)
+    elif c is str:
+        out.append(K_STR)
+        _bytes(out, k.encode("utf-8", "surrogatepass"))
+    elif c is Sym:
+        out.append(K_SYM)
+        _bytes(out, k.name.encode("utf-8", "surrogatepass"))
+    elif c is Cons:
+        items = []
+        while k.__class__ is Cons:
+            items.append(k.head)
+            k = k.tail
+        out.append(K_LIST)
+        _uv(out, len(items))
+        for x in items:
+            _const(out, x, depth + 1)
+        _const(out, k, depth + 1)
+    elif c is Vec:
+        out.append(K_VEC)
+        _uv(out, len(k.items))
+        for x in k.items:
+            _const(out, x, depth + 1)
+    else:
+        raise ValueError(f"cannot store a {c.__name__} as a constant")
+
+
+def dump(module: Module) -> bytes:
+    """The bytes of `module` as a .lbc file."""
+    body = bytearray()
+    _bytes(body, module.file.encode("utf-8", "surrogatepass"))
+    _uv(body, len(module.protos))
+    for p in module.protos:
+        _bytes(body, p.name.encode("utf-8", "surrogatepass"))
+        _uv(body, p.nparams)
+        body.append(1 if p.rest else 0)
+        body.append(p.nregs)
+        _uv(body, len(p.upvals))
+        for kind, idx in p.upvals:
+            body.append(kind)
+            body.append(idx)
+        _uv(body, len(p.consts))
+        for k in p.consts:
+            _const(body, k)
+        _uv(body, len(p.code))
+        body += struct.pack(f"<{len(p.code)}I", *p.code)
+        prev = 0
+        for line, col in p.lines:
+            _sv(body, line - prev)
+            _uv(body, col)
+            prev = line
+        _uv(body, len(p.handlers))
+        for start, end, target, reg in p.handlers:
+            _uv(body, start)
+            _uv(body, end)
+            _uv(body, target)
+            body.append(reg)
+    length = HEADER.size + len(body)
+    head = struct.pack("<8sHHI", MAGIC, FORMAT_VERSION, 0, length)
+    crc = zlib.crc32(body, zlib.crc32(head))
+    return head + struct.pack("<I", crc) + bytes(body)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes, pos: int) -> None:
+        self.data = data
+        self.pos = pos
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise BadBytecode("truncated")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def uv(self, limit: int = 1 << 32) -> int:
+        n = shift = 0
+        while True:
+            b = self.byte()
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+            if shift > 64 and limit <= 1 << 32:
+                raise BadBytecode("varint too long")
+        if n > limit:
+            raise BadBytecode("count out of range")
+        return n
+
+    def sv(self, limit: int = 1 << 32) -> int:
+        n = self.uv(limit)
+        return (n >> 1) if not n & 1 else -((n + 1) >> 1)
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise BadBytecode("truncated")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def text(self) -> str:
+        raw = self.take(self.uv(len(self.data)))
+        try:
+            return raw.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            raise BadBytecode("bad text") from None
+
+    def const(self, depth: int = 0) -> Any:
+        if depth > MAX_CONST_DEPTH:
+            raise BadBytecode("constant nested too deeply")
+        tag = self.byte()
+        if tag == K_NIL:
+            return None
+        if tag == K_FALSE:
+            return FALSE
+        if tag == K_TRUE:
+            return TRUE
+        if tag == K_INT:
+            return self.sv(1 << (8 * len(self.data)))
+        if tag == K_FLOAT:
+            return struct.unpack("<d", self.take(8))[0]
+        if tag == K_STR:
+            return self.text()
+        if tag == K_SYM:
+            return intern(self.text())
+        if tag == K_LIST:
+            items = [self.const(depth + 1) for _ in range(self.uv(len(self.data)))]
+            out = self.const(depth + 1)
+            for x in reversed(items):
+                out = Cons(x, out)
+            return out
+        if tag == K_VEC:
+            return Vec(tuple(self.const(depth + 1) for _ in range(self.uv(len(self.data)))))
+        raise BadBytecode("unknown constant tag")
+
+
+def load(data: bytes) -> Module:
+    """Parse a .lbc file. Raises BadBytecode; the caller runs vm.verify.verify next."""
+    if len(data) < HEADER.size:
+        raise BadBytecode("too short" if data[:8] == MAGIC[: len(data[:8])] else "bad magic")
+    magic, version, flags, length, crc = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise BadBytecode("bad magic")
+    if version != FORMAT_VERSION:
+        raise BadBytecode(f"unsupported format version {version}")
+    if flags != 0:
+        raise BadBytecode("unknown flags")
+    if length != len(data):
+        raise BadBytecode("truncated" if len(data) < length else "trailing bytes")
+    if zlib.crc32(data[20:], zlib.crc32(data[:16])) != crc:
+        raise BadBytecode("checksum mismatch")
+    r = _Reader(data, HEADER.size)
+    file = r.text()
+    protos = []
+    for _ in range(r.uv(len(data))):
+        name = r.text()
+        nparams = r.uv(255)
+        rest = r.byte()
+        nregs = r.byte()
+        if rest > 1:
+            raise BadBytecode("bad rest flag")
+        if nregs < 1 or nparams + rest > nregs:
+            raise BadBytecode("bad register count")
+        p = Proto(name, nparams, bool(rest), nregs)
+        for _ in range(r.uv(255)):
+            kind, idx = r.byte(), r.byte()
+            if kind > 1:
+                raise BadBytecode("bad upvalue kind")
+            p.upvals.append((kind, idx))
+        p.consts = [r.const() for _ in range(r.uv(len(data)))]
+        n = r.uv(len(data) // 4)
+        p.code = list(struct.unpack(f"<{n}I", r.take(4 * n)))
+        line = 0
+        for _ in range(n):
+            line += r.sv(1 << 31)
+            p.lines.append((line, r.uv(1 << 31)))
+        for _ in range(r.uv(len(data))):
+            p.handlers.append((r.uv(n), r.uv(n), r.uv(n), r.byte()))
+        protos.append(p)
+    if r.pos != len(data):
+        raise BadBytecode("trailing bytes")
+    if not protos:
+        raise BadBytecode("no code")
+    import hashlib
+
+    return Module(file, protos, hashlib.blake2b(data, digest_size=8).digest())

@@ -1,0 +1,168 @@
+"""A process's state as plain data, the loop's outcomes, the globals table, and the Host protocol.
+
+Owns: everything the VM keeps per process and per node. Must never: import the scheduler. The
+scheduler supplies a Host (below) for the synchronous process operations (spawn, send, link...);
+everything that must wait comes back from `vm.interp.run` as an outcome instead.
+
+Outcomes of `run(proc, budget)` (a closed set; the scheduler has one trap_* function each):
+
+    YIELD   the reduction budget is spent; the process is runnable
+    WAIT    waiting in `receive`: proc.deadline is the absolute ms deadline, or None for ever
+    BLOCK   waiting for a service: proc.request says which; the scheduler later puts the answer
+            in proc.regs[proc.ret_reg] (or sets proc.reply_error) and makes it runnable
+    DONE    the process's function returned proc.result
+    FAILED  an uncaught error: proc.result is the raised value, proc.where its (file, line, col)
+    EXITED  `(exit reason)`: proc.result is the reason
+    HALT    `(halt code)`: proc.result is the exit status for the whole node
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .values import UNDEF
+
+YIELD, WAIT, BLOCK, DONE, FAILED, EXITED, HALT = range(7)
+OUTCOME_NAMES = ("yield", "wait", "block", "done", "failed", "exited", "halt")
+
+
+class Process:
+    """One lightweight process. Plain data: it pickles, and resumes in any OS process that has
+    loaded the same modules (prototypes travel by identity, see vm.lbc.Proto.__reduce__).
+
+    Kept small on purpose (goal: under 1,000 bytes for a process waiting in `receive`): the
+    mailbox, links and monitors are None until first used.
+    """
+
+    __slots__ = (
+        "pid", "cl", "pc", "regs", "frames", "mailbox", "mbhead", "scan", "deadline", "timed_out",
+        "ret_reg", "result", "where", "request", "reply_error", "trap_exit", "links", "monitors",
+        "name", "status", "sched",
+    )
+
+    def __init__(self, pid: Any, cl: Any, regs: list) -> None:
+        self.pid = pid  # this process's Pid
+        self.cl = cl  # closure of the current frame
+        self.pc = 0  # index of the next instruction of the current frame
+        self.regs = regs  # registers of the current frame
+        self.frames: list[tuple] = []  # saved caller frames: (closure, code, pc, regs, dest register)
+        self.mailbox: list | None = None  # messages from index mbhead on are not yet taken, oldest first
+        self.mbhead = 0  # index of the oldest message (taking from the front is O(1))
+        self.scan = 0  # receive's scan position (an index into mailbox): earlier ones did not match
+        self.deadline: float | None = None  # receive timeout (absolute ms), set on the first wait
+        self.timed_out = False  # set by the scheduler when the deadline passed
+        self.ret_reg = 0  # register that receives a BLOCK request's answer
+        self.result: Any = None  # DONE value, FAILED error value, EXITED reason, HALT code
+        self.where: tuple[str, int, int] | None = None  # position of an uncaught error
+        self.request: Any = None  # BLOCK: what the process waits for
+        self.reply_error: Any = None  # BLOCK: an error value to raise instead of an answer
+        self.trap_exit = False  # exit signals arrive as (EXIT pid reason) messages
+        self.links: set | None = None  # pids linked to this one (scheduler-owned)
+        self.monitors: dict | None = None  # ref -> (pid, watcher or watched) (scheduler-owned)
+        self.name: Any = None  # registered name, if any (scheduler-owned)
+        self.status = 0  # scheduler-owned state (runnable, waiting, ...)
+        self.sched: Any = None  # scheduler-owned slot (timer handle, queue marker)
+
+    def deliver(self, msg: Any) -> None:
+        """Append a message to the mailbox (the caller wakes the process if it waits)."""
+        mb = self.mailbox
+        if mb is None:
+            self.mailbox = [msg]
+        else:
+            mb.append(msg)
+
+    def take(self) -> None:
+        """Remove the message at the scan position (receive matched it); rescan from the oldest."""
+        mb = self.mailbox
+        s = self.scan
+        h = self.mbhead
+        if s == h:
+            mb[s] = None  # drop the reference now; the slot is reclaimed when the list compacts
+            h += 1
+            if h == len(mb):
+                self.mailbox = None
+                h = 0
+            elif h >= 32 and 2 * h >= len(mb):
+                del mb[:h]
+                h = 0
+        else:
+            del mb[s]
+        self.mbhead = self.scan = h
+        self.deadline = None
+
+    def pending(self) -> list:
+        """The messages not yet taken, oldest first (a copy)."""
+        return [] if self.mailbox is None else self.mailbox[self.mbhead:]
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, s) for s in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for s, v in zip(self.__slots__, state):
+            setattr(self, s, v)
+
+
+class GlobalCell:
+    """One global variable. Decoded instructions hold the cell, so a lookup is an attribute read."""
+
+    __slots__ = ("name", "v")
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # the global's name
+        self.v: Any = UNDEF  # its value, UNDEF until defined
+
+    def __reduce__(self) -> tuple:
+        return (_cell_by_name, (self.name,))
+
+
+class Globals:
+    """The node's global variables (one table per OS process, kept in step by the scheduler)."""
+
+    def __init__(self) -> None:
+        self.cells: dict[str, GlobalCell] = {}  # name -> cell
+        self.on_change: Any = None  # called with (name, value) after def/set, for replication
+
+    def cell(self, name: str) -> GlobalCell:
+        c = self.cells.get(name)
+        if c is None:
+            c = self.cells[name] = GlobalCell(name)
+        return c
+
+    def get(self, name: str) -> Any:
+        c = self.cells.get(name)
+        return UNDEF if c is None else c.v
+
+
+CURRENT_GLOBALS: Globals | None = None  # the table that unpickled GlobalCells resolve in
+
+
+def _cell_by_name(name: str) -> GlobalCell:
+    assert CURRENT_GLOBALS is not None
+    return CURRENT_GLOBALS.cell(name)
+
+
+class Host(Protocol):
+    """What the loop asks of whoever runs it (the scheduler, or a bare runner for macros).
+
+    Every method is synchronous and never waits; waiting is an outcome of `run`.
+    """
+
+    def spawn(self, parent: Process, fn: Any, args: list, link: bool, where: int | None) -> Any: ...
+    def send(self, sender: Process, dest: Any, msg: Any) -> None: ...
+    def register(self, proc: Process, name: Any, pid: Any) -> None: ...
+    def whereis(self, name: Any) -> Any: ...
+    def link(self, proc: Process, pid: Any) -> None: ...
+    def unlink(self, proc: Process, pid: Any) -> None: ...
+    def monitor(self, proc: Process, pid: Any) -> Any: ...
+    def demonitor(self, proc: Process, ref: Any) -> None: ...
+    def exit_signal(self, proc: Process, pid: Any, reason: Any) -> None: ...
+    def make_ref(self) -> Any: ...
+    def send_after(self, proc: Process, ms: float, dest: Any, msg: Any) -> Any: ...
+    def output(self, line: str) -> None: ...
+    def now_ms(self) -> float: ...
+    def schedulers(self) -> int: ...
+    def scheduler_id(self) -> int: ...
+    def os_pid(self) -> int: ...
+    def args(self) -> list[str]: ...
+    def define(self, name: str, value: Any) -> None: ...
+    def preempt(self) -> bool: ...
