@@ -23,7 +23,22 @@ from ..vm.lbc import MAX_CONST_DEPTH, Module, Proto
 from ..vm.opcodes import BY_NAME, MAX_I, MAX_SBX, MIN_I, MIN_SBX, encode
 from ..vm.values import FALSE, TRUE, Cons, Sym, Vec, intern, to_pylist
 from .expand import (
-    AFTER, AMP, AND, CATCH, DEF, DO, FN, IF, LET, MATCH, OR, RECEIVE, SET, SPECIAL_FORMS, TRY, WHEN_KW,
+    AFTER,
+    AMP,
+    AND,
+    CATCH,
+    DEF,
+    DO,
+    FN,
+    IF,
+    LET,
+    MATCH,
+    OR,
+    RECEIVE,
+    SET,
+    SPECIAL_FORMS,
+    TRY,
+    WHEN_KW,
 )
 from .reader import QUOTE, SourceMap
 
@@ -232,6 +247,11 @@ class Compiler:
         """Compile `x` so its value lands in R[dest] (or is returned, if `tail`)."""
         c = x.__class__
         if c is Sym:
+            if tail:  # return a local's own register: no MOVE
+                r = self.resolve(fs, x)
+                if r[0] == "local" and not r[1].boxed:
+                    self.emit(fs, "RETURN", A=r[1].reg)
+                    return
             self.var_ref(fs, x, dest)
             return self.ret(fs, dest, tail)
         if c is not Cons and c is not Vec:

@@ -97,8 +97,12 @@ def _read(path: str, binary: bool) -> Any:
 
 def _write(path: str, data: bytes | str) -> None:
     try:
-        with open(path, "wb" if isinstance(data, bytes) else "w", encoding=None if isinstance(data, bytes) else "utf-8") as f:
-            f.write(data)
+        if isinstance(data, bytes):
+            with open(path, "wb") as f:
+                f.write(data)
+        else:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(data)
     except OSError as e:
         raise _Fail(EXIT_USAGE, f"lispvm: cannot write {path}: {e.strerror or e}") from None
 

@@ -98,6 +98,19 @@ class Scheduler:
             return deadline
         return None
 
+    def complete(self, proc: Process, value: Any = None, error: Any = None) -> None:
+        """A service (the device process) answered a BLOCK request: resume the process with
+        `value` in the waiting register, or raise the Lisp error value `error` at the call."""
+        if proc.status != BLOCKED:
+            return  # it died meanwhile
+        if error is not None:
+            proc.reply_error = error
+        else:
+            proc.regs[proc.ret_reg] = value
+        proc.request = None
+        proc.status = RUNNABLE
+        self.runq.append(proc)
+
     def wake(self, proc: Process) -> None:
         if proc.status == WAITING or proc.status == NEW:
             proc.status = RUNNABLE

@@ -51,6 +51,8 @@ class LocalNode:
         self.trace = trace
         self.main: Process | None = None  # the process running the program's top level
         self.exit_code: int | None = None  # set when the node ends
+        self.readers: dict[int, Any] = {}  # fd -> callback, waited on when idle (device answers)
+        self.services: list[Any] = []  # objects with outstanding() -> int (requests in flight)
 
     # --- running ---------------------------------------------------------------------------
 
@@ -75,16 +77,42 @@ class LocalNode:
         return self.exit_code
 
     def idle(self) -> None:
-        """Nothing is runnable: sleep until the next timer, or report a deadlock."""
+        """Nothing is runnable: sleep until the next timer or reader, or report a deadlock."""
         s = self.sched
         d = s.next_deadline()
-        if d is None:
+        if d is None and not self.readers:
+            self.deadlock()
+            return
+        if d is None and not any(svc.outstanding() for svc in self.services):
             self.deadlock()
             return
         self.flush()
-        delay = (d - time.monotonic() * 1000.0) / 1000.0
-        if delay > 0:
+        delay = None if d is None else max(0.0, (d - time.monotonic() * 1000.0) / 1000.0)
+        if self.readers:
+            self.poll_readers(delay)
+        elif delay:
             time.sleep(delay)
+
+    def poll_readers(self, timeout: float | None) -> bool:
+        """Wait up to `timeout` seconds (None: for ever) for a reader; run the callbacks."""
+        import select
+
+        try:
+            ready, _, _ = select.select(list(self.readers), [], [], timeout)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries; a signal handler may raise
+            return False
+        for fd in ready:
+            cb = self.readers.get(fd)
+            if cb is not None:
+                cb()
+        return bool(ready)
+
+    def add_reader(self, fd: int, callback: Any) -> None:
+        """Call `callback()` when `fd` is readable (checked when idle and at preemption)."""
+        self.readers[fd] = callback
+
+    def remove_reader(self, fd: int) -> None:
+        self.readers.pop(fd, None)
 
     def deadlock(self) -> None:
         main = self.main
@@ -101,7 +129,8 @@ class LocalNode:
     # --- what schedulers ask of the node ---------------------------------------------------
 
     def pending(self) -> bool:
-        return False
+        """Is there input for this scheduler (a reader ready)? Asked when a budget is spent."""
+        return bool(self.readers) and self.poll_readers(0)
 
     def place(self, sched: Scheduler, proc: Process, where: int | None) -> None:
         sched.add(proc)

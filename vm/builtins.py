@@ -16,8 +16,25 @@ from typing import Any
 
 from .errors import BADMATCH, USER, Halt, LispError, ProcessExit, badarg, badarity, runtime_error
 from .values import (
-    FALSE, TRUE, Box, Bool, Builtin, Closure, Cons, F32Array, Pid, Ref, Sym, Vec, from_list, intern,
-    lisp_eq, to_pylist, to_repr, to_str, type_name,
+    FALSE,
+    TRUE,
+    Bool,
+    Box,
+    Builtin,
+    Closure,
+    Cons,
+    F32Array,
+    Pid,
+    Ref,
+    Sym,
+    Vec,
+    from_list,
+    intern,
+    lisp_eq,
+    to_pylist,
+    to_repr,
+    to_str,
+    type_name,
 )
 
 __all__ = ["BUILTINS", "ctx", "short_repr", "copy_message", "INFINITY", "CONSTANTS"]

@@ -28,7 +28,7 @@ from typing import Any
 from . import builtins as B
 from .errors import BadBytecode, Halt, LispError, ProcessExit, badarg, badarity, describe, undef
 from .lbc import Module, Proto
-from .opcodes import BY_NUM, decode_fields
+from .opcodes import decode_fields
 from .process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Globals, Process
 from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Vec, to_pylist, type_name
 
@@ -42,7 +42,15 @@ __all__ = ["predecode", "run", "call_sync", "Block", "DECODED", "new_process_reg
  D_ADD, D_SUB, D_MUL, D_DIV, D_IDIV, D_MOD, D_ADDI, D_NEG, D_NOT, D_EQ, D_NE, D_LT, D_LE,
  D_JMP, D_JMPBACK, D_JT, D_JEQ, D_JEQK, D_JLT, D_JLE, D_JLTI, D_JLEI, D_JGTI, D_JGEI,
  D_LIST, D_VECTOR, D_CONS, D_HEAD, D_TAIL, D_UNLIST, D_UNCONS, D_UNVEC,
- D_RECVSTART, D_RECVPEEK, D_RECVNEXT, D_RECVTAKE, D_RECVWAIT, D_SKIPPED) = range(63)
+ D_RECVSTART, D_RECVPEEK, D_RECVNEXT, D_RECVTAKE, D_RECVWAIT, D_SKIPPED,
+ D_ADDI_CALLG1, D_ADDI_TAILCALLG1, D_ADDRET, D_JLTI_RET, D_JEQK_RET) = range(68)
+
+# Superinstructions: made at load time from two adjacent instructions when a measurement showed
+# they pay (docs/performance.md). The fused tuple replaces the first; the second keeps its own
+# tuple, so a jump to it still works and every index means what the file says.
+FUSED = {"D_ADDI_CALLG1": ("ADDI", "CALLG"), "D_ADDI_TAILCALLG1": ("ADDI", "TAILCALLG"),
+         "D_ADDRET": ("ADD", "RETURN"), "D_JLTI_RET": ("IFLTI", "RETURN"), "D_JEQK_RET": ("IFEQK", "RETURN")}
+_FUSED_CALLS = frozenset({D_ADDI_CALLG1, D_ADDI_TAILCALLG1})  # errors in them belong to the call
 
 DECODED = {name: value for name, value in globals().items() if name.startswith("D_")}
 
@@ -155,7 +163,23 @@ def _decode_proto(p: Proto, module: Module, g: Globals) -> list[tuple]:
         else:
             out.append((_SIMPLE[name], a, b, c, nxt))
     assert len(out) == n
+    _fuse(out)
     return out
+
+
+def _fuse(out: list[tuple]) -> None:
+    """Replace hot instruction pairs by superinstructions (see FUSED)."""
+    for i in range(len(out) - 1):
+        t, u = out[i], out[i + 1]
+        if (t[0] is D_JLTI or t[0] is D_JEQK) and out[t[3]][0] is D_RETURN and t[3] != i:
+            # the base case of a recursion: a test whose taken branch returns a register
+            out[i] = (D_JLTI_RET if t[0] is D_JLTI else D_JEQK_RET, t[1], t[2], out[t[3]][1], t[4])
+            continue
+        if t[0] is D_ADDI and (u[0] is D_CALLG or u[0] is D_TAILCALLG) and u[2] == 1 and t[1] == u[1] + 1:
+            # (f (+ x k)): compute the argument and call, as one dispatch
+            out[i] = (D_ADDI_CALLG1 if u[0] is D_CALLG else D_ADDI_TAILCALLG1, u[1], (t[2], t[3]), u[3], u[4])
+        elif t[0] is D_ADD and u[0] is D_RETURN and u[1] == t[1]:
+            out[i] = (D_ADDRET, t[1], t[2], t[3], u[4])
 
 
 _FUSED_WITH_NEXT = frozenset({D_JT, D_JEQ, D_JEQK, D_JLT, D_JLE, D_JLTI, D_JLEI, D_JGTI, D_JGEI,
@@ -221,7 +245,6 @@ def run(proc: Process, budget: int, host: Any) -> int:
     push = frames.append
     pop = frames.pop
     cl = proc.cl
-    upv = cl.upvals
     code = cl.proto.dcode
     regs = proc.regs
     pc = proc.pc
@@ -237,18 +260,84 @@ def run(proc: Process, budget: int, host: Any) -> int:
                 raise exc
             while True:
                 op, a, b, c, pc = code[pc]
-                if op is D_JLTI:
+                if op is D_JLTI_RET:
+                    if regs[a] < b:
+                        v = regs[c]
+                        if frames:
+                            cl, code, pc, regs, a = pop()
+                            regs[a] = v
+                        else:
+                            proc.result = v
+                            proc.regs = regs
+                            return DONE
+                elif op is D_JEQK_RET:
+                    if regs[a] == b:
+                        v = regs[c]
+                        if frames:
+                            cl, code, pc, regs, a = pop()
+                            regs[a] = v
+                        else:
+                            proc.result = v
+                            proc.regs = regs
+                            return DONE
+                elif op is D_JLTI:
                     if regs[a] < b:
                         pc = c
+                elif op is D_ADDI_CALLG1 or op is D_ADDI_TAILCALLG1:
+                    x = regs[b[0]] + b[1]
+                    f = c.v
+                    if f.__class__ is Closure:
+                        p = f.proto
+                        if p.arity == 1:  # else (fast tier, rest, badarity): the unfused pair
+                            if op is D_ADDI_CALLG1:
+                                push((cl, code, pc, regs, a))
+                            regs = [x, *p.pad]
+                            cl = f
+                            code = p.dcode
+                            pc = 0
+                            budget -= 1
+                            if budget <= 0:
+                                if preempt():
+                                    break
+                                budget = refill
+                            continue
+                    # anything unusual: do it the long way (the unfused pair)
+                    regs[a + 1] = x
+                    pc = _fused_rest(code, pc)
+                elif op is D_ADDRET:
+                    x = regs[b] + regs[c]
+                    if x.__class__ is str:
+                        raise TypeError
+                    if frames:
+                        cl, code, pc, regs, a = pop()
+                        regs[a] = x
+                    else:
+                        proc.result = x
+                        proc.regs = regs
+                        return DONE
+                elif op is D_RETURN:
+                    v = regs[a]
+                    if frames:
+                        cl, code, pc, regs, a = pop()
+                        regs[a] = v
+                    else:
+                        proc.result = v
+                        proc.regs = regs
+                        return DONE
+                elif op is D_ADDI:
+                    regs[a] = regs[b] + c  # an int immediate: str + int raises by itself
+                elif op is D_LOADK:
+                    regs[a] = b
+                elif op is D_JEQK:
+                    if regs[a] == b:
+                        pc = c
+                elif op is D_MOVE:
+                    regs[a] = regs[b]
                 elif op is D_CALLG:
                     f = c.v
                     if f.__class__ is Closure:
                         p = f.proto
-                        if b == p.nparams and not p.rest:
-                            fast = p.fast
-                            if fast is not None and FAST_ON:
-                                regs[a] = _call_fast(f, fast, regs, a, b)
-                                continue
+                        if b == p.arity:  # the common case; -1 sends the rest below
                             push((cl, code, pc, regs, a))
                             if b == 1:
                                 regs = [regs[a + 1], *p.pad]
@@ -257,11 +346,14 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             else:
                                 regs = regs[a + 1:a + 1 + b] + p.pad
                         else:
+                            fast = p.fast
+                            if fast is not None and b == p.nparams and not p.rest:
+                                regs[a] = _call_fast(f, fast, regs, a, b)
+                                continue
                             x = _enter(p, regs[a + 1:a + 1 + b], f)  # raises before any change
                             push((cl, code, pc, regs, a))
                             regs = x
                         cl = f
-                        upv = f.upvals
                         code = p.dcode
                         pc = 0
                         budget -= 1
@@ -273,33 +365,11 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         regs[a] = f.fn(*regs[a + 1:a + 1 + b])
                     else:
                         raise _not_callable(f, c.name)
-                elif op is D_RETURN:
-                    v = regs[a]
-                    if frames:
-                        cl, code, pc, regs, a = pop()
-                        upv = cl.upvals
-                        regs[a] = v
-                    else:
-                        proc.result = v
-                        proc.regs = regs
-                        return DONE
-                elif op is D_ADDI:
-                    x = regs[b] + c
-                    if x.__class__ is str:
-                        raise TypeError
-                    regs[a] = x
-                elif op is D_ADD:
-                    x = regs[b] + regs[c]
-                    if x.__class__ is str:
-                        raise TypeError
-                    regs[a] = x
-                elif op is D_MOVE:
-                    regs[a] = regs[b]
                 elif op is D_TAILCALLG:
                     f = c.v
                     if f.__class__ is Closure:
                         p = f.proto
-                        if b == p.nparams and not p.rest:
+                        if b == p.arity:
                             if b == 1:
                                 regs = [regs[a + 1], *p.pad]
                             elif b == 2:
@@ -309,7 +379,6 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         else:
                             regs = _enter(p, regs[a + 1:a + 1 + b], f)
                         cl = f
-                        upv = f.upvals
                         code = p.dcode
                         pc = 0
                         budget -= 1
@@ -321,7 +390,6 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         v = f.fn(*regs[a + 1:a + 1 + b])
                         if frames:
                             cl, code, pc, regs, a = pop()
-                            upv = cl.upvals
                             regs[a] = v
                         else:
                             proc.result = v
@@ -329,15 +397,91 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             return DONE
                     else:
                         raise _not_callable(f, c.name)
-                elif op is D_LOADK:
-                    regs[a] = b
+                elif op is D_RECVPEEK:
+                    mb = proc.mailbox
+                    if mb is not None and proc.scan < len(mb):
+                        regs[a] = mb[proc.scan]
+                    else:
+                        pc = c
+                elif op is D_RECVWAIT:
+                    mb = proc.mailbox
+                    if mb is not None and proc.scan < len(mb):
+                        pc = c  # a message came while we were away: scan it
+                    elif proc.timed_out:
+                        proc.timed_out = False
+                        proc.deadline = None
+                        proc.scan = proc.mbhead
+                    else:
+                        x = regs[a]
+                        if x is not None:
+                            if (x.__class__ is not int and x.__class__ is not float) or not x >= 0:
+                                if x is not B.INFINITY:
+                                    raise badarg("receive: after needs a number of milliseconds, "
+                                                 f"got {B.short_repr(x)}")
+                                x = None
+                            elif x == 0:
+                                proc.scan = proc.mbhead
+                                continue
+                        if x is not None and proc.deadline is None:
+                            proc.deadline = host.now_ms() + x
+                        proc.cl = cl
+                        proc.pc = pc - 1
+                        proc.regs = regs
+                        return WAIT
+                elif op is D_CALLB1:
+                    regs[a] = c(regs[a + 1])
+                elif op is D_CALLB2:
+                    regs[a] = c(regs[a + 1], regs[a + 2])
+                elif op is D_ADD:
+                    x = regs[b] + regs[c]
+                    if x.__class__ is str:
+                        raise TypeError
+                    regs[a] = x
+                elif op is D_RECVSTART:
+                    proc.scan = proc.mbhead
+                    proc.deadline = None
+                    proc.timed_out = False
+                elif op is D_RECVTAKE:
+                    proc.take()
+                elif op is D_LIST:
+                    x = None
+                    i = a + b
+                    while i > a:
+                        x = Cons(regs[i], x)
+                        i -= 1
+                    regs[a] = x
+                elif op is D_UNLIST:
+                    n, fail = c
+                    x = regs[b]
+                    i = a
+                    end = a + n
+                    while i < end and x.__class__ is Cons:
+                        regs[i] = x.head
+                        x = x.tail
+                        i += 1
+                    if i < end or x is not None:
+                        pc = fail
+                elif op is D_GETGLOBAL:
+                    x = b.v
+                    if x is UNDEF:
+                        raise undef(f"undefined global {b.name}")
+                    regs[a] = x
                 elif op is D_JT:
                     x = regs[a]
                     if x is not FALSE and x is not None:
                         pc = c
-                elif op is D_JEQK:
-                    if regs[a] == b:
-                        pc = c
+                elif op is D_HEAD:
+                    x = regs[b]
+                    if x.__class__ is not Cons:
+                        raise badarg(f"head: expected a non-empty list, got {B.short_repr(x)}")
+                    regs[a] = x.head
+                elif op is D_TAIL:
+                    x = regs[b]
+                    if x.__class__ is not Cons:
+                        raise badarg(f"tail: expected a non-empty list, got {B.short_repr(x)}")
+                    regs[a] = x.tail
+                elif op is D_CONS:
+                    regs[a] = Cons(regs[b], regs[c])
                 elif op is D_SUB:
                     regs[a] = regs[b] - regs[c]
                 elif op is D_JLT:
@@ -359,35 +503,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                     if regs[a] == regs[b]:
                         pc = c
                 elif op is D_GETUPVAL:
-                    regs[a] = upv[b]
-                elif op is D_GETGLOBAL:
-                    x = b.v
-                    if x is UNDEF:
-                        raise undef(f"undefined global {b.name}")
-                    regs[a] = x
-                elif op is D_CALLB1:
-                    regs[a] = c(regs[a + 1])
-                elif op is D_CALLB2:
-                    regs[a] = c(regs[a + 1], regs[a + 2])
-                elif op is D_HEAD:
-                    x = regs[b]
-                    if x.__class__ is not Cons:
-                        raise badarg(f"head: expected a non-empty list, got {B.short_repr(x)}")
-                    regs[a] = x.head
-                elif op is D_TAIL:
-                    x = regs[b]
-                    if x.__class__ is not Cons:
-                        raise badarg(f"tail: expected a non-empty list, got {B.short_repr(x)}")
-                    regs[a] = x.tail
-                elif op is D_CONS:
-                    regs[a] = Cons(regs[b], regs[c])
-                elif op is D_LIST:
-                    x = None
-                    i = a + b
-                    while i > a:
-                        x = Cons(regs[i], x)
-                        i -= 1
-                    regs[a] = x
+                    regs[a] = cl.upvals[b]
                 elif op is D_CALLB0:
                     regs[a] = c()
                 elif op is D_CALLB3:
@@ -418,29 +534,6 @@ def run(proc: Process, budget: int, host: Any) -> int:
                 elif op is D_NOT:
                     x = regs[b]
                     regs[a] = TRUE if x is FALSE or x is None else FALSE
-                elif op is D_UNLIST:
-                    n, fail = c
-                    x = regs[b]
-                    i = a
-                    end = a + n
-                    while i < end and x.__class__ is Cons:
-                        regs[i] = x.head
-                        x = x.tail
-                        i += 1
-                    if i < end or x is not None:
-                        pc = fail
-                elif op is D_RECVSTART:
-                    proc.scan = proc.mbhead
-                    proc.deadline = None
-                    proc.timed_out = False
-                elif op is D_RECVPEEK:
-                    mb = proc.mailbox
-                    if mb is not None and proc.scan < len(mb):
-                        regs[a] = mb[proc.scan]
-                    else:
-                        pc = c
-                elif op is D_RECVTAKE:
-                    proc.take()
                 elif op is D_RECVNEXT:
                     proc.scan += 1
                     pc = c
@@ -449,30 +542,6 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         if preempt():
                             break
                         budget = refill
-                elif op is D_RECVWAIT:
-                    mb = proc.mailbox
-                    if mb is not None and proc.scan < len(mb):
-                        pc = c  # a message came while we were away: scan it
-                    elif proc.timed_out:
-                        proc.timed_out = False
-                        proc.deadline = None
-                        proc.scan = proc.mbhead
-                    else:
-                        x = regs[a]
-                        if x is not None:
-                            if (x.__class__ is not int and x.__class__ is not float) or not x >= 0:
-                                if x is not B.INFINITY:
-                                    raise badarg(f"receive: after needs a number of milliseconds, got {B.short_repr(x)}")
-                                x = None
-                            elif x == 0:
-                                proc.scan = proc.mbhead
-                                continue
-                        if x is not None and proc.deadline is None:
-                            proc.deadline = host.now_ms() + x
-                        proc.cl = cl
-                        proc.pc = pc - 1
-                        proc.regs = regs
-                        return WAIT
                 elif op is D_CALL or op is D_TAILCALL or op is D_APPLY or op is D_TAILAPPLY:
                     f = regs[a]
                     if op is D_APPLY or op is D_TAILAPPLY:
@@ -484,16 +553,16 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         args = regs[a + 1:a + 1 + b]
                     if f.__class__ is Closure:
                         p = f.proto
-                        newregs = _enter(p, args, f)
                         if op is D_CALL or op is D_APPLY:
                             fast = p.fast
-                            if fast is not None and FAST_ON:
+                            if fast is not None and len(args) == p.nparams and not p.rest:
                                 regs[a] = _call_fast_args(f, fast, args)
                                 continue
+                        newregs = _enter(p, args, f)
+                        if op is D_CALL or op is D_APPLY:
                             push((cl, code, pc, regs, a))
                         regs = newregs
                         cl = f
-                        upv = f.upvals
                         code = p.dcode
                         pc = 0
                         budget -= 1
@@ -507,7 +576,6 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             regs[a] = v
                         elif frames:
                             cl, code, pc, regs, a = pop()
-                            upv = cl.upvals
                             regs[a] = v
                         else:
                             proc.result = v
@@ -516,7 +584,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                     else:
                         raise _not_callable(f)
                 elif op is D_CLOSURE:
-                    regs[a] = Closure(b, tuple([regs[i] if k == 0 else upv[i] for k, i in b.upvals]))
+                    regs[a] = _make_closure(b, regs, cl.upvals)
                 elif op is D_DIV:
                     regs[a] = regs[b] / regs[c]
                 elif op is D_IDIV:
@@ -545,9 +613,9 @@ def run(proc: Process, budget: int, host: Any) -> int:
                     else:
                         pc = fail
                 elif op is D_GETUPBOX:
-                    regs[a] = upv[b].v
+                    regs[a] = cl.upvals[b].v
                 elif op is D_SETUPBOX:
-                    upv[b].v = regs[a]
+                    cl.upvals[b].v = regs[a]
                 elif op is D_UNBOX:
                     regs[a] = regs[b].v
                 elif op is D_SETBOX:
@@ -591,7 +659,6 @@ def run(proc: Process, budget: int, host: Any) -> int:
         except _Unwound as uw:
             # The fast tier handed back its frames (vm/fast.py): continue them here.
             cl, code, pc, regs = uw.cl, uw.cl.proto.dcode, uw.pc, uw.regs
-            upv = cl.upvals
             if uw.error is not None:
                 pending = uw.error
             if uw.preempted:
@@ -601,9 +668,23 @@ def run(proc: Process, budget: int, host: Any) -> int:
         if outcome is None:  # a try caught it: the handler's frame is current
             cl, pc, regs = proc.cl, proc.pc, proc.regs
             code = cl.proto.dcode
-            upv = cl.upvals
             continue
         return outcome
+
+
+def _make_closure(p: Proto, regs: list, upvals: tuple) -> Closure:
+    """CLOSURE: capture from the creating frame's registers (kind 0) or upvalues (kind 1).
+
+    A function of its own so that `regs` stays a fast local in the loop: a comprehension in
+    the loop would turn it into a cell (LOAD_DEREF on every register access).
+    """
+    return Closure(p, tuple([regs[i] if k == 0 else upvals[i] for k, i in p.upvals]))
+
+
+def _fused_rest(code: list[tuple], nxt: int) -> int:
+    """Where a superinstruction continues when it cannot take its fast path: the index of its
+    second half, which then runs on its own."""
+    return nxt - 1
 
 
 def _fault_index(code: list[tuple], op: Any, a: Any, b: Any, c: Any, pc: Any) -> int:
@@ -671,6 +752,8 @@ def _on_error(proc: Process, exc: Exception, code: list, op: Any, a: Any, b: Any
     else:
         i = _fault_index(code, op, a, b, c, pc) if code is not None else 0
         err = _python_error(exc, op, regs, a, b, c)
+        if code is not None and code[i][0] in _FUSED_CALLS and not isinstance(exc, TypeError):
+            i += 1  # the call half failed: report the call's position
         where = cl.proto.position(i)
     value = err.value
     frames = proc.frames
@@ -698,9 +781,6 @@ class _Unwound(BaseException):
         self.cl, self.pc, self.regs = cl, pc, regs  # the innermost frame, to continue here
         self.error = error  # an error to raise in that frame, or None
         self.preempted = preempted  # True: yield right after restoring
-
-
-FAST_ON = False  # switched on by vm.fast.enable(); the loop checks it before calling fast code
 
 
 def _call_fast(f: Closure, fast: Any, regs: list, a: int, b: int) -> Any:  # pragma: no cover

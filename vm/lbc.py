@@ -45,7 +45,7 @@ class Proto:
 
     __slots__ = (
         "name", "nparams", "rest", "nregs", "upvals", "code", "consts", "lines", "handlers",
-        "index", "module", "dcode", "pad", "fast", "hot", "nofast",
+        "index", "module", "dcode", "pad", "arity", "fast", "hot", "nofast",
     )
 
     def __init__(self, name: str, nparams: int, rest: bool, nregs: int) -> None:
@@ -62,6 +62,8 @@ class Proto:
         self.module: Module | None = None  # owning module
         self.dcode: list[tuple] | None = None  # decoded instructions, made by vm.interp.predecode
         self.pad: list[Any] = []  # [None] * (registers after the parameters), to build frames fast
+        self.arity = -1  # argument count the loop may call inline; -1 (rest parameter, or the fast
+        # tier has this function) sends calls down the slower general path: one comparison
         self.fast: Any = None  # the fast tier's code for this prototype, or None
         self.hot = 2  # calls left before the fast tier compiles it
         self.nofast = False  # the fast tier gave up on this prototype
@@ -90,6 +92,7 @@ class Module:
         for i, p in enumerate(protos):
             p.index, p.module = i, self
             p.pad = [None] * (p.nregs - p.nparams)
+            p.arity = -1 if p.rest else p.nparams
 
 
 _REGISTRY: dict[bytes, Module] = {}

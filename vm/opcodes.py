@@ -232,6 +232,10 @@ def unused_bits_clear(word: int) -> bool:
     return word & mask == 0
 
 
+def _doc_part(after: str, before: str) -> str:
+    return __doc__.split(after)[1].split(before)[0].strip("\n")
+
+
 def markdown() -> str:
     """docs/opcodes.md, generated from OPS."""
     lines = [
@@ -242,7 +246,7 @@ def markdown() -> str:
         "are in the header of `vm/opcodes.py`:",
         "",
         "```",
-        __doc__.split("Instruction formats (Lua 5.4's layout), bit 31 on the left:")[1].split("Operand kinds")[0].strip("\n"),
+        _doc_part("Instruction formats (Lua 5.4's layout), bit 31 on the left:", "Operand kinds"),
         "```",
         "",
         "Operand kinds: " + __doc__.split("Operand kinds: ")[1].split("\n\n")[0].replace("\n", " "),

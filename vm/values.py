@@ -13,7 +13,7 @@ without type guards wherever that is safe (docs/language.md, "Values"):
 | integer, float  | int, float                       | arbitrary precision and IEEE doubles for free |
 | string          | str                              | |
 | nil / empty list| None                             | `x is None` is the cheapest test there is |
-| true, false     | TRUE, FALSE (class Bool)         | Python's bools are ints: `True + 1 == 2` and `True == 1`, both wrong here |
+| true, false     | TRUE, FALSE (class Bool)         | Python's bools are ints: `True + 1 == 2`, `True == 1` |
 | symbol          | Sym, interned                    | identity comparison |
 | list            | Cons                             | O(1) cons/head/tail |
 | vector          | Vec (wraps a tuple)              | a bare tuple would support `+` (concatenation) |

@@ -57,7 +57,7 @@ def _verify_proto(p: Proto, module: Module, builtin_names: frozenset[str] | set[
         _, f = decode_fields(word)
         name = op.name
 
-        def reg(r: int, count: int = 1) -> None:
+        def reg(r: int, count: int = 1, i: int = i) -> None:
             if r < 0 or r + count > p.nregs:
                 raise _fail(p, i, f"register {r + count - 1} out of range")
 
