@@ -41,7 +41,7 @@ class Scheduler:
         self.id = sid  # this scheduler's index, 0..N-1
         self.budget = budget  # reductions per slice
         self.trace = trace  # a scheduler.trace.Tracer, or None (then tracing costs one test)
-        self.procs: dict[Pid, Process] = {}  # live processes on this scheduler
+        self.procs: dict[int, Process] = {}  # live processes on this scheduler, by Pid.key
         self.runq: deque[Process] = deque()  # runnable processes, in order
         self.timers: list[tuple[float, int, Any]] = []  # heap of (deadline ms, seq, process or send)
         self.seq = 0  # tie-breaker for the timer heap, and pid/ref serial numbers
@@ -70,7 +70,10 @@ class Scheduler:
             if trace is not None:
                 trace.slice_out(self, proc, outcome)
             self.current = None
-            _TRAPS[outcome](self, proc)
+            if outcome == WAIT and proc.deadline is None:  # the common case, inline
+                proc.status = WAITING
+            else:
+                _TRAPS[outcome](self, proc)
 
     def fire_timers(self, now: float) -> None:
         """Phase two: wake processes whose receive timed out; deliver timer/send-after."""
@@ -154,7 +157,7 @@ class Scheduler:
 
     def add(self, proc: Process) -> None:
         """Take a process (new, or moved here) and make it runnable."""
-        self.procs[proc.pid] = proc
+        self.procs[proc.pid.key] = proc
         proc.status = RUNNABLE
         self.runq.append(proc)
 
@@ -162,7 +165,7 @@ class Scheduler:
         """A process ended: tell its links and monitors, forget it."""
         proc.status = DEAD
         proc.result = reason
-        self.procs.pop(proc.pid, None)
+        self.procs.pop(proc.pid.key, None)
         if self.trace is not None:
             self.trace.event(self, "exit", proc.pid, reason=reason)
         if proc.name is not None:
@@ -189,10 +192,10 @@ class Scheduler:
     def receive_signal(self, sig: tuple) -> None:
         """Apply a link/monitor signal addressed to a process on this scheduler."""
         kind = sig[0]
-        target = self.procs.get(sig[1] if kind in ("link", "unlink") else sig[-1])
+        target = self.procs.get((sig[1] if kind in ("link", "unlink") else sig[-1]).key)
         if kind == "exit":  # ("exit", from, reason, to)
             _, frm, reason, to = sig
-            target = self.procs.get(to)
+            target = self.procs.get(to.key)
             if target is None:
                 return
             if target.links is not None:
@@ -200,12 +203,12 @@ class Scheduler:
             self.exit_signal_to(target, frm, reason, linked=True)
         elif kind == "xsignal":  # ("xsignal", from, reason, to): (exit pid reason)
             _, frm, reason, to = sig
-            target = self.procs.get(to)
+            target = self.procs.get(to.key)
             if target is not None:
                 self.exit_signal_to(target, frm, reason, linked=False)
         elif kind == "down":  # ("down", ref, pid, reason, to)
             _, ref, pid, reason, to = sig
-            target = self.procs.get(to)
+            target = self.procs.get(to.key)
             if target is not None and target.monitors and target.monitors.pop(ref, None) is not None:
                 self.deliver(target, from_list([DOWN_SYM, ref, pid, reason]))
         elif kind == "link":  # ("link", to, from)
@@ -221,7 +224,7 @@ class Scheduler:
                 target.links.discard(sig[2])
         elif kind == "monitor":  # ("monitor", ref, watcher, to)
             _, ref, watcher, to = sig
-            target = self.procs.get(to)
+            target = self.procs.get(to.key)
             if target is None:
                 self.node.signal(self, watcher, ("down", ref, to, NOPROC))
             else:
@@ -230,7 +233,7 @@ class Scheduler:
                 target.monitors[ref] = ("by", watcher)
         elif kind == "demonitor":  # ("demonitor", ref, to)
             _, ref, to = sig
-            target = self.procs.get(to)
+            target = self.procs.get(to.key)
             if target is not None and target.monitors:
                 target.monitors.pop(ref, None)
 
@@ -283,6 +286,20 @@ class Scheduler:
         return proc.pid
 
     def send(self, sender: Process, dest: Any, msg: Any) -> None:
+        if dest.__class__ is Pid:
+            proc = self.procs.get(dest.key)
+            if proc is not None:  # the common case, inline: a local process
+                if self.trace is not None:
+                    self.trace.event(self, "send", sender.pid, to=dest)
+                mb = proc.mailbox
+                if mb is None:
+                    proc.mailbox = [msg]
+                else:
+                    mb.append(msg)
+                if proc.status == WAITING:
+                    proc.status = RUNNABLE
+                    self.runq.append(proc)
+                return
         self.node.send_from(self, sender.pid, dest, msg)
 
     def register(self, proc: Process, name: Sym, pid: Pid) -> None:

@@ -136,7 +136,7 @@ class LocalNode:
         sched.add(proc)
 
     def locate(self, pid: Pid) -> Process | None:
-        return self.sched.procs.get(pid)
+        return self.sched.procs.get(pid.key)
 
     def resolve(self, dest: Any) -> Pid | None:
         if dest.__class__ is Sym:
@@ -148,7 +148,7 @@ class LocalNode:
 
     def send_from(self, sched: Scheduler, sender: Pid, dest: Any, msg: Any) -> None:
         pid = self.resolve(dest)
-        proc = self.sched.procs.get(pid)
+        proc = self.sched.procs.get(pid.key)
         if proc is not None:
             if sched.trace is not None:
                 sched.trace.event(sched, "send", sender, to=pid)
@@ -165,7 +165,7 @@ class LocalNode:
             sched.trace.event(sched, kind, sig[2] if kind == "link" else sig[2], target=pid)
 
     def register(self, sched: Scheduler, name: Sym, pid: Pid) -> None:
-        proc = self.sched.procs.get(pid)
+        proc = self.sched.procs.get(pid.key)
         if name in self.names:
             raise badarg(f"register: {name.name} is already registered")
         if proc is None or proc.status == DEAD:

@@ -650,7 +650,9 @@ def _dest(name: str, d: Any) -> Any:
 
 @builtin("send")
 def b_send(dest: Any, msg: Any) -> Any:
-    ctx.host.send(ctx.proc, _dest("send", dest), copy_message(msg))
+    if dest.__class__ is not Pid:
+        _dest("send", dest)
+    ctx.host.send(ctx.proc, dest, copy_message(msg) if BOXES_MADE else msg)
     return msg
 
 

@@ -30,26 +30,31 @@ from .errors import BadBytecode, Halt, LispError, ProcessExit, badarg, badarity,
 from .lbc import Module, Proto
 from .opcodes import decode_fields
 from .process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Globals, Process
-from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Vec, to_pylist, type_name
+from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Pid, Vec, to_pylist, type_name
 
 __all__ = ["predecode", "run", "call_sync", "Block", "DECODED", "new_process_regs"]
 
-# Decoded operations. The numbers are internal (not the file's opcodes) and never stored.
-(D_MOVE, D_LOADK, D_LOADNIL, D_GETUPVAL, D_GETUPBOX, D_SETUPBOX, D_BOX, D_UNBOX, D_SETBOX,
- D_GETGLOBAL, D_SETGLOBAL, D_DEFGLOBAL, D_CLOSURE,
- D_CALL, D_TAILCALL, D_CALLG, D_TAILCALLG, D_CALLB0, D_CALLB1, D_CALLB2, D_CALLB3, D_CALLBN,
- D_APPLY, D_TAILAPPLY, D_RETURN,
- D_ADD, D_SUB, D_MUL, D_DIV, D_IDIV, D_MOD, D_ADDI, D_NEG, D_NOT, D_EQ, D_NE, D_LT, D_LE,
- D_JMP, D_JMPBACK, D_JT, D_JEQ, D_JEQK, D_JLT, D_JLE, D_JLTI, D_JLEI, D_JGTI, D_JGEI,
- D_LIST, D_VECTOR, D_CONS, D_HEAD, D_TAIL, D_UNLIST, D_UNCONS, D_UNVEC,
- D_RECVSTART, D_RECVPEEK, D_RECVNEXT, D_RECVTAKE, D_RECVWAIT, D_SKIPPED,
- D_ADDI_CALLG1, D_ADDI_TAILCALLG1, D_ADDRET, D_JLTI_RET, D_JEQK_RET) = range(68)
+# Decoded operations, numbered hot-first (op counts over the examples and benchmarks). The loop tests a
+# range first (groups of eight), then the operations of that group one by one: an operation waits behind
+# at most (its group + 1) + 8 tests, and the hottest group behind one. Internal numbers, never stored.
+(D_JLTI_RET, D_JLTI, D_ADDI_CALLG1, D_ADDI_TAILCALLG1, D_ADDRET, D_RETURN, D_ADDI, D_LOADK, D_MOVE,
+ D_JEQK, D_CALLG, D_TAILCALLG, D_MOVE_TAILSELF1, D_CALLB1, D_CALLB2, D_SEND, D_ADD, D_JEQK_RET,
+ D_RECVSTART_PEEK, D_RECV_BEGIN, D_RECVWAIT, D_RECVPEEK, D_RECVTAKE, D_UNLIST, D_LIST, D_JT,
+ D_GETGLOBAL, D_HEAD, D_TAIL, D_CONS, D_SUB, D_JLT, D_JLE, D_JGTI, D_JLEI, D_JGEI, D_JEQ,
+ D_GETUPVAL, D_CALLB0, D_CALLB3, D_CALLBN, D_JMP, D_JMPBACK, D_MUL, D_EQ, D_LT, D_LE, D_NE, D_NOT,
+ D_RECVNEXT, D_CALL, D_TAILCALL, D_APPLY, D_TAILAPPLY, D_RECVSTART, D_CLOSURE, D_DIV, D_IDIV, D_MOD,
+ D_NEG, D_VECTOR, D_UNCONS, D_UNVEC, D_GETUPBOX, D_SETUPBOX, D_UNBOX, D_SETBOX, D_BOX, D_LOADNIL,
+ D_DEFGLOBAL, D_SETGLOBAL, D_SKIPPED) = range(72)
 
 # Superinstructions: made at load time from two adjacent instructions when a measurement showed
 # they pay (docs/performance.md). The fused tuple replaces the first; the second keeps its own
 # tuple, so a jump to it still works and every index means what the file says.
 FUSED = {"D_ADDI_CALLG1": ("ADDI", "CALLG"), "D_ADDI_TAILCALLG1": ("ADDI", "TAILCALLG"),
-         "D_ADDRET": ("ADD", "RETURN"), "D_JLTI_RET": ("IFLTI", "RETURN"), "D_JEQK_RET": ("IFEQK", "RETURN")}
+         "D_ADDRET": ("ADD", "RETURN"), "D_JLTI_RET": ("IFLTI", "RETURN"), "D_JEQK_RET": ("IFEQK", "RETURN"),
+         "D_RECVSTART_PEEK": ("RECVSTART", "RECVPEEK"), "D_RECV_BEGIN": ("LOADNIL", "RECVSTART", "RECVPEEK"),
+         "D_MOVE_TAILSELF1": ("MOVE", "TAILCALLG")}
+# Builtins the loop calls without the Python function in between (same semantics, measured faster).
+SPECIALIZED = {"D_SEND": "send"}
 _FUSED_CALLS = frozenset({D_ADDI_CALLG1, D_ADDI_TAILCALLG1})  # errors in them belong to the call
 
 DECODED = {name: value for name, value in globals().items() if name.startswith("D_")}
@@ -150,12 +155,14 @@ def _decode_proto(p: Proto, module: Module, g: Globals) -> list[tuple]:
             if fn is None:
                 raise BadBytecode(f"unknown builtin {bname}")
             dop = (D_CALLB0, D_CALLB1, D_CALLB2, D_CALLB3)[b] if b <= 3 else D_CALLBN
+            if bname == "send" and b == 2:
+                dop = D_SEND
             out.append((dop, a, b, fn.fn, nxt))
         elif name == "JMP":
             target = nxt + f["sJ"]
             out.append((D_JMPBACK if target <= i else D_JMP, 0, 0, 0, target))
         elif name in ("RECVPEEK", "RECVWAIT"):
-            out.append((D_RECVPEEK if name == "RECVPEEK" else D_RECVWAIT, a, 0, nxt + f["sBx"], nxt))
+            out.append((D_RECVPEEK if name == "RECVPEEK" else D_RECVWAIT, a, None, nxt + f["sBx"], nxt))
         elif name == "RECVNEXT":
             out.append((D_RECVNEXT, 0, 0, nxt + f["sJ"], nxt))
         elif name == "ADDI":
@@ -163,11 +170,11 @@ def _decode_proto(p: Proto, module: Module, g: Globals) -> list[tuple]:
         else:
             out.append((_SIMPLE[name], a, b, c, nxt))
     assert len(out) == n
-    _fuse(out)
+    _fuse(out, p.name)
     return out
 
 
-def _fuse(out: list[tuple]) -> None:
+def _fuse(out: list[tuple], self_name: str) -> None:
     """Replace hot instruction pairs by superinstructions (see FUSED)."""
     for i in range(len(out) - 1):
         t, u = out[i], out[i + 1]
@@ -180,6 +187,21 @@ def _fuse(out: list[tuple]) -> None:
             out[i] = (D_ADDI_CALLG1 if u[0] is D_CALLG else D_ADDI_TAILCALLG1, u[1], (t[2], t[3]), u[3], u[4])
         elif t[0] is D_ADD and u[0] is D_RETURN and u[1] == t[1]:
             out[i] = (D_ADDRET, t[1], t[2], t[3], u[4])
+        elif t[0] is D_RECVSTART and u[0] is D_RECVPEEK:
+            out[i] = (D_RECVSTART_PEEK, u[1], u[2], u[3], u[4])
+        elif t[0] is D_MOVE and u[0] is D_TAILCALLG and u[2] == 1 and t[1] == u[1] + 1 and u[3].name == self_name:
+            # a loop that passes a variable to itself: (loop x); taken only when the global still
+            # holds this very closure, else the pair runs unfused
+            out[i] = (D_MOVE_TAILSELF1, u[1], t[2], u[3], u[4])
+    for i in range(len(out) - 1):
+        t, u = out[i], out[i + 1]
+        if t[0] is D_LOADK and t[2] is None and u[0] is D_RECVSTART_PEEK:
+            # a receive with no `after`: its timeout register is nil
+            out[i] = (D_RECV_BEGIN, u[1], t[1], u[3], u[4])
+    for i, t in enumerate(out):
+        if t[0] is D_RECVWAIT and out[t[3]][0] is D_RECVPEEK:
+            # on wake-up, peek right here (one dispatch less per message): b = the peek's register
+            out[i] = (D_RECVWAIT, t[1], out[t[3]][1], t[3], t[4])
 
 
 _FUSED_WITH_NEXT = frozenset({D_JT, D_JEQ, D_JEQK, D_JLT, D_JLE, D_JLTI, D_JLEI, D_JGTI, D_JGEI,
@@ -242,8 +264,6 @@ def run(proc: Process, budget: int, host: Any) -> int:
     refill = budget
     preempt = host.preempt
     frames = proc.frames
-    push = frames.append
-    pop = frames.pop
     cl = proc.cl
     code = cl.proto.dcode
     regs = proc.regs
@@ -260,38 +280,91 @@ def run(proc: Process, budget: int, host: Any) -> int:
                 raise exc
             while True:
                 op, a, b, c, pc = code[pc]
-                if op is D_JLTI_RET:
-                    if regs[a] < b:
-                        v = regs[c]
+                if op < D_MOVE:
+                    if op is D_JLTI_RET:
+                        if regs[a] < b:
+                            v = regs[c]
+                            if frames:
+                                cl, code, pc, regs, a = frames.pop()
+                                regs[a] = v
+                            else:
+                                proc.result = v
+                                proc.regs = regs
+                                return DONE
+                    elif op is D_JLTI:
+                        if regs[a] < b:
+                            pc = c
+                    elif op is D_ADDI_CALLG1 or op is D_ADDI_TAILCALLG1:
+                        x = regs[b[0]] + b[1]
+                        f = c.v
+                        if f.__class__ is Closure:
+                            p = f.proto
+                            if p.arity == 1:  # else (fast tier, rest, badarity): the unfused pair
+                                if op is D_ADDI_CALLG1:
+                                    frames.append((cl, code, pc, regs, a))
+                                regs = [x, *p.pad]
+                                cl = f
+                                code = p.dcode
+                                pc = 0
+                                budget -= 1
+                                if budget <= 0:
+                                    if preempt():
+                                        break
+                                    budget = refill
+                                continue
+                        # anything unusual: do it the long way (the unfused pair)
+                        regs[a + 1] = x
+                        pc = _fused_rest(code, pc)
+                    elif op is D_ADDRET:
+                        x = regs[b] + regs[c]
+                        if x.__class__ is str:
+                            raise TypeError
                         if frames:
-                            cl, code, pc, regs, a = pop()
+                            cl, code, pc, regs, a = frames.pop()
+                            regs[a] = x
+                        else:
+                            proc.result = x
+                            proc.regs = regs
+                            return DONE
+                    elif op is D_RETURN:
+                        v = regs[a]
+                        if frames:
+                            cl, code, pc, regs, a = frames.pop()
                             regs[a] = v
                         else:
                             proc.result = v
                             proc.regs = regs
                             return DONE
-                elif op is D_JEQK_RET:
-                    if regs[a] == b:
-                        v = regs[c]
-                        if frames:
-                            cl, code, pc, regs, a = pop()
-                            regs[a] = v
-                        else:
-                            proc.result = v
-                            proc.regs = regs
-                            return DONE
-                elif op is D_JLTI:
-                    if regs[a] < b:
-                        pc = c
-                elif op is D_ADDI_CALLG1 or op is D_ADDI_TAILCALLG1:
-                    x = regs[b[0]] + b[1]
-                    f = c.v
-                    if f.__class__ is Closure:
-                        p = f.proto
-                        if p.arity == 1:  # else (fast tier, rest, badarity): the unfused pair
-                            if op is D_ADDI_CALLG1:
-                                push((cl, code, pc, regs, a))
-                            regs = [x, *p.pad]
+                    elif op is D_ADDI:
+                        regs[a] = regs[b] + c  # an int immediate: str + int raises by itself
+                    elif op is D_LOADK:
+                        regs[a] = b
+                elif op < D_RECVSTART_PEEK:
+                    if op is D_MOVE:
+                        regs[a] = regs[b]
+                    elif op is D_JEQK:
+                        if regs[a] == b:
+                            pc = c
+                    elif op is D_CALLG:
+                        f = c.v
+                        if f.__class__ is Closure:
+                            p = f.proto
+                            if b == p.arity:  # the common case; -1 sends the rest below
+                                frames.append((cl, code, pc, regs, a))
+                                if b == 1:
+                                    regs = [regs[a + 1], *p.pad]
+                                elif b == 2:
+                                    regs = [regs[a + 1], regs[a + 2], *p.pad]
+                                else:
+                                    regs = regs[a + 1:a + 1 + b] + p.pad
+                            else:
+                                fast = p.fast
+                                if fast is not None and b == p.nparams and not p.rest:
+                                    regs[a] = _call_fast(f, fast, regs, a, b)
+                                    continue
+                                x = _enter(p, regs[a + 1:a + 1 + b], f)  # raises before any change
+                                frames.append((cl, code, pc, regs, a))
+                                regs = x
                             cl = f
                             code = p.dcode
                             pc = 0
@@ -300,344 +373,386 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                 if preempt():
                                     break
                                 budget = refill
-                            continue
-                    # anything unusual: do it the long way (the unfused pair)
-                    regs[a + 1] = x
-                    pc = _fused_rest(code, pc)
-                elif op is D_ADDRET:
-                    x = regs[b] + regs[c]
-                    if x.__class__ is str:
-                        raise TypeError
-                    if frames:
-                        cl, code, pc, regs, a = pop()
+                        elif f.__class__ is Builtin:
+                            regs[a] = f.fn(*regs[a + 1:a + 1 + b])
+                        else:
+                            raise _not_callable(f, c.name)
+                    elif op is D_MOVE_TAILSELF1:
+                        if c.v is cl:
+                            regs[0] = regs[b]
+                            pc = 0
+                            budget -= 1
+                            if budget <= 0:
+                                if preempt():
+                                    break
+                                budget = refill
+                        else:
+                            regs[a + 1] = regs[b]
+                            pc = _fused_rest(code, pc)
+                    elif op is D_TAILCALLG:
+                        f = c.v
+                        if f is cl and 0 < b <= 2 and b == cl.proto.arity:
+                            # a loop: reuse the frame's registers (stale temporaries are never read:
+                            # the compiler writes every register before reading it). The arguments
+                            # sit above the parameters, so the copies cannot overlap.
+                            regs[0] = regs[a + 1]
+                            if b == 2:
+                                regs[1] = regs[a + 2]
+                            pc = 0
+                            budget -= 1
+                            if budget <= 0:
+                                if preempt():
+                                    break
+                                budget = refill
+                        elif f.__class__ is Closure:
+                            p = f.proto
+                            if b == p.arity:
+                                if b == 1:
+                                    regs = [regs[a + 1], *p.pad]
+                                elif b == 2:
+                                    regs = [regs[a + 1], regs[a + 2], *p.pad]
+                                else:
+                                    regs = regs[a + 1:a + 1 + b] + p.pad
+                            else:
+                                regs = _enter(p, regs[a + 1:a + 1 + b], f)
+                            cl = f
+                            code = p.dcode
+                            pc = 0
+                            budget -= 1
+                            if budget <= 0:
+                                if preempt():
+                                    break
+                                budget = refill
+                        elif f.__class__ is Builtin:
+                            v = f.fn(*regs[a + 1:a + 1 + b])
+                            if frames:
+                                cl, code, pc, regs, a = frames.pop()
+                                regs[a] = v
+                            else:
+                                proc.result = v
+                                proc.regs = regs
+                                return DONE
+                        else:
+                            raise _not_callable(f, c.name)
+                    elif op is D_CALLB1:
+                        regs[a] = c(regs[a + 1])
+                    elif op is D_SEND:  # (send dest msg), with b_send's checks inline
+                        x = regs[a + 1]
+                        y = regs[a + 2]
+                        if x.__class__ is Pid and not B.BOXES_MADE:
+                            host.send(proc, x, y)
+                            regs[a] = y
+                        else:
+                            regs[a] = c(x, y)
+                    elif op is D_CALLB2:
+                        regs[a] = c(regs[a + 1], regs[a + 2])
+                    elif op is D_ADD:
+                        x = regs[b] + regs[c]
+                        if x.__class__ is str:
+                            raise TypeError
                         regs[a] = x
-                    else:
-                        proc.result = x
-                        proc.regs = regs
-                        return DONE
-                elif op is D_RETURN:
-                    v = regs[a]
-                    if frames:
-                        cl, code, pc, regs, a = pop()
-                        regs[a] = v
-                    else:
-                        proc.result = v
-                        proc.regs = regs
-                        return DONE
-                elif op is D_ADDI:
-                    regs[a] = regs[b] + c  # an int immediate: str + int raises by itself
-                elif op is D_LOADK:
-                    regs[a] = b
-                elif op is D_JEQK:
-                    if regs[a] == b:
-                        pc = c
-                elif op is D_MOVE:
-                    regs[a] = regs[b]
-                elif op is D_CALLG:
-                    f = c.v
-                    if f.__class__ is Closure:
-                        p = f.proto
-                        if b == p.arity:  # the common case; -1 sends the rest below
-                            push((cl, code, pc, regs, a))
-                            if b == 1:
-                                regs = [regs[a + 1], *p.pad]
-                            elif b == 2:
-                                regs = [regs[a + 1], regs[a + 2], *p.pad]
+                    elif op is D_JEQK_RET:
+                        if regs[a] == b:
+                            v = regs[c]
+                            if frames:
+                                cl, code, pc, regs, a = frames.pop()
+                                regs[a] = v
                             else:
-                                regs = regs[a + 1:a + 1 + b] + p.pad
-                        else:
-                            fast = p.fast
-                            if fast is not None and b == p.nparams and not p.rest:
-                                regs[a] = _call_fast(f, fast, regs, a, b)
-                                continue
-                            x = _enter(p, regs[a + 1:a + 1 + b], f)  # raises before any change
-                            push((cl, code, pc, regs, a))
-                            regs = x
-                        cl = f
-                        code = p.dcode
-                        pc = 0
-                        budget -= 1
-                        if budget <= 0:
-                            if preempt():
-                                break
-                            budget = refill
-                    elif f.__class__ is Builtin:
-                        regs[a] = f.fn(*regs[a + 1:a + 1 + b])
-                    else:
-                        raise _not_callable(f, c.name)
-                elif op is D_TAILCALLG:
-                    f = c.v
-                    if f.__class__ is Closure:
-                        p = f.proto
-                        if b == p.arity:
-                            if b == 1:
-                                regs = [regs[a + 1], *p.pad]
-                            elif b == 2:
-                                regs = [regs[a + 1], regs[a + 2], *p.pad]
-                            else:
-                                regs = regs[a + 1:a + 1 + b] + p.pad
-                        else:
-                            regs = _enter(p, regs[a + 1:a + 1 + b], f)
-                        cl = f
-                        code = p.dcode
-                        pc = 0
-                        budget -= 1
-                        if budget <= 0:
-                            if preempt():
-                                break
-                            budget = refill
-                    elif f.__class__ is Builtin:
-                        v = f.fn(*regs[a + 1:a + 1 + b])
-                        if frames:
-                            cl, code, pc, regs, a = pop()
-                            regs[a] = v
-                        else:
-                            proc.result = v
-                            proc.regs = regs
-                            return DONE
-                    else:
-                        raise _not_callable(f, c.name)
-                elif op is D_RECVPEEK:
-                    mb = proc.mailbox
-                    if mb is not None and proc.scan < len(mb):
-                        regs[a] = mb[proc.scan]
-                    else:
-                        pc = c
-                elif op is D_RECVWAIT:
-                    mb = proc.mailbox
-                    if mb is not None and proc.scan < len(mb):
-                        pc = c  # a message came while we were away: scan it
-                    elif proc.timed_out:
-                        proc.timed_out = False
+                                proc.result = v
+                                proc.regs = regs
+                                return DONE
+                elif op < D_HEAD:
+                    if op is D_RECVSTART_PEEK:
                         proc.deadline = None
-                        proc.scan = proc.mbhead
-                    else:
+                        proc.timed_out = False
+                        mb = proc.mailbox
+                        if mb is not None:
+                            proc.scan = x = proc.mbhead
+                            if x < len(mb):
+                                regs[a] = mb[x]
+                            else:
+                                pc = c
+                        else:
+                            proc.scan = 0
+                            pc = c
+                    elif op is D_RECV_BEGIN:
+                        regs[b] = None  # no `after`: wait for ever
+                        proc.deadline = None
+                        proc.timed_out = False
+                        mb = proc.mailbox
+                        if mb is not None:
+                            proc.scan = x = proc.mbhead
+                            if x < len(mb):
+                                regs[a] = mb[x]
+                            else:
+                                pc = c
+                        else:
+                            proc.scan = 0
+                            pc = c
+                    elif op is D_RECVWAIT:
+                        mb = proc.mailbox
+                        if mb is not None and proc.scan < len(mb):
+                            # a message came while we were away: scan it (b: the peek's register)
+                            if b is None:
+                                pc = c
+                            else:
+                                regs[b] = mb[proc.scan]
+                                pc = c + 1
+                        elif proc.timed_out:
+                            proc.timed_out = False
+                            proc.deadline = None
+                            proc.scan = proc.mbhead
+                        else:
+                            x = regs[a]
+                            if x is not None:
+                                if (x.__class__ is not int and x.__class__ is not float) or not x >= 0:
+                                    if x is not B.INFINITY:
+                                        raise badarg("receive: after needs a number of milliseconds, "
+                                                     f"got {B.short_repr(x)}")
+                                    x = None
+                                elif x == 0:
+                                    proc.scan = proc.mbhead
+                                    continue
+                            if x is not None and proc.deadline is None:
+                                proc.deadline = host.now_ms() + x
+                            proc.cl = cl
+                            proc.pc = pc - 1
+                            proc.regs = regs
+                            return WAIT
+                    elif op is D_RECVPEEK:
+                        mb = proc.mailbox
+                        if mb is not None and proc.scan < len(mb):
+                            regs[a] = mb[proc.scan]
+                        else:
+                            pc = c
+                    elif op is D_RECVTAKE:
+                        mb = proc.mailbox
+                        if proc.scan == 0 and len(mb) == 1:  # taking the only message
+                            proc.mailbox = None
+                            proc.deadline = None
+                        else:
+                            proc.take()
+                    elif op is D_UNLIST:
+                        n, fail = c
+                        x = regs[b]
+                        if n == 3:  # the usual message shape, unrolled (a Python loop costs 2x)
+                            if x.__class__ is Cons:
+                                y = x.tail
+                                if y.__class__ is Cons:
+                                    z = y.tail
+                                    if z.__class__ is Cons and z.tail is None:
+                                        regs[a] = x.head
+                                        regs[a + 1] = y.head
+                                        regs[a + 2] = z.head
+                                        continue
+                            pc = fail
+                        else:
+                            i = a
+                            end = a + n
+                            while i < end and x.__class__ is Cons:
+                                regs[i] = x.head
+                                x = x.tail
+                                i += 1
+                            if i < end or x is not None:
+                                pc = fail
+                    elif op is D_LIST:
+                        if b == 3:  # the usual message shape, unrolled
+                            regs[a] = Cons(regs[a + 1], Cons(regs[a + 2], Cons(regs[a + 3], None)))
+                        elif b == 2:
+                            regs[a] = Cons(regs[a + 1], Cons(regs[a + 2], None))
+                        else:
+                            x = None
+                            for i in range(a + b, a, -1):
+                                x = Cons(regs[i], x)
+                            regs[a] = x
+                    elif op is D_JT:
                         x = regs[a]
-                        if x is not None:
-                            if (x.__class__ is not int and x.__class__ is not float) or not x >= 0:
-                                if x is not B.INFINITY:
-                                    raise badarg("receive: after needs a number of milliseconds, "
-                                                 f"got {B.short_repr(x)}")
-                                x = None
-                            elif x == 0:
-                                proc.scan = proc.mbhead
-                                continue
-                        if x is not None and proc.deadline is None:
-                            proc.deadline = host.now_ms() + x
-                        proc.cl = cl
-                        proc.pc = pc - 1
-                        proc.regs = regs
-                        return WAIT
-                elif op is D_CALLB1:
-                    regs[a] = c(regs[a + 1])
-                elif op is D_CALLB2:
-                    regs[a] = c(regs[a + 1], regs[a + 2])
-                elif op is D_ADD:
-                    x = regs[b] + regs[c]
-                    if x.__class__ is str:
-                        raise TypeError
-                    regs[a] = x
-                elif op is D_RECVSTART:
-                    proc.scan = proc.mbhead
-                    proc.deadline = None
-                    proc.timed_out = False
-                elif op is D_RECVTAKE:
-                    proc.take()
-                elif op is D_LIST:
-                    x = None
-                    i = a + b
-                    while i > a:
-                        x = Cons(regs[i], x)
-                        i -= 1
-                    regs[a] = x
-                elif op is D_UNLIST:
-                    n, fail = c
-                    x = regs[b]
-                    i = a
-                    end = a + n
-                    while i < end and x.__class__ is Cons:
-                        regs[i] = x.head
-                        x = x.tail
-                        i += 1
-                    if i < end or x is not None:
-                        pc = fail
-                elif op is D_GETGLOBAL:
-                    x = b.v
-                    if x is UNDEF:
-                        raise undef(f"undefined global {b.name}")
-                    regs[a] = x
-                elif op is D_JT:
-                    x = regs[a]
-                    if x is not FALSE and x is not None:
-                        pc = c
-                elif op is D_HEAD:
-                    x = regs[b]
-                    if x.__class__ is not Cons:
-                        raise badarg(f"head: expected a non-empty list, got {B.short_repr(x)}")
-                    regs[a] = x.head
-                elif op is D_TAIL:
-                    x = regs[b]
-                    if x.__class__ is not Cons:
-                        raise badarg(f"tail: expected a non-empty list, got {B.short_repr(x)}")
-                    regs[a] = x.tail
-                elif op is D_CONS:
-                    regs[a] = Cons(regs[b], regs[c])
-                elif op is D_SUB:
-                    regs[a] = regs[b] - regs[c]
-                elif op is D_JLT:
-                    if regs[a] < regs[b]:
-                        pc = c
-                elif op is D_JLE:
-                    if regs[a] <= regs[b]:
-                        pc = c
-                elif op is D_JGTI:
-                    if regs[a] > b:
-                        pc = c
-                elif op is D_JLEI:
-                    if regs[a] <= b:
-                        pc = c
-                elif op is D_JGEI:
-                    if regs[a] >= b:
-                        pc = c
-                elif op is D_JEQ:
-                    if regs[a] == regs[b]:
-                        pc = c
-                elif op is D_GETUPVAL:
-                    regs[a] = cl.upvals[b]
-                elif op is D_CALLB0:
-                    regs[a] = c()
-                elif op is D_CALLB3:
-                    regs[a] = c(regs[a + 1], regs[a + 2], regs[a + 3])
-                elif op is D_CALLBN:
-                    regs[a] = c(*regs[a + 1:a + 1 + b])
-                elif op is D_JMP:
-                    pass
-                elif op is D_JMPBACK:
-                    budget -= 1
-                    if budget <= 0:
-                        if preempt():
-                            break
-                        budget = refill
-                elif op is D_MUL:
-                    x = regs[b] * regs[c]
-                    if x.__class__ is str:
-                        raise TypeError
-                    regs[a] = x
-                elif op is D_EQ:
-                    regs[a] = TRUE if regs[b] == regs[c] else FALSE
-                elif op is D_LT:
-                    regs[a] = TRUE if regs[b] < regs[c] else FALSE
-                elif op is D_LE:
-                    regs[a] = TRUE if regs[b] <= regs[c] else FALSE
-                elif op is D_NE:
-                    regs[a] = FALSE if regs[b] == regs[c] else TRUE
-                elif op is D_NOT:
-                    x = regs[b]
-                    regs[a] = TRUE if x is FALSE or x is None else FALSE
-                elif op is D_RECVNEXT:
-                    proc.scan += 1
-                    pc = c
-                    budget -= 1
-                    if budget <= 0:
-                        if preempt():
-                            break
-                        budget = refill
-                elif op is D_CALL or op is D_TAILCALL or op is D_APPLY or op is D_TAILAPPLY:
-                    f = regs[a]
-                    if op is D_APPLY or op is D_TAILAPPLY:
-                        spread = to_pylist(regs[a + b])
-                        if spread is None:
-                            raise badarg(f"apply: the last argument must be a list, got {B.short_repr(regs[a + b])}")
-                        args = regs[a + 1:a + b] + spread
-                    else:
-                        args = regs[a + 1:a + 1 + b]
-                    if f.__class__ is Closure:
-                        p = f.proto
-                        if op is D_CALL or op is D_APPLY:
-                            fast = p.fast
-                            if fast is not None and len(args) == p.nparams and not p.rest:
-                                regs[a] = _call_fast_args(f, fast, args)
-                                continue
-                        newregs = _enter(p, args, f)
-                        if op is D_CALL or op is D_APPLY:
-                            push((cl, code, pc, regs, a))
-                        regs = newregs
-                        cl = f
-                        code = p.dcode
-                        pc = 0
+                        if x is not FALSE and x is not None:
+                            pc = c
+                    elif op is D_GETGLOBAL:
+                        x = b.v
+                        if x is UNDEF:
+                            raise undef(f"undefined global {b.name}")
+                        regs[a] = x
+                elif op < D_JGEI:
+                    if op is D_HEAD:
+                        x = regs[b]
+                        if x.__class__ is not Cons:
+                            raise badarg(f"head: expected a non-empty list, got {B.short_repr(x)}")
+                        regs[a] = x.head
+                    elif op is D_TAIL:
+                        x = regs[b]
+                        if x.__class__ is not Cons:
+                            raise badarg(f"tail: expected a non-empty list, got {B.short_repr(x)}")
+                        regs[a] = x.tail
+                    elif op is D_CONS:
+                        regs[a] = Cons(regs[b], regs[c])
+                    elif op is D_SUB:
+                        regs[a] = regs[b] - regs[c]
+                    elif op is D_JLT:
+                        if regs[a] < regs[b]:
+                            pc = c
+                    elif op is D_JLE:
+                        if regs[a] <= regs[b]:
+                            pc = c
+                    elif op is D_JGTI:
+                        if regs[a] > b:
+                            pc = c
+                    elif op is D_JLEI:
+                        if regs[a] <= b:
+                            pc = c
+                elif op < D_MUL:
+                    if op is D_JGEI:
+                        if regs[a] >= b:
+                            pc = c
+                    elif op is D_JEQ:
+                        if regs[a] == regs[b]:
+                            pc = c
+                    elif op is D_GETUPVAL:
+                        regs[a] = cl.upvals[b]
+                    elif op is D_CALLB0:
+                        regs[a] = c()
+                    elif op is D_CALLB3:
+                        regs[a] = c(regs[a + 1], regs[a + 2], regs[a + 3])
+                    elif op is D_CALLBN:
+                        regs[a] = c(*regs[a + 1:a + 1 + b])
+                    elif op is D_JMP:
+                        pass
+                    elif op is D_JMPBACK:
                         budget -= 1
                         if budget <= 0:
                             if preempt():
                                 break
                             budget = refill
-                    elif f.__class__ is Builtin:
-                        v = f.fn(*args)
-                        if op is D_CALL or op is D_APPLY:
-                            regs[a] = v
-                        elif frames:
-                            cl, code, pc, regs, a = pop()
-                            regs[a] = v
+                elif op < D_RECVSTART:
+                    if op is D_MUL:
+                        x = regs[b] * regs[c]
+                        if x.__class__ is str:
+                            raise TypeError
+                        regs[a] = x
+                    elif op is D_EQ:
+                        regs[a] = TRUE if regs[b] == regs[c] else FALSE
+                    elif op is D_LT:
+                        regs[a] = TRUE if regs[b] < regs[c] else FALSE
+                    elif op is D_LE:
+                        regs[a] = TRUE if regs[b] <= regs[c] else FALSE
+                    elif op is D_NE:
+                        regs[a] = FALSE if regs[b] == regs[c] else TRUE
+                    elif op is D_NOT:
+                        x = regs[b]
+                        regs[a] = TRUE if x is FALSE or x is None else FALSE
+                    elif op is D_RECVNEXT:
+                        proc.scan += 1
+                        pc = c
+                        budget -= 1
+                        if budget <= 0:
+                            if preempt():
+                                break
+                            budget = refill
+                    elif op is D_CALL or op is D_TAILCALL or op is D_APPLY or op is D_TAILAPPLY:
+                        f = regs[a]
+                        if op is D_APPLY or op is D_TAILAPPLY:
+                            spread = to_pylist(regs[a + b])
+                            if spread is None:
+                                raise badarg("apply: the last argument must be a list, "
+                                             f"got {B.short_repr(regs[a + b])}")
+                            args = regs[a + 1:a + b] + spread
                         else:
-                            proc.result = v
-                            proc.regs = regs
-                            return DONE
-                    else:
-                        raise _not_callable(f)
-                elif op is D_CLOSURE:
-                    regs[a] = _make_closure(b, regs, cl.upvals)
-                elif op is D_DIV:
-                    regs[a] = regs[b] / regs[c]
-                elif op is D_IDIV:
-                    regs[a] = regs[b] // regs[c]
-                elif op is D_MOD:
-                    x = regs[b] % regs[c]
-                    if x.__class__ is str:
-                        raise TypeError
-                    regs[a] = x
-                elif op is D_NEG:
-                    regs[a] = -regs[b]
-                elif op is D_VECTOR:
-                    regs[a] = Vec(tuple(regs[a + 1:a + 1 + b]))
-                elif op is D_UNCONS:
-                    x = regs[b]
-                    if x.__class__ is Cons:
-                        regs[a] = x.head
-                        regs[a + 1] = x.tail
-                    else:
-                        pc = c[1]
-                elif op is D_UNVEC:
-                    n, fail = c
-                    x = regs[b]
-                    if x.__class__ is Vec and len(x.items) == n:
-                        regs[a:a + n] = x.items
-                    else:
-                        pc = fail
-                elif op is D_GETUPBOX:
-                    regs[a] = cl.upvals[b].v
-                elif op is D_SETUPBOX:
-                    cl.upvals[b].v = regs[a]
-                elif op is D_UNBOX:
-                    regs[a] = regs[b].v
-                elif op is D_SETBOX:
-                    regs[a].v = regs[b]
-                elif op is D_BOX:
-                    regs[a] = Box(regs[a])
-                    B.note_box()
-                elif op is D_LOADNIL:
-                    regs[a:a + b + 1] = [None] * (b + 1)
-                elif op is D_DEFGLOBAL:
-                    x = regs[a]
-                    if x.__class__ is Closure and x.name == "fn":
-                        x.name = b.name
-                    b.v = x
-                    host.define(b.name, x)
-                elif op is D_SETGLOBAL:
-                    if b.v is UNDEF:
-                        raise undef(f"set: undefined global {b.name}")
-                    b.v = regs[a]
-                    host.define(b.name, regs[a])
-                else:  # D_SKIPPED cannot run: the fused instruction before it jumps over it
-                    raise AssertionError(f"internal: decoded op {op} has no handler")
+                            args = regs[a + 1:a + 1 + b]
+                        if f.__class__ is Closure:
+                            p = f.proto
+                            if op is D_CALL or op is D_APPLY:
+                                fast = p.fast
+                                if fast is not None and len(args) == p.nparams and not p.rest:
+                                    regs[a] = _call_fast_args(f, fast, args)
+                                    continue
+                            newregs = _enter(p, args, f)
+                            if op is D_CALL or op is D_APPLY:
+                                frames.append((cl, code, pc, regs, a))
+                            regs = newregs
+                            cl = f
+                            code = p.dcode
+                            pc = 0
+                            budget -= 1
+                            if budget <= 0:
+                                if preempt():
+                                    break
+                                budget = refill
+                        elif f.__class__ is Builtin:
+                            v = f.fn(*args)
+                            if op is D_CALL or op is D_APPLY:
+                                regs[a] = v
+                            elif frames:
+                                cl, code, pc, regs, a = frames.pop()
+                                regs[a] = v
+                            else:
+                                proc.result = v
+                                proc.regs = regs
+                                return DONE
+                        else:
+                            raise _not_callable(f)
+                elif op < D_UNVEC:
+                    if op is D_RECVSTART:
+                        proc.scan = proc.mbhead
+                        proc.deadline = None
+                        proc.timed_out = False
+                    elif op is D_CLOSURE:
+                        regs[a] = _make_closure(b, regs, cl.upvals)
+                    elif op is D_DIV:
+                        regs[a] = regs[b] / regs[c]
+                    elif op is D_IDIV:
+                        regs[a] = regs[b] // regs[c]
+                    elif op is D_MOD:
+                        x = regs[b] % regs[c]
+                        if x.__class__ is str:
+                            raise TypeError
+                        regs[a] = x
+                    elif op is D_NEG:
+                        regs[a] = -regs[b]
+                    elif op is D_VECTOR:
+                        regs[a] = Vec(tuple(regs[a + 1:a + 1 + b]))
+                    elif op is D_UNCONS:
+                        x = regs[b]
+                        if x.__class__ is Cons:
+                            regs[a] = x.head
+                            regs[a + 1] = x.tail
+                        else:
+                            pc = c[1]
+                elif op < D_SETGLOBAL:
+                    if op is D_UNVEC:
+                        n, fail = c
+                        x = regs[b]
+                        if x.__class__ is Vec and len(x.items) == n:
+                            regs[a:a + n] = x.items
+                        else:
+                            pc = fail
+                    elif op is D_GETUPBOX:
+                        regs[a] = cl.upvals[b].v
+                    elif op is D_SETUPBOX:
+                        cl.upvals[b].v = regs[a]
+                    elif op is D_UNBOX:
+                        regs[a] = regs[b].v
+                    elif op is D_SETBOX:
+                        regs[a].v = regs[b]
+                    elif op is D_BOX:
+                        regs[a] = Box(regs[a])
+                        B.note_box()
+                    elif op is D_LOADNIL:
+                        regs[a:a + b + 1] = [None] * (b + 1)
+                    elif op is D_DEFGLOBAL:
+                        x = regs[a]
+                        if x.__class__ is Closure and x.name == "fn":
+                            x.name = b.name
+                        b.v = x
+                        host.define(b.name, x)
+                else:
+                    if op is D_SETGLOBAL:
+                        if b.v is UNDEF:
+                            raise undef(f"set: undefined global {b.name}")
+                        b.v = regs[a]
+                        host.define(b.name, regs[a])
+                    else:  # D_SKIPPED cannot run: the fused instruction before it jumps over it
+                        raise AssertionError(f"internal: decoded op {op} has no handler")
             # budget spent and the host wants the CPU back: the callee or loop head is current
             proc.cl = cl
             proc.pc = pc

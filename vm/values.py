@@ -228,19 +228,24 @@ def _builtin_by_name(name: str) -> Builtin:
 
 
 class Pid:
-    """A process identifier, unique in its node. `node` is the scheduler that created it."""
+    """A process identifier, unique in its node. `node` is the scheduler that created it.
 
-    __slots__ = ("node", "num")
+    `key` is an int naming the process node-wide: the schedulers key their tables by it, because
+    a Python-level __hash__ costs about 0.4 us per lookup on the message path.
+    """
+
+    __slots__ = ("node", "num", "key")
 
     def __init__(self, node: int, num: int) -> None:
         self.node = node  # index of the scheduler that spawned the process (part of the name only)
         self.num = num  # serial number within that scheduler
+        self.key = (num << 12) | node  # node-wide integer name (up to 4096 schedulers)
 
     def __eq__(self, other: object) -> bool:
-        return other.__class__ is Pid and other.num == self.num and other.node == self.node  # type: ignore[attr-defined]
+        return other.__class__ is Pid and other.key == self.key  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
-        return hash((self.node, self.num))
+        return self.key
 
     def __repr__(self) -> str:
         return f"#<pid {self.node}.{self.num}>"
