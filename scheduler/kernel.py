@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import heapq
 import os
-import time
 from collections import deque
 from typing import Any
 
@@ -25,6 +24,7 @@ from ..vm import interp
 from ..vm.errors import describe
 from ..vm.process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Process
 from ..vm.values import Cons, Pid, Ref, Sym, from_list, intern
+from .clock import MonotonicClock
 
 __all__ = ["Scheduler", "RUNNABLE", "WAITING", "BLOCKED", "DEAD"]
 
@@ -36,8 +36,9 @@ EXIT_SYM, DOWN_SYM = intern("EXIT"), intern("DOWN")
 class Scheduler:
     """One scheduler. Implements vm.process.Host for the processes it runs."""
 
-    def __init__(self, node: Any, sid: int, budget: int = 4000, trace: Any = None) -> None:
+    def __init__(self, node: Any, sid: int, budget: int = 4000, trace: Any = None, clock: Any = None) -> None:
         self.node = node  # node-wide services: names, routing, output, halt (scheduler/node.py)
+        self.clock = clock or MonotonicClock()  # now_ms() for timers; a VirtualClock in tests
         self.id = sid  # this scheduler's index, 0..N-1
         self.budget = budget  # reductions per slice
         self.trace = trace  # a scheduler.trace.Tracer, or None (then tracing costs one test)
@@ -270,7 +271,7 @@ class Scheduler:
         if self.runq or self.node.pending():
             return True
         t = self.timers
-        return bool(t) and t[0][0] <= time.monotonic() * 1000.0
+        return bool(t) and t[0][0] <= self.clock.now_ms()
 
     def spawn(self, parent: Process, fn: Any, args: list, link: bool, where: int | None) -> Pid:
         cl, regs = interp.new_process_regs(fn, args)
@@ -343,14 +344,14 @@ class Scheduler:
 
     def send_after(self, proc: Process, ms: float, dest: Any, msg: Any) -> Ref:
         self.seq += 1
-        heapq.heappush(self.timers, (time.monotonic() * 1000.0 + ms, self.seq, ("send", proc.pid, dest, msg)))
+        heapq.heappush(self.timers, (self.clock.now_ms() + ms, self.seq, ("send", proc.pid, dest, msg)))
         return self.make_ref()
 
     def output(self, line: str) -> None:
         self.node.output(line)
 
     def now_ms(self) -> float:
-        return time.monotonic() * 1000.0
+        return self.clock.now_ms()
 
     def schedulers(self) -> int:
         return self.node.nschedulers

@@ -9,13 +9,13 @@ multi-process node is scheduler/cluster.py and offers the same methods to its sc
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 from ..vm import interp, lbc, prelude
 from ..vm.builtins import BUILTINS, badarg
 from ..vm.process import Globals, Process
 from ..vm.values import Closure, Pid, Sym, to_repr
+from .clock import MonotonicClock
 from .kernel import DEAD, NORMAL, Scheduler, crash_line
 
 __all__ = ["LocalNode", "load_program"]
@@ -39,7 +39,7 @@ class LocalNode:
     """A node of one scheduler, in this OS process."""
 
     def __init__(self, module: lbc.Module, globals_: Globals, argv: list[str], budget: int,
-                 trace: Any = None, out: Any = None, err: Any = None) -> None:
+                 trace: Any = None, out: Any = None, err: Any = None, clock: Any = None) -> None:
         self.module = module  # the program
         self.globals = globals_  # global variables
         self.argv = argv  # (sys/args)
@@ -47,7 +47,8 @@ class LocalNode:
         self.out = out or sys.stdout  # where `print` goes
         self.err = err or sys.stderr  # crash reports
         self.names: dict[Sym, Pid] = {}  # registered names
-        self.sched = Scheduler(self, 0, budget, trace)
+        self.clock = clock or MonotonicClock()  # real time, or a VirtualClock in tests
+        self.sched = Scheduler(self, 0, budget, trace, self.clock)
         self.trace = trace
         self.main: Process | None = None  # the process running the program's top level
         self.exit_code: int | None = None  # set when the node ends
@@ -65,7 +66,7 @@ class LocalNode:
         try:
             while self.exit_code is None:
                 if s.timers:
-                    s.fire_timers(time.monotonic() * 1000.0)
+                    s.fire_timers(self.clock.now_ms())
                 if s.runq:
                     s.run_ready()
                     continue
@@ -87,11 +88,11 @@ class LocalNode:
             self.deadlock()
             return
         self.flush()
-        delay = None if d is None else max(0.0, (d - time.monotonic() * 1000.0) / 1000.0)
-        if self.readers:
+        delay = None if d is None else max(0.0, (d - self.clock.now_ms()) / 1000.0)
+        if self.readers and not (self.clock.virtual and delay is not None):
             self.poll_readers(delay)
         elif delay:
-            time.sleep(delay)
+            self.clock.sleep(delay)
 
     def poll_readers(self, timeout: float | None) -> bool:
         """Wait up to `timeout` seconds (None: for ever) for a reader; run the callbacks."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..vm import fast
 from ..vm.process import Globals
 from .node import LocalNode, load_program
 
@@ -15,9 +16,15 @@ __all__ = ["run_program"]
 
 
 def run_program(data: bytes, argv: list[str], schedulers: int | None = None, reductions: int = 4000,
-                trace: str | None = None, jit: bool = True, out: Any = None, err: Any = None) -> int:
+                trace: str | None = None, jit: bool = True, out: Any = None, err: Any = None,
+                clock: Any = None) -> int:
     """Run the program in `data` (.lbc bytes); returns the node's exit status."""
     globals_ = Globals()
     module = load_program(data, globals_)
-    node = LocalNode(module, globals_, list(argv), reductions, None, out, err)
-    return node.run()
+    node = LocalNode(module, globals_, list(argv), reductions, None, out, err, clock)
+    tier = fast.enable(globals_, reductions) if jit else None
+    try:
+        return node.run()
+    finally:
+        if tier is not None:
+            fast.disable()

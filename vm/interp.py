@@ -44,7 +44,7 @@ __all__ = ["predecode", "run", "call_sync", "Block", "DECODED", "new_process_reg
  D_GETUPVAL, D_CALLB0, D_CALLB3, D_CALLBN, D_JMP, D_JMPBACK, D_MUL, D_EQ, D_LT, D_LE, D_NE, D_NOT,
  D_RECVNEXT, D_CALL, D_TAILCALL, D_APPLY, D_TAILAPPLY, D_RECVSTART, D_CLOSURE, D_DIV, D_IDIV, D_MOD,
  D_NEG, D_VECTOR, D_UNCONS, D_UNVEC, D_GETUPBOX, D_SETUPBOX, D_UNBOX, D_SETBOX, D_BOX, D_LOADNIL,
- D_DEFGLOBAL, D_SETGLOBAL, D_SKIPPED) = range(72)
+ D_DEFGLOBAL, D_SETGLOBAL, D_GOFAST, D_SKIPPED) = range(73)
 
 # Superinstructions: made at load time from two adjacent instructions when a measurement showed
 # they pay (docs/performance.md). The fused tuple replaces the first; the second keeps its own
@@ -79,6 +79,9 @@ DECODES_TO = {
     "UNVEC": ("D_UNVEC",), "RECVSTART": ("D_RECVSTART",), "RECVPEEK": ("D_RECVPEEK",),
     "RECVNEXT": ("D_RECVNEXT",), "RECVTAKE": ("D_RECVTAKE",), "RECVWAIT": ("D_RECVWAIT",),
 }
+
+# Decoded operations that no file opcode becomes: GOFAST ends every decoded function (index n).
+SYNTHETIC = ("D_GOFAST",)
 
 _COND = {"TEST": D_JT, "IFEQ": D_JEQ, "IFLT": D_JLT, "IFLE": D_JLE, "IFEQK": D_JEQK, "IFEQI": D_JEQK,
          "IFLTI": D_JLTI, "IFLEI": D_JLEI, "IFGTI": D_JGTI, "IFGEI": D_JGEI}
@@ -171,6 +174,7 @@ def _decode_proto(p: Proto, module: Module, g: Globals) -> list[tuple]:
             out.append((_SIMPLE[name], a, b, c, nxt))
     assert len(out) == n
     _fuse(out, p.name)
+    out.append((D_GOFAST, 0, 0, 0, n))  # index n: where _budget_out sends a loop into compiled code
     return out
 
 
@@ -261,6 +265,8 @@ def run(proc: Process, budget: int, host: Any) -> int:
     """
     B.ctx.proc = proc
     B.ctx.host = host
+    if FAST is not None:
+        FAST.new_slice()
     refill = budget
     preempt = host.preempt
     frames = proc.frames
@@ -308,9 +314,11 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                 pc = 0
                                 budget -= 1
                                 if budget <= 0:
-                                    if preempt():
-                                        break
                                     budget = refill
+                                    pc = _budget_out(proc, cl, pc, preempt)
+                                    if pc < 0:
+                                        pc = ~pc
+                                        break
                                 continue
                         # anything unusual: do it the long way (the unfused pair)
                         regs[a + 1] = x
@@ -358,9 +366,8 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                 else:
                                     regs = regs[a + 1:a + 1 + b] + p.pad
                             else:
-                                fast = p.fast
-                                if fast is not None and b == p.nparams and not p.rest:
-                                    regs[a] = _call_fast(f, fast, regs, a, b)
+                                if p.fast is not None:  # compiled: call it (see vm/fast.py)
+                                    regs[a] = _enter_fast(proc, f, regs[a + 1:a + 1 + b], (cl, code, pc, regs, a))
                                     continue
                                 x = _enter(p, regs[a + 1:a + 1 + b], f)  # raises before any change
                                 frames.append((cl, code, pc, regs, a))
@@ -370,9 +377,11 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             pc = 0
                             budget -= 1
                             if budget <= 0:
-                                if preempt():
-                                    break
                                 budget = refill
+                                pc = _budget_out(proc, cl, pc, preempt)
+                                if pc < 0:
+                                    pc = ~pc
+                                    break
                         elif f.__class__ is Builtin:
                             regs[a] = f.fn(*regs[a + 1:a + 1 + b])
                         else:
@@ -383,9 +392,11 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             pc = 0
                             budget -= 1
                             if budget <= 0:
-                                if preempt():
-                                    break
                                 budget = refill
+                                pc = _budget_out(proc, cl, pc, preempt)
+                                if pc < 0:
+                                    pc = ~pc
+                                    break
                         else:
                             regs[a + 1] = regs[b]
                             pc = _fused_rest(code, pc)
@@ -401,9 +412,11 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             pc = 0
                             budget -= 1
                             if budget <= 0:
-                                if preempt():
-                                    break
                                 budget = refill
+                                pc = _budget_out(proc, cl, pc, preempt)
+                                if pc < 0:
+                                    pc = ~pc
+                                    break
                         elif f.__class__ is Closure:
                             p = f.proto
                             if b == p.arity:
@@ -413,6 +426,15 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                     regs = [regs[a + 1], regs[a + 2], *p.pad]
                                 else:
                                     regs = regs[a + 1:a + 1 + b] + p.pad
+                            elif p.fast is not None:  # compiled: call it, then return its value
+                                v = _enter_fast(proc, f, regs[a + 1:a + 1 + b], None)
+                                if frames:
+                                    cl, code, pc, regs, a = frames.pop()
+                                    regs[a] = v
+                                    continue
+                                proc.result = v
+                                proc.regs = regs
+                                return DONE
                             else:
                                 regs = _enter(p, regs[a + 1:a + 1 + b], f)
                             cl = f
@@ -420,9 +442,11 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             pc = 0
                             budget -= 1
                             if budget <= 0:
-                                if preempt():
-                                    break
                                 budget = refill
+                                pc = _budget_out(proc, cl, pc, preempt)
+                                if pc < 0:
+                                    pc = ~pc
+                                    break
                         elif f.__class__ is Builtin:
                             v = f.fn(*regs[a + 1:a + 1 + b])
                             if frames:
@@ -621,9 +645,11 @@ def run(proc: Process, budget: int, host: Any) -> int:
                     elif op is D_JMPBACK:
                         budget -= 1
                         if budget <= 0:
-                            if preempt():
-                                break
                             budget = refill
+                            pc = _budget_out(proc, cl, pc, preempt)
+                            if pc < 0:
+                                pc = ~pc
+                                break
                 elif op < D_RECVSTART:
                     if op is D_MUL:
                         x = regs[b] * regs[c]
@@ -646,9 +672,11 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         pc = c
                         budget -= 1
                         if budget <= 0:
-                            if preempt():
-                                break
                             budget = refill
+                            pc = _budget_out(proc, cl, pc, preempt)
+                            if pc < 0:
+                                pc = ~pc
+                                break
                     elif op is D_CALL or op is D_TAILCALL or op is D_APPLY or op is D_TAILAPPLY:
                         f = regs[a]
                         if op is D_APPLY or op is D_TAILAPPLY:
@@ -661,11 +689,18 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             args = regs[a + 1:a + 1 + b]
                         if f.__class__ is Closure:
                             p = f.proto
-                            if op is D_CALL or op is D_APPLY:
-                                fast = p.fast
-                                if fast is not None and len(args) == p.nparams and not p.rest:
-                                    regs[a] = _call_fast_args(f, fast, args)
+                            if p.fast is not None:
+                                if op is D_CALL or op is D_APPLY:
+                                    regs[a] = _enter_fast(proc, f, args, (cl, code, pc, regs, a))
                                     continue
+                                v = _enter_fast(proc, f, args, None)
+                                if frames:
+                                    cl, code, pc, regs, a = frames.pop()
+                                    regs[a] = v
+                                    continue
+                                proc.result = v
+                                proc.regs = regs
+                                return DONE
                             newregs = _enter(p, args, f)
                             if op is D_CALL or op is D_APPLY:
                                 frames.append((cl, code, pc, regs, a))
@@ -675,9 +710,11 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             pc = 0
                             budget -= 1
                             if budget <= 0:
-                                if preempt():
-                                    break
                                 budget = refill
+                                pc = _budget_out(proc, cl, pc, preempt)
+                                if pc < 0:
+                                    pc = ~pc
+                                    break
                         elif f.__class__ is Builtin:
                             v = f.fn(*args)
                             if op is D_CALL or op is D_APPLY:
@@ -745,12 +782,25 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             x.name = b.name
                         b.v = x
                         host.define(b.name, x)
+                        if FAST is not None:
+                            FAST.on_define(b.name)
                 else:
                     if op is D_SETGLOBAL:
                         if b.v is UNDEF:
                             raise undef(f"set: undefined global {b.name}")
                         b.v = regs[a]
                         host.define(b.name, regs[a])
+                        if FAST is not None:
+                            FAST.on_define(b.name)
+                    elif op is D_GOFAST:  # continue this frame's loop in compiled code
+                        v = _enter_fast(proc, cl, regs[:cl.proto.nparams], None)
+                        if frames:
+                            cl, code, pc, regs, a = frames.pop()
+                            regs[a] = v
+                        else:
+                            proc.result = v
+                            proc.regs = regs
+                            return DONE
                     else:  # D_SKIPPED cannot run: the fused instruction before it jumps over it
                         raise AssertionError(f"internal: decoded op {op} has no handler")
             # budget spent and the host wants the CPU back: the callee or loop head is current
@@ -772,13 +822,14 @@ def run(proc: Process, budget: int, host: Any) -> int:
             proc.result = h.code
             return HALT
         except _Unwound as uw:
-            # The fast tier handed back its frames (vm/fast.py): continue them here.
-            cl, code, pc, regs = uw.cl, uw.cl.proto.dcode, uw.pc, uw.regs
+            # The fast tier handed back its frames (vm/fast.py): continue them here, or leave.
+            cl, pc, regs = uw.cl, uw.pc, uw.regs
+            code = cl.proto.dcode
             if uw.error is not None:
                 pending = uw.error
-            if uw.preempted:
+            elif uw.outcome is not None:
                 proc.cl, proc.pc, proc.regs = cl, pc, regs
-                return YIELD
+                return uw.outcome
             continue
         if outcome is None:  # a try caught it: the handler's frame is current
             cl, pc, regs = proc.cl, proc.pc, proc.regs
@@ -815,47 +866,58 @@ def _fault_index(code: list[tuple], op: Any, a: Any, b: Any, c: Any, pc: Any) ->
     return max(0, (pc if isinstance(pc, int) else 1) - 1)
 
 
-def _python_error(exc: Exception, op: Any, regs: list, a: Any, b: Any, c: Any) -> LispError:
-    """A Python exception from an inline operation, as the Lisp error the spec names."""
+_LISP_NAMES = {"ADD": "+", "ADDI": "+", "SUB": "-", "MUL": "*", "DIV": "/", "IDIV": "div", "MOD": "mod",
+               "NEG": "-", "LT": "<", "LE": "<=", "IFLT": "<", "IFLE": "<=", "IFLTI": "<", "IFLEI": "<=",
+               "IFGTI": ">", "IFGEI": ">=", "HEAD": "head", "TAIL": "tail"}
+_CALL_OPS = frozenset({"CALL", "CALLG", "TAILCALL", "TAILCALLG", "CALLB", "APPLY", "TAILAPPLY"})
+
+
+def python_error(proto: Proto, pc: int, regs: list, exc: BaseException) -> LispError:
+    """The Lisp error for a Python exception raised by instruction `pc` (interpreted or compiled):
+    the message names the Lisp operator and the offending values, the same in both tiers."""
     if isinstance(exc, LispError):
         return exc
     if isinstance(exc, RecursionError):
         return badarg("value nested too deeply to process")
-    if isinstance(exc, (TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError)):
-        return badarg(_describe_op_error(op, regs, a, b, c, exc))
-    raise exc
-
-
-_OP_NAMES = {D_ADD: "+", D_ADDI: "+", D_SUB: "-", D_MUL: "*", D_DIV: "/", D_IDIV: "div", D_MOD: "mod",
-             D_NEG: "-", D_LT: "<", D_LE: "<=", D_JLT: "<", D_JLE: "<=", D_JLTI: "<", D_JLEI: "<=",
-             D_JGTI: ">", D_JGEI: ">="}
-
-
-def _describe_op_error(op: Any, regs: list, a: Any, b: Any, c: Any, exc: Exception) -> str:
-    """A message for an inline operation that Python refused, naming the Lisp operator."""
-    name = _OP_NAMES.get(op, "operation")
-    if isinstance(exc, ZeroDivisionError):
-        return f"{name}: division by zero"
-    if isinstance(exc, OverflowError):
-        return f"{name}: result too large for a float"
+    if not isinstance(exc, (TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError)):
+        raise exc
     try:
-        if op in (D_ADD, D_SUB, D_MUL, D_DIV, D_IDIV, D_MOD, D_LT, D_LE):
-            args = (regs[b], regs[c])
-        elif op is D_ADDI:
-            args = (regs[b], c)
-        elif op is D_NEG:
-            args = (regs[b],)
-        elif op in (D_JLT, D_JLE):
-            args = (regs[a], regs[b])
-        elif op in (D_JLTI, D_JLEI, D_JGTI, D_JGEI):
-            args = (regs[a], b)
+        op, f = decode_fields(proto.code[pc])
+    except (IndexError, KeyError):
+        return badarg(f"bad argument ({exc})")
+    name = op.name
+    text = str(exc)
+    if name in _CALL_OPS:
+        if isinstance(exc, TypeError) and ("positional argument" in text or "takes" in text or "required" in text):
+            return badarity(f"wrong number of arguments ({text})")
+        return badarg(f"not a function ({text})")
+    lisp = _LISP_NAMES.get(name, "operation")
+    if isinstance(exc, ZeroDivisionError):
+        return badarg(f"{lisp}: division by zero")
+    if isinstance(exc, OverflowError):
+        return badarg(f"{lisp}: result too large for a float")
+    a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
+    r = regs.__getitem__
+    try:
+        if name in ("ADD", "SUB", "MUL", "DIV", "IDIV", "MOD", "LT", "LE"):
+            args = (r(b), r(c))
+        elif name == "ADDI":
+            args = (r(b), c)
+        elif name in ("NEG", "HEAD", "TAIL"):
+            args = (r(b),)
+        elif name in ("IFLT", "IFLE"):
+            args = (r(a), r(b))
+        elif name in ("IFLTI", "IFLEI", "IFGTI", "IFGEI"):
+            args = (r(a), b)
         else:
-            return f"bad argument ({exc})"
+            return badarg(f"bad argument ({text})")
     except (IndexError, TypeError):
-        return f"bad argument ({exc})"
-    kinds = "numbers" if name in ("+", "-", "*", "/", "div", "mod") else "numbers or strings"
+        return badarg(f"bad argument ({text})")
+    if name in ("HEAD", "TAIL"):
+        return badarg(f"{lisp}: expected a non-empty list, got {B.short_repr(args[0])}")
+    kinds = "numbers" if lisp in ("+", "-", "*", "/", "div", "mod") else "numbers or strings"
     got = " and ".join(f"{type_name(x)} {B.short_repr(x)}" for x in args)
-    return f"{name}: expected {kinds}, got {got}"
+    return badarg(f"{lisp}: expected {kinds}, got {got}")
 
 
 def _on_error(proc: Process, exc: Exception, code: list, op: Any, a: Any, b: Any, c: Any, pc: Any,
@@ -866,9 +928,9 @@ def _on_error(proc: Process, exc: Exception, code: list, op: Any, a: Any, b: Any
         err, where, i = exc, exc.pos, None
     else:
         i = _fault_index(code, op, a, b, c, pc) if code is not None else 0
-        err = _python_error(exc, op, regs, a, b, c)
         if code is not None and code[i][0] in _FUSED_CALLS and not isinstance(exc, TypeError):
             i += 1  # the call half failed: report the call's position
+        err = python_error(cl.proto, i, regs, exc)
         where = cl.proto.position(i)
     value = err.value
     frames = proc.frames
@@ -891,19 +953,38 @@ def _on_error(proc: Process, exc: Exception, code: list, op: Any, a: Any, b: Any
 class _Unwound(BaseException):
     """The fast tier's frames, turned back into interpreter frames (see vm/fast.py)."""
 
-    def __init__(self, cl: Closure, pc: int, regs: list, error: BaseException | None, preempted: bool) -> None:
+    def __init__(self, cl: Closure, pc: int, regs: list, error: BaseException | None, outcome: int | None) -> None:
         super().__init__()
         self.cl, self.pc, self.regs = cl, pc, regs  # the innermost frame, to continue here
         self.error = error  # an error to raise in that frame, or None
-        self.preempted = preempted  # True: yield right after restoring
+        self.outcome = outcome  # None: go on running here; else leave the loop with this outcome
 
 
-def _call_fast(f: Closure, fast: Any, regs: list, a: int, b: int) -> Any:  # pragma: no cover
-    raise NotImplementedError  # replaced by vm.fast
+FAST: Any = None  # the fast tier (vm.fast.FastTier) of this OS process, or None
 
 
-def _call_fast_args(f: Closure, fast: Any, args: list) -> Any:  # pragma: no cover
-    raise NotImplementedError  # replaced by vm.fast
+def _enter_fast(proc: Process, f: Closure, args: list, caller: tuple | None) -> Any:
+    """Call compiled code from the loop. If it must stop, its frames come back as interpreter
+    frames on `proc` (after `caller`, the frame that called) and the loop gets an _Unwound."""
+    tier = FAST
+    try:
+        return tier.fn_for(f)(*args)
+    except BaseException as e:
+        raise tier.unwind(e, proc, caller) from None
+
+
+def _budget_out(proc: Process, cl: Closure, pc: int, preempt: Any) -> int:
+    """The budget is spent: compile the running function if it is hot, move a looping frame
+    into compiled code (the GOFAST tuple at the end of its code), or yield (~pc) if the host
+    wants the CPU back. Called once per budget, never per instruction."""
+    tier = FAST
+    if tier is not None:
+        p = cl.proto
+        if p.fast is None and not p.nofast:
+            tier.compile(p)
+        if p.fast is not None and pc == 0 and not p.rest:
+            return len(p.dcode) - 1
+    return ~pc if preempt() else pc
 
 
 # --- running to completion, for macros and tests ---------------------------------------------
