@@ -324,9 +324,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         regs[a + 1] = x
                         pc = _fused_rest(code, pc)
                     elif op is D_ADDRET:
-                        x = regs[b] + regs[c]
-                        if x.__class__ is str:
-                            raise TypeError
+                        x = regs[b] + regs[c] - 0
                         if frames:
                             cl, code, pc, regs, a = frames.pop()
                             regs[a] = x
@@ -471,10 +469,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                     elif op is D_CALLB2:
                         regs[a] = c(regs[a + 1], regs[a + 2])
                     elif op is D_ADD:
-                        x = regs[b] + regs[c]
-                        if x.__class__ is str:
-                            raise TypeError
-                        regs[a] = x
+                        regs[a] = regs[b] + regs[c] - 0  # a string result raises (see vm/fast.py)
                     elif op is D_JEQK_RET:
                         if regs[a] == b:
                             v = regs[c]
@@ -652,10 +647,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                 break
                 elif op < D_RECVSTART:
                     if op is D_MUL:
-                        x = regs[b] * regs[c]
-                        if x.__class__ is str:
-                            raise TypeError
-                        regs[a] = x
+                        regs[a] = regs[b] * regs[c] - 0  # a string result raises (see vm/fast.py)
                     elif op is D_EQ:
                         regs[a] = TRUE if regs[b] == regs[c] else FALSE
                     elif op is D_LT:
@@ -740,10 +732,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                     elif op is D_IDIV:
                         regs[a] = regs[b] // regs[c]
                     elif op is D_MOD:
-                        x = regs[b] % regs[c]
-                        if x.__class__ is str:
-                            raise TypeError
-                        regs[a] = x
+                        regs[a] = regs[b] % regs[c] - 0  # a string result raises (see vm/fast.py)
                     elif op is D_NEG:
                         regs[a] = -regs[b]
                     elif op is D_VECTOR:
@@ -901,8 +890,10 @@ def python_error(proto: Proto, pc: int, regs: list, exc: BaseException) -> LispE
     try:
         if name in ("ADD", "SUB", "MUL", "DIV", "IDIV", "MOD", "LT", "LE"):
             args = (r(b), r(c))
-        elif name == "ADDI":
-            args = (r(b), c)
+        elif name == "ADDI":  # (- x 1) compiles to ADDI x -1: name it as written
+            args = (r(b), abs(c))
+            if c < 0:
+                lisp = "-"
         elif name in ("NEG", "HEAD", "TAIL"):
             args = (r(b),)
         elif name in ("IFLT", "IFLE"):
