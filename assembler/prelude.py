@@ -7,7 +7,6 @@ suite checks that the shipped .lbc matches its source.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..vm import lbc
 from ..vm.prelude import LBC_PATH, SOURCE_PATH
@@ -16,13 +15,15 @@ from .pipeline import compile_source
 
 def build() -> bytes:
     """The bytes prelude.lisp compiles to."""
-    module = compile_source(SOURCE_PATH.read_text(), "prelude.lisp", allow_reserved=True)
+    with open(SOURCE_PATH, encoding="utf-8") as f:
+        module = compile_source(f.read(), "prelude.lisp", allow_reserved=True)
     return lbc.dump(module)
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[0]) if argv else LBC_PATH
-    out.write_bytes(build())
+    out = argv[0] if argv else LBC_PATH
+    with open(out, "wb") as f:
+        f.write(build())
     print(f"wrote {out}")
     return 0
 

@@ -26,9 +26,10 @@ from ..vm.process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Process
 from ..vm.values import Cons, Pid, Ref, Sym, from_list, intern
 from .clock import MonotonicClock
 
-__all__ = ["Scheduler", "RUNNABLE", "WAITING", "BLOCKED", "DEAD"]
+__all__ = ["Scheduler", "RUNNABLE", "WAITING", "BLOCKED", "DEAD", "YIELDED"]
 
 NEW, RUNNABLE, WAITING, BLOCKED, DEAD = range(5)
+YIELDED = object()  # Process.sched marker: its last slice used the whole budget (CPU-bound)
 NORMAL, KILL, KILLED, NOPROC = intern("normal"), intern("kill"), intern("killed"), intern("noproc")
 EXIT_SYM, DOWN_SYM = intern("EXIT"), intern("DOWN")
 
@@ -49,6 +50,7 @@ class Scheduler:
         self.refs = 0  # serial numbers of refs made here
         self.current: Process | None = None  # the process in its slice, if any
         self.os_pid_ = os.getpid()  # for (sys/os-pid)
+        self.yields = 0  # processes that used a whole budget in the last pass (CPU-bound work)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -59,6 +61,7 @@ class Scheduler:
         trace = self.trace
         run = interp.run
         n = len(runq)
+        self.yields = 0
         while n and runq:
             n -= 1
             proc = runq.popleft()
@@ -123,6 +126,8 @@ class Scheduler:
     # --- traps: one per outcome ------------------------------------------------------------
 
     def trap_yield(self, proc: Process) -> None:
+        proc.sched = YIELDED
+        self.yields += 1
         self.runq.append(proc)
 
     def trap_wait(self, proc: Process) -> None:
@@ -173,11 +178,11 @@ class Scheduler:
             self.node.unregister(proc.name, proc.pid)
         if proc.links:
             for other in proc.links:
-                self.node.signal(self, other, ("exit", proc.pid, reason))
+                self.node.signal(self, proc, other, ("exit", proc.pid, reason))
         if proc.monitors:
             for ref, (role, other) in proc.monitors.items():
                 if role == "by":  # `other` watches us
-                    self.node.signal(self, other, ("down", ref, proc.pid, reason))
+                    self.node.signal(self, proc, other, ("down", ref, proc.pid, reason))
         proc.links = proc.monitors = None
         proc.mailbox = None
         proc.frames = []
@@ -215,7 +220,7 @@ class Scheduler:
         elif kind == "link":  # ("link", to, from)
             _, to, frm = sig
             if target is None:
-                self.node.signal(self, frm, ("exit", to, NOPROC))
+                self.node.signal(self, None, frm, ("exit", to, NOPROC))
             else:
                 if target.links is None:
                     target.links = set()
@@ -227,7 +232,7 @@ class Scheduler:
             _, ref, watcher, to = sig
             target = self.procs.get(to.key)
             if target is None:
-                self.node.signal(self, watcher, ("down", ref, to, NOPROC))
+                self.node.signal(self, None, watcher, ("down", ref, to, NOPROC))
             else:
                 if target.monitors is None:
                     target.monitors = {}
@@ -292,6 +297,9 @@ class Scheduler:
             if proc is not None:  # the common case, inline: a local process
                 if self.trace is not None:
                     self.trace.event(self, "send", sender.pid, to=dest)
+                if sender.seqs is not None and dest.key in sender.seqs:
+                    self.node.send_from(self, sender, dest, msg)  # an ordered pair (cluster.py)
+                    return
                 mb = proc.mailbox
                 if mb is None:
                     proc.mailbox = [msg]
@@ -301,7 +309,7 @@ class Scheduler:
                     proc.status = RUNNABLE
                     self.runq.append(proc)
                 return
-        self.node.send_from(self, sender.pid, dest, msg)
+        self.node.send_from(self, sender, dest, msg)
 
     def register(self, proc: Process, name: Sym, pid: Pid) -> None:
         self.node.register(self, name, pid)
@@ -315,28 +323,28 @@ class Scheduler:
         if proc.links is None:
             proc.links = set()
         proc.links.add(pid)
-        self.node.signal(self, pid, ("link", pid, proc.pid))
+        self.node.signal(self, proc, pid, ("link", pid, proc.pid))
 
     def unlink(self, proc: Process, pid: Pid) -> None:
         if proc.links:
             proc.links.discard(pid)
-        self.node.signal(self, pid, ("unlink", pid, proc.pid))
+        self.node.signal(self, proc, pid, ("unlink", pid, proc.pid))
 
     def monitor(self, proc: Process, pid: Pid) -> Ref:
         ref = self.make_ref()
         if proc.monitors is None:
             proc.monitors = {}
         proc.monitors[ref] = ("of", pid)
-        self.node.signal(self, pid, ("monitor", ref, proc.pid, pid))
+        self.node.signal(self, proc, pid, ("monitor", ref, proc.pid, pid))
         return ref
 
     def demonitor(self, proc: Process, ref: Ref) -> None:
         if proc.monitors and ref in proc.monitors:
             _, pid = proc.monitors.pop(ref)
-            self.node.signal(self, pid, ("demonitor", ref, pid))
+            self.node.signal(self, proc, pid, ("demonitor", ref, pid))
 
     def exit_signal(self, proc: Process, pid: Pid, reason: Any) -> None:
-        self.node.signal(self, pid, ("xsignal", proc.pid, reason, pid))
+        self.node.signal(self, proc, pid, ("xsignal", proc.pid, reason, pid))
 
     def make_ref(self) -> Ref:
         self.refs += 1

@@ -147,15 +147,16 @@ class LocalNode:
             return pid
         return dest
 
-    def send_from(self, sched: Scheduler, sender: Pid, dest: Any, msg: Any) -> None:
+    def send_from(self, sched: Scheduler, sender: Any, dest: Any, msg: Any) -> None:
+        """A message from `sender` (a Process, or a Pid for timers) to a pid or name."""
         pid = self.resolve(dest)
         proc = self.sched.procs.get(pid.key)
         if proc is not None:
             if sched.trace is not None:
-                sched.trace.event(sched, "send", sender, to=pid)
+                sched.trace.event(sched, "send", getattr(sender, "pid", sender), to=pid)
             sched.deliver(proc, msg)
 
-    def signal(self, sched: Scheduler, pid: Pid, sig: tuple) -> None:
+    def signal(self, sched: Scheduler, sender: Any, pid: Pid, sig: tuple) -> None:
         kind = sig[0]
         if kind == "exit":
             sig = (*sig, pid)

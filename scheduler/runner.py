@@ -6,6 +6,7 @@ cluster, the tracer's life, and the fast tier's switch.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..vm import fast
@@ -21,10 +22,14 @@ def run_program(data: bytes, argv: list[str], schedulers: int | None = None, red
     """Run the program in `data` (.lbc bytes); returns the node's exit status."""
     globals_ = Globals()
     module = load_program(data, globals_)
-    node = LocalNode(module, globals_, list(argv), reductions, None, out, err, clock)
+    n = schedulers if schedulers is not None else (os.cpu_count() or 1)
     tier = fast.enable(globals_, reductions) if jit else None
     try:
-        return node.run()
+        if n <= 1 or clock is not None:  # a virtual clock only makes sense in one OS process
+            return LocalNode(module, globals_, list(argv), reductions, None, out, err, clock).run()
+        from .cluster import run_cluster
+
+        return run_cluster(data, module, globals_, list(argv), n, reductions, None, trace, jit, out, err)
     finally:
         if tier is not None:
             fast.disable()

@@ -34,22 +34,28 @@ Notes (special cases, kept out of the loop):
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 __all__ = ["Op", "OPS", "BY_NAME", "encode", "decode_fields", "MAXARG_A", "MAXARG_B", "MAXARG_BX",
            "MAX_SBX", "MIN_SBX", "MAX_SJ", "MIN_SJ", "MIN_I", "MAX_I"]
 
 
-@dataclass(frozen=True)
 class Op:
-    """One row of the instruction table."""
+    """One row of the instruction table. (A plain class: a dataclass would import inspect and
+    ast at start-up, about 5 ms.)"""
 
-    num: int  # opcode number, 0..127, never reused
-    name: str  # mnemonic, as in the assembly text
-    fmt: str  # "ABC", "ABx", "AsBx" or "sJ"
-    operands: tuple[tuple[str, str], ...]  # (field, kind) in assembly order, e.g. (("A","R"),("B","R"))
-    flags: frozenset[str]  # "jump", "cond", "match", "call", "tail", "leaves", "return"
-    meaning: str  # one line, register-transfer notation
+    __slots__ = ("num", "name", "fmt", "operands", "flags", "meaning")
+
+    def __init__(self, num: int, name: str, fmt: str, operands: tuple[tuple[str, str], ...],
+                 flags: frozenset[str], meaning: str) -> None:
+        self.num = num  # opcode number, 0..127, never reused
+        self.name = name  # mnemonic, as in the assembly text
+        self.fmt = fmt  # "ABC", "ABx", "AsBx" or "sJ"
+        self.operands = operands  # (field, kind) in assembly order, e.g. (("A","R"),("B","R"))
+        self.flags = flags  # "jump", "cond", "match", "call", "tail", "leaves", "return"
+        self.meaning = meaning  # one line, register-transfer notation
+
+    def __repr__(self) -> str:
+        return f"<op {self.num} {self.name}>"
 
     @property
     def fields(self) -> tuple[str, ...]:

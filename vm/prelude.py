@@ -7,7 +7,7 @@ checks that it is current.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from .lbc import Module, load, register
 from .opcodes import BY_NAME, decode_fields
@@ -15,8 +15,8 @@ from .process import Globals
 
 __all__ = ["module", "names", "install", "LBC_PATH", "SOURCE_PATH"]
 
-LBC_PATH = Path(__file__).with_name("prelude.lbc")
-SOURCE_PATH = Path(__file__).with_name("prelude.lisp")
+LBC_PATH = os.path.join(os.path.dirname(__file__), "prelude.lbc")
+SOURCE_PATH = os.path.join(os.path.dirname(__file__), "prelude.lisp")
 _CACHE: list[Module] = []
 
 
@@ -30,7 +30,8 @@ def module(fresh: bool = False) -> Module:
         from .builtins import BUILTINS
         from .verify import verify
 
-        m = load(LBC_PATH.read_bytes())
+        with open(LBC_PATH, "rb") as f:
+            m = load(f.read())
         verify(m, frozenset(BUILTINS))
         if fresh:
             return m

@@ -37,7 +37,7 @@ class Process:
     __slots__ = (
         "pid", "cl", "pc", "regs", "frames", "mailbox", "mbhead", "scan", "deadline", "timed_out",
         "ret_reg", "result", "where", "request", "reply_error", "trap_exit", "links", "monitors",
-        "name", "status", "sched",
+        "name", "status", "sched", "seqs", "seqin", "held",
     )
 
     def __init__(self, pid: Any, cl: Any, regs: list) -> None:
@@ -62,6 +62,12 @@ class Process:
         self.name: Any = None  # registered name, if any (scheduler-owned)
         self.status = 0  # scheduler-owned state (runnable, waiting, ...)
         self.sched: Any = None  # scheduler-owned slot (timer handle, queue marker)
+        # Order across OS processes (scheduler/cluster.py), made on first use: per receiver, the
+        # next sequence number this process sends; per sender, the next one expected here; and
+        # messages that arrived ahead of an earlier one.
+        self.seqs: dict | None = None  # receiver pid key -> next sequence number to send
+        self.seqin: dict | None = None  # sender pid key -> next sequence number expected
+        self.held: dict | None = None  # (sender pid key, n) -> event that came early
 
     def deliver(self, msg: Any) -> None:
         """Append a message to the mailbox (the caller wakes the process if it waits)."""
@@ -95,11 +101,22 @@ class Process:
         return [] if self.mailbox is None else self.mailbox[self.mbhead:]
 
     def __getstate__(self) -> tuple:
-        return tuple(getattr(self, s) for s in self.__slots__)
+        """Plain data for another OS process: decoded code is dropped from the frames (it is
+        rebuilt from the prototype there) and the mailbox is compacted."""
+        state = {s: getattr(self, s) for s in self.__slots__}
+        state["frames"] = [(cl, None, pc, regs, dst) for cl, _code, pc, regs, dst in self.frames]
+        mb = self.mailbox
+        if mb is not None and self.mbhead:
+            state["mailbox"] = mb[self.mbhead:]
+            state["scan"] = self.scan - self.mbhead
+            state["mbhead"] = 0
+        state["sched"] = None
+        return tuple(state[s] for s in self.__slots__)
 
     def __setstate__(self, state: tuple) -> None:
         for s, v in zip(self.__slots__, state):
             setattr(self, s, v)
+        self.frames = [(cl, cl.proto.dcode, pc, regs, dst) for cl, _code, pc, regs, dst in self.frames]
 
 
 class GlobalCell:

@@ -203,6 +203,14 @@ class Closure:
     def __repr__(self) -> str:
         return f"#<fn {self.name}>"
 
+    def __reduce__(self) -> tuple:
+        # `fast` is a Python function of this OS process: the receiver makes its own
+        return (_closure, (self.proto, self.upvals, self.name))
+
+
+def _closure(proto: Any, upvals: tuple, name: str) -> Closure:
+    return Closure(proto, upvals, name)
+
 
 class Builtin:
     """A function written in Python. `fn` takes the Lisp arguments positionally."""

@@ -1,0 +1,891 @@
+"""The node of several OS processes: one scheduler each, a mesh of Unix sockets between them.
+
+Owns: starting scheduler OS processes lazily (multiprocessing "spawn": nothing is forked), the
+transport, routing messages and signals to wherever a process is, moving processes to idle
+schedulers, node-wide globals, names and output, faults, and a clean end. Scheduler 0 runs in the
+command's own OS process and is the hub: it owns names, output, the exit status and the other
+schedulers' lives. A program that never has two runnable processes never starts a second OS
+process (the hub starts one when its run queue holds two).
+
+Transport (measured, docs/performance.md): an AF_UNIX stream socket per pair of schedulers, made
+on first use at a path derived from the scheduler number; events are batched per peer and written
+once per wake-up as one frame (4-byte length + pickle protocol 5 of a list of tuples). A round
+trip on such a socket measured 8.6 us against 16.1 us for multiprocessing.Pipe. The Link class is
+the whole transport interface (queue, flush, read), so a network transport can stand in.
+
+Order: messages from one process to another arrive in the order sent whatever moves. Within one
+scheduler delivery is immediate. As soon as a pair of processes talks across OS processes, its
+events carry a sequence number (Process.seqs / seqin / held) and the receiver delivers them in
+order, holding back any that overtook an earlier one on another path (after a move, through a
+forwarding scheduler). Pairs that never crossed pay nothing.
+
+Moving: a scheduler with two or more runnable processes ships one to a scheduler that announced
+it is idle (push, so idle schedulers never poll). The process travels as plain data; prototypes
+by (module key, index). The old scheduler keeps a forwarding entry; the senders' schedulers learn
+the new place when a forwarded event reaches them.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import selectors
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from collections import deque
+from typing import Any
+
+from ..vm import interp, lbc
+from ..vm.builtins import badarg
+from ..vm.process import Globals, Process
+from ..vm.values import UNDEF, Closure, Pid, Sym, intern, to_repr
+from .clock import MonotonicClock
+from .kernel import BLOCKED, DEAD, RUNNABLE, WAITING, YIELDED, Scheduler, crash_line
+
+__all__ = ["Hub", "run_cluster", "worker_main"]
+
+NORMAL = intern("normal")
+NOCONNECTION = intern("noconnection")
+_HEADER = 4
+_MAX_FRAME = 1 << 30
+
+
+class Link:
+    """One socket to one peer: outgoing events batched, incoming bytes split into frames."""
+
+    __slots__ = ("sock", "peer", "out", "wbuf", "rbuf", "sent", "closed")
+
+    def __init__(self, sock: socket.socket, peer: int | None) -> None:
+        sock.setblocking(False)
+        self.sock = sock  # a connected AF_UNIX stream socket
+        self.peer = peer  # the scheduler at the other end (None until its hello)
+        self.out: list[tuple] = []  # events queued since the last flush
+        self.wbuf = bytearray()  # encoded frames not yet written (the peer is slow)
+        self.rbuf = bytearray()  # bytes read but not yet a whole frame
+        self.sent = 0  # Lisp events sent, for quiescence (deadlock) detection
+        self.closed = False
+
+    def queue(self, ev: tuple) -> None:
+        self.out.append(ev)
+
+    def flush(self) -> None:
+        """Encode what is queued as one frame and write as much as the socket takes now."""
+        if self.out:
+            data = pickle.dumps(self.out, 5)
+            self.out = []
+            self.wbuf += len(data).to_bytes(_HEADER, "little") + data
+        if self.wbuf and not self.closed:
+            try:
+                n = self.sock.send(self.wbuf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.closed = True
+                return
+            del self.wbuf[:n]
+
+    def read(self) -> list[tuple] | None:
+        """Whole events available now; None when the peer closed the connection."""
+        try:
+            data = self.sock.recv(1 << 20)
+        except (BlockingIOError, InterruptedError):
+            return []
+        except OSError:
+            data = b""
+        if not data:
+            self.closed = True
+            return None
+        self.rbuf += data
+        events: list[tuple] = []
+        buf = self.rbuf
+        while len(buf) >= _HEADER:
+            n = int.from_bytes(buf[:_HEADER], "little")
+            if n > _MAX_FRAME or len(buf) < _HEADER + n:
+                break
+            events.extend(pickle.loads(bytes(buf[_HEADER:_HEADER + n])))
+            del buf[:_HEADER + n]
+        return events
+
+
+class ClusterNode:
+    """The node as one scheduler OS process sees it (the hub, or a worker)."""
+
+    def __init__(self, sid: int, nsched: int, sockdir: str, module: lbc.Module, globals_: Globals,
+                 argv: list[str], budget: int, trace: Any = None) -> None:
+        self.sid = sid  # this scheduler's number
+        self.nschedulers = nsched  # how many the node may have
+        self.sockdir = sockdir  # where the schedulers' sockets live
+        self.module = module
+        self.globals = globals_
+        self.argv = argv
+        self.clock = MonotonicClock()
+        self.sched = Scheduler(self, sid, budget, trace, self.clock)
+        self.trace = trace
+        self.sel = selectors.DefaultSelector()
+        self.listener = self._listen()
+        self.links: dict[int, Link] = {}  # peer -> the link this scheduler sends on
+        self.all_links: list[Link] = []  # every link, including accepted ones used only to read
+        self.pending_out: dict[int, list[tuple]] = {}  # events for peers not connected yet
+        self.started: set[int] = {0}  # schedulers known to be running
+        self.dead: set[int] = set()  # schedulers known to have died
+        self.loc: dict[int, int] = {}  # pid key -> scheduler it was last seen on
+        self.moved: dict[int, int] = {}  # pid key -> scheduler it was shipped to from here
+        self.names: dict[Sym, Pid] = {}  # registered names (the hub's copy is the authority)
+        self.idle_peers: set[int] = set()  # peers that said they have nothing to run
+        self.readers: dict[int, Any] = {}  # extra fds (the device client) -> callback
+        self.services: list[Any] = []  # objects with outstanding() (device requests in flight)
+        self.said_idle = False  # announced idle and not busy since
+        self.recvd = 0  # Lisp events received, for quiescence detection
+        self.stopping = False
+        self.exit_code: int | None = None
+        self.started_any = sid != 0  # a worker exists: the hub must watch its listener
+        self.asked_start: set[int] = set()  # peers this worker asked the hub to start
+
+    # --- sockets -------------------------------------------------------------------------
+
+    def _path(self, sid: int) -> str:
+        return os.path.join(self.sockdir, f"s{sid}.sock")
+
+    def _listen(self) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(self._path(self.sid))
+        s.listen(64)
+        s.setblocking(False)
+        self.sel.register(s, selectors.EVENT_READ, ("accept", None))
+        return s
+
+    def _add_link(self, sock: socket.socket, peer: int | None) -> Link:
+        link = Link(sock, peer)
+        self.all_links.append(link)
+        self.sel.register(sock, selectors.EVENT_READ, ("link", link))
+        return link
+
+    def connect(self, peer: int) -> Link | None:
+        """The link to send to `peer` on: the one chosen before, or a new connection."""
+        link = self.links.get(peer)
+        if link is not None:
+            return link
+        for lk in self.all_links:  # a connection the peer made to us
+            if lk.peer == peer and not lk.closed:
+                self.links[peer] = lk
+                return lk
+        if peer not in self.started or peer in self.dead:
+            return None
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self._path(peer))
+        except OSError:
+            s.close()
+            return None
+        link = self._add_link(s, peer)
+        link.queue(("hello", self.sid))
+        self.links[peer] = link
+        for ev in self.pending_out.pop(peer, ()):
+            link.queue(ev)
+        return link
+
+    def emit(self, peer: int, ev: tuple) -> None:
+        """Queue an event for a peer (flushed at the end of this wake-up)."""
+        if peer in self.dead:
+            return
+        link = self.connect(peer)
+        if link is None:
+            self.pending_out.setdefault(peer, []).append(ev)
+            if self.sid == 0:
+                self.start_worker(peer)
+            elif peer not in self.asked_start and peer != 0:
+                self.asked_start.add(peer)
+                self.emit(0, ("start", peer))
+            return
+        if ev[0] in _COUNTED:
+            link.sent += 1
+        link.queue(ev)
+
+    def flush(self) -> None:
+        for link in self.all_links:
+            if link.out or link.wbuf:
+                link.flush()
+
+    def poll(self, timeout: float | None) -> bool:
+        """Wait up to `timeout` seconds for input; handle it. True if anything came."""
+        self.flush()
+        try:
+            ready = self.sel.select(timeout)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries select
+            return False
+        for key, _ in ready:
+            kind, obj = key.data
+            if kind == "accept":
+                self._accept()
+            elif kind == "link":
+                self._read(obj)
+            else:
+                obj()
+        return bool(ready)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                s, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            self._add_link(s, None)
+
+    def _read(self, link: Link) -> None:
+        events = link.read()
+        if events is None:
+            self.sel.unregister(link.sock)
+            link.sock.close()
+            if link.peer is not None and link.peer not in self.dead and not self.stopping:
+                self.peer_died(link.peer)
+            return
+        for ev in events:
+            self.handle(link, ev)
+
+    # --- what the scheduler asks of the node -------------------------------------------------
+
+    def pending(self) -> bool:
+        """Asked when a budget is spent: is there input? (Also a chance to flush.) Free until
+        a second scheduler or the device process exists."""
+        if not self.all_links and not self.readers and not self.started_any:
+            return False
+        return self.poll(0)
+
+    def add_reader(self, fd: int, callback: Any) -> None:
+        self.readers[fd] = callback
+        self.sel.register(fd, selectors.EVENT_READ, ("reader", callback))
+
+    def remove_reader(self, fd: int) -> None:
+        if self.readers.pop(fd, None) is not None:
+            self.sel.unregister(fd)
+
+    def place(self, sched: Scheduler, proc: Process, where: int | None) -> None:
+        if where is None:
+            sched.add(proc)
+            return
+        k = where % self.nschedulers
+        if k == self.sid:
+            sched.add(proc)
+        else:
+            self.ship(proc, k)
+
+    def ship(self, proc: Process, k: int) -> None:
+        """Send a process (not running, not in the run queue) to scheduler k."""
+        key = proc.pid.key
+        self.sched.procs.pop(key, None)
+        self.moved[key] = k
+        self.loc[key] = k
+        was = proc.status
+        proc.status = 0
+        if self.trace is not None:
+            self.trace.event(self.sched, "migrate", proc.pid, to=k)
+        self.emit(k, ("proc", proc, was))
+
+    def resolve(self, dest: Any) -> Pid:
+        if dest.__class__ is Sym:
+            pid = self.names.get(dest)
+            if pid is None:
+                raise badarg(f"send: no process is registered as {dest.name}")
+            return pid
+        return dest
+
+    def where(self, pid: Pid) -> int:
+        """The scheduler to send to for `pid`: last seen, forwarded to, or where it was made."""
+        k = self.loc.get(pid.key)
+        if k is None:
+            k = self.moved.get(pid.key, pid.node)
+        return k
+
+    def send_from(self, sched: Scheduler, sender: Any, dest: Any, msg: Any) -> None:
+        pid = self.resolve(dest)
+        sp = sender if sender.__class__ is Process else None
+        self.deliver_or_route(sp, pid, "m", msg)
+
+    def signal(self, sched: Scheduler, sender: Any, pid: Pid, sig: tuple) -> None:
+        if sig[0] in ("exit", "down"):
+            sig = (*sig, pid)
+        if self.trace is not None and sig[0] in ("link", "monitor"):
+            self.trace.event(sched, sig[0], sender.pid if sender is not None else None, target=pid)
+        self.deliver_or_route(sender, pid, "s", sig)
+
+    def deliver_or_route(self, sender: Process | None, pid: Pid, kind: str, item: Any) -> None:
+        """Deliver a message ("m") or signal ("s") from `sender` to `pid`, wherever it is."""
+        proc = self.sched.procs.get(pid.key)
+        seq = None
+        skey = None
+        if sender is not None and (proc is None or (sender.seqs is not None and pid.key in sender.seqs)):
+            # this pair crosses (or crossed) OS processes: number its events
+            seqs = sender.seqs
+            if seqs is None:
+                seqs = sender.seqs = {}
+            seq = seqs.get(pid.key, 0)
+            seqs[pid.key] = seq + 1
+            skey = sender.pid.key
+        if proc is not None:
+            self.apply_ordered(proc, skey, seq, kind, item)
+            return
+        k = self.where(pid)
+        if k == self.sid or k in self.dead:
+            if kind == "s":  # to a dead process: links and monitors answer noproc / noconnection
+                self.dead_target(pid, item, k in self.dead)
+            return
+        self.emit(k, ("ev", pid, skey, seq, kind, item))
+
+    def dead_target(self, pid: Pid, sig: tuple, lost: bool) -> None:
+        kind = sig[0]
+        reason = NOCONNECTION if lost else intern("noproc")
+        if kind == "link":
+            self.signal(self.sched, None, sig[2], ("exit", pid, reason))
+        elif kind == "monitor":
+            self.signal(self.sched, None, sig[2], ("down", sig[1], pid, reason))
+
+    def apply_ordered(self, proc: Process, skey: int | None, seq: int | None, kind: str, item: Any) -> None:
+        """Apply an event to a local process, in its sender's order."""
+        if seq is None:
+            self._apply(proc, kind, item)
+            return
+        seqin = proc.seqin
+        if seqin is None:
+            seqin = proc.seqin = {}
+        expected = seqin.get(skey, 0)
+        if seq > expected:  # an earlier one is still on its way: hold this one back
+            if proc.held is None:
+                proc.held = {}
+            proc.held[(skey, seq)] = (kind, item)
+            return
+        if seq < expected:  # pragma: no cover - each event is sent once
+            return
+        self._apply(proc, kind, item)
+        expected += 1
+        held = proc.held
+        while held and (skey, expected) in held:
+            k2, it2 = held.pop((skey, expected))
+            self._apply(proc, k2, it2)
+            expected += 1
+        seqin[skey] = expected
+
+    def _apply(self, proc: Process, kind: str, item: Any) -> None:
+        if proc.status == DEAD:
+            return
+        if kind == "m":
+            self.sched.deliver(proc, item)
+        else:
+            self.sched.receive_signal(item)
+
+    def register(self, sched: Scheduler, name: Sym, pid: Pid) -> None:
+        if name in self.names:
+            raise badarg(f"register: {name.name} is already registered")
+        proc = sched.procs.get(pid.key)
+        if proc is not None:
+            if proc.name is not None:
+                raise badarg(f"register: process {pid!r} is already registered as {proc.name.name}")
+            proc.name = name
+        self.names[name] = pid
+        self.to_hub_or_all(("register", name, pid))
+
+    def unregister(self, name: Sym, pid: Pid) -> None:
+        if self.names.get(name) == pid:
+            del self.names[name]
+            self.to_hub_or_all(("unregister", name, pid))
+
+    def whereis(self, name: Sym) -> Pid | None:
+        return self.names.get(name)
+
+    def to_hub_or_all(self, ev: tuple) -> None:
+        """Node-wide state changes go through the hub, which tells everyone else."""
+        if self.sid == 0:
+            for k in self.started:
+                if k != 0 and k not in self.dead:
+                    self.emit(k, ev)
+        else:
+            self.emit(0, ev)
+
+    def define(self, sched: Scheduler, name: str, value: Any) -> None:
+        self.to_hub_or_all(("define", name, value))
+
+    def request_service(self, sched: Scheduler, proc: Process) -> None:
+        from .device import client
+
+        client(self).submit(sched, proc)
+
+    def crash_report(self, sched: Scheduler, proc: Process) -> None:
+        if proc.pid != MAIN_PID[0]:
+            self.error_line(crash_line(proc, False))
+
+    def process_ended(self, sched: Scheduler, proc: Process, reason: Any) -> None:
+        if proc.pid == MAIN_PID[0]:
+            if reason is NORMAL:
+                self.main_done(0, None)
+            elif proc.where is not None:
+                self.main_done(1, crash_line(proc, True))
+            else:
+                self.main_done(1, f"lispvm: the main process exited with reason {to_repr(reason)}")
+
+    def halt(self, code: int) -> None:
+        self.main_done(code, None)
+
+    # --- moving work to idle schedulers ---------------------------------------------------------
+
+    def balance(self) -> None:
+        """After a pass over the run queue: give an idle peer its share of the CPU-bound
+        runnable processes (shipping one at a time left it under-loaded: measured 1.48x instead
+        of 1.7x on parallel.lisp 8 30 with two schedulers)."""
+        runq = self.sched.runq
+        while self.idle_peers and len(runq) >= 2:
+            share = len(runq) // (len(self.idle_peers) + 1)
+            k = min(self.idle_peers)
+            self.idle_peers.discard(k)
+            for _ in range(max(1, share)):
+                proc = self._movable(runq)
+                if proc is None:
+                    return
+                self.ship(proc, k)
+
+    def _movable(self, runq: deque) -> Process | None:
+        """A runnable process that used up its last budget (CPU-bound), not the main one.
+
+        Processes that only ever run briefly (a ring's nodes, servers) stay where they are:
+        moving them would put every message they exchange on a socket."""
+        for i in range(len(runq) - 1, -1, -1):
+            p = runq[i]
+            if p.status == RUNNABLE and p.sched is YIELDED and p.pid != MAIN_PID[0]:
+                del runq[i]
+                return p
+        return None
+
+    # --- incoming events ---------------------------------------------------------------------
+
+    def handle(self, link: Link, ev: tuple) -> None:
+        kind = ev[0]
+        if kind in _COUNTED:
+            self.recvd += 1
+        h = _HANDLERS.get(kind)
+        if h is None:  # pragma: no cover - both ends run the same code
+            raise RuntimeError(f"unknown event {kind!r}")
+        h(self, link, ev)
+
+    def on_hello(self, link: Link, ev: tuple) -> None:
+        link.peer = ev[1]
+        self.links.setdefault(ev[1], link)
+
+    def on_ev(self, link: Link, ev: tuple) -> None:
+        _, pid, skey, seq, kind, item = ev
+        proc = self.sched.procs.get(pid.key)
+        if proc is not None:
+            self.apply_ordered(proc, skey, seq, kind, item)
+            return
+        fwd = self.moved.get(pid.key)
+        if fwd is not None and fwd != self.sid and fwd not in self.dead:
+            self.emit(fwd, ev)  # it moved on: pass it along, and tell the sender's scheduler
+            if link.peer is not None and link.peer != fwd:
+                self.emit(link.peer, ("moved", pid.key, fwd))
+            return
+        if kind == "s":
+            self.dead_target(pid, item, fwd in self.dead if fwd is not None else False)
+
+    def on_moved(self, link: Link, ev: tuple) -> None:
+        self.loc[ev[1]] = ev[2]
+
+    def on_proc(self, link: Link, ev: tuple) -> None:
+        proc, was = ev[1], ev[2]
+        key = proc.pid.key
+        self.moved.pop(key, None)
+        self.loc[key] = self.sid
+        self.sched.procs[key] = proc
+        if was == WAITING:
+            proc.status = WAITING
+            self.sched.trap_wait(proc)
+        else:
+            proc.status = RUNNABLE
+            self.sched.runq.append(proc)
+        self.not_idle()
+
+    def on_define(self, link: Link, ev: tuple) -> None:
+        _, name, value = ev
+        self.globals.cell(name).v = value
+        if interp.FAST is not None:
+            interp.FAST.on_define(name)
+        if self.sid == 0:
+            for k in self.started:
+                if k not in (0, link.peer) and k not in self.dead:
+                    self.emit(k, ev)
+
+    def on_register(self, link: Link, ev: tuple) -> None:
+        _, name, pid = ev
+        if ev[0] == "register":
+            self.names.setdefault(name, pid)
+        elif self.names.get(name) == pid:
+            del self.names[name]
+        if self.sid == 0:
+            for k in self.started:
+                if k not in (0, link.peer) and k not in self.dead:
+                    self.emit(k, ev)
+
+    def on_idle(self, link: Link, ev: tuple) -> None:
+        if ev[0] == "idle":
+            self.idle_peers.add(ev[1])
+        else:
+            self.idle_peers.discard(ev[1])
+
+    def on_peer(self, link: Link, ev: tuple) -> None:
+        k = ev[1]
+        self.started.add(k)
+        if k in self.pending_out:
+            self.connect(k)
+
+    def on_start(self, link: Link, ev: tuple) -> None:
+        self.start_worker(ev[1])
+
+    def start_worker(self, k: int) -> None:  # pragma: no cover - only the hub starts workers
+        pass
+
+    def on_sched_down(self, link: Link, ev: tuple) -> None:
+        if ev[1] not in self.dead:
+            self.peer_died(ev[1])
+
+    def not_idle(self) -> None:
+        if self.said_idle:
+            self.said_idle = False
+            for k in self.started:
+                if k != self.sid and k not in self.dead:
+                    self.emit(k, ("busy", self.sid))
+
+    def say_idle(self) -> None:
+        if not self.said_idle:
+            self.said_idle = True
+            for k in self.started:
+                if k != self.sid and k not in self.dead:
+                    self.emit(k, ("idle", self.sid))
+
+    def peer_died(self, k: int) -> None:
+        """Scheduler k is gone: its processes are lost; tell the links and monitors here."""
+        self.dead.add(k)
+        self.idle_peers.discard(k)
+        self.links.pop(k, None)
+        self.pending_out.pop(k, None)
+        for proc in list(self.sched.procs.values()):
+            if proc.links:
+                for other in list(proc.links):
+                    if self.where(other) == k:
+                        proc.links.discard(other)
+                        self.sched.exit_signal_to(proc, other, NOCONNECTION, linked=True)
+            if proc.monitors:
+                for ref, (role, other) in list(proc.monitors.items()):
+                    if role == "of" and self.where(other) == k:
+                        self._apply(proc, "s", ("down", ref, other, NOCONNECTION, proc.pid))
+        if self.sid == 0:
+            self.worker_died(k)
+
+
+_COUNTED = frozenset({"ev", "proc"})
+
+
+class Hub(ClusterNode):
+    """Scheduler 0, in the command's OS process: starts the others and ends the node."""
+
+    def __init__(self, *args: Any, out: Any = None, err: Any = None, jit: bool = True,
+                 trace_path: str | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.out = out or sys.stdout  # where every scheduler's `print` ends up
+        self.err = err or sys.stderr
+        self.jit = jit
+        self.trace_path = trace_path
+        self.workers: dict[int, Any] = {}  # k -> subprocess.Popen of scheduler k
+        self.idle_report: dict[int, tuple] = {}  # k -> (idle?, sent, received, timers, services)
+        self.program: bytes = b""  # the .lbc bytes, for workers
+
+    # --- workers -----------------------------------------------------------------------------
+
+    def start_worker(self, k: int) -> None:
+        """Start scheduler k's OS process (returns at once; it connects when ready).
+
+        A fresh interpreter (fork+exec, as multiprocessing's "spawn" does, without its re-run of
+        the parent's main module): nothing of this process's state is inherited, so pyopencl
+        and threads are safe. It reads the program from the node's private directory."""
+        if k in self.workers or k == 0 or k >= self.nschedulers or k in self.dead:
+            return
+        import subprocess
+
+        if not self.workers:
+            config = (self.nschedulers, self.program, self.argv, self.sched.budget, self.trace_path, self.jit)
+            with open(os.path.join(self.sockdir, "config"), "wb") as f:
+                pickle.dump(config, f, 5)
+        code = ("import sys; from lispvm.scheduler.cluster import worker_main; "
+                "worker_main(sys.argv[1], int(sys.argv[2]))")
+        self.workers[k] = subprocess.Popen([sys.executable, "-c", code, self.sockdir, str(k)],
+                                           stdin=subprocess.DEVNULL, close_fds=True)
+        self.started_any = True
+
+    def maybe_grow(self) -> None:
+        """Two processes are runnable here and a scheduler is not started yet: start one (it
+        boots, about 50 ms, while this one goes on; only CPU-bound processes move to it)."""
+        if len(self.sched.runq) >= 2 and len(self.workers) + 1 < self.nschedulers:
+            for k in range(1, self.nschedulers):
+                if k not in self.workers and k not in self.dead:
+                    self.start_worker(k)
+                    return
+
+    def on_hello(self, link: Link, ev: tuple) -> None:
+        k = ev[1]
+        super().on_hello(link, ev)
+        if k in self.started:
+            return
+        # a new scheduler: tell it the node's state, then tell everyone it exists
+        for name, cell in self.globals.cells.items():
+            if cell.v is not UNDEF and name not in _BUILTIN_NAMES[0]:
+                link.queue(("define", name, cell.v))
+        for name, pid in self.names.items():
+            link.queue(("register", name, pid))
+        for j in self.started:
+            link.queue(("peer", j))
+        link.queue(("mainpid", MAIN_PID[0]))
+        for j in self.started:
+            if j != 0 and j not in self.dead:
+                self.emit(j, ("peer", k))
+        self.started.add(k)
+        for ev2 in self.pending_out.pop(k, ()):
+            link.queue(ev2)
+
+    def on_out(self, link: Link, ev: tuple) -> None:
+        self.output(ev[1])
+
+    def on_err(self, link: Link, ev: tuple) -> None:
+        self.error_line(ev[1])
+
+    def on_main_done(self, link: Link, ev: tuple) -> None:
+        self.end(ev[1], ev[2])
+
+    def on_idle_report(self, link: Link, ev: tuple) -> None:
+        self.idle_report[ev[1]] = ev[2:]
+
+    def output(self, line: str) -> None:
+        self.out.write(line + "\n")
+
+    def error_line(self, line: str) -> None:
+        try:
+            self.out.flush()
+        except (OSError, ValueError):
+            pass
+        self.err.write(line + "\n")
+        self.err.flush()
+
+    def main_done(self, code: int, message: str | None) -> None:
+        self.end(code, message)
+
+    def end(self, code: int, message: str | None) -> None:
+        if self.exit_code is None:
+            if message:
+                self.error_line(message)
+            self.exit_code = code
+
+    def worker_died(self, k: int) -> None:
+        if self.stopping:
+            return
+        for j in self.started:
+            if j not in (0, k) and j not in self.dead:
+                self.emit(j, ("sched_down", k))
+        if MAIN_LOC[0] == k:
+            self.end(1, f"lispvm: scheduler {k} (running the main process) died")
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self, main: Process) -> int:
+        """Run until the node ends; returns the exit status."""
+        s = self.sched
+        s.add(main)
+        while self.exit_code is None:
+            if s.timers:
+                s.fire_timers(self.clock.now_ms())
+            if s.runq:
+                self.maybe_grow()
+                s.run_ready()
+                if self.started_any:
+                    self.balance()
+                    self.poll(0)
+                continue
+            if self.exit_code is not None:
+                break
+            self.idle()
+        return self.exit_code
+
+    def idle(self) -> None:
+        s = self.sched
+        d = s.next_deadline()
+        busy_elsewhere = any(not r[0] or r[3] or r[4] for k, r in self.idle_report.items() if k not in self.dead)
+        started_workers = [k for k in self.workers if k not in self.dead]
+        if (d is None and not any(svc.outstanding() for svc in self.services)
+                and all(k in self.idle_report for k in started_workers) and not busy_elsewhere
+                and not self.pending_out and self._quiet()):
+            self.deadlock()
+            return
+        self.say_idle()
+        delay = None if d is None else max(0.0, (d - self.clock.now_ms()) / 1000.0)
+        if delay is None and started_workers:
+            delay = 0.5  # check quiescence again later: workers may be about to report
+        try:
+            self.out.flush()
+        except (OSError, ValueError):
+            pass
+        self.poll(delay)
+
+    def _quiet(self) -> bool:
+        """No Lisp event in flight anywhere: everything sent has been received."""
+        sent = sum(lk.sent for lk in self.all_links) + sum(r[1] for r in self.idle_report.values())
+        recvd = self.recvd + sum(r[2] for r in self.idle_report.values())
+        return sent == recvd
+
+    def deadlock(self) -> None:
+        self.end(1, f"lispvm: deadlock: the main process {MAIN_PID[0]!r} waits for a message that no "
+                    "process can send")
+
+    def shutdown(self) -> None:
+        """Stop every worker and remove the sockets: nothing of ours is left running."""
+        self.stopping = True
+        for k in self.workers:
+            if k not in self.dead:
+                self.emit(k, ("stop",))
+        try:
+            self.flush()
+        except OSError:
+            pass
+        import subprocess
+
+        for k, p in self.workers.items():
+            if k not in self.started or k in self.dead:
+                p.kill()  # still booting (or gone): nothing of its work can be lost
+            try:
+                p.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:  # a stuck scheduler never hangs the node
+                p.kill()
+                p.wait(timeout=2.0)
+        for link in self.all_links:
+            try:
+                link.sock.close()
+            except OSError:
+                pass
+        self.listener.close()
+        shutil.rmtree(self.sockdir, ignore_errors=True)
+
+
+class Worker(ClusterNode):
+    """Scheduler k > 0, in its own OS process."""
+
+    def output(self, line: str) -> None:
+        self.emit(0, ("out", line))
+
+    def error_line(self, line: str) -> None:
+        self.emit(0, ("err", line))
+
+    def main_done(self, code: int, message: str | None) -> None:
+        self.emit(0, ("main_done", code, message))
+
+    def worker_died(self, k: int) -> None:
+        pass
+
+    def on_stop(self, link: Link, ev: tuple) -> None:
+        self.stopping = True
+        self.exit_code = 0
+
+    def on_mainpid(self, link: Link, ev: tuple) -> None:
+        MAIN_PID[0] = ev[1]
+
+    def run(self) -> None:
+        s = self.sched
+        hub = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        hub.connect(self._path(0))
+        link = self._add_link(hub, 0)
+        link.queue(("hello", self.sid))
+        self.links[0] = link
+        while self.exit_code is None:
+            if 0 in self.dead:
+                return  # the hub is gone: so is the node
+            if s.timers:
+                s.fire_timers(self.clock.now_ms())
+            if s.runq:
+                self.not_idle()
+                s.run_ready()
+                self.balance()
+                self.poll(0)
+                continue
+            d = s.next_deadline()
+            self.say_idle()
+            busy = bool(d is not None or any(svc.outstanding() for svc in self.services))
+            self.emit(0, ("idle_report", self.sid, True, sum(lk.sent for lk in self.all_links),
+                          self.recvd, busy, False))
+            delay = None if d is None else max(0.0, (d - self.clock.now_ms()) / 1000.0)
+            self.poll(delay)
+
+
+MAIN_PID: list[Pid | None] = [None]  # the main process's pid, node-wide
+MAIN_LOC: list[int] = [0]  # the scheduler the main process is on (it is never moved)
+_BUILTIN_NAMES: list[frozenset] = [frozenset()]
+
+_HANDLERS = {
+    "hello": ClusterNode.on_hello, "ev": ClusterNode.on_ev, "moved": ClusterNode.on_moved,
+    "proc": ClusterNode.on_proc, "define": ClusterNode.on_define, "register": ClusterNode.on_register,
+    "unregister": ClusterNode.on_register, "idle": ClusterNode.on_idle, "busy": ClusterNode.on_idle,
+    "peer": ClusterNode.on_peer, "sched_down": ClusterNode.on_sched_down, "start": ClusterNode.on_start,
+}
+
+
+def _dispatch(name: str) -> Any:
+    def h(node: ClusterNode, link: Link, ev: tuple) -> None:
+        getattr(node, name)(link, ev)
+    return h
+
+
+for _ev, _m in (("hello", "on_hello"), ("out", "on_out"), ("err", "on_err"), ("main_done", "on_main_done"),
+                ("idle_report", "on_idle_report"), ("stop", "on_stop"), ("mainpid", "on_mainpid")):
+    _HANDLERS[_ev] = _dispatch(_m)
+
+
+def _builtin_names() -> frozenset:
+    """Globals every scheduler defines itself (builtins, constants, the prelude's)."""
+    from ..vm import prelude
+    from ..vm.builtins import BUILTINS, CONSTANTS
+
+    return frozenset(BUILTINS) | frozenset(CONSTANTS) | prelude.names()
+
+
+def worker_main(sockdir: str, k: int) -> None:
+    """Entry point of scheduler k's OS process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the hub's to handle
+    with open(os.path.join(sockdir, "config"), "rb") as f:
+        nsched, program, argv, budget, trace_path, jit = pickle.load(f)
+    from .node import load_program
+
+    globals_ = Globals()
+    module = load_program(program, globals_)
+    trace = None
+    node = Worker(k, nsched, sockdir, module, globals_, argv, budget, trace)
+    if jit:
+        from ..vm import fast
+
+        fast.enable(globals_, budget)
+    try:
+        node.run()
+    finally:
+        node.flush()
+
+
+def run_cluster(data: bytes, module: lbc.Module, globals_: Globals, argv: list[str], nsched: int, budget: int,
+                trace: Any, trace_path: str | None, jit: bool, out: Any, err: Any) -> int:
+    """Run a program on a node of up to `nsched` schedulers; returns the exit status."""
+    sockdir = tempfile.mkdtemp(prefix="lispvm-")
+    _BUILTIN_NAMES[0] = _builtin_names()
+    hub = Hub(0, nsched, sockdir, module, globals_, argv, budget, trace, out=out, err=err, jit=jit,
+              trace_path=trace_path)
+    hub.program = data
+    main = Process(hub.sched.new_pid(), Closure(module.protos[0], ()), [None] * module.protos[0].nregs)
+    MAIN_PID[0] = main.pid
+    MAIN_LOC[0] = 0
+    try:
+        return hub.run(main)
+    finally:
+        hub.shutdown()
+
+
+__all__ += ["Link", "ClusterNode", "Worker", "BLOCKED"]
