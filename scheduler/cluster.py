@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import selectors
+import select
 import shutil
 import signal
 import socket
@@ -56,7 +56,7 @@ _MAX_FRAME = 1 << 30
 class Link:
     """One socket to one peer: outgoing events batched, incoming bytes split into frames."""
 
-    __slots__ = ("sock", "peer", "out", "wbuf", "rbuf", "sent", "closed")
+    __slots__ = ("sock", "peer", "out", "wbuf", "rbuf", "closed")
 
     def __init__(self, sock: socket.socket, peer: int | None) -> None:
         sock.setblocking(False)
@@ -65,7 +65,6 @@ class Link:
         self.out: list[tuple] = []  # events queued since the last flush
         self.wbuf = bytearray()  # encoded frames not yet written (the peer is slow)
         self.rbuf = bytearray()  # bytes read but not yet a whole frame
-        self.sent = 0  # Lisp events sent, for quiescence (deadlock) detection
         self.closed = False
 
     def queue(self, ev: tuple) -> None:
@@ -90,7 +89,8 @@ class Link:
     def read(self) -> list[tuple] | None:
         """Whole events available now; None when the peer closed the connection."""
         try:
-            data = self.sock.recv(1 << 20)
+            # 64 KiB: recv(n) allocates n bytes first, and 1 MiB cost ~10 us per call
+            data = self.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
             return []
         except OSError:
@@ -124,7 +124,8 @@ class ClusterNode:
         self.clock = MonotonicClock()
         self.sched = Scheduler(self, sid, budget, trace, self.clock)
         self.trace = trace
-        self.sel = selectors.DefaultSelector()
+        self.poller = select.poll()  # C-level; the selectors module cost a few us per wait
+        self.fds: dict[int, tuple] = {}  # fd -> (kind, object)
         self.listener = self._listen()
         self.links: dict[int, Link] = {}  # peer -> the link this scheduler sends on
         self.all_links: list[Link] = []  # every link, including accepted ones used only to read
@@ -139,6 +140,7 @@ class ClusterNode:
         self.services: list[Any] = []  # objects with outstanding() (device requests in flight)
         self.said_idle = False  # announced idle and not busy since
         self.recvd = 0  # Lisp events received, for quiescence detection
+        self.sent = 0  # Lisp events sent (or queued for a peer not connected yet)
         self.stopping = False
         self.exit_code: int | None = None
         self.started_any = sid != 0  # a worker exists: the hub must watch its listener
@@ -154,13 +156,13 @@ class ClusterNode:
         s.bind(self._path(self.sid))
         s.listen(64)
         s.setblocking(False)
-        self.sel.register(s, selectors.EVENT_READ, ("accept", None))
+        self._watch(s.fileno(), ("accept", None))
         return s
 
     def _add_link(self, sock: socket.socket, peer: int | None) -> Link:
         link = Link(sock, peer)
         self.all_links.append(link)
-        self.sel.register(sock, selectors.EVENT_READ, ("link", link))
+        self._watch(sock.fileno(), ("link", link))
         return link
 
     def connect(self, peer: int) -> Link | None:
@@ -191,6 +193,8 @@ class ClusterNode:
         """Queue an event for a peer (flushed at the end of this wake-up)."""
         if peer in self.dead:
             return
+        if ev[0] in _COUNTED:
+            self.sent += 1  # counted when sent, queued or not: quiescence must see it in flight
         link = self.connect(peer)
         if link is None:
             self.pending_out.setdefault(peer, []).append(ev)
@@ -200,8 +204,6 @@ class ClusterNode:
                 self.asked_start.add(peer)
                 self.emit(0, ("start", peer))
             return
-        if ev[0] in _COUNTED:
-            link.sent += 1
         link.queue(ev)
 
     def flush(self) -> None:
@@ -213,11 +215,15 @@ class ClusterNode:
         """Wait up to `timeout` seconds for input; handle it. True if anything came."""
         self.flush()
         try:
-            ready = self.sel.select(timeout)
-        except InterruptedError:  # pragma: no cover - PEP 475 retries select
+            ready = self.poller.poll(None if timeout is None else timeout * 1000.0)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries poll
             return False
-        for key, _ in ready:
-            kind, obj = key.data
+        fds = self.fds
+        for fd, _ in ready:
+            entry = fds.get(fd)
+            if entry is None:
+                continue
+            kind, obj = entry
             if kind == "accept":
                 self._accept()
             elif kind == "link":
@@ -237,7 +243,7 @@ class ClusterNode:
     def _read(self, link: Link) -> None:
         events = link.read()
         if events is None:
-            self.sel.unregister(link.sock)
+            self._unwatch(link.sock.fileno())
             link.sock.close()
             if link.peer is not None and link.peer not in self.dead and not self.stopping:
                 self.peer_died(link.peer)
@@ -256,11 +262,19 @@ class ClusterNode:
 
     def add_reader(self, fd: int, callback: Any) -> None:
         self.readers[fd] = callback
-        self.sel.register(fd, selectors.EVENT_READ, ("reader", callback))
+        self._watch(fd, ("reader", callback))
 
     def remove_reader(self, fd: int) -> None:
         if self.readers.pop(fd, None) is not None:
-            self.sel.unregister(fd)
+            self._unwatch(fd)
+
+    def _watch(self, fd: int, entry: tuple) -> None:
+        self.fds[fd] = entry
+        self.poller.register(fd, select.POLLIN)
+
+    def _unwatch(self, fd: int) -> None:
+        if self.fds.pop(fd, None) is not None:
+            self.poller.unregister(fd)
 
     def place(self, sched: Scheduler, proc: Process, where: int | None) -> None:
         if where is None:
@@ -546,6 +560,17 @@ class ClusterNode:
         if ev[1] not in self.dead:
             self.peer_died(ev[1])
 
+    def grace(self, deadline: float | None) -> bool:
+        """Wait briefly for input before telling anyone this scheduler is idle: a reply usually
+        comes within tens of microseconds, and announcing every wait woke the peers for nothing
+        (the far ping-pong round trip fell from 108 us to ...; docs/performance.md)."""
+        if self.said_idle:
+            return False
+        t = IDLE_GRACE
+        if deadline is not None:
+            t = min(t, max(0.0, (deadline - self.clock.now_ms()) / 1000.0))
+        return self.poll(t)
+
     def not_idle(self) -> None:
         if self.said_idle:
             self.said_idle = False
@@ -581,6 +606,7 @@ class ClusterNode:
 
 
 _COUNTED = frozenset({"ev", "proc"})
+IDLE_GRACE = 0.002  # seconds without input before a scheduler says it is idle
 
 
 class Hub(ClusterNode):
@@ -704,7 +730,8 @@ class Hub(ClusterNode):
                 s.run_ready()
                 if self.started_any:
                     self.balance()
-                    self.poll(0)
+                    if s.runq:  # input before the next pass; if idle, idle() waits for it
+                        self.poll(0)
                 continue
             if self.exit_code is not None:
                 break
@@ -714,6 +741,8 @@ class Hub(ClusterNode):
     def idle(self) -> None:
         s = self.sched
         d = s.next_deadline()
+        if self.started_any and self.grace(d):
+            return
         busy_elsewhere = any(not r[0] or r[3] or r[4] for k, r in self.idle_report.items() if k not in self.dead)
         started_workers = [k for k in self.workers if k not in self.dead]
         if (d is None and not any(svc.outstanding() for svc in self.services)
@@ -733,7 +762,7 @@ class Hub(ClusterNode):
 
     def _quiet(self) -> bool:
         """No Lisp event in flight anywhere: everything sent has been received."""
-        sent = sum(lk.sent for lk in self.all_links) + sum(r[1] for r in self.idle_report.values())
+        sent = self.sent + sum(r[1] for r in self.idle_report.values())
         recvd = self.recvd + sum(r[2] for r in self.idle_report.values())
         return sent == recvd
 
@@ -808,13 +837,15 @@ class Worker(ClusterNode):
                 self.not_idle()
                 s.run_ready()
                 self.balance()
-                self.poll(0)
+                if s.runq:
+                    self.poll(0)
                 continue
             d = s.next_deadline()
+            if self.grace(d):
+                continue
             self.say_idle()
             busy = bool(d is not None or any(svc.outstanding() for svc in self.services))
-            self.emit(0, ("idle_report", self.sid, True, sum(lk.sent for lk in self.all_links),
-                          self.recvd, busy, False))
+            self.emit(0, ("idle_report", self.sid, True, self.sent, self.recvd, busy, False))
             delay = None if d is None else max(0.0, (d - self.clock.now_ms()) / 1000.0)
             self.poll(delay)
 
