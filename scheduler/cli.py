@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Any
 
@@ -61,6 +62,8 @@ def _positive(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     argv = sys.argv[1:] if argv is None else argv
+    if hasattr(signal, "SIGTERM"):  # end as cleanly on SIGTERM as on Ctrl-C (no process left behind)
+        signal.signal(signal.SIGTERM, _on_sigterm)
     p = _parser()
     ns = p.parse_args(argv)
     if ns.cmd is None:
@@ -71,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("lispvm: interrupted\n")
         return 130
+    except _Terminated:
+        sys.stderr.write("lispvm: terminated\n")
+        return 143
     except BrokenPipeError:
         try:
             sys.stdout = open(os.devnull, "w")
@@ -105,6 +111,14 @@ def _write(path: str, data: bytes | str) -> None:
                 f.write(data)
     except OSError as e:
         raise _Fail(EXIT_USAGE, f"lispvm: cannot write {path}: {e.strerror or e}") from None
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every `finally` (workers, sockets) runs."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
 
 
 class _Fail(Exception):
