@@ -91,6 +91,7 @@ class FastTier:
         self.codes: dict[Any, _Info] = {}  # code object -> info, for the unwinder and the tick handler
         self.gnames: dict[str, str] = {}  # Lisp global name -> Python identifier suffix
         self.count = 0  # functions compiled, for unique names
+        self.refused: list[Proto] = []  # prototypes it could not compile (nofast set)
         self.ns: dict[str, Any] = {
             "__builtins__": __builtins__, "_Cons": Cons, "_Vec": Vec, "_Box": Box, "_TRUE": TRUE,
             "_FALSE": FALSE, "_UNDEF": UNDEF, "_str": str, "_tolist": _tuple_to_list,
@@ -113,6 +114,7 @@ class FastTier:
             fn, info = _Gen(self, p).build()
         except _CannotCompile:
             p.nofast = True
+            self.refused.append(p)
             return False
         self.codes[info.code] = info  # type: ignore[attr-defined]
         p.fast = fn
@@ -889,6 +891,14 @@ def disable() -> None:
     if TIER is not None:
         signal.setitimer(signal.ITIMER_VIRTUAL, 0, 0)
         signal.signal(signal.SIGVTALRM, signal.SIG_DFL)
+        # Prototypes outlive a run (the prelude is loaded once per OS process): give every
+        # compiled one back to the interpreter.
+        for info in TIER.codes.values():
+            p = info.proto
+            p.fast = None
+            p.arity = -1 if p.rest else p.nparams
+        for p in TIER.refused:
+            p.nofast = False
     TIER = None
     interp.FAST = None
 

@@ -1,0 +1,47 @@
+"""Helpers shared by the process, scheduler and fast-tier tests: run Lisp source in this OS
+process (fast, and a VirtualClock can be used) or through the `lispvm` command."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lispvm.assembler.pipeline import compile_source
+from lispvm.scheduler.runner import run_program
+from lispvm.vm import lbc
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def compile_text(src: str, name: str = "test.lisp") -> bytes:
+    """The .lbc bytes of Lisp source."""
+    return lbc.dump(compile_source(src, name))
+
+
+def run(src: str, args: tuple = (), *, schedulers: int = 1, reductions: int = 4000, jit: bool = True,
+        clock: object = None) -> tuple[str, str, int]:
+    """Run a program in this OS process: (stdout, stderr, exit status)."""
+    out, err = io.StringIO(), io.StringIO()
+    status = run_program(compile_text(src), list(args), schedulers=schedulers, reductions=reductions,
+                         jit=jit, out=out, err=err, clock=clock)
+    return out.getvalue(), err.getvalue(), status
+
+
+def lispvm(*args: str, timeout: float = 120, cwd: str | None = None, env: dict | None = None,
+           input: str | None = None) -> subprocess.CompletedProcess:
+    """Run the `lispvm` command of this environment."""
+    exe = Path(sys.executable).with_name("lispvm")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "lispvm.scheduler.cli"]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env={**os.environ, **(env or {})}, input=input)
+
+
+def our_processes() -> list[str]:
+    """Command lines of lispvm scheduler processes still alive (there should be none)."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "lispvm.scheduler.cluster import worker_main" in line
+            and "ps -eo" not in line]

@@ -1,0 +1,205 @@
+"""Schedulers in several OS processes (issue 5): the same output with 1 and 4 schedulers, order
+kept while processes move, a scheduler killed mid-run, nothing left behind after any end."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+import test_processes as tp
+from support import lispvm, our_processes, run
+
+PROGRAMS = {
+    name: getattr(tp, name) for name in dir(tp)
+    if name.startswith("test_") and name not in ("test_timers_on_a_virtual_clock", "test_a_million_messages",
+                                                "test_waiting_process_memory_is_small",
+                                                "test_crash_report_is_one_line_with_position",
+                                                "test_main_failure_and_halt_statuses",
+                                                "test_deadlock_is_reported_not_a_hang",
+                                                "test_output_does_not_depend_on_reductions")
+}
+
+
+def _sources() -> list[str]:
+    """The Lisp programs of test_processes.py, taken from its tests' source text."""
+    import inspect
+
+    out = []
+    for fn in PROGRAMS.values():
+        text = inspect.getsource(fn)
+        start = text.index('"""', text.index("src =")) + 3
+        out.append(text[start:text.index('"""', start)])
+    return out
+
+
+@pytest.mark.parametrize("src", _sources(), ids=sorted(PROGRAMS))
+def test_same_output_with_one_and_four_schedulers(src: str) -> None:
+    one = run(src, schedulers=1)
+    four = run(src, schedulers=4)
+    assert one[2] == 0 and four == one
+
+
+ORDER = """
+(def busy (n) (if (== n 0) 0 (busy (- n 1))))
+(def set-nth (xs k v) (if (== k 0) (cons v (tail xs)) (cons (head xs) (set-nth (tail xs) (- k 1) v))))
+(def sender (k i n dst)
+  (if (== i n) 'done (do (send dst (list k i (sys/scheduler-id))) (busy 300) (sender k (+ i 1) n dst))))
+(def check (counts left scheds)
+  (if (== left 0)
+      (list 'ok counts scheds)
+      (receive ((list k i s)
+                (busy 50)
+                (if (== i (nth counts k))
+                    (check (set-nth counts k (+ i 1)) (- left 1) (if (list/contains? s scheds) scheds (cons s scheds)))
+                    (list 'out-of-order k i (nth counts k)))))))
+(def me (self))
+(def c (spawn (fn () (send me (check (list 0 0 0 0 0 0 0 0) 16000 nil)))))
+(list/map (fn (k) (spawn sender k 0 2000 c)) (list/range 8))
+(def r (recv))
+(print (head r) (nth r 1))
+(print (> (length (nth r 2)) 1))
+"""
+
+
+def test_order_kept_while_processes_move() -> None:
+    """8 senders x 2000 messages to one receiver; the busy senders move between schedulers
+    (the receiver records on which schedulers they ran: more than one)."""
+    out, err, status = run(ORDER, schedulers=4)
+    assert status == 0, err
+    first, moved = out.splitlines()
+    assert first == "ok (2000 2000 2000 2000 2000 2000 2000 2000)"
+    assert moved == "true", "no process ran on a second scheduler: the test did not exercise moves"
+
+
+def test_spawn_on_and_where_a_process_runs() -> None:
+    src = """
+    (def me (self))
+    (def report () (send me (list (sys/scheduler-id) (sys/os-pid))))
+    (spawn-on 1 report)
+    (spawn-on 0 report)
+    (def a (recv))
+    (def b (recv))
+    (print (list/sort (list (head a) (head b))) (!= (nth a 1) (nth b 1)) (sys/schedulers))
+    """
+    out, err, status = run(src, schedulers=2)
+    assert (out, status) == ("(0 1) true 2\n", 0), err
+
+
+def test_globals_names_and_links_across_schedulers() -> None:
+    src = """
+    (def counter 10)
+    (def me (self))
+    (def far () (register 'far (self)) (send me 'registered) (receive ((list from x) (send from (+ x counter)))))
+    (spawn-on 1 far)
+    (receive ('registered nil))
+    (send 'far (list me 5))
+    (print (receive (x x)))
+    (trap-exit true)
+    (def doomed () (receive (x (throw x))))
+    (def d (spawn-on 1 doomed))
+    (link d)
+    (send d 'bang)
+    (print (receive ((list 'EXIT p why) why)))
+    (def m (spawn-on 1 (fn () (receive (x x)))))
+    (def r (monitor m))
+    (send m 'stop)
+    (print (receive ((list 'DOWN ref p why) why)))
+    """
+    out, err, status = run(src, schedulers=2)
+    assert (out, status) == ("15\nbang\nnormal\n", 0), err
+
+
+def _sockdirs() -> set[str]:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "lispvm-*")))
+
+
+def _assert_nothing_left(before: set[str]) -> None:
+    for _ in range(50):
+        if not our_processes() and not (_sockdirs() - before):
+            return
+        time.sleep(0.1)
+    assert not our_processes(), "a scheduler process is still running"
+    assert not (_sockdirs() - before), "a socket directory was left behind"
+
+
+KEEP_BUSY = """
+(def spin (n) (spin (+ n 1)))
+(spawn-on 1 spin 0)
+(spawn-on 0 spin 0)
+(print 'started)
+"""
+
+
+@pytest.mark.parametrize("ending", ["normal", "halt", "crash", "SIGINT", "SIGTERM"])
+def test_nothing_left_after_any_end(ending: str, tmp_path: os.PathLike) -> None:
+    before = _sockdirs()
+    src = KEEP_BUSY + {"normal": "(timer/sleep 300)\n(halt 0)\n", "halt": "(timer/sleep 300)\n(halt 3)\n",
+                       "crash": "(timer/sleep 300)\n(head nil)\n", "SIGINT": "(receive (x x))\n",
+                       "SIGTERM": "(receive (x x))\n"}[ending]
+    prog = os.path.join(tmp_path, "p.lisp")
+    with open(prog, "w") as f:
+        f.write(src)
+    exe = os.path.join(os.path.dirname(sys.executable), "lispvm")
+    proc = subprocess.Popen([exe, "run", "--schedulers", "2", prog], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "started\n"
+    if ending.startswith("SIG"):
+        time.sleep(0.5)  # let the second scheduler start
+        proc.send_signal(getattr(signal, ending))
+    out, err = proc.communicate(timeout=30)
+    expected = {"normal": 0, "halt": 3, "crash": 1, "SIGINT": 130, "SIGTERM": 143}[ending]
+    assert proc.returncode == expected, err
+    assert "Traceback" not in err
+    if ending.startswith("SIG"):
+        assert err.count("\n") == 1
+    _assert_nothing_left(before)
+
+
+def test_scheduler_killed_mid_run(tmp_path: os.PathLike) -> None:
+    """SIGKILL the OS process of scheduler 1: its processes are gone, links and monitors get
+    noconnection, and the node goes on."""
+    before = _sockdirs()
+    src = """
+    (def me (self))
+    (def victim () (send me (list 'pid (sys/os-pid))) (receive ('never nil)))
+    (def v (spawn-on 1 victim))
+    (def r (monitor v))
+    (trap-exit true)
+    (def v2 (spawn-on 1 victim))
+    (link v2)
+    (print (receive ((list 'pid p) p)))
+    (receive ((list 'pid p) p))
+    (print (receive ((list 'DOWN ref p why) why)))
+    (print (receive ((list 'EXIT p why) why)))
+    (print 'still-running)
+    """
+    prog = os.path.join(tmp_path, "k.lisp")
+    with open(prog, "w") as f:
+        f.write(src)
+    exe = os.path.join(os.path.dirname(sys.executable), "lispvm")
+    proc = subprocess.Popen([exe, "run", "--schedulers", "2", prog], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    os_pid = int(proc.stdout.readline())
+    assert os_pid != proc.pid
+    os.kill(os_pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=30)
+    assert (out, proc.returncode) == ("noconnection\nnoconnection\nstill-running\n", 0), err
+    _assert_nothing_left(before)
+
+
+def test_command_with_four_schedulers_runs_examples() -> None:
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
+                            "examples")
+    if not os.path.isdir(examples):
+        pytest.skip("../shared/examples is not beside the repository")
+    for name in ("04_processes", "05_links", "06_parallel_map"):
+        r = lispvm("run", "--schedulers", "4", os.path.join(examples, name + ".lisp"))
+        with open(os.path.join(examples, name + ".out")) as f:
+            assert (r.stdout, r.returncode) == (f.read(), 0), r.stderr
