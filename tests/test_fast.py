@@ -1,0 +1,142 @@
+"""The fast tier (issue 7): compiled functions give exactly what the interpreter gives, and still
+recurse 100,000 deep, make proper tail calls, report errors at their positions, are preempted,
+and can be suspended and moved to another scheduler."""
+
+from __future__ import annotations
+
+import pytest
+
+from lispvm.vm import fast
+from support import run
+
+PROGRAM = """
+(def count (n) (if (== n 0) 0 (+ 1 (count (- n 1)))))
+(print (count 100000))
+(def even? (n) (if (== n 0) true (odd? (- n 1))))
+(def odd? (n) (if (== n 0) false (even? (- n 1))))
+(print (even? 1000000) (odd? 7))
+(def sum (xs acc) (if (empty? xs) acc (sum (tail xs) (+ acc (head xs)))))
+(print (sum (list/range 100000) 0))
+(def f (x) (try (/ 10 x) (catch e (list 'caught (nth e 1)))))
+(print (f 2) (f 0) (f "a"))
+(def g (x) (+ x 1))
+(def h (x) (* 2 (g x)))
+(print (try (h "s") (catch e e)))
+(def make-counter () (let ((n 0)) (fn () (set n (+ n 1)) n)))
+(def c (make-counter))
+(def loop (i) (if (== i 0) (c) (do (c) (loop (- i 1)))))
+(print (loop 100000))
+(def fact (n) (if (< n 2) 1 (* n (fact (- n 1)))))
+(print (fact 30))
+(print (list/map (fn (x) (* x x)) (list/range 10)))
+(print (list/reduce + 0 (list/range 1000)) (apply + 1 2 (list 3 4)))
+(def spin (n) (if (== n 0) 'done (spin (- n 1))))
+(print (spin 3000000))
+(def bad (n) (if (== n 0) (head nil) (bad (- n 1))))
+(print (try (bad 10000) (catch e e)))
+(def v (x) (vec/get [1 2 3] x))
+(print (v 1) (try (v 5) (catch e (nth e 1))))
+(def m (x) (match x ((list 'a b) b) ((cons h t) (list h t)) (_ 'other)))
+(print (m (list 'a 5)) (m (list 1 2 3)) (m 7) (m nil))
+(def redefine-me (x) (+ x 1))
+(def caller (n acc) (if (== n 0) acc (caller (- n 1) (redefine-me acc))))
+(print (caller 10000 0))
+(def redefine-me (x) (+ x 2))
+(print (caller 10000 0))
+(print (try (caller 10 "x") (catch e e)))
+(def arity (a b) a)
+(def call-bad (n) (if (== n 0) (arity 1) (call-bad (- n 1))))
+(print (try (call-bad 5000) (catch e (nth e 1))))
+(def undefd (n) (if (== n 0) (nope 1) (undefd (- n 1))))
+(print (try (undefd 5000) (catch e (nth e 1))))
+(def floats (n acc) (if (== n 0) acc (floats (- n 1) (+ acc 0.5))))
+(print (floats 10000 0) (* 1e200 1e200) (- 0.0))
+(def strs (n) (if (== n 0) "" (str (strs (- n 1)) n)))
+(print (strs 20))
+(def bool-math (x) (+ x 1))
+(print (try (bool-math true) (catch e e)))
+(def concat? (a b) (+ a b))
+(print (try (concat? "a" "b") (catch e e)) (try (* "ab" 3) (catch e (nth e 1))))
+"""
+
+
+def test_both_tiers_print_the_same() -> None:
+    compiled = run(PROGRAM, jit=True)
+    interpreted = run(PROGRAM, jit=False)
+    assert compiled == interpreted
+    out = compiled[0].splitlines()
+    assert out[0] == "100000" and out[1] == "true true" and out[-1].endswith("badarg")
+    assert '(error badarg "+: expected numbers, got string \\"a\\" and string \\"b\\"")' in out[-1]
+
+
+def test_the_tier_really_compiles() -> None:
+    """Guard against the fast tier silently doing nothing (every figure depends on it)."""
+    compiled: list[str] = []
+    orig = fast.FastTier.compile
+
+    def spy(self: fast.FastTier, p: object) -> bool:
+        ok = orig(self, p)
+        if ok:
+            compiled.append(p.name)  # type: ignore[attr-defined]
+        return ok
+
+    fast.FastTier.compile = spy  # type: ignore[method-assign]
+    try:
+        out, err, status = run("(def fib (n) (if (< n 2) n (+ (fib (- n 1)) (fib (- n 2)))))\n(print (fib 22))")
+    finally:
+        fast.FastTier.compile = orig  # type: ignore[method-assign]
+    assert (out, status) == ("17711\n", 0) and "fib" in compiled
+
+
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "nojit"])
+def test_uncaught_error_position_is_the_same(jit: bool) -> None:
+    src = "(def f (n) (if (< n 1) (- n \"x\") (f (- n 1))))\n(print 'start)\n(f 5000)\n"
+    out, err, status = run(src, jit=jit)
+    assert (out, status) == ("start\n", 1)
+    assert err.startswith("test.lisp:1:24: error: badarg: -: expected numbers, got integer 0 and string")
+
+
+def test_endless_compiled_loop_is_preempted() -> None:
+    src = """
+    (def spin () (spin))
+    (def busy (n) (busy (+ n 1)))
+    (spawn spin)
+    (spawn busy 0)
+    (def me (self))
+    (spawn (fn () (timer/sleep 20) (send me 'tick)))
+    (print (receive (x x)))
+    (halt 0)
+    """
+    assert run(src, jit=True)[:2] == ("tick\n", "")
+
+
+def test_compiled_process_is_suspended_and_moved() -> None:
+    """CPU-bound compiled code is preempted, unwound into interpreter frames, shipped to
+    another scheduler and resumed there: results are right and more than one scheduler ran."""
+    src = """
+    (def fib (n) (if (< n 2) n (+ (fib (- n 1)) (fib (- n 2)))))
+    (def me (self))
+    (def job (k) (let ((v (fib 28))) (send me (list k v (sys/scheduler-id)))))
+    (list/map (fn (k) (spawn job k)) (list/range 6))
+    (def results (list/map (fn (i) (recv)) (list/range 6)))
+    (print (list/sort (list/map (fn (r) (head r)) results)))
+    (print (list/map (fn (r) (nth r 1)) results))
+    (print (> (length (list/filter (fn (r) (> (nth r 2) 0)) results)) 0))
+    """
+    out, err, status = run(src, schedulers=2, jit=True)
+    assert status == 0, err
+    assert out.splitlines() == ["(0 1 2 3 4 5)", "(317811 317811 317811 317811 317811 317811)", "true"]
+
+
+def test_closures_with_upvalues_and_apply_compiled() -> None:
+    src = """
+    (def adder (k) (fn (x) (+ x k)))
+    (def add5 (adder 5))
+    (def many (n acc) (if (== n 0) acc (many (- n 1) (add5 acc))))
+    (print (many 20000 0))
+    (def compose (f g) (fn (x) (f (g x))))
+    (def inc-twice (compose add5 add5))
+    (def use (n acc) (if (== n 0) acc (use (- n 1) (apply inc-twice (list acc)))))
+    (print (use 10000 0))
+    """
+    assert run(src, jit=True) == run(src, jit=False) == ("100000\n100000\n", "", 0)
