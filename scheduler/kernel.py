@@ -48,7 +48,6 @@ class Scheduler:
         self.timers: list[tuple[float, int, Any]] = []  # heap of (deadline ms, seq, process or send)
         self.seq = 0  # tie-breaker for the timer heap, and pid/ref serial numbers
         self.refs = 0  # serial numbers of refs made here
-        self.current: Process | None = None  # the process in its slice, if any
         self.os_pid_ = os.getpid()  # for (sys/os-pid)
         self.yields = 0  # processes that used a whole budget in the last pass (CPU-bound work)
 
@@ -67,13 +66,11 @@ class Scheduler:
             proc = runq.popleft()
             if proc.status != RUNNABLE:
                 continue
-            self.current = proc
             if trace is not None:
                 trace.slice_in(self, proc)
             outcome = run(proc, budget, self)
             if trace is not None:
                 trace.slice_out(self, proc, outcome)
-            self.current = None
             if outcome == WAIT and proc.deadline is None:  # the common case, inline
                 proc.status = WAITING
             else:
@@ -256,11 +253,15 @@ class Scheduler:
             self.kill_or_raise(target, reason)
 
     def kill_or_raise(self, target: Process, reason: Any) -> None:
-        if target is self.current:
+        if target is interp.B.ctx.proc and target.status == RUNNABLE and self.running(target):
             from ..vm.errors import ProcessExit
 
             raise ProcessExit(reason)  # the running process signalled itself
         self.kill(target, reason)
+
+    def running(self, proc: Process) -> bool:
+        """Is `proc` the process in its slice right now (not queued)? Only asked on exit signals."""
+        return proc not in self.runq and proc.status == RUNNABLE
 
     def deliver(self, proc: Process, msg: Any) -> None:
         """Put a message in a local process's mailbox and wake it if it waits."""

@@ -129,9 +129,6 @@ class FastTier:
             fn = f.fast = p.fast(*f.upvals, f) if p.upvals else p.fast
         return fn
 
-    def new_slice(self) -> None:
-        """The loop starts a slice: the tick handler counts it from here."""
-        _new_slice()
 
     def resolve(self, f: Any) -> Any:
         """A Python callable for any Lisp function value (compiled code's `CALL`)."""
@@ -839,36 +836,27 @@ class _Gen:
 
 # --- preemption by CPU-time ticks ---------------------------------------------------------------
 
-_slice_ticks = 1  # ticks a slice may run before the handler asks to preempt
-_ticks_left = 1  # ticks left in the current slice (reset by the loop at each slice)
-
-
 def _on_tick(signum: int, frame: Any) -> None:
-    """SIGVTALRM: preempt compiled code at a safe point once the slice is spent."""
-    global _ticks_left
-    _ticks_left -= 1
-    if _ticks_left > 0 or TIER is None:
+    """SIGVTALRM: preempt compiled code at a safe point once the slice is spent (the loop sets
+    interp.TICKS_LEFT at the start of every slice)."""
+    left = interp.TICKS_LEFT - 1
+    interp.TICKS_LEFT = left
+    if left > 0 or TIER is None:
         return
     info = TIER.codes.get(frame.f_code) if frame is not None else None
     if info is None or frame.f_lasti not in info.safe:
         return  # not in compiled code, or not at a safe point: try again at the next tick
     host = B.ctx.host
+    interp.TICKS_LEFT = interp.SLICE_TICKS  # a new slice, whether or not we preempt
     if host is None or not host.preempt():
-        _ticks_left = _slice_ticks  # nobody else wants the CPU: a new slice
-        return
-    _ticks_left = _slice_ticks
+        return  # nobody else wants the CPU
     raise Preempt()
-
-
-def _new_slice() -> None:
-    global _ticks_left
-    _ticks_left = _slice_ticks
 
 
 def enable(globals_: Any, reductions: int = 4000, tick: float = 0.001) -> FastTier | None:
     """Switch the fast tier on for this OS process; returns it, or None where it cannot run
     (not the main thread: signal handlers can only be set there)."""
-    global TIER, _slice_ticks
+    global TIER
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -877,7 +865,7 @@ def enable(globals_: Any, reductions: int = 4000, tick: float = 0.001) -> FastTi
     interp.FAST = TIER
     # A slice of compiled code lasts about as long as `reductions` interpreted calls: measured
     # at about 0.25 us each (fib), so the default 4000 reductions is about 1 ms.
-    _slice_ticks = max(1, round(reductions * 0.25e-6 / tick))
+    interp.SLICE_TICKS = max(1, round(reductions * 0.25e-6 / tick))
     signal.signal(signal.SIGVTALRM, _on_tick)
     signal.setitimer(signal.ITIMER_VIRTUAL, tick, tick)
     if sys.getrecursionlimit() < 8000:

@@ -263,10 +263,10 @@ def run(proc: Process, budget: int, host: Any) -> int:
 
     Returns one of the outcomes in vm.process; the process record holds the state to resume.
     """
+    global TICKS_LEFT
     B.ctx.proc = proc
     B.ctx.host = host
-    if FAST is not None:
-        FAST.new_slice()
+    TICKS_LEFT = SLICE_TICKS  # the fast tier's preemption counts this slice from here
     refill = budget
     preempt = host.preempt
     frames = proc.frames
@@ -952,6 +952,8 @@ class _Unwound(BaseException):
 
 
 FAST: Any = None  # the fast tier (vm.fast.FastTier) of this OS process, or None
+SLICE_TICKS = 1  # CPU-time ticks a slice of compiled code may run (set by vm.fast.enable)
+TICKS_LEFT = 1  # ticks left in the current slice (the tick handler in vm/fast.py counts down)
 
 
 def _enter_fast(proc: Process, f: Closure, args: list, caller: tuple | None) -> Any:
