@@ -261,7 +261,7 @@ class FastTier:
             elif kind != "tail":  # _NestedSuspend: this frame waits for the nested callee
                 frames.append((cl, p.dcode, pc + 1, regs, dst))
         if isinstance(exc, _NestedSuspend):
-            frames.extend(exc.frames)
+            frames.extend(exc.frames[1:])  # the nested stack's own HALT_FRAME is not wanted here
             return interp._Unwound(exc.cl, exc.pc, exc.regs, None, exc.outcome)
         outcome = YIELD if isinstance(exc, Preempt) else BLOCK if isinstance(exc, interp.Block) else None
         return interp._Unwound(cur[0], cur[1], cur[2], None, outcome)
@@ -369,7 +369,7 @@ def _nested(f: Closure, args: tuple) -> Any:
     host = B.ctx.host
     saved = (proc.frames, proc.cl, proc.pc, proc.regs)
     cl, regs = interp.new_process_regs(f, list(args))
-    proc.frames, proc.cl, proc.pc, proc.regs = [], cl, 0, regs
+    proc.frames, proc.cl, proc.pc, proc.regs = [interp.HALT_FRAME], cl, 0, regs
     outcome = interp.run(proc, 4000, host)
     result, nested = proc.result, (proc.frames, proc.cl, proc.pc, proc.regs)
     proc.frames, proc.cl, proc.pc, proc.regs = saved

@@ -26,6 +26,7 @@ import math
 from typing import Any
 
 from . import builtins as B
+from . import process as _process_module
 from .errors import BadBytecode, Halt, LispError, ProcessExit, badarg, badarity, describe, undef
 from .lbc import Module, Proto
 from .opcodes import decode_fields
@@ -37,14 +38,14 @@ __all__ = ["predecode", "run", "call_sync", "Block", "DECODED", "new_process_reg
 # Decoded operations, numbered hot-first (op counts over the examples and benchmarks). The loop tests a
 # range first (groups of eight), then the operations of that group one by one: an operation waits behind
 # at most (its group + 1) + 8 tests, and the hottest group behind one. Internal numbers, never stored.
-(D_JLTI_RET, D_JLTI, D_ADDI_CALLG1, D_ADDI_TAILCALLG1, D_ADDRET, D_RETURN, D_ADDI, D_LOADK, D_MOVE,
- D_JEQK, D_CALLG, D_TAILCALLG, D_MOVE_TAILSELF1, D_CALLB1, D_CALLB2, D_SEND, D_ADD, D_JEQK_RET,
+(D_JLTI_RET, D_ADDI_CALLG1, D_ADDRET, D_RETURN, D_JLTI, D_ADDI, D_LOADK, D_MOVE, D_JEQK, D_CALLG,
+ D_TAILCALLG, D_ADDI_TAILCALLG1, D_MOVE_TAILSELF1, D_CALLB1, D_CALLB2, D_SEND, D_ADD, D_JEQK_RET,
  D_RECVSTART_PEEK, D_RECV_BEGIN, D_RECVWAIT, D_RECVPEEK, D_RECVTAKE, D_UNLIST, D_LIST, D_JT,
  D_GETGLOBAL, D_HEAD, D_TAIL, D_CONS, D_SUB, D_JLT, D_JLE, D_JGTI, D_JLEI, D_JGEI, D_JEQ,
  D_GETUPVAL, D_CALLB0, D_CALLB3, D_CALLBN, D_JMP, D_JMPBACK, D_MUL, D_EQ, D_LT, D_LE, D_NE, D_NOT,
  D_RECVNEXT, D_CALL, D_TAILCALL, D_APPLY, D_TAILAPPLY, D_RECVSTART, D_CLOSURE, D_DIV, D_IDIV, D_MOD,
  D_NEG, D_VECTOR, D_UNCONS, D_UNVEC, D_GETUPBOX, D_SETUPBOX, D_UNBOX, D_SETBOX, D_BOX, D_LOADNIL,
- D_DEFGLOBAL, D_SETGLOBAL, D_GOFAST, D_SKIPPED) = range(73)
+ D_DEFGLOBAL, D_SETGLOBAL, D_GOFAST, D_HALT, D_SKIPPED) = range(74)
 
 # Superinstructions: made at load time from two adjacent instructions when a measurement showed
 # they pay (docs/performance.md). The fused tuple replaces the first; the second keeps its own
@@ -81,7 +82,7 @@ DECODES_TO = {
 }
 
 # Decoded operations that no file opcode becomes: GOFAST ends every decoded function (index n).
-SYNTHETIC = ("D_GOFAST",)
+SYNTHETIC = ("D_GOFAST", "D_HALT")
 
 _COND = {"TEST": D_JT, "IFEQ": D_JEQ, "IFLT": D_JLT, "IFLE": D_JLE, "IFEQK": D_JEQK, "IFEQI": D_JEQK,
          "IFLTI": D_JLTI, "IFLEI": D_JLEI, "IFGTI": D_JGTI, "IFGEI": D_JGEI}
@@ -212,6 +213,23 @@ _FUSED_WITH_NEXT = frozenset({D_JT, D_JEQ, D_JEQK, D_JLT, D_JLE, D_JLTI, D_JLEI,
                               D_UNLIST, D_UNCONS, D_UNVEC})
 
 
+def _halt_frame() -> tuple:
+    """The frame at the bottom of every process's stack: a RETURN into it ends the process, so
+    no return path needs to test for an empty stack. Shared by all processes (immutable but for
+    its one register, which D_HALT clears), and registered for pickling like any code."""
+    from .lbc import Module, register
+
+    p = Proto("halt", 0, False, 1)
+    m = Module("<halt>", [p], b"halt-frame")
+    register(m)
+    p.dcode = [(D_HALT, 0, 0, 0, 0)]
+    return (Closure(p, (), "halt"), p.dcode, 0, [None], 0)
+
+
+HALT_FRAME = _halt_frame()
+_process_module.BOTTOM[0] = HALT_FRAME
+
+
 def new_process_regs(fn: Any, args: list) -> tuple[Closure, list]:
     """The first frame of a process running `fn(*args)`: (closure, registers).
 
@@ -290,57 +308,38 @@ def run(proc: Process, budget: int, host: Any) -> int:
                     if op is D_JLTI_RET:
                         if regs[a] < b:
                             v = regs[c]
-                            if frames:
-                                cl, code, pc, regs, a = frames.pop()
-                                regs[a] = v
-                            else:
-                                proc.result = v
-                                proc.regs = regs
-                                return DONE
+                            cl, code, pc, regs, a = frames.pop()  # the bottom frame is HALT_FRAME
+                            regs[a] = v
+                    elif op is D_ADDI_CALLG1:  # (f (+ x k)) in one dispatch
+                        x = regs[b[0]] + b[1]
+                        f = c.v
+                        if f.__class__ is Closure and (p := f.proto).arity == 1:
+                            frames.append((cl, code, pc, regs, a))
+                            regs = [x, *p.pad]
+                            cl = f
+                            code = p.dcode
+                            pc = 0
+                            budget -= 1
+                            if budget <= 0:
+                                budget = refill
+                                pc = _budget_out(proc, cl, pc, preempt)
+                                if pc < 0:
+                                    pc = ~pc
+                                    break
+                        else:  # anything unusual (compiled, rest, badarity): the unfused pair
+                            regs[a + 1] = x
+                            pc = _fused_rest(code, pc)
+                    elif op is D_ADDRET:
+                        x = regs[b] + regs[c] - 0
+                        cl, code, pc, regs, a = frames.pop()  # the bottom frame is HALT_FRAME
+                        regs[a] = x
+                    elif op is D_RETURN:
+                        v = regs[a]
+                        cl, code, pc, regs, a = frames.pop()  # the bottom frame is HALT_FRAME
+                        regs[a] = v
                     elif op is D_JLTI:
                         if regs[a] < b:
                             pc = c
-                    elif op is D_ADDI_CALLG1 or op is D_ADDI_TAILCALLG1:
-                        x = regs[b[0]] + b[1]
-                        f = c.v
-                        if f.__class__ is Closure:
-                            p = f.proto
-                            if p.arity == 1:  # else (fast tier, rest, badarity): the unfused pair
-                                if op is D_ADDI_CALLG1:
-                                    frames.append((cl, code, pc, regs, a))
-                                regs = [x, *p.pad]
-                                cl = f
-                                code = p.dcode
-                                pc = 0
-                                budget -= 1
-                                if budget <= 0:
-                                    budget = refill
-                                    pc = _budget_out(proc, cl, pc, preempt)
-                                    if pc < 0:
-                                        pc = ~pc
-                                        break
-                                continue
-                        # anything unusual: do it the long way (the unfused pair)
-                        regs[a + 1] = x
-                        pc = _fused_rest(code, pc)
-                    elif op is D_ADDRET:
-                        x = regs[b] + regs[c] - 0
-                        if frames:
-                            cl, code, pc, regs, a = frames.pop()
-                            regs[a] = x
-                        else:
-                            proc.result = x
-                            proc.regs = regs
-                            return DONE
-                    elif op is D_RETURN:
-                        v = regs[a]
-                        if frames:
-                            cl, code, pc, regs, a = frames.pop()
-                            regs[a] = v
-                        else:
-                            proc.result = v
-                            proc.regs = regs
-                            return DONE
                     elif op is D_ADDI:
                         regs[a] = regs[b] + c  # an int immediate: str + int raises by itself
                     elif op is D_LOADK:
@@ -384,6 +383,24 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             regs[a] = f.fn(*regs[a + 1:a + 1 + b])
                         else:
                             raise _not_callable(f, c.name)
+                    elif op is D_ADDI_TAILCALLG1:  # (f (+ x k)) in tail position
+                        x = regs[b[0]] + b[1]
+                        f = c.v
+                        if f.__class__ is Closure and (p := f.proto).arity == 1:
+                            regs = [x, *p.pad]
+                            cl = f
+                            code = p.dcode
+                            pc = 0
+                            budget -= 1
+                            if budget <= 0:
+                                budget = refill
+                                pc = _budget_out(proc, cl, pc, preempt)
+                                if pc < 0:
+                                    pc = ~pc
+                                    break
+                        else:
+                            regs[a + 1] = x
+                            pc = _fused_rest(code, pc)
                     elif op is D_MOVE_TAILSELF1:
                         if c.v is cl:
                             regs[0] = regs[b]
@@ -426,13 +443,9 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                     regs = regs[a + 1:a + 1 + b] + p.pad
                             elif p.fast is not None:  # compiled: call it, then return its value
                                 v = _enter_fast(proc, f, regs[a + 1:a + 1 + b], None)
-                                if frames:
-                                    cl, code, pc, regs, a = frames.pop()
-                                    regs[a] = v
-                                    continue
-                                proc.result = v
-                                proc.regs = regs
-                                return DONE
+                                cl, code, pc, regs, a = frames.pop()
+                                regs[a] = v
+                                continue
                             else:
                                 regs = _enter(p, regs[a + 1:a + 1 + b], f)
                             cl = f
@@ -447,13 +460,8 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                     break
                         elif f.__class__ is Builtin:
                             v = f.fn(*regs[a + 1:a + 1 + b])
-                            if frames:
-                                cl, code, pc, regs, a = frames.pop()
-                                regs[a] = v
-                            else:
-                                proc.result = v
-                                proc.regs = regs
-                                return DONE
+                            cl, code, pc, regs, a = frames.pop()  # the bottom frame is HALT_FRAME
+                            regs[a] = v
                         else:
                             raise _not_callable(f, c.name)
                     elif op is D_CALLB1:
@@ -473,13 +481,8 @@ def run(proc: Process, budget: int, host: Any) -> int:
                     elif op is D_JEQK_RET:
                         if regs[a] == b:
                             v = regs[c]
-                            if frames:
-                                cl, code, pc, regs, a = frames.pop()
-                                regs[a] = v
-                            else:
-                                proc.result = v
-                                proc.regs = regs
-                                return DONE
+                            cl, code, pc, regs, a = frames.pop()  # the bottom frame is HALT_FRAME
+                            regs[a] = v
                 elif op < D_HEAD:
                     if op is D_RECVSTART_PEEK:
                         proc.deadline = None
@@ -686,13 +689,9 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                     regs[a] = _enter_fast(proc, f, args, (cl, code, pc, regs, a))
                                     continue
                                 v = _enter_fast(proc, f, args, None)
-                                if frames:
-                                    cl, code, pc, regs, a = frames.pop()
-                                    regs[a] = v
-                                    continue
-                                proc.result = v
-                                proc.regs = regs
-                                return DONE
+                                cl, code, pc, regs, a = frames.pop()
+                                regs[a] = v
+                                continue
                             newregs = _enter(p, args, f)
                             if op is D_CALL or op is D_APPLY:
                                 frames.append((cl, code, pc, regs, a))
@@ -711,13 +710,9 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             v = f.fn(*args)
                             if op is D_CALL or op is D_APPLY:
                                 regs[a] = v
-                            elif frames:
+                            else:
                                 cl, code, pc, regs, a = frames.pop()
                                 regs[a] = v
-                            else:
-                                proc.result = v
-                                proc.regs = regs
-                                return DONE
                         else:
                             raise _not_callable(f)
                 elif op < D_UNVEC:
@@ -783,13 +778,13 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             FAST.on_define(b.name)
                     elif op is D_GOFAST:  # continue this frame's loop in compiled code
                         v = _enter_fast(proc, cl, regs[:cl.proto.nparams], None)
-                        if frames:
-                            cl, code, pc, regs, a = frames.pop()
-                            regs[a] = v
-                        else:
-                            proc.result = v
-                            proc.regs = regs
-                            return DONE
+                        cl, code, pc, regs, a = frames.pop()  # the bottom frame is HALT_FRAME
+                        regs[a] = v
+                    elif op is D_HALT:  # the bottom of every process's stack: its function returned
+                        proc.result = regs[0]
+                        regs[0] = None  # HALT_FRAME's registers are shared by every process
+                        proc.regs = regs
+                        return DONE
                     else:  # D_SKIPPED cannot run: the fused instruction before it jumps over it
                         raise AssertionError(f"internal: decoded op {op} has no handler")
             # budget spent and the host wants the CPU back: the callee or loop head is current
@@ -932,7 +927,7 @@ def _on_error(proc: Process, exc: Exception, code: list, op: Any, a: Any, b: Any
                 regs[reg] = value
                 proc.cl, proc.pc, proc.regs = cl, handler, regs
                 return None
-        if not frames:
+        if frames[-1] is HALT_FRAME:
             proc.result = value
             proc.where = where
             proc.cl, proc.regs = cl, regs

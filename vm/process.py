@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from .values import UNDEF
 
 YIELD, WAIT, BLOCK, DONE, FAILED, EXITED, HALT = range(7)
+BOTTOM: list[Any] = [None]  # vm.interp.HALT_FRAME, set when vm.interp is imported
 OUTCOME_NAMES = ("yield", "wait", "block", "done", "failed", "exited", "halt")
 
 
@@ -45,7 +46,9 @@ class Process:
         self.cl = cl  # closure of the current frame
         self.pc = 0  # index of the next instruction of the current frame
         self.regs = regs  # registers of the current frame
-        self.frames: list[tuple] = []  # saved caller frames: (closure, code, pc, regs, dest register)
+        # saved caller frames: (closure, code, pc, regs, dest register); the first is always
+        # vm.interp.HALT_FRAME, so that returning from the process's function ends it
+        self.frames: list[tuple] = [BOTTOM[0]]
         self.mailbox: list | None = None  # messages from index mbhead on are not yet taken, oldest first
         self.mbhead = 0  # index of the oldest message (taking from the front is O(1))
         self.scan = 0  # receive's scan position (an index into mailbox): earlier ones did not match
@@ -116,7 +119,9 @@ class Process:
     def __setstate__(self, state: tuple) -> None:
         for s, v in zip(self.__slots__, state):
             setattr(self, s, v)
-        self.frames = [(cl, cl.proto.dcode, pc, regs, dst) for cl, _code, pc, regs, dst in self.frames]
+        bottom = BOTTOM[0]
+        self.frames = [bottom if cl.proto is bottom[0].proto else (cl, cl.proto.dcode, pc, regs, dst)
+                       for cl, _code, pc, regs, dst in self.frames]
 
 
 class GlobalCell:
