@@ -211,6 +211,8 @@ class ClusterNode:
         for link in self.all_links:
             if link.out or link.wbuf:
                 link.flush()
+        if self.trace is not None:
+            self.trace.flush()
 
     def poll(self, timeout: float | None) -> bool:
         """Wait up to `timeout` seconds for input; handle it. True if anything came."""
@@ -317,6 +319,8 @@ class ClusterNode:
     def send_from(self, sched: Scheduler, sender: Any, dest: Any, msg: Any) -> None:
         pid = self.resolve(dest)
         sp = sender if sender.__class__ is Process else None
+        if self.trace is not None:
+            self.trace.event(sched, "send", sp.pid if sp is not None else sender, to=pid)
         self.deliver_or_route(sp, pid, "m", msg)
 
     def signal(self, sched: Scheduler, sender: Any, pid: Pid, sig: tuple) -> None:
@@ -902,7 +906,9 @@ def worker_main(sockdir: str, k: int) -> None:
 
     globals_ = Globals()
     module = load_program(program, globals_)
-    trace = None
+    from .trace import make_tracer
+
+    trace = make_tracer(trace_path, k)
     node = Worker(k, nsched, sockdir, module, globals_, argv, budget, trace)
     if jit:
         from ..vm import fast
@@ -912,6 +918,8 @@ def worker_main(sockdir: str, k: int) -> None:
         node.run()
     finally:
         node.flush()
+        if trace is not None:
+            trace.close()
 
 
 def run_cluster(data: bytes, module: lbc.Module, globals_: Globals, argv: list[str], nsched: int, budget: int,

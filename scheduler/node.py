@@ -126,6 +126,8 @@ class LocalNode:
             self.out.flush()
         except (OSError, ValueError):
             pass
+        if self.trace is not None:
+            self.trace.flush()
 
     # --- what schedulers ask of the node ---------------------------------------------------
 

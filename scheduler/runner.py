@@ -23,13 +23,22 @@ def run_program(data: bytes, argv: list[str], schedulers: int | None = None, red
     globals_ = Globals()
     module = load_program(data, globals_)
     n = schedulers if schedulers is not None else (os.cpu_count() or 1)
+    tracer = None
+    if trace:
+        from .trace import make_tracer  # structlog is imported only when tracing
+
+        if trace != "-":
+            open(trace, "w").close()  # a new trace; every scheduler then appends to it
+        tracer = make_tracer(trace, 0)
     tier = fast.enable(globals_, reductions) if jit else None
     try:
         if n <= 1 or clock is not None:  # a virtual clock only makes sense in one OS process
-            return LocalNode(module, globals_, list(argv), reductions, None, out, err, clock).run()
+            return LocalNode(module, globals_, list(argv), reductions, tracer, out, err, clock).run()
         from .cluster import run_cluster
 
-        return run_cluster(data, module, globals_, list(argv), n, reductions, None, trace, jit, out, err)
+        return run_cluster(data, module, globals_, list(argv), n, reductions, tracer, trace, jit, out, err)
     finally:
         if tier is not None:
             fast.disable()
+        if tracer is not None:
+            tracer.close()

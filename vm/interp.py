@@ -281,7 +281,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
 
     Returns one of the outcomes in vm.process; the process record holds the state to resume.
     """
-    global TICKS_LEFT
+    global TICKS_LEFT, USED
     B.ctx.proc = proc
     B.ctx.host = host
     TICKS_LEFT = SLICE_TICKS  # the fast tier's preemption counts this slice from here
@@ -540,6 +540,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             proc.cl = cl
                             proc.pc = pc - 1
                             proc.regs = regs
+                            USED = refill - budget
                             return WAIT
                     elif op is D_RECVPEEK:
                         mb = proc.mailbox
@@ -784,6 +785,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         proc.result = regs[0]
                         regs[0] = None  # HALT_FRAME's registers are shared by every process
                         proc.regs = regs
+                        USED = refill - budget
                         return DONE
                     else:  # D_SKIPPED cannot run: the fused instruction before it jumps over it
                         raise AssertionError(f"internal: decoded op {op} has no handler")
@@ -791,6 +793,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
             proc.cl = cl
             proc.pc = pc
             proc.regs = regs
+            USED = refill  # only a spent budget breaks out of the loop
             return YIELD
         except Exception as exc:
             outcome = _on_error(proc, exc, code, op, a, b, c, pc, cl, regs)
@@ -798,12 +801,15 @@ def run(proc: Process, budget: int, host: Any) -> int:
             proc.cl, proc.pc, proc.regs = cl, pc, regs
             proc.ret_reg = a
             proc.request = blk.request
+            USED = refill - budget
             return BLOCK
         except ProcessExit as ex:
             proc.result = ex.reason
+            USED = refill - budget
             return EXITED
         except Halt as h:
             proc.result = h.code
+            USED = refill - budget
             return HALT
         except _Unwound as uw:
             # The fast tier handed back its frames (vm/fast.py): continue them here, or leave.
@@ -813,12 +819,14 @@ def run(proc: Process, budget: int, host: Any) -> int:
                 pending = uw.error
             elif uw.outcome is not None:
                 proc.cl, proc.pc, proc.regs = cl, pc, regs
+                USED = refill - budget
                 return uw.outcome
             continue
         if outcome is None:  # a try caught it: the handler's frame is current
             cl, pc, regs = proc.cl, proc.pc, proc.regs
             code = cl.proto.dcode
             continue
+        USED = refill - budget
         return outcome
 
 
@@ -949,6 +957,7 @@ class _Unwound(BaseException):
 FAST: Any = None  # the fast tier (vm.fast.FastTier) of this OS process, or None
 SLICE_TICKS = 1  # CPU-time ticks a slice of compiled code may run (set by vm.fast.enable)
 TICKS_LEFT = 1  # ticks left in the current slice (the tick handler in vm/fast.py counts down)
+USED = 0  # reductions the last slice used (since its last refill), for the trace
 
 
 def _enter_fast(proc: Process, f: Closure, args: list, caller: tuple | None) -> Any:

@@ -1,0 +1,204 @@
+"""Scheduler traces: structured JSON lines written with structlog, and their Chrome export.
+
+Owns: `lispvm run --trace FILE` (the Tracer) and `lispvm trace FILE --chrome OUT.json`
+(to_chrome). Must never: be called per instruction. The scheduler calls it at slice
+boundaries and process events only, behind one `if self.trace is not None`, so a run without
+--trace pays one test per slice (docs/tracing.md has the measurement).
+
+Every scheduler OS process has its own Tracer on the same file: lines are buffered and written
+with one os.write on an O_APPEND descriptor, which appends whole lines atomically, so the
+schedulers' lines never mix; the converter sorts by time. Times are CLOCK_MONOTONIC in
+microseconds, which is the same clock in every OS process of the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import structlog
+
+from ..vm.process import OUTCOME_NAMES
+
+__all__ = ["Tracer", "make_tracer", "to_chrome"]
+
+_FLUSH_AT = 256  # lines buffered before a write (also flushed when the scheduler is idle and at exit)
+
+
+def _append_line(logger: Any, method: str, event_dict: dict) -> str:
+    return json.dumps(event_dict, separators=(",", ":"), default=repr)
+
+
+class _Sink:
+    """structlog's logger: collects rendered lines for the Tracer to write in batches."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def msg(self, line: str) -> None:
+        self.lines.append(line)
+
+    info = msg  # structlog's bound loggers call the level's name
+
+
+class Tracer:
+    """The trace of one scheduler. `path` is a file name or "-" for standard error."""
+
+    def __init__(self, path: str, sid: int) -> None:
+        self.path = path
+        self.sid = sid  # the scheduler writing through this tracer
+        self.os_pid = os.getpid()
+        if path == "-":
+            self.fd = sys.stderr.fileno()
+            self.own_fd = False
+        else:
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self.own_fd = True
+        self.sink = _Sink()
+        self.log = structlog.wrap_logger(self.sink, processors=[_append_line],
+                                         context_class=dict, cache_logger_on_first_use=True)
+        self.closed = False
+
+    def _emit(self, event: str, pid: Any, fields: dict) -> None:
+        self.log.msg(event=event, ts=time.monotonic_ns() / 1000.0, sched=self.sid, os_pid=self.os_pid,
+                     pid=None if pid is None else repr(pid), **fields)
+        if len(self.sink.lines) >= _FLUSH_AT:
+            self.flush()
+
+    # called by the scheduler ---------------------------------------------------------------
+
+    def slice_in(self, sched: Any, proc: Any) -> None:
+        self._emit("slice_in", proc.pid, {})
+
+    def slice_out(self, sched: Any, proc: Any, outcome: int) -> None:
+        from ..vm import interp
+
+        self._emit("slice_out", proc.pid, {"outcome": OUTCOME_NAMES[outcome], "reductions": interp.USED})
+
+    def event(self, sched: Any, kind: str, pid: Any, **fields: Any) -> None:
+        """Any other event: spawn, exit, send, link, monitor, timeout, migrate, gpu_*."""
+        clean = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else repr(v))
+                 for k, v in fields.items()}
+        self._emit(kind, pid, clean)
+
+    def flush(self) -> None:
+        lines = self.sink.lines
+        if lines and not self.closed:
+            data = ("\n".join(lines) + "\n").encode()
+            self.sink.lines = []
+            while data:
+                n = os.write(self.fd, data)
+                data = data[n:]
+
+    def close(self) -> None:
+        self.flush()
+        if self.own_fd and not self.closed:
+            os.close(self.fd)
+        self.closed = True
+
+
+def make_tracer(path: str | None, sid: int) -> Tracer | None:
+    """The Tracer for scheduler `sid`, or None without --trace."""
+    return Tracer(path, sid) if path else None
+
+
+# --- Chrome trace-event export ---------------------------------------------------------------
+
+def _read(path: str) -> list[dict]:
+    events = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"line {n}: not JSON ({e.msg})") from None
+            if not isinstance(ev, dict) or not {"event", "ts", "sched", "os_pid"} <= ev.keys():
+                raise ValueError(f"line {n}: not a lispvm trace event")
+            events.append(ev)
+    events.sort(key=lambda e: e["ts"])
+    return events
+
+
+def to_chrome(trace_path: str, out_path: str) -> int:
+    """Convert a trace into Chrome trace-event JSON; returns the number of events written.
+
+    Each scheduler is a process row (pid = its OS pid), each Lisp process a track (tid), run
+    slices are complete events, messages flow arrows from the send to the receiver's next
+    slice, spawns, exits and timeouts instant events, migrations instant events with an arrow,
+    and GPU events sit on their own "device" row.
+    """
+    events = _read(trace_path)
+    out: list[dict] = []
+    tids: dict[str, int] = {}
+    named: set[tuple[int, int]] = set()
+    open_slice: dict[str, dict] = {}
+    pending_flows: dict[str, list[int]] = {}  # receiver pid -> flow ids waiting for its next slice
+    last_sched: dict[str, tuple[int, int]] = {}  # pid -> (os pid, sched) of its last slice
+    device_pid = -1
+    flow = 0
+
+    def tid_of(pid: str | None) -> int:
+        key = pid or "scheduler"
+        if key not in tids:
+            tids[key] = len(tids) + 1
+        return tids[key]
+
+    def name_track(ev: dict, tid: int, label: str) -> None:
+        if (ev["os_pid"], tid) not in named:
+            named.add((ev["os_pid"], tid))
+            out.append({"ph": "M", "name": "thread_name", "pid": ev["os_pid"], "tid": tid, "args": {"name": label}})
+
+    schedulers: dict[int, int] = {}
+    for ev in events:
+        schedulers.setdefault(ev["os_pid"], ev["sched"])
+    for os_pid, sid in schedulers.items():
+        label = f"scheduler {sid} (os pid {os_pid})"
+        out.append({"ph": "M", "name": "process_name", "pid": os_pid, "args": {"name": label}})
+        out.append({"ph": "M", "name": "process_sort_index", "pid": os_pid, "args": {"sort_index": sid}})
+    if any(e["event"].startswith("gpu_") for e in events):
+        out.append({"ph": "M", "name": "process_name", "pid": device_pid, "args": {"name": "device"}})
+
+    for ev in events:
+        kind, pid, ts, opid = ev["event"], ev.get("pid"), ev["ts"], ev["os_pid"]
+        tid = tid_of(pid)
+        if pid:
+            name_track(ev, tid, pid)
+        if kind == "slice_in":
+            open_slice[pid] = ev
+            prev = last_sched.get(pid)
+            if prev is not None and prev[0] != opid:  # it moved: an arrow from where it was
+                flow += 1
+                out.append({"ph": "s", "id": flow, "name": "migration", "cat": "migration", "pid": prev[0],
+                            "tid": tid, "ts": ts})
+                out.append({"ph": "f", "bp": "e", "id": flow, "name": "migration", "cat": "migration",
+                            "pid": opid, "tid": tid, "ts": ts})
+            last_sched[pid] = (opid, ev["sched"])
+            for fid in pending_flows.pop(pid, ()):
+                out.append({"ph": "f", "bp": "e", "id": fid, "name": "message", "cat": "message", "pid": opid,
+                            "tid": tid, "ts": ts})
+        elif kind == "slice_out":
+            start = open_slice.pop(pid, None)
+            if start is not None:
+                out.append({"ph": "X", "name": "run", "cat": "slice", "pid": opid, "tid": tid, "ts": start["ts"],
+                            "dur": max(ts - start["ts"], 0.1),
+                            "args": {"outcome": ev.get("outcome"), "reductions": ev.get("reductions")}})
+        elif kind == "send":
+            flow += 1
+            out.append({"ph": "s", "id": flow, "name": "message", "cat": "message", "pid": opid, "tid": tid, "ts": ts})
+            pending_flows.setdefault(ev.get("to"), []).append(flow)
+        elif kind.startswith("gpu_"):
+            out.append({"ph": "i", "s": "t", "name": kind, "cat": "gpu", "pid": device_pid,
+                        "tid": tid, "ts": ts, "args": {k: v for k, v in ev.items() if k not in ("event", "ts")}})
+            name_track({"os_pid": device_pid}, tid, pid or "device")
+        else:
+            out.append({"ph": "i", "s": "t", "name": kind, "cat": "process", "pid": opid, "tid": tid, "ts": ts,
+                        "args": {k: v for k, v in ev.items() if k not in ("event", "ts", "sched", "os_pid")}})
+    with open(out_path, "w", encoding="utf-8") as f:
+        json.dump({"traceEvents": out, "displayTimeUnit": "ms"}, f)
+    return len(out)

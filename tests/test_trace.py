@@ -1,0 +1,80 @@
+"""Tracing: JSON lines from every scheduler, and their Chrome export (issue 4 item 7, issue 5 item 7)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from support import lispvm
+
+PROGRAM = """
+(def fib (n) (if (< n 2) n (+ (fib (- n 1)) (fib (- n 2)))))
+(def me (self))
+(def worker (n) (send me (list n (fib n))))
+(list/map (fn (n) (spawn worker n)) (list 28 28 28 10))
+(def r (monitor (spawn (fn () 'short))))
+(print (list/sort (list/map (fn (i) (receive ((list n v) n))) (list/range 4))))
+(print (receive ((list 'DOWN ref p why) why)))
+"""
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], dict]:
+    d = tmp_path_factory.mktemp("trace")
+    prog, jsonl, chrome = d / "p.lisp", d / "t.jsonl", d / "t.json"
+    prog.write_text(PROGRAM)
+    r = lispvm("run", "--schedulers", "2", "--trace", str(jsonl), str(prog))
+    assert (r.stdout, r.returncode) == ("(10 28 28 28)\nnormal\n", 0), r.stderr
+    lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    r = lispvm("trace", str(jsonl), "--chrome", str(chrome))
+    assert r.returncode == 0, r.stderr
+    return lines, json.loads(chrome.read_text())
+
+
+def test_every_line_has_the_common_fields(traced: tuple) -> None:
+    lines, _ = traced
+    assert lines and all({"event", "ts", "sched", "os_pid", "pid"} <= set(e) for e in lines)
+    kinds = {e["event"] for e in lines}
+    assert {"slice_in", "slice_out", "spawn", "exit", "send", "monitor"} <= kinds
+    outs = [e for e in lines if e["event"] == "slice_out"]
+    assert all(isinstance(e["reductions"], int) and e["outcome"] in
+               ("yield", "wait", "block", "done", "failed", "exited", "halt") for e in outs)
+
+
+def test_two_schedulers_write_one_file(traced: tuple) -> None:
+    lines, _ = traced
+    if not any(e["event"] == "migrate" for e in lines):
+        pytest.skip("no process moved in this run (the second scheduler started late)")
+    assert {e["sched"] for e in lines} == {0, 1} and len({e["os_pid"] for e in lines}) == 2
+
+
+def test_chrome_export_is_well_formed(traced: tuple) -> None:
+    lines, chrome = traced
+    evs = chrome["traceEvents"]
+    assert all(e["ph"] in ("M", "X", "s", "f", "i") for e in evs)
+    names = [e["args"]["name"] for e in evs if e["ph"] == "M" and e["name"] == "process_name"]
+    assert any(n.startswith("scheduler 0 (os pid ") for n in names)
+    slices = [e for e in evs if e["ph"] == "X"]
+    assert len(slices) == sum(1 for e in lines if e["event"] == "slice_out")
+    assert all(e["dur"] > 0 and "outcome" in e["args"] for e in slices)
+    starts = {e["id"] for e in evs if e["ph"] == "s"}
+    ends = {e["id"] for e in evs if e["ph"] == "f"}
+    assert ends <= starts and ends, "every arrow end needs its start"
+
+
+def test_trace_to_stderr_and_bad_inputs(tmp_path: os.PathLike) -> None:
+    prog = os.path.join(tmp_path, "p.lisp")
+    with open(prog, "w") as f:
+        f.write("(print 1)")
+    r = lispvm("run", "--schedulers", "1", "--trace", "-", prog)
+    assert r.stdout == "1\n" and '"event":"slice_in"' in r.stderr
+    bad = os.path.join(tmp_path, "bad.jsonl")
+    with open(bad, "w") as f:
+        f.write("this is not json\n")
+    r = lispvm("trace", bad, "--chrome", os.path.join(tmp_path, "o.json"))
+    assert r.returncode == 2 and r.stderr.startswith(f"{bad}: not a lispvm trace (line 1")
+    assert "Traceback" not in r.stderr
+    r = lispvm("trace", os.path.join(tmp_path, "missing.jsonl"), "--chrome", os.path.join(tmp_path, "o.json"))
+    assert r.returncode == 2 and "cannot convert" in r.stderr
