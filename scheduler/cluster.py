@@ -789,7 +789,10 @@ class Hub(ClusterNode):
 
     def shutdown(self) -> None:
         """Stop every worker and remove the sockets: nothing of ours is left running."""
+        from .node import stop_device
+
         self.stopping = True
+        stop_device()
         for k in self.workers:
             if k not in self.dead:
                 self.emit(k, ("stop",))
@@ -920,6 +923,9 @@ def worker_main(sockdir: str, k: int) -> None:
         node.flush()
         if trace is not None:
             trace.close()
+        from .node import stop_device
+
+        stop_device()
 
 
 def run_cluster(data: bytes, module: lbc.Module, globals_: Globals, argv: list[str], nsched: int, budget: int,

@@ -75,6 +75,7 @@ class LocalNode:
                 self.idle()
         finally:
             self.flush()
+            stop_device()
         return self.exit_code
 
     def idle(self) -> None:
@@ -209,6 +210,13 @@ class LocalNode:
 
     def define(self, sched: Scheduler, name: str, value: Any) -> None:
         pass
+
+
+def stop_device() -> None:
+    """Stop the device process this OS process started, if any (only gpu/ programs load it)."""
+    dev = sys.modules.get("lispvm.scheduler.device")
+    if dev is not None:
+        dev.shutdown_all()
 
 
 def main_exit(proc: Process, reason: Any, flush: Any, err: Any) -> int:

@@ -769,3 +769,5 @@ def spawn_trampoline() -> Closure:
 
 
 __all__ += ["runtime_error_value", "note_box", "F32Array"]
+
+from . import gpu  # noqa: E402,F401  (registers the gpu/ builtins)

@@ -1,0 +1,170 @@
+"""GPU work in the device process (issue 6), on PoCL's CPU device when there is no GPU.
+
+Tests that need any OpenCL device are marked `opencl` and skip when pyopencl finds none; tests
+that need a real GPU are marked `gpu` and skip without one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from support import SHARED, lispvm, run
+
+
+def _platforms() -> list[str]:
+    """Device types pyopencl sees, checked in a child process (pyopencl stays out of ours)."""
+    code = ("import pyopencl as cl\n"
+            "for p in cl.get_platforms():\n"
+            "    for d in p.get_devices(): print(cl.device_type.to_string(d.type))")
+    try:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return r.stdout.split() if r.returncode == 0 else []
+
+
+DEVICES = _platforms()
+opencl = pytest.mark.skipif(not DEVICES, reason="pyopencl finds no OpenCL device")
+needs_gpu = pytest.mark.skipif("GPU" not in DEVICES, reason="no GPU: only the PoCL CPU device")
+
+SAXPY = '''(def saxpy (gpu/kernel
+  "__kernel void saxpy(__global const float* x, __global float* y, float a) {
+     int i = get_global_id(0); y[i] = a * x[i] + y[i]; }"
+  "saxpy"))
+'''
+
+
+def test_arrays_need_no_device() -> None:
+    src = """
+    (def a (gpu/array (list 1 2.5 3)))
+    (print (gpu/to-list a) (gpu/len a) (gpu/get a 1) a (gpu/to-list (gpu/zeros 2)))
+    (print (try (gpu/get a 3) (catch e (nth e 1))) (try (gpu/array (list 1 "x")) (catch e (nth e 1))))
+    (def me (self))
+    (spawn (fn () (send me a)))
+    (print (== (recv) a))
+    """
+    assert run(src) == ("(1.0 2.5 3.0) 3 2.5 #<f32[3]> (0.0 0.0)\nbadarg badarg\ntrue\n", "", 0)
+
+
+@pytest.mark.opencl
+@opencl
+def test_reference_example() -> None:
+    r = lispvm("run", str(SHARED / "examples" / "07_gpu.lisp"))
+    assert (r.stdout, r.returncode) == ("(11.0 22.0 33.0)\n", 0), r.stderr
+
+
+@pytest.mark.opencl
+@opencl
+@pytest.mark.parametrize("schedulers", [1, 2])
+def test_saxpy_inputs_unchanged_and_concurrent_dispatches(schedulers: int) -> None:
+    src = SAXPY + """
+    (def x (gpu/array (list 1 2 3 4)))
+    (def y (gpu/array (list 1 1 1 1)))
+    (def out (gpu/dispatch saxpy 4 x y 2.0))
+    (print (gpu/to-list (nth out 1)) (gpu/to-list y) (nth out 2))
+    (def me (self))
+    (def worker (k) (send me (list k (gpu/get (nth (gpu/dispatch saxpy 4 x y (+ k 0.0)) 1) 3))))
+    (list/map (fn (k) (spawn worker k)) (list/range 30))
+    (print (list/map (fn (k) (receive ((list j v) :when (== j k) v))) (list/range 5)))
+    (def order (k acc) (if (== k 0) (reverse acc)
+                           (order (- k 1) (cons (gpu/get (nth (gpu/dispatch saxpy 1 x y (+ k 0.0)) 1) 0) acc))))
+    (print (order 4 nil))
+    """
+    out, err, status = run(src, schedulers=schedulers)
+    assert status == 0, err
+    assert out.splitlines() == ["(3.0 5.0 7.0 9.0) (1.0 1.0 1.0 1.0) 2.0", "(1.0 5.0 9.0 13.0 17.0)",
+                                "(5.0 4.0 3.0 2.0)"]
+
+
+@pytest.mark.opencl
+@opencl
+def test_build_errors_and_wrong_arguments() -> None:
+    src = SAXPY + """
+    (def x (gpu/array (list 1 2)))
+    (def e1 (try (gpu/kernel "__kernel void k( { }" "k") (catch e e)))
+    (print (nth e1 1) (> (length (str/split (nth e1 2) "expected")) 1))  ; the build log is in the message
+    (print (try (gpu/kernel "__kernel void k(__global float* a) { }" "nope") (catch e (nth e 2))))
+    (print (try (gpu/dispatch saxpy 2 x x) (catch e (nth e 2))))
+    (print (try (gpu/dispatch saxpy 2 x 1.0 2.0) (catch e (nth e 2))))
+    (print (try (gpu/dispatch saxpy 4 x x 1.0) (catch e (nth e 1))))
+    (print (try (gpu/dispatch 'saxpy 2 x x 1.0) (catch e (nth e 1))))
+    (print (try (gpu/kernel "__kernel void k(__global int* a) { }" "k") (catch e (nth e 1))))
+    """
+    out, err, status = run(src)
+    assert status == 0, err
+    assert out.splitlines() == [
+        "badarg true",
+        "gpu/kernel: the source defines no kernel named nope",
+        "gpu/dispatch: kernel saxpy takes 3 arguments, got 2",
+        "gpu/dispatch: argument 1 of kernel saxpy is float*: expected an f32 array, got float 1.0",
+        "badarg", "badarg", "badarg"]
+
+
+@pytest.mark.opencl
+@opencl
+def test_device_crash_gives_device_down_then_restarts(tmp_path: os.PathLike) -> None:
+    src = """
+    (def inc (gpu/kernel "__kernel void inc(__global float* v) { int i = get_global_id(0); v[i] += 1.0f; }" "inc"))
+    (def slow (gpu/kernel "__kernel void slow(__global float* v, int n) { int i = get_global_id(0); float s = v[i];
+                           for (int j = 0; j < n; j++) { s = s * 0.999999f + 1.0f; } v[i] = s; }" "slow"))
+    (print (gpu/to-list (head (gpu/dispatch inc 2 (gpu/zeros 2)))))
+    (print (try (gpu/dispatch slow 64 (gpu/zeros 64) 2000000000) (catch e (nth e 1))))
+    (print (gpu/to-list (head (gpu/dispatch inc 2 (gpu/zeros 2)))))
+    """
+    prog = os.path.join(tmp_path, "crash.lisp")
+    with open(prog, "w") as f:
+        f.write(src)
+    exe = os.path.join(os.path.dirname(sys.executable), "lispvm")
+    p = subprocess.Popen([exe, "run", "--schedulers", "1", prog], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    assert p.stdout.readline() == "(1.0 1.0)\n"
+    time.sleep(0.5)  # the slow dispatch is running
+    pids = subprocess.run(["pgrep", "-f", "device_main"], capture_output=True, text=True).stdout.split()
+    assert pids, "no device process found"
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+    out, err = p.communicate(timeout=120)
+    assert (out, p.returncode) == ("device_down\n(1.0 1.0)\n", 0), err
+    time.sleep(0.5)
+    assert not subprocess.run(["pgrep", "-f", "device_main"], capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.opencl
+@opencl
+def test_no_device_process_or_directory_left(tmp_path: os.PathLike) -> None:
+    before = set(os.listdir("/tmp"))
+    r = lispvm("run", str(SHARED / "examples" / "07_gpu.lisp"))
+    assert r.returncode == 0
+    time.sleep(0.3)
+    assert not subprocess.run(["pgrep", "-f", "device_main"], capture_output=True, text=True).stdout.strip()
+    assert not [d for d in set(os.listdir("/tmp")) - before if d.startswith("lispvm")]
+    if os.path.isdir("/dev/shm"):
+        assert not [f for f in os.listdir("/dev/shm") if "lispvm" in f]
+
+
+def test_programs_without_gpu_never_load_numpy_or_pyopencl(tmp_path: os.PathLike) -> None:
+    prog = os.path.join(tmp_path, "p.lisp")
+    with open(prog, "w") as f:
+        f.write("(print (+ 1 2))")
+    code = ("import sys, io; from lispvm.scheduler.cli import main; rc = main(['run', '--schedulers', '1', "
+            f"{prog!r}]); print(sorted(m for m in ('numpy', 'pyopencl', 'multiprocessing', 'structlog') "
+            "if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.splitlines() == ["3", "[]"], r.stderr
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_on_a_real_gpu() -> None:
+    src = SAXPY + """
+    (def n 1000000)
+    (def x (gpu/array (list/range n)))
+    (def y (gpu/zeros n))
+    (print (gpu/get (nth (gpu/dispatch saxpy n x y 3.0) 1) 999999))
+    """
+    assert run(src) == ("2999997.0\n", "", 0)
