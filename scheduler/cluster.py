@@ -261,7 +261,10 @@ class ClusterNode:
         a second scheduler or the device process exists."""
         if not self.all_links and not self.readers and not self.started_any:
             return False
-        return self.poll(0)
+        got = self.poll(0)
+        if self.idle_peers:
+            self.balance()
+        return got
 
     def add_reader(self, fd: int, callback: Any) -> None:
         self.readers[fd] = callback
