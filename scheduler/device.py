@@ -58,49 +58,59 @@ def send_frame(sock: socket.socket, obj: Any) -> None:
         sock.sendall(rest)
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytearray:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = sock.recv_into(view[got:])
-        if k == 0:
-            raise EOFError
-        got += k
-    return buf
+class FrameReader:
+    """Reads frames from one stream socket. A single recv may return the end of one frame and
+    the start of the next (a client pipelines requests; answers arrive back to back), so bytes
+    past the current frame stay in `buf` for the next call."""
 
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
 
-def recv_frame(sock: socket.socket) -> Any:
-    """Read one frame (blocking); EOFError when the peer closed. A small frame takes one
-    recv; the arrays of a large one are read straight into their own buffers."""
-    first = sock.recv(65536)
-    if not first:
-        raise EOFError
-    head = bytearray(first)
-    while len(head) < _HEAD.size:
-        head += _recv_exact(sock, _HEAD.size - len(head))
-    nbuf, plen, blen = _HEAD.unpack_from(head)
-    meta = _HEAD.size + 8 * nbuf + plen
-    if len(head) < meta:
-        head += _recv_exact(sock, meta - len(head))
-    lengths = struct.unpack_from(f"<{nbuf}Q", head, _HEAD.size) if nbuf else ()
-    data = bytes(head[_HEAD.size + 8 * nbuf:meta])
-    rest = memoryview(head)[meta:]  # array bytes that came with the first read
-    buffers = []
-    for n in lengths:
-        buf = bytearray(n)
-        k = min(n, len(rest))
-        buf[:k] = rest[:k]
-        rest = rest[k:]
-        if k < n:
-            view = memoryview(buf)
-            while k < n:
-                got = sock.recv_into(view[k:])
-                if got == 0:
-                    raise EOFError
-                k += got
-        buffers.append(buf)
-    return pickle.loads(data, buffers=buffers)
+    def _fill(self, n: int) -> None:
+        """Read until at least `n` bytes are buffered; EOFError when the peer closed."""
+        buf, sock = self.buf, self.sock
+        while len(buf) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            buf += chunk
+
+    def ready(self) -> bool:
+        """Whether a whole frame is already buffered (reading it will not block)."""
+        buf = self.buf
+        if len(buf) < _HEAD.size:
+            return False
+        nbuf, plen, blen = _HEAD.unpack_from(buf)
+        return len(buf) >= _HEAD.size + 8 * nbuf + plen + blen
+
+    def read(self) -> Any:
+        """Read one frame (blocking). A small frame usually takes one recv; the arrays of a
+        large one are read straight into their own buffers."""
+        self._fill(_HEAD.size)
+        buf = self.buf
+        nbuf, plen, _blen = _HEAD.unpack_from(buf)
+        meta = _HEAD.size + 8 * nbuf + plen
+        self._fill(meta)
+        lengths = struct.unpack_from(f"<{nbuf}Q", buf, _HEAD.size) if nbuf else ()
+        data = bytes(buf[_HEAD.size + 8 * nbuf:meta])
+        pos = meta
+        buffers = []
+        for n in lengths:
+            out = bytearray(n)
+            k = min(n, len(buf) - pos)
+            out[:k] = buf[pos:pos + k]
+            pos += k
+            if k < n:  # the buffer is used up: the rest of this array comes straight off the socket
+                view = memoryview(out)
+                while k < n:
+                    got = self.sock.recv_into(view[k:])
+                    if got == 0:
+                        raise EOFError
+                    k += got
+            buffers.append(out)
+        del buf[:pos]  # what follows belongs to the next frame
+        return pickle.loads(data, buffers=buffers)
 
 
 # --- the client, in each scheduler OS process --------------------------------------------------
@@ -121,6 +131,7 @@ class DeviceClient:
     def __init__(self, node: Any) -> None:
         self.node = node
         self.sock: socket.socket | None = None
+        self.reader: FrameReader | None = None
         self.proc: subprocess.Popen | None = None  # the device process, if this OS process started it
         self.dir: str | None = None  # the node's directory holding the device socket
         self.own_dir = False
@@ -147,6 +158,7 @@ class DeviceClient:
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.connect(path)
                 self.sock = s
+                self.reader = FrameReader(s)
                 self.node.add_reader(s.fileno(), self.on_readable)
                 return
             except OSError:
@@ -206,10 +218,15 @@ class DeviceClient:
     def on_readable(self) -> None:
         """An answer (or the end of the device process): complete the waiting process."""
         try:
-            rid, ok, value = recv_frame(self.sock)
+            answer = self.reader.read()
         except (EOFError, OSError):
             self._device_died()
             return
+        self._answer(*answer)
+        while self.reader is not None and self.reader.ready():  # answers that came with the same recv
+            self._answer(*self.reader.read())  # whole in the buffer: no I/O, cannot fail
+
+    def _answer(self, rid: int, ok: bool, value: Any) -> None:
         entry = self.pending.pop(rid, None)
         if entry is None:
             return
@@ -249,6 +266,7 @@ class DeviceClient:
             self.node.remove_reader(self.sock.fileno())
             self.sock.close()
             self.sock = None
+            self.reader = None
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.kill()
@@ -279,6 +297,7 @@ class DeviceClient:
             self.node.remove_reader(self.sock.fileno())
             self.sock.close()
             self.sock = None
+            self.reader = None
         if self.own_dir and self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -327,9 +346,10 @@ def device_main(path: str) -> None:
         """One scheduler's connection: read each request and run it, in order. The request
         runs in this thread (under the device lock): handing it to another thread cost a
         thread wake-up, about a third of a small dispatch's time."""
+        reader = FrameReader(conn)
         while True:
             try:
-                rid, req = recv_frame(conn)
+                rid, req = reader.read()
             except (EOFError, OSError):
                 break
             if req[0] == "stop":
