@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,13 +32,40 @@ def run(src: str, args: tuple = (), *, schedulers: int = 1, reductions: int = 40
     return out.getvalue(), err.getvalue(), status
 
 
+def run_command(argv: list[str], *, timeout: float = 120, cwd: str | os.PathLike | None = None,
+                env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run `argv` in its own process group, capturing text output. Past `timeout` the whole group
+    (schedulers and the device process included) is killed and the test fails: a grandchild
+    holding the output pipes open can never stall the run."""
+    with subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out, err = proc.communicate()
+            import pytest
+
+            pytest.fail(f"`{' '.join(map(str, argv))}` did not finish in {timeout:g} s; "
+                        f"stdout {out[-300:]!r}, stderr {err[-300:]!r}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def lispvm_command() -> list[str]:
+    """The argv prefix that runs this environment's `lispvm` console script."""
+    exe = Path(sys.executable).with_name("lispvm")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "lispvm.scheduler.cli"]
+
+
 def lispvm(*args: str, timeout: float = 120, cwd: str | None = None, env: dict | None = None,
            input: str | None = None) -> subprocess.CompletedProcess:
     """Run the `lispvm` command of this environment."""
-    exe = Path(sys.executable).with_name("lispvm")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "lispvm.scheduler.cli"]
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env={**os.environ, **(env or {})}, input=input)
+    return run_command(lispvm_command() + list(args), timeout=timeout, cwd=cwd, env={**os.environ, **(env or {})},
+                       input=input)
 
 
 def our_processes() -> list[str]:

@@ -1,0 +1,421 @@
+"""Differential test: random expressions (arithmetic, comparisons, if/cond/and/or/not/let, list
+builtins) evaluated by the VM and by a small reference evaluator written here, over the same data
+that `lispvm.assembler.reader.read` returns. The printed results must be equal; when the
+reference raises a Lisp error, the VM must catch the same kind.
+
+Each generated expression becomes the body of a function `(fn (a b c) ...)` called three times
+(the first calls run interpreted, later ones may run in the fast tier) and is also evaluated at
+the top level inside a `let`; one program holds a whole batch, run in this OS process."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lispvm.assembler.pipeline import compile_source
+from lispvm.assembler.reader import read
+from lispvm.scheduler.runner import run_program
+from lispvm.vm import lbc
+from lispvm.vm.values import FALSE, TRUE, Cons, Sym
+
+# --- the reference evaluator ---------------------------------------------------------------
+
+
+class LispErr(Exception):
+    """A runtime error of the given kind ("badarg", "badarity", ...)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class Unspecified(Exception):
+    """The result left the ground both sides agree on (inf or nan): not compared."""
+
+
+def is_num(x: Any) -> bool:
+    return x.__class__ in (int, float)
+
+
+def truthy(x: Any) -> bool:
+    return x is not None and x is not FALSE
+
+
+def pylist(x: Any) -> list:
+    """The elements of a proper list, else badarg."""
+    out = []
+    while x.__class__ is Cons:
+        out.append(x.head)
+        x = x.tail
+    if x is not None:
+        raise LispErr("badarg")
+    return out
+
+
+def mklist(items: list, tail: Any = None) -> Any:
+    for x in reversed(items):
+        tail = Cons(x, tail)
+    return tail
+
+
+def equal(a: Any, b: Any) -> bool:
+    if a.__class__ is Cons:
+        return b.__class__ is Cons and equal(a.head, b.head) and equal(a.tail, b.tail)
+    if is_num(a) and is_num(b):
+        return a == b
+    return a is b if (a is None or a is TRUE or a is FALSE or b is None or b is TRUE or b is FALSE) else False
+
+
+def num(x: Any) -> Any:
+    if not is_num(x):
+        raise LispErr("badarg")
+    return x
+
+
+def checked(x: Any) -> Any:
+    """Floats that overflowed are outside what this test compares."""
+    if x.__class__ is float and (x != x or x in (float("inf"), float("-inf"))):
+        raise Unspecified()
+    return x
+
+
+def arith(op: str, args: list) -> Any:
+    args = [num(a) for a in args]
+    try:
+        if op == "+":
+            return checked(sum(args, 0))
+        if op == "*":
+            out: Any = 1
+            for a in args:
+                out = checked(out * a)
+            return out
+        if op == "-":
+            if not args:
+                raise LispErr("badarity")
+            if len(args) == 1:
+                return -args[0]
+            out = args[0]
+            for a in args[1:]:
+                out = checked(out - a)
+            return out
+        if op == "/":
+            if len(args) == 1:
+                args = [1, *args]
+            out = args[0]
+            for a in args[1:]:
+                out = checked(out / a)
+            return float(out)
+        a, b = args
+        return checked(a // b if op == "div" else a % b)
+    except (ZeroDivisionError, OverflowError):
+        raise LispErr("badarg") from None
+
+
+def compare(op: str, args: list) -> Any:
+    if op in ("==", "!="):
+        same = all(equal(x, y) for x, y in zip(args, args[1:]))
+        return TRUE if same == (op == "==") else FALSE
+    for x, y in zip(args, args[1:]):
+        num(x), num(y)
+        ok = {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
+        if not ok:
+            return FALSE
+    return TRUE
+
+
+def call(name: str, args: list) -> Any:
+    """A builtin of the generated subset."""
+    if name in ("+", "-", "*", "/", "div", "mod"):
+        return arith(name, args)
+    if name in ("<", "<=", ">", ">=", "==", "!="):
+        return compare(name, args)
+    if name == "not":
+        return FALSE if truthy(args[0]) else TRUE
+    if name in ("abs", "min", "max"):
+        if not args:
+            raise LispErr("badarity")
+        vals = [num(a) for a in args]
+        return abs(vals[0]) if name == "abs" else (min if name == "min" else max)(vals)
+    if name == "list":
+        return mklist(args)
+    if name == "cons":
+        return Cons(args[0], args[1])
+    if name in ("head", "tail"):
+        if args[0].__class__ is not Cons:
+            raise LispErr("badarg")
+        return args[0].head if name == "head" else args[0].tail
+    if name == "length":
+        return len(pylist(args[0]))
+    if name == "reverse":
+        return mklist(pylist(args[0])[::-1])
+    if name == "empty?":
+        if args[0] is None:
+            return TRUE
+        if args[0].__class__ is Cons:
+            return FALSE
+        raise LispErr("badarg")
+    if name == "append":
+        if not args:
+            return None
+        items = []
+        for a in args[:-1]:
+            items += pylist(a)
+        return mklist(items, args[-1])
+    if name == "nth":
+        lst, i = args
+        if i.__class__ is not int or i < 0:
+            raise LispErr("badarg")
+        while lst.__class__ is Cons and i > 0:
+            lst, i = lst.tail, i - 1
+        if lst.__class__ is not Cons:
+            raise LispErr("badarg")
+        return lst.head
+    raise AssertionError(f"the generator made an unknown call {name}")
+
+
+def evaluate(form: Any, env: dict[str, Any]) -> Any:
+    """The value of `form` (data from the reader) in `env`."""
+    c = form.__class__
+    if c is Sym:
+        return env[form.name]
+    if c is not Cons:
+        return form
+    head, rest = form.head, pylist(form.tail)
+    name = head.name
+    if name == "quote":
+        return rest[0]
+    if name == "if":
+        if truthy(evaluate(rest[0], env)):
+            return evaluate(rest[1], env)
+        return evaluate(rest[2], env) if len(rest) > 2 else None
+    if name == "cond":
+        for clause in rest:
+            test, *body = pylist(clause)
+            if truthy(evaluate(test, env)):
+                value = None
+                for b in body:
+                    value = evaluate(b, env)
+                return value
+        return None
+    if name in ("and", "or"):
+        value: Any = TRUE if name == "and" else None
+        for x in rest:
+            value = evaluate(x, env)
+            if truthy(value) != (name == "and"):
+                return value
+        return value
+    if name == "let":
+        inner = dict(env)
+        for binding in pylist(rest[0]):
+            var, expr = pylist(binding)
+            inner[var.name] = evaluate(expr, inner)
+        value = None
+        for b in rest[1:]:
+            value = evaluate(b, inner)
+        return value
+    return call(name, [evaluate(a, env) for a in rest])
+
+
+def show(x: Any) -> str:
+    """The printed form of a reference value."""
+    if x is None:
+        return "nil"
+    if x is TRUE:
+        return "true"
+    if x is FALSE:
+        return "false"
+    if x.__class__ is Sym:
+        return x.name
+    if x.__class__ is Cons:
+        parts = []
+        while x.__class__ is Cons:
+            parts.append(show(x.head))
+            x = x.tail
+        if x is not None:
+            parts += [".", show(x)]
+        return "(" + " ".join(parts) + ")"
+    return repr(x)
+
+
+def reference(text: str, env: dict[str, Any]) -> str | None:
+    """What the VM should print for `(try EXPR (catch e (list 'err (nth e 1))))`, or None if
+    the result is not compared."""
+    (form,), _ = read(text, "ref.lisp")
+    try:
+        return show(evaluate(form, env))
+    except LispErr as e:
+        return f"(err {e.kind})"
+    except Unspecified:
+        return None
+
+
+# --- the generator -------------------------------------------------------------------------
+
+ARITH = ["+", "-", "*"]
+DIVS = ["div", "mod", "/"]
+CMPS = ["<", "<=", ">", ">=", "==", "!="]
+FLOATS = ["0.5", "-2.25", "3.0", "1e3", "-0.0"]
+QUOTED = ["'(1 2 3)", "'()", "'(4 (5) 6)", "'(7 . 8)"]
+Scope = tuple[tuple[str, str], ...]  # (variable, "num" | "list") pairs
+
+
+def number() -> st.SearchStrategy[str]:
+    return st.one_of(st.integers(-20, 20).map(str), st.integers(-10**15, 10**15).map(str),
+                     st.sampled_from(FLOATS))
+
+
+@st.composite
+def expression(draw: Any, depth: int, scope: Scope, want: str = "any") -> str:
+    """The text of a random expression over the variables in `scope`, mostly of the type
+    `want` ("num", "list", "test" or "any"); about one node in twelve ignores `want`, so that
+    errors are common but do not swamp the values."""
+    if want == "any" or draw(st.integers(0, 11)) == 0:
+        want = draw(st.sampled_from(["num", "num", "list", "test"]))
+    names = [v for v, t in scope if t == want]
+    if depth <= 0 or draw(st.integers(0, 4)) == 0:
+        leaves: list[st.SearchStrategy[str]] = [st.sampled_from(["nil", "true", "false"])]
+        if want == "num":
+            leaves = [number()]
+        elif want == "list":
+            leaves = [st.sampled_from(QUOTED)]
+        if names:
+            leaves.append(st.sampled_from(names))
+        return draw(st.one_of(leaves))
+
+    def sub(w: str = "any") -> str:
+        return draw(expression(depth - 1, scope, w))
+
+    def several(w: str, lo: int, hi: int) -> str:
+        return " ".join(sub(w) for _ in range(draw(st.integers(lo, hi))))
+
+    shared = ["if", "cond", "let", "and-or"]
+    kinds = {"num": ["arith", "arith", "div", "absminmax", "length", "nth"],
+             "list": ["list", "cons", "tail", "reverse", "append"],
+             "test": ["cmp", "cmp", "eq", "not", "empty"]}[want]
+    kind = draw(st.sampled_from(kinds * 2 + shared))
+    if kind == "arith":
+        op = draw(st.sampled_from(ARITH))
+        return f"({op} {several('num', 1 if op == '-' else 0, 3)})"
+    if kind == "div":
+        return f"({draw(st.sampled_from(DIVS))} {sub('num')} {sub('num')})"
+    if kind == "absminmax":
+        op = draw(st.sampled_from(["abs", "min", "max"]))
+        return f"({op} {several('num', 1, 1 if op == 'abs' else 3)})"
+    if kind == "length":
+        return f"(length {sub('list')})"
+    if kind == "nth":
+        index = draw(st.one_of(st.integers(-1, 4).map(str), st.just(sub("num"))))
+        return f"(nth {sub('list')} {index})"
+    if kind == "list":
+        return f"(list {several('any', 0, 3)})"
+    if kind == "cons":
+        return f"(cons {sub()} {sub('list')})"
+    if kind in ("tail", "reverse"):
+        return f"({kind} {sub('list')})"
+    if kind == "append":
+        return f"(append {several('list', 0, 3)})"
+    if kind == "cmp":
+        return f"({draw(st.sampled_from(CMPS))} {several('num', 2, 3)})"
+    if kind == "eq":
+        return f"({draw(st.sampled_from(['==', '!=']))} {several('any', 2, 3)})"
+    if kind == "not":
+        return f"(not {sub()})"
+    if kind == "empty":
+        return f"(empty? {sub('list')})"
+    if kind == "if":
+        return f"(if {sub('test')} {sub(want)}{' ' + sub(want) if draw(st.booleans()) else ''})"
+    if kind == "cond":
+        clauses = [f"({sub('test')} {sub(want)})" for _ in range(draw(st.integers(1, 3)))]
+        if draw(st.booleans()):
+            clauses.append(f"(true {sub(want)})")
+        return f"(cond {' '.join(clauses)})"
+    if kind == "and-or":
+        return f"({draw(st.sampled_from(['and', 'or']))} {several(want, 0, 3)})"
+    inner = scope
+    bindings = []
+    for _ in range(draw(st.integers(1, 3))):
+        name = draw(st.sampled_from(["v0", "v1", "v2", "a", "b"]))
+        kind_ = draw(st.sampled_from(["num", "list"]))
+        bindings.append(f"({name} {draw(expression(depth - 1, inner, kind_))})")
+        inner = tuple((v, t) for v, t in inner if v != name) + ((name, kind_),)
+    return f"(let ({' '.join(bindings)}) {draw(expression(depth - 1, inner, want))})"
+
+
+PARAMS: Scope = (("a", "num"), ("b", "num"), ("c", "list"))
+CATCH = "(catch e (list 'err (nth e 1)))"
+
+
+def program(exprs: list[str], a: int, b: int, c: list[int], calls: int = 3) -> str:
+    """One program that prints every expression's value: `calls` times through a function,
+    then once at the top level."""
+    c_text = "(list " + " ".join(map(str, c)) + ")"
+    out = []
+    for i, e in enumerate(exprs):
+        out.append(f"(def t{i} (a b c) (try {e} {CATCH}))")
+        out += [f"(print (t{i} {a} {b} {c_text}))"] * calls
+        out.append(f"(print (try (let ((a {a}) (b {b}) (c {c_text})) {e}) {CATCH}))")
+    return "\n".join(out) + "\n"
+
+
+def run_vm(source: str, jit: bool) -> list[str]:
+    data = lbc.dump(compile_source(source, "diff.lisp"))
+    out, err = io.StringIO(), io.StringIO()
+    status = run_program(data, [], schedulers=1, jit=jit, out=out, err=err)
+    assert status == 0, err.getvalue()
+    return out.getvalue().splitlines()
+
+
+def check(exprs: list[str], a: int, b: int, c: list[int], jit: bool) -> None:
+    calls = 3
+    lines = run_vm(program(exprs, a, b, c, calls), jit)
+    assert len(lines) == len(exprs) * (calls + 1)
+    env = {"a": a, "b": b, "c": mklist(c)}
+    for i, e in enumerate(exprs):
+        want = reference(e, env)
+        got = lines[i * (calls + 1):(i + 1) * (calls + 1)]
+        if want is None:
+            continue
+        assert got == [want] * (calls + 1), f"expression: {e}\nreference: {want}\nvm: {got}"
+
+
+# --- the tests -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("expr, expected", [
+    ("(+ 1 2 (* 3 4))", "15"),
+    ("(let ((v0 2) (v1 (* v0 v0))) (list v0 v1))", "(2 4)"),
+    ("(and 1 (or false nil) 3)", "nil"),
+    ("(div 7 0)", "(err badarg)"),
+    ("(head (tail (list 1)))", "(err badarg)"),
+    ("(append (list 1) (cons 2 3))", "(1 2 . 3)"),
+    ("(< 2 1 (list))", "false"),
+    ("(nth '(4 (5) 6) 1)", "(5)"),
+    ("(cond (false 1))", "nil"),
+    ("(/ 7 2)", "3.5"),
+    ("(- 5)", "-5"),
+])
+def test_reference_evaluator(expr: str, expected: str) -> None:
+    assert reference(expr, {}) == expected
+
+
+def test_fixed_batch_matches_the_reference() -> None:
+    exprs = [
+        "(+ a b)", "(* a b c)", "(- a)", "(div a b)", "(mod a 0)", "(/ a b)", "(< a b 100)", "(== c (list 1 2 3))",
+        "(if (> a b) (list a b) (cons b a))", "(cond ((< a 0) 'neg) ((== a 0) 'zero))", "(and a b c)",
+        "(or false nil (head c))", "(let ((v0 (length c)) (v1 (reverse c))) (cons v0 v1))", "(nth c 7)",
+        "(append c c (list a))", "(empty? (tail c))", "(max a b 0.5)", "(abs (- b a))", "(not (list))",
+        "(head 5)", "(length (cons 1 2))", "(+ 1 true)", "(min c)", "(let ((a (+ a 1)) (b a)) (list a b))",
+    ]
+    for jit in (True, False):
+        check(exprs, 7, -3, [1, 2, 3], jit)
+
+
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(exprs=st.lists(expression(4, PARAMS), min_size=1, max_size=50),
+       a=st.integers(-50, 50), b=st.integers(-50, 50), c=st.lists(st.integers(-9, 9), max_size=4),
+       jit=st.booleans())
+def test_vm_agrees_with_the_reference(exprs: list[str], a: int, b: int, c: list[int], jit: bool) -> None:
+    check(exprs, a, b, c, jit)
