@@ -24,7 +24,7 @@ import struct
 from typing import Any
 
 from ..vm.errors import BadBytecode, CompileError
-from ..vm.lbc import FORMAT_VERSION, Module, Proto
+from ..vm.lbc import FORMAT_VERSION, MAX_POSITION, Module, Proto
 from ..vm.opcodes import BY_NAME, decode_fields, encode
 from ..vm.values import FALSE, TRUE, Cons, Sym, Vec, intern
 
@@ -300,7 +300,10 @@ def _instruction(p: Proto, text: str, col: int) -> None:
         p.code.append(encode(op, vals))
     except ValueError as e:
         raise _AsmError(col, str(e)) from None
-    p.lines.append((int(m.group(4)), int(m.group(5))))
+    src_line, src_col = int(m.group(4)), int(m.group(5))
+    if not (0 <= src_line < MAX_POSITION and 0 <= src_col < MAX_POSITION):
+        raise _AsmError(col, f"position @{src_line}:{src_col} out of range (0 to {MAX_POSITION - 1})")
+    p.lines.append((src_line, src_col))
 
 
 __all__ += ["const_text", "parse_const", "BadBytecode"]

@@ -32,6 +32,7 @@ MAGIC = b"\x89LBC\r\n\x1a\n"
 FORMAT_VERSION = 1
 HEADER = struct.Struct("<8sHHII")  # magic, version, flags, length, crc
 MAX_CONST_DEPTH = 200  # quoted data nests at most this deep (the loader's recursion is bounded)
+MAX_POSITION = 1 << 31  # line and column numbers are below this
 
 # Constant tags.
 K_NIL, K_FALSE, K_TRUE, K_INT, K_FLOAT, K_STR, K_SYM, K_LIST, K_VEC = range(9)
@@ -324,8 +325,10 @@ def load(data: bytes) -> Module:
         p.code = list(struct.unpack(f"<{n}I", r.take(4 * n)))
         line = 0
         for _ in range(n):
-            line += r.sv(1 << 31)
-            p.lines.append((line, r.uv(1 << 31)))
+            line += r.sv(1 << 33)
+            if not 0 <= line < MAX_POSITION:
+                raise BadBytecode("line number out of range")
+            p.lines.append((line, r.uv(MAX_POSITION - 1)))
         for _ in range(r.uv(len(data))):
             p.handlers.append((r.uv(n), r.uv(n), r.uv(n), r.byte()))
         protos.append(p)

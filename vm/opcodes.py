@@ -172,6 +172,8 @@ def encode(op: Op, vals: dict[str, int]) -> int:
         v = vals.get(name, 0)
         if kinds.get(name) == "I":
             v += OFFSET_I
+        elif kinds.get(name) == "F":
+            hi = 1
         if not lo <= v <= hi:
             raise ValueError(f"{op.name}: operand {name}={vals.get(name, 0)} out of range")
         return v

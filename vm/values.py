@@ -27,7 +27,13 @@ strings, so arithmetic checks its result for `str` instead of checking both oper
 
 from __future__ import annotations
 
+import sys
 from typing import Any
+
+# Lisp integers have arbitrary precision, in print and read too: lift CPython's 4,300-digit
+# limit on int <-> str conversion (a guard for servers parsing untrusted input, not for us).
+if hasattr(sys, "set_int_max_str_digits"):
+    sys.set_int_max_str_digits(0)
 
 __all__ = [
     "Bool", "TRUE", "FALSE", "Sym", "intern", "Cons", "Vec", "Box", "Closure", "Builtin",

@@ -85,6 +85,8 @@ def _verify_proto(p: Proto, module: Module, builtin_names: frozenset[str] | set[
                         raise _fail(p, i, "closure captures out of range")
             elif kind == "J":
                 targets.append((i, i + 1 + v))
+            elif kind == "F" and v > 1:
+                raise _fail(p, i, "flag operand must be 0 or 1")
 
         a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
         if name in ("CALL", "TAILCALL", "CALLG", "TAILCALLG", "CALLB", "LIST", "VECTOR", "LOADNIL"):
