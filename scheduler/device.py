@@ -337,10 +337,6 @@ def device_main(path: str) -> None:
     done = threading.Event()
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    tmp = path + f".{os.getpid()}"
-    listener.bind(tmp)
-    listener.listen(64)
-    os.rename(tmp, path)  # appears only when ready to accept
 
     def serve(conn: socket.socket) -> None:
         """One scheduler's connection: read each request and run it, in order. The request
@@ -350,7 +346,7 @@ def device_main(path: str) -> None:
         while True:
             try:
                 rid, req = reader.read()
-            except (EOFError, OSError):
+            except Exception:  # closed, or a damaged frame: this client is lost, the others go on
                 break
             if req[0] == "stop":
                 done.set()
@@ -377,8 +373,6 @@ def device_main(path: str) -> None:
                 clients[0] += 1
                 clients[1] += 1
             threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=acceptor, daemon=True).start()
 
     def program(source: str) -> Any:
         key = _source_key(source)
@@ -451,6 +445,13 @@ def device_main(path: str) -> None:
         except Exception as e:  # a bug here must not take the device down for everyone
             return (rid, False, ("badarg", f"gpu: internal error in the device process: {e!r}"))
 
+    # Only now, with every function above defined, may a client connect: a connection served
+    # before `handle` existed killed its thread and left that client waiting for ever.
+    tmp = path + f".{os.getpid()}"
+    listener.bind(tmp)
+    listener.listen(64)
+    threading.Thread(target=acceptor, daemon=True).start()
+    os.rename(tmp, path)  # the path appears only when requests can be served
     done.wait()
     listener.close()
     try:
