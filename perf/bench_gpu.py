@@ -5,7 +5,7 @@ each float of an array, each dispatch's output feeding the next.
 - small: `lispvm run gpu_dispatch.lbc 1000 1024` minus the same with M=1, so net of start-up,
   the device process's start and the kernel's build: 999 dispatches of 1024 floats, each a
   round trip to the device process. Target (issue 6): at most 2x direct pyopencl.
-- large: `lispvm run gpu_dispatch.lbc 11 4194304` minus M=1: ten dispatches of 4M floats (16 MiB
+- large: `lispvm run gpu_dispatch.lbc 41 4194304` minus M=1: forty dispatches of 4M floats (16 MiB
   in and out each). Target (issue 6): within 1.2x of direct pyopencl.
 - baseline, in the pyperf worker: the same kernel, context and queue made once beforehand, then
   per dispatch what a program does by hand: a buffer copied from the host array, the kernel, a
@@ -14,7 +14,7 @@ each float of an array, each dispatch's output feeding the next.
 
 Values are seconds per dispatch. Without an OpenCL device it prints "not available".
 
-Usage: python perf/bench_gpu.py [--fast] [-o result.json] [--m 1000] [--size 1024] [--big-m 11]
+Usage: python perf/bench_gpu.py [--fast] [-o result.json] [--m 1000] [--size 1024] [--big-m 41]
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def main() -> None:
     suite = Suite("gpu", {"gpu": SHARED_BENCH / "gpu_dispatch.lisp"}, processes=6)
     suite.option("--m", type=int, default=1000, help="small dispatches (default 1000)")
     suite.option("--size", type=int, default=1024, help="floats per small dispatch (default 1024)")
-    suite.option("--big-m", type=int, default=11, help="4M-float dispatches (default 11)")
+    suite.option("--big-m", type=int, default=41, help="4M-float dispatches (default 41)")
     args = suite.parse()
     m, size, big_m = args.m, args.size, args.big_m
     cmd = [*lispvm_command(), "run", str(suite.lbc("gpu"))]
