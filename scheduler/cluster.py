@@ -35,6 +35,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from collections import deque
 from typing import Any
 
@@ -648,9 +649,13 @@ class Hub(ClusterNode):
     def start_worker(self, k: int) -> None:
         """Start scheduler k's OS process (returns at once; it connects when ready).
 
-        A fresh interpreter (fork+exec, as multiprocessing's "spawn" does, without its re-run of
-        the parent's main module): nothing of this process's state is inherited, so pyopencl
-        and threads are safe. It reads the program from the node's private directory."""
+        Forked from this one: the modules are already imported, so the new scheduler is ready
+        in a few milliseconds instead of the ~100 ms a fresh interpreter took to import lispvm,
+        which was longer than many parallel jobs (docs/performance.md). Safe because a
+        scheduler process never imports pyopencl (the device process does) and runs no other
+        thread; the child closes every inherited descriptor and never returns into this
+        process's code (_forked_worker). Without os.fork, a fresh interpreter is started. The
+        program comes from the node's private directory either way."""
         if k in self.workers or k == 0 or k >= self.nschedulers or k in self.dead:
             return
         import subprocess
@@ -659,11 +664,30 @@ class Hub(ClusterNode):
             config = (self.nschedulers, self.program, self.argv, self.sched.budget, self.trace_path, self.jit)
             with open(os.path.join(self.sockdir, "config"), "wb") as f:
                 pickle.dump(config, f, 5)
-        code = ("import sys; from lispvm.scheduler.cluster import worker_main; "
-                "worker_main(sys.argv[1], int(sys.argv[2]))")
-        self.workers[k] = subprocess.Popen([sys.executable, "-c", code, self.sockdir, str(k)],
-                                           stdin=subprocess.DEVNULL, close_fds=True)
+        if hasattr(os, "fork"):
+            for stream in (sys.stdout, sys.stderr, self.out, self.err):
+                try:
+                    stream.flush()  # nothing buffered here may be written twice
+                except (AttributeError, OSError, ValueError):
+                    pass
+            pid = os.fork()
+            if pid == 0:  # never returns; the program is already loaded and compiled here
+                _forked_worker(self.sockdir, k, (self.nschedulers, self.argv, self.sched.budget, self.trace_path,
+                                                 self.jit, self.module, self.globals))
+            self.workers[k] = ForkedWorker(pid)
+        else:  # pragma: no cover - every platform lispvm runs on has fork
+            code = ("import sys; from lispvm.scheduler.cluster import worker_main; "
+                    "worker_main(sys.argv[1], int(sys.argv[2]))")
+            self.workers[k] = subprocess.Popen([sys.executable, "-c", code, self.sockdir, str(k)],
+                                               stdin=subprocess.DEVNULL, close_fds=True)
         self.started_any = True
+
+    def pending(self) -> bool:
+        """A budget was just spent: that is the CPU-bound evidence maybe_grow waits for, so a
+        scheduler is started now rather than after the whole pass (eight 4 ms slices of
+        parallel.lisp put the start at 33 ms and the first migration at 50 ms)."""
+        self.maybe_grow()
+        return super().pending()
 
     def maybe_grow(self) -> None:
         """A process used a whole budget while others are runnable, and a scheduler is not
@@ -903,23 +927,114 @@ def _builtin_names() -> frozenset:
     return frozenset(BUILTINS) | frozenset(CONSTANTS) | prelude.names()
 
 
-def worker_main(sockdir: str, k: int) -> None:
-    """Entry point of scheduler k's OS process."""
+class ForkedWorker:
+    """A forked scheduler process, with the part of subprocess.Popen's interface the hub uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+                return self.returncode
+            if done:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        import subprocess
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"scheduler process {self.pid}", timeout or 0.0)
+            time.sleep(0.001)
+        return self.returncode  # type: ignore[return-value]
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _forked_worker(sockdir: str, k: int, loaded: tuple) -> None:
+    """In the child of a fork: become scheduler k, then leave with os._exit, so that nothing of
+    the parent (its finally blocks, atexit handlers, buffered output, a test runner around it)
+    runs here."""
+    code = 1
+    try:
+        import gc
+
+        gc.freeze()  # the parent's objects stay as they are: none is finalized (closing an fd) here
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.closerange(3, _max_fd())  # the parent's sockets: peers must see EOF when the parent closes
+        _set_name(f"lispvm-sched-{k}")
+        from . import device
+
+        device._CLIENTS.clear()  # the parent's device connection is not ours to stop
+        worker_main(sockdir, k, loaded)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _max_fd() -> int:
+    try:
+        import resource
+
+        return min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1 << 16)
+    except (ImportError, ValueError, OSError):
+        return 1024
+
+
+def _set_name(name: str) -> None:
+    """Name this process (Linux: /proc/PID/comm, what `ps -o comm` and `top` show)."""
+    try:
+        with open("/proc/self/comm", "w") as f:  # what prctl(PR_SET_NAME) sets, without ctypes
+            f.write(name[:15])
+    except OSError:
+        pass
+
+
+def worker_main(sockdir: str, k: int, loaded: tuple | None = None) -> None:
+    """Entry point of scheduler k's OS process. `loaded`: in a child forked from the hub, the
+    node's settings, module and globals as the hub has them (already verified, decoded, and
+    with the fast tier's compiled functions); otherwise the program is read and loaded."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the hub's to handle
-    with open(os.path.join(sockdir, "config"), "rb") as f:
-        nsched, program, argv, budget, trace_path, jit = pickle.load(f)
-    from .node import load_program
+    if loaded is not None:
+        nsched, argv, budget, trace_path, jit, module, globals_ = loaded
+    else:
+        with open(os.path.join(sockdir, "config"), "rb") as f:
+            nsched, program, argv, budget, trace_path, jit = pickle.load(f)
+        from .node import load_program
 
-    globals_ = Globals()
-    module = load_program(program, globals_)
-    from .trace import make_tracer
+        globals_ = Globals()
+        module = load_program(program, globals_)
+    trace = None
+    if trace_path:  # the tracing module imports structlog: 110 ms, paid only when tracing
+        from .trace import make_tracer
 
-    trace = make_tracer(trace_path, k)
+        trace = make_tracer(trace_path, k)
     node = Worker(k, nsched, sockdir, module, globals_, argv, budget, trace)
     if jit:
         from ..vm import fast
 
-        fast.enable(globals_, budget)
+        if loaded is not None and fast.TIER is not None:
+            fast.rearm()  # a fork keeps the compiled code but not the interval timer
+        else:
+            fast.enable(globals_, budget)
     try:
         node.run()
     finally:

@@ -69,7 +69,15 @@ def lispvm(*args: str, timeout: float = 120, cwd: str | None = None, env: dict |
 
 
 def our_processes() -> list[str]:
-    """Command lines of lispvm scheduler processes still alive (there should be none)."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "lispvm.scheduler.cluster import worker_main" in line
-            and "ps -eo" not in line]
+    """Scheduler processes of lispvm still alive (there should be none): forked ones are named
+    lispvm-sched-K (their comm), started ones run worker_main. Zombies are not alive."""
+    out = subprocess.run(["ps", "-eo", "pid,stat,comm,args"], capture_output=True, text=True).stdout
+    found = []
+    for line in out.splitlines()[1:]:
+        fields = line.split(None, 3)
+        if len(fields) < 3 or fields[1].startswith("Z"):
+            continue
+        args = fields[3] if len(fields) > 3 else ""
+        if fields[2].startswith("lispvm-sched") or "lispvm.scheduler.cluster import worker_main" in args:
+            found.append(line)
+    return found

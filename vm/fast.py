@@ -873,6 +873,13 @@ def enable(globals_: Any, reductions: int = 4000, tick: float = 0.001) -> FastTi
     return TIER
 
 
+def rearm(tick: float = 0.001) -> None:
+    """Start the tick timer again in a child of fork(), which inherits the fast tier (and its
+    compiled functions) but not the parent's interval timer."""
+    signal.signal(signal.SIGVTALRM, _on_tick)
+    signal.setitimer(signal.ITIMER_VIRTUAL, tick, tick)
+
+
 def disable() -> None:
     """Switch the fast tier off (tests run every program with and without it)."""
     global TIER
