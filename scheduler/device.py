@@ -404,6 +404,11 @@ class DeviceClient:
             if sched.trace is not None:
                 sched.trace.event(sched, "gpu_dispatch_start" if req[0] == "gpu-dispatch" else "gpu_build", proc.pid,
                                   kernel=req[1].name if req[0] == "gpu-dispatch" else req[2])
+                if req[0] == "gpu-dispatch":
+                    sizes = [x.nbytes for x in req[3] if hasattr(x, "nbytes")]
+                    sched.trace.event(sched, "gpu_transfer", proc.pid, kernel=req[1].name,
+                                      inline_bytes=sum(n for n in sizes if n < SHM_MIN),
+                                      shared_bytes=sum(n for n in sizes if n >= SHM_MIN))
             if self.segs.forget:  # segments unmapped here since the last request
                 send_frame(self.sock, (0, ("forget", self.segs.forget)))
                 self.segs.forget = []

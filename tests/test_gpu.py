@@ -210,3 +210,31 @@ def test_on_a_real_gpu() -> None:
     (print (gpu/get (nth (gpu/dispatch saxpy n x y 3.0) 1) 999999))
     """
     assert run(src) == ("2999997.0\n", "", 0)
+
+
+@pytest.mark.opencl
+@opencl
+def test_gpu_events_in_the_trace_and_on_the_device_row(tmp_path: os.PathLike) -> None:
+    import json
+
+    prog = os.path.join(tmp_path, "t.lisp")
+    with open(prog, "w") as f:
+        f.write(SAXPY + "(def out (gpu/dispatch saxpy 4 (gpu/array (list 1 2 3 4)) (gpu/zeros 4) 2.0))\n"
+                        "(print (gpu/to-list (nth out 1)))")
+    trace = os.path.join(tmp_path, "t.jsonl")
+    r = lispvm("run", "--trace", trace, prog)
+    assert (r.stdout, r.returncode) == ("(2.0 4.0 6.0 8.0)\n", 0), r.stderr
+    with open(trace) as f:
+        events = [json.loads(line) for line in f]
+    kinds = [e["event"] for e in events if e["event"].startswith("gpu_")]
+    assert kinds == ["gpu_build", "gpu_built", "gpu_dispatch_start", "gpu_transfer", "gpu_dispatch_end"], kinds
+    transfer = next(e for e in events if e["event"] == "gpu_transfer")
+    assert (transfer["kernel"], transfer["inline_bytes"], transfer["shared_bytes"]) == ("saxpy", 32, 0)
+    chrome = os.path.join(tmp_path, "t.json")
+    r = lispvm("trace", trace, "--chrome", chrome)
+    assert r.returncode == 0, r.stderr
+    with open(chrome) as f:
+        data = json.load(f)
+    rows = data["traceEvents"] if isinstance(data, dict) else data
+    assert any(e.get("name") == "process_name" and e.get("args", {}).get("name") == "device" for e in rows)
+    assert sum(1 for e in rows if e.get("cat") == "gpu") == 5
