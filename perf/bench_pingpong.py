@@ -25,7 +25,17 @@ import multiprocessing
 import time
 from multiprocessing.connection import Connection
 
-from common import PROGRAMS, SHARED_BENCH, Ratio, Suite, far_schedulers_reason, lispvm_command, net_command, run_checked
+from common import (
+    PROGRAMS,
+    SHARED_BENCH,
+    Ratio,
+    Suite,
+    far_schedulers_reason,
+    lispvm_command,
+    net_asyncio,
+    net_command,
+    run_checked,
+)
 
 
 async def _pingpong(m: int) -> None:
@@ -50,14 +60,7 @@ async def _pingpong(m: int) -> None:
 
 def asyncio_pingpong(loops: int, m: int) -> float:
     """pyperf time function: (M round trips) - (1 round trip), each in a fresh event loop."""
-    total = 0.0
-    for _ in range(loops):
-        t0 = time.perf_counter()
-        asyncio.run(_pingpong(m))
-        t1 = time.perf_counter()
-        asyncio.run(_pingpong(1))
-        total += (t1 - t0) - (time.perf_counter() - t1)
-    return total
+    return net_asyncio(loops, _pingpong, m)
 
 
 def _echo(conn: Connection) -> None:

@@ -16,9 +16,8 @@ Usage: python perf/bench_spawn.py [--fast] [-o result.json] [--n 100000] [--sche
 from __future__ import annotations
 
 import asyncio
-import time
 
-from common import SHARED_BENCH, Ratio, Suite, lispvm_command, net_command, run_checked
+from common import SHARED_BENCH, Ratio, Suite, lispvm_command, net_asyncio, net_command, run_checked
 
 
 async def _spawn(n: int) -> None:
@@ -45,14 +44,7 @@ async def _spawn(n: int) -> None:
 
 def asyncio_spawn(loops: int, n: int) -> float:
     """pyperf time function: (spawn N) - (spawn 1), `loops` times, each in a fresh event loop."""
-    total = 0.0
-    for _ in range(loops):
-        t0 = time.perf_counter()
-        asyncio.run(_spawn(n))
-        t1 = time.perf_counter()
-        asyncio.run(_spawn(1))
-        total += (t1 - t0) - (time.perf_counter() - t1)
-    return total
+    return net_asyncio(loops, _spawn, n)
 
 
 def main() -> None:

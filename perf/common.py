@@ -41,7 +41,7 @@ SHARED_BENCH = REPO.parent / "shared" / "bench"  # the workloads the performance
 PROGRAMS = PERF_DIR / "programs"  # this suite's own small programs (hello, probe, memory)
 
 __all__ = ["PERF_DIR", "PROGRAMS", "REPO", "SHARED_BENCH", "Ratio", "Suite", "lispvm_command",
-           "net_command", "run_checked", "timed_run", "far_schedulers_reason"]
+           "net_asyncio", "net_command", "run_checked", "timed_run", "far_schedulers_reason"]
 
 
 def lispvm_command() -> list[str]:
@@ -80,6 +80,21 @@ def net_command(loops: int, big: list[str], small: list[str]) -> float:
     total = 0.0
     for _ in range(loops):
         total += timed_run(big) - timed_run(small)
+    return total
+
+
+def net_asyncio(loops: int, make: Callable[[int], Any], big: int, small: int = 1) -> float:
+    """pyperf time function: `loops` times (asyncio.run(make(big)) - asyncio.run(make(small))),
+    each in a fresh event loop, so that making and closing the loop cancel out."""
+    import asyncio
+
+    total = 0.0
+    for _ in range(loops):
+        t0 = time.perf_counter()
+        asyncio.run(make(big))
+        t1 = time.perf_counter()
+        asyncio.run(make(small))
+        total += (t1 - t0) - (time.perf_counter() - t1)
     return total
 
 
