@@ -46,6 +46,10 @@ from ..vm.values import UNDEF, Closure, Pid, Sym, intern, to_repr
 from .clock import MonotonicClock
 from .kernel import BLOCKED, DEAD, RUNNABLE, WAITING, YIELDED, Scheduler, crash_line
 
+# numpy's BLAS starts a thread pool when numpy is imported (by a gpu/ builtin), and a scheduler
+# process must stay single-threaded to fork its workers safely; nothing here uses BLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 __all__ = ["Hub", "run_cluster", "worker_main"]
 
 NORMAL = intern("normal")
@@ -654,8 +658,9 @@ class Hub(ClusterNode):
         which was longer than many parallel jobs (docs/performance.md). Safe because a
         scheduler process never imports pyopencl (the device process does) and runs no other
         thread; the child closes every inherited descriptor and never returns into this
-        process's code (_forked_worker). Without os.fork, a fresh interpreter is started. The
-        program comes from the node's private directory either way."""
+        process's code (_forked_worker). numpy, if a gpu/ builtin loaded it, runs no threads
+        (OPENBLAS_NUM_THREADS=1, set at the top of this module). Without os.fork, a fresh interpreter is
+        started, which reads the program from the node's private directory."""
         if k in self.workers or k == 0 or k >= self.nschedulers or k in self.dead:
             return
         import subprocess
@@ -670,11 +675,20 @@ class Hub(ClusterNode):
                     stream.flush()  # nothing buffered here may be written twice
                 except (AttributeError, OSError, ValueError):
                     pass
-            pid = os.fork()
-            if pid == 0:  # never returns; the program is already loaded and compiled here
-                _forked_worker(self.sockdir, k, (self.nschedulers, self.argv, self.sched.budget, self.trace_path,
-                                                 self.jit, self.module, self.globals))
-            self.workers[k] = ForkedWorker(pid)
+            # Ctrl-C and SIGTERM wait until the child has its own handlers and the parent has
+            # recorded the child (so that shutdown stops it).
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                pid = os.fork()
+                if pid == 0:  # never returns; the program is already loaded and compiled here
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the hub's to handle
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.pthread_sigmask(signal.SIG_SETMASK, held)
+                    _forked_worker(self.sockdir, k, (self.nschedulers, self.argv, self.sched.budget,
+                                                     self.trace_path, self.jit, self.module, self.globals))
+                self.workers[k] = ForkedWorker(pid)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
         else:  # pragma: no cover - every platform lispvm runs on has fork
             code = ("import sys; from lispvm.scheduler.cluster import worker_main; "
                     "worker_main(sys.argv[1], int(sys.argv[2]))")
@@ -972,7 +986,6 @@ def _forked_worker(sockdir: str, k: int, loaded: tuple) -> None:
         import gc
 
         gc.freeze()  # the parent's objects stay as they are: none is finalized (closing an fd) here
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.closerange(3, _max_fd())  # the parent's sockets: peers must see EOF when the parent closes
         _set_name(f"lispvm-sched-{k}")
         from . import device

@@ -27,6 +27,7 @@ import io
 import mmap
 import os
 import pickle
+import select
 import shutil
 import socket
 import struct
@@ -71,12 +72,18 @@ class Shm(mmap.mmap):
             raise
 
     @classmethod
-    def adopt(cls, fd: int, nbytes: int) -> Shm:
-        """Map a received memfd (this mapping now owns `fd`). MAP_POPULATE: one walk of the page
-        table instead of one fault per page (4096 faults for 16 MiB)."""
+    def adopt(cls, fd: int, nbytes: int, keep_fd: bool = True) -> Shm:
+        """Map a memfd. MAP_POPULATE: one walk of the page table instead of one fault per page
+        (4096 faults for 16 MiB). With keep_fd the mapping owns `fd` (the client passes it on);
+        without, `fd` is closed now (the device never passes a segment on; the mapping holds
+        its own duplicate)."""
         m = cls(fd, nbytes, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
-        m.fd = fd
-        weakref.finalize(m, os.close, fd)
+        if keep_fd:
+            m.fd = fd
+            weakref.finalize(m, os.close, fd)
+        else:
+            m.fd = -1
+            os.close(fd)
         return m
 
 
@@ -98,12 +105,14 @@ class Segments:
     its segment back on the client's free list. A segment is never reused while a request that
     holds it is outstanding: the pending request keeps its arrays alive."""
 
-    KEEP_FREE = 4  # free segments kept per size; beyond that they are unmapped (and forgotten)
+    KEEP_FREE = 8  # free segments kept in all (the most recently freed)...
+    KEEP_FREE_BYTES = 256 << 20  # ...and at most this many bytes of them; the rest are unmapped
 
     def __init__(self) -> None:
         self.maps: dict[int, Shm] = {}
         self.live: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # id -> array in use
-        self.free: dict[int, list[int]] = {}  # bytes -> ids (client)
+        self.free: dict[int, int] = {}  # id -> bytes, oldest freed first (client)
+        self.free_bytes = 0
         self.sent: set[int] = set()  # ids whose fd the device has (client)
         self.forget: list[int] = []  # ids dropped since the last request, for the device (client)
         self.next_id = 0
@@ -112,9 +121,10 @@ class Segments:
         """A float32 array over a free or new segment of `nbytes` (client side)."""
         import numpy as np
 
-        ids = self.free.get(nbytes)
-        if ids:
-            sid = ids.pop()
+        sid = next((i for i in reversed(self.free) if self.free[i] == nbytes), None)
+        if sid is not None:
+            del self.free[sid]
+            self.free_bytes -= nbytes
         else:
             self.next_id += 1
             sid = self.next_id
@@ -129,14 +139,15 @@ class Segments:
         shm = self.maps.get(sid)
         if shm is None:
             return
-        ids = self.free.setdefault(len(shm), [])
-        if len(ids) < self.KEEP_FREE:
-            ids.append(sid)
-        else:
-            del self.maps[sid]
-            if sid in self.sent:
-                self.sent.discard(sid)
-                self.forget.append(sid)
+        self.free[sid] = len(shm)
+        self.free_bytes += len(shm)
+        while len(self.free) > self.KEEP_FREE or self.free_bytes > self.KEEP_FREE_BYTES:
+            old = next(iter(self.free))  # the one freed longest ago
+            self.free_bytes -= self.free.pop(old)
+            del self.maps[old]  # unmapped, and its fd closed, once collected
+            if old in self.sent:
+                self.sent.discard(old)
+                self.forget.append(old)
 
     def resolve(self, sid: int, nbytes: int, fd: int | None) -> Any:
         """The array a received segment reference names: on the client the array it allocated;
@@ -144,7 +155,11 @@ class Segments:
         import numpy as np
 
         if fd is not None:
-            shm = self.maps[sid] = Shm.adopt(fd, nbytes)
+            try:
+                shm = self.maps[sid] = Shm.adopt(fd, nbytes, keep_fd=False)
+            except BaseException:
+                os.close(fd)
+                raise
             shm.seg_id = sid
         view = self.live.get(sid)
         if view is not None:
@@ -161,6 +176,7 @@ class Segments:
         over it is collected."""
         self.maps.clear()
         self.free.clear()
+        self.free_bytes = 0
         self.sent.clear()
         self.forget.clear()
 
@@ -196,9 +212,9 @@ def _pickler() -> type:
                         self.keep.append(copy)
                         shm = _shm_of(copy)
                     sid = shm.seg_id
-                    with_fd = self.may_alloc and sid not in segs.sent
-                    if with_fd:
-                        segs.sent.add(sid)
+                    with_fd = self.may_alloc and sid not in segs.sent and sid not in self.new_sent
+                    if with_fd:  # marked as sent only once sendmsg has taken the fd
+                        self.new_sent.append(sid)
                         self.fds.append(shm.fd)
                     return ("s", sid, obj.nbytes, with_fd)
                 self.arrays.append(obj)
@@ -208,26 +224,69 @@ def _pickler() -> type:
     return _PICKLER
 
 
-def send_frame(sock: socket.socket, obj: Any, segs: Segments | None = None, may_alloc: bool = False) -> list:
+class FrameError(Exception):
+    """A frame could not be made (shared memory could not be allocated): nothing was sent, the
+    connection is intact, only this request fails."""
+
+
+def send_frame(sock: socket.socket, obj: Any, segs: Segments | None = None, may_alloc: bool = False,
+               drain: FrameReader | None = None) -> list:
     """Pickle `obj` and write it in one sendmsg: small arrays' bytes follow the pickle straight
     from their memory; large ones travel as shared-memory segments (`segs`), their fd passed
     with SCM_RIGHTS the first time. Returns the segments this frame copied into, which the
-    caller keeps until the answer (only the client, `may_alloc`, allocates)."""
+    caller keeps until the answer (only the client, `may_alloc`, allocates).
+
+    With `drain` (the device's reader of the same socket), a frame that does not fit in the
+    socket's buffer is written while whatever the peer sends meanwhile is read into `drain`:
+    a client blocked sending a large request to a device blocked sending it a large answer
+    was a deadlock."""
     f = io.BytesIO()
     p = _pickler()(f, 5)
-    p.arrays, p.fds, p.keep, p.segs, p.may_alloc = [], [], [], segs, may_alloc
-    p.dump(obj)
+    p.arrays, p.fds, p.keep, p.segs, p.may_alloc, p.new_sent = [], [], [], segs, may_alloc, []
+    try:
+        p.dump(obj)
+    except OSError as e:  # memfd_create/ftruncate/mmap: out of memory or of fds
+        raise FrameError(f"could not share an array with the device process: {e}") from None
     data = f.getbuffer()
     views = [memoryview(a).cast("B") for a in p.arrays]
     blen = sum(v.nbytes for v in views)
     parts = [_HEAD.pack(len(views), len(data), blen, len(p.fds)), data, *views]
     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", p.fds))] if p.fds else []
-    sent = sock.sendmsg(parts, anc)
     total = _HEAD.size + len(data) + blen
-    if sent < total:  # a large frame: write the rest (the device drains its sockets in threads)
-        rest = b"".join(bytes(x) for x in parts)[sent:]
-        sock.sendall(rest)
+    if drain is None:
+        sent = sock.sendmsg(parts, anc)
+    else:
+        try:
+            sent = sock.sendmsg(parts, anc, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+    if segs is not None and (sent or not p.fds):
+        segs.sent.update(p.new_sent)  # the fds went with the first byte
+    if sent < total:  # a large frame: write the rest
+        rest = memoryview(b"".join(bytes(x) for x in parts))[sent:]
+        if drain is None:
+            sock.sendall(rest)
+        else:
+            if not sent and anc:  # not even the first byte (and its fds) went: send them now
+                n = _send_draining(sock, drain, sock.sendmsg, [rest], anc, socket.MSG_DONTWAIT)
+                rest = rest[n:]
+            while rest:
+                n = _send_draining(sock, drain, sock.send, rest, socket.MSG_DONTWAIT)
+                rest = rest[n:]
     return p.keep
+
+
+def _send_draining(sock: socket.socket, drain: FrameReader, send: Any, *args: Any) -> int:
+    """`send(*args)` once `sock` takes some bytes, reading what arrives meanwhile into `drain`."""
+    while True:
+        readable, writable, _ = select.select([sock], [sock], [])
+        if writable:
+            try:
+                return send(*args)
+            except BlockingIOError:
+                pass
+        if readable:
+            drain.pull()
 
 
 class FrameReader:
@@ -252,6 +311,25 @@ class FrameReader:
             if not chunk:
                 raise EOFError
             buf += chunk
+
+    def pull(self) -> None:
+        """Buffer what can be read now without waiting; EOFError when the peer closed."""
+        try:
+            chunk, anc, _flags, _addr = self.sock.recvmsg(65536, _ANCBUF, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        for level, kind, fds in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                self.fds.extend(array.array("i", fds[:len(fds) - len(fds) % 4]))
+        if not chunk:
+            raise EOFError
+        self.buf += chunk
+
+    def close_fds(self) -> None:
+        """Close fds received for frames that never completed."""
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
 
     def ready(self) -> bool:
         """Whether a whole frame is already buffered (reading it will not block)."""
@@ -375,9 +453,13 @@ class DeviceClient:
             code = "import sys; from lispvm.scheduler.device import device_main; device_main(sys.argv[1])"
             # stderr too: PoCL's compiler prints diagnostics there; build logs reach the program
             # in the error's message instead
-            self.proc = subprocess.Popen([sys.executable, "-c", code, path], stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                         close_fds=True)
+            try:
+                self.proc = subprocess.Popen([sys.executable, "-c", code, path], stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                             close_fds=True)
+            except OSError:  # out of fds or memory: the next gpu/ call may try again
+                os.unlink(lock)
+                raise
         deadline = time.monotonic() + 60.0
         while not os.path.exists(path):  # pyopencl and the context take about a second to load
             if self.proc is not None and self.proc.poll() is not None:
@@ -400,7 +482,13 @@ class DeviceClient:
         try:
             if self.sock is None:
                 self._connect()
-            self.next_id += 1
+        except OSError as e:
+            sched.complete(proc, error=runtime_error(DEVICE_DOWN, f"the device process is not available: {e}").value)
+            self._drop()
+            return
+        self.next_id += 1
+        rid = self.next_id
+        try:
             if sched.trace is not None:
                 sched.trace.event(sched, "gpu_dispatch_start" if req[0] == "gpu-dispatch" else "gpu_build", proc.pid,
                                   kernel=req[1].name if req[0] == "gpu-dispatch" else req[2])
@@ -409,22 +497,27 @@ class DeviceClient:
                     sched.trace.event(sched, "gpu_transfer", proc.pid, kernel=req[1].name,
                                       inline_bytes=sum(n for n in sizes if n < SHM_MIN),
                                       shared_bytes=sum(n for n in sizes if n >= SHM_MIN))
-            if self.segs.forget:  # segments unmapped here since the last request
-                send_frame(self.sock, (0, ("forget", self.segs.forget)))
-                self.segs.forget = []
             if req[0] == "gpu-dispatch":  # large results are written into segments allocated here
                 _, kernel, _n, args = req
-                req = (*req, tuple(self.segs.alloc(x.nbytes) if is_buffer and x.nbytes >= SHM_MIN else None
-                                   for x, (is_buffer, _t) in zip(args, kernel.params)))
+                try:
+                    outs = tuple(self.segs.alloc(x.nbytes) if is_buffer and x.nbytes >= SHM_MIN else None
+                                 for x, (is_buffer, _t) in zip(args, kernel.params))
+                except OSError as e:
+                    raise FrameError(f"could not share an array with the device process: {e}") from None
+                req = (*req, outs)
+            if self.segs.forget:  # segments unmapped here since the last request
+                forget, self.segs.forget = self.segs.forget, []  # a finalizer may append meanwhile
+                send_frame(self.sock, (0, ("forget", forget)))
             t0 = time.monotonic()
-            self.pending[self.next_id] = (sched, proc, req, t0, ())
-            keep = send_frame(self.sock, (self.next_id, req), self.segs, may_alloc=True)
+            self.pending[rid] = (sched, proc, req, t0, ())
+            keep = send_frame(self.sock, (rid, req), self.segs, may_alloc=True)
             if keep:  # segments holding copies of inputs: not reused before the answer
-                self.pending[self.next_id] = (sched, proc, req, t0, keep)
-        except OSError as e:
-            self.pending.pop(self.next_id, None)
-            sched.complete(proc, error=runtime_error(DEVICE_DOWN, f"the device process is not available: {e}").value)
-            self._drop()
+                self.pending[rid] = (sched, proc, req, t0, keep)
+        except FrameError as e:  # nothing of this request was sent: it alone fails
+            self.pending.pop(rid, None)
+            sched.complete(proc, error=runtime_error(DEVICE_DOWN, str(e)).value)
+        except OSError:  # the connection is broken: every request on it fails, as if the device died
+            self._device_died()
 
     def on_readable(self) -> None:
         """An answer (or the end of the device process): complete the waiting process."""
@@ -572,9 +665,10 @@ def device_main(path: str) -> None:
             with lock:
                 answer = handle(rid, req)
             try:
-                send_frame(conn, answer, segs)
-            except OSError:
+                send_frame(conn, answer, segs, drain=reader)
+            except (OSError, EOFError):
                 break
+        reader.close_fds()
         conn.close()
         with lock:
             clients[0] -= 1
@@ -646,7 +740,13 @@ def device_main(path: str) -> None:
                 buf = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=x)
                 buffers.append((buf, x if out is None else out, False))
                 cl_args.append(buf)
-        knl(cq, (n,), None, *cl_args)
+        try:
+            knl(cq, (n,), None, *cl_args)
+            return _results(args, outs, kernel, buffers)
+        finally:  # never answer (and let the caller reuse a segment) while the kernel may run
+            cq.finish()
+
+    def _results(args: tuple, outs: tuple, kernel: Any, buffers: list) -> list:
         results = []
         it = iter(buffers)
         for x, out, (is_buffer, _) in zip(args, outs, kernel.params):
@@ -661,7 +761,6 @@ def device_main(path: str) -> None:
                 results.append(out)
             else:
                 results.append(x)
-        cq.finish()
         return results
 
     def handle(rid: int, req: tuple) -> tuple:

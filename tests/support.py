@@ -68,16 +68,21 @@ def lispvm(*args: str, timeout: float = 120, cwd: str | None = None, env: dict |
                        input=input)
 
 
-def our_processes() -> list[str]:
-    """Scheduler processes of lispvm still alive (there should be none): forked ones are named
-    lispvm-sched-K (their comm), started ones run worker_main. Zombies are not alive."""
+def our_processes(program: str | None = None) -> list[str]:
+    """lispvm's scheduler and device processes still alive (there should be none): forked
+    schedulers are named lispvm-sched-K (their comm) and keep the command line they were forked
+    with, so any live process whose arguments name `program` counts too; started ones run
+    worker_main; the device process runs device_main. Zombies are not alive."""
     out = subprocess.run(["ps", "-eo", "pid,stat,comm,args"], capture_output=True, text=True).stdout
     found = []
     for line in out.splitlines()[1:]:
         fields = line.split(None, 3)
-        if len(fields) < 3 or fields[1].startswith("Z"):
+        if len(fields) < 3 or fields[1].startswith("Z") or int(fields[0]) == os.getpid():
             continue
         args = fields[3] if len(fields) > 3 else ""
-        if fields[2].startswith("lispvm-sched") or "lispvm.scheduler.cluster import worker_main" in args:
+        if "ps -eo" in args:
+            continue
+        if (fields[2].startswith("lispvm-sched") or "import worker_main" in args or "import device_main" in args
+                or (program is not None and program in args)):
             found.append(line)
     return found

@@ -120,12 +120,14 @@ def _sockdirs() -> set[str]:
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "lispvm-*")))
 
 
-def _assert_nothing_left(before: set[str]) -> None:
+def _assert_nothing_left(before: set[str], program: str) -> None:
+    """No scheduler (named, or any process still running `program`: a forked scheduler keeps
+    the command line it was forked with) and no socket directory is left."""
     for _ in range(50):
-        if not our_processes() and not (_sockdirs() - before):
+        if not our_processes(program) and not (_sockdirs() - before):
             return
         time.sleep(0.1)
-    assert not our_processes(), "a scheduler process is still running"
+    assert not our_processes(program), "a scheduler process is still running"
     assert not (_sockdirs() - before), "a socket directory was left behind"
 
 
@@ -159,7 +161,7 @@ def test_nothing_left_after_any_end(ending: str, tmp_path: os.PathLike) -> None:
     assert "Traceback" not in err
     if ending.startswith("SIG"):
         assert err.count("\n") == 1
-    _assert_nothing_left(before)
+    _assert_nothing_left(before, prog)
 
 
 def test_scheduler_killed_mid_run(tmp_path: os.PathLike) -> None:
@@ -191,7 +193,7 @@ def test_scheduler_killed_mid_run(tmp_path: os.PathLike) -> None:
     os.kill(os_pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=30)
     assert (out, proc.returncode) == ("noconnection\nnoconnection\nstill-running\n", 0), err
-    _assert_nothing_left(before)
+    _assert_nothing_left(before, prog)
 
 
 def test_command_with_four_schedulers_runs_examples() -> None:

@@ -238,3 +238,46 @@ def test_gpu_events_in_the_trace_and_on_the_device_row(tmp_path: os.PathLike) ->
     rows = data["traceEvents"] if isinstance(data, dict) else data
     assert any(e.get("name") == "process_name" and e.get("args", {}).get("name") == "device" for e in rows)
     assert sum(1 for e in rows if e.get("cat") == "gpu") == 5
+
+
+@pytest.mark.opencl
+@opencl
+def test_large_inline_frames_both_ways_do_not_deadlock() -> None:
+    """Arrays just under SHM_MIN travel inline; three of them make a request and an answer
+    larger than a socket's buffer. Four processes dispatching at once once blocked the client
+    sending while the device was blocked answering."""
+    from lispvm.scheduler.device import SHM_MIN
+
+    n = SHM_MIN // 4 - 536
+    src = f"""
+    (def k3 (gpu/kernel "__kernel void k3(__global float* a, __global float* b, __global float* c) {{
+                           int i = get_global_id(0); a[i] += 1.0f; b[i] += 2.0f; c[i] += 3.0f; }}" "k3"))
+    (def a (gpu/zeros {n}))
+    (def me (self))
+    (def loop (i acc) (if (== i 0) acc (loop (- i 1) (gpu/get (nth (gpu/dispatch k3 {n} a a a) 2) 7))))
+    (def w (k) (send me (list k (loop 15 0))))
+    (list/map (fn (k) (spawn w k)) (list/range 4))
+    (print (list/map (fn (k) (receive ((list j v) :when (== j k) v))) (list/range 4)))
+    """
+    assert run(src) == ("(3.0 3.0 3.0 3.0)\n", "", 0)
+
+
+def test_free_segments_are_bounded_in_all_and_forgotten_by_the_device() -> None:
+    """Freed segments are kept up to a total count and size, not per size: arrays of 120
+    different large sizes, each dropped after use, must not leave 120 mappings (each holding
+    fds) behind, and the device is told to forget those it had."""
+    import gc
+
+    from lispvm.scheduler.device import SHM_MIN, Segments
+
+    segs = Segments()
+    for k in range(120):
+        view = segs.alloc(SHM_MIN + 4 * k)
+        segs.sent.add(max(segs.maps))  # as if its fd had gone to the device
+        del view
+        gc.collect()
+    assert len(segs.maps) <= Segments.KEEP_FREE and len(segs.free) <= Segments.KEEP_FREE
+    assert segs.free_bytes <= Segments.KEEP_FREE_BYTES
+    assert len(segs.forget) == 120 - len(segs.maps) and not set(segs.forget) & set(segs.maps)
+    again = segs.alloc(SHM_MIN + 4 * 119)  # the most recently freed size is reused, not remade
+    assert segs.next_id == 120 and again.nbytes == SHM_MIN + 4 * 119
