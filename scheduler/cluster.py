@@ -644,7 +644,7 @@ class Hub(ClusterNode):
         self.err = err or sys.stderr
         self.jit = jit
         self.trace_path = trace_path
-        self.workers: dict[int, Any] = {}  # k -> subprocess.Popen of scheduler k
+        self.workers: dict[int, Any] = {}  # k -> its ForkedWorker (or subprocess.Popen)
         self.idle_report: dict[int, tuple] = {}  # k -> (idle?, sent, received, timers, services)
         self.program: bytes = b""  # the .lbc bytes, for workers
 
@@ -663,12 +663,7 @@ class Hub(ClusterNode):
         started, which reads the program from the node's private directory."""
         if k in self.workers or k == 0 or k >= self.nschedulers or k in self.dead:
             return
-        import subprocess
-
-        if not self.workers:
-            config = (self.nschedulers, self.program, self.argv, self.sched.budget, self.trace_path, self.jit)
-            with open(os.path.join(self.sockdir, "config"), "wb") as f:
-                pickle.dump(config, f, 5)
+        settings = (self.nschedulers, self.argv, self.sched.budget, self.trace_path, self.jit)
         if hasattr(os, "fork"):
             for stream in (sys.stdout, sys.stderr, self.out, self.err):
                 try:
@@ -684,12 +679,16 @@ class Hub(ClusterNode):
                     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the hub's to handle
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     signal.pthread_sigmask(signal.SIG_SETMASK, held)
-                    _forked_worker(self.sockdir, k, (self.nschedulers, self.argv, self.sched.budget,
-                                                     self.trace_path, self.jit, self.module, self.globals))
+                    _forked_worker(self.sockdir, k, settings, (self.module, self.globals))
                 self.workers[k] = ForkedWorker(pid)
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)
         else:  # pragma: no cover - every platform lispvm runs on has fork
+            import subprocess
+
+            if not self.workers:
+                with open(os.path.join(self.sockdir, "config"), "wb") as f:
+                    pickle.dump((settings, self.program), f, 5)
             code = ("import sys; from lispvm.scheduler.cluster import worker_main; "
                     "worker_main(sys.argv[1], int(sys.argv[2]))")
             self.workers[k] = subprocess.Popen([sys.executable, "-c", code, self.sockdir, str(k)],
@@ -705,7 +704,7 @@ class Hub(ClusterNode):
 
     def maybe_grow(self) -> None:
         """A process used a whole budget while others are runnable, and a scheduler is not
-        started yet: start one (it boots, about 100 ms, while this one goes on). Without the
+        started yet: start one (a forked one connects about 10 ms later). Without the
         CPU-bound evidence a ring's set-up started a scheduler that only cost it: 25% slower."""
         if self.sched.yields and len(self.sched.runq) >= 2 and len(self.workers) + 1 < self.nschedulers:
             for k in range(1, self.nschedulers):
@@ -977,7 +976,7 @@ class ForkedWorker:
                 pass
 
 
-def _forked_worker(sockdir: str, k: int, loaded: tuple) -> None:
+def _forked_worker(sockdir: str, k: int, settings: tuple, loaded: tuple) -> None:
     """In the child of a fork: become scheduler k, then leave with os._exit, so that nothing of
     the parent (its finally blocks, atexit handlers, buffered output, a test runner around it)
     runs here."""
@@ -991,7 +990,7 @@ def _forked_worker(sockdir: str, k: int, loaded: tuple) -> None:
         from . import device
 
         device._CLIENTS.clear()  # the parent's device connection is not ours to stop
-        worker_main(sockdir, k, loaded)
+        worker_main(sockdir, k, settings, loaded)
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
@@ -1021,20 +1020,22 @@ def _set_name(name: str) -> None:
         pass
 
 
-def worker_main(sockdir: str, k: int, loaded: tuple | None = None) -> None:
-    """Entry point of scheduler k's OS process. `loaded`: in a child forked from the hub, the
-    node's settings, module and globals as the hub has them (already verified, decoded, and
-    with the fast tier's compiled functions); otherwise the program is read and loaded."""
+def worker_main(sockdir: str, k: int, settings: tuple | None = None, loaded: tuple | None = None) -> None:
+    """Entry point of scheduler k's OS process. In a child forked from the hub, `settings` are
+    the node's (Hub.start_worker) and `loaded` its module and globals as the hub has them
+    (verified, decoded, with the fast tier's compiled functions); otherwise both are read from
+    the node's directory and the program is loaded."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the hub's to handle
     if loaded is not None:
-        nsched, argv, budget, trace_path, jit, module, globals_ = loaded
+        module, globals_ = loaded
     else:
         with open(os.path.join(sockdir, "config"), "rb") as f:
-            nsched, program, argv, budget, trace_path, jit = pickle.load(f)
+            settings, program = pickle.load(f)
         from .node import load_program
 
         globals_ = Globals()
         module = load_program(program, globals_)
+    nsched, argv, budget, trace_path, jit = settings
     trace = None
     if trace_path:  # the tracing module imports structlog: 110 ms, paid only when tracing
         from .trace import make_tracer

@@ -177,8 +177,7 @@ class Segments:
         self.maps.clear()
         self.free.clear()
         self.free_bytes = 0
-        self.sent.clear()
-        self.forget.clear()
+        self.device_lost()
 
     def device_lost(self) -> None:
         """A new device process has none of our fds."""
@@ -300,30 +299,28 @@ class FrameReader:
         self.buf = bytearray()
         self.fds: list[int] = []
 
-    def _fill(self, n: int) -> None:
-        """Read until at least `n` bytes are buffered; EOFError when the peer closed."""
-        buf, sock = self.buf, self.sock
-        while len(buf) < n:
-            chunk, anc, _flags, _addr = sock.recvmsg(65536, _ANCBUF)
-            for level, kind, fds in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    self.fds.extend(array.array("i", fds[:len(fds) - len(fds) % 4]))
-            if not chunk:
-                raise EOFError
-            buf += chunk
-
-    def pull(self) -> None:
-        """Buffer what can be read now without waiting; EOFError when the peer closed."""
-        try:
-            chunk, anc, _flags, _addr = self.sock.recvmsg(65536, _ANCBUF, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return
+    def _recv(self, flags: int = 0) -> None:
+        """One recvmsg into `buf` (and any fds that came with it into `fds`); EOFError when the
+        peer closed."""
+        chunk, anc, _flags, _addr = self.sock.recvmsg(65536, _ANCBUF, flags)
         for level, kind, fds in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 self.fds.extend(array.array("i", fds[:len(fds) - len(fds) % 4]))
         if not chunk:
             raise EOFError
         self.buf += chunk
+
+    def _fill(self, n: int) -> None:
+        """Read until at least `n` bytes are buffered."""
+        while len(self.buf) < n:
+            self._recv()
+
+    def pull(self) -> None:
+        """Buffer what can be read now without waiting; EOFError when the peer closed."""
+        try:
+            self._recv(socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
 
     def close_fds(self) -> None:
         """Close fds received for frames that never completed."""
@@ -409,7 +406,9 @@ class DeviceClient:
         self.proc: subprocess.Popen | None = None  # the device process, if this OS process started it
         self.dir: str | None = None  # the node's directory holding the device socket
         self.own_dir = False
-        self.pending: dict[int, tuple] = {}  # request id -> (scheduler, process, request, start time)
+        # request id -> [scheduler, process, request, start time, segments holding copies of its
+        # inputs (kept, so not reused, until the answer)]
+        self.pending: dict[int, list] = {}
         self.next_id = 0
         self.built: dict[tuple[str, str], Any] = {}  # (source hash, name) -> Kernel answered before
 
@@ -508,11 +507,9 @@ class DeviceClient:
             if self.segs.forget:  # segments unmapped here since the last request
                 forget, self.segs.forget = self.segs.forget, []  # a finalizer may append meanwhile
                 send_frame(self.sock, (0, ("forget", forget)))
-            t0 = time.monotonic()
-            self.pending[rid] = (sched, proc, req, t0, ())
-            keep = send_frame(self.sock, (rid, req), self.segs, may_alloc=True)
-            if keep:  # segments holding copies of inputs: not reused before the answer
-                self.pending[rid] = (sched, proc, req, t0, keep)
+            # pending before sending, so that a broken connection answers this request too
+            entry = self.pending[rid] = [sched, proc, req, time.monotonic(), ()]
+            entry[4] = send_frame(self.sock, (rid, req), self.segs, may_alloc=True)
         except FrameError as e:  # nothing of this request was sent: it alone fails
             self.pending.pop(rid, None)
             sched.complete(proc, error=runtime_error(DEVICE_DOWN, str(e)).value)

@@ -866,16 +866,15 @@ def enable(globals_: Any, reductions: int = 4000, tick: float = 0.001) -> FastTi
     # A slice of compiled code lasts about as long as `reductions` interpreted calls: measured
     # at about 0.25 us each (fib), so the default 4000 reductions is about 1 ms.
     interp.SLICE_TICKS = max(1, round(reductions * 0.25e-6 / tick))
-    signal.signal(signal.SIGVTALRM, _on_tick)
-    signal.setitimer(signal.ITIMER_VIRTUAL, tick, tick)
+    rearm(tick)
     if sys.getrecursionlimit() < 8000:
         sys.setrecursionlimit(8000)
     return TIER
 
 
 def rearm(tick: float = 0.001) -> None:
-    """Start the tick timer again in a child of fork(), which inherits the fast tier (and its
-    compiled functions) but not the parent's interval timer."""
+    """Start the tick timer: at enable(), and again in a child of fork(), which inherits the
+    fast tier (and its compiled functions) but not the parent's interval timer."""
     signal.signal(signal.SIGVTALRM, _on_tick)
     signal.setitimer(signal.ITIMER_VIRTUAL, tick, tick)
 
