@@ -12,14 +12,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pytest
 
-from support import lispvm_command, run_command
+from support import lispvm_command, opencl, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -137,19 +135,6 @@ def run_here() -> Callable[..., tuple[str, str, int]]:
     return run_source
 
 
-_DEVICES: list[str] | None = None
-
-
-def opencl_devices() -> list[str]:
-    """Device types pyopencl finds, asked once in a child process (pyopencl stays out of ours)."""
-    global _DEVICES
-    if _DEVICES is None:
-        code = ("import pyopencl as cl\n"
-                "for p in cl.get_platforms():\n"
-                "    for d in p.get_devices(): print(cl.device_type.to_string(d.type))")
-        try:
-            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-            _DEVICES = r.stdout.split() if r.returncode == 0 else []
-        except (OSError, subprocess.TimeoutExpired):
-            _DEVICES = []
-    return _DEVICES
+def opencl_unusable() -> str | None:
+    """Why no kernel can run here (no device, or one that cannot build), or None."""
+    return opencl()[1]

@@ -18,6 +18,49 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+_OPENCL: tuple[list[str], str | None] | None = None
+
+_PROBE = """
+import os, pyopencl as cl
+for p in cl.get_platforms():
+    for d in p.get_devices():
+        print("device", cl.device_type.to_string(d.type))
+if os.environ.get("LISPVM_OPENCL"):
+    os.environ["PYOPENCL_CTX"] = os.environ["LISPVM_OPENCL"]
+try:
+    ctx = cl.create_some_context(interactive=False)
+    cl.Program(ctx, "__kernel void k(__global float *a) { a[0] = 1.0f; }").build()
+    print("build ok")
+except Exception as e:
+    print("build failed", " ".join(str(e).split()))
+"""
+
+
+def opencl() -> tuple[list[str], str | None]:
+    """(the device types pyopencl finds, why no test can run a kernel, or None), asked once, in a
+    child process (pyopencl stays out of ours), on the device the device process would choose.
+
+    One build failure means "skip" rather than "fail": PoCL from PyPI (3.0, LLVM 14) cannot build
+    any kernel on a CPU newer than its LLVM ("unknown target CPU 'generic'", e.g. AMD Zen 5), a
+    limit of that package on that machine, not of lispvm. Any other build failure runs the tests,
+    which then fail and show it."""
+    global _OPENCL
+    if _OPENCL is None:
+        try:
+            r = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=180)
+            lines = r.stdout.splitlines() if r.returncode == 0 else []
+        except (OSError, subprocess.TimeoutExpired):
+            lines = []
+        devices = [ln.split()[1] for ln in lines if ln.startswith("device ")]
+        why = None if devices else "pyopencl finds no OpenCL device"
+        failed = [ln for ln in lines if ln.startswith("build failed")]
+        if devices and failed and "unknown target CPU" in failed[0]:
+            why = ("the OpenCL device cannot build kernels on this CPU (PoCL's LLVM does not know it: "
+                   "unknown target CPU)")
+        _OPENCL = (devices, why)
+    return _OPENCL
+
+
 def compile_text(src: str, name: str = "test.lisp") -> bytes:
     """The .lbc bytes of Lisp source."""
     return lbc.dump(compile_source(src, name))

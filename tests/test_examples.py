@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import opencl_devices, run_cli
+from conftest import opencl_unusable, run_cli
 
 Runner = Callable[..., tuple[str, str, int]]
 RUNS_PROGRAMS = True  # conftest: the GPU example gets the `opencl` mark here
@@ -70,8 +70,8 @@ def test_parse_expectations() -> None:
 
 @pytest.mark.parametrize("flags", FLAGS)
 def test_shared_example(example: Path, flags: tuple[str, ...]) -> None:
-    if "gpu" in example.stem and not opencl_devices():
-        pytest.skip("pyopencl finds no OpenCL device")
+    if "gpu" in example.stem and opencl_unusable():
+        pytest.skip(opencl_unusable())
     expected = example.with_suffix(".out").read_text(encoding="utf-8")
     out, err, status = run_cli(["run", *flags, example.name], cwd=example.parent, timeout=60)
     assert status == 0, err

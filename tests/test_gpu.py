@@ -14,23 +14,12 @@ import time
 import pytest
 
 from support import SHARED, lispvm, run
+from support import opencl as opencl_status
 
-
-def _platforms() -> list[str]:
-    """Device types pyopencl sees, checked in a child process (pyopencl stays out of ours)."""
-    code = ("import pyopencl as cl\n"
-            "for p in cl.get_platforms():\n"
-            "    for d in p.get_devices(): print(cl.device_type.to_string(d.type))")
-    try:
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return r.stdout.split() if r.returncode == 0 else []
-
-
-DEVICES = _platforms()
-opencl = pytest.mark.skipif(not DEVICES, reason="pyopencl finds no OpenCL device")
-needs_gpu = pytest.mark.skipif("GPU" not in DEVICES, reason="no GPU: only the PoCL CPU device")
+DEVICES, _WHY = opencl_status()
+opencl = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
+needs_gpu = pytest.mark.skipif(_WHY is not None or "GPU" not in DEVICES,
+                               reason=_WHY or "no GPU: only the PoCL CPU device")
 
 SAXPY = '''(def saxpy (gpu/kernel
   "__kernel void saxpy(__global const float* x, __global float* y, float a) {
