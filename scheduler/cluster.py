@@ -44,7 +44,7 @@ from ..vm.builtins import badarg
 from ..vm.process import Globals, Process
 from ..vm.values import UNDEF, Closure, Pid, Sym, intern, to_repr
 from .clock import MonotonicClock
-from .kernel import BLOCKED, DEAD, RUNNABLE, WAITING, YIELDED, Scheduler, crash_line
+from .kernel import BLOCKED, DEAD, NEW, RUNNABLE, WAITING, YIELDED, Scheduler, crash_line
 
 # numpy's BLAS starts a thread pool when numpy is imported (by a gpu/ builtin), and a scheduler
 # process must stay single-threaded to fork its workers safely; nothing here uses BLAS.
@@ -150,7 +150,10 @@ class ClusterNode:
         self.exit_code: int | None = None
         self.started_any = sid != 0  # a worker exists: the hub must watch its listener
         self.asked_start: set[int] = set()  # peers this worker asked the hub to start
+        self.os_pids: dict[int, int] = {}  # scheduler -> its OS pid (to poke it, see say_idle)
+        self.forked: set[int] = set()  # (hub) workers forked with a copy of the node's state, before their hello
         self.passes = 0  # passes over the run queue since the last poll for input
+        self.cpu_bound = False  # a process used up a whole budget here since this scheduler was last idle
 
     # --- sockets -------------------------------------------------------------------------
 
@@ -189,7 +192,7 @@ class ClusterNode:
             s.close()
             return None
         link = self._add_link(s, peer)
-        link.queue(("hello", self.sid))
+        link.queue(("hello", self.sid, os.getpid()))
         self.links[peer] = link
         for ev in self.pending_out.pop(peer, ()):
             link.queue(ev)
@@ -269,6 +272,7 @@ class ClusterNode:
         got = self.poll(0)
         if self.idle_peers:
             self.balance()
+            self.flush()  # the idle peer gets its share now, not after this scheduler's next slice (4 ms)
         return got
 
     def add_reader(self, fd: int, callback: Any) -> None:
@@ -299,15 +303,32 @@ class ClusterNode:
 
     def ship(self, proc: Process, k: int) -> None:
         """Send a process (not running, not in the run queue) to scheduler k."""
+        was = proc.status
+        self.handed_over(proc, k)
+        self.emit(k, ("proc", proc, was))
+
+    def handed_over(self, proc: Process, k: int) -> None:
+        """Scheduler k has `proc` now (shipped, or in the copy a fork gave it): forget it here."""
         key = proc.pid.key
         self.sched.procs.pop(key, None)
         self.moved[key] = k
         self.loc[key] = k
-        was = proc.status
         proc.status = 0
         if self.trace is not None:
             self.trace.event(self.sched, "migrate", proc.pid, to=k)
-        self.emit(k, ("proc", proc, was))
+
+    def adopt(self, proc: Process, was: int) -> None:
+        """`proc` runs here from now on (shipped here, or handed over at this scheduler's fork)."""
+        key = proc.pid.key
+        self.moved.pop(key, None)
+        self.loc[key] = self.sid
+        self.sched.procs[key] = proc
+        if was == WAITING:
+            proc.status = WAITING
+            self.sched.trap_wait(proc)
+        else:
+            proc.status = RUNNABLE
+            self.sched.runq.append(proc)
 
     def resolve(self, dest: Any) -> Pid:
         if dest.__class__ is Sym:
@@ -424,11 +445,17 @@ class ClusterNode:
     def to_hub_or_all(self, ev: tuple) -> None:
         """Node-wide state changes go through the hub, which tells everyone else."""
         if self.sid == 0:
-            for k in self.started:
-                if k != 0 and k not in self.dead:
-                    self.emit(k, ev)
+            self.tell_workers(ev)
         else:
             self.emit(0, ev)
+
+    def tell_workers(self, ev: tuple, skip: int | None = None) -> None:
+        """(Hub) A node-wide change, to every worker but `skip`."""
+        for k in self.started:
+            if k != 0 and k != skip and k not in self.dead:
+                self.emit(k, ev)
+        for k in self.forked:  # not connected yet: queued for its hello (see Hub.on_hello)
+            self.pending_out.setdefault(k, []).append(ev)
 
     def define(self, sched: Scheduler, name: str, value: Any) -> None:
         self.to_hub_or_all(("define", name, value))
@@ -464,24 +491,36 @@ class ClusterNode:
         while self.idle_peers and len(runq) >= 2:
             share = len(runq) // (len(self.idle_peers) + 1)
             k = min(self.idle_peers)
+            procs = self.take_movable(runq, max(1, share))
+            if not procs:
+                return  # nothing CPU-bound yet: k stays idle, and gets work once something is
             self.idle_peers.discard(k)
-            for _ in range(max(1, share)):
-                proc = self._movable(runq)
-                if proc is None:
-                    return
+            for proc in procs:
                 self.ship(proc, k)
 
-    def _movable(self, runq: deque) -> Process | None:
-        """A runnable process that used up its last budget (CPU-bound), not the main one.
+    @staticmethod
+    def take_movable(runq: deque, n: int) -> list[Process]:
+        """Up to n processes taken out of the run queue to run elsewhere: CPU-bound ones (they
+        used up their last budget), and ones not started yet whose function is the function a
+        CPU-bound one there started with (eight jobs spawned at once: moving only those that had
+        had a first slice left the second scheduler waiting for 4 ms slices here). Never the main
+        process.
 
         Processes that only ever run briefly (a ring's nodes, servers) stay where they are:
         moving them would put every message they exchange on a socket."""
+        origins = {_origin(p) for p in runq if p.sched is YIELDED}
+        main = MAIN_PID[0]
+        taken: list[Process] = []
         for i in range(len(runq) - 1, -1, -1):
+            if len(taken) >= n:
+                break
             p = runq[i]
-            if p.status == RUNNABLE and p.sched is YIELDED and p.pid != MAIN_PID[0]:
+            if p.pid == main or (p.status != RUNNABLE and p.status != NEW):
+                continue
+            if p.sched is YIELDED or (p.pc == 0 and len(p.frames) == 1 and p.cl.proto in origins):
                 del runq[i]
-                return p
-        return None
+                taken.append(p)
+        return taken
 
     # --- incoming events ---------------------------------------------------------------------
 
@@ -496,6 +535,7 @@ class ClusterNode:
 
     def on_hello(self, link: Link, ev: tuple) -> None:
         link.peer = ev[1]
+        self.os_pids[ev[1]] = ev[2]
         self.links.setdefault(ev[1], link)
 
     def on_ev(self, link: Link, ev: tuple) -> None:
@@ -517,17 +557,7 @@ class ClusterNode:
         self.loc[ev[1]] = ev[2]
 
     def on_proc(self, link: Link, ev: tuple) -> None:
-        proc, was = ev[1], ev[2]
-        key = proc.pid.key
-        self.moved.pop(key, None)
-        self.loc[key] = self.sid
-        self.sched.procs[key] = proc
-        if was == WAITING:
-            proc.status = WAITING
-            self.sched.trap_wait(proc)
-        else:
-            proc.status = RUNNABLE
-            self.sched.runq.append(proc)
+        self.adopt(ev[1], ev[2])
         self.not_idle()
 
     def on_define(self, link: Link, ev: tuple) -> None:
@@ -536,9 +566,7 @@ class ClusterNode:
         if interp.FAST is not None:
             interp.FAST.on_define(name)
         if self.sid == 0:
-            for k in self.started:
-                if k not in (0, link.peer) and k not in self.dead:
-                    self.emit(k, ev)
+            self.tell_workers(ev, link.peer)
 
     def on_register(self, link: Link, ev: tuple) -> None:
         _, name, pid = ev
@@ -547,9 +575,7 @@ class ClusterNode:
         elif self.names.get(name) == pid:
             del self.names[name]
         if self.sid == 0:
-            for k in self.started:
-                if k not in (0, link.peer) and k not in self.dead:
-                    self.emit(k, ev)
+            self.tell_workers(ev, link.peer)
 
     def on_idle(self, link: Link, ev: tuple) -> None:
         if ev[0] == "idle":
@@ -578,6 +604,8 @@ class ClusterNode:
         (the poll is then cheap by comparison), or every 64 passes. Polling after every pass
         cost a message-passing ring a syscall per message; a long computation polls anyway
         whenever a budget runs out (pending). If nothing is runnable, idle() waits for input."""
+        if self.sched.yields:
+            self.cpu_bound = True
         if not self.sched.runq:
             return
         self.passes += 1
@@ -591,6 +619,11 @@ class ClusterNode:
         (the far ping-pong round trip fell from 108 us to ...; docs/performance.md)."""
         if self.said_idle:
             return False
+        if not self.sched.procs or self.cpu_bound:
+            # no process here can get a reply, or this scheduler has just run out of CPU-bound
+            # work (a budget was used up since it was last idle): say so at once, while a busy
+            # peer still has work to share
+            return self.poll(0)
         t = IDLE_GRACE
         if deadline is not None:
             t = min(t, max(0.0, (deadline - self.clock.now_ms()) / 1000.0))
@@ -604,11 +637,25 @@ class ClusterNode:
                     self.emit(k, ("busy", self.sid))
 
     def say_idle(self) -> None:
+        """Tell the peers this scheduler has nothing to run, and poke those not known to be idle
+        themselves (POKE_SIGNAL): a peer running compiled code reads its input at its next
+        CPU-time tick, 4 ms away where the kernel ticks at 250 Hz, and the poke ends its slice
+        at once, so that it gives away work while there is still some to give."""
+        self.cpu_bound = False
         if not self.said_idle:
             self.said_idle = True
+            poke = []
             for k in self.started:
                 if k != self.sid and k not in self.dead:
                     self.emit(k, ("idle", self.sid))
+                    if k not in self.idle_peers and k in self.os_pids:
+                        poke.append(self.os_pids[k])
+            self.flush()  # the event first, so that the poked peer finds it
+            for pid in poke:
+                try:
+                    os.kill(pid, POKE_SIGNAL)
+                except OSError:
+                    pass  # it has just exited: the link's EOF says so
 
     def peer_died(self, k: int) -> None:
         """Scheduler k is gone: its processes are lost; tell the links and monitors here."""
@@ -616,6 +663,7 @@ class ClusterNode:
         self.idle_peers.discard(k)
         self.links.pop(k, None)
         self.pending_out.pop(k, None)
+        self.forked.discard(k)
         for proc in list(self.sched.procs.values()):
             if proc.links:
                 for other in list(proc.links):
@@ -630,7 +678,21 @@ class ClusterNode:
             self.worker_died(k)
 
 
+def _origin(proc: Process) -> Any:
+    """The prototype of the function a process started with (its oldest frame's)."""
+    frames = proc.frames
+    return (frames[1][0] if len(frames) > 1 else proc.cl).proto
+
+
 _COUNTED = frozenset({"ev", "proc"})
+POKE_SIGNAL = signal.SIGUSR1  # "a peer went idle": ends a slice of compiled code early (say_idle)
+
+
+def _install_poke(jit: bool) -> None:
+    """Handle POKE_SIGNAL in this scheduler's OS process (its default action would kill it)."""
+    from ..vm import fast
+
+    signal.signal(POKE_SIGNAL, fast.on_poke if jit and fast.TIER is not None else signal.SIG_IGN)
 IDLE_GRACE = 0.002  # seconds without input before a scheduler says it is idle
 
 
@@ -672,6 +734,12 @@ class Hub(ClusterNode):
                     pass
             # Ctrl-C and SIGTERM wait until the child has its own handlers and the parent has
             # recorded the child (so that shutdown stops it).
+            # The new scheduler's first work goes with it: the child already holds a copy of
+            # these processes, so it runs them at once instead of after its hello has been read
+            # here and a migration sent back, at this scheduler's next slice boundaries (~8 ms
+            # of a 25 ms parallel.lisp run).
+            runq = self.sched.runq
+            given = self.take_movable(runq, len(runq) // 2)
             held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             try:
                 pid = os.fork()
@@ -679,8 +747,11 @@ class Hub(ClusterNode):
                     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the hub's to handle
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     signal.pthread_sigmask(signal.SIG_SETMASK, held)
-                    _forked_worker(self.sockdir, k, settings, (self.module, self.globals))
+                    _forked_worker(self.sockdir, k, settings, (self.module, self.globals, dict(self.names), given))
                 self.workers[k] = ForkedWorker(pid)
+                self.forked.add(k)
+                for proc in given:
+                    self.handed_over(proc, k)
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)
         else:  # pragma: no cover - every platform lispvm runs on has fork
@@ -717,12 +788,16 @@ class Hub(ClusterNode):
         super().on_hello(link, ev)
         if k in self.started:
             return
-        # a new scheduler: tell it the node's state, then tell everyone it exists
-        for name, cell in self.globals.cells.items():
-            if cell.v is not UNDEF and name not in _BUILTIN_NAMES[0]:
-                link.queue(("define", name, cell.v))
-        for name, pid in self.names.items():
-            link.queue(("register", name, pid))
+        # a new scheduler: tell it the node's state, then tell everyone it exists; a forked one
+        # has the state as of its fork, and what changed since is in pending_out
+        if k in self.forked:
+            self.forked.discard(k)
+        else:
+            for name, cell in self.globals.cells.items():
+                if cell.v is not UNDEF and name not in _BUILTIN_NAMES[0]:
+                    link.queue(("define", name, cell.v))
+            for name, pid in self.names.items():
+                link.queue(("register", name, pid))
         for j in self.started:
             link.queue(("peer", j))
         link.queue(("mainpid", MAIN_PID[0]))
@@ -784,6 +859,7 @@ class Hub(ClusterNode):
             if s.timers:
                 s.fire_timers(self.clock.now_ms())
             if s.runq:
+                self.not_idle()
                 self.maybe_grow()
                 s.run_ready()
                 if self.started_any:
@@ -840,14 +916,15 @@ class Hub(ClusterNode):
             self.flush()
         except OSError:
             pass
-        import subprocess
-
+        timeouts: tuple = (TimeoutError,)
+        if "subprocess" in sys.modules:  # only the no-fork fallback's workers raise its TimeoutExpired
+            timeouts += (sys.modules["subprocess"].TimeoutExpired,)
         for k, p in self.workers.items():
             if k not in self.started or k in self.dead:
                 p.kill()  # still booting (or gone): nothing of its work can be lost
             try:
                 p.wait(timeout=2.0)
-            except subprocess.TimeoutExpired:  # a stuck scheduler never hangs the node
+            except timeouts:  # a stuck scheduler never hangs the node
                 p.kill()
                 p.wait(timeout=2.0)
         for link in self.all_links:
@@ -886,7 +963,9 @@ class Worker(ClusterNode):
         hub = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         hub.connect(self._path(0))
         link = self._add_link(hub, 0)
-        link.queue(("hello", self.sid))
+        self.os_pids[0] = os.getppid()  # the hub started this OS process (forked or not)
+        link.queue(("hello", self.sid, os.getpid()))
+        link.flush()  # before the first slice: the hub queues what is meant for us until it reads this
         self.links[0] = link
         while self.exit_code is None:
             if 0 in self.dead:
@@ -959,13 +1038,32 @@ class ForkedWorker:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        import subprocess
+        """Its exit status, once it has exited; TimeoutError after `timeout` seconds.
 
+        Waits on a pidfd where there is one: a 1 ms sleep-and-check loop cost the end of every
+        run with two schedulers up to a millisecond (and importing subprocess for its
+        TimeoutExpired, 3 ms)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(f"scheduler process {self.pid}", timeout or 0.0)
-            time.sleep(0.001)
+        fd = -1
+        if self.poll() is None and hasattr(os, "pidfd_open"):
+            try:
+                fd = os.pidfd_open(self.pid)
+            except OSError:
+                fd = -1
+        try:
+            while self.poll() is None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"scheduler process {self.pid} did not exit in {timeout} s")
+                if fd >= 0:
+                    p = select.poll()
+                    p.register(fd, select.POLLIN)
+                    p.poll(None if left is None else left * 1000.0)  # readable once it has exited
+                else:
+                    time.sleep(0.001)
+        finally:
+            if fd >= 0:
+                os.close(fd)
         return self.returncode  # type: ignore[return-value]
 
     def kill(self) -> None:
@@ -985,11 +1083,11 @@ def _forked_worker(sockdir: str, k: int, settings: tuple, loaded: tuple) -> None
         import gc
 
         gc.freeze()  # the parent's objects stay as they are: none is finalized (closing an fd) here
-        os.closerange(3, _max_fd())  # the parent's sockets: peers must see EOF when the parent closes
+        _close_inherited()  # the parent's sockets: peers must see EOF when the parent closes
         _set_name(f"lispvm-sched-{k}")
-        from . import device
-
-        device._CLIENTS.clear()  # the parent's device connection is not ours to stop
+        device = sys.modules.get(__package__ + ".device")  # imported only if the program used the GPU
+        if device is not None:  # (importing it here cost the new scheduler 8 ms of a 12 ms start)
+            device._CLIENTS.clear()  # the parent's device connection is not ours to stop
         worker_main(sockdir, k, settings, loaded)
         code = 0
     except SystemExit as e:
@@ -1002,13 +1100,26 @@ def _forked_worker(sockdir: str, k: int, settings: tuple, loaded: tuple) -> None
         os._exit(code)
 
 
-def _max_fd() -> int:
+def _close_inherited() -> None:
+    """Close every descriptor but 0, 1 and 2: the open ones, listed by /proc (closing the whole
+    range one by one took 0.4 ms of a new scheduler's 2.5 ms start), or the whole range."""
     try:
-        import resource
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        try:
+            import resource
 
-        return min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1 << 16)
-    except (ImportError, ValueError, OSError):
-        return 1024
+            top = min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1 << 16)
+        except (ImportError, ValueError, OSError):
+            top = 1024
+        os.closerange(3, top)
+        return
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory listing's own descriptor, closed already
 
 
 def _set_name(name: str) -> None:
@@ -1026,8 +1137,10 @@ def worker_main(sockdir: str, k: int, settings: tuple | None = None, loaded: tup
     (verified, decoded, with the fast tier's compiled functions); otherwise both are read from
     the node's directory and the program is loaded."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the hub's to handle
+    names: dict = {}
+    given: list[Process] = []
     if loaded is not None:
-        module, globals_ = loaded
+        module, globals_, names, given = loaded
     else:
         with open(os.path.join(sockdir, "config"), "rb") as f:
             settings, program = pickle.load(f)
@@ -1042,6 +1155,9 @@ def worker_main(sockdir: str, k: int, settings: tuple | None = None, loaded: tup
 
         trace = make_tracer(trace_path, k)
     node = Worker(k, nsched, sockdir, module, globals_, argv, budget, trace)
+    node.names.update(names)
+    for proc in given:
+        node.adopt(proc, RUNNABLE)
     if jit:
         from ..vm import fast
 
@@ -1049,6 +1165,7 @@ def worker_main(sockdir: str, k: int, settings: tuple | None = None, loaded: tup
             fast.rearm()  # a fork keeps the compiled code but not the interval timer
         else:
             fast.enable(globals_, budget)
+    _install_poke(jit)
     try:
         node.run()
     finally:
@@ -1071,10 +1188,14 @@ def run_cluster(data: bytes, module: lbc.Module, globals_: Globals, argv: list[s
     main = Process(hub.sched.new_pid(), Closure(module.protos[0], ()), [None] * module.protos[0].nregs)
     MAIN_PID[0] = main.pid
     MAIN_LOC[0] = 0
+    _install_poke(jit)
     try:
         return hub.run(main)
     finally:
         hub.shutdown()
+        # ignored, not back to the default action (ending the process): a scheduler that went
+        # idle just before it stopped may still poke this one
+        signal.signal(POKE_SIGNAL, signal.SIG_IGN)
 
 
 __all__ += ["Link", "ClusterNode", "Worker", "BLOCKED"]

@@ -78,6 +78,85 @@ def test_order_kept_while_processes_move() -> None:
     assert moved == "true", "no process ran on a second scheduler: the test did not exercise moves"
 
 
+def test_a_new_scheduler_takes_work_with_it() -> None:
+    """CPU-bound jobs spawned at once: when the second scheduler is forked, half of them go with
+    it (they run there before its hello is even read), and there they see the names registered
+    and the globals defined before the fork, and globals defined after it."""
+    src = """
+    (def fib (n) (if (< n 2) n (+ (fib (- n 1)) (fib (- n 2)))))
+    (register 'boss (self))
+    (def early 'e)
+    (def job (i) (let ((r (fib 22))) (receive ('go (send 'boss (list (sys/scheduler-id) i r early late))))))
+    (def pids (list/map (fn (i) (spawn (fn () (job i)))) (list/range 6)))
+    (timer/sleep 50)
+    (def late 'l)
+    (list/map (fn (p) (send p 'go)) pids)
+    (def got (list/map (fn (i) (recv)) (list/range 6)))
+    (print (list/sort (list/map (fn (m) (nth m 1)) got)))
+    (print (list/map (fn (m) (list/to-vec (tail (tail m)))) got))
+    (print (list/contains? 1 (list/map head got)))
+    """
+    out, err, status = run(src, schedulers=2)
+    assert status == 0, err
+    ids, values, moved = out.splitlines()
+    assert ids == "(0 1 2 3 4 5)"
+    assert values == " ".join(["([17711 e l]"] + ["[17711 e l]"] * 4 + ["[17711 e l])"])
+    assert moved == "true", "no job ran on the second scheduler"
+
+
+def test_moved_as_its_function_was_compiled() -> None:
+    """A process preempted right after its function was compiled resumes on a scheduler that was
+    forked before that compile (where the function is still bytecode)."""
+    src = """
+    (def a (n) (if (< n 2) n (+ (a (- n 1)) (a (- n 2)))))
+    (def b (n) (if (< n 2) n (+ (b (- n 1)) (b (- n 2)))))
+    (def me (self))
+    (list/map (fn (i) (spawn (fn () (send me (a 20))))) (list/range 4))
+    (list/map (fn (i) (recv)) (list/range 4))
+    (timer/sleep 20)
+    (list/map (fn (i) (spawn (fn () (send me (list (b 22) (sys/scheduler-id)))))) (list/range 4))
+    (def got (list/map (fn (i) (recv)) (list/range 4)))
+    (print (list/map head got) (list/contains? 1 (list/map (fn (m) (nth m 1)) got)))
+    """
+    for _ in range(3):
+        out, err, status = run(src, schedulers=2)
+        assert (out, status) == ("(17711 17711 17711 17711) true\n", 0), err
+
+
+def test_a_poke_never_kills_a_scheduler(tmp_path: os.PathLike) -> None:
+    """POKE_SIGNAL (sent by a scheduler that went idle to its busy peers) only ends a slice
+    early: poking both schedulers of a node over and over changes nothing in the output."""
+    from lispvm.scheduler.cluster import POKE_SIGNAL
+
+    prog = os.path.join(tmp_path, "poke.lisp")
+    with open(prog, "w") as f:
+        f.write("""
+        (def fib (n) (if (< n 2) n (+ (fib (- n 1)) (fib (- n 2)))))
+        (def me (self))
+        (list/map (fn (i) (spawn (fn () (send me (fib 24))))) (list/range 8))
+        (print (list/reduce + 0 (list/map (fn (i) (recv)) (list/range 8))))
+        """)
+    exe = os.path.join(os.path.dirname(sys.executable), "lispvm")
+    proc = subprocess.Popen([exe, "run", "--schedulers", "2", prog], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    pokes = 0
+    while proc.poll() is None:
+        kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if not kids:  # schedulers poke each other only once both are up (and handle the signal)
+            time.sleep(0.001)
+            continue
+        for pid in [proc.pid, *map(int, kids)]:
+            try:
+                os.kill(pid, POKE_SIGNAL)
+                pokes += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(0.002)
+    out, err = proc.communicate(timeout=30)
+    assert (out, proc.returncode) == (f"{8 * 46368}\n", 0), err
+    assert pokes > 0
+
+
 def test_spawn_on_and_where_a_process_runs() -> None:
     src = """
     (def me (self))

@@ -853,6 +853,14 @@ def _on_tick(signum: int, frame: Any) -> None:
     raise Preempt()
 
 
+def on_poke(signum: int, frame: Any) -> None:
+    """A signal handler for the host: end the running slice of compiled code at its next safe
+    point, as if its ticks were spent (the host says why: for a scheduler, another one of the
+    node went idle and this one should look at its input now, not at the next tick)."""
+    interp.TICKS_LEFT = 1
+    _on_tick(signum, frame)
+
+
 def enable(globals_: Any, reductions: int = 4000, tick: float = 0.001) -> FastTier | None:
     """Switch the fast tier on for this OS process; returns it, or None where it cannot run
     (not the main thread: signal handlers can only be set there)."""

@@ -778,6 +778,9 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         if FAST is not None:
                             FAST.on_define(b.name)
                     elif op is D_GOFAST:  # continue this frame's loop in compiled code
+                        if cl.proto.fast is None and not _compiled_here(cl.proto):
+                            pc = 0  # cannot be compiled here: interpret it from its start
+                            continue
                         v = _enter_fast(proc, cl, regs[:cl.proto.nparams], None)
                         cl, code, pc, regs, a = frames.pop()  # the bottom frame is HALT_FRAME
                         regs[a] = v
@@ -970,6 +973,12 @@ def _enter_fast(proc: Process, f: Closure, args: list, caller: tuple | None) -> 
         raise tier.unwind(e, proc, caller) from None
 
 
+def _compiled_here(p: Any) -> bool:
+    """Compile `p` in this OS process for a process that resumes at its GOFAST (it was preempted
+    just after `p` was compiled elsewhere, see _budget_out); False if it cannot be."""
+    return FAST is not None and FAST.compile(p)
+
+
 def _budget_out(proc: Process, cl: Closure, pc: int, preempt: Any) -> int:
     """The budget is spent: compile the running function if it is hot, move a looping frame
     into compiled code (the GOFAST tuple at the end of its code), or yield (~pc) if the host
@@ -977,10 +986,18 @@ def _budget_out(proc: Process, cl: Closure, pc: int, preempt: Any) -> int:
     tier = FAST
     if tier is not None:
         p = cl.proto
-        if p.fast is None and not p.nofast:
-            tier.compile(p)
         if p.fast is not None and pc == 0 and not p.rest:
             return len(p.dcode) - 1
+        if p.fast is None and not p.nofast:
+            tier.compile(p)
+            if p.fast is not None and pc == 0 and not p.rest:
+                # Just compiled: compiled code is preempted only by CPU-time ticks (4 ms apart
+                # where the kernel's clock ticks at 250 Hz), so the host gets its look now: a
+                # scheduler that sees CPU-bound work starts another one here instead of ~5 ms
+                # later (docs/performance.md, parallel). A yield resumes at GOFAST, which
+                # compiles `p` if the process resumes in an OS process where it is not yet.
+                go = len(p.dcode) - 1
+                return ~go if preempt() else go
     return ~pc if preempt() else pc
 
 
