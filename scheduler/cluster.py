@@ -879,6 +879,11 @@ class Hub(ClusterNode):
 
     def idle(self) -> None:
         s = self.sched
+        for k in list(self.forked):  # forked but never connected: it may have died before its hello
+            if self.workers[k].poll() is not None:
+                self.peer_died(k)  # what it was given is lost: links and monitors say noconnection
+        if s.runq:
+            return  # woken by that
         d = s.next_deadline()
         if self.started_any and self.grace(d):
             return

@@ -275,6 +275,40 @@ def test_scheduler_killed_mid_run(tmp_path: os.PathLike) -> None:
     _assert_nothing_left(before, prog)
 
 
+def test_new_scheduler_killed_as_it_starts(tmp_path: os.PathLike) -> None:
+    """SIGKILL a forked scheduler as soon as it exists, before or just after its hello: the jobs
+    it was given are gone (their monitors say noconnection) and the node never hangs."""
+    before = _sockdirs()
+    prog = os.path.join(tmp_path, "early.lisp")
+    with open(prog, "w") as f:
+        f.write("""
+        (def fib (n) (if (< n 2) n (+ (fib (- n 1)) (fib (- n 2)))))
+        (def me (self))
+        (def jobs (list/map (fn (i) (spawn (fn () (send me (fib 25))))) (list/range 6)))
+        (list/map (fn (p) (monitor p)) jobs)
+        (def loop (left lost)
+          (if (== left 0) lost
+              (receive ((list 'DOWN r p why) (loop (- left 1) (if (== why 'normal) lost (+ lost 1))))
+                       (n (loop left lost)))))
+        (def lost (loop 6 0))
+        (print (if (> lost 0) 'lost-some 'lost-none))
+        """)
+    exe = os.path.join(os.path.dirname(sys.executable), "lispvm")
+    for _ in range(3):
+        proc = subprocess.Popen([exe, "run", "--schedulers", "2", prog], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        killed = False
+        while proc.poll() is None and not killed:
+            for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split():
+                os.kill(int(pid), signal.SIGKILL)
+                killed = True
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert out in ("lost-some\n", "lost-none\n")
+        assert out == "lost-some\n" or not killed, "the killed scheduler's jobs still finished"
+    _assert_nothing_left(before, prog)
+
+
 def test_command_with_four_schedulers_runs_examples() -> None:
     examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
                             "examples")
