@@ -865,8 +865,10 @@ class Hub(ClusterNode):
             if s.timers:
                 s.fire_timers(self.clock.now_ms())
             if s.runq:
-                self.not_idle()
-                self.maybe_grow()
+                if self.said_idle:
+                    self.not_idle()
+                if s.yields:
+                    self.maybe_grow()
                 s.run_ready()
                 if self.started_any:
                     self.balance()

@@ -140,3 +140,105 @@ def test_closures_with_upvalues_and_apply_compiled() -> None:
     (print (use 10000 0))
     """
     assert run(src, jit=True) == run(src, jit=False) == ("100000\n100000\n", "", 0)
+
+
+RECEIVE_LOOPS = """
+(def server (total)
+  (receive
+    ((list 'add n) (server (+ total n)))
+    ((list 'get from) (send from total) (server total))
+    ((list 'stop from) (send from (list 'stopped total)) 'done)))
+(def s (spawn server 0))
+(def me (self))
+(def feed (i) (if (== i 0) 'ok (do (send s (list 'add i)) (send s (list 'get me)) (receive (t t)) (feed (- i 1)))))
+(feed 300)
+(send s (list 'stop me))
+(print (receive (x x)))
+(def picky (seen)
+  (receive
+    ((list 'b x from) (send from 'ack) (picky (cons x seen)))
+    ((list 'flush from) (send from seen) (picky nil))))
+(def drain (acc) (receive ((list 'a x) (drain (cons x acc))) (after 0 acc)))
+(def p (spawn picky nil))
+(def mix (i) (if (== i 100) 'ok (do (send p (list 'a i)) (send p (list 'b i me)) (receive ('ack nil)) (mix (+ i 1)))))
+(mix 0)
+(send p (list 'flush me))
+(print (receive (x (list/reduce + 0 x))))
+(def get-one () (receive ((list 'v x) x)))
+(def sum-n (n acc from) (if (== n 0) acc (let ((v (get-one))) (send from 'ack) (sum-n (- n 1) (+ acc v) from))))
+(def summer (from n) (send from (sum-n n 0 from)))
+(def sm (spawn summer me 200))
+(def give (i) (if (== i 0) 'ok (do (send sm (list 'v i)) (receive ('ack nil)) (give (- i 1)))))
+(give 200)
+(print (receive (x x)))
+(def fib (n) (if (< n 2) n (+ (fib (- n 1)) (fib (- n 2)))))
+(def worker (from)
+  (receive
+    ((list 'job n) (send from (fib n)) (worker from))
+    ('stop 'stopped)))
+(def w1 (spawn worker me))
+(def w2 (spawn worker me))
+(def jobs (i acc)
+  (if (== i 0) acc
+      (do (send w1 (list 'job 20)) (send w2 (list 'job 20))
+          (jobs (- i 1) (+ acc (receive (x x)) (receive (x x)))))))
+(print (jobs 70 0))
+(send w1 'stop)
+(send w2 'stop)
+(def server (total) (receive (x (send me (list 'new total x)) (server total))))
+(send s 'nothing)
+(def s2 (spawn server 7))
+(send s2 'hello)
+(print (receive ((list 'new t x) (list t x))))
+"""
+
+RECEIVE_LOOPS_OUT = "(stopped 45150)\n4950\n20100\n" + f"{140 * 6765}\n" + "(7 hello)\n"
+
+
+@pytest.mark.parametrize("schedulers", [1, 2])
+def test_receive_loops_compiled(schedulers: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Server loops (a function that is one receive whose clauses end the function) run in
+    compiled code between two waits, with the interpreter's results: state carried through
+    self calls, a selective receive that leaves messages and keeps its scan position across
+    waits, a loop called (not tail-called) that waits inside its caller, CPU-bound clause bodies
+    preempted (and moved), a redefined loop. The compiler must really have taken them."""
+    compiled: list[str] = []
+    real = fast.FastTier.compile
+
+    def spy(self: fast.FastTier, p: object) -> bool:
+        ok = real(self, p)
+        if ok and p.fastwait >= 0:  # type: ignore[attr-defined]
+            compiled.append(p.name)  # type: ignore[attr-defined]
+        return ok
+
+    monkeypatch.setattr(fast.FastTier, "compile", spy)
+    out, err, status = run(RECEIVE_LOOPS, schedulers=schedulers, jit=True)
+    assert (out, status) == (RECEIVE_LOOPS_OUT, 0), err
+    if schedulers == 1:
+        assert {"server", "picky", "get-one", "worker"} <= set(compiled), compiled
+    assert run(RECEIVE_LOOPS, schedulers=schedulers, jit=False) == (RECEIVE_LOOPS_OUT, "", 0)
+
+
+def test_receive_loop_shapes() -> None:
+    """Which receives the fast tier takes: a function that is one receive without `after`, whose
+    clauses end the function; any other receive stays interpreted."""
+    from lispvm.scheduler.node import load_program
+    from lispvm.vm.process import Globals
+    from support import compile_text
+
+    src = """
+    (def loop (n) (receive (x (loop (+ n x))) ('stop n)))
+    (def timed () (receive (x x) (after 10 'none)))
+    (def inner (n) (print (receive (x x))) (inner n))
+    (def late (n) (if (> n 0) (receive (x x)) 0))
+    """
+    g = Globals()
+    module = load_program(compile_text(src), g)
+    tier = fast.enable(g)
+    try:
+        by_name = {p.name: p for p in module.protos}
+        assert tier.compile(by_name["loop"]) and by_name["loop"].fastwait > 0
+        for name in ("timed", "inner", "late"):
+            assert not tier.compile(by_name[name]) and by_name[name].fastwait == -1, name
+    finally:
+        fast.disable()

@@ -44,7 +44,7 @@ __all__ = ["FastTier", "Preempt", "enable", "disable", "TIER"]
 
 TIER: FastTier | None = None  # the tier of this OS process, or None (--no-jit)
 
-_NOT_COMPILED = frozenset({"RECVSTART", "RECVPEEK", "RECVNEXT", "RECVTAKE", "RECVWAIT"})
+_RECV = frozenset({"RECVSTART", "RECVPEEK", "RECVNEXT", "RECVTAKE", "RECVWAIT"})
 _CATCHABLE = (LispError, TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError)
 _COND = {"TEST", "IFEQ", "IFLT", "IFLE", "IFEQK", "IFEQI", "IFLTI", "IFLEI", "IFGTI", "IFGEI",
          "UNLIST", "UNCONS", "UNVEC"}
@@ -62,10 +62,23 @@ class _NestedSuspend(BaseException):
         self.outcome, self.frames, self.cl, self.pc, self.regs = outcome, frames, cl, pc, regs
 
 
+class _Wait(BaseException):
+    """Raised by a compiled receive loop that finds no message when it was called, not resumed
+    from the loop: its frame becomes an interpreter frame at its RECVWAIT (see FastTier.unwind)."""
+
+
+WAITING = object()  # what a compiled receive loop resumed by the loop returns when it must wait
+interp._WAITING = WAITING
+
+
+def _rwait() -> None:
+    raise _Wait()
+
+
 class _Info:
     """What the unwinder needs to know about one compiled prototype."""
 
-    __slots__ = ("proto", "lines", "safe", "canonical", "upvals", "code", "source", "restart", "folded")
+    __slots__ = ("proto", "lines", "safe", "canonical", "upvals", "code", "source", "restart", "folded", "wait")
 
     def __init__(self, proto: Proto) -> None:
         self.proto = proto
@@ -75,6 +88,7 @@ class _Info:
         self.upvals = bool(proto.upvals)
         self.restart: dict[int, int] = {}  # call pc -> first folded instruction's pc
         self.folded: dict[int, list[int]] = {}  # call pc -> pcs folded into its arguments
+        self.wait = -1  # a receive loop's RECVWAIT pc (see _Gen.receive_loop), else -1
 
 
 class _CannotCompile(Exception):
@@ -99,6 +113,7 @@ class FastTier:
             "_apply": _apply, "_mkclosure": _mkclosure, "_defglobal": self.defglobal,
             "_setglobal": self.setglobal, "_unlist": _unlist, "_uncons": _uncons, "_unvec": _unvec,
             "_lisp_value": _lisp_value, "_CATCH": _CATCHABLE, "_badmatch_guard": None,
+            "_ctx": B.ctx, "_WAITING": WAITING, "_rwait": _rwait,
         }
 
     # -- compiling -----------------------------------------------------------------------------
@@ -118,6 +133,7 @@ class FastTier:
             return False
         self.codes[info.code] = info  # type: ignore[attr-defined]
         p.fast = fn
+        p.fastwait = info.wait
         p.arity = -1  # the interpreter's inline call path now defers to p.fast
         return True
 
@@ -220,7 +236,7 @@ class FastTier:
         if not compiled:
             return _positioned(exc, None)
         if isinstance(exc, _CATCHABLE) or not isinstance(exc, (Preempt, RecursionError, interp.Block,
-                                                                _NestedSuspend)):
+                                                                _NestedSuspend, _Wait)):
             return _positioned(exc, compiled[-1])
         frames = proc.frames
         if caller is not None:
@@ -258,12 +274,15 @@ class FastTier:
                 proc.ret_reg = dst
                 proc.request = exc.request
                 cur = (cl, pc + 1, regs)
+            elif isinstance(exc, _Wait):
+                cur = (cl, pc, regs)  # its RECVWAIT, which the loop runs again: the wait is the loop's
             elif kind != "tail":  # _NestedSuspend: this frame waits for the nested callee
                 frames.append((cl, p.dcode, pc + 1, regs, dst))
         if isinstance(exc, _NestedSuspend):
             frames.extend(exc.frames[1:])  # the nested stack's own HALT_FRAME is not wanted here
             return interp._Unwound(exc.cl, exc.pc, exc.regs, None, exc.outcome)
         outcome = YIELD if isinstance(exc, Preempt) else BLOCK if isinstance(exc, interp.Block) else None
+        assert cur is not None
         return interp._Unwound(cur[0], cur[1], cur[2], None, outcome)
 
 
@@ -438,9 +457,8 @@ class _Gen:
         self.ops: list[tuple[str, dict[str, int]]] = []
         for word in p.code:
             op, f = decode_fields(word)
-            if op.name in _NOT_COMPILED:
-                raise _CannotCompile(op.name)
             self.ops.append((op.name, f))
+        self.recv = self.receive_loop()  # (after reg, peek reg, RECVWAIT pc), or None
         if p.handlers and len(p.handlers) > 0:
             self.handlers = {h[0]: h for h in p.handlers}
         else:
@@ -454,6 +472,32 @@ class _Gen:
         self.inlined: dict[int, str] = {}  # pc of a pure instruction folded into the next call
         self.restart: dict[int, int] = {}  # call pc -> first pc to re-run after deep recursion
         self.plan_inlining()
+
+    def receive_loop(self) -> tuple[int, int, int] | None:
+        """The one receive shape compiled: a function whose body is a `receive` without `after`
+        whose clauses each end the function (return, or call: a server loop such as
+        `(def node (next) (receive (msg ... (node next))))`). Its wait resumes in compiled code
+        (the loop calls the function with _resume; vm/interp.py, RECVWAIT), so a process serving
+        messages runs compiled between two waits. Any other receive is left to the interpreter.
+        Returns (after register, peek register, RECVWAIT pc), or None if there is no receive."""
+        ops = self.ops
+        if not any(name in _RECV for name, _ in ops):
+            return None
+        p = self.p
+        if p.upvals or p.rest or p.handlers or len(ops) < 5:
+            raise _CannotCompile("receive")
+        (n0, f0), (n1, _), (n2, f2) = ops[0], ops[1], ops[2]
+        if n0 != "LOADNIL" or f0.get("B", 0) != 0 or n1 != "RECVSTART" or n2 != "RECVPEEK":
+            raise _CannotCompile("receive")
+        w = 3 + f2["sBx"]
+        if not 4 <= w < len(ops) or ops[w][0] != "RECVWAIT" or ops[w - 1][0] != "RECVNEXT":
+            raise _CannotCompile("receive")
+        if ops[w][1].get("A") != f0.get("A") or w + 1 + ops[w][1]["sBx"] != 2 or w + ops[w - 1][1]["sJ"] != 2:
+            raise _CannotCompile("receive")
+        for i, (name, _) in enumerate(ops):
+            if name in _RECV and i not in (1, 2, w - 1, w) and not (name == "RECVTAKE" and 2 < i < w - 1):
+                raise _CannotCompile("receive")
+        return f0["A"], f2["A"], w
 
     def jump_targets(self) -> set[int]:
         out = set()
@@ -569,14 +613,14 @@ class _Gen:
         if up:
             ups = [f"U{i}" for i in range(len(p.upvals))]
             self.line(0, f"def make_{self.fname}({', '.join(ups + ['_cl'])}):")
-        self.line(base, f"def {self.fname}({', '.join(params)}):", 0, "entry")
-        if p.rest:
-            self.line(base + 1, f"{self.r(p.nparams)} = _tolist({self.r(p.nparams)})", 0, "entry")
-        self.line(base + 1, "while True:", 0, "entry")
-        try:
+        if self.recv is not None:
+            self.receive_body(params)
+        else:
+            self.line(base, f"def {self.fname}({', '.join(params)}):", 0, "entry")
+            if p.rest:
+                self.line(base + 1, f"{self.r(p.nparams)} = _tolist({self.r(p.nparams)})", 0, "entry")
+            self.line(base + 1, "while True:", 0, "entry")
             self.region(0, len(self.ops), base + 2)
-        except _CannotCompile:
-            raise
         if up:
             self.line(1, f"return {self.fname}")
         src = "\n".join(self.out) + "\n"
@@ -599,6 +643,44 @@ class _Gen:
         if not up:
             ns[self.fname] = made  # self tail calls compare F_<name> with this
         return made, self.info
+
+    def receive_body(self, params: list[str]) -> None:
+        """A receive loop (see receive_loop): the receive's start, peek and scan written out, its
+        clauses as any region. `_resume` (the loop resuming the function at its RECVWAIT) skips
+        the start, so the scan goes on from where it stopped, and `_top` (the function is the
+        process's current frame, called by the loop) makes a wait a return of WAITING with the
+        parameters written back to the frame's registers, instead of a _Wait to unwind. One flag,
+        passed by position (a keyword argument made the call slower), since only the loop resumes,
+        and it resumes only the current frame."""
+        after, peek, w = self.recv
+        p, L = self.p, self.line
+        self.info.wait = w
+        L(0, f"def {self.fname}({', '.join(params + ['_top=False'])}):", 0, "entry")
+        L(1, "_p = _ctx.proc", 0, "entry")
+        L(1, "_resume = _top", 0, "entry")
+        L(1, "while True:", 0, "entry")
+        L(2, f"{self.r(after)} = None", 0)
+        L(2, "if _resume:", 1)
+        L(3, "_resume = False", 1)
+        L(2, "else:", 1)
+        L(3, "_p.scan = _p.mbhead", 1)
+        L(3, "_p.deadline = None", 1)
+        L(3, "_p.timed_out = False", 1)
+        L(2, "_mb = _p.mailbox", 2)
+        L(2, "if _mb is not None and _p.scan < len(_mb):", 2)
+        L(3, f"{self.r(peek)} = _mb[_p.scan]", 2)
+        L(2, "elif _top:", w)
+        if p.nparams:
+            L(3, "_R = _p.regs", w)
+            for i in range(p.nparams):
+                L(3, f"_R[{i}] = {self.r(i)}", w)
+        L(3, "return _WAITING", w)
+        L(2, "else:", w)
+        L(3, "_rwait()", w)
+        self.region(3, w - 1, 2)
+        L(2, "_p.scan += 1", w - 1)
+        L(2, "_resume = True", w - 1)
+        L(2, "continue", w - 1)
 
     def target(self, i: int) -> int:
         """Where the JMP at i goes."""
@@ -830,7 +912,13 @@ class _Gen:
             L(ind, f"{ra} = _Cons({self.r(b)}, {self.r(c)})", pc)
         elif name in ("HEAD", "TAIL"):
             L(ind, f"{ra} = {self.r(b)}.{name.lower()}", pc)
-        else:  # pragma: no cover - the RECV* family is refused in __init__
+        elif name == "RECVTAKE":  # only inside a receive loop's clauses (see receive_loop)
+            L(ind, "if _p.scan == 0 and len(_p.mailbox) == 1:", pc)
+            L(ind + 1, "_p.mailbox = None", pc)
+            L(ind + 1, "_p.deadline = None", pc)
+            L(ind, "else:", pc)
+            L(ind + 1, "_p.take()", pc)
+        else:  # pragma: no cover - the other RECV ops are written by receive_body
             raise _CannotCompile(name)
 
 
@@ -872,8 +960,12 @@ def enable(globals_: Any, reductions: int = 4000, tick: float = 0.001) -> FastTi
     TIER = FastTier(globals_)
     interp.FAST = TIER
     # A slice of compiled code lasts about as long as `reductions` interpreted calls: measured
-    # at about 0.25 us each (fib), so the default 4000 reductions is about 1 ms.
-    interp.SLICE_TICKS = max(1, round(reductions * 0.25e-6 / tick))
+    # at about 0.25 us each (fib), so the default 4000 reductions is about 1 ms. One tick more:
+    # the first tick a slice sees comes at any time after its start, so only the ticks after
+    # it measure the slice. Without it a process that ran a few microseconds when a tick came
+    # was preempted like a CPU-bound one (and moved to another scheduler as one: a compiled
+    # ring node, which then sent every message through a socket).
+    interp.SLICE_TICKS = max(1, round(reductions * 0.25e-6 / tick)) + 1
     rearm(tick)
     if sys.getrecursionlimit() < 8000:
         sys.setrecursionlimit(8000)
@@ -898,6 +990,7 @@ def disable() -> None:
         for info in TIER.codes.values():
             p = info.proto
             p.fast = None
+            p.fastwait = -1
             p.arity = -1 if p.rest else p.nparams
         for p in TIER.refused:
             p.nofast = False

@@ -515,6 +515,22 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         mb = proc.mailbox
                         if mb is not None and proc.scan < len(mb):
                             # a message came while we were away: scan it (b: the peek's register)
+                            p = cl.proto
+                            if p.fastwait == pc - 1:  # a compiled receive loop: resume it there
+                                proc.regs = regs
+                                v = _resume_fast(proc, cl, regs)
+                                if v is _WAITING:
+                                    proc.cl = cl
+                                    proc.pc = pc - 1
+                                    USED = refill - budget
+                                    return WAIT
+                                cl, code, pc, regs, a = frames.pop()  # the bottom frame is HALT_FRAME
+                                regs[a] = v
+                                continue
+                            if FAST is not None and p.fast is None and not p.nofast:
+                                p.hot -= 1
+                                if p.hot <= 0:  # woken often: a server loop, maybe (vm/fast.py)
+                                    FAST.compile(p)
                             if b is None:
                                 pc = c
                             else:
@@ -958,6 +974,7 @@ class _Unwound(BaseException):
 
 
 FAST: Any = None  # the fast tier (vm.fast.FastTier) of this OS process, or None
+_WAITING: Any = None  # vm.fast.WAITING, set by vm.fast when it is imported
 SLICE_TICKS = 1  # CPU-time ticks a slice of compiled code may run (set by vm.fast.enable)
 TICKS_LEFT = 1  # ticks left in the current slice (the tick handler in vm/fast.py counts down)
 USED = 0  # reductions the last slice used (since its last refill), for the trace
@@ -971,6 +988,19 @@ def _enter_fast(proc: Process, f: Closure, args: list, caller: tuple | None) -> 
         return tier.fn_for(f)(*args)
     except BaseException as e:
         raise tier.unwind(e, proc, caller) from None
+
+
+def _resume_fast(proc: Process, f: Closure, regs: list) -> Any:
+    """Resume a compiled receive loop at its RECVWAIT (a message came): its value, or
+    vm.fast.WAITING (the process waits again, its parameters written back to `regs`)."""
+    p = f.proto
+    try:
+        n = p.nparams
+        if n == 1:
+            return p.fast(regs[0], True)
+        return p.fast(*regs[:n], True)
+    except BaseException as e:
+        raise FAST.unwind(e, proc, None) from None
 
 
 def _compiled_here(p: Any) -> bool:
