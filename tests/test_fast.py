@@ -193,6 +193,11 @@ RECEIVE_LOOPS = """
 (print (jobs 70 0))
 (send w1 'stop)
 (send w2 'stop)
+(def echo () (receive ((list from x) (send from x) (echo)) ('stop 'ok)))
+(def e (spawn echo))
+(def ping (i acc) (if (== i 0) acc (do (send e (list me i)) (ping (- i 1) (+ acc (receive (x x)))))))
+(print (ping 300 0))
+(send e 'stop)
 (def server (total) (receive (x (send me (list 'new total x)) (server total))))
 (send s 'nothing)
 (def s2 (spawn server 7))
@@ -200,7 +205,7 @@ RECEIVE_LOOPS = """
 (print (receive ((list 'new t x) (list t x))))
 """
 
-RECEIVE_LOOPS_OUT = "(stopped 45150)\n4950\n20100\n" + f"{140 * 6765}\n" + "(7 hello)\n"
+RECEIVE_LOOPS_OUT = "(stopped 45150)\n4950\n20100\n" + f"{140 * 6765}\n45150\n" + "(7 hello)\n"
 
 
 @pytest.mark.parametrize("schedulers", [1, 2])
@@ -223,7 +228,7 @@ def test_receive_loops_compiled(schedulers: int, monkeypatch: pytest.MonkeyPatch
     out, err, status = run(RECEIVE_LOOPS, schedulers=schedulers, jit=True)
     assert (out, status) == (RECEIVE_LOOPS_OUT, 0), err
     if schedulers == 1:
-        assert {"server", "picky", "get-one", "worker"} <= set(compiled), compiled
+        assert {"server", "picky", "get-one", "worker", "echo"} <= set(compiled), compiled
     assert run(RECEIVE_LOOPS, schedulers=schedulers, jit=False) == (RECEIVE_LOOPS_OUT, "", 0)
 
 
@@ -236,6 +241,7 @@ def test_receive_loop_shapes() -> None:
 
     src = """
     (def loop (n) (receive (x (loop (+ n x))) ('stop n)))
+    (def echo () (receive ((list from x) (send from x) (echo))))
     (def timed () (receive (x x) (after 10 'none)))
     (def inner (n) (print (receive (x x))) (inner n))
     (def late (n) (if (> n 0) (receive (x x)) 0))
@@ -246,6 +252,9 @@ def test_receive_loop_shapes() -> None:
     try:
         by_name = {p.name: p for p in module.protos}
         assert tier.compile(by_name["loop"]) and by_name["loop"].fastwait > 0
+        assert tier.compile(by_name["echo"]) and by_name["echo"].fastwait > 0
+        source = next(i.source for i in tier.codes.values() if i.proto is by_name["echo"])
+        assert " is lisp_" in source  # its self call is a loop (`continue` while the global names it)
         for name in ("timed", "inner", "late"):
             assert not tier.compile(by_name[name]) and by_name[name].fastwait == -1, name
     finally:

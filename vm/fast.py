@@ -20,9 +20,13 @@ How it holds the VM's promises (measurements in docs/performance.md):
   table) and rebuilds the interpreter frames, so the process is plain data again.
 - Errors: raised at their own position (the line table), caught by compiled `try` as Python
   try/except, or by interpreter frames below after the unwind.
-- Only functions without `receive` are compiled: waiting is the interpreter's job. Calls from
-  compiled code to such a function run a nested interpreter; if it waits, its frames are
-  stitched on top of the unwound ones.
+- Of the functions with `receive`, only server loops are compiled: a function that is one
+  `receive` without `after` whose clauses end the function (_Gen.receive_loop). The loop resumes
+  such a function in compiled code at its RECVWAIT when a message comes, and its wait then
+  returns WAITING instead of unwinding; called from elsewhere, its wait raises _Wait and unwinds
+  like a preemption. Every other receive is the interpreter's: calls from compiled code to such
+  a function run a nested interpreter; if it waits, its frames are stitched on top of the
+  unwound ones.
 """
 
 from __future__ import annotations
@@ -871,11 +875,13 @@ class _Gen:
             call = f"F_{g}({self.args(a, b, pc)})"
             if name == "CALLG":
                 L(ind, f"{ra} = {call}", pc, "call", a)
-            elif gname == p.name and not p.rest and b == p.nparams and not p.upvals and b > 0:
-                # a self tail call, while the global still names this function: loop
+            elif gname == p.name and not p.rest and b == p.nparams and not p.upvals:
+                # a self tail call, while the global still names this function: loop (for a
+                # server loop without parameters too: as a call, each of its waits unwound)
                 L(ind, f"if F_{g} is {self.fname}:", pc)
-                params = ", ".join(self.r(j) for j in range(b))
-                L(ind + 1, f"{params}, = {self.args(a, b, pc)},", pc)
+                if b:
+                    params = ", ".join(self.r(j) for j in range(b))
+                    L(ind + 1, f"{params}, = {self.args(a, b, pc)},", pc)
                 L(ind + 1, "continue", pc, "loop")
                 L(ind, f"return {call}", pc, "tail", a)
             else:

@@ -982,8 +982,19 @@ USED = 0  # reductions the last slice used (since its last refill), for the trac
 
 def _enter_fast(proc: Process, f: Closure, args: list, caller: tuple | None) -> Any:
     """Call compiled code from the loop. If it must stop, its frames come back as interpreter
-    frames on `proc` (after `caller`, the frame that called) and the loop gets an _Unwound."""
+    frames on `proc` (after `caller`, the frame that called) and the loop gets an _Unwound.
+
+    A compiled server loop with nothing to take yet is entered interpreted instead: its wait
+    would unwind the compiled frame (~5 us), while the interpreter's is a return, and the
+    message that wakes it resumes it compiled (RECVWAIT)."""
     tier = FAST
+    p = f.proto
+    if p.fastwait >= 0:
+        mb = proc.mailbox
+        if mb is None or proc.mbhead >= len(mb):
+            if caller is not None:
+                proc.frames.append(caller)
+            raise _Unwound(f, 0, [*args, *p.pad], None, None)
     try:
         return tier.fn_for(f)(*args)
     except BaseException as e:
