@@ -151,6 +151,8 @@ class ClusterNode:
         self.started_any = sid != 0  # a worker exists: the hub must watch its listener
         self.asked_start: set[int] = set()  # peers this worker asked the hub to start
         self.os_pids: dict[int, int] = {}  # scheduler -> its OS pid (to poke it, see say_idle)
+        self.pokeable = True  # this OS process handles POKE_SIGNAL (run_cluster, worker_main)
+        self.eof: set[int] = set()  # peers whose connection ended (they closed it, or exited)
         self.forked: set[int] = set()  # (hub) workers forked with a copy of the node's state, before their hello
         self.passes = 0  # passes over the run queue since the last poll for input
         self.cpu_bound = False  # a process used up a whole budget here since this scheduler was last idle
@@ -192,7 +194,7 @@ class ClusterNode:
             s.close()
             return None
         link = self._add_link(s, peer)
-        link.queue(("hello", self.sid, os.getpid()))
+        link.queue(("hello", self.sid, os.getpid() if self.pokeable else None))
         self.links[peer] = link
         for ev in self.pending_out.pop(peer, ()):
             link.queue(ev)
@@ -254,6 +256,8 @@ class ClusterNode:
     def _read(self, link: Link) -> None:
         events = link.read()
         if events is None:
+            if link.peer is not None:
+                self.eof.add(link.peer)
             self._unwatch(link.sock.fileno())
             link.sock.close()
             if link.peer is not None and link.peer not in self.dead and not self.stopping:
@@ -535,7 +539,8 @@ class ClusterNode:
 
     def on_hello(self, link: Link, ev: tuple) -> None:
         link.peer = ev[1]
-        self.os_pids[ev[1]] = ev[2]
+        if ev[2] is not None:  # None: it cannot take a poke (see _install_poke)
+            self.os_pids[ev[1]] = ev[2]
         self.links.setdefault(ev[1], link)
 
     def on_ev(self, link: Link, ev: tuple) -> None:
@@ -588,6 +593,8 @@ class ClusterNode:
         self.started.add(k)
         if k in self.pending_out:
             self.connect(k)
+        if self.said_idle and k != self.sid:
+            self.emit(k, ("idle", self.sid))  # it did not exist when this scheduler said so
 
     def on_start(self, link: Link, ev: tuple) -> None:
         self.start_worker(ev[1])
@@ -694,11 +701,19 @@ def _reap() -> None:
 POKE_SIGNAL = signal.SIGUSR1  # "a peer went idle": ends a slice of compiled code early (say_idle)
 
 
-def _install_poke(jit: bool) -> None:
-    """Handle POKE_SIGNAL in this scheduler's OS process (its default action would kill it)."""
+def _install_poke(jit: bool) -> Any:
+    """Handle POKE_SIGNAL in this scheduler's OS process (its default action would kill it);
+    returns the handler it replaced. Off the main thread (a run started from a thread, where
+    the fast tier is off too) no handler can be set and no peer is told this process's pid."""
+    import threading
+
     from ..vm import fast
 
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    previous = signal.getsignal(POKE_SIGNAL)
     signal.signal(POKE_SIGNAL, fast.on_poke if jit and fast.TIER is not None else signal.SIG_IGN)
+    return previous
 IDLE_GRACE = 0.002  # seconds without input before a scheduler says it is idle
 
 
@@ -729,26 +744,32 @@ class Hub(ClusterNode):
         process's code (_forked_worker). numpy, if a gpu/ builtin loaded it, runs no threads
         (OPENBLAS_NUM_THREADS=1, set at the top of this module). Without os.fork, a fresh interpreter is
         started, which reads the program from the node's private directory."""
-        if k in self.workers or k == 0 or k >= self.nschedulers or k in self.dead:
+        if k in self.workers or k == 0 or k >= self.nschedulers or k in self.dead or self.stopping:
             return
-        settings = (self.nschedulers, self.argv, self.sched.budget, self.trace_path, self.jit)
+        settings = (self.nschedulers, self.argv, self.sched.budget, self.trace_path, self.jit,
+                    os.getpid() if self.pokeable else None)
         if hasattr(os, "fork"):
             for stream in (sys.stdout, sys.stderr, self.out, self.err):
                 try:
                     stream.flush()  # nothing buffered here may be written twice
                 except (AttributeError, OSError, ValueError):
                     pass
-            # Ctrl-C and SIGTERM wait until the child has its own handlers and the parent has
-            # recorded the child (so that shutdown stops it).
             # The new scheduler's first work goes with it: the child already holds a copy of
             # these processes, so it runs them at once instead of after its hello has been read
             # here and a migration sent back, at this scheduler's next slice boundaries (~8 ms
             # of a 25 ms parallel.lisp run).
             runq = self.sched.runq
             given = self.take_movable(runq, len(runq) // 2)
+            # Ctrl-C and SIGTERM wait until the child has its own handlers and the parent has
+            # recorded the child (so that shutdown stops it).
             held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             try:
-                pid = os.fork()
+                try:
+                    pid = os.fork()
+                except OSError:  # no memory or process left for it: the node goes on without it
+                    runq.extend(given)
+                    self.dead.add(k)
+                    return
                 if pid == 0:  # never returns; the program is already loaded and compiled here
                     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the hub's to handle
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -813,6 +834,8 @@ class Hub(ClusterNode):
         self.started.add(k)
         for ev2 in self.pending_out.pop(k, ()):
             link.queue(ev2)
+        if self.said_idle:  # said before it could hear it: a scheduler forked with work gives some back
+            link.queue(("idle", 0))
 
     def on_out(self, link: Link, ev: tuple) -> None:
         self.output(ev[1])
@@ -934,21 +957,20 @@ class Hub(ClusterNode):
         # wait for (it was 5% of a parallel.lisp run): an exited worker not yet reaped is reaped
         # at the next run's start or by init when this process ends. (Output sent before the
         # stop is still printed: the links are read until then.)
-        exiting = {k for k in self.workers if k in self.started and k not in self.dead}
         deadline = time.monotonic() + 2.0
-        while exiting:
+        while True:  # (a hello read here makes a worker started: it is waited for too)
+            waiting = [k for k in self.workers if k in self.started and k not in self.dead and k not in self.eof]
             left = deadline - time.monotonic()
-            if left <= 0:
+            if not waiting or left <= 0:
                 break
             self.poll(left)
-            exiting = {k for k in exiting if any(lk.peer == k and not lk.closed for lk in self.all_links)}
         timeouts: tuple = (TimeoutError,)
         if "subprocess" in sys.modules:  # only the no-fork fallback's workers raise its TimeoutExpired
             timeouts += (sys.modules["subprocess"].TimeoutExpired,)
         for k, p in self.workers.items():
             if p.poll() is not None:
                 continue
-            if k in self.started and k not in self.dead and k not in exiting:
+            if k in self.eof and k not in self.dead:
                 _UNREAPED.append(p)  # it closed its sockets to exit: gone in a moment
                 continue
             p.kill()  # still booting, or stuck: a stuck scheduler never hangs the node
@@ -967,6 +989,8 @@ class Hub(ClusterNode):
 
 class Worker(ClusterNode):
     """Scheduler k > 0, in its own OS process."""
+
+    hub_pid: int | None = None  # the hub's OS pid, if it handles POKE_SIGNAL
 
     def close(self) -> None:
         """Close every socket now (the hub takes their EOF for this scheduler's exit)."""
@@ -1001,8 +1025,9 @@ class Worker(ClusterNode):
         hub = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         hub.connect(self._path(0))
         link = self._add_link(hub, 0)
-        self.os_pids[0] = os.getppid()  # the hub started this OS process (forked or not)
-        link.queue(("hello", self.sid, os.getpid()))
+        if self.hub_pid is not None:  # None: the hub cannot take a poke (see _install_poke)
+            self.os_pids[0] = self.hub_pid  # (the hub sends no hello: it uses this link)
+        link.queue(("hello", self.sid, os.getpid() if self.pokeable else None))
         link.flush()  # before the first slice: the hub queues what is meant for us until it reads this
         self.links[0] = link
         while self.exit_code is None:
@@ -1186,13 +1211,14 @@ def worker_main(sockdir: str, k: int, settings: tuple | None = None, loaded: tup
 
         globals_ = Globals()
         module = load_program(program, globals_)
-    nsched, argv, budget, trace_path, jit = settings
+    nsched, argv, budget, trace_path, jit, hub_pid = settings
     trace = None
     if trace_path:  # the tracing module imports structlog: 110 ms, paid only when tracing
         from .trace import make_tracer
 
         trace = make_tracer(trace_path, k)
     node = Worker(k, nsched, sockdir, module, globals_, argv, budget, trace)
+    node.hub_pid = hub_pid
     node.names.update(names)
     for proc in given:
         node.adopt(proc, RUNNABLE)
@@ -1203,7 +1229,7 @@ def worker_main(sockdir: str, k: int, settings: tuple | None = None, loaded: tup
             fast.rearm()  # a fork keeps the compiled code but not the interval timer
         else:
             fast.enable(globals_, budget)
-    _install_poke(jit)
+    node.pokeable = _install_poke(jit) is not False
     try:
         node.run()
     finally:
@@ -1228,14 +1254,16 @@ def run_cluster(data: bytes, module: lbc.Module, globals_: Globals, argv: list[s
     main = Process(hub.sched.new_pid(), Closure(module.protos[0], ()), [None] * module.protos[0].nregs)
     MAIN_PID[0] = main.pid
     MAIN_LOC[0] = 0
-    _install_poke(jit)
+    previous: Any = False
     try:
+        previous = _install_poke(jit)
+        hub.pokeable = previous is not False
         return hub.run(main)
     finally:
         hub.shutdown()
-        # ignored, not back to the default action (ending the process): a scheduler that went
-        # idle just before it stopped may still poke this one
-        signal.signal(POKE_SIGNAL, signal.SIG_IGN)
+        # every worker has stopped running (shutdown): none can poke this process any more
+        if previous is not False:
+            signal.signal(POKE_SIGNAL, previous if previous is not None else signal.SIG_IGN)
 
 
 __all__ += ["Link", "ClusterNode", "Worker", "BLOCKED"]
