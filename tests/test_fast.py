@@ -259,3 +259,48 @@ def test_receive_loop_shapes() -> None:
             assert not tier.compile(by_name[name]) and by_name[name].fastwait == -1, name
     finally:
         fast.disable()
+
+
+LOOP_EDGES = {
+    # a loop that returns to its caller (the main process) from a clause, after many waits
+    "returns": ("""
+(def collect (n acc) (receive ((list 'v x) (if (== n 1) (+ acc x) (collect (- n 1) (+ acc x))))))
+(def me (self))
+(list/map (fn (i) (spawn (fn () (timer/sleep (mod i 7)) (send me (list 'v i))))) (list/range 300))
+(print (collect 300 0))
+""", ("44850\n", "", 0)),
+    # links, trap-exit and a timer's message around compiled loops
+    "exits": ("""
+(def loop () (receive ((list 'ping from) (send from 'pong) (loop))))
+(def me (self))
+(trap-exit true)
+(def ps (list/map (fn (i) (spawn-link loop)) (list/range 5)))
+(def rally (i)
+  (if (== i 0) 'ok
+      (do (list/map (fn (p) (send p (list 'ping me))) ps) (list/map (fn (p) (receive ('pong 1))) ps) (rally (- i 1)))))
+(rally 100)
+(list/map (fn (p) (exit p 'bye)) ps)
+(print (list/map (fn (p) (receive ((list 'EXIT q why) why))) ps))
+(def t (spawn loop))
+(timer/send-after 5 t (list 'ping me))
+(print (receive ('pong 'timer-ok)))
+""", ("(bye bye bye bye bye)\ntimer-ok\n", "", 0)),
+    # an error in a compiled clause: the crash report has the interpreter's position
+    "crash": ("""
+(def bad (n) (receive ((list 'x v) (bad (+ n (head v))))))
+(def me (self))
+(def b (spawn bad 0))
+(def feed (i) (if (== i 0) 'ok (do (send b (list 'x (list i))) (timer/sleep 0) (feed (- i 1)))))
+(feed 100)
+(monitor b)
+(send b (list 'x 5))
+(print (receive ((list 'DOWN r p why) (head why))))
+""", ("error\n", "test.lisp:2:46: process #<pid 0.2> crashed: badarg: head: expected a non-empty list, got 5\n", 0)),
+}
+
+
+@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("case", sorted(LOOP_EDGES))
+def test_receive_loop_edges(case: str, jit: bool) -> None:
+    src, expected = LOOP_EDGES[case]
+    assert run(src, jit=jit) == expected
