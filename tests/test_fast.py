@@ -304,3 +304,43 @@ LOOP_EDGES = {
 def test_receive_loop_edges(case: str, jit: bool) -> None:
     src, expected = LOOP_EDGES[case]
     assert run(src, jit=jit) == expected
+
+
+def test_receive_loop_arity_and_guards_run_once() -> None:
+    """A compiled server loop called with too many or too few arguments raises badarity as the
+    interpreter does (an extra argument was once taken for the resume flag), and a preemption
+    in the middle of its scan goes on from the scan position: guards with side effects run once
+    per message, as interpreted, however the scan is cut."""
+    arity = """
+    (def me (self))
+    (def srv (a) (receive ((list 'x from) (send from a) (srv a)) ('stop 'done) (other (list 'got other a))))
+    (def s (spawn srv 1))
+    (def loop (i) (if (== i 0) 'ok (do (send s (list 'x me)) (receive (v v)) (loop (- i 1)))))
+    (loop 100)
+    (def t (spawn (fn () (send (self) 'hello) (print (try (srv 5 6) (catch e (list 'caught (nth e 1))))))))
+    (timer/sleep 50)
+    (def bad (n) (if (== n 0) (srv 7 8) (bad (- n 1))))
+    (def t2 (spawn (fn () (print (try (bad 100000) (catch e (list 'caught (nth e 1))))))))
+    (timer/sleep 50)
+    (def t3 (spawn (fn () (print (try (srv) (catch e (list 'caught (nth e 1))))))))
+    (timer/sleep 50)
+    """
+    expected = ("(caught badarity)\n" * 3, "", 0)
+    assert run(arity, jit=True) == expected
+    assert run(arity, jit=False) == expected
+    guards = """
+    (def me (self))
+    (def cnt 0)
+    (def check (i) (set cnt (+ cnt 1)) (== i -1))
+    (def srv () (receive ((list 'go from) (send from cnt) (srv)) ((list 'n i) :when (check i) (srv))))
+    (def s (spawn srv))
+    (def warm (i) (if (== i 0) 'ok (do (send s (list 'go me)) (receive (_ nil)) (warm (- i 1)))))
+    (warm 100)
+    (set cnt 0)
+    (def fill (i) (if (== i 0) 'ok (do (send s (list 'n i)) (fill (- i 1)))))
+    (fill 60000)
+    (send s (list 'go me))
+    (print (receive (c c)))
+    """
+    for _ in range(3):
+        assert run(guards, jit=True) == ("60000\n", "", 0)

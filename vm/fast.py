@@ -258,6 +258,11 @@ class FastTier:
                 if p.rest and regs[p.nparams].__class__ is tuple:
                     regs[p.nparams] = _tuple_to_list(regs[p.nparams])
                 pc, kind, dst = 0, "entry", 0
+                if info.wait >= 0 and (loc.get("_resume") or ("_resume" not in loc and loc.get("_top"))):
+                    # a server loop in the middle of its scan (after RECVNEXT, or resumed): go on
+                    # at its RECVWAIT, from the scan position, instead of starting the receive
+                    # again (guards would run twice)
+                    pc = info.wait
             else:
                 pc, kind, dst = info.lines.get(tb.tb_lineno, (None, None, 0))
                 if pc is None:  # pragma: no cover - every line of generated code is mapped
@@ -269,7 +274,8 @@ class FastTier:
                 continue
             # the innermost compiled frame
             if isinstance(exc, Preempt):
-                cur = (cl, 0, regs)  # raised only at an entry or loop head (see _on_tick)
+                # raised only at an entry or loop head (see _on_tick): pc 0, or a server loop's RECVWAIT
+                cur = (cl, pc, regs)
             elif isinstance(exc, RecursionError):
                 # the call did not start: do it again, interpreted (from the first instruction
                 # folded into its argument list, if any: they are pure)
@@ -653,13 +659,13 @@ class _Gen:
         clauses as any region. `_resume` (the loop resuming the function at its RECVWAIT) skips
         the start, so the scan goes on from where it stopped, and `_top` (the function is the
         process's current frame, called by the loop) makes a wait a return of WAITING with the
-        parameters written back to the frame's registers, instead of a _Wait to unwind. One flag,
-        passed by position (a keyword argument made the call slower), since only the loop resumes,
-        and it resumes only the current frame."""
+        parameters written back to the frame's registers, instead of a _Wait to unwind. One flag
+        for both (only the loop resumes, and it resumes only the current frame), keyword-only: a
+        call with one argument too many must be a badarity, as for any function."""
         after, peek, w = self.recv
         p, L = self.p, self.line
         self.info.wait = w
-        L(0, f"def {self.fname}({', '.join(params + ['_top=False'])}):", 0, "entry")
+        L(0, f"def {self.fname}({', '.join(params + ['*', '_top=False'])}):", 0, "entry")
         L(1, "_p = _ctx.proc", 0, "entry")
         L(1, "_resume = _top", 0, "entry")
         L(1, "while True:", 0, "entry")

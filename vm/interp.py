@@ -989,6 +989,8 @@ def _enter_fast(proc: Process, f: Closure, args: list, caller: tuple | None) -> 
     message that wakes it resumes it compiled (RECVWAIT)."""
     tier = FAST
     p = f.proto
+    if len(args) != p.nparams and not p.rest:
+        _enter(p, args, f)  # raises badarity, as an interpreted call does
     if p.fastwait >= 0:
         mb = proc.mailbox
         if mb is None or proc.mbhead >= len(mb):
@@ -1008,8 +1010,8 @@ def _resume_fast(proc: Process, f: Closure, regs: list) -> Any:
     try:
         n = p.nparams
         if n == 1:
-            return p.fast(regs[0], True)
-        return p.fast(*regs[:n], True)
+            return p.fast(regs[0], _top=True)
+        return p.fast(*regs[:n], _top=True)
     except BaseException as e:
         raise FAST.unwind(e, proc, None) from None
 
