@@ -44,7 +44,7 @@ from ..vm.builtins import badarg
 from ..vm.process import Globals, Process
 from ..vm.values import UNDEF, Closure, Pid, Sym, intern, to_repr
 from .clock import MonotonicClock
-from .kernel import BLOCKED, DEAD, NEW, RUNNABLE, WAITING, YIELDED, Scheduler, crash_line
+from .kernel import BLOCKED, DEAD, RUNNABLE, WAITING, YIELDED, Scheduler, crash_line
 
 # numpy's BLAS starts a thread pool when numpy is imported (by a gpu/ builtin), and a scheduler
 # process must stay single-threaded to fork its workers safely; nothing here uses BLAS.
@@ -252,6 +252,15 @@ class ClusterNode:
             except (BlockingIOError, InterruptedError):
                 return
             self._add_link(s, None)
+
+    def close(self) -> None:
+        """Close every socket now (a worker's peers take their EOF for its exit)."""
+        for link in self.all_links:
+            try:
+                link.sock.close()
+            except OSError:
+                pass
+        self.listener.close()
 
     def _read(self, link: Link) -> None:
         events = link.read()
@@ -519,7 +528,7 @@ class ClusterNode:
             if len(taken) >= n:
                 break
             p = runq[i]
-            if p.pid == main or (p.status != RUNNABLE and p.status != NEW):
+            if p.pid == main or p.status != RUNNABLE:
                 continue
             if p.sched is YIELDED or (p.pc == 0 and len(p.frames) == 1 and p.cl.proto in origins):
                 del runq[i]
@@ -698,6 +707,8 @@ _UNREAPED: list[Any] = []  # workers of an earlier run of this OS process that w
 def _reap() -> None:
     """Reap the workers of earlier runs (run_program called again in one OS process)."""
     _UNREAPED[:] = [p for p in _UNREAPED if p.poll() is None]
+
+
 POKE_SIGNAL = signal.SIGUSR1  # "a peer went idle": ends a slice of compiled code early (say_idle)
 
 
@@ -714,6 +725,8 @@ def _install_poke(jit: bool) -> Any:
     previous = signal.getsignal(POKE_SIGNAL)
     signal.signal(POKE_SIGNAL, fast.on_poke if jit and fast.TIER is not None else signal.SIG_IGN)
     return previous
+
+
 IDLE_GRACE = 0.002  # seconds without input before a scheduler says it is idle
 
 
@@ -978,12 +991,7 @@ class Hub(ClusterNode):
                 p.wait(timeout=2.0)
             except timeouts:
                 pass
-        for link in self.all_links:
-            try:
-                link.sock.close()
-            except OSError:
-                pass
-        self.listener.close()
+        self.close()
         shutil.rmtree(self.sockdir, ignore_errors=True)
 
 
@@ -991,15 +999,6 @@ class Worker(ClusterNode):
     """Scheduler k > 0, in its own OS process."""
 
     hub_pid: int | None = None  # the hub's OS pid, if it handles POKE_SIGNAL
-
-    def close(self) -> None:
-        """Close every socket now (the hub takes their EOF for this scheduler's exit)."""
-        for link in self.all_links:
-            try:
-                link.sock.close()
-            except OSError:
-                pass
-        self.listener.close()
 
     def output(self, line: str) -> None:
         self.emit(0, ("out", line))

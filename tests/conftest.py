@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support import lispvm_command, opencl, run_command
+from support import lispvm_command, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -133,8 +133,3 @@ def run_source(source: str, args: Iterable[str] = (), *, name: str = "prog.lisp"
 def run_here() -> Callable[..., tuple[str, str, int]]:
     """`run_here(source, args=(), jit=True, ...)`: compile and run in this OS process (fast)."""
     return run_source
-
-
-def opencl_unusable() -> str | None:
-    """Why no kernel can run here (no device, or one that cannot build), or None."""
-    return opencl()[1]

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import opencl_unusable, run_cli
+from conftest import run_cli
+
+from support import opencl
 
 Runner = Callable[..., tuple[str, str, int]]
 RUNS_PROGRAMS = True  # conftest: the GPU example gets the `opencl` mark here
@@ -70,8 +72,8 @@ def test_parse_expectations() -> None:
 
 @pytest.mark.parametrize("flags", FLAGS)
 def test_shared_example(example: Path, flags: tuple[str, ...]) -> None:
-    if "gpu" in example.stem and opencl_unusable():
-        pytest.skip(opencl_unusable())
+    if "gpu" in example.stem and opencl()[1]:
+        pytest.skip(opencl()[1])
     expected = example.with_suffix(".out").read_text(encoding="utf-8")
     out, err, status = run_cli(["run", *flags, example.name], cwd=example.parent, timeout=60)
     assert status == 0, err

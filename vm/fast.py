@@ -487,7 +487,7 @@ class _Gen:
         """The one receive shape compiled: a function whose body is a `receive` without `after`
         whose clauses each end the function (return, or call: a server loop such as
         `(def node (next) (receive (msg ... (node next))))`). Its wait resumes in compiled code
-        (the loop calls the function with _resume; vm/interp.py, RECVWAIT), so a process serving
+        (the loop calls the function with _top; vm/interp.py, RECVWAIT), so a process serving
         messages runs compiled between two waits. Any other receive is left to the interpreter.
         Returns (after register, peek register, RECVWAIT pc), or None if there is no receive."""
         ops = self.ops

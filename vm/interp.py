@@ -794,8 +794,10 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         if FAST is not None:
                             FAST.on_define(b.name)
                     elif op is D_GOFAST:  # continue this frame's loop in compiled code
-                        if cl.proto.fast is None and not _compiled_here(cl.proto):
-                            pc = 0  # cannot be compiled here: interpret it from its start
+                        # resumed after a preemption in an OS process where it is not compiled
+                        # yet (see _budget_out): compile it here, or interpret it from its start
+                        if cl.proto.fast is None and (FAST is None or not FAST.compile(cl.proto)):
+                            pc = 0
                             continue
                         v = _enter_fast(proc, cl, regs[:cl.proto.nparams], None)
                         cl, code, pc, regs, a = frames.pop()  # the bottom frame is HALT_FRAME
@@ -1016,12 +1018,6 @@ def _resume_fast(proc: Process, f: Closure, regs: list) -> Any:
         raise FAST.unwind(e, proc, None) from None
 
 
-def _compiled_here(p: Any) -> bool:
-    """Compile `p` in this OS process for a process that resumes at its GOFAST (it was preempted
-    just after `p` was compiled elsewhere, see _budget_out); False if it cannot be."""
-    return FAST is not None and FAST.compile(p)
-
-
 def _budget_out(proc: Process, cl: Closure, pc: int, preempt: Any) -> int:
     """The budget is spent: compile the running function if it is hot, move a looping frame
     into compiled code (the GOFAST tuple at the end of its code), or yield (~pc) if the host
@@ -1029,18 +1025,15 @@ def _budget_out(proc: Process, cl: Closure, pc: int, preempt: Any) -> int:
     tier = FAST
     if tier is not None:
         p = cl.proto
+        just = p.fast is None and not p.nofast and tier.compile(p)
         if p.fast is not None and pc == 0 and not p.rest:
-            return len(p.dcode) - 1
-        if p.fast is None and not p.nofast:
-            tier.compile(p)
-            if p.fast is not None and pc == 0 and not p.rest:
-                # Just compiled: compiled code is preempted only by CPU-time ticks (4 ms apart
-                # where the kernel's clock ticks at 250 Hz), so the host gets its look now: a
-                # scheduler that sees CPU-bound work starts another one here instead of ~5 ms
-                # later (docs/performance.md, parallel). A yield resumes at GOFAST, which
-                # compiles `p` if the process resumes in an OS process where it is not yet.
-                go = len(p.dcode) - 1
-                return ~go if preempt() else go
+            go = len(p.dcode) - 1
+            # Just compiled: compiled code is preempted only by CPU-time ticks (4 ms apart where
+            # the kernel's clock ticks at 250 Hz), so the host gets its look now: a scheduler that
+            # sees CPU-bound work starts another one here instead of ~5 ms later
+            # (docs/performance.md, parallel). A yield resumes at GOFAST, which compiles `p` if
+            # the process resumes in an OS process where it is not yet.
+            return ~go if just and preempt() else go
     return ~pc if preempt() else pc
 
 
