@@ -45,6 +45,7 @@ from ..vm.process import Globals, Process
 from ..vm.values import UNDEF, Closure, Pid, Sym, intern, to_repr
 from .clock import MonotonicClock
 from .kernel import BLOCKED, DEAD, RUNNABLE, WAITING, YIELDED, Scheduler, crash_line
+from .node import spin_for_services
 
 # numpy's BLAS starts a thread pool when numpy is imported (by a gpu/ builtin), and a scheduler
 # process must stay single-threaded to fork its workers safely; nothing here uses BLAS.
@@ -922,6 +923,8 @@ class Hub(ClusterNode):
                 self.peer_died(k)  # what it was given is lost: links and monitors say noconnection
         if s.runq:
             return  # woken by that
+        if spin_for_services(self.services, self.poll):
+            return
         d = s.next_deadline()
         if self.started_any and self.grace(d):
             return
@@ -1039,6 +1042,8 @@ class Worker(ClusterNode):
                 s.run_ready()
                 self.balance()
                 self.between_passes()
+                continue
+            if spin_for_services(self.services, self.poll):
                 continue
             d = s.next_deadline()
             if self.grace(d):

@@ -8,7 +8,10 @@ multi-process node is scheduler/cluster.py and offers the same methods to its sc
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from ..vm import interp, lbc, prelude
@@ -18,7 +21,27 @@ from ..vm.values import Closure, Pid, Sym, to_repr
 from .clock import MonotonicClock
 from .kernel import DEAD, NORMAL, Scheduler, crash_line
 
-__all__ = ["LocalNode", "load_program"]
+__all__ = ["LocalNode", "load_program", "spin_for_services"]
+
+# Seconds an idle scheduler polls without sleeping while a service request (a GPU dispatch) is
+# outstanding. Waking a process asleep in poll costs ~20 us here; a small dispatch's answer comes
+# ~50 us after it is sent, so sleeping added a wake-up to every one (BEAM's schedulers busy-wait
+# briefly before they sleep for the same reason). A longer request costs this much CPU once.
+SERVICE_SPIN = 200e-6
+
+
+def spin_for_services(services: list, poll: Callable[[float], bool]) -> bool:
+    """Poll without sleeping for up to SERVICE_SPIN while a service has a request outstanding;
+    whether any input came (and was handled by `poll`)."""
+    if not any(svc.outstanding() for svc in services):
+        return False
+    end = time.perf_counter() + SERVICE_SPIN
+    while True:
+        if poll(0):
+            return True
+        if time.perf_counter() >= end:
+            return False
+        os.sched_yield()  # the device's threads may need this core to answer at all
 
 
 def load_program(data: bytes, globals_: Globals) -> lbc.Module:
@@ -89,6 +112,8 @@ class LocalNode:
             self.deadlock()
             return
         self.flush()
+        if spin_for_services(self.services, self.poll_readers):
+            return
         delay = None if d is None else max(0.0, (d - self.clock.now_ms()) / 1000.0)
         if self.readers and not (self.clock.virtual and delay is not None):
             self.poll_readers(delay)

@@ -270,3 +270,55 @@ def test_free_segments_are_bounded_in_all_and_forgotten_by_the_device() -> None:
     assert len(segs.forget) == 120 - len(segs.maps) and not set(segs.forget) & set(segs.maps)
     again = segs.alloc(SHM_MIN + 4 * 119)  # the most recently freed size is reused, not remade
     assert segs.next_id == 120 and again.nbytes == SHM_MIN + 4 * 119
+
+
+def test_frame_reader_spins_until_a_whole_frame_or_its_time_is_up() -> None:
+    """The device process reads without sleeping for a while after each answer: a whole frame
+    ends the spin at once, half a frame or none does not, and the spin stops after its time."""
+    import socket
+
+    from lispvm.scheduler.device import FrameReader, send_frame
+
+    a, b = socket.socketpair()
+    with a, b:
+        reader = FrameReader(b)
+        t0 = time.perf_counter()
+        assert not reader.spin(0.002)  # nothing sent: gives up after its time, not before
+        assert 0.002 <= time.perf_counter() - t0 < 1.0
+        send_frame(a, (7, ("forget", [1, 2])))
+        raw = reader.sock.recv(65536)
+        a.sendall(raw[:5])  # half a frame is not a frame
+        assert not reader.spin(0.001)
+        a.sendall(raw[5:])
+        assert reader.spin(1.0) and reader.read() == (7, ("forget", [1, 2]))
+        a.close()
+        with pytest.raises(EOFError):  # a closed peer ends the spin with EOFError, as read does
+            reader.spin(1.0)
+
+
+def test_an_idle_scheduler_spins_only_while_a_service_request_is_outstanding() -> None:
+    """spin_for_services polls without sleeping while a request is out (a GPU dispatch), returns
+    as soon as input is handled, and gives up after SERVICE_SPIN; with nothing outstanding it
+    returns at once without polling."""
+    from lispvm.scheduler.node import SERVICE_SPIN, spin_for_services
+
+    class Service:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def outstanding(self) -> int:
+            return self.n
+
+    polls: list[float] = []
+
+    def never(timeout: float) -> bool:
+        polls.append(timeout)
+        return False
+
+    assert not spin_for_services([Service(0)], never) and polls == []
+    t0 = time.perf_counter()
+    assert not spin_for_services([Service(0), Service(1)], never)
+    assert time.perf_counter() - t0 >= SERVICE_SPIN and polls and set(polls) == {0}
+    answers = iter([False, False, True])
+    assert spin_for_services([Service(1)], lambda timeout: next(answers))
+    assert next(answers, "used up") == "used up"
