@@ -344,3 +344,23 @@ def test_command_with_four_schedulers_runs_examples() -> None:
         r = lispvm("run", "--schedulers", "4", os.path.join(examples, name + ".lisp"))
         with open(os.path.join(examples, name + ".out")) as f:
             assert (r.stdout, r.returncode) == (f.read(), 0), r.stderr
+
+
+def test_the_node_directory_is_removed_whatever_it_holds(tmp_path: os.PathLike) -> None:
+    """Sockets and files are unlinked one by one; anything else (a directory) falls back to
+    rmtree: nothing is left either way."""
+    import socket
+
+    from lispvm.scheduler.cluster import _remove_dir
+
+    for nested in (False, True):
+        d = os.path.join(tmp_path, f"node{nested}")
+        os.mkdir(d)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(os.path.join(d, "sched-0.sock"))
+        open(os.path.join(d, "config"), "wb").close()
+        if nested:
+            os.mkdir(os.path.join(d, "sub"))
+            open(os.path.join(d, "sub", "x"), "wb").close()
+        _remove_dir(d)
+        assert not os.path.exists(d)
