@@ -43,9 +43,9 @@ from ..vm import interp, lbc
 from ..vm.builtins import badarg
 from ..vm.process import Globals, Process
 from ..vm.values import UNDEF, Closure, Pid, Sym, intern, to_repr
-from .clock import MonotonicClock
+from .clock import BusyWait, MonotonicClock
 from .kernel import BLOCKED, DEAD, RUNNABLE, WAITING, YIELDED, Scheduler, crash_line
-from .node import spin_for_services
+from .node import SERVICE_SPIN, spin_for_services
 
 # numpy's BLAS starts a thread pool when numpy is imported (by a gpu/ builtin), and a scheduler
 # process must stay single-threaded to fork its workers safely; nothing here uses BLAS.
@@ -144,6 +144,7 @@ class ClusterNode:
         self.idle_peers: set[int] = set()  # peers that said they have nothing to run
         self.readers: dict[int, Any] = {}  # extra fds (the device client) -> callback
         self.services: list[Any] = []  # objects with outstanding() (device requests in flight)
+        self.busy_wait = BusyWait(SERVICE_SPIN)  # and new_request() (spin_for_services)
         self.said_idle = False  # announced idle and not busy since
         self.recvd = 0  # Lisp events received, for quiescence detection
         self.sent = 0  # Lisp events sent (or queued for a peer not connected yet)
@@ -593,10 +594,10 @@ class ClusterNode:
             self.tell_workers(ev, link.peer)
 
     def on_idle(self, link: Link, ev: tuple) -> None:
-        if ev[0] == "idle":
-            self.idle_peers.add(ev[1])
-        else:
-            self.idle_peers.discard(ev[1])
+        self.idle_peers.add(ev[1])
+
+    def on_busy(self, link: Link, ev: tuple) -> None:
+        self.idle_peers.discard(ev[1])
 
     def on_peer(self, link: Link, ev: tuple) -> None:
         k = ev[1]
@@ -629,6 +630,12 @@ class ClusterNode:
         if self.sched.yields or self.passes >= 64:
             self.passes = 0
             self.poll(0)
+
+    def spin(self, deadline: float | None) -> bool:
+        """After a device request: poll without sleeping for a moment, never past the next
+        timer's `deadline` (ms); whether input came."""
+        delay = None if deadline is None else (deadline - self.clock.now_ms()) / 1000.0
+        return spin_for_services(self.services, self.poll, self.busy_wait, delay)
 
     def grace(self, deadline: float | None) -> bool:
         """Wait briefly for input before telling anyone this scheduler is idle: a reply usually
@@ -863,6 +870,14 @@ class Hub(ClusterNode):
     def on_idle_report(self, link: Link, ev: tuple) -> None:
         self.idle_report[ev[1]] = ev[2:]
 
+    def on_busy(self, link: Link, ev: tuple) -> None:
+        """A worker runs again: its last idle report no longer holds. (Kept, it let the hub
+        take a node for deadlocked while that worker waited on a long GPU dispatch: the
+        report said "nothing pending", and the messages since had cancelled out in the
+        counts.) A worker says busy before anything it sends after its report."""
+        super().on_busy(link, ev)
+        self.idle_report.pop(ev[1], None)
+
     def output(self, line: str) -> None:
         self.out.write(line + "\n")
 
@@ -923,9 +938,13 @@ class Hub(ClusterNode):
                 self.peer_died(k)  # what it was given is lost: links and monitors say noconnection
         if s.runq:
             return  # woken by that
-        if spin_for_services(self.services, self.poll):
-            return
+        try:
+            self.out.flush()  # before any wait, spinning included: output is not held back
+        except (OSError, ValueError):
+            pass
         d = s.next_deadline()
+        if self.spin(d):
+            return
         if self.started_any and self.grace(d):
             return
         busy_elsewhere = any(not r[0] or r[3] or r[4] for k, r in self.idle_report.items() if k not in self.dead)
@@ -939,10 +958,6 @@ class Hub(ClusterNode):
         delay = None if d is None else max(0.0, (d - self.clock.now_ms()) / 1000.0)
         if delay is None and started_workers:
             delay = 0.5  # check quiescence again later: workers may be about to report
-        try:
-            self.out.flush()
-        except (OSError, ValueError):
-            pass
         self.poll(delay)
 
     def _quiet(self) -> bool:
@@ -1043,9 +1058,9 @@ class Worker(ClusterNode):
                 self.balance()
                 self.between_passes()
                 continue
-            if spin_for_services(self.services, self.poll):
-                continue
             d = s.next_deadline()
+            if self.spin(d):
+                continue
             if self.grace(d):
                 continue
             self.say_idle()
@@ -1062,7 +1077,7 @@ _BUILTIN_NAMES: list[frozenset] = [frozenset()]
 _HANDLERS = {
     "hello": ClusterNode.on_hello, "ev": ClusterNode.on_ev, "moved": ClusterNode.on_moved,
     "proc": ClusterNode.on_proc, "define": ClusterNode.on_define, "register": ClusterNode.on_register,
-    "unregister": ClusterNode.on_register, "idle": ClusterNode.on_idle, "busy": ClusterNode.on_idle,
+    "unregister": ClusterNode.on_register, "idle": ClusterNode.on_idle,
     "peer": ClusterNode.on_peer, "sched_down": ClusterNode.on_sched_down, "start": ClusterNode.on_start,
 }
 
@@ -1074,7 +1089,7 @@ def _dispatch(name: str) -> Any:
 
 
 for _ev, _m in (("hello", "on_hello"), ("out", "on_out"), ("err", "on_err"), ("main_done", "on_main_done"),
-                ("idle_report", "on_idle_report"), ("stop", "on_stop"), ("mainpid", "on_mainpid")):
+                ("idle_report", "on_idle_report"), ("busy", "on_busy"), ("stop", "on_stop"), ("mainpid", "on_mainpid")):
     _HANDLERS[_ev] = _dispatch(_m)
 
 

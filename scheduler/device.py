@@ -40,6 +40,7 @@ from typing import Any
 
 from ..vm.errors import runtime_error
 from ..vm.values import F32Array, from_list, intern
+from .clock import BusyWait
 
 __all__ = ["client", "DeviceClient", "device_main", "shutdown_all"]
 
@@ -48,7 +49,7 @@ BADARG = intern("badarg")
 _HEAD = struct.Struct("<IIII")  # number of inline arrays, pickle length, bytes of inline arrays, fds
 SHM_MIN = 1 << 18  # bytes: an array this large travels as a memfd (docs/gpu.md has the measurement)
 # Seconds the device process reads without sleeping after an answer, for the same caller's next
-# request (FrameReader.spin): 1000 dispatches of 1024 floats went from 84 to 72 us each with it.
+# request (clock.BusyWait): 1000 dispatches of 1024 floats went from 84 to 72 us each with it.
 SPIN_S = 200e-6
 _MAX_FDS = 64  # fds one recvmsg can take (a frame passes one per large array)
 _CLIENTS: list[DeviceClient] = []
@@ -325,19 +326,11 @@ class FrameReader:
         except BlockingIOError:
             pass
 
-    def spin(self, seconds: float) -> bool:
-        """Read without sleeping for up to `seconds` until a whole frame is buffered; whether one
-        is. Waking a process blocked in recv or poll costs ~20 us here, each way; a scheduler
-        and the device process that each spin briefly before they sleep take a small dispatch's
-        round trip from two wake-ups to none (BEAM's schedulers busy-wait the same way)."""
-        end = time.perf_counter() + seconds
-        while True:
-            self.pull()
-            if self.ready():
-                return True
-            if time.perf_counter() >= end:
-                return False
-            os.sched_yield()  # a spinning thread must not keep a core from PoCL's workers
+    def arrived(self) -> bool:
+        """Read what can be read now; whether a whole frame is buffered (EOFError when the peer
+        closed)."""
+        self.pull()
+        return self.ready()
 
     def close_fds(self) -> None:
         """Close fds received for frames that never completed."""
@@ -428,9 +421,16 @@ class DeviceClient:
         self.pending: dict[int, list] = {}
         self.next_id = 0
         self.built: dict[tuple[str, str], Any] = {}  # (source hash, name) -> Kernel answered before
+        self.sent_one = False  # a request went out since new_request() last asked
 
     def outstanding(self) -> int:
         return len(self.pending)
+
+    def new_request(self) -> bool:
+        """Whether a request was sent since the last call (the scheduler then busy-waits once
+        for its answer: spin_for_services)."""
+        sent, self.sent_one = self.sent_one, False
+        return sent
 
     def _path(self) -> str:
         if self.dir is None:
@@ -527,6 +527,7 @@ class DeviceClient:
             # pending before sending, so that a broken connection answers this request too
             entry = self.pending[rid] = [sched, proc, req, time.monotonic(), ()]
             entry[4] = send_frame(self.sock, (rid, req), self.segs, may_alloc=True)
+            self.sent_one = True
         except FrameError as e:  # nothing of this request was sent: it alone fails
             self.pending.pop(rid, None)
             sched.complete(proc, error=runtime_error(DEVICE_DOWN, str(e)).value)
@@ -665,10 +666,11 @@ def device_main(path: str) -> None:
         thread wake-up, about a third of a small dispatch's time."""
         segs = Segments()  # this client's shared segments, mapped here once each
         reader = FrameReader(conn, segs)
+        busy = BusyWait(SPIN_S)
         while True:
             try:
                 if not reader.ready():
-                    reader.spin(SPIN_S)
+                    busy.spin(reader.arrived)  # the caller's next request comes soon, often
                 rid, req = reader.read()
             except Exception:  # closed, or a damaged frame: this client is lost, the others go on
                 break

@@ -8,9 +8,7 @@ multi-process node is scheduler/cluster.py and offers the same methods to its sc
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,30 +16,25 @@ from ..vm import interp, lbc, prelude
 from ..vm.builtins import BUILTINS, badarg
 from ..vm.process import Globals, Process
 from ..vm.values import Closure, Pid, Sym, to_repr
-from .clock import MonotonicClock
+from .clock import BusyWait, MonotonicClock
 from .kernel import DEAD, NORMAL, Scheduler, crash_line
 
 __all__ = ["LocalNode", "load_program", "spin_for_services"]
 
-# Seconds an idle scheduler polls without sleeping while a service request (a GPU dispatch) is
-# outstanding. Waking a process asleep in poll costs ~20 us here; a small dispatch's answer comes
-# ~50 us after it is sent, so sleeping added a wake-up to every one (BEAM's schedulers busy-wait
-# briefly before they sleep for the same reason). A longer request costs this much CPU once.
+# Seconds an idle scheduler polls without sleeping after sending a service request (a GPU
+# dispatch): see clock.BusyWait. 1000 dispatches of 1024 floats went from 2.42x to 1.82x direct
+# pyopencl with it (docs/gpu.md).
 SERVICE_SPIN = 200e-6
 
 
-def spin_for_services(services: list, poll: Callable[[float], bool]) -> bool:
-    """Poll without sleeping for up to SERVICE_SPIN while a service has a request outstanding;
-    whether any input came (and was handled by `poll`)."""
-    if not any(svc.outstanding() for svc in services):
+def spin_for_services(services: list, poll: Callable[[float], bool], busy: BusyWait,
+                      timeout: float | None) -> bool:
+    """Once per request sent to a service, when the scheduler is first idle after it: poll its
+    input without sleeping (BusyWait), for up to SERVICE_SPIN and never past `timeout` seconds
+    (the next timer); whether any input came (and was handled by `poll`)."""
+    if not [svc for svc in services if svc.new_request()]:  # (every service's flag is taken)
         return False
-    end = time.perf_counter() + SERVICE_SPIN
-    while True:
-        if poll(0):
-            return True
-        if time.perf_counter() >= end:
-            return False
-        os.sched_yield()  # the device's threads may need this core to answer at all
+    return busy.spin(lambda: poll(0), timeout)
 
 
 def load_program(data: bytes, globals_: Globals) -> lbc.Module:
@@ -77,6 +70,7 @@ class LocalNode:
         self.exit_code: int | None = None  # set when the node ends
         self.readers: dict[int, Any] = {}  # fd -> callback, waited on when idle (device answers)
         self.services: list[Any] = []  # objects with outstanding() -> int (requests in flight)
+        self.busy_wait = BusyWait(SERVICE_SPIN)  # and new_request() -> bool (spin_for_services)
 
     # --- running ---------------------------------------------------------------------------
 
@@ -112,10 +106,10 @@ class LocalNode:
             self.deadlock()
             return
         self.flush()
-        if spin_for_services(self.services, self.poll_readers):
-            return
         delay = None if d is None else max(0.0, (d - self.clock.now_ms()) / 1000.0)
         if self.readers and not (self.clock.virtual and delay is not None):
+            if spin_for_services(self.services, self.poll_readers, self.busy_wait, delay):
+                return
             self.poll_readers(delay)
         elif delay:
             self.clock.sleep(delay)

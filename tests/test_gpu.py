@@ -272,9 +272,9 @@ def test_free_segments_are_bounded_in_all_and_forgotten_by_the_device() -> None:
     assert segs.next_id == 120 and again.nbytes == SHM_MIN + 4 * 119
 
 
-def test_frame_reader_spins_until_a_whole_frame_or_its_time_is_up() -> None:
-    """The device process reads without sleeping for a while after each answer: a whole frame
-    ends the spin at once, half a frame or none does not, and the spin stops after its time."""
+def test_frame_reader_says_when_a_whole_frame_has_arrived() -> None:
+    """The device process busy-waits on `arrived` after each answer: half a frame is not a
+    frame, a whole one is, a closed peer raises EOFError as read does."""
     import socket
 
     from lispvm.scheduler.device import FrameReader, send_frame
@@ -282,32 +282,63 @@ def test_frame_reader_spins_until_a_whole_frame_or_its_time_is_up() -> None:
     a, b = socket.socketpair()
     with a, b:
         reader = FrameReader(b)
-        t0 = time.perf_counter()
-        assert not reader.spin(0.002)  # nothing sent: gives up after its time, not before
-        assert 0.002 <= time.perf_counter() - t0 < 1.0
+        assert not reader.arrived()  # nothing sent: does not block
         send_frame(a, (7, ("forget", [1, 2])))
         raw = reader.sock.recv(65536)
-        a.sendall(raw[:5])  # half a frame is not a frame
-        assert not reader.spin(0.001)
+        a.sendall(raw[:5])
+        assert not reader.arrived()
         a.sendall(raw[5:])
-        assert reader.spin(1.0) and reader.read() == (7, ("forget", [1, 2]))
+        assert reader.arrived() and reader.read() == (7, ("forget", [1, 2]))
         a.close()
-        with pytest.raises(EOFError):  # a closed peer ends the spin with EOFError, as read does
-            reader.spin(1.0)
+        with pytest.raises(EOFError):
+            reader.arrived()
 
 
-def test_an_idle_scheduler_spins_only_while_a_service_request_is_outstanding() -> None:
-    """spin_for_services polls without sleeping while a request is out (a GPU dispatch), returns
-    as soon as input is handled, and gives up after SERVICE_SPIN; with nothing outstanding it
-    returns at once without polling."""
+def test_busy_wait_polls_for_its_limit_and_backs_off_when_the_core_is_wanted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BusyWait returns as soon as poll says so, gives up after its limit or a shorter one (the
+    next timer), and after a slow sched_yield (another task wanted the core: each spin would
+    cost a time slice) stops spinning for a while, twice as long each time in a row."""
+    from lispvm.scheduler import clock
+    from lispvm.scheduler.clock import BusyWait
+
+    answers = iter([False, False, True])
+    busy = BusyWait(1.0)
+    assert busy.spin(lambda: next(answers)) and next(answers, "used up") == "used up"
+    t0 = time.perf_counter()
+    assert not busy.spin(lambda: False, 0.002)
+    assert 0.002 <= time.perf_counter() - t0 < 0.5
+    assert not busy.spin(lambda: True, 0.0)  # a timer due now: no spin, not even one poll
+
+    monkeypatch.setattr(clock.os, "sched_yield", lambda: time.sleep(0.002))  # as on a loaded machine
+    polls: list[int] = []
+
+    def poll() -> bool:
+        polls.append(1)
+        return False
+
+    assert not busy.spin(poll) and len(polls) == 1  # the first slow yield ends it
+    assert busy.backoff == 2 * BusyWait.FIRST_BACKOFF and busy.off_until > time.perf_counter()
+    assert not busy.spin(poll) and len(polls) == 1  # backing off: no poll at all
+    busy.off_until = 0.0
+    assert not busy.spin(poll) and busy.backoff == 4 * BusyWait.FIRST_BACKOFF
+    monkeypatch.undo()
+    busy.off_until = 0.0
+    assert busy.spin(lambda: True) and busy.backoff == BusyWait.FIRST_BACKOFF  # a quiet spin resets it
+
+
+def test_an_idle_scheduler_spins_once_per_service_request() -> None:
+    """spin_for_services busy-waits only when a request was sent since it last looked (not at
+    every idle while one is outstanding), and never past the next timer."""
+    from lispvm.scheduler.clock import BusyWait
     from lispvm.scheduler.node import SERVICE_SPIN, spin_for_services
 
     class Service:
-        def __init__(self, n: int) -> None:
-            self.n = n
+        def __init__(self) -> None:
+            self.fresh = False
 
-        def outstanding(self) -> int:
-            return self.n
+        def new_request(self) -> bool:
+            fresh, self.fresh = self.fresh, False
+            return fresh
 
     polls: list[float] = []
 
@@ -315,10 +346,63 @@ def test_an_idle_scheduler_spins_only_while_a_service_request_is_outstanding() -
         polls.append(timeout)
         return False
 
-    assert not spin_for_services([Service(0)], never) and polls == []
+    svc, busy = Service(), BusyWait(SERVICE_SPIN)
+    assert not spin_for_services([svc], never, busy, None) and polls == []
+    svc.fresh = True
     t0 = time.perf_counter()
-    assert not spin_for_services([Service(0), Service(1)], never)
+    assert not spin_for_services([Service(), svc], never, busy, None)
     assert time.perf_counter() - t0 >= SERVICE_SPIN and polls and set(polls) == {0}
-    answers = iter([False, False, True])
-    assert spin_for_services([Service(1)], lambda timeout: next(answers))
-    assert next(answers, "used up") == "used up"
+    n = len(polls)
+    assert not spin_for_services([svc], never, busy, None) and len(polls) == n  # once per request
+    svc.fresh = True
+    assert not spin_for_services([svc], never, busy, -0.001) and len(polls) == n  # a timer is due
+
+
+SLOW_KERNEL = '''(def slow (gpu/kernel "__kernel void slow(__global float* v, int m) {
+  float a = v[0]; for (int j = 0; j < m; j++) { a = a * 1.0000001f + 0.5f; } v[0] = a; }" "slow"))
+'''
+
+
+@pytest.mark.opencl
+@opencl
+def test_a_virtual_clock_run_does_not_depend_on_how_fast_the_device_answers() -> None:
+    """Under a VirtualClock an idle scheduler with a timer jumps to it without looking at its
+    input (so a run gives the same result every time): the busy-wait for a device answer must
+    not look either. A fast dispatch against a 1000 ms receive timeout: always the timeout."""
+    from lispvm.scheduler.clock import VirtualClock
+
+    src = SLOW_KERNEL + """
+    (gpu/dispatch slow 1 (gpu/zeros 1) 10)
+    (def me (self))
+    (spawn (fn () (gpu/dispatch slow 1 (gpu/zeros 1) 10) (send me 'gpu)))
+    (print (receive ('gpu 'answer) (after 1000 'timeout)))
+    """
+    assert {run(src, clock=VirtualClock()) for _ in range(10)} == {("timeout\n", "", 0)}
+
+
+@pytest.mark.opencl
+@opencl
+def test_no_false_deadlock_while_a_worker_waits_on_a_long_dispatch() -> None:
+    """The hub took the node for deadlocked when a worker's last idle report said "nothing
+    pending" and the messages since had cancelled out in the counts (main sends 'go, the
+    server on the worker answers 'ack and then waits on a dispatch of a few ms). A worker's
+    busy now voids its report."""
+    src = SLOW_KERNEL + """
+    (def burn (k) (if (== k 0) 'ok (burn (- k 1))))
+    (def serve (main)
+      (receive ('go (send main 'ack) (gpu/dispatch slow 1 (gpu/zeros 1) 3000000) (send main 'done) (serve main))
+               ('stop 'ok)))
+    (def srv (main) (burn 3000000) (send main (list 'ready (self) (sys/scheduler-id))) (serve main))
+    (def me (self))
+    (spawn srv me)
+    (spawn srv me)
+    (def a (receive ((list 'ready p s) (list p s))))
+    (def b (receive ((list 'ready p s) (list p s))))
+    (def w (if (== (nth a 1) 0) (head b) (head a)))
+    (def rounds (k) (if (== k 0) 'fin
+      (do (timer/sleep 10) (send w 'go) (receive ('ack 'ok)) (receive ('done 'ok)) (rounds (- k 1)))))
+    (print (rounds 15))
+    (send (head a) 'stop)
+    (send (head b) 'stop)
+    """
+    assert run(src, schedulers=2) == ("fin\n", "", 0)
