@@ -145,6 +145,7 @@ class ClusterNode:
         self.readers: dict[int, Any] = {}  # extra fds (the device client) -> callback
         self.services: list[Any] = []  # objects with outstanding() (device requests in flight)
         self.busy_wait = BusyWait(SERVICE_SPIN)  # and new_request() (spin_for_services)
+        self.grace_wait = BusyWait(GRACE_SPIN)
         self.said_idle = False  # announced idle and not busy since
         self.recvd = 0  # Lisp events received, for quiescence detection
         self.sent = 0  # Lisp events sent (or queued for a peer not connected yet)
@@ -651,6 +652,8 @@ class ClusterNode:
         t = IDLE_GRACE
         if deadline is not None:
             t = min(t, max(0.0, (deadline - self.clock.now_ms()) / 1000.0))
+        if self.grace_wait.spin(lambda: self.poll(0), t):
+            return True
         return self.poll(t)
 
     def not_idle(self) -> None:
@@ -735,6 +738,10 @@ def _install_poke(jit: bool) -> Any:
     return previous
 
 
+# The first part of the grace, in seconds, is spent polling without sleeping (clock.BusyWait):
+# a reply from another scheduler usually comes sooner than this one would wake up from poll
+# (the far ping-pong round trip went from 66 to 26 us, under a Pipe round trip's 44).
+GRACE_SPIN = 100e-6
 IDLE_GRACE = 0.002  # seconds without input before a scheduler says it is idle
 
 
