@@ -212,6 +212,11 @@ def format_rows(title: str, rows: list[dict[str, Any]], unavailable: list[tuple[
     return lines
 
 
+# Environment variables the benchmarks' worker processes must see as the user set them.
+FORWARDED_ENV = ("LISPVM_OPENCL", "PYOPENCL_CTX", "OCL_ICD_VENDORS", "OCL_ICD_FILENAMES", "POCL_DEVICES",
+                 "PYTHONDONTWRITEBYTECODE")
+
+
 class Suite:
     """A pyperf Runner with compiled programs, forwarded probes and a ratio table.
 
@@ -253,6 +258,10 @@ class Suite:
     def parse(self) -> argparse.Namespace:
         """Parse the command line; in the manager, also compile the programs to .lbc."""
         self.args = self.runner.parse_args()
+        # pyperf's workers get a filtered environment: without these, LISPVM_OPENCL chose the
+        # device in the manager only, and the workers measured the default one.
+        self.args.inherit_environ = [*(self.args.inherit_environ or []),
+                                     *(v for v in FORWARDED_ENV if v in os.environ)]
         if self.args.probe:
             self.probes = json.loads(self.args.probe)
         if self.is_manager and self.args.lbc_dir is None and self.programs:
