@@ -22,8 +22,8 @@ from .kernel import DEAD, NORMAL, Scheduler, crash_line
 __all__ = ["LocalNode", "load_program", "spin_for_services"]
 
 # Seconds an idle scheduler polls without sleeping after sending a service request (a GPU
-# dispatch): see clock.BusyWait. 1000 dispatches of 1024 floats went from 2.42x to 1.82x direct
-# pyopencl with it (docs/gpu.md).
+# dispatch): see clock.BusyWait. With the device process's own spin, 1000 dispatches of 1024
+# floats went from 2.42x to about 1.5x direct pyopencl (docs/gpu.md).
 SERVICE_SPIN = 200e-6
 
 
