@@ -742,6 +742,10 @@ def _install_poke(jit: bool) -> Any:
 # a reply from another scheduler usually comes sooner than this one would wake up from poll
 # (the far ping-pong round trip went from 66 to 26 us, under a Pipe round trip's 44).
 GRACE_SPIN = 100e-6
+# Reductions per slice on the hub while it has two or more runnable processes and a scheduler
+# still to start (Hub.run). parallel.lisp 8 24: the second scheduler forked 0.9 ms sooner, and
+# 2 schedulers took 27.0 instead of 27.8 ms (medians of 50 interleaved runs each).
+PROBE_BUDGET = 1000
 IDLE_GRACE = 0.002  # seconds without input before a scheduler says it is idle
 
 
@@ -751,6 +755,7 @@ class Hub(ClusterNode):
     def __init__(self, *args: Any, out: Any = None, err: Any = None, jit: bool = True,
                  trace_path: str | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
+        self.full_budget = self.sched.budget  # (slices are shorter while the node can grow: run)
         self.out = out or sys.stdout  # where every scheduler's `print` ends up
         self.err = err or sys.stderr
         self.jit = jit
@@ -774,7 +779,7 @@ class Hub(ClusterNode):
         started, which reads the program from the node's private directory."""
         if k in self.workers or k == 0 or k >= self.nschedulers or k in self.dead or self.stopping:
             return
-        settings = (self.nschedulers, self.argv, self.sched.budget, self.trace_path, self.jit,
+        settings = (self.nschedulers, self.argv, self.full_budget, self.trace_path, self.jit,
                     os.getpid() if self.pokeable else None)
         if hasattr(os, "fork"):
             for stream in (sys.stdout, sys.stderr, self.out, self.err):
@@ -828,11 +833,15 @@ class Hub(ClusterNode):
         self.maybe_grow()
         return super().pending()
 
+    def can_grow(self) -> bool:
+        """Whether a scheduler is still to be started."""
+        return len(self.workers) + 1 < self.nschedulers and not self.stopping
+
     def maybe_grow(self) -> None:
         """A process used a whole budget while others are runnable, and a scheduler is not
         started yet: start one (a forked one connects about 10 ms later). Without the
         CPU-bound evidence a ring's set-up started a scheduler that only cost it: 25% slower."""
-        if self.sched.yields and len(self.sched.runq) >= 2 and len(self.workers) + 1 < self.nschedulers:
+        if self.sched.yields and len(self.sched.runq) >= 2 and self.can_grow():
             for k in range(1, self.nschedulers):
                 if k not in self.workers and k not in self.dead:
                     self.start_worker(k)
@@ -928,6 +937,10 @@ class Hub(ClusterNode):
                     self.not_idle()
                 if s.yields:
                     self.maybe_grow()
+                # While another scheduler could be started for them, runnable processes get
+                # short slices: a CPU-bound one shows itself (and is compiled) after ~0.3 ms of
+                # interpretation instead of ~1.2, and the new scheduler is forked that much sooner.
+                s.budget = PROBE_BUDGET if len(s.runq) >= 2 and self.can_grow() else self.full_budget
                 s.run_ready()
                 if self.started_any:
                     self.balance()
