@@ -364,3 +364,82 @@ def test_the_node_directory_is_removed_whatever_it_holds(tmp_path: os.PathLike) 
             open(os.path.join(d, "sub", "x"), "wb").close()
         _remove_dir(d)
         assert not os.path.exists(d)
+
+
+TWO_CPU_BOUND = """
+(def spin (n) (if (== n 0) 'ok (spin (- n 1))))
+(def me (self))
+(spawn (fn () (send me (spin 20000))))
+(spawn (fn () (send me (spin 20000))))
+(print (recv) (recv))
+"""
+
+
+def _hub_budgets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The slice budget of every pass the hub makes with two or more runnable processes."""
+    from lispvm.scheduler import kernel
+
+    budgets: list[int] = []
+    run_ready = kernel.Scheduler.run_ready
+
+    def spy(self: kernel.Scheduler) -> None:
+        if self.id == 0 and len(self.runq) >= 2:
+            budgets.append(self.budget)
+        run_ready(self)
+
+    monkeypatch.setattr(kernel.Scheduler, "run_ready", spy)
+    return budgets
+
+
+def test_short_slices_while_the_node_can_grow_never_exceed_the_users_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub's slices are shortened to PROBE_BUDGET while a scheduler is still to start, so
+    that CPU-bound work shows itself sooner; a smaller --reductions stays smaller (it was raised
+    to 1000)."""
+    from lispvm.scheduler.cluster import PROBE_BUDGET
+
+    budgets = _hub_budgets(monkeypatch)
+    assert run(TWO_CPU_BOUND, schedulers=2, reductions=10, jit=False) == ("ok ok\n", "", 0)
+    assert budgets and max(budgets) == 10
+    budgets.clear()
+    assert run(TWO_CPU_BOUND, schedulers=2, reductions=20000, jit=False) == ("ok ok\n", "", 0)
+    assert budgets[0] == PROBE_BUDGET  # before the second scheduler is started
+
+
+def test_a_failed_fork_ends_the_short_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the second scheduler cannot be forked the node goes on alone, with the user's
+    budget again (a failed fork left the hub on 1000-reduction slices for good)."""
+    from lispvm.scheduler import cluster
+
+    def no_fork() -> int:
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(cluster.os, "fork", no_fork)
+    budgets = _hub_budgets(monkeypatch)
+    assert run(TWO_CPU_BOUND, schedulers=2, reductions=20000, jit=False) == ("ok ok\n", "", 0)
+    assert budgets[0] == cluster.PROBE_BUDGET and budgets[-1] == 20000 and budgets.count(cluster.PROBE_BUDGET) == 1
+
+
+def test_the_idle_grace_never_spins_past_a_timer_due_within_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grace's busy-wait runs only when no timer falls due within the grace: poll() waits
+    whole milliseconds, so a spin before it made such timers fire one spin late."""
+    from lispvm.scheduler import cluster
+
+    limits: list[float] = []
+    spin = cluster.BusyWait.spin
+
+    def spy(self: cluster.BusyWait, poll: object, limit: float | None = None) -> bool:
+        limits.append(limit)
+        return spin(self, poll, limit)
+
+    monkeypatch.setattr(cluster.BusyWait, "spin", spy)
+    src = """
+    (def idle () (receive ('stop 'ok)))
+    (def peer (spawn-on 1 idle))
+    (def me (self))
+    (spawn (fn () (send me 'tick)))
+    (def loop (n) (if (== n 0) 'done (do (timer/sleep 1) (loop (- n 1)))))
+    (print (loop 30))
+    (send peer 'stop)
+    """
+    assert run(src, schedulers=2) == ("done\n", "", 0)
+    assert all(limit is not None and limit >= cluster.IDLE_GRACE for limit in limits), limits
