@@ -837,19 +837,20 @@ class Hub(ClusterNode):
         self.maybe_grow()
         return super().pending()
 
-    def can_grow(self) -> bool:
-        """Whether a scheduler is still to be started (one whose fork failed never will be)."""
-        return not self.stopping and len(self.workers.keys() | self.dead) + 1 < self.nschedulers
+    def next_to_start(self) -> int | None:
+        """The scheduler to start next, if one is still to be (one whose fork failed never will be)."""
+        if self.stopping:
+            return None
+        return next((k for k in range(1, self.nschedulers) if k not in self.workers and k not in self.dead), None)
 
     def maybe_grow(self) -> None:
         """A process used a whole budget while others are runnable, and a scheduler is not
         started yet: start one (a forked one connects about 10 ms later). Without the
         CPU-bound evidence a ring's set-up started a scheduler that only cost it: 25% slower."""
-        if self.sched.yields and len(self.sched.runq) >= 2 and self.can_grow():
-            for k in range(1, self.nschedulers):
-                if k not in self.workers and k not in self.dead:
-                    self.start_worker(k)
-                    return
+        if self.sched.yields and len(self.sched.runq) >= 2:
+            k = self.next_to_start()
+            if k is not None:
+                self.start_worker(k)
 
     def on_hello(self, link: Link, ev: tuple) -> None:
         k = ev[1]
@@ -944,7 +945,8 @@ class Hub(ClusterNode):
                 # While another scheduler could be started for them, runnable processes get
                 # short slices: a CPU-bound one shows itself (and is compiled) after ~0.3 ms of
                 # interpretation instead of ~1.2, and the new scheduler is forked that much sooner.
-                s.budget = self.probe_budget if len(s.runq) >= 2 and self.can_grow() else self.full_budget
+                s.budget = (self.probe_budget if len(s.runq) >= 2 and self.next_to_start() is not None
+                            else self.full_budget)
                 s.run_ready()
                 if self.started_any:
                     self.balance()

@@ -49,7 +49,8 @@ BADARG = intern("badarg")
 _HEAD = struct.Struct("<IIII")  # number of inline arrays, pickle length, bytes of inline arrays, fds
 SHM_MIN = 1 << 18  # bytes: an array this large travels as a memfd (docs/gpu.md has the measurement)
 # Seconds the device process reads without sleeping after an answer, for the same caller's next
-# request (clock.BusyWait): 1000 dispatches of 1024 floats went from 84 to 72 us each with it.
+# request (clock.BusyWait): 2000 small dispatches took 68-110 us each with it, 87-107 without
+# (seven alternating runs; docs/gpu.md).
 SPIN_S = 200e-6
 _MAX_FDS = 64  # fds one recvmsg can take (a frame passes one per large array)
 _CLIENTS: list[DeviceClient] = []
