@@ -37,7 +37,7 @@ if hasattr(sys, "set_int_max_str_digits"):
 
 __all__ = [
     "Bool", "TRUE", "FALSE", "Sym", "intern", "Cons", "Vec", "Box", "Closure", "Builtin",
-    "Pid", "Ref", "F32Array", "UNDEF", "from_list", "to_pylist", "is_list", "lisp_eq",
+    "Pid", "Ref", "F32Array", "UNDEF", "UNCLAIMED", "from_list", "to_pylist", "is_list", "lisp_eq",
     "to_str", "to_repr", "type_name", "truthy",
 ]
 
@@ -189,10 +189,17 @@ class Box:
     same binding (LANGUAGE.md: closures capture by reference).
     """
 
-    __slots__ = ("v",)
+    __slots__ = ("v", "owner")
 
-    def __init__(self, v: Any) -> None:
+    def __init__(self, v: Any, owner: Any = "unclaimed") -> None:
         self.v = v  # the variable's current value
+        # Who may use it in place (docs/language.md, "Closures and messages"): a process's pid
+        # key (int >= 0), UNCLAIMED (a copy in a message: the first process to touch it takes
+        # it), or a template's id (int < 0: stored in a global; each process works on a copy).
+        self.owner = owner
+
+
+UNCLAIMED = "unclaimed"  # Box.owner of a box no process has touched yet
 
 
 class Closure:
