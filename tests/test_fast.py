@@ -368,3 +368,53 @@ def test_compiled_code_is_named_after_its_function() -> None:
         assert add5.__code__ in tier.codes and fib.fast.__code__ in tier.codes
     finally:
         fast.disable()
+
+
+PREEMPTED_CLOSURES = """
+(def burn (n) (if (> n 0) (burn (- n 1))))
+(spawn burn 100000000)
+(def step (v a) (list/map (fn (k) (+ k a (vec/len v))) (list/range 50)))
+(def make-counter () (let ((n 0)) (fn (by) (set n (+ n by)) n)))
+(def counter (make-counter))
+(def nest (a) (fn (b) (fn (c) (+ a b c))))
+(def rest-fn (k) (fn (x & more) (+ x k (length more))))
+(def loop (i acc)
+  (if (< i 3000)
+      (let ((s (list/reduce + 0 (step [1 2 3] i)))
+            (t (((nest i) 1) 2))
+            (u ((rest-fn i) 1 2 3)))
+        (counter 1)
+        (loop (+ i 1) (+ acc s t u)))
+      (list 'finished acc (counter 0))))
+(print (loop 0 0))
+"""
+
+
+def test_preempted_compiled_closures_keep_their_upvalues() -> None:
+    """Issue 12 item 2: a compiled closure preempted at its entry or loop head is unwound into
+    an interpreter frame that still has its closure (and so its upvalues). Ticks come from CPU
+    time, so where preemptions land varies: the spy counts those that unwound a closure's frame,
+    and the run must have had some."""
+    hits: list[int] = []
+    orig = fast.FastTier.unwind
+
+    def spy(self: fast.FastTier, exc: BaseException, proc: object, caller: object) -> BaseException:
+        if isinstance(exc, fast.Preempt):
+            tb = exc.__traceback__
+            while tb is not None:
+                info = self.codes.get(tb.tb_frame.f_code)
+                if info is not None and info.upvals:
+                    hits.append(1)
+                    break
+                tb = tb.tb_next
+        return orig(self, exc, proc, caller)
+
+    fast.FastTier.unwind = spy  # type: ignore[method-assign]
+    try:
+        compiled = run(PREEMPTED_CLOSURES, reductions=100, jit=True)
+    finally:
+        fast.FastTier.unwind = orig  # type: ignore[method-assign]
+    interpreted = run(PREEMPTED_CLOSURES, jit=False)
+    assert compiled == interpreted
+    assert compiled[0].startswith("(finished ") and compiled[0].endswith(" 3000)\n")
+    assert hits, "no compiled closure was preempted: the test tested nothing"

@@ -628,6 +628,10 @@ class _Gen:
             self.receive_body(params)
         else:
             self.line(base, f"def {self.fname}({', '.join(params)}):", 0, "entry")
+            if up:
+                # never runs (compiled to a NOP), but makes _cl a free variable of the function,
+                # so that the unwinder finds the closure (and its upvalues) in the frame's locals
+                self.line(base + 1, "if False: _cl", 0, "entry")
             if p.rest:
                 self.line(base + 1, f"{self.r(p.nparams)} = _tolist({self.r(p.nparams)})", 0, "entry")
             self.line(base + 1, "while True:", 0, "entry")
