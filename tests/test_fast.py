@@ -418,3 +418,72 @@ def test_preempted_compiled_closures_keep_their_upvalues() -> None:
     assert compiled == interpreted
     assert compiled[0].startswith("(finished ") and compiled[0].endswith(" 3000)\n")
     assert hits, "no compiled closure was preempted: the test tested nothing"
+
+
+def _compiles_and_refusals(src: str, **kw: object) -> tuple[tuple[str, str, int], list[str], list[str]]:
+    """Run `src` compiled: (its result, names of the functions compiled, names refused)."""
+    compiled: list[str] = []
+    refused: list[str] = []
+    orig = fast.FastTier.compile
+
+    def spy(self: fast.FastTier, p: object) -> bool:
+        was = p.nofast  # type: ignore[attr-defined]
+        ok = orig(self, p)
+        if ok:
+            compiled.append(p.name)  # type: ignore[attr-defined]
+        elif p.nofast and not was:  # type: ignore[attr-defined]
+            refused.append(p.name)  # type: ignore[attr-defined]
+        return ok
+
+    fast.FastTier.compile = spy  # type: ignore[method-assign]
+    try:
+        result = run(src, **kw)  # type: ignore[arg-type]
+    finally:
+        fast.FastTier.compile = orig  # type: ignore[method-assign]
+    return result, compiled, refused
+
+
+def test_lisp_names_python_would_refuse_or_rename() -> None:
+    """Issue 12 item 8: `f²` is no Python identifier (SyntaxError) and `ﬁb` becomes `fib` under
+    Python's NFKC normalisation (KeyError); both are compiled under mangled ASCII names, and
+    `ﬁb` and `fib` stay two functions."""
+    src = """
+    (def f² (n acc) (if (== n 0) acc (f² (- n 1) (+ acc 2))))
+    (def ﬁb (n) (if (< n 2) n (+ (ﬁb (- n 1)) (ﬁb (- n 2)))))
+    (def fib (n) (* n 1000))
+    (def fib2 (n) (if (< n 2) n (+ (fib2 (- n 1)) (fib2 (- n 2)))))
+    (print (f² 20000 0) (ﬁb 20) (fib 3) (fib2 20))
+    """
+    result, compiled, refused = _compiles_and_refusals(src)
+    assert result == run(src, jit=False) == ("40000 6765 3000 6765\n", "", 0)
+    assert "f²" in compiled and "ﬁb" in compiled and not refused
+
+
+def _nested_ifs(depth: int) -> str:
+    body = "(deep (- n 1))"
+    for i in range(depth):
+        body = f"(if (> n {i - 1000}) {body} {i})"
+    return f"(def deep (n) (if (== n 0) 'done {body}))\n(print (deep 20000))\n"
+
+
+def test_nesting_python_cannot_compile_stays_interpreted() -> None:
+    """Issue 12 item 8: 110 nested `if`s exceed what Python's compiler nests (IndentationError);
+    the function stays interpreted and the program runs as with --no-jit."""
+    src = _nested_ifs(110)
+    result, compiled, refused = _compiles_and_refusals(src)
+    assert result == run(src, jit=False) == ("done\n", "", 0)
+    assert refused == ["deep"]
+
+
+@pytest.mark.parametrize("error", [SyntaxError, RecursionError, MemoryError, ValueError, KeyError])
+def test_any_failure_to_compile_leaves_the_function_interpreted(error: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever code generation or exec raises, the function is marked nofast and interpreted:
+    never an error for the program."""
+    def broken(self: object) -> None:
+        raise error("generated code refused")
+
+    monkeypatch.setattr(fast._Gen, "build", broken)
+    src = "(def fib (n) (if (< n 2) n (+ (fib (- n 1)) (fib (- n 2)))))\n(print (fib 22))\n"
+    result, compiled, refused = _compiles_and_refusals(src)
+    assert result == ("17711\n", "", 0)
+    assert "fib" in refused and not compiled

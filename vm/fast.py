@@ -32,13 +32,14 @@ How it holds the VM's promises (measurements in docs/performance.md):
 from __future__ import annotations
 
 import dis
+import os
 import signal
 import sys
 import types
 from typing import Any
 
 from . import builtins as B
-from . import interp
+from . import interp, lbc
 from .errors import Halt, LispError, ProcessExit, badarg, runtime_error, undef
 from .lbc import Proto
 from .opcodes import decode_fields
@@ -48,6 +49,7 @@ from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Vec, to_pyl
 __all__ = ["FastTier", "Preempt", "enable", "disable", "TIER"]
 
 TIER: FastTier | None = None  # the tier of this OS process, or None (--no-jit)
+COMPILED = 0  # functions compiled in this OS process so far (tests check that a mode compiled any)
 
 _RECV = frozenset({"RECVSTART", "RECVPEEK", "RECVNEXT", "RECVTAKE", "RECVWAIT"})
 _CATCHABLE = (LispError, TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError)
@@ -132,10 +134,17 @@ class FastTier:
             return False
         try:
             fn, info = _Gen(self, p).build()
-        except _CannotCompile:
+        except Exception as e:  # noqa: BLE001 - whatever went wrong, the interpreter runs it
+            # _CannotCompile, or Python refusing the generated source (nesting deeper than its
+            # parser or compiler allows: SyntaxError, RecursionError, MemoryError...): the
+            # function stays interpreted, which is always correct
+            if isinstance(e, RecursionError) and _depth() > sys.getrecursionlimit() // 2:
+                return False  # the caller's stack was deep, not the function: try again later
             p.nofast = True
             self.refused.append(p)
             return False
+        global COMPILED
+        COMPILED += 1
         self.codes[info.code] = info  # type: ignore[attr-defined]
         p.fast = fn
         p.fastwait = info.wait
@@ -295,6 +304,14 @@ class FastTier:
         outcome = YIELD if isinstance(exc, Preempt) else BLOCK if isinstance(exc, interp.Block) else None
         assert cur is not None
         return interp._Unwound(cur[0], cur[1], cur[2], None, outcome)
+
+
+def _depth() -> int:
+    """Python frames on the stack now (only asked when compiling failed)."""
+    n, f = 0, sys._getframe()
+    while f is not None:
+        n, f = n + 1, f.f_back
+    return n
 
 
 # --- helpers that compiled code calls ---------------------------------------------------------
@@ -476,7 +493,10 @@ class _Gen:
             self.handlers = {}
         self.out: list[str] = []
         self.info = _Info(p)
-        self.fname = f"lisp_{tier.count}_{''.join(ch if ch.isalnum() else '_' for ch in p.name)}"
+        # ASCII letters and digits only: Python normalises identifiers (NFKC: `ﬁb` is `fib`)
+        # and refuses some letters-and-digits (`f²`); the number keeps names unique
+        safe = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in p.name)
+        self.fname = f"lisp_{tier.count}_{safe[:40]}"
         tier.count += 1
         self.consts: dict[int, str] = {}
         self.targets = self.jump_targets()
@@ -996,6 +1016,15 @@ def enable(globals_: Any, reductions: int = 4000, tick: float = 0.001) -> FastTi
         return None
     TIER = FastTier(globals_)
     interp.FAST = TIER
+    mode = os.environ.get("LISPVM_JIT", "")
+    if mode == "eager":
+        # every function is compiled at its first call (a tier differential: tests run
+        # programs so and compare with --no-jit): calls take the interpreter's general path,
+        # which asks interp.EAGER (docs/performance.md, "The fast tier")
+        interp.EAGER = True
+        for m in list(lbc._REGISTRY.values()):
+            for p in m.protos:
+                p.arity = -1
     # A slice of compiled code lasts about as long as `reductions` interpreted calls: measured
     # at about 0.25 us each (fib), so the default 4000 reductions is about 1 ms. One tick more:
     # the first tick a slice sees comes at any time after its start, so only the ticks after
@@ -1031,8 +1060,13 @@ def disable() -> None:
             p.arity = -1 if p.rest else p.nparams
         for p in TIER.refused:
             p.nofast = False
+        if interp.EAGER:
+            for m in list(lbc._REGISTRY.values()):
+                for p in m.protos:
+                    p.arity = -1 if p.rest else p.nparams
     TIER = None
     interp.FAST = None
+    interp.EAGER = False
 
 
 __all__ += ["runtime_error"]
