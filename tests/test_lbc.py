@@ -398,3 +398,49 @@ def test_flag_operands_must_be_0_or_1() -> None:
     main.code[0] = BY_NAME["LOADBOOL"].num | 1 << 7 | 2 << 16  # LOADBOOL A=1 B=2, built by hand
     with pytest.raises(BadBytecode):
         verify(module, NAMES)
+
+
+# --- varints (issue 12, item 11) -------------------------------------------------------------
+
+def _one_const_file(const: bytes, count_prefix: bytes | None = None) -> bytes:
+    """A file whose main function returns its only constant, the encoded bytes `const`;
+    `count_prefix` replaces the encoding of the constant count (1)."""
+    body = bytearray()
+    lbc._bytes(body, b"v.lisp")
+    lbc._uv(body, 1)
+    lbc._bytes(body, b"main")
+    body += bytes([0, 0, 1, 0])  # nparams, rest, nregs, upvalues
+    body += count_prefix if count_prefix is not None else b"\x01"
+    body += const
+    lbc._uv(body, 2)
+    body += struct.pack("<2I", encode(BY_NAME["LOADK"], {"A": 0, "Bx": 0}), encode(BY_NAME["RETURN"], {"A": 0}))
+    body += bytes([2, 1, 0, 1, 0])  # lines, no handlers
+    return with_header(bytes(body))
+
+
+def test_a_long_integer_constant_loads_in_linear_time() -> None:
+    """A 1.6 MB integer constant: shifting each 7-bit group into a growing int made the loader
+    quadratic (minutes at this size); converting once is linear (well under a second)."""
+    n = (1 << (8 * 1_400_000)) - 12345
+    body = bytearray([lbc.K_INT])
+    lbc._sv(body, n)
+    data = _one_const_file(bytes(body))
+    start = time.monotonic()
+    module = lbc.load(data)
+    assert time.monotonic() - start < 20  # the old loader needed minutes; a bound far from both
+    assert module.protos[0].consts == [n]
+
+
+@pytest.mark.parametrize("count", [b"\x81\x00", b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01",
+                                   b"\x81" + b"\x80" * 5000 + b"\x00"], ids=["zero-group", "11-bytes", "5000-bytes"])
+def test_absurd_varints_are_refused(count: bytes) -> None:
+    """More bytes than the value needs (a zero last group, or more groups than the field's limit
+    allows) is bad bytecode, not a value."""
+    const = bytes([lbc.K_NIL])
+    assert refused(_one_const_file(const, count)) in ("varint too long", "count out of range")
+    assert refused(_one_const_file(const, b"\x81\x00")) == "varint too long"
+
+
+def test_an_overlong_integer_constant_is_refused() -> None:
+    assert refused(_one_const_file(bytes([lbc.K_INT, 0x82, 0x80, 0x80, 0x00]))) == "varint too long"
+    assert lbc.load(_one_const_file(bytes([lbc.K_INT, 0x82, 0x01]))).protos[0].consts == [65]

@@ -115,6 +115,12 @@ def _proto_by_key(key: bytes, index: int) -> Proto:
 # --- writing -------------------------------------------------------------------------------
 
 def _uv(out: bytearray, n: int) -> None:
+    if n >> 63:  # a big integer: cut its binary digits into groups once (shifting is quadratic)
+        bits = bin(n)[2:]
+        groups = [int(bits[max(0, i - 7):i], 2) for i in range(len(bits), 0, -7)]
+        out += bytes([g | 0x80 for g in groups[:-1]])
+        out.append(groups[-1])
+        return
     while True:
         b = n & 0x7F
         n >>= 7
@@ -228,15 +234,39 @@ class _Reader:
         return b
 
     def uv(self, limit: int = 1 << 32) -> int:
+        """An unsigned LEB128 varint no larger than `limit`, in time linear in its length."""
+        data, pos = self.data, self.pos
         n = shift = 0
-        while True:
-            b = self.byte()
+        while pos < len(data) and shift < 63:  # the common short case: a few small ints
+            b = data[pos]
+            pos += 1
             n |= (b & 0x7F) << shift
             if not b & 0x80:
-                break
+                self.pos = pos
+                if not b and shift:  # a zero last group: more bytes than the value needs
+                    raise BadBytecode("varint too long")
+                if n > limit:
+                    raise BadBytecode("count out of range")
+                return n
             shift += 7
-            if shift > 64 and limit <= 1 << 32:
+        # A long varint (a big integer constant): find its end first, refusing one longer than
+        # `limit` needs, then convert it in one step; shifting into a growing int is quadratic.
+        most = -(-max(limit.bit_length(), 1) // 7)
+        end = self.pos
+        while True:
+            if end >= len(data):
+                raise BadBytecode("truncated")
+            if end - self.pos >= most:
                 raise BadBytecode("varint too long")
+            if not data[end] & 0x80:
+                if not data[end]:
+                    raise BadBytecode("varint too long")
+                break
+            end += 1
+        groups = data[self.pos:end + 1]
+        self.pos = end + 1
+        bits = "".join([format(b & 0x7F, "07b") for b in reversed(groups)])
+        n = int(bits, 2)  # base 2 converts in linear time
         if n > limit:
             raise BadBytecode("count out of range")
         return n
