@@ -300,7 +300,7 @@ GOOD = """     0: LOADK 1 1 @1:1
      2: JMP ->4 @1:1
      3: CALLB 0 1 0 @1:1
      4: CLOSURE 2 1 @1:1
-     5: RETURN 0 @1:1
+     5: RETURN 1 @1:1
 """
 
 
@@ -321,8 +321,8 @@ def test_the_hand_built_module_is_valid() -> None:
     ("CALLB 0 1 0", "CALLB 0 1 2", "unknown builtin nope"),
     ("CALLB 0 1 0", "CALLB 0 1 1", "name constant missing"),
     ("CALLB 0 1 0", "CALLG 0 1 1", "name constant missing"),
-    ("     5: RETURN 0 @1:1\n", "     5: JMP ->2 @1:1\n", "jump into the middle of a conditional"),
-    ("     5: RETURN 0 @1:1\n", "     5: MOVE 0 1 @1:1\n", "code falls off the end"),
+    ("     5: RETURN 1 @1:1\n", "     5: JMP ->2 @1:1\n", "jump into the middle of a conditional"),
+    ("     5: RETURN 1 @1:1\n", "     5: MOVE 0 1 @1:1\n", "code falls off the end"),
     ("     2: JMP ->4 @1:1\n", "     2: MOVE 0 0 @1:1\n", "conditional not followed by a jump"),
     ("CLOSURE 2 1", "CLOSURE 2 2", "function index out of range"),
     ("CLOSURE 2 1", "CLOSURE 2 0", "function index out of range"),
@@ -376,7 +376,7 @@ def test_verifier_rules_on_edited_code(edit: Callable[[Module], None], reason: s
 
 
 def test_a_match_needs_its_jump() -> None:
-    code = GOOD.replace("     1: TEST 1 0 @1:1\n", "     1: UNCONS 1 0 @1:1\n")
+    code = GOOD.replace("     1: TEST 1 0 @1:1\n", "     1: UNCONS 1 1 @1:1\n")
     verify(module_of(code), NAMES)
     bad = code.replace("     2: JMP ->4 @1:1\n", "     2: MOVE 0 0 @1:1\n")
     with pytest.raises(BadBytecode, match="conditional not followed by a jump"):
@@ -444,3 +444,87 @@ def test_absurd_varints_are_refused(count: bytes) -> None:
 def test_an_overlong_integer_constant_is_refused() -> None:
     assert refused(_one_const_file(bytes([lbc.K_INT, 0x82, 0x80, 0x80, 0x00]))) == "varint too long"
     assert lbc.load(_one_const_file(bytes([lbc.K_INT, 0x82, 0x01]))).protos[0].consts == [65]
+
+
+# --- registers written before read, and try handlers (issue 12, item 7) ------------------------
+
+@pytest.mark.parametrize("code, reason", [
+    # R0 is written by the CALLB on one path only: the jump from 2 reaches RETURN 0 without it
+    (GOOD.replace("RETURN 1", "RETURN 0"), "at 5: register 0 read before it is written"),
+    (GOOD.replace("LOADK 1 1", "LOADK 2 1"), "at 1: register 1 read before it is written"),
+    # a match writes its registers only when it matches: not on the jump to the failure label
+    (GOOD.replace("     1: TEST 1 0 @1:1\n", "     1: UNCONS 1 1 @1:1\n").replace("CLOSURE 2 1", "MOVE 0 1")
+     .replace("RETURN 1", "RETURN 2"),
+     "at 5: register 2 read before it is written"),
+    (GOOD.replace("     3: CALLB 0 1 0 @1:1\n", "     3: CALL 0 1 @1:1\n"),
+     "at 3: register 0 read before it is written"),
+])
+def test_a_register_read_before_its_write_is_refused(code: str, reason: str) -> None:
+    with pytest.raises(BadBytecode) as info:
+        verify(module_of(code), NAMES)
+    assert info.value.reason == f"function 0 (main) {reason}"
+
+
+def test_a_handler_sees_the_caught_value_but_not_what_the_failing_call_would_have_written() -> None:
+    code = """     0: LOADK 1 1 @1:1
+     1: CALLB 0 1 0 @1:1
+     2: RETURN 0 @1:1
+     3: RETURN {reg} @1:1
+"""
+    module = module_of(code.format(reg=2))
+    module.protos[0].handlers.append((1, 2, 3, 2))  # (try (print "hello") (catch e e))
+    verify(module, NAMES)
+    module = module_of(code.format(reg=0))
+    module.protos[0].handlers.append((1, 2, 3, 2))
+    with pytest.raises(BadBytecode, match="at 3: register 0 read before it is written"):
+        verify(module, NAMES)
+
+
+@pytest.mark.parametrize("handler", [(0, 4, 3, 1), (0, 4, 0, 1), (3, 5, 0, 1)], ids=["inside", "start", "before"])
+def test_a_try_handler_that_can_flow_into_its_own_range_is_refused(handler: tuple[int, int, int, int]) -> None:
+    """An error in the range jumps to the handler; if the handler is inside the range (or before
+    it, falling through into it) the same error repeats for ever without a reduction."""
+    module = module_of(GOOD)
+    module.protos[0].handlers.append(handler)
+    with pytest.raises(BadBytecode, match="try handler inside or before its own protected range"):
+        verify(module, NAMES)
+
+
+HOSTILE = {
+    # (head nil) in a try whose handler is the failing instruction itself
+    "try-loop": (""".module "h.lisp"
+.function 0 "main" params=0 rest=0 regs=2
+.try 0 2 1 1
+     0: LOADNIL 0 0 @1:1
+     1: HEAD 1 0 @1:1
+     2: RETURN 1 @1:1
+.end
+""", "function 0 (main): try handler inside or before its own protected range"),
+    # print R1, which nothing wrote (nil in the interpreter, NameError in the fast tier)
+    "unset-register": (""".module "h.lisp"
+.function 0 "main" params=0 rest=0 regs=2
+.const 0 s"print"
+     0: CALLB 0 1 0 @1:1
+     1: RETURN 0 @1:1
+.end
+""", "function 0 (main) at 0: register 1 read before it is written"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_bytecode_through_the_command(cli: Runner, tmp_path: Path, case: str) -> None:
+    text, reason = HOSTILE[case]
+    data = lbc.dump(assemble(text, "h.lasm"))
+    (tmp_path / "bad.lbc").write_bytes(data)
+    for flags in ((), ("--no-jit",)):
+        out, err, status = cli("run", *flags, "bad.lbc", timeout=60)
+        assert (out, err, status) == ("", f"bad.lbc: not a valid bytecode file ({reason})\n", 2)
+
+
+def test_every_compiled_program_verifies() -> None:
+    """The compiler's output passes the new rules: every test program and shared example."""
+    files = sorted((Path(__file__).parent / "programs").rglob("*.lisp"))
+    files += shared_programs(EXAMPLES) + shared_programs(BENCH)
+    assert files
+    for path in files:
+        verify(lbc.load(lbc.dump(compile_source(path.read_text(encoding="utf-8"), path.name))), NAMES)

@@ -5,6 +5,10 @@ index, constant index, upvalue index, prototype index, jump target and try-table
 range; constants have the kind their operand needs (a global's name is a symbol, a builtin's name
 names a builtin); conditionals and matches are followed by the JMP they need, and nothing jumps
 into the middle of such a pair; no code falls off the end of a function; unused bits are zero.
+A `try` handler comes after the range it protects (an error in a handler that can flow back into its own range without a
+backward jump would loop for ever without counting a reduction), and no register is read before
+it is written on every path to the read (a must-be-written dataflow pass over the prototype's
+jumps, conditionals, matches and try edges), so the loop never reads an unset register.
 A failure is BadBytecode with a short reason naming the prototype and instruction.
 """
 
@@ -119,3 +123,105 @@ def _verify_proto(p: Proto, module: Module, builtin_names: frozenset[str] | set[
             raise _fail(p, None, "bad try table entry")
         if r >= p.nregs:
             raise _fail(p, None, "try table register out of range")
+        if handler < end:
+            raise _fail(p, None, "try handler inside or before its own protected range")
+    _check_writes(p)
+
+
+# Registers read and written by each instruction, for the dataflow pass. A is written unless the
+# instruction is listed here as reading it; the other register operands are read.
+_READS_A = frozenset({"SETUPBOX", "BOX", "SETBOX", "SETGLOBAL", "DEFGLOBAL", "RETURN", "TEST", "IFEQ",
+                      "IFLT", "IFLE", "IFEQK", "IFEQI", "IFLTI", "IFLEI", "IFGTI", "IFGEI", "RECVWAIT"})
+_CALLEE_IN_A = frozenset({"CALL", "TAILCALL", "APPLY", "TAILAPPLY"})
+_CALL_NO_CALLEE = frozenset({"CALLG", "TAILCALLG", "CALLB"})
+_MATCH_WRITES = frozenset({"UNLIST", "UNCONS", "UNVEC"})  # written on success only (the pc+2 edge)
+
+
+def _span(first: int, count: int) -> int:
+    return ((1 << count) - 1) << first if count > 0 else 0
+
+
+def _effects(p: Proto, word: int) -> tuple[int, int, str]:
+    """(registers read, registers written, name) of one instruction, as bit sets."""
+    op, f = decode_fields(word)
+    name = op.name
+    a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
+    if name in _CALLEE_IN_A:
+        return _span(a, b + 1), 1 << a, name
+    if name in _CALL_NO_CALLEE or name in ("LIST", "VECTOR"):
+        return _span(a + 1, b), 1 << a, name
+    if name == "LOADNIL":
+        return 0, _span(a, b + 1), name
+    if name == "UNCONS":
+        return 1 << b, _span(a, 2), name
+    if name in ("UNLIST", "UNVEC"):
+        return 1 << b, _span(a, c), name
+    if name == "CLOSURE":
+        reads = 0
+        for kind, idx in p.module.protos[f["Bx"]].upvals if p.module else ():
+            if kind == 0:
+                reads |= 1 << idx
+        return reads, 1 << a, name
+    reads = writes = 0
+    for field, kind in op.operands:
+        if kind != "R":
+            continue
+        if field == "A" and name not in _READS_A:
+            writes |= 1 << f[field]
+        else:
+            reads |= 1 << f[field]
+    return reads, writes, name
+
+
+def _check_writes(p: Proto) -> None:
+    """Refuse a register read that some path reaches before any write to it (must-analysis)."""
+    n = len(p.code)
+    every = (1 << p.nregs) - 1
+    effects = [_effects(p, w) for w in p.code]
+    succs: list[list[tuple[int, bool]]] = []  # (next pc, whether the instruction's writes happened)
+    for i, w in enumerate(p.code):
+        op = BY_NUM[w & 0x7F]
+        name = op.name
+        out: list[tuple[int, bool]] = []
+        if name in ("JMP", "RECVNEXT"):
+            out.append((i + 1 + decode_fields(w)[1]["sJ"], True))
+        elif name in ("RECVPEEK", "RECVWAIT"):
+            out.append((i + 1 + decode_fields(w)[1]["sBx"], name == "RECVWAIT"))
+            out.append((i + 1, True))
+        elif "cond" in op.flags:
+            out += [(i + 1, True), (i + 2, True)]
+        elif "match" in op.flags:
+            out += [(i + 1, False), (i + 2, True)]
+        elif name not in _NO_FALLTHROUGH:
+            out.append((i + 1, True))
+        succs.append(out)
+    start = _span(0, p.nparams + (1 if p.rest else 0))
+    state = [every] * n  # registers certainly written on entry to each instruction
+    state[0] = start
+    seen = [False] * n
+    seen[0] = True
+    work = [0]
+    while work:
+        i = work.pop()
+        s = state[i]
+        reads, writes, _ = effects[i]
+        for j, done in succs[i]:
+            t = s | writes if done else s
+            if not seen[j] or state[j] & t != state[j]:
+                state[j] = t if not seen[j] else state[j] & t
+                seen[j] = True
+                work.append(j)
+        for lo, hi, handler, r in p.handlers:
+            if lo <= i < hi:
+                t = s | (1 << r)
+                if not seen[handler] or state[handler] & t != state[handler]:
+                    state[handler] = t if not seen[handler] else state[handler] & t
+                    seen[handler] = True
+                    work.append(handler)
+    for i in range(n):
+        if not seen[i]:
+            continue
+        missing = effects[i][0] & ~state[i]
+        if missing:
+            reg = (missing & -missing).bit_length() - 1
+            raise _fail(p, i, f"register {reg} read before it is written")
