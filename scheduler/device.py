@@ -23,6 +23,7 @@ substring); unset, the first platform's first device.
 from __future__ import annotations
 
 import array
+import fcntl
 import io
 import mmap
 import os
@@ -52,6 +53,7 @@ SHM_MIN = 1 << 18  # bytes: an array this large travels as a memfd (docs/gpu.md 
 # request (clock.BusyWait): 2000 small dispatches took 68-110 us each with it, 87-107 without
 # (seven alternating runs; docs/gpu.md).
 SPIN_S = 200e-6
+START_S = 60.0  # seconds a device process may take to start listening
 _MAX_FDS = 64  # fds one recvmsg can take (a frame passes one per large array)
 _CLIENTS: list[DeviceClient] = []
 
@@ -415,6 +417,7 @@ class DeviceClient:
         self.reader: FrameReader | None = None
         self.segs = Segments()  # large arrays shared with the device process
         self.proc: subprocess.Popen | None = None  # the device process, if this OS process started it
+        self.older: list[subprocess.Popen] = []  # devices started here before, still running
         self.dir: str | None = None  # the node's directory holding the device socket
         self.own_dir = False
         # request id -> [scheduler, process, request, start time, segments holding copies of its
@@ -442,49 +445,102 @@ class DeviceClient:
             self.dir = d
         return os.path.join(self.dir, "device.sock")
 
+    def _try_connect(self, path: str) -> bool:
+        """Connect to a running device process; False when none listens at `path` (no socket
+        file, or one left by a device process that died)."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            s.close()
+            return False
+        except OSError:
+            s.close()
+            raise
+        # The device greets each connection it accepts: a connection that a dying device's
+        # listener took into its backlog ends instead, and counts as no device (not as a
+        # device_down for the request about to be sent on it).
+        reader = FrameReader(s, self.segs)
+        try:
+            s.settimeout(START_S)
+            hello = reader.read()
+            s.settimeout(None)
+        except (EOFError, OSError):
+            s.close()
+            return False
+        if hello[1][0] != "hello":
+            s.close()
+            raise OSError(f"the device process answered {hello[1][0]!r} instead of hello")
+        self.sock = s
+        self.reader = reader
+        self.node.add_reader(s.fileno(), self.on_readable)
+        return True
+
     def _connect(self) -> None:
+        """Connect to the node's device process, starting one if none runs.
+
+        Whoever finds no device process starts one, under an flock on the node's lock file:
+        the kernel releases it when its holder dies, so a starter killed at any moment never
+        blocks a restart (a lock that was a file's existence did, and only the scheduler that
+        had made it could remove it). The lock is held only while starting; a socket file with
+        no listener behind it is a dead device's, and only the lock's holder removes it."""
         path = self._path()
-        for _ in range(2):
-            try:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.connect(path)
-                self.sock = s
-                self.reader = FrameReader(s, self.segs)
-                self.node.add_reader(s.fileno(), self.on_readable)
+        if self._try_connect(path):
+            return
+        lock = os.open(path + ".lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            deadline = time.monotonic() + START_S + 30.0
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:  # another scheduler is starting it: wait for that
+                    if time.monotonic() > deadline:
+                        raise OSError("the device process did not start (its start lock is held)") from None
+                    time.sleep(0.002)
+            if self._try_connect(path):  # started by whoever held the lock
                 return
-            except OSError:
-                s.close()
-                self._start(path)
-        raise OSError("the device process did not start")
+            try:
+                os.unlink(path)  # a dead device's socket
+            except FileNotFoundError:
+                pass
+            self._start(path)
+            if not self._try_connect(path):
+                raise OSError("the device process did not start")
+        finally:
+            os.close(lock)  # releases the flock
+
+    def _reap(self) -> None:
+        """Forget the device process this OS process started once it has exited (no zombie)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            self.proc = None
+        self.older = [p for p in self.older if p.poll() is None]
 
     def _start(self, path: str) -> None:
-        """Start the device process (once per node: a lock file elects who) and wait for it."""
-        lock = path + ".lock"
+        """Start the device process (the caller holds the start lock) and wait until it listens:
+        it says so with one byte on its stdout, or ends it by exiting."""
+        self._reap()
+        code = "import sys; from lispvm.scheduler.device import device_main; device_main(sys.argv[1])"
+        # stderr too: PoCL's compiler prints diagnostics there; build logs reach the program
+        # in the error's message instead
+        proc = subprocess.Popen([sys.executable, "-c", code, path], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            os.close(fd)
-            mine = True
-        except FileExistsError:
-            mine = False
-        if mine:
-            code = "import sys; from lispvm.scheduler.device import device_main; device_main(sys.argv[1])"
-            # stderr too: PoCL's compiler prints diagnostics there; build logs reach the program
-            # in the error's message instead
-            try:
-                self.proc = subprocess.Popen([sys.executable, "-c", code, path], stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                             close_fds=True)
-            except OSError:  # out of fds or memory: the next gpu/ call may try again
-                os.unlink(lock)
-                raise
-        deadline = time.monotonic() + 60.0
-        while not os.path.exists(path):  # pyopencl and the context take about a second to load
-            if self.proc is not None and self.proc.poll() is not None:
-                os.unlink(lock)
-                raise OSError("the device process exited at start (is an OpenCL platform installed?)")
-            if time.monotonic() > deadline:
-                raise OSError("the device process did not start within 60 s")
-            time.sleep(0.005)
+            ready, _, _ = select.select([proc.stdout], [], [], START_S)  # pyopencl and the context: ~1 s
+            said = os.read(proc.stdout.fileno(), 1) if ready else b""
+        finally:
+            proc.stdout.close()
+        if said != b"r":
+            if not ready:
+                proc.kill()
+            proc.wait()
+            if not ready:
+                raise OSError(f"the device process did not start within {START_S:g} s")
+            raise OSError("the device process exited at start (is an OpenCL platform installed?)")
+        if self.proc is None:
+            self.proc = proc
+        else:  # a device this process started earlier still runs (it serves others): keep both
+            self.older.append(proc)
 
     def submit(self, sched: Any, proc: Any) -> None:
         """Send the BLOCKED process's request; its answer completes it later."""
@@ -583,22 +639,15 @@ class DeviceClient:
             sched.complete(proc, error=runtime_error(DEVICE_DOWN, "the device process died").value)
 
     def _drop(self) -> None:
+        """Close the connection. The device process is not killed (it may serve the other
+        schedulers; it stops by itself when its last connection closes) and its socket file is
+        left for the next starter, which removes it under the start lock."""
         if self.sock is not None:
             self.node.remove_reader(self.sock.fileno())
             self.sock.close()
             self.sock = None
             self.reader = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-            if self.dir is not None:
-                for name in ("device.sock", "device.sock.lock"):
-                    try:
-                        os.unlink(os.path.join(self.dir, name))
-                    except FileNotFoundError:
-                        pass
+        self._reap()
 
     def shutdown(self) -> None:
         """At the node's end: stop the device process if this OS process started it."""
@@ -607,13 +656,13 @@ class DeviceClient:
                 send_frame(self.sock, (0, ("stop",)))
             except OSError:
                 pass
-        if self.proc is not None:
+        for proc in [p for p in (self.proc, *self.older) if p is not None]:
             try:
-                self.proc.wait(timeout=5)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+                proc.kill()
+                proc.wait()
+        self.proc, self.older = None, []
         if self.sock is not None:
             self.node.remove_reader(self.sock.fileno())
             self.sock.close()
@@ -649,6 +698,10 @@ def device_main(path: str) -> None:
     from ..vm.gpu import SCALARS
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node stops us
+    # Listening first: a client that finds the socket now waits in the backlog until we serve.
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
     if os.environ.get("LISPVM_OPENCL"):
         os.environ["PYOPENCL_CTX"] = os.environ["LISPVM_OPENCL"]
     ctx = cl.create_some_context(interactive=False)
@@ -659,7 +712,6 @@ def device_main(path: str) -> None:
     clients = [0, 0]  # connected now, ever connected
     done = threading.Event()
 
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 
     def serve(conn: socket.socket) -> None:
         """One scheduler's connection: read each request and run it, in order. The request
@@ -668,6 +720,10 @@ def device_main(path: str) -> None:
         segs = Segments()  # this client's shared segments, mapped here once each
         reader = FrameReader(conn, segs)
         busy = BusyWait(SPIN_S)
+        try:
+            send_frame(conn, (0, ("hello", os.getpid())))
+        except OSError:
+            pass  # the client is gone; the read below ends this thread
         while True:
             try:
                 if not reader.ready():
@@ -793,19 +849,14 @@ def device_main(path: str) -> None:
         except Exception as e:  # a bug here must not take the device down for everyone
             return (rid, False, ("badarg", f"gpu: internal error in the device process: {e!r}"))
 
-    # Only now, with every function above defined, may a client connect: a connection served
-    # before `handle` existed killed its thread and left that client waiting for ever.
-    tmp = path + f".{os.getpid()}"
-    listener.bind(tmp)
-    listener.listen(64)
+    # Only now, with every function above defined, are connections accepted (those made
+    # earlier wait in the backlog): a connection served before `handle` existed killed its
+    # thread and left that client waiting for ever.
     threading.Thread(target=acceptor, daemon=True).start()
-    os.rename(tmp, path)  # the path appears only when requests can be served
+    os.write(1, b"r")  # the starter waits for this byte (or for our exit) while it holds the start lock
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     done.wait()
-    listener.close()
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    listener.close()  # the socket file stays: the next starter removes it under the start lock
 
 
 class _Refused(Exception):
