@@ -4,12 +4,21 @@ that `lispvm.assembler.reader.read` returns. The printed results must be equal; 
 reference raises a Lisp error, the VM must catch the same kind.
 
 Each generated expression becomes the body of a function `(fn (a b c) ...)` called three times
-(the first calls run interpreted, later ones may run in the fast tier) and is also evaluated at
-the top level inside a `let`; one program holds a whole batch, run in this OS process."""
+and is also evaluated at the top level inside a `let`; one program holds a whole batch, run in
+this OS process three ways (issue 12, D): interpreted (--no-jit), with every function compiled at
+its first call (LISPVM_JIT=eager) and by default. Three calls never make a function hot, so by
+default nothing is compiled: only the eager run tests the fast tier, and each eager run must
+have compiled functions (vm.fast.COMPILED), or the test would silently test one tier.
+
+The same three ways run every program of tests/programs and ../shared/examples (not the GPU
+one), whose outputs, error lines and exit statuses must be the same."""
 
 from __future__ import annotations
 
 import io
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +28,7 @@ from hypothesis import strategies as st
 from lispvm.assembler.pipeline import compile_source
 from lispvm.assembler.reader import read
 from lispvm.scheduler.runner import run_program
-from lispvm.vm import lbc
+from lispvm.vm import fast, lbc
 from lispvm.vm.values import FALSE, TRUE, Cons, Sym
 
 # --- the reference evaluator ---------------------------------------------------------------
@@ -361,17 +370,46 @@ def program(exprs: list[str], a: int, b: int, c: list[int], calls: int = 3) -> s
     return "\n".join(out) + "\n"
 
 
-def run_vm(source: str, jit: bool) -> list[str]:
-    data = lbc.dump(compile_source(source, "diff.lisp"))
+MODES = ("interpreted", "eager", "default")
+
+
+def run_mode(source: str, mode: str, args: tuple = (), name: str = "diff.lisp",
+             **kw: Any) -> tuple[str, str, int, int, int]:
+    """Run `source` in this OS process, in one of MODES: (stdout, stderr, exit status, functions
+    the fast tier compiled, functions it tried to compile and left interpreted)."""
+    data = lbc.dump(compile_source(source, name))
     out, err = io.StringIO(), io.StringIO()
-    status = run_program(data, [], schedulers=1, jit=jit, out=out, err=err)
-    assert status == 0, err.getvalue()
-    return out.getvalue().splitlines()
+    before, refused = fast.COMPILED, fast.REFUSED
+    saved = os.environ.get("LISPVM_JIT")
+    if mode == "eager":
+        os.environ["LISPVM_JIT"] = "eager"
+    else:
+        os.environ.pop("LISPVM_JIT", None)
+    try:
+        status = run_program(data, list(args), schedulers=1, jit=mode != "interpreted", out=out, err=err, **kw)
+    finally:
+        if saved is None:
+            os.environ.pop("LISPVM_JIT", None)
+        else:
+            os.environ["LISPVM_JIT"] = saved
+    return out.getvalue(), err.getvalue(), status, fast.COMPILED - before, fast.REFUSED - refused
 
 
-def check(exprs: list[str], a: int, b: int, c: list[int], jit: bool) -> None:
+def run_vm(source: str, mode: str, functions: int) -> list[str]:
+    """The lines `source` prints; in eager mode, each of its `functions` must have gone through
+    the fast tier (compiled, or refused: some shapes it leaves to the interpreter)."""
+    out, err, status, compiled, refused = run_mode(source, mode)
+    assert status == 0, err
+    if mode == "eager":
+        assert compiled + refused >= functions, "eager mode did not try every function"
+    elif mode == "interpreted":
+        assert compiled + refused == 0
+    return out.splitlines()
+
+
+def check(exprs: list[str], a: int, b: int, c: list[int], mode: str) -> list[str]:
     calls = 3
-    lines = run_vm(program(exprs, a, b, c, calls), jit)
+    lines = run_vm(program(exprs, a, b, c, calls), mode, len(exprs))
     assert len(lines) == len(exprs) * (calls + 1)
     env = {"a": a, "b": b, "c": mklist(c)}
     for i, e in enumerate(exprs):
@@ -379,7 +417,15 @@ def check(exprs: list[str], a: int, b: int, c: list[int], jit: bool) -> None:
         got = lines[i * (calls + 1):(i + 1) * (calls + 1)]
         if want is None:
             continue
-        assert got == [want] * (calls + 1), f"expression: {e}\nreference: {want}\nvm: {got}"
+        assert got == [want] * (calls + 1), f"mode: {mode}\nexpression: {e}\nreference: {want}\nvm: {got}"
+    return lines
+
+
+def check_all_modes(exprs: list[str], a: int, b: int, c: list[int]) -> None:
+    """The reference's answers in every mode, and the same lines in every mode (where the
+    reference does not compare, inf and nan, the tiers must still agree)."""
+    results = {mode: check(exprs, a, b, c, mode) for mode in MODES}
+    assert results["eager"] == results["interpreted"] == results["default"]
 
 
 # --- the tests -----------------------------------------------------------------------------
@@ -409,13 +455,53 @@ def test_fixed_batch_matches_the_reference() -> None:
         "(append c c (list a))", "(empty? (tail c))", "(max a b 0.5)", "(abs (- b a))", "(not (list))",
         "(head 5)", "(length (cons 1 2))", "(+ 1 true)", "(min c)", "(let ((a (+ a 1)) (b a)) (list a b))",
     ]
-    for jit in (True, False):
-        check(exprs, 7, -3, [1, 2, 3], jit)
+    check_all_modes(exprs, 7, -3, [1, 2, 3])
+    src = program(exprs, 7, -3, [1, 2, 3])
+    compiled, refused = run_mode(src, "eager")[3:]
+    assert compiled >= len(exprs) and refused == 0  # every t<i>, and the prelude's they call
 
 
-@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_three_calls_compile_nothing_by_default_and_everything_eagerly() -> None:
+    """Why the eager mode exists: by default a function called three times stays interpreted;
+    eagerly, every function called is compiled (each t<i>, at least)."""
+    src = program(["(+ a b)", "(list a c)", "(if (< a b) a (head c))"], 1, 2, [3])
+    counts = {mode: run_mode(src, mode)[3:] for mode in MODES}
+    assert counts["interpreted"] == (0, 0) and counts["default"] == (0, 0) and counts["eager"] >= (3, 0)
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(exprs=st.lists(expression(4, PARAMS), min_size=1, max_size=50),
-       a=st.integers(-50, 50), b=st.integers(-50, 50), c=st.lists(st.integers(-9, 9), max_size=4),
-       jit=st.booleans())
-def test_vm_agrees_with_the_reference(exprs: list[str], a: int, b: int, c: list[int], jit: bool) -> None:
-    check(exprs, a, b, c, jit)
+       a=st.integers(-50, 50), b=st.integers(-50, 50), c=st.lists(st.integers(-9, 9), max_size=4))
+def test_vm_agrees_with_the_reference(exprs: list[str], a: int, b: int, c: list[int]) -> None:
+    check_all_modes(exprs, a, b, c)
+
+
+# --- whole programs, three ways ------------------------------------------------------------
+
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+
+
+def _whole_programs() -> list:
+    found = sorted(PROGRAMS.glob("*.lisp"))
+    if EXAMPLES.is_dir():
+        found += [p for p in sorted(EXAMPLES.glob("*.lisp")) if "gpu/" not in p.read_text(encoding="utf-8")]
+    return [pytest.param(p, id=p.stem) for p in found]
+
+
+# Programs that call no Lisp function from running code (their functions are macros, spawned,
+# or only printed), so that eager mode has nothing to compile.
+CALL_NO_FUNCTION = {"args", "halt", "macros", "predicates", "printing", "strings", "03_errors", "05_links"}
+
+
+@pytest.mark.parametrize("path", _whole_programs())
+def test_whole_programs_agree_in_every_mode(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    found = re.search(r"^;\s*args:(.*)$", text, re.M)
+    args = tuple(found.group(1).split()) if found else ()
+    runs = {mode: run_mode(text, mode, args, name=path.name) for mode in MODES}
+    interpreted = runs["interpreted"][:3]
+    assert runs["eager"][:3] == interpreted, "eager differs from interpreted"
+    assert runs["default"][:3] == interpreted, "default differs from interpreted"
+    if path.stem not in CALL_NO_FUNCTION:
+        assert runs["eager"][3] > 0, "eager mode compiled nothing"
+    assert runs["interpreted"][3:] == (0, 0)

@@ -50,6 +50,7 @@ __all__ = ["FastTier", "Preempt", "enable", "disable", "TIER"]
 
 TIER: FastTier | None = None  # the tier of this OS process, or None (--no-jit)
 COMPILED = 0  # functions compiled in this OS process so far (tests check that a mode compiled any)
+REFUSED = 0  # functions the tier tried and left to the interpreter (nofast)
 
 _RECV = frozenset({"RECVSTART", "RECVPEEK", "RECVNEXT", "RECVTAKE", "RECVWAIT"})
 _CATCHABLE = (LispError, TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError)
@@ -140,6 +141,8 @@ class FastTier:
             # function stays interpreted, which is always correct
             if isinstance(e, RecursionError) and _depth() > sys.getrecursionlimit() // 2:
                 return False  # the caller's stack was deep, not the function: try again later
+            global REFUSED
+            REFUSED += 1
             p.nofast = True
             self.refused.append(p)
             return False
@@ -488,9 +491,13 @@ class _Gen:
             self.ops.append((op.name, f))
         self.recv = self.receive_loop()  # (after reg, peek reg, RECVWAIT pc), or None
         if p.handlers and len(p.handlers) > 0:
-            self.handlers = {h[0]: h for h in p.handlers}
+            # start pc -> the trys that start there, outermost first (p.handlers is innermost first)
+            self.handlers: dict[int, list[tuple]] = {}
+            for h in reversed(p.handlers):
+                self.handlers.setdefault(h[0], []).append(h)
         else:
             self.handlers = {}
+        self.open: set[tuple] = set()  # the trys being emitted (their bodies start at their own pc)
         self.out: list[str] = []
         self.info = _Info(p)
         # ASCII letters and digits only: Python normalises identifiers (NFKC: `ﬁb` is `fib`)
@@ -731,8 +738,9 @@ class _Gen:
         pc = s
         emitted = False
         while pc < e:
-            if pc in self.handlers and self.handlers[pc][0] == pc:
-                pc = self.try_block(pc, e, ind)
+            h = next((h for h in self.handlers.get(pc, ()) if h not in self.open), None)
+            if h is not None:
+                pc = self.try_block(h, e, ind)
                 emitted = True
                 continue
             name, f = self.ops[pc]
@@ -744,6 +752,9 @@ class _Gen:
                 t = self.target(pc)
                 if t == e and pc == e - 1:
                     pc += 1
+                    continue
+                if pc < t <= e and not any(j in self.targets for j in range(pc + 1, t)):
+                    pc = t  # over code that nothing jumps to (a test the compiler decided)
                     continue
                 raise _CannotCompile("unstructured jump")
             if pc not in self.inlined:
@@ -832,8 +843,8 @@ class _Gen:
             return join
         return jt
 
-    def try_block(self, pc: int, e: int, ind: int) -> int:
-        start, end, handler, reg = self.handlers[pc]
+    def try_block(self, h: tuple, e: int, ind: int) -> int:
+        start, end, handler, reg = h
         if not start < end <= e or end >= len(self.ops):
             raise _CannotCompile("try range")
         after_name, _ = self.ops[end]
@@ -842,7 +853,9 @@ class _Gen:
             if not (end + 1 == handler and handler < join <= e):
                 raise _CannotCompile("try layout")
             self.line(ind, "try:")
+            self.open.add(h)
             self.region(start, end, ind + 1)
+            self.open.discard(h)
             self.line(ind, "except _CATCH as _e:")
             self.line(ind + 1, f"{self.r(reg)} = _lisp_value(_e)", handler)
             self.region(handler, join, ind + 1)
@@ -850,7 +863,9 @@ class _Gen:
         if after_name == "RETURN" and end + 1 == handler:
             # a try in tail position: the handler returns on every path, up to the region's end
             self.line(ind, "try:")
+            self.open.add(h)
             self.region(start, end, ind + 1)
+            self.open.discard(h)
             self.line(ind, "except _CATCH as _e:")
             self.line(ind + 1, f"{self.r(reg)} = _lisp_value(_e)", handler)
             self.region(handler, e, ind + 1)
