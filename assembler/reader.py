@@ -15,6 +15,7 @@ memory, never by Python's recursion limit.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 from ..vm.errors import CompileError
@@ -95,6 +96,8 @@ class _Open:
 def read(text: str, file: str = "<string>", smap: SourceMap | None = None) -> tuple[list[Any], SourceMap]:
     """Read every top-level form of `text`. Raises CompileError with file:line:col."""
     smap = smap or SourceMap(file)
+    if text.startswith("\ufeff"):  # a UTF-8 byte order mark some editors write: not a symbol
+        text = text[1:]
     top = _Open("", 0, 0)
     stack = [top]
     pos, line, line_start, n = 0, 1, 0, len(text)
@@ -142,7 +145,11 @@ def read(text: str, file: str = "<string>", smap: SourceMap | None = None) -> tu
             value, pos, line, line_start = _read_string(text, pos, line, line_start, err, start)
             _add(cur, value, sline, col, smap)
             continue
-        _add(cur, _atom(m.group()), line, col, smap)
+        try:
+            atom = _atom(m.group())
+        except ValueError:  # the integer/text conversion limit (vm/builtins.py MAX_INT_DIGITS)
+            raise err(start, f"integer literal too large (more than {sys.get_int_max_str_digits()} digits)") from None
+        _add(cur, atom, line, col, smap)
 
     if len(stack) > 1:
         o = stack[-1]

@@ -14,12 +14,25 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .errors import BADMATCH, USER, Halt, LispError, ProcessExit, badarg, badarity, runtime_error
+from .errors import (
+    BADMATCH,
+    MAX_INT_DIGITS,
+    MAX_LIST,
+    MAX_TEXT,
+    USER,
+    Halt,
+    LispError,
+    ProcessExit,
+    badarg,
+    badarity,
+    limit_error,
+    runtime_error,
+    system_limit,
+)
 from .values import (
     FALSE,
     TRUE,
     Bool,
-    Box,
     Builtin,
     Closure,
     Cons,
@@ -74,8 +87,59 @@ def builtin(name: str) -> Any:
 
 def short_repr(x: Any, limit: int = 60) -> str:
     """A value as printed inside a list, cut to `limit` characters, for messages."""
+    if _text_size((x,), 4 * limit, True) > 4 * limit:  # too large to print whole: say what it is
+        if x.__class__ is int:
+            return f"#<integer of {x.bit_length()} bits>"
+        return f"#<{type_name(x)} too large to print>"
     s = to_repr(x)
     return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+_DIGITS_PER_BIT = 0.30103  # log10(2): an int of b bits has about b * this decimal digits
+_MAX_INT_BITS = int(MAX_INT_DIGITS / _DIGITS_PER_BIT)
+
+
+def _text_size(values: Any, cap: int, quoted: bool) -> int:
+    """About how many characters printing `values` makes, counting no further than past `cap`
+    (so the walk itself is bounded, even on a list that shares sublists many times over)."""
+    total = 0
+    todo = list(values)
+    while todo:
+        x = todo.pop()
+        c = x.__class__
+        if c is str:
+            total += len(x) + (2 if quoted else 0)
+        elif c is int:
+            bits = x.bit_length()
+            total += int(bits * _DIGITS_PER_BIT) + 2 if bits <= _MAX_INT_BITS else cap + 1
+        elif c is Cons:
+            while x.__class__ is Cons:
+                todo.append(x.head)
+                total += 1
+                x = x.tail
+                if total > cap or len(todo) > cap:
+                    return total + len(todo)
+            total += 1
+            if x is not None:
+                todo.append(x)
+        elif c is Vec:
+            todo.extend(x.items)
+            total += 2 + len(x.items)
+        elif c is Sym:
+            total += len(x.name)
+        else:
+            total += 8
+        if total > cap:
+            return total
+        quoted = True  # inside a container, strings print quoted
+    return total
+
+
+def _printable(name: str, values: Any, quoted: bool = False) -> None:
+    """Refuse with system_limit before printing `values` would take too long or too much memory."""
+    if _text_size(values, MAX_TEXT, quoted) > MAX_TEXT:
+        raise system_limit(f"{name}: too large to print (over {MAX_TEXT} characters, or an integer of "
+                           f"over {MAX_INT_DIGITS} digits)")
 
 
 def runtime_error_value(kind: str, message: str) -> Any:
@@ -407,7 +471,14 @@ def b_range(*args: Any) -> Any:
     ints = [_int("list/range", a) for a in args]
     if len(ints) == 3 and ints[2] == 0:
         raise badarg("list/range: step must not be 0")
-    return from_list(range(*ints))
+    r = range(*ints)
+    try:
+        n = len(r)
+    except OverflowError:  # more elements than a machine word counts
+        n = MAX_LIST + 1
+    if n > MAX_LIST:  # one call, one reduction: its work is bounded instead
+        raise system_limit(f"list/range: more than the limit of {MAX_LIST} elements")
+    return from_list(r)
 
 
 @builtin("list/sort")
@@ -467,6 +538,7 @@ def b_list_to_vec(xs: Any) -> Vec:
 
 @builtin("str")
 def b_str(*args: Any) -> str:
+    _printable("str", args)
     return "".join(to_str(x) for x in args)
 
 
@@ -483,11 +555,17 @@ def b_str_split(s: Any, sep: Any) -> Any:
 
 @builtin("str/join")
 def b_str_join(sep: Any, xs: Any) -> str:
-    return _str("str/join", sep).join(to_str(x) for x in _list("str/join", xs))
+    sep = _str("str/join", sep)
+    items = _list("str/join", xs)
+    if len(sep) * len(items) > MAX_TEXT:
+        raise system_limit(f"str/join: the text would be longer than {MAX_TEXT} characters")
+    _printable("str/join", items)
+    return sep.join(to_str(x) for x in items)
 
 
 @builtin("repr")
 def b_repr(x: Any) -> str:
+    _printable("repr", (x,), True)
     return to_repr(x)
 
 
@@ -505,7 +583,9 @@ def b_parse_int(s: Any, base: Any = 10) -> int:
     base = _int("parse-int", base)
     try:
         return int(s.strip(), base)
-    except ValueError:
+    except ValueError as e:
+        if limit_error(e) is not None:
+            raise system_limit(f"parse-int: more than {MAX_INT_DIGITS} digits") from None
         raise badarg(f"parse-int: not an integer: {short_repr(s)}") from None
 
 
@@ -529,6 +609,7 @@ builtin("bool?")(lambda x: _b(x is TRUE or x is FALSE))
 
 @builtin("print")
 def b_print(*args: Any) -> None:
+    _printable("print", args)
     ctx.host.output(" ".join(to_str(x) for x in args))
 
 
@@ -579,38 +660,14 @@ def b_halt(code: Any = 0) -> None:
 
 def copy_message(msg: Any) -> Any:
     """A message as the receiver gets it. Values are immutable except closures that captured an
-    assigned variable (a Box): those are copied, with their boxes, so processes share nothing.
-    Until any Box was ever made (the usual case) this costs one test."""
+    assigned variable (a Box): those are copied, with their boxes (the sender's current values),
+    so processes share nothing (vm/boxes.py). Until any Box was ever made (the usual case) this
+    costs one test."""
     if not BOXES_MADE or msg.__class__ in (int, float, str, Sym, Pid, Ref, Bool) or msg is None:
         return msg
-    memo: dict[int, Any] = {}
-    return _copy(msg, memo)
+    from .boxes import for_message  # late: vm/boxes.py imports this module
 
-
-def _copy(x: Any, memo: dict[int, Any]) -> Any:
-    c = x.__class__
-    if c is Cons:
-        items = []
-        while x.__class__ is Cons:
-            items.append(_copy(x.head, memo))
-            x = x.tail
-        return from_list(items, _copy(x, memo))
-    if c is Vec:
-        return Vec(tuple(_copy(e, memo) for e in x.items))
-    if c is Closure:
-        if id(x) in memo:
-            return memo[id(x)]
-        if not any(u.__class__ is Box for u in x.upvals):
-            return x
-        new = memo[id(x)] = Closure(x.proto, (), x.name)
-        new.upvals = tuple(_copy(u, memo) for u in x.upvals)
-        return new
-    if c is Box:
-        if id(x) not in memo:
-            memo[id(x)] = b = Box(None)
-            b.v = _copy(x.v, memo)
-        return memo[id(x)]
-    return x
+    return for_message(ctx.proc, msg)
 
 
 def _fn(name: str, f: Any) -> Any:
@@ -621,12 +678,12 @@ def _fn(name: str, f: Any) -> Any:
 
 @builtin("spawn")
 def b_spawn(f: Any, *args: Any) -> Pid:
-    return ctx.host.spawn(ctx.proc, _fn("spawn", f), [copy_message(a) for a in args], False, None)
+    return ctx.host.spawn(ctx.proc, copy_message(_fn("spawn", f)), [copy_message(a) for a in args], False, None)
 
 
 @builtin("spawn-link")
 def b_spawn_link(f: Any, *args: Any) -> Pid:
-    return ctx.host.spawn(ctx.proc, _fn("spawn-link", f), [copy_message(a) for a in args], True, None)
+    return ctx.host.spawn(ctx.proc, copy_message(_fn("spawn-link", f)), [copy_message(a) for a in args], True, None)
 
 
 @builtin("spawn-on")
@@ -634,7 +691,7 @@ def b_spawn_on(k: Any, f: Any, *args: Any) -> Pid:
     k = _int("spawn-on", k)
     if k < 0:
         raise badarg(f"spawn-on: scheduler index must be >= 0, got {k}")
-    return ctx.host.spawn(ctx.proc, _fn("spawn-on", f), [copy_message(a) for a in args], False, k)
+    return ctx.host.spawn(ctx.proc, copy_message(_fn("spawn-on", f)), [copy_message(a) for a in args], False, k)
 
 
 @builtin("self")

@@ -9,9 +9,18 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from .values import Cons, intern, to_repr
+
+# System limits (docs/language.md, "System limits"): work a single builtin call or instruction
+# may do without counting reductions is bounded, so that no call blocks its scheduler for long.
+MAX_INT_DIGITS = 20_000  # int <-> text conversion is quadratic in CPython: bounded like its default
+MAX_TEXT = 1 << 22  # characters in a string that str, repr, str/join or print may build
+MAX_LIST = 1 << 20  # elements in a list that list/range may build
+if hasattr(sys, "set_int_max_str_digits"):  # CPython 3.11+: its own check enforces MAX_INT_DIGITS
+    sys.set_int_max_str_digits(MAX_INT_DIGITS)
 
 EXIT_OK = 0  # the main process ended normally
 EXIT_FAIL = 1  # an uncaught error in the main process, or a compile error
@@ -23,6 +32,7 @@ BADARITY = intern("badarity")
 UNDEF_ = intern("undef")
 BADMATCH = intern("badmatch")
 USER = intern("user")
+SYSTEM_LIMIT = intern("system_limit")
 
 
 class LispError(Exception):
@@ -61,12 +71,37 @@ def badmatch(message: str) -> LispError:
     return runtime_error(BADMATCH, message)
 
 
+def system_limit(message: str) -> LispError:
+    """`(error system_limit "message")`: a value or a piece of work larger than the VM allows
+    (out of memory, a number too large to print); catchable like any error, as in Erlang."""
+    return runtime_error(SYSTEM_LIMIT, message)
+
+
+def limit_error(exc: BaseException) -> LispError | None:
+    """The system_limit error for a Python exception that means a limit was reached, else None.
+
+    MemoryError anywhere; OverflowError when a number does not fit a machine size (not a float
+    overflow, which is badarg); ValueError from the integer/text conversion limit."""
+    if isinstance(exc, MemoryError):
+        return system_limit("out of memory" + (f" ({exc})" if str(exc) else ""))
+    text = str(exc)
+    if isinstance(exc, OverflowError) and ("too large to convert" in text or "index-sized" in text
+                                           or "too many digits" in text or "too big" in text):
+        return system_limit(f"number too large ({text})")
+    if isinstance(exc, ValueError) and "integer string conversion" in text:
+        return system_limit(f"integer too large to convert to or from text ({text.split(';')[0]})")
+    return None
+
+
 def describe(value: Any) -> str:
     """One line for people: `badarg: head of nil` for runtime errors, `throw: VALUE` otherwise."""
     if (value.__class__ is Cons and value.head is ERROR and value.tail.__class__ is Cons
             and value.tail.tail.__class__ is Cons and value.tail.tail.head.__class__ is str):
         return f"{value.tail.head!r}: {value.tail.tail.head}"
-    return f"throw: {to_repr(value)}"
+    try:
+        return f"throw: {to_repr(value)}"
+    except ValueError:  # an integer over MAX_INT_DIGITS somewhere in it
+        return "throw: (a value too large to print)"
 
 
 class CompileError(Exception):

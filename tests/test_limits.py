@@ -1,0 +1,116 @@
+"""System limits (issue 12, items 9 and 10; docs/language.md, "System limits"): running out of
+memory, or asking a builtin for more work than one call may do without counting reductions, is
+the catchable error `(error system_limit "...")`; the process may fail, the node goes on.
+Each case ran for tens of seconds (or exited 70) before the limits; now each is refused at once,
+which the run's timeout checks without asserting a timing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from lispvm.assembler.pipeline import compile_source
+from lispvm.vm import errors
+from lispvm.vm.errors import MAX_INT_DIGITS, MAX_LIST, MAX_TEXT, CompileError, LispError
+from lispvm.vm.interp import python_error
+
+Runner = Callable[..., tuple[str, str, int]]
+TIMEOUT = 60  # far above a refusal, far below the seconds each case blocked for before
+
+# 2 ** 400000 (120,412 digits) by doubling (cheap), and a list that shares its halves 40 times over
+PRELUDE = """
+(def pow2 (n acc) (if (= n 0) acc (pow2 (- n 1) (* acc 2))))
+(def big (pow2 400000 1))
+(def dbl (n xs) (if (= n 0) xs (dbl (- n 1) (list xs xs))))
+(def kind (thunk) (try (do (thunk) 'no-error) (catch e (head (tail e)))))
+"""
+
+CASES = {
+    "str-of-a-huge-int": "(str big)",
+    "repr-of-a-list-holding-it": "(repr (list 1 big))",
+    "print-of-it": "(print big)",
+    "str-join-of-it": '(str/join "," (list big))',
+    "str-of-a-shared-list": "(str (dbl 40 1))",
+    "list-range-of-10^12": "(list/range 1000000000000)",
+    "list-range-beyond-a-machine-word": "(list/range 0 100000000000000000000000000000 7)",
+    "parse-int-of-a-million-digits": '(parse-int (str/join "" (list/range 1 200000)))',
+    "str-join-with-a-huge-separator": '(str/join (str/join "" (list/range 1 300000)) (list/range 100000))',
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_unbounded_builtins_refuse_with_system_limit(run_lisp: Runner, case: str) -> None:
+    source = PRELUDE + f"(print (kind (fn () {CASES[case]})))\n(print 'alive)\n"
+    assert run_lisp(source, timeout=TIMEOUT) == ("system_limit\nalive\n", "", 0)
+
+
+def test_sizes_under_the_limits_still_work(run_lisp: Runner) -> None:
+    source = PRELUDE + f"""
+(print (str/length (str (pow2 60000 1))))
+(print (length (list/range {MAX_LIST})))
+(print (str/length (str (dbl 12 "ab"))))
+(print (= (parse-int (str (pow2 60000 1))) (pow2 60000 1)))
+"""
+    out, err, status = run_lisp(source, timeout=TIMEOUT)
+    assert (err, status) == ("", 0)
+    assert out.split() == ["18062", str(MAX_LIST), str(7 * 4096 - 3), "true"]
+
+
+def test_an_uncaught_huge_value_is_one_line(run_lisp: Runner) -> None:
+    out, err, status = run_lisp(PRELUDE + "(throw big)\n", timeout=TIMEOUT)
+    assert (out, status) == ("", 1)
+    assert err == "prog.lisp:6:1: error: throw: (a value too large to print)\n"
+
+
+def test_an_error_message_names_a_huge_value_without_printing_it(run_lisp: Runner) -> None:
+    out, err, status = run_lisp(PRELUDE + "(print (try (head big) (catch e e)))\n", timeout=TIMEOUT)
+    assert (err, status) == ("", 0)
+    assert out == '(error badarg "head: expected a non-empty list, got #<integer of 400001 bits>")\n'
+
+
+def test_an_integer_literal_over_the_limit_is_a_compile_error() -> None:
+    compile_source("(print " + "9" * MAX_INT_DIGITS + ")", "ok.lisp")
+    with pytest.raises(CompileError) as info:
+        compile_source("(print\n  " + "9" * (MAX_INT_DIGITS + 1) + ")", "big.lisp")
+    assert str(info.value) == f"big.lisp:2:3: integer literal too large (more than {MAX_INT_DIGITS} digits)"
+
+
+@pytest.mark.parametrize("exc", [MemoryError(), MemoryError("Unable to allocate 373. GiB"),
+                                 OverflowError("Python int too large to convert to C ssize_t"),
+                                 OverflowError("cannot fit 'int' into an index-sized integer"),
+                                 ValueError("Exceeds the limit (20000 digits) for integer string conversion")])
+def test_python_limits_become_system_limit(exc: BaseException) -> None:
+    """Whatever instruction or builtin raised it, in either tier (both use python_error)."""
+    module = compile_source("(print 1)", "m.lisp")
+    err = python_error(module.protos[0], 0, [None] * module.protos[0].nregs, exc)
+    assert isinstance(err, LispError)
+    assert err.value.tail.head is errors.SYSTEM_LIMIT
+
+
+def test_a_float_overflow_stays_badarg() -> None:
+    assert errors.limit_error(OverflowError("math range error")) is None
+
+
+def test_out_of_memory_in_a_builtin_is_caught_and_the_node_lives(run_lisp: Runner) -> None:
+    """The issue's reproducer: allocating 373 GiB used to end the node (exit 70)."""
+    pytest.importorskip("numpy")
+    source = """
+(print (try (gpu/zeros 100000000000) (catch e (head (tail e)))))
+(def f (n) (try (gpu/zeros n) (catch e (head (tail e)))))
+(print (f 100000000000))
+(spawn (fn () (gpu/zeros 100000000000)))
+(print 'alive)
+"""
+    for flags in ((), ("--no-jit",)):
+        out, err, status = run_lisp(source, flags=flags, timeout=TIMEOUT)
+        assert out == "system_limit\nsystem_limit\nalive\n", (flags, err)
+        assert status == 0 and "Traceback" not in err
+
+
+def test_the_limits_are_the_documented_ones() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
+    for value in (MAX_INT_DIGITS, MAX_TEXT, MAX_LIST):
+        assert f"{value:,}" in doc, value
