@@ -510,6 +510,15 @@ class DeviceClient:
         finally:
             os.close(lock)  # releases the flock
 
+    def _warn(self, line: str) -> None:
+        """A line on the node's stderr (through the hub from another scheduler)."""
+        say = getattr(self.node, "error_line", None)
+        if say is not None:
+            say(line)
+        else:
+            self.node.err.write(line + "\n")
+            self.node.err.flush()
+
     def _reap(self) -> None:
         """Forget the device process this OS process started once it has exited (no zombie)."""
         if self.proc is not None and self.proc.poll() is not None:
@@ -525,12 +534,17 @@ class DeviceClient:
         # in the error's message instead
         proc = subprocess.Popen([sys.executable, "-c", code, path], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+        said = b""
         try:
             ready, _, _ = select.select([proc.stdout], [], [], START_S)  # pyopencl and the context: ~1 s
-            said = os.read(proc.stdout.fileno(), 1) if ready else b""
+            if ready:
+                said = proc.stdout.read()  # "r" and its warnings: the device closes its end at once
         finally:
             proc.stdout.close()
-        if said != b"r":
+        if said[:1] == b"r":
+            for line in said[1:].decode(errors="replace").splitlines():
+                self._warn(line)
+        else:
             if not ready:
                 proc.kill()
             proc.wait()
@@ -689,19 +703,35 @@ def _source_key(source: str) -> str:
 
 def device_main(path: str) -> None:
     """Entry point of the device process: serve requests until told to stop or left alone."""
+    import resource
     import signal
     import threading
 
-    import numpy as np
-    import pyopencl as cl
-
-    from ..vm.gpu import SCALARS
+    from ..vm.gpu import SCALARS  # our modules before Landlock: their directory is not readable after
+    from . import confine
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node stops us
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crashing kernel leaves no core file behind
     # Listening first: a client that finds the socket now waits in the backlog until we serve.
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
+    cache = _cache_dir(os.path.dirname(path))
+    # PoCL's kernel cache, pyopencl's and NVIDIA's: all in the one directory we may write
+    os.environ.update(POCL_CACHE_DIR=os.path.join(cache, "pocl"), XDG_CACHE_HOME=cache,
+                      CUDA_CACHE_PATH=os.path.join(cache, "nv"))
+    warnings: list[str] = []
+    confined = os.environ.get("LISPVM_DEVICE_CONFINE", "1") != "0"
+    if confined:  # now, while this process has one thread (see confine.py)
+        _abi, said = confine.landlock(_device_rules(cache))
+        warnings += said
+    else:
+        warnings.append("LISPVM_DEVICE_CONFINE=0: the device process is not confined; kernels may open "
+                        "any file the user can, start programs and make sockets")
+
+    import numpy as np
+    import pyopencl as cl
+
     if os.environ.get("LISPVM_OPENCL"):
         os.environ["PYOPENCL_CTX"] = os.environ["LISPVM_OPENCL"]
     ctx = cl.create_some_context(interactive=False)
@@ -772,7 +802,9 @@ def device_main(path: str) -> None:
         try:
             prog = program(source)
         except cl.RuntimeError as e:
-            raise _Refused("badarg", f"gpu/kernel: the kernel does not compile:\n{e}") from None
+            why = ("the kernel does not compile: it includes a file the device process may not read "
+                   "(docs/gpu.md, Confinement)" if "Permission denied" in str(e) else "the kernel does not compile")
+            raise _Refused("badarg", f"gpu/kernel: {why}:\n{e}") from None
         try:
             knl = cl.Kernel(prog, name)
         except cl.Error:
@@ -852,11 +884,58 @@ def device_main(path: str) -> None:
     # Only now, with every function above defined, are connections accepted (those made
     # earlier wait in the backlog): a connection served before `handle` existed killed its
     # thread and left that client waiting for ever.
+    if confined:  # every thread, PoCL's workers included, from here on
+        warnings += confine.seccomp()
     threading.Thread(target=acceptor, daemon=True).start()
-    os.write(1, b"r")  # the starter waits for this byte (or for our exit) while it holds the start lock
+    # the starter waits for this byte (or for our exit) while it holds the start lock, then
+    # reads our warnings to the end of the pipe
+    os.write(1, b"r" + "".join(f"lispvm: device process: {w}\n" for w in warnings).encode())
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     done.wait()
     listener.close()  # the socket file stays: the next starter removes it under the start lock
+
+
+def _cache_dir(private: str) -> str:
+    """The directory the device process may write: OpenCL compilers' caches. Per user, kept
+    between runs ($XDG_CACHE_HOME/lispvm/device); the node's private directory if that cannot be
+    made."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for d in (os.path.join(base, "lispvm", "device"), os.path.join(private, "cache")):
+        try:
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            return d
+        except OSError:
+            continue
+    return private
+
+
+def _device_rules(cache: str) -> list[tuple[str, int]]:
+    """What the device process may open (confine.landlock): Python and its packages, system
+    libraries and headers (/usr), OpenCL's and the GPU drivers' configuration and device nodes,
+    this process's own /proc entry, the compiler cache (read and write), and the one program
+    PoCL runs, the linker (executed). Not /etc, /home, /tmp or the project."""
+    import glob
+
+    from .confine import DEVICE, EXECUTE, READ, READ_DIR, READ_FILE, WRITE, WRITE_FILE, elf_interpreter
+
+    # Listing directories everywhere, not reading files: hwloc (PoCL's topology probe) opens "/"
+    # and reads /sys and /proc relative to it, and aborts the process if it cannot.
+    rules = [("/", READ_DIR)]
+    rules += [(p, READ) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}]
+    rules += [(p, READ) for p in ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/opt/rocm", "/etc/OpenCL",
+                                  "/etc/ld.so.cache", "/sys", "/proc/self", "/proc/cpuinfo", "/proc/meminfo",
+                                  "/proc/stat", "/proc/driver", "/dev/zero", "/dev/urandom")]
+    rules.append(("/dev/null", READ_FILE | WRITE_FILE))
+    rules += [(p, DEVICE) for p in ("/dev/dri", "/dev/kfd", *glob.glob("/dev/nvidia*"))]
+    rules.append((cache, WRITE))
+    linker = shutil.which("ld") or "/usr/bin/ld"  # PoCL links each kernel with the system's ld
+    if os.path.exists(linker):
+        real = os.path.realpath(linker)
+        rules.append((real, EXECUTE | READ_FILE))
+        interp = elf_interpreter(real)
+        if interp:
+            rules.append((os.path.realpath(interp), EXECUTE | READ_FILE))
+    return rules
 
 
 class _Refused(Exception):

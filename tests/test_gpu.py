@@ -514,3 +514,132 @@ def test_a_device_crash_fails_only_the_requests_in_flight_on_another_scheduler(p
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
     assert (out, p.returncode) == ("(1 device_down 0 1)\n(1.0 1.0)\n", 0), err
+
+
+def lisp_string(text: str) -> str:
+    """`text` as a Lisp string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@pytest.mark.opencl
+@opencl
+def test_a_kernel_cannot_include_files_outside_the_system(private_tmp: str) -> None:
+    """The OpenCL compiler runs in the device process, which may read only what builds need:
+    `#include "/etc/passwd"` and a file of the user's fail to build, with a clear error and
+    nothing of their content (before, the passwd lines were quoted in the build log and a
+    user's file was compiled in)."""
+    secret = os.path.join(private_tmp, "secret.h")
+    with open(secret, "w") as f:
+        f.write("#define SECRET 4242.0f\n")
+    passwd = lisp_string('#include "/etc/passwd"\n__kernel void k(__global float* a) { a[0] = 1.0f; }')
+    mine = lisp_string(f'#include "{secret}"\n__kernel void k(__global float* a) {{ a[0] = SECRET; }}')
+    prog = os.path.join(private_tmp, "include.lisp")
+    with open(prog, "w") as f:
+        f.write(f"""
+    (def try-kernel (src) (try (gpu/get (head (gpu/dispatch (gpu/kernel src "k") 1 (gpu/zeros 1))) 0) (catch e e)))
+    (def e1 (try-kernel {passwd}))
+    (print (nth e1 1))
+    (print (nth e1 2))
+    (print (try-kernel {mine}))
+    """)
+    r = lispvm("run", prog, env={"TMPDIR": private_tmp})
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and lines[0] == "badarg", (r.stdout, r.stderr)
+    assert lines[1].startswith("gpu/kernel: the kernel does not compile: it includes a file the device process "
+                               "may not read"), lines[1]
+    assert "root:" not in r.stdout and "4242" not in r.stdout
+    assert "cannot open file '/etc/passwd'" in r.stdout and f"cannot open file '{secret}'" in r.stdout
+
+
+# Raw system calls from a kernel (x86_64 inline asm): open(O_CREAT), socket(AF_INET), kill(parent,
+# 0), execve(/bin/sh -c ...). Each result (a negative errno when refused) goes into the output.
+EVIL = r'''
+static long sys3(long n, long a, long b, long c) {
+  long ret;
+  __asm__ volatile ("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+  return ret;
+}
+__kernel void evil(__global float* out) {
+  out[0] = (float) sys3(2, (long)"OPENED", 0101, 0644);
+  out[1] = (float) sys3(41, 2, 1, 0);
+  out[2] = (float) sys3(62, sys3(110, 0, 0, 0), 0, 0);
+  ulong argv[4] = {(ulong)"/bin/sh", (ulong)"-c", (ulong)"echo pwned > EXECUTED", 0};
+  out[3] = (float) sys3(59, (long)"/bin/sh", (long)argv, 0);
+}
+'''
+
+
+@pytest.mark.opencl
+@opencl
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the kernel's inline asm is x86_64's")
+def test_a_kernel_making_raw_system_calls_cannot_open_files_run_programs_or_make_sockets(private_tmp: str) -> None:
+    """Before confinement the kernel created OPENED, and execve replaced the device process
+    with a shell that wrote EXECUTED. Now open and execve fail with EACCES (Landlock), socket
+    and a signal to the parent scheduler with EPERM (seccomp), and the device keeps working."""
+    opened, executed = os.path.join(private_tmp, "opened"), os.path.join(private_tmp, "executed")
+    src = EVIL.replace("OPENED", opened).replace("EXECUTED", executed)
+    prog = os.path.join(private_tmp, "evil.lisp")
+    with open(prog, "w") as f:
+        f.write(f"""
+    (def evil (gpu/kernel {lisp_string(src)} "evil"))
+    (print (try (gpu/to-list (head (gpu/dispatch evil 1 (gpu/zeros 4)))) (catch e e)))
+    (def inc (gpu/kernel "__kernel void inc(__global float* v) {{ v[get_global_id(0)] += 1.0f; }}" "inc"))
+    (print (gpu/to-list (head (gpu/dispatch inc 2 (gpu/zeros 2)))))
+    """)
+    r = lispvm("run", prog, env={"TMPDIR": private_tmp})
+    time.sleep(0.3)  # a shell started by the kernel would have written by now
+    assert not os.path.exists(opened) and not os.path.exists(executed)
+    assert (r.stdout, r.returncode) == ("(-13.0 -1.0 -1.0 -13.0)\n(1.0 1.0)\n", 0), r.stderr
+
+
+@pytest.mark.opencl
+@opencl
+def test_confinement_can_be_switched_off_and_says_so(private_tmp: str) -> None:
+    """LISPVM_DEVICE_CONFINE=0 (for a GPU driver that needs more than docs/gpu.md lists): the
+    device process runs unconfined, and the node says so on stderr, once."""
+    secret = os.path.join(private_tmp, "secret.h")
+    with open(secret, "w") as f:
+        f.write("#define SECRET 4242.0f\n")
+    src = lisp_string(f'#include "{secret}"\n__kernel void k(__global float* a) {{ a[0] = SECRET; }}')
+    prog = os.path.join(private_tmp, "off.lisp")
+    with open(prog, "w") as f:
+        f.write(f'(print (gpu/get (head (gpu/dispatch (gpu/kernel {src} "k") 1 (gpu/zeros 1))) 0))\n')
+    r = lispvm("run", prog, env={"TMPDIR": private_tmp, "LISPVM_DEVICE_CONFINE": "0"})
+    assert (r.stdout, r.returncode) == ("4242.0\n", 0), r.stderr
+    assert r.stderr.count("lispvm: device process: LISPVM_DEVICE_CONFINE=0: the device process is not confined") == 1
+
+
+def test_without_landlock_or_seccomp_confinement_warns_instead_of_failing() -> None:
+    """A kernel without Landlock (ENOSYS), or an architecture whose system call table the
+    filter does not have: a warning each, no exception (run in a child: nothing is applied)."""
+    code = """
+import errno, platform
+from lispvm.scheduler import confine
+def nosys(nr, *args):
+    raise OSError(errno.ENOSYS, "Function not implemented")
+confine._syscall = nosys
+print(confine.landlock([("/usr", confine.READ)]))
+platform.machine = lambda: "riscv64"
+print(confine.seccomp())
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    first, second = r.stdout.splitlines()
+    assert first == ("(0, ['Landlock is not available (Function not implemented): kernels may open any file the "
+                     "user can and start programs'])")
+    assert "seccomp filter not applied on riscv64" in second
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/include/x86_64-linux-gnu/asm/unistd_64.h"), reason="no x86_64 header")
+def test_the_seccomp_table_has_x86_64s_numbers() -> None:
+    from lispvm.scheduler.confine import DENIED_X86_64, SELF_ONLY_X86_64
+
+    numbers = {}
+    with open("/usr/include/x86_64-linux-gnu/asm/unistd_64.h") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "#define" and parts[1].startswith("__NR_"):
+                numbers[parts[1][5:]] = int(parts[2])
+    table = {**DENIED_X86_64, **SELF_ONLY_X86_64}
+    assert {k: numbers.get(k) for k in table if k in numbers} == {k: v for k, v in table.items() if k in numbers}
+    assert len([k for k in table if k in numbers]) >= len(table) - 2  # the header may predate a call or two
