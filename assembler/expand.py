@@ -20,7 +20,15 @@ from ..vm.errors import CompileError, LispError, describe
 from ..vm.values import TRUE, Cons, Sym, Vec, from_list, intern, to_pylist
 from .reader import QUASIQUOTE, QUOTE, UNQUOTE, UNQUOTE_SPLICING, SourceMap
 
-__all__ = ["Expander", "SPECIAL_FORMS"]
+__all__ = ["Expander", "SPECIAL_FORMS", "MacroBudget"]
+
+
+class MacroBudget(Exception):
+    """A macro call spent its reduction budget (raised by the driver's macro runner)."""
+
+    def __init__(self, reductions: int) -> None:
+        super().__init__(reductions)
+        self.reductions = reductions
 
 S = intern
 DEF, FN, LET, IF, COND, DO, SET, AND, OR = (S(n) for n in ("def", "fn", "let", "if", "cond", "do", "set", "and", "or"))
@@ -104,6 +112,9 @@ class Expander:
                 out = self.run_macro(form.head, self.macros[form.head], args)
             except LispError as e:
                 raise self.err(form, f"error in macro {form.head.name}: {describe(e.value)}") from None
+            except MacroBudget as e:
+                raise self.err(form, f"macro {form.head.name} did not finish within {e.reductions:,} reductions "
+                               "(an endless loop?)") from None
             self._stamp(out, form)
             form = out
         return form

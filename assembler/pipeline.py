@@ -11,17 +11,20 @@ import sys
 from typing import Any, TextIO
 
 from ..vm import prelude
-from ..vm.builtins import BUILTINS, CONSTANTS
+from ..vm.builtins import BUILTINS, CONSTANTS, runtime_error_value
 from ..vm.errors import CompileError, LispError
-from ..vm.interp import call_sync, predecode
+from ..vm.interp import _BareHost, call_sync, new_process_regs, predecode, run
 from ..vm.lbc import Module
-from ..vm.process import Globals
+from ..vm.process import DONE, EXITED, FAILED, YIELD, Globals, Process
 from ..vm.values import Closure, Sym, to_repr
 from .compile import Compiler
-from .expand import Expander
+from .expand import Expander, MacroBudget
 from .reader import SourceMap, read
 
-__all__ = ["compile_source", "PASSES", "reserved_names"]
+__all__ = ["compile_source", "PASSES", "reserved_names", "MACRO_REDUCTIONS"]
+
+MACRO_REDUCTIONS = 1_000_000  # reductions one macro call may spend (docs/language.md, Macros)
+_SLICE = 4000  # reductions between the budget host's checks
 
 PASSES = ("read", "expand", "compile")
 _INLINE_PRELUDE = frozenset({"apply", "recv", "timer/sleep"})  # prelude functions with inline forms
@@ -57,7 +60,31 @@ class _MacroRunner:
         return closure
 
     def run(self, name: Sym, closure: Closure, args: list[Any]) -> Any:
-        return call_sync(closure, args)
+        """Run one macro call, stopping it (MacroBudget) after MACRO_REDUCTIONS reductions."""
+        cl, regs = new_process_regs(closure, args)
+        proc = Process(None, cl, regs)
+        outcome = run(proc, _SLICE, _BudgetHost(MACRO_REDUCTIONS // _SLICE))
+        if outcome == DONE:
+            return proc.result
+        if outcome == YIELD:
+            raise MacroBudget(MACRO_REDUCTIONS)
+        if outcome == FAILED:
+            raise LispError(proc.result, proc.where)
+        if outcome == EXITED:
+            raise LispError(proc.result)
+        raise LispError(runtime_error_value("badarg", "this code cannot wait here (no scheduler)"))
+
+
+class _BudgetHost(_BareHost):
+    """The compile-time host, asked once per slice whether to stop: after `slices` of them."""
+
+    def __init__(self, slices: int) -> None:
+        super().__init__()
+        self.left = slices
+
+    def preempt(self) -> bool:
+        self.left -= 1
+        return self.left <= 0
 
 
 def compile_source(text: str, file: str = "<string>", dump: str | None = None, out: TextIO | None = None,

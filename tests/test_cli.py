@@ -292,3 +292,25 @@ def test_importtime_of_a_hello_run(tmp_path: Path) -> None:
     imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
     for heavy in ("numpy", "pyopencl", "multiprocessing"):
         assert heavy not in imported, heavy
+
+
+# --- issue 12, item 13: a macro that never ends --------------------------------------------------
+
+@pytest.mark.parametrize("body", ["(def loop (n) (loop (+ n 1))) (loop 0)", "(def d (n) (+ 1 (d n))) (d 0)"],
+                         ids=["tail-loop", "deep-recursion"])
+def test_an_endless_macro_is_a_compile_error_at_its_call(cli: Runner, tmp_path: Path, body: str) -> None:
+    """It hung `lispvm asm` for ever; now its reduction budget ends it with one line, status 1."""
+    (tmp_path / "m.lisp").write_text(f"(defmacro forever (x) {body})\n(print 1)\n(print\n  (forever 3))\n",
+                                     encoding="utf-8")
+    for args in (("asm", "m.lisp"), ("run", "m.lisp")):
+        out, err, status = cli(*args, timeout=120)
+        assert (out, status) == ("", 1)
+        assert one_line(err) == ("m.lisp:4:3: macro forever did not finish within 1,000,000 reductions"
+                                 " (an endless loop?)")
+    assert not (tmp_path / "m.lbc").exists()
+
+
+def test_a_busy_macro_under_its_budget_expands(run_lisp: Runner) -> None:
+    src = ("(defmacro sum-to (n) (def s (i acc) (if (= i 0) acc (s (- i 1) (+ acc i)))) (s n 0))\n"
+           "(print (sum-to 100000))\n")
+    assert run_lisp(src, timeout=120) == ("5000050000\n", "", 0)
