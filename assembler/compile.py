@@ -33,6 +33,7 @@ from .expand import (
     IF,
     LET,
     MATCH,
+    MAX_NESTING,
     OR,
     RECEIVE,
     SET,
@@ -45,6 +46,8 @@ from .reader import QUOTE, SourceMap
 __all__ = ["Compiler", "MAX_REGS"]
 
 MAX_REGS = 250  # registers per function; R[A] has 8 bits, and a few stay free for safety
+MAX_ARGS = 200  # arguments passed in registers; a call with more passes them as one list
+_APPEND = Sym("append")  # uninterned: names the builtin whatever the program binds locally
 UNDERSCORE = intern("_")
 S_LIST, S_CONS = intern("list"), intern("cons")
 
@@ -90,6 +93,7 @@ class Compiler:
         self.allow_reserved = allow_reserved  # True only when compiling the prelude itself
         self.protos: list[Proto] = [Proto("main", 0, False, 1)]
         self.pos: tuple[int, int] = (1, 1)  # position given to emitted instructions
+        self.depth = 0  # expressions being compiled, one inside the other
         self.main = FnState(None, self.protos[0], set())
 
     # --- output --------------------------------------------------------------------------
@@ -259,7 +263,10 @@ class Compiler:
             return self.ret(fs, dest, tail)
         saved_pos = self.pos
         self.pos = self.smap.get(x) or self.pos
+        self.depth += 1
         try:
+            if self.depth > MAX_NESTING:
+                raise self.err(x, f"expression nested more than {MAX_NESTING} deep")
             if c is Vec:
                 self.seq_build(fs, "VECTOR", list(x.items), dest)
                 return self.ret(fs, dest, tail)
@@ -271,6 +278,7 @@ class Compiler:
             self.call(fs, x, dest, tail)
         finally:
             self.pos = saved_pos
+            self.depth -= 1
 
     def effect(self, fs: FnState, x: Any) -> None:
         saved = fs.free
@@ -310,8 +318,16 @@ class Compiler:
 
     def seq_build(self, fs: FnState, opname: str, items: list[Any], dest: int) -> None:
         """LIST or VECTOR of evaluated items (chunks of at most 200, joined by append)."""
-        if len(items) > 200:
-            raise CompileError(self.smap.file, *self.pos, f"{opname.lower()} literal with more than 200 elements")
+        if len(items) > MAX_ARGS:  # more than a register window holds
+            self._list_into(fs, items, dest)
+            if opname == "VECTOR":
+                saved = fs.free
+                base = self.alloc(fs, 2)
+                self.emit(fs, "MOVE", A=base + 1, B=dest)
+                self.emit(fs, "CALLB", A=base, B=1, C=self._builtin_const(fs, "list/to-vec"))
+                self.emit(fs, "MOVE", A=dest, B=base)
+                fs.free = saved
+            return
         saved = fs.free
         base = self.call_block(fs, dest, len(items) + 1)
         for i, item in enumerate(items):
@@ -326,8 +342,16 @@ class Compiler:
         while c is not None:
             nargs += 1
             c = c.tail
-        if nargs > 200:
-            raise self.err(x, "more than 200 arguments in one call")
+        if nargs > MAX_ARGS:  # more than a register window holds: pass them as one list
+            saved = fs.free
+            base = self.call_block(fs, dest, 2)
+            self.expr(fs, f, base)
+            self._list_into(fs, list(x.tail), base + 1)
+            self.emit(fs, "TAILAPPLY" if tail else "APPLY", A=base, B=1)
+            if not tail:
+                self.finish_call(fs, base, dest, saved)
+            fs.free = saved
+            return
         if f.__class__ is Sym and self.resolve(fs, f)[0] == "global":
             name = f.name
             if name in self.reserved:
@@ -357,6 +381,34 @@ class Compiler:
         if not tail:
             self.finish_call(fs, base, dest, saved)
         fs.free = saved
+
+    def _list_into(self, fs: FnState, items: list[Any], dest: int) -> None:
+        """R[dest] := the list of `items`, evaluated left to right, however many there are: each
+        chunk of MAX_ARGS becomes a list consed onto an accumulator, then (apply append
+        (reverse chunks)); so no more than about MAX_ARGS registers are live at once."""
+        saved = fs.free
+        acc = self.alloc(fs)
+        self.emit(fs, "LOADNIL", A=acc, B=0)
+        for i in range(0, len(items), MAX_ARGS):
+            t = self.alloc(fs)
+            self.seq_build(fs, "LIST", items[i:i + MAX_ARGS], t)
+            self.emit(fs, "CONS", A=acc, B=t, C=acc)
+            fs.free = t
+        base = self.alloc(fs, 2)
+        self.emit(fs, "MOVE", A=base + 1, B=acc)
+        self.emit(fs, "CALLB", A=base, B=1, C=self._builtin_const(fs, "reverse"))
+        self.emit(fs, "MOVE", A=base + 1, B=base)
+        self.var_ref(fs, _APPEND, base)
+        self.emit(fs, "APPLY", A=base, B=1)
+        if base != dest:
+            self.emit(fs, "MOVE", A=dest, B=base)
+        fs.free = saved
+
+    def _builtin_const(self, fs: FnState, name: str) -> int:
+        k = self.const(fs, intern(name))
+        if k > 255:
+            raise CompileError(self.smap.file, *self.pos, "too many distinct builtins in one function")
+        return k
 
     def builtin_call(self, fs: FnState, x: Any, name: str, nargs: int, dest: int, tail: bool) -> None:
         """CALLB: a Python builtin called by name (a builtin in tail position just returns)."""
@@ -445,8 +497,6 @@ class Compiler:
         self.ret(fs, dest, tail)
 
     def i_seq(self, fs: FnState, x: Any, args: list[Any], dest: int, tail: bool) -> Any:
-        if len(args) > 200:
-            return False
         self.seq_build(fs, "LIST" if x.head.name == "list" else "VECTOR", args, dest)
         self.ret(fs, dest, tail)
 
@@ -614,6 +664,8 @@ class Compiler:
                 raise self.err(x, f"internal: captured variable {name.name} is not boxed")
             self.emit(fs, "SETUPBOX", A=dest, B=r[1])
         else:
+            if name in SPECIAL_FORMS or name is AMP:
+                raise self.err(x, f"set: cannot assign to the special form {name.name}")
             if name.name in self.reserved and not self.allow_reserved:
                 raise self.err(x, f"set: cannot assign to the builtin {name.name}")
             self.emit(fs, "SETGLOBAL", A=dest, Bx=self.const(fs, intern(name.name)))
@@ -622,6 +674,8 @@ class Compiler:
     def c_def(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
         args = to_pylist(x.tail)
         name = args[0]
+        if name in SPECIAL_FORMS or name is AMP:  # `if` would still compile as the special form
+            raise self.err(x, f"def: cannot redefine the special form {name.name}")
         if name.name in self.reserved and not self.allow_reserved:
             raise self.err(x, f"def: cannot redefine the builtin {name.name}")
         if len(args) >= 3:

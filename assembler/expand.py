@@ -20,7 +20,9 @@ from ..vm.errors import CompileError, LispError, describe
 from ..vm.values import TRUE, Cons, Sym, Vec, from_list, intern, to_pylist
 from .reader import QUASIQUOTE, QUOTE, UNQUOTE, UNQUOTE_SPLICING, SourceMap
 
-__all__ = ["Expander", "SPECIAL_FORMS", "MacroBudget"]
+__all__ = ["Expander", "SPECIAL_FORMS", "MacroBudget", "MAX_NESTING"]
+
+MAX_NESTING = 1000  # forms one inside another (docs/language.md, Reading); the passes recurse
 
 
 class MacroBudget(Exception):
@@ -57,6 +59,7 @@ class Expander:
         self.run_macro = run_macro  # (name, closure, args list) -> expansion form
         self.compile_macro: Any = None  # (fn form, name) -> closure; set by the driver
         self._near: tuple[int, int] = (1, 1)  # position of the form being expanded, for errors
+        self.depth = 0  # forms being expanded, one inside the other
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -147,6 +150,17 @@ class Expander:
 
     def expand(self, form: Any, bound: frozenset) -> Any:
         """Expand `form` with `bound` the set of local names in scope (they shadow macros)."""
+        if form.__class__ is not Cons and form.__class__ is not Vec:
+            return form
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise self.err(form, f"expression nested more than {MAX_NESTING} deep")
+            return self._expand(form, bound)
+        finally:
+            self.depth -= 1
+
+    def _expand(self, form: Any, bound: frozenset) -> Any:
         if form.__class__ is Vec:
             return self.like(Vec(tuple(self.expand(x, bound) for x in form.items)), form)
         if form.__class__ is not Cons:

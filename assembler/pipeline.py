@@ -18,13 +18,14 @@ from ..vm.lbc import Module
 from ..vm.process import DONE, EXITED, FAILED, YIELD, Globals, Process
 from ..vm.values import Closure, Sym, to_repr
 from .compile import Compiler
-from .expand import Expander, MacroBudget
+from .expand import MAX_NESTING, Expander, MacroBudget
 from .reader import SourceMap, read
 
 __all__ = ["compile_source", "PASSES", "reserved_names", "MACRO_REDUCTIONS"]
 
 MACRO_REDUCTIONS = 1_000_000  # reductions one macro call may spend (docs/language.md, Macros)
 _SLICE = 4000  # reductions between the budget host's checks
+_FRAMES_PER_LEVEL = 12  # Python frames the expander and compiler use for one level of nesting
 
 PASSES = ("read", "expand", "compile")
 _INLINE_PRELUDE = frozenset({"apply", "recv", "timer/sleep"})  # prelude functions with inline forms
@@ -105,6 +106,10 @@ def compile_source(text: str, file: str = "<string>", dump: str | None = None, o
     expander = Expander(smap, runner.run)
     expander.compile_macro = runner.compile_macro
     compiler = Compiler(smap, frozenset(BUILTINS), reserved, allow_reserved=allow_reserved)
+    # The passes recurse once per nesting level (a few Python frames each): leave room for
+    # MAX_NESTING levels, so that the documented limit, with its position, is what stops them.
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, _FRAMES_PER_LEVEL * MAX_NESTING + old_limit))
     try:
         for form in forms:
             core = expander.expand_toplevel(form)
@@ -115,4 +120,11 @@ def compile_source(text: str, file: str = "<string>", dump: str | None = None, o
         raise CompileError(file, *(smap.get(form) or (1, 1)), "expression nested too deeply to compile") from None
     except LispError as e:  # pragma: no cover - macro errors are reported by the expander
         raise CompileError(file, 1, 1, str(e)) from None
-    return compiler.module()
+    finally:
+        sys.setrecursionlimit(old_limit)
+    module = compiler.module()
+    if dump == "compile":
+        from .lasm import disassemble
+
+        out.write(disassemble(module))
+    return module

@@ -155,6 +155,8 @@ def compile_file(path: str, dump: str | None = None) -> bytes:
     from ..vm.verify import verify
 
     text = _read(path, False)
+    if text.startswith("\ufeff"):  # a byte order mark some editors write: not part of the text
+        text = text[1:]
     if path.endswith(".lasm"):
         module = assemble(text, path)
         try:
@@ -205,6 +207,12 @@ def cmd_dis(ns: argparse.Namespace) -> int:
 def cmd_run(ns: argparse.Namespace) -> int:
     from ..vm.errors import BadBytecode
 
+    if ns.trace and ns.trace != "-":  # refuse an unwritable trace before anything runs
+        try:
+            with open(ns.trace, "w"):
+                pass
+        except OSError as e:
+            raise _Fail(EXIT_USAGE, f"lispvm: cannot write {ns.trace}: {e.strerror or e}") from None
     if ns.file.endswith(".lisp") or ns.file.endswith(".lasm"):
         data = compile_file(ns.file)
     else:

@@ -314,3 +314,33 @@ def test_a_busy_macro_under_its_budget_expands(run_lisp: Runner) -> None:
     src = ("(defmacro sum-to (n) (def s (i acc) (if (= i 0) acc (s (- i 1) (+ acc i)))) (s n 0))\n"
            "(print (sum-to 100000))\n")
     assert run_lisp(src, timeout=120) == ("5000050000\n", "", 0)
+
+
+# --- issue 12, item 16 ---------------------------------------------------------------------------
+
+def test_an_unwritable_trace_file_is_a_usage_error(cli: Runner, tmp_path: Path) -> None:
+    (tmp_path / "h.lisp").write_text(HELLO, encoding="utf-8")
+    out, err, status = cli("run", "--trace", str(tmp_path / "no" / "such" / "t.jsonl"), "h.lisp")
+    assert (out, status) == ("", 2)
+    assert one_line(err) == f"lispvm: cannot write {tmp_path / 'no' / 'such' / 't.jsonl'}: No such file or directory"
+
+
+@pytest.mark.parametrize("name", ["bom.lisp", "bom.lasm"])
+def test_a_byte_order_mark_is_skipped(cli: Runner, tmp_path: Path, name: str) -> None:
+    """Editors on Windows start UTF-8 files with U+FEFF: it is not part of the first symbol."""
+    if name.endswith(".lasm"):
+        (tmp_path / "h.lisp").write_text(HELLO, encoding="utf-8")
+        assert cli("asm", "h.lisp")[2] == 0
+        text = cli("dis", "h.lbc")[0]
+    else:
+        text = HELLO
+    (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert cli("run", name) == ("hello\n", "", 0)
+
+
+def test_dump_compile_prints_the_assembly(cli: Runner, tmp_path: Path) -> None:
+    (tmp_path / "h.lisp").write_text(HELLO, encoding="utf-8")
+    out, err, status = cli("asm", "--dump=compile", "h.lisp")
+    assert (err, status) == ("", 0)
+    assert out == cli("dis", "h.lbc")[0]
+    assert "CALLB" in out and '.const 0 "hello"' in out

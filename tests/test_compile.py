@@ -392,3 +392,61 @@ def test_big_integer_literals_read(run_lisp: Runner) -> None:
     big = "9" * 5000
     out, err, status = run_lisp(f"(def n {big})\n(print (> n 0) (== (+ n 1) (* 10 (div (+ n 1) 10))))\n")
     assert (out, err, status) == ("true true\n", "", 0)
+
+
+# --- issue 12, item 16: special-form names, long calls, deep expressions ---------------------------
+
+@pytest.mark.parametrize("src, where, message", [
+    ("(print 1)\n  (def if 3)\n", "2:3", "def: cannot redefine the special form if"),
+    ("(def let (x) x)\n", "1:1", "def: cannot redefine the special form let"),
+    ("(def f () (set quote 1))\n", "1:11", "set: cannot assign to the special form quote"),
+])
+def test_special_form_names_cannot_be_defined(src: str, where: str, message: str) -> None:
+    with pytest.raises(CompileError) as info:
+        compile_source(src, "s.lisp")
+    assert str(info.value) == f"s.lisp:{where}: {message}"
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_calls_with_more_arguments_than_registers(run_here: Runner, jit: bool) -> None:
+    """A call passes at most 200 arguments in registers; more go as one list through apply,
+    evaluated left to right, so `+`, `str`, `list`, vectors and rest parameters take any number."""
+    n = 450
+    nums = " ".join(str(i) for i in range(n))
+    src = f"""(def g (a b & r) (list a b (length r)))
+(def trace (x) (print x) x)
+(print (+ {nums}))
+(print (str/length (str {nums})))
+(print (g {nums}))
+(print (g {" ".join(str(i) for i in range(20000))}))
+(print (vec/get [{nums}] 449))
+(print (length (list {nums})))
+(print (let ((list 5) (append 6) (reverse 7)) (+ list append reverse {nums})))
+(def h () (+ {nums}))
+(print (h))
+(print (max {" ".join(f"(trace {i})" for i in range(3))} {" ".join(str(i) for i in range(300))}))
+"""
+    total = sum(range(n))
+    assert ok(run_here, src, jit) == [str(total), str(len("".join(map(str, range(n))))), f"(0 1 {n - 2})",
+                                       "(0 1 19998)", "449", str(n), str(total + 18), str(total), "0", "1", "2", "299"]
+
+
+@pytest.mark.parametrize("template", ["(+ 1 X)", "(if X 1 2)", "((fn () X))", "(do X)", "`(a ,X)", "[X]"])
+def test_deep_nesting_is_an_error_at_the_form_not_1_1(template: str) -> None:
+    """Expressions nest up to 1,000 deep (other limits, such as registers, may come first); past
+    that the error points at the form that is too deep, not at the top-level form's 1:1."""
+    src = "1"
+    for _ in range(1200):
+        src = template.replace("X", src)
+    with pytest.raises(CompileError) as info:
+        compile_source(f"(print 1)\n(print\n {src})", "deep.lisp")
+    e = info.value
+    assert e.line == 3 and e.col > 100, str(e)
+    assert e.message in ("expression nested more than 1000 deep", "function too large: needs more than 250 registers")
+
+
+def test_do_nests_a_thousand_deep(run_here: Runner) -> None:
+    src = "x"
+    for _ in range(990):
+        src = f"(do {src})"
+    assert ok(run_here, f"(def x 7)\n(print {src})\n") == ["7"]

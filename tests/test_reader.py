@@ -230,3 +230,18 @@ def test_reading_errors_through_the_command(run_lisp: Any, text: str, line: int,
     assert err.count("\n") == 1 and err.endswith("\n"), err
     assert err.startswith(f"bad.lisp:{line}:{col}: "), err
     assert "Traceback" not in err
+
+
+def test_a_leading_byte_order_mark_is_not_read() -> None:
+    forms, smap = read("\ufeff(print 1)\nfoo", "b.lisp")
+    assert len(forms) == 2 and forms[1] is intern("foo")
+    assert smap.get(forms[0]) == (1, 1)
+
+
+def test_an_integer_literal_over_the_digit_limit_is_an_error_at_the_literal() -> None:
+    from lispvm.vm.errors import MAX_INT_DIGITS
+
+    assert one("9" * MAX_INT_DIGITS) == int("9" * MAX_INT_DIGITS)
+    with pytest.raises(CompileError) as info:
+        read("(a\n  " + "1" * (MAX_INT_DIGITS + 1) + ")", "big.lisp")
+    assert (info.value.line, info.value.col) == (2, 3)
