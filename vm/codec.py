@@ -95,8 +95,6 @@ _SMALL = [bytes((0x80 + i - SMALL_MIN,)) for i in range(SMALL_MIN, _SMALL_MAX + 
 
 _CHUNK = 4096  # children of one container handled between two size checks
 _PACK_MIN = 8  # a sequence this long is looked at for a packed form
-_INT_CODES = (("b", -(1 << 7), 1 << 7), ("h", -(1 << 15), 1 << 15), ("i", -(1 << 31), 1 << 31),
-              ("q", -(1 << 63), 1 << 63))
 _CODE_SIZES = {ord("b"): 1, ord("h"): 2, ord("i"): 4, ord("q"): 8}
 if array("i").itemsize != 4 or array("I").itemsize != 4 or array("q").itemsize != 8:  # pragma: no cover
     raise ImportError("vm.codec needs a platform with 32-bit C ints and 64-bit long longs")
@@ -125,19 +123,21 @@ def _packed(out: bytearray, seq: Any, kind: int) -> bool:
     elements are ints of 64 bits, all floats or all strings; whether it did."""
     types = set(map(type, seq))
     if types == _INT_TYPES:
-        lo, hi = min(seq), max(seq)
-        for code, cmin, cmax in _INT_CODES:
-            if cmin <= lo and hi < cmax:
-                a = array(code, seq)
-                if not _LITTLE:  # pragma: no cover - big-endian hosts
-                    a.byteswap()
-                out.append(T_PACKED_INT)
-                out.append(kind)
-                out.append(ord(code))
-                out += _uvarint(len(a))
-                out += memoryview(a).cast("B")
-                return True
-        return False
+        try:  # one pass: 32 bits holds most lists' integers, else 64 (min and max cost two more)
+            a, code = array("i", seq), "i"
+        except OverflowError:
+            try:
+                a, code = array("q", seq), "q"
+            except OverflowError:
+                return False
+        if not _LITTLE:  # pragma: no cover - big-endian hosts
+            a.byteswap()
+        out.append(T_PACKED_INT)
+        out.append(kind)
+        out.append(ord(code))
+        out += _uvarint(len(a))
+        out += memoryview(a).cast("B")
+        return True
     if types == _STR_TYPES:
         lens = array("I", map(len, seq))  # characters; a string of 2**32 characters is over any limit
         text = "".join(seq).encode("utf-8", "surrogatepass")
@@ -340,7 +340,7 @@ def _encode_other(out: bytearray, x: Any, t: type, st: _Enc) -> Any:
             return None
         st.boxes[id(x)] = len(st.boxes)
         out.append(T_BOX)
-        return iter((x.v,))
+        return iter((x.v, getattr(x, "owner", None)))
     if t is Closure:
         proto = x.proto
         key = proto.module.key if proto.module else b""
@@ -581,7 +581,7 @@ def _decode(data: bytes, buffers: Any) -> Any:
                 box = Box(None)
                 boxes.append(box)
                 stack.append((kind, items, left, extra))
-                kind, items, left, extra = _C_BOX, [], 1, box
+                kind, items, left, extra = _C_BOX, [], 2, box
             elif tag in _CONTAINERS or tag == T_DICT:
                 n, pos = _varint(data, pos, end)
                 c = 2 * n if tag == T_DICT else n
@@ -616,6 +616,8 @@ def _decode(data: bytes, buffers: Any) -> Any:
         if kind == _C_ROOT:
             if pos != end:
                 raise CodecError(f"{end - pos} bytes after the end of the term")
+            if boxes:
+                _note_boxes()
             return items[0]
         v = _build(kind, items, extra)
         kind, items, left, extra = stack.pop()
@@ -643,7 +645,12 @@ def _build(kind: int, items: list, extra: Any) -> Any:
             raise CodecError("malformed closure")
         return Closure(extra, upvals, name)
     if kind == _C_BOX:
-        extra.v = items[0]
+        v, owner = items
+        extra.v = v
+        if _BOX_OWNER and owner is not None:
+            if not (owner.__class__ is int or owner.__class__ is str):
+                raise CodecError("malformed box owner")
+            extra.owner = owner
         return extra
     if kind == _C_VEC:
         return Vec(tuple(items))
@@ -691,12 +698,25 @@ def _build(kind: int, items: list, extra: Any) -> Any:
     raise CodecError(f"internal: container kind {kind}")  # pragma: no cover
 
 
+_BOX_OWNER = "owner" in Box.__slots__  # (who may use a box in place: vm/boxes.py)
+
+
+def _note_boxes() -> None:
+    """Boxes came from another OS process: tell the VM, as Box.__setstate__ does for pickle."""
+    from . import builtins
+
+    note = getattr(builtins, "note_box", None)
+    if note is not None:
+        note()
+
+
 _PROC_SLOTS = _process.Process.__slots__
 _PROC_TYPES = {"pid": (Pid,), "cl": (Closure,), "pc": (int,), "regs": (list,), "frames": (list,),
                "mailbox": (list, type(None)), "mbhead": (int,), "scan": (int,), "ret_reg": (int,),
                "trap_exit": (bool,), "links": (set, type(None)), "monitors": (dict, type(None)),
                "seqs": (dict, type(None)), "seqin": (dict, type(None)), "held": (dict, type(None)),
-               "status": (int,), "deadline": (float, int, type(None)), "timed_out": (bool,)}
+               "status": (int,), "deadline": (float, int, type(None)), "timed_out": (bool,),
+               "boxes": (dict, type(None))}
 
 
 def _build_process(state: Any) -> _process.Process:

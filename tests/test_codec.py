@@ -1,0 +1,522 @@
+"""The term codec (vm/codec.py, issue 12 items 3, 4, 15, "What to build" A): round trips of every
+type that crosses an OS process, identity of shared boxes, any depth, hostile input refused with
+CodecError only, the size limit; and, through `lispvm run --schedulers 2`, deep and over-large
+messages between schedulers."""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lispvm.vm import codec, interp, lbc
+from lispvm.vm import process as vmprocess
+from lispvm.vm.codec import CodecError, EncodeError, FrameReader, TooLarge, decode, encode, frame
+from lispvm.vm.process import GlobalCell, Globals, Process
+from lispvm.vm.values import (
+    FALSE,
+    TRUE,
+    UNDEF,
+    Box,
+    Builtin,
+    Closure,
+    Cons,
+    F32Array,
+    Pid,
+    Ref,
+    Sym,
+    Vec,
+    from_list,
+    intern,
+)
+from support import compile_text
+
+# --- a structural comparison that also looks inside closures, boxes and processes ---------------
+
+
+def canon(x: Any, depth: int = 0) -> Any:
+    """A comparable form of a (small) value: its type with its contents."""
+    assert depth < 200, "canon is for small values"
+    c = x.__class__
+    d = depth + 1
+    if c is float:
+        return ("float", "nan" if math.isnan(x) else struct.pack("<d", x))
+    if c in (int, str, bytes, bool) or x is None or c in (Sym,):
+        return (c.__name__, x)
+    if x is TRUE or x is FALSE or x is UNDEF:
+        return ("const", id(x))
+    if c is Cons:
+        items = []
+        while x.__class__ is Cons:
+            items.append(canon(x.head, d))
+            x = x.tail
+        return ("cons", tuple(items), canon(x, d))
+    if c in (tuple, list):
+        return (c.__name__, tuple(canon(e, d) for e in x))
+    if c is Vec:
+        return ("vec", tuple(canon(e, d) for e in x.items))
+    if c is dict:
+        return ("dict", tuple(sorted((repr(canon(k, d)), canon(v, d)) for k, v in x.items())))
+    if c in (set, frozenset):
+        return (c.__name__, tuple(sorted(repr(canon(e, d)) for e in x)))
+    if c is Pid or c is Ref:
+        return (c.__name__, x.node, x.num)
+    if c is Box:
+        return ("box", canon(x.v, d), getattr(x, "owner", None))
+    if c is Closure:
+        return ("closure", id(x.proto), x.name, canon(x.upvals, d))
+    if c is Builtin:
+        return ("builtin", x.name)
+    if c is F32Array:
+        return ("f32", x.data.tobytes())
+    raise AssertionError(f"canon: {c}")
+
+
+def roundtrip(x: Any, **kw: Any) -> Any:
+    return decode(encode(x, **kw), **{k: v for k, v in kw.items() if k == "buffers"})
+
+
+# --- a module whose closures can travel ---------------------------------------------------------
+
+SRC = """
+(def adder (x) (fn (y) (+ x y)))
+(def counter () (let ((n 0)) (list (fn () (set n (+ n 1)) n) (fn () n))))
+(def spin (n) (if (== n 0) 'done (spin (- n 1))))
+"""
+
+
+@pytest.fixture(scope="module")
+def module() -> lbc.Module:
+    m = lbc.load(compile_text(SRC, "codec_test.lisp"))
+    lbc.register(m)
+    return m
+
+
+def _proto(module: lbc.Module, name: str) -> Any:
+    return next(p for p in module.protos if p.name == name)
+
+
+# --- round trips ----------------------------------------------------------------------------------
+
+SIMPLE = [
+    None, True, False, 0, 1, -1, -32, 95, 96, -33, 127, 128, 255, -129, 2**31 - 1, -2**31, 2**31, -2**31 - 1,
+    2**63 - 1, -2**63, 2**63, -2**63 - 1, 10**400, -(10**400), 0.0, -0.0, 1.5, float("inf"), float("-inf"),
+    float("nan"), 1e-310, "", "a", "é", "ünïcödé ✓ 😀", "\x00", "\ud800 lone surrogate", "x" * 127, "x" * 128,
+    "y" * 100_000, b"", b"\x00\xff" * 300, (), (1,), [], [1, "a", None], {}, {"a": 1, 2: (3, 4)},
+    set(), {1, 2, "x"}, frozenset(), frozenset({(1, 2)}), TRUE, FALSE, UNDEF, intern("a"), intern("math/sin"),
+    intern(""), intern("ü"), Pid(0, 1), Pid(3, 2**32 - 1), Pid(70000, 2**40), Ref(0, 5), Ref(9, 2**50),
+    Vec(()), Vec((1, "a", Vec((2,)))), from_list([1, 2, 3]), from_list([1], 2), from_list([1, 2], "tail"),
+    from_list([from_list([1]), from_list([])]), list(range(100)), tuple(range(-5, 100)),
+    [2**40, -2**40] * 10, [2**70] * 10, [True, False] * 10, [True] + [1] * 20, [1.5, -0.0, 1e300] * 5,
+    ["a", "bé", "", "\ud800"] * 5, ("x",) * 20, from_list(list(range(50))), from_list(["s"] * 30),
+    from_list([0.5] * 30), Vec(tuple(range(30))), Vec(("a",) * 30), [1, 2, 3, 4, 5, 6, 7, 8, "mixed"],
+    ("m", Pid(0, 1), Pid(1, 2), 7, from_list([intern("b"), 42])),
+]
+
+
+@pytest.mark.parametrize("x", SIMPLE, ids=lambda x: type(x).__name__)
+def test_round_trip(x: Any) -> None:
+    y = roundtrip(x)
+    assert y.__class__ is x.__class__
+    assert canon(y) == canon(x)
+
+
+def test_symbols_are_interned_and_constants_kept() -> None:
+    y = roundtrip([intern("abc"), TRUE, FALSE, UNDEF, True])
+    assert y[0] is intern("abc") and y[1] is TRUE and y[2] is FALSE and y[3] is UNDEF and y[4] is True
+
+
+def test_builtin_by_name() -> None:
+    from lispvm.vm.builtins import BUILTINS
+
+    b = BUILTINS["list/range"]
+    assert roundtrip(b) is b
+
+
+def test_unknown_builtin_refused() -> None:
+    data = bytearray(encode(Builtin("list/range", None)))
+    i = data.index(b"list/range")
+    data[i:i + 10] = b"list/rangX"
+    with pytest.raises(CodecError, match="builtin"):
+        decode(bytes(data))
+
+
+def test_closures_by_prototype(module: lbc.Module) -> None:
+    cl = Closure(_proto(module, "adder"), (41, "x"), "adder")
+    y = roundtrip(cl)
+    assert y.proto is cl.proto and y.upvals == (41, "x") and y.name == "adder" and y.fast is None
+
+
+def test_shared_boxes_stay_shared(module: lbc.Module) -> None:
+    p = _proto(module, "counter")
+    box = Box(10)
+    a, b = Closure(p, (box,), "inc"), Closure(p, (box, box), "get")
+    other = Box("other")
+    ya, yb, yo = roundtrip((a, b, Closure(p, (other,), "x")))
+    assert ya.upvals[0] is yb.upvals[0] is yb.upvals[1]
+    assert ya.upvals[0] is not yo.upvals[0]
+    assert ya.upvals[0].v == 10
+    ya.upvals[0].v = 11
+    assert yb.upvals[0].v == 11
+
+
+def test_a_box_holding_its_own_closure(module: lbc.Module) -> None:
+    """A local recursive function: its box holds the closure that captured the box."""
+    box = Box(None)
+    box.v = Closure(_proto(module, "spin"), (box,), "loop")
+    y = roundtrip(box)
+    assert y.v.upvals[0] is y
+
+
+def test_closure_from_an_unknown_module_refused(module: lbc.Module) -> None:
+    p = _proto(module, "adder")
+    data = bytearray(encode(Closure(p, (), "a")))
+    i = data.index(module.key)
+    data[i] ^= 0xFF
+    with pytest.raises(CodecError, match="not loaded"):
+        decode(bytes(data))
+
+
+def test_kernel() -> None:
+    from lispvm.vm.gpu import Kernel
+
+    k = Kernel("__kernel void f(__global float *a) {}", "f", ((True, "float"), (False, "int")), "abc")
+    y = roundtrip(k)
+    assert (y.source, y.name, y.params, y.key) == (k.source, k.name, k.params, k.key)
+
+
+def test_global_cells_resolve_in_the_current_table() -> None:
+    saved = vmprocess.CURRENT_GLOBALS
+    try:
+        g1, g2 = Globals(), Globals()
+        vmprocess.CURRENT_GLOBALS = g1
+        data = encode(g1.cell("x"))
+        vmprocess.CURRENT_GLOBALS = g2
+        y = decode(data)
+        assert y.__class__ is GlobalCell and y is g2.cell("x")
+        vmprocess.CURRENT_GLOBALS = None
+        with pytest.raises(CodecError):
+            decode(data)
+    finally:
+        vmprocess.CURRENT_GLOBALS = saved
+
+
+def test_f32_arrays_inline_and_out_of_band() -> None:
+    np = pytest.importorskip("numpy")
+    a = np.arange(10, dtype=np.float32)
+    a.setflags(write=False)
+    big = np.linspace(0, 1, 100_000, dtype=np.float32)
+    value = (F32Array(a), F32Array(big), big[::2], a)  # the device process sends bare arrays too
+    y = roundtrip(value)
+    assert y[0].__class__ is F32Array and np.array_equal(y[0].data, a) and not y[0].data.flags.writeable
+    assert np.array_equal(y[1].data, big) and np.array_equal(y[2], big[::2]) and np.array_equal(y[3], a)
+    bufs: list = []
+    data = encode(value, buffers=bufs, oob_min=1000)
+    assert len(bufs) == 2 and len(data) < 200  # the big ones left the message
+    y = decode(data, buffers=[bytes(b) for b in bufs])
+    assert np.array_equal(y[1].data, big) and np.array_equal(y[2], big[::2]) and np.array_equal(y[0].data, a)
+    with pytest.raises(CodecError, match="out-of-band"):
+        decode(data)
+    with pytest.raises(CodecError, match="out-of-band"):
+        decode(data, buffers=[bytes(bufs[0]), b"1234"])
+    with pytest.raises(EncodeError):
+        encode(np.zeros(3, dtype=np.float64))
+
+
+def test_process_state(module: lbc.Module) -> None:
+    """A process in the middle of a call travels with its frames, mailbox and boxes."""
+    saved = vmprocess.CURRENT_GLOBALS
+    vmprocess.CURRENT_GLOBALS = Globals()
+    try:
+        p = _proto(module, "spin")
+        box = Box(3)
+        cl = Closure(p, (box,), "spin")
+        proc = Process(Pid(1, 7), cl, [5, "r", from_list([1, 2])])
+        proc.frames.append((Closure(_proto(module, "adder"), (box,), "a"), p.dcode, 3, [1, None], 0))
+        proc.pc = 2
+        proc.mailbox = ["old", from_list([intern("b"), 42]), ("t", 1)]
+        proc.mbhead = 1
+        proc.scan = 2
+        proc.links = {Pid(0, 1)}
+        proc.monitors = {Ref(0, 3): ("of", Pid(0, 2))}
+        proc.seqs = {Pid(0, 1).key: 4}
+        proc.name = intern("server")
+        q = roundtrip(proc)
+        assert q.__class__ is Process and q.pid == proc.pid and q.pc == 2 and q.regs == proc.regs
+        assert q.frames[0] is interp.HALT_FRAME
+        assert q.frames[1][0].proto is proc.frames[1][0].proto and q.frames[1][2:] == (3, [1, None], 0)
+        assert q.pending() == proc.pending() and q.scan == 1 and q.mbhead == 0
+        assert q.links == proc.links and q.monitors == proc.monitors and q.seqs == proc.seqs
+        assert q.name is intern("server") and q.sched is None
+        assert q.cl.upvals[0] is q.frames[1][0].upvals[0]  # the box the two frames share
+    finally:
+        vmprocess.CURRENT_GLOBALS = saved
+
+
+def test_unknown_types_refused() -> None:
+    for x in (object(), lambda: 1, 1j, bytearray(b"x"), [1, object()], Process, interp.HALT_FRAME[0].proto):
+        with pytest.raises(EncodeError, match="cannot encode"):
+            encode(x)
+
+
+# --- any depth, any size ------------------------------------------------------------------------
+
+DEEP = 1_000_000
+
+
+def test_a_million_levels_of_lists() -> None:
+    x: Any = None
+    for _ in range(DEEP):
+        x = Cons(x, None)
+    y = decode(encode(x))
+    n = 0
+    while y is not None:
+        assert y.tail is None
+        y = y.head
+        n += 1
+    assert n == DEEP
+
+
+def test_a_million_levels_of_python_containers() -> None:
+    x: Any = "bottom"
+    for i in range(DEEP):
+        x = [x] if i % 3 else ((x,) if i % 3 == 1 else (1, x))
+    y = decode(encode(x))
+    n = 0
+    while y.__class__ is not str:
+        y = y[-1]
+        n += 1
+    assert y == "bottom" and n == DEEP
+
+
+def test_a_long_list_and_a_long_improper_list() -> None:
+    x = from_list(list(range(1_000_000)))
+    y = roundtrip(x)
+    n = 0
+    while y is not None:
+        assert y.head == n
+        n += 1
+        y = y.tail
+    assert n == 1_000_000
+    z = roundtrip(from_list([intern("a"), "b", 1.5] * 100_000, Vec((1,))))
+    for _ in range(300_000):
+        z = z.tail
+    assert z.__class__ is Vec and z.items == (1,)
+
+
+def test_large_values() -> None:
+    s = "ab\u00e9" * 5_000_000
+    assert roundtrip(s) == s
+    n = 7 ** 200_000
+    assert roundtrip(-n) == -n
+    b = bytes(range(256)) * 40_000
+    assert roundtrip(b) == b
+
+
+# --- the size limit --------------------------------------------------------------------------------
+
+def test_too_large_at_the_limit() -> None:
+    x = ["x" * 1000] * 10
+    n = len(encode(x))
+    assert decode(encode(x, limit=n)) == x
+    with pytest.raises(TooLarge):
+        encode(x, limit=n - 1)
+    with pytest.raises(CodecError):
+        decode(encode(x), limit=n - 1)
+    assert issubclass(TooLarge, CodecError) and TooLarge is not CodecError
+
+
+def test_too_large_is_found_early() -> None:
+    """A value whose encoding would be 2**40 bytes (shared structure) is refused once it passes
+    the limit, without building the whole message: well within a timeout, in bounded memory."""
+    x: Any = "x" * 1024
+    for _ in range(30):
+        x = from_list([x, x])
+    t0 = time.monotonic()
+    with pytest.raises(TooLarge):
+        encode(x)
+    with pytest.raises(TooLarge):
+        encode(x, limit=1 << 20)
+    assert time.monotonic() - t0 < 60  # a generous bound: the whole 2**40 bytes would take hours
+
+
+def test_too_large_many_small_items() -> None:
+    x = [1] * 100_000
+    with pytest.raises(TooLarge):
+        encode([x, [(i, "y") for i in range(10_000)]], limit=20_000)
+    with pytest.raises(TooLarge):
+        encode(from_list([from_list([i]) for i in range(100_000)]), limit=50_000)
+
+
+# --- hostile input ---------------------------------------------------------------------------------
+
+SAMPLES = [
+    ("m", Pid(0, 1), Pid(1, 2), 7, from_list([intern("b"), 42])),
+    [None, True, 2**70, -5, 1.5, "héllo", b"by", intern("s"), Ref(1, 2), Vec((1,)), {"k": frozenset({1})}],
+    from_list(list(range(20)), 3),
+    from_list(["s", "t"] * 10),
+    [1.5] * 9,
+    Pid(70000, 2**40),
+]
+
+
+@pytest.mark.parametrize("x", SAMPLES, ids=lambda x: type(x).__name__)
+def test_every_truncation_refused(x: Any) -> None:
+    data = encode(x)
+    for i in range(len(data)):
+        with pytest.raises(CodecError):
+            decode(data[:i])
+    with pytest.raises(CodecError, match="after the end"):
+        decode(data + b"\x00")
+
+
+def test_truncated_boxes_and_closures(module: lbc.Module) -> None:
+    b = Box(1)
+    data = encode((Closure(_proto(module, "adder"), (b, b), "a"), b))
+    for i in range(len(data)):
+        with pytest.raises(CodecError):
+            decode(data[:i])
+
+
+def _msg(*parts: Any) -> bytes:
+    out = bytearray((codec.VERSION,))
+    for p in parts:
+        out += p if isinstance(p, bytes) else bytes((p,))
+    return bytes(out)
+
+
+@pytest.mark.parametrize("tag", [codec.T_LIST, codec.T_TUPLE, codec.T_CONS, codec.T_VEC, codec.T_DICT,
+                                 codec.T_SET, codec.T_STR, codec.T_SYM, codec.T_BYTES, codec.T_BIG])
+def test_huge_counts_fail_fast(tag: int) -> None:
+    for n in (2**60, 2**63 - 1, 2**32, 1000):
+        t0 = time.monotonic()
+        with pytest.raises(CodecError):
+            decode(_msg(tag, codec._uvarint(n), b"\x00" * 16))
+        assert time.monotonic() - t0 < 5
+
+
+def test_huge_packed_counts_fail_fast() -> None:
+    for tag, extra in ((codec.T_PACKED_INT, b"\x01q"), (codec.T_PACKED_FLOAT, b"\x01"), (codec.T_PACKED_STR, b"\x01")):
+        for n in (2**60, 2**31):
+            with pytest.raises(CodecError):
+                decode(_msg(tag, extra, codec._uvarint(n), codec._uvarint(n), b"\x00" * 64))
+
+
+def test_malformed_messages() -> None:
+    bad = [
+        b"", bytes((codec.VERSION + 1,)) + encode(1)[1:], bytes((0,)) + encode(1)[1:],  # versions
+        _msg(200 - 128 + 0x80 if False else 0x7F),  # an unknown tag
+        _msg(codec.T_LIST, b"\xff" * 11),  # a varint that never ends
+        _msg(codec.T_BOXREF, 0),  # a box not seen
+        _msg(codec.T_CLOSURE, 3),  # a module key not seen
+        _msg(codec.T_DICT, 1, codec.T_LIST, 0, 0x80),  # an unhashable key
+        _msg(codec.T_SET, 1, codec.T_LIST, 0),
+        _msg(codec.T_STR, 2, b"\xff\xfe"),  # not UTF-8
+        _msg(codec.T_BIG, 0),
+        _msg(codec.T_BUILTIN, codec.T_NONE),
+        _msg(codec.T_GCELL, 0x81),
+        _msg(codec.T_PROC, codec.T_TUPLE, 0),
+        _msg(codec.T_PROC, codec.T_NONE),
+        _msg(codec.T_REF, codec.T_STR, 0, 0x80),
+        _msg(codec.T_PIDV, 0x7F, 0x80),  # a negative node
+        _msg(codec.T_PACKED_INT, 9, ord("q"), 0),  # an unknown sequence kind
+        _msg(codec.T_PACKED_INT, 1, ord("x"), 0),  # an unknown integer width
+        _msg(codec.T_PACKED_STR, 1, 1, 1, b"\x05\x00\x00\x00", b"a"),  # lengths that do not add up
+        _msg(codec.T_F32, 3, b"abc"),  # not a whole float
+        _msg(codec.T_KERNEL, codec.T_NONE, codec.T_NONE, codec.T_NONE, codec.T_NONE),
+        _msg(codec.T_BOX, 0x80, codec.T_TUPLE, 0),  # a box owner that is no owner
+    ]
+    for data in bad:
+        with pytest.raises(CodecError):
+            decode(data)
+    with pytest.raises(CodecError):
+        decode("a string")  # type: ignore[arg-type]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=200))
+def test_random_bytes_give_a_value_or_codec_error(data: bytes) -> None:
+    for d in (data, bytes((codec.VERSION,)) + data):
+        try:
+            decode(d)
+        except CodecError:
+            pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_mutated_messages_give_a_value_or_codec_error(data: st.DataObject) -> None:
+    x = data.draw(values)
+    msg = bytearray(encode(x))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(msg) - 1))
+        msg[i] = data.draw(st.integers(0, 255))
+    try:
+        decode(bytes(msg))
+    except CodecError:
+        pass
+
+
+# --- hypothesis: round trips of generated values ---------------------------------------------------
+
+atoms = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
+    st.text(max_size=20), st.binary(max_size=20), st.sampled_from([TRUE, FALSE, UNDEF]),
+    st.text(max_size=8).map(intern), st.builds(Pid, st.integers(0, 2**20), st.integers(0, 2**64)),
+    st.builds(Ref, st.integers(0, 9), st.integers(0, 2**64)),
+)
+hashable = st.one_of(st.none(), st.integers(), st.text(max_size=8), st.text(max_size=8).map(intern))
+values = st.recursive(
+    atoms,
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=12), st.lists(kids, max_size=12).map(tuple),
+        st.lists(kids, max_size=12).map(lambda xs: Vec(tuple(xs))),
+        st.builds(lambda xs, t: from_list(xs, t), st.lists(kids, max_size=12), kids),
+        st.dictionaries(hashable, kids, max_size=5), st.frozensets(hashable, max_size=5),
+        st.lists(st.integers(-2**63, 2**63 - 1), min_size=8, max_size=20),
+        st.lists(st.text(max_size=5), min_size=8, max_size=20).map(from_list),
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values)
+def test_generated_round_trips(x: Any) -> None:
+    y = roundtrip(x)
+    assert canon(y) == canon(x)
+
+
+# --- framing ---------------------------------------------------------------------------------------
+
+def test_frames_split_anywhere() -> None:
+    payloads = [encode(("ev", i, "x" * i)) for i in range(0, 300, 37)] + [b""]
+    stream = b"".join(frame(p) for p in payloads)
+    for step in (1, 2, 7, 64, len(stream)):
+        r = FrameReader()
+        got = []
+        for i in range(0, len(stream), step):
+            got += r.feed(stream[i:i + step])
+        assert got == payloads and r.buffered == 0
+    assert codec.encode_frame(("a", 1)) == frame(encode(("a", 1)))
+
+
+def test_frame_headers_over_the_limit() -> None:
+    r = FrameReader(max_frame=100)
+    assert r.feed(frame(b"x" * 100)) == [b"x" * 100]
+    with pytest.raises(CodecError, match="limit"):
+        r.feed(frame(b"y" * 101))
+    r = FrameReader()
+    with pytest.raises(CodecError):
+        r.feed(b"\xff" * 8)
+    r = FrameReader()
+    assert r.feed(b"\x01") == []
+    with pytest.raises(CodecError):
+        r.feed(b"\x00\x00\x00\x00\x00\x00\x80")  # 2**55 bytes announced
+    big = FrameReader(max_frame=1 << 40)  # the header is not limited to 1 GiB (item 4)
+    assert big.feed(struct.pack("<Q", 3 << 30)) == [] and big.buffered == 8
