@@ -24,6 +24,7 @@ from ..vm import interp
 from ..vm.errors import describe
 from ..vm.process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Process
 from ..vm.values import Cons, Pid, Ref, Sym, from_list, intern
+from . import chaos
 from .clock import MonotonicClock
 
 __all__ = ["Scheduler", "RUNNABLE", "WAITING", "BLOCKED", "DEAD", "YIELDED"]
@@ -50,6 +51,7 @@ class Scheduler:
         self.refs = 0  # serial numbers of refs made here
         self.os_pid_ = os.getpid()  # for (sys/os-pid)
         self.yields = 0  # processes that used a whole budget in the last pass (CPU-bound work)
+        self.chaos = chaos.make(sid)  # LISPVM_CHAOS's seeded choices, or None (then one test per slice)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -59,6 +61,7 @@ class Scheduler:
         budget = self.budget
         trace = self.trace
         run = interp.run
+        ch = self.chaos
         n = len(runq)
         self.yields = 0
         while n and runq:
@@ -68,7 +71,7 @@ class Scheduler:
                 continue
             if trace is not None:
                 trace.slice_in(self, proc)
-            outcome = run(proc, budget, self)
+            outcome = run(proc, budget if ch is None else ch.budget(budget), self)
             if trace is not None:
                 trace.slice_out(self, proc, outcome)
             if outcome == WAIT and proc.deadline is None:  # the common case, inline

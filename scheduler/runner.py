@@ -7,10 +7,12 @@ cluster, the tracer's life, and the fast tier's switch.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from ..vm import fast
 from ..vm.process import Globals
+from . import chaos
 from .node import LocalNode, load_program
 
 __all__ = ["run_program"]
@@ -20,6 +22,20 @@ def run_program(data: bytes, argv: list[str], schedulers: int | None = None, red
                 trace: str | None = None, jit: bool = True, out: Any = None, err: Any = None,
                 clock: Any = None) -> int:
     """Run the program in `data` (.lbc bytes); returns the node's exit status."""
+    try:
+        seed = chaos.seed()
+    except ValueError as e:
+        (err or sys.stderr).write(f"lispvm: {e}\n")
+        return 2
+    status = _run(data, argv, schedulers, reductions, trace, jit, out, err, clock)
+    if seed is not None and status != 0:
+        # a failing run under chaos names its seed: the same seed repeats the same choices
+        (err or sys.stderr).write(f"lispvm: chaos: {chaos.ENV}={seed} was set (exit status {status})\n")
+    return status
+
+
+def _run(data: bytes, argv: list[str], schedulers: int | None, reductions: int, trace: str | None, jit: bool,
+         out: Any, err: Any, clock: Any) -> int:
     globals_ = Globals()
     module = load_program(data, globals_)
     n = schedulers if schedulers is not None else (os.cpu_count() or 1)
