@@ -38,6 +38,7 @@ import sys
 import types
 from typing import Any
 
+from . import boxes as _boxes
 from . import builtins as B
 from . import interp, lbc
 from .errors import Halt, LispError, ProcessExit, badarg, runtime_error, undef
@@ -122,6 +123,7 @@ class FastTier:
             "_setglobal": self.setglobal, "_unlist": _unlist, "_uncons": _uncons, "_unvec": _unvec,
             "_lisp_value": _lisp_value, "_CATCH": _CATCHABLE, "_badmatch_guard": None,
             "_ctx": B.ctx, "_WAITING": WAITING, "_rwait": _rwait,
+            "_touch": _boxes.touch_current, "_PK": None,  # the running process's key (vm/interp.py run)
         }
 
     # -- compiling -----------------------------------------------------------------------------
@@ -219,17 +221,19 @@ class FastTier:
     def defglobal(self, cell: Any, value: Any) -> Any:
         if value.__class__ is Closure and value.name == "fn":
             value.name = cell.name
-        cell.v = value
+        stored = _boxes.for_global(B.ctx.proc, value)  # a value, not variables (vm/boxes.py)
+        cell.v = stored
         self.on_define(cell.name)
-        B.ctx.host.define(cell.name, value)
+        B.ctx.host.define(cell.name, stored)
         return value
 
     def setglobal(self, cell: Any, value: Any) -> Any:
         if cell.v is UNDEF:
             raise undef(f"set: undefined global {cell.name}")
-        cell.v = value
+        stored = _boxes.for_global(B.ctx.proc, value)
+        cell.v = stored
         self.on_define(cell.name)
-        B.ctx.host.define(cell.name, value)
+        B.ctx.host.define(cell.name, stored)
         return value
 
     # -- unwinding -----------------------------------------------------------------------------
@@ -889,12 +893,13 @@ class _Gen:
             L(ind, f"{ra} = {'_TRUE' if b else '_FALSE'}", pc)
         elif name == "GETUPVAL":
             L(ind, f"{ra} = U{b}", pc)
-        elif name == "GETUPBOX":
-            L(ind, f"{ra} = U{b}.v", pc)
+        elif name == "GETUPBOX":  # the owner test: see vm/boxes.py
+            L(ind, f"{ra} = (U{b} if U{b}.owner == _PK else _touch(U{b})).v", pc)
         elif name == "SETUPBOX":
-            L(ind, f"U{b}.v = {ra}", pc)
+            L(ind, f"(U{b} if U{b}.owner == _PK else _touch(U{b})).v = {ra}", pc)
         elif name == "BOX":
-            L(ind, f"{ra} = _Box({ra})", pc)
+            B.note_box()  # when compiled: messages must be scanned once this code can run
+            L(ind, f"{ra} = _Box({ra}, _PK)", pc)
         elif name == "UNBOX":
             L(ind, f"{ra} = {self.r(b)}.v", pc)
         elif name == "SETBOX":
