@@ -198,6 +198,16 @@ class Box:
         # it), or a template's id (int < 0: stored in a global; each process works on a copy).
         self.owner = owner
 
+    def __setstate__(self, state: Any) -> None:
+        # unpickled (a process or a message from another OS process): from now on this OS
+        # process's messages are scanned for boxes to copy (vm/builtins.py, copy_message)
+        slots = state[1] if state.__class__ is tuple else state
+        self.v = slots["v"]
+        self.owner = slots.get("owner", UNCLAIMED)
+        from .builtins import note_box  # late: builtins imports this module
+
+        note_box()
+
 
 UNCLAIMED = "unclaimed"  # Box.owner of a box no process has touched yet
 
