@@ -133,3 +133,14 @@ def test_copies_are_iterative() -> None:
     for _ in range(100_000):
         y = y.head.items[0]  # type: ignore[attr-defined]
     assert y.upvals[0] is not box and y.upvals[0].v == 1 and y.upvals[0].owner == UNCLAIMED  # type: ignore[attr-defined]
+
+
+def test_an_unpickled_box_turns_message_copying_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OS process that never made a box but received one (a migrated process, a message)
+    must copy boxes in what it sends from then on; copying is skipped until a box is seen."""
+    import pickle
+
+    data = pickle.dumps(Box(3, 7))
+    monkeypatch.setattr(B, "BOXES_MADE", False)
+    b = pickle.loads(data)
+    assert (b.v, b.owner) == (3, 7) and B.BOXES_MADE
