@@ -817,3 +817,16 @@ def test_an_event_that_overtakes_its_process_waits_for_it(tmp_path: os.PathLike)
         assert not node.early
     finally:
         node.close()
+
+
+def test_a_deadlock_after_much_output_from_another_scheduler_keeps_every_line(tmp_path: os.PathLike) -> None:
+    """Scheduler 1 prints 10,000 lines and then nothing can send the main process anything: the
+    deadlock is reported only once every line has been written (unsent bytes are not idle)."""
+    src = """
+    (def pad (str/join "" (list/map (fn (i) "z") (list/range 94))))
+    (spawn-on 1 (fn () (list/map (fn (i) (print (str pad (+ 100000 i)))) (list/range 10000))))
+    (receive ('never nil))
+    """
+    r = _run_file(tmp_path, src)
+    assert r.returncode == 1 and "deadlock" in r.stderr, r.stderr
+    assert r.stdout.splitlines() == [f"{'z' * 94}{100000 + i}" for i in range(10000)]
