@@ -510,3 +510,43 @@ def test_whole_programs_agree_in_every_mode(path: Path) -> None:
     if path.stem not in CALL_NO_FUNCTION:
         assert runs["eager"][3] > 0, "eager mode compiled nothing"
     assert runs["interpreted"][3:] == (0, 0)
+
+
+# Small programs that fail (or wait, or exit) in the middle of compiled code: the error line,
+# its position and the exit status must not depend on the tier. Lines are separated by " | ".
+FAILING = [
+    '(def f (x) (+ x 1)) | (def g (x) (f x)) | (print (g "a"))',
+    '(def f (x) (head x)) | (print (f 5))',
+    '(def f (a b) a) | (def g () (f 1)) | (print (g))',
+    '(def f (x) (match x ((list a b) a))) | (print (f 3))',
+    '(def f (x) (vec/get [1 2] x)) | (print (f 9))',
+    '(def f (x) (nope x)) | (print (f 1))',
+    '(def f (x) (apply + x)) | (print (f 3))',
+    '(def f (x) ((fn (y) (* y "s")) x)) | (print (f 2))',
+    '(def f (x) (try (head x) (catch e (tail x)))) | (print (f 1))',
+    '(def f (x) (let ((g (fn (z) (z 1)))) (g x))) | (print (f 5))',
+    "(def f (n) (if (== n 0) (throw 'boom) (f (- n 1)))) | (print (f 10))",
+    '(def f (n) (if (== n 0) (error "deep") (+ 1 (f (- n 1))))) | (print (f 20000))',
+    '(def f (x & r) (list x r)) | (print (f))',
+    '(def f (x) (/ x 0)) | (print (f 1))',
+    '(def f (x) (div x 0)) | (print (f 1))',
+    '(def f (x) (- x)) | (print (f "s"))',
+    '(def f (x) (< x "a")) | (print (f 1))',
+    '(def f (x) (set y x)) | (print (f 1))',
+    '(def c (let ((n 0)) (fn () (set n (+ n "x")) n))) | (print (c))',
+    "(def f (x) (exit x)) | (print (f 'bye))",
+    '(def f (l) (list/map (fn (x) (+ x 1)) l)) | (print (f (list 1 "a" 3)))',
+    '(def f (x) (str/upper x)) | (print (f 5))',
+    '(def f (n acc) (if (== n 0) acc (f (- n 1) (cons n acc)))) | (print (length (f 100000 nil)))',
+    "(def f (x) (receive (y (+ x y)) (after 0 'none))) | (print (f 1))",
+    '(def f (k) (if (> k 0) (do (send (self) k) (f (- k 1))) (g 0)))'
+    ' | (def g (acc) (receive (x (g (+ acc x))) (after 0 acc))) | (print (f 100))',
+]
+
+
+@pytest.mark.parametrize("src", FAILING)
+def test_failures_are_the_same_in_every_mode(src: str) -> None:
+    text = src.replace(" | ", "\n") + "\n"
+    runs = {mode: run_mode(text, mode)[:3] for mode in MODES}
+    assert runs["eager"] == runs["interpreted"], "eager differs from interpreted"
+    assert runs["default"] == runs["interpreted"], "default differs from interpreted"

@@ -398,10 +398,48 @@ def _positioned(exc: BaseException, where: tuple | None) -> BaseException:
         if _fails(info.proto, k, regs):
             pc = k
             break
-    err = exc if isinstance(exc, LispError) else interp.python_error(info.proto, pc, regs, exc)
+    if isinstance(exc, LispError):
+        err = exc
+    else:
+        err = _call_error(info.proto, pc, regs, exc) or interp.python_error(info.proto, pc, regs, exc)
     if err.pos is None:
         err.pos = info.proto.position(pc)
     return err
+
+
+_CALLS = frozenset({"CALL", "TAILCALL", "CALLG", "TAILCALLG", "APPLY", "TAILAPPLY"})
+
+
+def _call_error(p: Proto, pc: int, regs: list, exc: BaseException) -> LispError | None:
+    """The interpreter's error for a call at pc that failed in compiled code, where Python's
+    message would differ: a callee that is no function (AttributeError on `.fast`), or a Lisp
+    function given the wrong number of arguments (a TypeError naming the generated function).
+    None for any other failure."""
+    op, f = decode_fields(p.code[pc])
+    name = op.name
+    if name not in _CALLS:
+        return None
+    a, b = f.get("A", 0), f.get("B", 0)
+    n = b
+    if name in ("CALLG", "TAILCALLG"):
+        callee = TIER.globals.get(p.consts[f["C"]].name) if TIER is not None else None
+    else:
+        callee = regs[a]
+        if name in ("APPLY", "TAILAPPLY"):
+            spread = to_pylist(regs[a + b])
+            if spread is None:
+                return None
+            n = b - 1 + len(spread)
+    if callee.__class__ is Closure:
+        if isinstance(exc, TypeError):
+            try:
+                interp._enter(callee.proto, [None] * n, callee)  # raises the interpreter's badarity
+            except LispError as e:
+                return e
+        return None
+    if callee.__class__ is Builtin or name in ("CALLG", "TAILCALLG"):
+        return None  # a builtin's own message; a global that is no function raised already
+    return interp._not_callable(callee)
 
 
 def _fails(p: Proto, k: int, regs: list) -> bool:
