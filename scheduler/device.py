@@ -8,13 +8,15 @@ runs: a dispatching Lisp process is BLOCKED (vm/process.py) and the others keep 
 answer arrives on a socket the scheduler polls with its other input.
 
 Wire: an AF_UNIX stream socket per scheduler OS process, at a path in the node's private
-directory. A frame is a header (lengths), a pickle (protocol 5) of (request id, operation,
-payload) in which float32 arrays are persistent ids, then the bytes of the small arrays written
-straight from their memory with sendmsg. Arrays of SHM_MIN bytes or more never cross the socket:
-they live in memfd segments that both sides map once (the fd goes with SCM_RIGHTS the first
-time) and the client reuses (class Segments). The device process reads every connection in a
-thread of its own and runs requests one at a time, in arrival order, so each caller's order is
-kept.
+directory. A frame is a header (counts and lengths), one descriptor per float32 array (its
+size, and its shared segment or none), a vm/codec.py message of (request id, operation,
+payload) in which every array is an out-of-band buffer, then the bytes of the small arrays
+written straight from their memory with sendmsg. Nothing read from the socket is unpickled:
+the device process runs kernels, so the client checks each answer's shape too. Arrays of
+SHM_MIN bytes or more never cross the socket: they live in memfd segments that both sides map
+once (the fd goes with SCM_RIGHTS the first time, from client to device only) and the client
+reuses (class Segments). The device process reads every connection in a thread of its own and
+runs requests one at a time, in arrival order, so each caller's order is kept.
 
 Device choice: LISPVM_OPENCL, with the syntax of pyopencl's PYOPENCL_CTX ("0", "0:1", a name
 substring); unset, the first platform's first device.
@@ -24,10 +26,8 @@ from __future__ import annotations
 
 import array
 import fcntl
-import io
 import mmap
 import os
-import pickle
 import select
 import shutil
 import socket
@@ -39,6 +39,7 @@ import time
 import weakref
 from typing import Any
 
+from ..vm import codec
 from ..vm.errors import runtime_error
 from ..vm.values import F32Array, from_list, intern
 from .clock import BusyWait
@@ -47,7 +48,9 @@ __all__ = ["client", "DeviceClient", "device_main", "shutdown_all"]
 
 DEVICE_DOWN = intern("device_down")
 BADARG = intern("badarg")
-_HEAD = struct.Struct("<IIII")  # number of inline arrays, pickle length, bytes of inline arrays, fds
+_HEAD = struct.Struct("<IIII")  # arrays, message bytes, bytes of the inline arrays, fds
+_DESC = struct.Struct("<QIB")  # per array: bytes, shared segment id (0: inline, after the message), fd follows
+_MAX_ARRAYS = 4096  # arrays one frame may carry (a kernel's buffers)
 SHM_MIN = 1 << 18  # bytes: an array this large travels as a memfd (docs/gpu.md has the measurement)
 # Seconds the device process reads without sleeping after an answer, for the same caller's next
 # request (clock.BusyWait): 2000 small dispatches took 68-110 us each with it, 87-107 without
@@ -95,11 +98,16 @@ class Shm(mmap.mmap):
 
 
 def _shm_of(arr: Any) -> Shm | None:
-    """The Shm an array is a whole view of, if any (np.frombuffer wraps it in a memoryview)."""
-    base = arr.base
-    if base.__class__ is memoryview:
-        base = base.obj
-    return base if base.__class__ is Shm and len(base) == arr.nbytes else None
+    """The Shm an array is a whole view of, if any: the end of its chain of bases (np.frombuffer
+    wraps a Shm in a memoryview; a decoded array wraps the array it was read from)."""
+    base = arr
+    for _ in range(8):  # a chain is two or three long; anything longer is not ours
+        base = base.obj if base.__class__ is memoryview else getattr(base, "base", None)
+        if base is None:
+            return None
+        if base.__class__ is Shm:
+            return base if len(base) == arr.nbytes else None
+    return None
 
 
 class Segments:
@@ -192,44 +200,6 @@ class Segments:
         self.forget.clear()
 
 
-_PICKLER: type | None = None
-
-
-def _pickler() -> type:
-    """The Pickler that takes float32 arrays out of the pickle (made on first use: a program
-    without gpu/ work never imports numpy)."""
-    global _PICKLER
-    if _PICKLER is None:
-        import numpy as np
-
-        class Pickler(pickle.Pickler):
-            def persistent_id(self, obj: Any) -> Any:
-                if obj.__class__ is not np.ndarray:
-                    return None
-                segs: Segments | None = self.segs
-                if segs is not None and obj.nbytes >= SHM_MIN:
-                    shm = _shm_of(obj)
-                    if shm is None or segs.maps.get(shm.seg_id) is not shm:
-                        if not self.may_alloc:
-                            self.arrays.append(obj)
-                            return ("a", obj.nbytes)
-                        copy = segs.alloc(obj.nbytes)  # one copy into shared memory, none through the socket
-                        copy[:] = obj
-                        self.keep.append(copy)
-                        shm = _shm_of(copy)
-                    sid = shm.seg_id
-                    with_fd = self.may_alloc and sid not in segs.sent and sid not in self.new_sent
-                    if with_fd:  # marked as sent only once sendmsg has taken the fd
-                        self.new_sent.append(sid)
-                        self.fds.append(shm.fd)
-                    return ("s", sid, obj.nbytes, with_fd)
-                self.arrays.append(obj)
-                return ("a", obj.nbytes)
-
-        _PICKLER = Pickler
-    return _PICKLER
-
-
 class FrameError(Exception):
     """A frame could not be made (shared memory could not be allocated): nothing was sent, the
     connection is intact, only this request fails."""
@@ -237,28 +207,48 @@ class FrameError(Exception):
 
 def send_frame(sock: socket.socket, obj: Any, segs: Segments | None = None, may_alloc: bool = False,
                drain: FrameReader | None = None) -> list:
-    """Pickle `obj` and write it in one sendmsg: small arrays' bytes follow the pickle straight
-    from their memory; large ones travel as shared-memory segments (`segs`), their fd passed
-    with SCM_RIGHTS the first time. Returns the segments this frame copied into, which the
-    caller keeps until the answer (only the client, `may_alloc`, allocates).
+    """Encode `obj` (vm/codec.py, every float32 array out of band) and write it in one sendmsg:
+    small arrays' bytes follow the message straight from their memory; large ones travel as
+    shared-memory segments (`segs`), their fd passed with SCM_RIGHTS the first time. Returns
+    the segments this frame copied into, which the caller keeps until the answer (only the
+    client, `may_alloc`, allocates).
 
     With `drain` (the device's reader of the same socket), a frame that does not fit in the
     socket's buffer is written while whatever the peer sends meanwhile is read into `drain`:
     a client blocked sending a large request to a device blocked sending it a large answer
     was a deadlock."""
-    f = io.BytesIO()
-    p = _pickler()(f, 5)
-    p.arrays, p.fds, p.keep, p.segs, p.may_alloc, p.new_sent = [], [], [], segs, may_alloc, []
-    try:
-        p.dump(obj)
-    except OSError as e:  # memfd_create/ftruncate/mmap: out of memory or of fds
-        raise FrameError(f"could not share an array with the device process: {e}") from None
-    data = f.getbuffer()
-    views = [memoryview(a).cast("B") for a in p.arrays]
-    blen = sum(v.nbytes for v in views)
-    parts = [_HEAD.pack(len(views), len(data), blen, len(p.fds)), data, *views]
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", p.fds))] if p.fds else []
-    total = _HEAD.size + len(data) + blen
+    arrays: list = []
+    data = codec.encode(obj, buffers=arrays)
+    descs, inline, fds, keep, new_sent = [], [], [], [], []
+    for view in arrays:  # flat byte views; view.obj is the array (or its contiguous copy)
+        n = view.nbytes
+        if segs is None or n < SHM_MIN:
+            descs.append(_DESC.pack(n, 0, 0))
+            inline.append(view)
+            continue
+        shm = _shm_of(view.obj)
+        if shm is None or segs.maps.get(shm.seg_id) is not shm:
+            if not may_alloc:  # the device answers a large array that is not a segment inline
+                descs.append(_DESC.pack(n, 0, 0))
+                inline.append(view)
+                continue
+            try:  # one copy into shared memory, none through the socket
+                copy = segs.alloc(n)
+            except OSError as e:  # memfd_create/ftruncate/mmap: out of memory or of fds
+                raise FrameError(f"could not share an array with the device process: {e}") from None
+            memoryview(copy).cast("B")[:] = view
+            keep.append(copy)
+            shm = _shm_of(copy)
+        sid = shm.seg_id
+        with_fd = may_alloc and sid not in segs.sent and sid not in new_sent
+        if with_fd:  # marked as sent only once sendmsg has taken the fd
+            new_sent.append(sid)
+            fds.append(shm.fd)
+        descs.append(_DESC.pack(n, sid, with_fd))
+    blen = sum(v.nbytes for v in inline)
+    parts = [_HEAD.pack(len(descs), len(data), blen, len(fds)), b"".join(descs), data, *inline]
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    total = _HEAD.size + _DESC.size * len(descs) + len(data) + blen
     if drain is None:
         sent = sock.sendmsg(parts, anc)
     else:
@@ -266,8 +256,8 @@ def send_frame(sock: socket.socket, obj: Any, segs: Segments | None = None, may_
             sent = sock.sendmsg(parts, anc, socket.MSG_DONTWAIT)
         except BlockingIOError:
             sent = 0
-    if segs is not None and (sent or not p.fds):
-        segs.sent.update(p.new_sent)  # the fds went with the first byte
+    if segs is not None and (sent or not fds):
+        segs.sent.update(new_sent)  # the fds went with the first byte
     if sent < total:  # a large frame: write the rest
         rest = memoryview(b"".join(bytes(x) for x in parts))[sent:]
         if drain is None:
@@ -279,7 +269,7 @@ def send_frame(sock: socket.socket, obj: Any, segs: Segments | None = None, may_
             while rest:
                 n = _send_draining(sock, drain, sock.send, rest, socket.MSG_DONTWAIT)
                 rest = rest[n:]
-    return p.keep
+    return keep
 
 
 def _send_draining(sock: socket.socket, drain: FrameReader, send: Any, *args: Any) -> int:
@@ -300,9 +290,10 @@ class FrameReader:
     the start of the next (a client pipelines requests; answers arrive back to back), so bytes
     past the current frame stay in `buf`, and fds that came early wait in `fds`, in order."""
 
-    def __init__(self, sock: socket.socket, segs: Segments | None = None) -> None:
+    def __init__(self, sock: socket.socket, segs: Segments | None = None, take_fds: bool = False) -> None:
         self.sock = sock
         self.segs = segs
+        self.take_fds = take_fds  # only the device maps fds it receives (the client's segments)
         self.buf = bytearray()
         self.fds: list[int] = []
 
@@ -312,7 +303,12 @@ class FrameReader:
         chunk, anc, _flags, _addr = self.sock.recvmsg(65536, _ANCBUF, flags)
         for level, kind, fds in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                self.fds.extend(array.array("i", fds[:len(fds) - len(fds) % 4]))
+                got = array.array("i", fds[:len(fds) - len(fds) % 4])
+                if not self.take_fds:  # a client maps only segments it made itself
+                    for fd in got:
+                        os.close(fd)
+                    raise codec.CodecError("the device process sent file descriptors")
+                self.fds.extend(got)
         if not chunk:
             raise EOFError
         self.buf += chunk
@@ -341,52 +337,65 @@ class FrameReader:
             os.close(fd)
         self.fds = []
 
+    def _sizes(self) -> tuple[int, int, int, int]:
+        """The buffered frame header's (arrays, message bytes, inline array bytes, fds), each
+        checked against what a frame can hold: the peer is not trusted (on the client, it runs
+        kernels)."""
+        narrays, mlen, blen, nfds = _HEAD.unpack_from(self.buf)
+        if narrays > _MAX_ARRAYS or mlen > codec.MAX_MESSAGE or blen > narrays * SHM_MIN or nfds > narrays:
+            raise codec.CodecError(f"damaged frame header ({narrays} arrays, {mlen} bytes, {blen} inline, "
+                                   f"{nfds} fds)")
+        return narrays, mlen, blen, nfds
+
     def ready(self) -> bool:
         """Whether a whole frame is already buffered (reading it will not block)."""
-        buf = self.buf
-        if len(buf) < _HEAD.size:
+        if len(self.buf) < _HEAD.size:
             return False
-        _n, plen, blen, _f = _HEAD.unpack_from(buf)
-        return len(buf) >= _HEAD.size + plen + blen
+        narrays, mlen, blen, _f = self._sizes()
+        return len(self.buf) >= _HEAD.size + narrays * _DESC.size + mlen + blen
 
     def read(self) -> Any:
-        """Read one frame (blocking). A small frame usually takes one recv; the bytes of a big
-        inline array are read straight into its own buffer."""
-        import numpy as np
-
+        """Read one frame (blocking) and decode it. A small frame usually takes one recv; the
+        bytes of a big inline array are read straight into its own buffer. Raises EOFError
+        when the peer closed, codec.CodecError for a frame that is not well formed."""
         self._fill(_HEAD.size)
         buf = self.buf
-        _n, plen, _blen, nfds = _HEAD.unpack_from(buf)
-        meta = _HEAD.size + plen
+        narrays, mlen, blen, nfds = self._sizes()
+        meta = _HEAD.size + narrays * _DESC.size + mlen
         self._fill(meta)
-        data = bytes(buf[_HEAD.size:meta])
+        descs = [_DESC.unpack_from(buf, _HEAD.size + i * _DESC.size) for i in range(narrays)]
+        data = bytes(buf[meta - mlen:meta])
         pos = meta
         sock = self.sock
         fds, self.fds = self.fds[:nfds], self.fds[nfds:]
-
-        def load(pid: tuple) -> Any:
-            nonlocal pos
-            if pid[0] == "s":
-                _, sid, n, with_fd = pid
-                return self.segs.resolve(sid, n, fds.pop(0) if with_fd else None)
-            n = pid[1]
-            out = bytearray(n)
-            k = min(n, len(buf) - pos)
-            out[:k] = buf[pos:pos + k]
-            pos += k
-            if k < n:  # the buffer is used up: the rest of this array comes straight off the socket
-                view = memoryview(out)
-                while k < n:
-                    got = sock.recv_into(view[k:])
-                    if got == 0:
-                        raise EOFError
-                    k += got
-            return np.frombuffer(out, dtype=np.float32)
-
-        u = pickle.Unpickler(io.BytesIO(data))
-        u.persistent_load = load
         try:
-            return u.load()
+            if sum(n for n, sid, _w in descs if not sid) != blen or sum(w for _n, _s, w in descs) != nfds:
+                raise codec.CodecError("damaged frame: its arrays do not add up")
+            arrays = []
+            for n, sid, with_fd in descs:
+                if sid:  # a shared segment: the client's own array, or the device's mapping
+                    if self.segs is None:
+                        raise codec.CodecError("a shared segment on a connection without any")
+                    if with_fd and not fds:
+                        raise codec.CodecError("a shared segment's fd did not arrive")
+                    try:
+                        arrays.append(self.segs.resolve(sid, n, fds.pop(0) if with_fd else None))
+                    except KeyError:
+                        raise codec.CodecError(f"unknown shared segment {sid}") from None
+                    continue
+                out = bytearray(n)
+                k = min(n, len(buf) - pos)
+                out[:k] = buf[pos:pos + k]
+                pos += k
+                if k < n:  # the buffer is used up: the rest of this array comes straight off the socket
+                    view = memoryview(out)
+                    while k < n:
+                        got = sock.recv_into(view[k:])
+                        if got == 0:
+                            raise EOFError
+                        k += got
+                arrays.append(out)
+            return codec.decode(data, buffers=arrays)
         finally:
             del buf[:pos]  # what follows belongs to the next frame
             for fd in fds:  # not taken (a damaged frame): do not leak them
@@ -468,9 +477,13 @@ class DeviceClient:
         except (EOFError, OSError):
             s.close()
             return False
-        if hello[1][0] != "hello":
+        except codec.CodecError as e:
             s.close()
-            raise OSError(f"the device process answered {hello[1][0]!r} instead of hello")
+            raise OSError(f"the device process's greeting is damaged: {e}") from None
+        if not (hello.__class__ is tuple and len(hello) == 2 and hello[1].__class__ is tuple
+                and hello[1][:1] == ("hello",)):
+            s.close()
+            raise OSError("the device process did not greet")
         self.sock = s
         self.reader = reader
         self.node.add_reader(s.fileno(), self.on_readable)
@@ -606,51 +619,50 @@ class DeviceClient:
             self._device_died()
 
     def on_readable(self) -> None:
-        """An answer (or the end of the device process): complete the waiting process."""
+        """Answers (or the end of the device process): complete the waiting processes. An answer
+        that is not well formed ends the connection as a crash would: the device process runs
+        kernels, so nothing it says is trusted further than the codec's data and these checks."""
         try:
-            answer = self.reader.read()
+            while True:
+                self._answer(self.reader.read())
+                if self.reader is None or not self.reader.ready():  # answers that came with the same recv
+                    break
         except (EOFError, OSError):
             self._device_died()
-            return
-        self._answer(*answer)
-        while self.reader is not None and self.reader.ready():  # answers that came with the same recv
-            self._answer(*self.reader.read())  # whole in the buffer: no I/O, cannot fail
+        except codec.CodecError as e:
+            self._device_died(f"the device process sent a damaged answer: {e}")
 
-    def _answer(self, rid: int, ok: bool, value: Any) -> None:
-        entry = self.pending.pop(rid, None)
+    def _answer(self, answer: Any) -> None:
+        if not (answer.__class__ is tuple and len(answer) == 3 and answer[0].__class__ is int
+                and answer[1].__class__ is bool):
+            raise codec.CodecError("not an answer")
+        rid, ok, value = answer
+        entry = self.pending.get(rid)
         if entry is None:
             return
         sched, proc, req, _t0, _keep = entry
+        result = _check_answer(req, ok, value)  # raises with the request still pending (device_down)
+        del self.pending[rid]
         if sched.trace is not None:
             sched.trace.event(sched, "gpu_dispatch_end" if req[0] == "gpu-dispatch" else "gpu_built", proc.pid)
         if not ok:
-            kind, message = value
-            sched.complete(proc, error=runtime_error(intern(kind), message).value)
+            sched.complete(proc, error=runtime_error(intern(value[0]), value[1]).value)
         elif req[0] == "gpu-kernel":
-            from ..vm.gpu import Kernel
-
-            kernel = Kernel(req[1], req[2], tuple(value), _source_key(req[1]))
+            kernel = result
             self.built[(kernel.key, kernel.name)] = kernel
             sched.complete(proc, value=kernel)
         else:
-            out = []
-            for x in value:
-                if hasattr(x, "dtype"):
-                    x.setflags(write=False)
-                    out.append(F32Array(x))
-                else:
-                    out.append(x)
-            sched.complete(proc, value=from_list(out))
+            sched.complete(proc, value=result)
 
-    def _device_died(self) -> None:
-        """Every process waiting on the device gets (error device_down ...); the next gpu/ call
+    def _device_died(self, why: str = "the device process died") -> None:
+        """Every process waiting on the device gets (error device_down WHY); the next gpu/ call
         starts a new device process (kernels are rebuilt from their source)."""
         pending, self.pending = self.pending, {}
         self._drop()
         self.built.clear()
         self.segs.device_lost()
         for sched, proc, _req, _t, _keep in pending.values():
-            sched.complete(proc, error=runtime_error(DEVICE_DOWN, "the device process died").value)
+            sched.complete(proc, error=runtime_error(DEVICE_DOWN, why).value)
 
     def _drop(self) -> None:
         """Close the connection. The device process is not killed (it may serve the other
@@ -685,6 +697,41 @@ class DeviceClient:
         self.segs.close()
         if self.own_dir and self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_ERROR_KINDS = frozenset({"badarg", "badarity", "device_down", "system_limit"})
+
+
+def _check_answer(req: tuple, ok: bool, value: Any) -> Any:
+    """The Lisp value of an answer to `req` (for an error, `value` checked), or CodecError when
+    it is not the shape that request's answer has."""
+    if not ok:
+        if not (value.__class__ is tuple and len(value) == 2 and value[0] in _ERROR_KINDS
+                and value[1].__class__ is str):
+            raise codec.CodecError("malformed error answer")
+        return None
+    if req[0] == "gpu-kernel":
+        if not (value.__class__ is list and all(p.__class__ is tuple and len(p) == 2 and p[0].__class__ is bool
+                                                and p[1].__class__ is str for p in value)):
+            raise codec.CodecError("malformed kernel parameters")
+        from ..vm.gpu import Kernel
+
+        return Kernel(req[1], req[2], tuple(value), _source_key(req[1]))
+    if not (value.__class__ is list and len(value) == len(req[3])):
+        raise codec.CodecError("malformed dispatch answer")
+    out = []
+    for x, given in zip(value, req[3]):
+        if hasattr(x, "dtype"):  # codec decodes only one-dimensional float32 arrays
+            if not hasattr(given, "dtype"):
+                raise codec.CodecError("an array in place of a scalar argument")
+            if x.flags.writeable:
+                x.setflags(write=False)
+            out.append(F32Array(x))
+        elif x.__class__ is given.__class__ and x.__class__ in (int, float):
+            out.append(x)
+        else:
+            raise codec.CodecError("malformed dispatch result")
+    return from_list(out)
 
 
 def shutdown_all() -> None:
@@ -748,7 +795,7 @@ def device_main(path: str) -> None:
         runs in this thread (under the device lock): handing it to another thread cost a
         thread wake-up, about a third of a small dispatch's time."""
         segs = Segments()  # this client's shared segments, mapped here once each
-        reader = FrameReader(conn, segs)
+        reader = FrameReader(conn, segs, take_fds=True)
         busy = BusyWait(SPIN_S)
         try:
             send_frame(conn, (0, ("hello", os.getpid())))

@@ -342,8 +342,11 @@ def test_busy_wait_polls_for_its_limit_and_backs_off_when_the_core_is_wanted(mon
     from lispvm.scheduler import clock
     from lispvm.scheduler.clock import BusyWait
 
-    # A quick yield, whatever the machine's load (a slow real one would start the back-off).
-    monkeypatch.setattr(clock.os, "sched_yield", lambda: None)
+    # No yield counts as slow here, whatever the machine's load (a preemption would start the
+    # back-off); the slow yields below are made so.
+    monkeypatch.setattr(BusyWait, "SLOW_YIELD", 1e9)
+    monkeypatch.setattr(BusyWait, "FIRST_BACKOFF", 30.0)  # a back-off that outlasts any delay of this test
+    monkeypatch.setattr(BusyWait, "MAX_BACKOFF", 1000.0)
     answers = iter([False, False, True])
     busy = BusyWait(1.0)
     assert busy.spin(lambda: next(answers)) and next(answers, "used up") == "used up"
@@ -352,6 +355,7 @@ def test_busy_wait_polls_for_its_limit_and_backs_off_when_the_core_is_wanted(mon
     assert 0.002 <= time.perf_counter() - t0
     assert not busy.spin(lambda: True, 0.0)  # a timer due now: no spin, not even one poll
 
+    monkeypatch.setattr(BusyWait, "SLOW_YIELD", 0.0005)
     monkeypatch.setattr(clock.os, "sched_yield", lambda: time.sleep(0.002))  # as on a loaded machine
     polls: list[int] = []
 
@@ -643,3 +647,95 @@ def test_the_seccomp_table_has_x86_64s_numbers() -> None:
     table = {**DENIED_X86_64, **SELF_ONLY_X86_64}
     assert {k: numbers.get(k) for k in table if k in numbers} == {k: v for k, v in table.items() if k in numbers}
     assert len([k for k in table if k in numbers]) >= len(table) - 2  # the header may predate a call or two
+
+
+class _Evil:
+    """Unpickling this runs a shell command (what a pickle on a socket allowed)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_a_frame_is_never_unpickled(tmp_path: os.PathLike) -> None:
+    """A frame whose message is a pickle that runs a command: the reader refuses it (the codec's
+    version byte) and nothing runs. With pickle framing the command ran."""
+    import pickle
+    import socket
+    import struct
+
+    from lispvm.scheduler.device import FrameReader
+    from lispvm.vm.codec import CodecError
+
+    marker = os.path.join(tmp_path, "ran")
+    payload = pickle.dumps((1, True, _Evil(marker)), 5)
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(struct.pack("<IIII", 0, len(payload), 0, 0) + payload)
+        with pytest.raises(CodecError):
+            FrameReader(b).read()
+    assert not os.path.exists(marker)
+
+
+def test_a_damaged_or_forged_answer_fails_the_request_not_the_scheduler() -> None:
+    """The device process runs kernels, so the client trusts nothing it says: an answer of the
+    wrong shape, or one passing a file descriptor, ends the connection and the waiting request
+    gets device_down; the scheduler goes on."""
+    import socket
+
+    from lispvm.scheduler.device import DeviceClient, FrameReader, send_frame
+
+    class Node:
+        def add_reader(self, fd: int, callback: object) -> None:
+            pass
+
+        def remove_reader(self, fd: int) -> None:
+            pass
+
+    class Sched:
+        trace = None
+
+        def __init__(self) -> None:
+            self.done: list = []
+
+        def complete(self, proc: object, value: object = None, error: object = None) -> None:
+            self.done.append((proc, value, error))
+
+    def answer_with(frame_sender: object) -> list:
+        client = DeviceClient(Node())
+        a, b = socket.socketpair()
+        with a:
+            client.sock, client.reader = b, FrameReader(b, client.segs)
+            sched = Sched()
+            client.pending[5] = [sched, "P", ("gpu-kernel", "src", "k"), 0.0, ()]
+            frame_sender(a)
+            client.on_readable()
+            assert client.sock is None and not client.pending
+            return sched.done
+
+    # a kernel's parameters that are not (bool, str) pairs
+    done = answer_with(lambda a: send_frame(a, (5, True, [("float*", 1)])))
+    assert [(p, v) for p, v, _e in done] == [("P", None)]
+    assert repr(done[0][2]) == ('(error device_down "the device process sent a damaged answer: malformed '
+                                'kernel parameters")')
+
+    def with_fd(a: socket.socket) -> None:
+        import array
+        import struct
+
+        from lispvm.vm import codec
+
+        msg = codec.encode((5, True, []))
+        r, w = os.pipe()
+        try:
+            a.sendmsg([struct.pack("<IIII", 0, len(msg), 0, 0), msg],
+                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [r]))])
+        finally:
+            os.close(r)
+            os.close(w)
+
+    done = answer_with(with_fd)
+    assert repr(done[0][2]) == ('(error device_down "the device process sent a damaged answer: the device process '
+                                'sent file descriptors")')
