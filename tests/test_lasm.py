@@ -137,7 +137,7 @@ def test_every_constant_kind_survives_dis_and_asm() -> None:
     for i in range(len(CONSTANTS)):
         main.code.append(encode(BY_NAME["LOADK"], {"A": 1, "Bx": i}))
         main.lines.append((i + 1, 3))
-    main.code.append(encode(BY_NAME["RETURN"], {"A": 0}))
+    main.code.append(encode(BY_NAME["RETURN"], {"A": 1}))  # R1 is written; R0 never is
     main.lines.append((9999, 1))
     module = Module('odd "name".lisp\n', [main])
     verify(module, frozenset(BUILTINS))
