@@ -520,3 +520,75 @@ def test_frame_headers_over_the_limit() -> None:
         r.feed(b"\x00\x00\x00\x00\x00\x00\x80")  # 2**55 bytes announced
     big = FrameReader(max_frame=1 << 40)  # the header is not limited to 1 GiB (item 4)
     assert big.feed(struct.pack("<Q", 3 << 30)) == [] and big.buffered == 8
+
+
+# --- between schedulers: `lispvm run --schedulers 2` ---------------------------------------------
+
+DEEP_SEND = """
+(def nest (n acc) (if (== n 0) acc (nest (- n 1) (list acc))))
+(def depth (x n) (if (nil? x) n (depth (head x) (+ n 1))))
+(def me (self))
+(spawn-on 1 (fn () (send me (list (sys/scheduler-id) (nest 5000 nil)))))
+(def got (recv))
+(print (head got) (depth (head (tail got)) 0))
+"""
+
+
+@pytest.mark.parametrize("flags", [(), ("--no-jit",)], ids=["fast-tier", "interpreter"])
+def test_a_deep_list_crosses_schedulers(run_lisp: Any, flags: tuple) -> None:
+    """Item 3: a list nested 5,000 deep sent from scheduler 1 to 0 arrives whole (pickle raised
+    RecursionError in the worker and the node hung)."""
+    out, err, status = run_lisp(DEEP_SEND, flags=("--schedulers", "2", *flags))
+    assert (out, status) == ("1 5000\n", 0), err
+
+
+# 140 references to one string of 2**21 characters: a 280 MiB message from a 2 MiB heap
+BIG = """
+(def dbl (s n) (if (== n 0) s (dbl (str s s) (- n 1))))
+(def me (self))
+(def big () (let ((s (dbl "x" 21))) (list/map (fn (i) s) (list/range 140))))
+"""
+
+
+def test_an_over_large_message_is_refused_at_send(run_lisp: Any) -> None:
+    """Item 4: a message over vm.codec.MAX_MESSAGE to a process on another scheduler raises
+    (error system_limit ...) in the sender, catchable; the link lives on: later messages arrive."""
+    src = BIG + """
+(def worker ()
+  (let ((b (big)))
+    (send me (list 'first (sys/scheduler-id)))
+    (send me (try (do (send me b) 'sent) (catch e (list 'caught (head (tail e))))))
+    (send me 'after)))
+(spawn-on 1 worker)
+(print (recv))
+(print (recv))
+(print (recv))
+"""
+    out, err, status = run_lisp(src, flags=("--schedulers", "2"))
+    assert (out, status) == ("(first 1)\n(caught system_limit)\nafter\n", 0), err
+
+
+def test_a_lost_message_never_ends_in_status_0(run_lisp: Any) -> None:
+    """Uncaught, the refusal ends the sender with its crash report; the main process, which waited
+    for that message, is deadlocked: status 1, never a silent 0."""
+    src = BIG + """
+(spawn-on 1 (fn () (send me (big))))
+(print (recv))
+"""
+    out, err, status = run_lisp(src, flags=("--schedulers", "2"))
+    assert status == 1 and out == "", (out, err)
+    assert "system_limit" in err and "deadlock" in err
+
+
+def test_an_over_large_exit_reason_still_arrives(run_lisp: Any) -> None:
+    """A link must not be lost: an exit signal whose reason is too large to cross arrives with
+    (error system_limit ...) as its reason."""
+    src = BIG + """
+(trap-exit true)
+(def p (spawn-on 1 (fn () (link me) (send me 'linked) (exit (big)))))
+(print (recv))
+(def m (recv))
+(print (head m) (== (head (tail m)) p) (head (tail (head (tail (tail m))))))
+"""
+    out, err, status = run_lisp(src, flags=("--schedulers", "2"))
+    assert (out, status) == ("linked\nEXIT true system_limit\n", 0), err
