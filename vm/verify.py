@@ -195,6 +195,10 @@ def _check_writes(p: Proto) -> None:
         elif name not in _NO_FALLTHROUGH:
             out.append((i + 1, True))
         succs.append(out)
+    covers: list[list[tuple[int, int]]] = [[] for _ in range(n)]  # the try entries around each pc
+    for lo, hi, handler, r in p.handlers:
+        for i in range(lo, hi):
+            covers[i].append((handler, r))
     start = _span(0, p.nparams + (1 if p.rest else 0))
     state = [every] * n  # registers certainly written on entry to each instruction
     state[0] = start
@@ -211,13 +215,12 @@ def _check_writes(p: Proto) -> None:
                 state[j] = t if not seen[j] else state[j] & t
                 seen[j] = True
                 work.append(j)
-        for lo, hi, handler, r in p.handlers:
-            if lo <= i < hi:
-                t = s | (1 << r)
-                if not seen[handler] or state[handler] & t != state[handler]:
-                    state[handler] = t if not seen[handler] else state[handler] & t
-                    seen[handler] = True
-                    work.append(handler)
+        for handler, r in covers[i]:
+            t = s | (1 << r)
+            if not seen[handler] or state[handler] & t != state[handler]:
+                state[handler] = t if not seen[handler] else state[handler] & t
+                seen[handler] = True
+                work.append(handler)
     for i in range(n):
         if not seen[i]:
             continue
