@@ -50,6 +50,8 @@ def const_text(k: Any) -> str:
     if k is FALSE:
         return "false"
     if c is int:
+        if k.bit_length() > _DECIMAL_BITS:  # past the decimal conversion limit: hex is linear
+            return ("-" if k < 0 else "") + hex(abs(k))
         return str(k)
     if c is float:
         return _float(k)
@@ -172,6 +174,7 @@ def parse_const(text: str) -> Any:
 
 
 _DOT_MARK = object()
+_DECIMAL_BITS = 60_000  # integers this large or smaller print in decimal (below MAX_INT_DIGITS)
 
 
 def _atom(a: str) -> Any:
@@ -190,6 +193,8 @@ def _atom(a: str) -> Any:
         return float(a[1:])
     if re.fullmatch(r"-?\d+", a):
         return int(a)
+    if re.fullmatch(r"-?0x[0-9a-f]+", a):
+        return int(a, 16)
     raise ValueError(f"unknown constant {a!r}")
 
 

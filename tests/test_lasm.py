@@ -243,3 +243,19 @@ def test_assembler_refuses_positions_the_file_cannot_hold(cli: Runner, tmp_path:
         assert status == 0, f"asm wrote a file that run refuses: {err.strip()}"
     else:
         assert status == 1 and err.startswith("c.lasm:3:"), err
+
+
+def test_an_integer_past_the_decimal_limit_survives_dis_and_asm() -> None:
+    """Printing it in decimal raised ValueError (`lispvm dis` exited 70): it prints in hex."""
+    big = (1 << 200_000) + 12345
+    main = Proto("main", 0, False, 2)
+    main.consts = [big, -big, 10**19]
+    main.code = [encode(BY_NAME["LOADK"], {"A": 1, "Bx": i}) for i in range(3)]
+    main.code.append(encode(BY_NAME["RETURN"], {"A": 1}))
+    main.lines = [(1, 1)] * 4
+    module = Module("big.lisp", [main])
+    verify(module, frozenset(BUILTINS))
+    data, again = round_trip(module)
+    assert again == data
+    assert lbc.load(again).protos[0].consts == [big, -big, 10**19]
+    assert "-0x1" in disassemble(module) and str(10**19) in disassemble(module)
