@@ -22,7 +22,6 @@ value in an exit signal, say); it is copied on first touch too, so that nothing 
 
 from __future__ import annotations
 
-import itertools
 import os
 from typing import Any
 
@@ -32,8 +31,12 @@ from .values import UNCLAIMED, Box, Closure, Cons, Vec
 __all__ = ["key_of", "touch", "touch_current", "for_global", "for_message", "BARE"]
 
 BARE = "bare"  # the owner key of a process without a pid (macros run at compile time)
-_ids = itertools.count(1)
-_base = os.getpid() << 32  # template ids are unique in the node: OS pid, then a serial number
+
+
+def _template_id() -> int:
+    """A new template id, unique in the node without asking anyone: 62 random bits (a serial
+    number would repeat in a forked scheduler, and an OS pid can be reused)."""
+    return -1 - (int.from_bytes(os.urandom(8), "big") >> 2)
 
 
 def key_of(proc: Any) -> Any:
@@ -101,7 +104,7 @@ def for_global(proc: Any, x: Any) -> Any:
         own = _view(proc, b)
         if own is None:
             return b  # an untouched template: already a snapshot, never written
-        t = Box(None, -(_base | next(_ids)))
+        t = Box(None, _template_id())
         if proc.boxes is None:
             proc.boxes = {}
         proc.boxes[t.owner] = own  # the storing process keeps its variable
