@@ -60,7 +60,7 @@ def test_sizes_under_the_limits_still_work(run_lisp: Runner) -> None:
 def test_an_uncaught_huge_value_is_one_line(run_lisp: Runner) -> None:
     out, err, status = run_lisp(PRELUDE + "(throw big)\n", timeout=TIMEOUT)
     assert (out, status) == ("", 1)
-    assert err == "prog.lisp:6:1: error: throw: (a value too large to print)\n"
+    assert err == "prog.lisp:6:1: error: throw: #<too large to print>\n"
 
 
 def test_an_error_message_names_a_huge_value_without_printing_it(run_lisp: Runner) -> None:

@@ -101,7 +101,7 @@ def describe(value: Any) -> str:
     try:
         return f"throw: {to_repr(value)}"
     except ValueError:  # an integer over MAX_INT_DIGITS somewhere in it
-        return "throw: (a value too large to print)"
+        return "throw: #<too large to print>"
 
 
 class CompileError(Exception):
