@@ -114,3 +114,15 @@ def test_the_limits_are_the_documented_ones() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
     for value in (MAX_INT_DIGITS, MAX_TEXT, MAX_LIST):
         assert f"{value:,}" in doc, value
+
+
+def test_an_exit_reason_too_large_to_print_is_reported(run_lisp: Runner) -> None:
+    """Printing the reason raised ValueError in the scheduler (exit 70); needs vm/values.py's
+    to_repr fallback."""
+    out, err, status = run_lisp(PRELUDE + "(spawn (fn () (throw big)))\n(timer/sleep 50)\n(exit big)\n",
+                                timeout=TIMEOUT)
+    assert (out, status) == ("", 1)
+    crash, end = err.splitlines()
+    assert crash.startswith("prog.lisp:6:15: process #<pid ")
+    assert crash.endswith("> crashed: throw: #<too large to print>")
+    assert end == "lispvm: the main process exited with reason #<too large to print>"
