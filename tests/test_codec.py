@@ -426,7 +426,9 @@ def test_malformed_messages() -> None:
         _msg(codec.T_PIDV, 0x7F, 0x80),  # a negative node
         _msg(codec.T_PACKED_INT, 9, ord("q"), 0),  # an unknown sequence kind
         _msg(codec.T_PACKED_INT, 1, ord("x"), 0),  # an unknown integer width
-        _msg(codec.T_PACKED_STR, 1, 1, 1, b"\x05\x00\x00\x00", b"a"),  # lengths that do not add up
+        _msg(codec.T_PACKED_STR, 1, 0, 3, 3, b"a\x00b"),  # fewer strings than announced
+        _msg(codec.T_PACKED_STR, 1, b"\xff\xff\xff\x01", 3, 3, b"a\x00b"),  # no such separator
+        _msg(codec.T_CLOSUREREF, 0),  # a closure not seen
         _msg(codec.T_F32, 3, b"abc"),  # not a whole float
         _msg(codec.T_KERNEL, codec.T_NONE, codec.T_NONE, codec.T_NONE, codec.T_NONE),
         _msg(codec.T_BOX, 0x80, codec.T_TUPLE, 0),  # a box owner that is no owner

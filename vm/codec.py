@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from itertools import accumulate, chain, islice
+from itertools import chain
 from typing import Any
 
 from . import lbc
@@ -77,7 +77,7 @@ T_PID, T_PIDV, T_REF = 13, 14, 15
 T_TUPLE, T_LIST, T_CONS, T_VEC, T_DICT, T_SET, T_FSET = 16, 17, 18, 19, 20, 21, 22
 T_BOX, T_BOXREF, T_CLOSURE, T_BUILTIN, T_KERNEL, T_GCELL, T_PROC = 23, 24, 25, 26, 27, 28, 29
 T_F32, T_F32_OOB, T_ND32, T_ND32_OOB = 30, 31, 32, 33
-T_PACKED_INT, T_PACKED_FLOAT, T_PACKED_STR = 34, 35, 36
+T_PACKED_INT, T_PACKED_FLOAT, T_PACKED_STR, T_CLOSUREREF = 34, 35, 36, 37
 SMALL_MIN = -32
 _SMALL_MAX = SMALL_MIN + 127
 
@@ -94,6 +94,11 @@ _pack_i32, _pack_i64, _pack_f64, _pack_pid = _I32.pack, _I64.pack, _F64.pack, _P
 _SMALL = [bytes((0x80 + i - SMALL_MIN,)) for i in range(SMALL_MIN, _SMALL_MAX + 1)]
 
 _CHUNK = 4096  # children of one container handled between two size checks
+# Pids recur in every message: their encodings, and the Pid objects decoded (immutable values),
+# are kept, up to _CACHE_MAX of each
+_CACHE_MAX = 4096
+_PID_BYTES: dict[int, bytes] = {}
+_PID_OBJS: dict[bytes, Pid] = {}
 _PACK_MIN = 8  # a sequence this long is looked at for a packed form
 _CODE_SIZES = {ord("b"): 1, ord("h"): 2, ord("i"): 4, ord("q"): 8}
 if array("i").itemsize != 4 or array("I").itemsize != 4 or array("q").itemsize != 8:  # pragma: no cover
@@ -114,6 +119,7 @@ def _uvarint(n: int) -> bytes:
 
 
 _STR_TYPES: frozenset = frozenset({str})
+_SEPARATORS = ("\x00", "\x1f", "\uffff")  # tried in turn to join a packed list of strings
 _INT_TYPES: frozenset = frozenset({int})
 _FLOAT_TYPES: frozenset = frozenset({float})
 
@@ -139,17 +145,20 @@ def _packed(out: bytearray, seq: Any, kind: int) -> bool:
         out += memoryview(a).cast("B")
         return True
     if types == _STR_TYPES:
-        lens = array("I", map(len, seq))  # characters; a string of 2**32 characters is over any limit
-        text = "".join(seq).encode("utf-8", "surrogatepass")
-        if not _LITTLE:  # pragma: no cover
-            lens.byteswap()
-        out.append(T_PACKED_STR)
-        out.append(kind)
-        out += _uvarint(len(lens))
-        out += _uvarint(len(text))
-        out += memoryview(lens).cast("B")
-        out += text
-        return True
+        # joined by a character none of them holds, so that the decoder splits them in C
+        n = len(seq)
+        for sep in _SEPARATORS:
+            text = sep.join(seq)
+            if text.count(sep) == n - 1:
+                b = text.encode("utf-8", "surrogatepass")
+                out.append(T_PACKED_STR)
+                out.append(kind)
+                out += _uvarint(ord(sep))
+                out += _uvarint(n)
+                out += _uvarint(len(b))
+                out += b
+                return True
+        return False
     if types == _FLOAT_TYPES:
         a = array("d", seq)
         if not _LITTLE:  # pragma: no cover
@@ -180,10 +189,11 @@ class _Enc:
     """State of one encode: boxes seen (identity), module keys written (a closure's module key
     is written once per message), out-of-band buffers."""
 
-    __slots__ = ("boxes", "keys", "buffers", "oob_min")
+    __slots__ = ("boxes", "closures", "keys", "buffers", "oob_min")
 
     def __init__(self, buffers: list | None, oob_min: int) -> None:
         self.boxes: dict[int, int] = {}
+        self.closures: dict[int, int] = {}  # a recursion's frames share their closure: written once
         self.keys: dict[bytes, int] = {}
         self.buffers = buffers
         self.oob_min = oob_min
@@ -214,6 +224,7 @@ def _encode_into(out: bytearray, obj: Any, buffers: list | None, oob_min: int, l
     the containers being written: a child that is itself a container gets its header written
     and its own iterator pushed; the walk is depth first, the order the decoder reads."""
     st: _Enc | None = None
+    pid_bytes = _PID_BYTES
     stack: list = [iter((obj,))]
     push = stack.append
     small = _SMALL
@@ -259,9 +270,13 @@ def _encode_into(out: bytearray, obj: Any, buffers: list | None, oob_min: int, l
             elif x is None:
                 out.append(T_NONE)
             elif t is Pid:
-                if x.node < 0x10000 and 0 <= x.num < 0x100000000 and x.node >= 0:
-                    out.append(T_PID)
-                    out += _pack_pid(x.node, x.num)
+                b = pid_bytes.get(x.key)
+                if b is not None and x.node < 4096:  # (key names a pid uniquely up to 4096 schedulers)
+                    out += b
+                elif 0 <= x.node < 4096 and 0 <= x.num < 0x100000000:
+                    if len(pid_bytes) >= _CACHE_MAX:
+                        pid_bytes.clear()
+                    out += pid_bytes.setdefault(x.key, bytes((T_PID,)) + _pack_pid(x.node, x.num))
                 else:
                     out.append(T_PIDV)
                     push(iter((x.node, x.num)))
@@ -274,8 +289,14 @@ def _encode_into(out: bytearray, obj: Any, buffers: list | None, oob_min: int, l
                         raise _too_large(len(out), limit)
                     continue
                 out.append(T_TUPLE if t is tuple else T_LIST)
-                out += _uvarint(n)
-                if n:
+                if n < 0x80:
+                    if n:
+                        out.append(n)
+                        push(iter(x))
+                        break
+                    out.append(0)
+                else:
+                    out += _uvarint(n)
                     _push_children(stack, x, n, out, limit)
                     break
             elif t is Cons:
@@ -290,9 +311,13 @@ def _encode_into(out: bytearray, obj: Any, buffers: list | None, oob_min: int, l
                         raise _too_large(len(out), limit)
                     continue
                 out.append(T_CONS)
-                out += _uvarint(n)
                 heads.append(c)
-                _push_children(stack, heads, n + 1, out, limit)
+                if n < 0x80:
+                    out.append(n)
+                    push(iter(heads))
+                else:
+                    out += _uvarint(n)
+                    _push_children(stack, heads, n + 1, out, limit)
                 break
             elif t is float:
                 out.append(T_FLOAT)
@@ -342,6 +367,12 @@ def _encode_other(out: bytearray, x: Any, t: type, st: _Enc) -> Any:
         out.append(T_BOX)
         return iter((x.v, getattr(x, "owner", None)))
     if t is Closure:
+        k = st.closures.get(id(x))
+        if k is not None:
+            out.append(T_CLOSUREREF)
+            out += _uvarint(k)
+            return None
+        st.closures[id(x)] = len(st.closures)
         proto = x.proto
         key = proto.module.key if proto.module else b""
         k = st.keys.get(key)
@@ -466,7 +497,9 @@ def decode(data: Any, *, buffers: Any = None, limit: int = MAX_MESSAGE) -> Any:
         return _decode(data, buffers)
     except CodecError:
         raise
-    except (IndexError, ValueError, TypeError, KeyError, OverflowError, struct.error, UnicodeError,
+    except IndexError:
+        raise CodecError("truncated message") from None
+    except (ValueError, TypeError, KeyError, OverflowError, struct.error, UnicodeError,
             MemoryError, lbc.BadBytecode) as e:  # a check this decoder lacks: still a refused message
         raise CodecError(f"malformed message ({type(e).__name__}: {e})") from None
 
@@ -475,6 +508,7 @@ def _decode(data: bytes, buffers: Any) -> Any:
     end = len(data)
     pos = 1
     boxes: list[Box] = []
+    closures: list[Closure] = []
     keys: list[bytes] = []
     stack: list = []
     kind = _C_ROOT
@@ -482,20 +516,19 @@ def _decode(data: bytes, buffers: Any) -> Any:
     left = 1  # children still to read in the current container
     extra: Any = None
     syms = _SYMBOLS
+    pids = _PID_OBJS
     unpack_i32, unpack_i64, unpack_f64, unpack_pid = (_I32.unpack_from, _I64.unpack_from,
                                                       _F64.unpack_from, _PID.unpack_from)
     while True:
         while left:
-            if pos >= end:
-                raise _truncated()
-            tag = data[pos]
+            tag = data[pos]  # (past the end: IndexError, reported by decode as a truncation)
             pos += 1
             left -= 1
             if tag >= 0x80:
                 items.append(tag - 0x80 + SMALL_MIN)
+            elif tag == T_NONE:
+                items.append(None)
             elif tag == T_STR or tag == T_SYM:
-                if pos >= end:
-                    raise _truncated()
                 n = data[pos]
                 if n < 0x80:
                     pos += 1
@@ -512,14 +545,22 @@ def _decode(data: bytes, buffers: Any) -> Any:
                     y = syms.get(s)
                     items.append(y if y is not None else intern(s))
             elif tag == T_PID:
-                if pos + 6 > end:
-                    raise _truncated()
-                items.append(Pid(*unpack_pid(data, pos)))
+                raw = data[pos:pos + 6]
+                y = pids.get(raw)
+                if y is None:
+                    if len(raw) < 6:
+                        raise _truncated()
+                    if len(pids) >= _CACHE_MAX:
+                        pids.clear()
+                    y = pids[raw] = Pid(*unpack_pid(raw))
+                items.append(y)
                 pos += 6
-            elif tag == T_NONE:
-                items.append(None)
             elif tag == T_TUPLE or tag == T_LIST or tag == T_CONS:
-                n, pos = _varint(data, pos, end)
+                n = data[pos]
+                if n < 0x80:
+                    pos += 1
+                else:
+                    n, pos = _varint(data, pos, end)
                 if n > end - pos:  # every child takes at least one byte
                     raise _truncated()
                 stack.append((kind, items, left, extra))
@@ -575,8 +616,18 @@ def _decode(data: bytes, buffers: Any) -> Any:
                     proto = lbc._proto_by_key(keys[n], index)
                 except lbc.BadBytecode as e:
                     raise CodecError(str(e)) from None
+                # made now, completed when its name and upvalues are read: a box inside it may
+                # refer back to it
+                cl = Closure.__new__(Closure)
+                cl.proto, cl.fast = proto, None
+                closures.append(cl)
                 stack.append((kind, items, left, extra))
-                kind, items, left, extra = _C_CLOSURE, [], 2, proto
+                kind, items, left, extra = _C_CLOSURE, [], 2, cl
+            elif tag == T_CLOSUREREF:
+                n, pos = _varint(data, pos, end)
+                if n >= len(closures):
+                    raise CodecError(f"reference to closure {n}, of {len(closures)} seen")
+                items.append(closures[n])
             elif tag == T_BOX:
                 box = Box(None)
                 boxes.append(box)
@@ -613,13 +664,22 @@ def _decode(data: bytes, buffers: Any) -> Any:
             else:
                 raise CodecError(f"unknown tag {tag} at byte {pos - 1}")
         # the current container is complete
-        if kind == _C_ROOT:
+        if kind == _C_LIST:
+            v = items
+        elif kind == _C_TUPLE:
+            v = tuple(items)
+        elif kind == _C_CONS:
+            v = items[-1]
+            for i in range(len(items) - 2, -1, -1):
+                v = Cons(items[i], v)
+        elif kind == _C_ROOT:
             if pos != end:
                 raise CodecError(f"{end - pos} bytes after the end of the term")
             if boxes:
                 _note_boxes()
             return items[0]
-        v = _build(kind, items, extra)
+        else:
+            v = _build(kind, items, extra)
         kind, items, left, extra = stack.pop()
         items.append(v)
 
@@ -643,7 +703,9 @@ def _build(kind: int, items: list, extra: Any) -> Any:
         name, upvals = items
         if upvals.__class__ is not tuple or not (name is None or name.__class__ is str):
             raise CodecError("malformed closure")
-        return Closure(extra, upvals, name)
+        extra.upvals = upvals
+        extra.name = name or extra.proto.name
+        return extra
     if kind == _C_BOX:
         v, owner = items
         extra.v = v
@@ -767,21 +829,15 @@ def _decode_packed(data: bytes, pos: int, end: int, tag: int) -> tuple[Any, int]
         a.frombytes(data[pos:pos + n * 8])
         pos += n * 8
     else:
+        sep, pos = _varint(data, pos, end)
         n, pos = _varint(data, pos, end)
         nbytes, pos = _varint(data, pos, end)
-        if n > (end - pos) // 4 or nbytes > end - pos - 4 * n:
-            raise _truncated()
-        lens = array("I")
-        lens.frombytes(data[pos:pos + 4 * n])
-        pos += 4 * n
-        if not _LITTLE:  # pragma: no cover
-            lens.byteswap()
-        text = data[pos:pos + nbytes].decode("utf-8", "surrogatepass")
+        if sep > 0x10FFFF or n == 0 or n - 1 > end - pos or nbytes > end - pos:
+            raise _truncated() if sep <= 0x10FFFF and n else CodecError("malformed packed strings")
+        a = data[pos:pos + nbytes].decode("utf-8", "surrogatepass").split(chr(sep))
         pos += nbytes
-        offs = list(accumulate(lens, initial=0))
-        if offs[-1] != len(text):
-            raise CodecError("packed strings: lengths do not add up to the text")
-        a = list(map(text.__getitem__, map(slice, offs, islice(offs, 1, None))))
+        if len(a) != n:
+            raise CodecError(f"packed strings: {len(a)} strings where {n} were announced")
     if tag != T_PACKED_STR and not _LITTLE:  # pragma: no cover
         a.byteswap()
     if kind == _K_LIST:

@@ -1,0 +1,102 @@
+"""bench_codec: the term codec (vm/codec.py) against pickle protocol 5, encode and decode.
+
+Every value that crosses between OS processes (schedulers, the device process) is encoded with
+vm/codec.py since issue 12; before, it was pickled. This measures both on the same values in the
+same run (seconds per value; codec / pickle ratios of medians, so below 1.0x the codec is faster):
+- msg: one cross-scheduler event as the transport queues it, ("ev", pid, key, seq, "m", MSG) with
+  MSG = ("m", pid, pid, seq, (list 'b 42)): the hot path of every message between schedulers;
+- ints: (list/range 10000), a Lisp list of 10,000 integers;
+- strs: a Lisp list of 1,000 strings of about 20 characters;
+- proc: a process as it migrates: 20 frames deep in a recursion, 6 registers each, closures with
+  a shared box, 8 messages in its mailbox.
+pickle's numbers include the Python-level __reduce__ of the Lisp values (Cons, Pid, Closure...):
+that is what the transport paid.
+
+Usage: python perf/bench_codec.py [--fast] [-o result.json]
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from typing import Any
+
+from common import REPO, Ratio, Suite
+
+WORKLOADS = ("msg", "ints", "strs", "proc")
+
+PROGRAM = """
+(def walk (n acc) (if (== n 0) acc (+ 1 (walk (- n 1) (cons n acc)))))
+(def counter () (let ((n 0)) (fn () (set n (+ n 1)) n)))
+"""
+
+
+def _values() -> dict[str, Any]:
+    """The four workloads (built in each pyperf worker: prototypes travel by module key)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))  # (support.compile_text: source to .lbc)
+    from lispvm.vm import lbc
+    from lispvm.vm.process import Process
+    from lispvm.vm.values import Box, Closure, Pid, from_list, intern
+    from support import compile_text
+
+    module = lbc.load(compile_text(PROGRAM, "bench_codec.lisp"))
+    lbc.register(module)
+    walk = next(p for p in module.protos if p.name == "walk")
+    counter = next(p for p in module.protos if p.name == "counter")
+    msg = ("m", Pid(0, 1), Pid(1, 2), 1234, from_list([intern("b"), 42]))
+    box = Box(7)
+    cl = Closure(walk, (), "walk")
+    proc = Process(Pid(1, 77), cl, [3, from_list(list(range(10))), None, "tag", Closure(counter, (box,), "c"), 2.5])
+    for depth in range(20):
+        proc.frames.append((Closure(counter, (box,), "c") if depth % 5 == 0 else cl, None, 7,
+                            [depth, from_list([depth, depth + 1]), None, intern("k"), "s", 1.5], 0))
+    proc.mailbox = [("m", Pid(0, i), i, from_list([intern("x"), i, "payload"])) for i in range(8)]
+    proc.links = {Pid(0, 1)}
+    proc.seqs = {Pid(0, 1).key: 12}
+    return {
+        "msg": ("ev", Pid(0, 2), Pid(0, 1).key, 17, "m", msg),
+        "ints": from_list(list(range(10_000))),
+        "strs": from_list([f"string number {i:06d}" for i in range(1000)]),
+        "proc": proc,
+    }
+
+
+def timed(loops: int, fn: Any, arg: Any) -> float:
+    """pyperf time function: `loops` calls of fn(arg)."""
+    t0 = time.perf_counter()
+    for _ in range(loops):
+        fn(arg)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    """Register the benchmarks, run them (pyperf), print the ratios."""
+    suite = Suite("codec", {}, processes=6, values=3)
+    suite.parse()
+    from lispvm.vm import codec
+
+    values = _values()
+    enc_p = (lambda x: pickle.dumps(x, 5))
+    for name in WORKLOADS:
+        v = values[name]
+        data_c, data_p = codec.encode(v), pickle.dumps(v, 5)
+        assert codec.decode(data_c).__class__ is pickle.loads(data_p).__class__
+        meta = {"codec_bytes": len(data_c), "pickle_bytes": len(data_p)}
+        if suite.is_manager:
+            print(f"{name}: {len(data_c)} bytes encoded, pickle {len(data_p)}", flush=True)
+        suite.time_func(f"encode-{name}-codec", timed, codec.encode, v, metadata=meta)
+        suite.time_func(f"encode-{name}-pickle", timed, enc_p, v, metadata=meta)
+        suite.time_func(f"decode-{name}-codec", timed, codec.decode, data_c, metadata=meta)
+        suite.time_func(f"decode-{name}-pickle", timed, pickle.loads, data_p, metadata=meta)
+    rows = []
+    for name in WORKLOADS:
+        for op in ("encode", "decode"):
+            rows.append(Ratio(f"{op} {name}: codec / pickle", f"{op}-{name}-codec", f"{op}-{name}-pickle",
+                              unit="value"))
+    suite.report(rows)
+
+
+if __name__ == "__main__":
+    main()
