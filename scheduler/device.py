@@ -51,6 +51,7 @@ BADARG = intern("badarg")
 _HEAD = struct.Struct("<IIII")  # arrays, message bytes, bytes of the inline arrays, fds
 _DESC = struct.Struct("<QIB")  # per array: bytes, shared segment id (0: inline, after the message), fd follows
 _MAX_ARRAYS = 4096  # arrays one frame may carry (a kernel's buffers)
+_pack_head, _unpack_head, _pack_desc, _unpack_desc = _HEAD.pack, _HEAD.unpack_from, _DESC.pack, _DESC.unpack_from
 SHM_MIN = 1 << 18  # bytes: an array this large travels as a memfd (docs/gpu.md has the measurement)
 # Seconds the device process reads without sleeping after an answer, for the same caller's next
 # request (clock.BusyWait): 2000 small dispatches took 68-110 us each with it, 87-107 without
@@ -220,17 +221,20 @@ def send_frame(sock: socket.socket, obj: Any, segs: Segments | None = None, may_
     arrays: list = []
     data = codec.encode(obj, buffers=arrays)
     descs, inline, fds, keep, new_sent = [], [], [], [], []
+    blen = 0
     for view in arrays:  # flat byte views; view.obj is the array (or its contiguous copy)
         n = view.nbytes
         if segs is None or n < SHM_MIN:
-            descs.append(_DESC.pack(n, 0, 0))
+            descs.append(_pack_desc(n, 0, 0))
             inline.append(view)
+            blen += n
             continue
         shm = _shm_of(view.obj)
         if shm is None or segs.maps.get(shm.seg_id) is not shm:
             if not may_alloc:  # the device answers a large array that is not a segment inline
-                descs.append(_DESC.pack(n, 0, 0))
+                descs.append(_pack_desc(n, 0, 0))
                 inline.append(view)
+                blen += n
                 continue
             try:  # one copy into shared memory, none through the socket
                 copy = segs.alloc(n)
@@ -244,9 +248,8 @@ def send_frame(sock: socket.socket, obj: Any, segs: Segments | None = None, may_
         if with_fd:  # marked as sent only once sendmsg has taken the fd
             new_sent.append(sid)
             fds.append(shm.fd)
-        descs.append(_DESC.pack(n, sid, with_fd))
-    blen = sum(v.nbytes for v in inline)
-    parts = [_HEAD.pack(len(descs), len(data), blen, len(fds)), b"".join(descs), data, *inline]
+        descs.append(_pack_desc(n, sid, with_fd))
+    parts = [_pack_head(len(descs), len(data), blen, len(fds)), *descs, data, *inline]
     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
     total = _HEAD.size + _DESC.size * len(descs) + len(data) + blen
     if drain is None:
@@ -341,7 +344,7 @@ class FrameReader:
         """The buffered frame header's (arrays, message bytes, inline array bytes, fds), each
         checked against what a frame can hold: the peer is not trusted (on the client, it runs
         kernels)."""
-        narrays, mlen, blen, nfds = _HEAD.unpack_from(self.buf)
+        narrays, mlen, blen, nfds = _unpack_head(self.buf)
         if narrays > _MAX_ARRAYS or mlen > codec.MAX_MESSAGE or blen > narrays * SHM_MIN or nfds > narrays:
             raise codec.CodecError(f"damaged frame header ({narrays} arrays, {mlen} bytes, {blen} inline, "
                                    f"{nfds} fds)")
@@ -358,48 +361,57 @@ class FrameReader:
         """Read one frame (blocking) and decode it. A small frame usually takes one recv; the
         bytes of a big inline array are read straight into its own buffer. Raises EOFError
         when the peer closed, codec.CodecError for a frame that is not well formed."""
-        self._fill(_HEAD.size)
         buf = self.buf
+        if len(buf) < _HEAD.size:
+            self._fill(_HEAD.size)
         narrays, mlen, blen, nfds = self._sizes()
-        meta = _HEAD.size + narrays * _DESC.size + mlen
-        self._fill(meta)
-        descs = [_DESC.unpack_from(buf, _HEAD.size + i * _DESC.size) for i in range(narrays)]
-        data = bytes(buf[meta - mlen:meta])
-        pos = meta
-        sock = self.sock
-        fds, self.fds = self.fds[:nfds], self.fds[nfds:]
+        start = _HEAD.size + narrays * _DESC.size
+        pos = start + mlen
+        if len(buf) < pos:
+            self._fill(pos)
+        data = bytes(buf[start:pos])
+        fds: list[int] = []
+        if nfds:
+            fds, self.fds = self.fds[:nfds], self.fds[nfds:]
         try:
-            if sum(n for n, sid, _w in descs if not sid) != blen or sum(w for _n, _s, w in descs) != nfds:
-                raise codec.CodecError("damaged frame: its arrays do not add up")
             arrays = []
-            for n, sid, with_fd in descs:
+            inline = 0
+            for i in range(narrays):
+                n, sid, with_fd = _unpack_desc(buf, _HEAD.size + i * _DESC.size)
                 if sid:  # a shared segment: the client's own array, or the device's mapping
-                    if self.segs is None:
-                        raise codec.CodecError("a shared segment on a connection without any")
-                    if with_fd and not fds:
-                        raise codec.CodecError("a shared segment's fd did not arrive")
+                    if self.segs is None or (with_fd and not fds):
+                        raise codec.CodecError("a shared segment without its fd, or on a connection without any")
                     try:
                         arrays.append(self.segs.resolve(sid, n, fds.pop(0) if with_fd else None))
                     except KeyError:
                         raise codec.CodecError(f"unknown shared segment {sid}") from None
                     continue
-                out = bytearray(n)
-                k = min(n, len(buf) - pos)
-                out[:k] = buf[pos:pos + k]
+                inline += n
+                if inline > blen:
+                    raise codec.CodecError("damaged frame: its arrays do not add up")
+                k = len(buf) - pos
+                if k >= n:  # the common case: all of it arrived with the message
+                    arrays.append(buf[pos:pos + n])
+                    pos += n
+                    continue
+                out = bytearray(n)  # the rest of this array comes straight off the socket into it
+                out[:k] = buf[pos:]
                 pos += k
-                if k < n:  # the buffer is used up: the rest of this array comes straight off the socket
-                    view = memoryview(out)
-                    while k < n:
-                        got = sock.recv_into(view[k:])
-                        if got == 0:
-                            raise EOFError
-                        k += got
+                view = memoryview(out)
+                while k < n:
+                    got = self.sock.recv_into(view[k:])
+                    if got == 0:
+                        raise EOFError
+                    k += got
                 arrays.append(out)
+            if inline != blen or fds:
+                raise codec.CodecError("damaged frame: its arrays do not add up")
             return codec.decode(data, buffers=arrays)
         finally:
             del buf[:pos]  # what follows belongs to the next frame
-            for fd in fds:  # not taken (a damaged frame): do not leak them
-                os.close(fd)
+            if nfds:
+                for fd in fds:  # not taken (a damaged frame): do not leak them
+                    os.close(fd)
 
 
 _ANCBUF = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
@@ -434,6 +446,7 @@ class DeviceClient:
         self.pending: dict[int, list] = {}
         self.next_id = 0
         self.built: dict[tuple[str, str], Any] = {}  # (source hash, name) -> Kernel answered before
+        self.kernel_refs: dict[tuple[str, str], int] = {}  # (source hash, name) -> its number on this connection
         self.sent_one = False  # a request went out since new_request() last asked
 
     def outstanding(self) -> int:
@@ -480,12 +493,12 @@ class DeviceClient:
         except codec.CodecError as e:
             s.close()
             raise OSError(f"the device process's greeting is damaged: {e}") from None
-        if not (hello.__class__ is tuple and len(hello) == 2 and hello[1].__class__ is tuple
-                and hello[1][:1] == ("hello",)):
+        if not (hello.__class__ is tuple and hello[1:2] == ("hello",)):
             s.close()
             raise OSError("the device process did not greet")
         self.sock = s
         self.reader = reader
+        self.kernel_refs.clear()  # a new connection knows no kernel yet
         self.node.add_reader(s.fileno(), self.on_readable)
         return True
 
@@ -607,10 +620,23 @@ class DeviceClient:
                 req = (*req, outs)
             if self.segs.forget:  # segments unmapped here since the last request
                 forget, self.segs.forget = self.segs.forget, []  # a finalizer may append meanwhile
-                send_frame(self.sock, (0, ("forget", forget)))
+                send_frame(self.sock, (0, "forget", forget))
+            wire, new_kernel = req, None
+            if req[0] == "gpu-dispatch":
+                # A kernel goes whole once per connection, then by a number: its source is most
+                # of a small dispatch's message otherwise, encoded and decoded every time.
+                kernel = req[1]
+                ref = self.kernel_refs.get((kernel.key, kernel.name))
+                if ref is None:
+                    ref = new_kernel = len(self.kernel_refs) + 1
+                # flat, and no outs when there is no large result: each level costs the codec
+                outs = req[4] if any(x is not None for x in req[4]) else None
+                wire = ("gpu-dispatch", ref, kernel if new_kernel else None, req[2], req[3], outs)
             # pending before sending, so that a broken connection answers this request too
             entry = self.pending[rid] = [sched, proc, req, time.monotonic(), ()]
-            entry[4] = send_frame(self.sock, (rid, req), self.segs, may_alloc=True)
+            entry[4] = send_frame(self.sock, (rid, *wire), self.segs, may_alloc=True)
+            if new_kernel:
+                self.kernel_refs[(kernel.key, kernel.name)] = new_kernel
             self.sent_one = True
         except FrameError as e:  # nothing of this request was sent: it alone fails
             self.pending.pop(rid, None)
@@ -679,7 +705,7 @@ class DeviceClient:
         """At the node's end: stop the device process if this OS process started it."""
         if self.sock is not None:
             try:
-                send_frame(self.sock, (0, ("stop",)))
+                send_frame(self.sock, (0, "stop"))
             except OSError:
                 pass
         for proc in [p for p in (self.proc, *self.older) if p is not None]:
@@ -797,25 +823,26 @@ def device_main(path: str) -> None:
         segs = Segments()  # this client's shared segments, mapped here once each
         reader = FrameReader(conn, segs, take_fds=True)
         busy = BusyWait(SPIN_S)
+        known: dict[int, Any] = {}  # the kernels this client sent, by their number
         try:
-            send_frame(conn, (0, ("hello", os.getpid())))
+            send_frame(conn, (0, "hello", os.getpid()))
         except OSError:
             pass  # the client is gone; the read below ends this thread
         while True:
             try:
                 if not reader.ready():
                     busy.spin(reader.arrived)  # the caller's next request comes soon, often
-                rid, req = reader.read()
+                msg = reader.read()  # (request id, operation, its arguments...)
             except Exception:  # closed, or a damaged frame: this client is lost, the others go on
                 break
-            if req[0] == "stop":
+            if msg[1] == "stop":
                 done.set()
                 break
-            if req[0] == "forget":
-                segs.drop(req[1])
+            if msg[1] == "forget":
+                segs.drop(msg[2])
                 continue
             with lock:
-                answer = handle(rid, req)
+                answer = handle(msg, known)
             try:
                 send_frame(conn, answer, segs, drain=reader)
             except (OSError, EOFError):
@@ -917,9 +944,16 @@ def device_main(path: str) -> None:
                 results.append(x)
         return results
 
-    def handle(rid: int, req: tuple) -> tuple:
+    def handle(msg: tuple, known: dict[int, Any]) -> tuple:
+        rid = msg[0]
         try:
-            value = build(req[1], req[2]) if req[0] == "gpu-kernel" else dispatch(req[1], req[2], req[3], req[4])
+            if msg[1] == "gpu-kernel":  # (rid, "gpu-kernel", source, name)
+                value = build(msg[2], msg[3])
+            else:  # (rid, "gpu-dispatch", number, the kernel the first time else None, n, args, outs or None)
+                _, _op, ref, kernel, n, args, outs = msg
+                if kernel is not None:
+                    known[ref] = kernel
+                value = dispatch(known[ref], n, args, (None,) * len(args) if outs is None else outs)
             return (rid, True, value)
         except _Refused as e:
             return (rid, False, (e.kind, e.message))

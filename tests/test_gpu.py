@@ -324,12 +324,12 @@ def test_frame_reader_says_when_a_whole_frame_has_arrived() -> None:
     with a, b:
         reader = FrameReader(b)
         assert not reader.arrived()  # nothing sent: does not block
-        send_frame(a, (7, ("forget", [1, 2])))
+        send_frame(a, (7, "forget", [1, 2]))
         raw = reader.sock.recv(65536)
         a.sendall(raw[:5])
         assert not reader.arrived()
         a.sendall(raw[5:])
-        assert reader.arrived() and reader.read() == (7, ("forget", [1, 2]))
+        assert reader.arrived() and reader.read() == (7, "forget", [1, 2])
         a.close()
         with pytest.raises(EOFError):
             reader.arrived()
