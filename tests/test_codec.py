@@ -594,3 +594,23 @@ def test_an_over_large_exit_reason_still_arrives(run_lisp: Any) -> None:
 """
     out, err, status = run_lisp(src, flags=("--schedulers", "2"))
     assert (out, status) == ("linked\nEXIT true system_limit\n", 0), err
+
+
+def test_the_collector_is_left_as_it_was() -> None:
+    """encode and decode switch the cyclic collector off while they work: it is on again after
+    them, errors included, and stays off if it was off."""
+    import gc
+
+    assert gc.isenabled()
+    decode(encode([1, (2, "x")]))
+    for bad in (lambda: decode(b"\x01\x11\x05"), lambda: encode(object()), lambda: encode("x" * 100, limit=10),
+                lambda: codec.encode_frame(object())):
+        with pytest.raises(CodecError):
+            bad()
+        assert gc.isenabled()
+    gc.disable()
+    try:
+        decode(encode([1]))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -40,6 +40,9 @@ from __future__ import annotations
 
 import struct
 from array import array
+from gc import disable as _gc_disable
+from gc import enable as _gc_enable
+from gc import isenabled as _gc_isenabled
 from itertools import chain
 from typing import Any
 
@@ -202,7 +205,14 @@ class _Enc:
 def encode(obj: Any, *, buffers: list | None = None, oob_min: int = 0, limit: int = MAX_MESSAGE) -> bytes:
     """The message for `obj` (see the module's docstring)."""
     out = bytearray((VERSION,))
-    _encode_into(out, obj, buffers, oob_min, limit)
+    gc_was = _gc_isenabled()
+    if gc_was:  # the walk's iterators and lists are garbage-free: collecting them is wasted work
+        _gc_disable()
+    try:
+        _encode_into(out, obj, buffers, oob_min, limit)
+    finally:
+        if gc_was:
+            _gc_enable()
     return bytes(out)
 
 
@@ -210,7 +220,14 @@ def encode_frame(obj: Any, *, limit: int = MAX_MESSAGE) -> bytes:
     """frame(encode(obj)), written in one buffer."""
     out = bytearray(HEADER)
     out.append(VERSION)
-    _encode_into(out, obj, None, 0, limit + HEADER)
+    gc_was = _gc_isenabled()
+    if gc_was:
+        _gc_disable()
+    try:
+        _encode_into(out, obj, None, 0, limit + HEADER)
+    finally:
+        if gc_was:
+            _gc_enable()
     out[:HEADER] = _LEN.pack(len(out) - HEADER)
     return bytes(out)
 
@@ -493,6 +510,9 @@ def decode(data: Any, *, buffers: Any = None, limit: int = MAX_MESSAGE) -> Any:
         raise CodecError("empty message")
     if data[0] != VERSION:
         raise CodecError(f"unsupported codec version {data[0]} (this is version {VERSION})")
+    gc_was = _gc_isenabled()
+    if gc_was:  # a large value is made of new containers only: no cycle to collect while it is built
+        _gc_disable()
     try:
         return _decode(data, buffers)
     except CodecError:
@@ -502,6 +522,9 @@ def decode(data: Any, *, buffers: Any = None, limit: int = MAX_MESSAGE) -> Any:
     except (ValueError, TypeError, KeyError, OverflowError, struct.error, UnicodeError,
             MemoryError, lbc.BadBytecode) as e:  # a check this decoder lacks: still a refused message
         raise CodecError(f"malformed message ({type(e).__name__}: {e})") from None
+    finally:
+        if gc_was:
+            _gc_enable()
 
 
 def _decode(data: bytes, buffers: Any) -> Any:
