@@ -861,6 +861,9 @@ def device_main(path: str) -> None:
             except OSError:
                 return
             with lock:
+                if done.is_set():  # stopping: ungreeted, the client starts a new device process
+                    conn.close()
+                    continue
                 clients[0] += 1
                 clients[1] += 1
             threading.Thread(target=serve, args=(conn,), daemon=True).start()

@@ -486,6 +486,10 @@ def test_device_restarts_after_its_starter_scheduler_and_then_the_device_died(pr
             p.wait()
     assert out.splitlines() == ["(1.0 1.0)", "down noconnection", "device_down", "(1.0 1.0)"], err
     assert p.returncode == 0, err
+    deadline = time.monotonic() + 30
+    while our_devices(private_tmp) and time.monotonic() < deadline:  # told to stop at the node's end
+        time.sleep(0.1)
+    assert not our_devices(private_tmp)
 
 
 @pytest.mark.opencl
