@@ -8,7 +8,11 @@ same run (seconds per value; codec / pickle ratios of medians, so below 1.0x the
 - ints: (list/range 10000), a Lisp list of 10,000 integers;
 - strs: a Lisp list of 1,000 strings of about 20 characters;
 - proc: a process as it migrates: 20 frames deep in a recursion, 6 registers each, closures with
-  a shared box, 8 messages in its mailbox.
+  a shared box, 8 messages in its mailbox;
+- batch: 100 msg events as one wake-up of a busy link writes and reads them: the codec encodes
+  each event as a frame when it is queued (so that `send` can refuse one too large) and the
+  reader splits and decodes them; pickle, as the transport did before, pickles the list of 100
+  with a length prefix and unpickles it.
 pickle's numbers include the Python-level __reduce__ of the Lisp values (Cons, Pid, Closure...):
 that is what the transport paid.
 
@@ -23,7 +27,7 @@ from typing import Any
 
 from common import REPO, Ratio, Suite
 
-WORKLOADS = ("msg", "ints", "strs", "proc")
+WORKLOADS = ("msg", "ints", "strs", "proc", "batch")
 
 PROGRAM = """
 (def walk (n acc) (if (== n 0) acc (+ 1 (walk (- n 1) (cons n acc)))))
@@ -60,7 +64,30 @@ def _values() -> dict[str, Any]:
         "ints": from_list(list(range(10_000))),
         "strs": from_list([f"string number {i:06d}" for i in range(1000)]),
         "proc": proc,
+        "batch": [("ev", Pid(0, 2), Pid(0, 1).key, seq, "m", ("m", Pid(0, 1), Pid(1, 2), seq, msg[4]))
+                  for seq in range(100)],
     }
+
+
+def codec_batch_encode(events: list) -> bytes:
+    from lispvm.vm.codec import encode_frame
+
+    return b"".join([encode_frame(ev) for ev in events])
+
+
+def codec_batch_decode(data: bytes) -> list:
+    from lispvm.vm.codec import FrameReader, decode
+
+    return [decode(p) for p in FrameReader().feed(data)]
+
+
+def pickle_batch_encode(events: list) -> bytes:
+    data = pickle.dumps(events, 5)
+    return len(data).to_bytes(4, "little") + data
+
+
+def pickle_batch_decode(data: bytes) -> list:
+    return pickle.loads(data[4:])
 
 
 def timed(loops: int, fn: Any, arg: Any) -> float:
@@ -81,15 +108,19 @@ def main() -> None:
     enc_p = (lambda x: pickle.dumps(x, 5))
     for name in WORKLOADS:
         v = values[name]
-        data_c, data_p = codec.encode(v), pickle.dumps(v, 5)
-        assert codec.decode(data_c).__class__ is pickle.loads(data_p).__class__
+        enc_c, dec_c, enc_pk, dec_pk = codec.encode, codec.decode, enc_p, pickle.loads
+        if name == "batch":
+            enc_c, dec_c = codec_batch_encode, codec_batch_decode
+            enc_pk, dec_pk = pickle_batch_encode, pickle_batch_decode
+        data_c, data_p = enc_c(v), enc_pk(v)
+        assert dec_c(data_c).__class__ is dec_pk(data_p).__class__
         meta = {"codec_bytes": len(data_c), "pickle_bytes": len(data_p)}
         if suite.is_manager:
             print(f"{name}: {len(data_c)} bytes encoded, pickle {len(data_p)}", flush=True)
-        suite.time_func(f"encode-{name}-codec", timed, codec.encode, v, metadata=meta)
-        suite.time_func(f"encode-{name}-pickle", timed, enc_p, v, metadata=meta)
-        suite.time_func(f"decode-{name}-codec", timed, codec.decode, data_c, metadata=meta)
-        suite.time_func(f"decode-{name}-pickle", timed, pickle.loads, data_p, metadata=meta)
+        suite.time_func(f"encode-{name}-codec", timed, enc_c, v, metadata=meta)
+        suite.time_func(f"encode-{name}-pickle", timed, enc_pk, v, metadata=meta)
+        suite.time_func(f"decode-{name}-codec", timed, dec_c, data_c, metadata=meta)
+        suite.time_func(f"decode-{name}-pickle", timed, dec_pk, data_p, metadata=meta)
     rows = []
     for name in WORKLOADS:
         for op in ("encode", "decode"):

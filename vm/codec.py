@@ -527,7 +527,10 @@ def decode(data: Any, *, buffers: Any = None, limit: int = MAX_MESSAGE) -> Any:
             _gc_enable()
 
 
-def _decode(data: bytes, buffers: Any) -> Any:
+def _decode(data: bytes, buffers: Any, unpack_i32: Any = _I32.unpack_from, unpack_i64: Any = _I64.unpack_from,
+            unpack_f64: Any = _F64.unpack_from, unpack_pid: Any = _PID.unpack_from, syms: dict = _SYMBOLS,
+            pids: dict = _PID_OBJS) -> Any:
+    # (the defaults are constants bound once: locals are the cheapest names in the loop)
     end = len(data)
     pos = 1
     boxes: list[Box] = []
@@ -538,10 +541,6 @@ def _decode(data: bytes, buffers: Any) -> Any:
     items: list = []
     left = 1  # children still to read in the current container
     extra: Any = None
-    syms = _SYMBOLS
-    pids = _PID_OBJS
-    unpack_i32, unpack_i64, unpack_f64, unpack_pid = (_I32.unpack_from, _I64.unpack_from,
-                                                      _F64.unpack_from, _PID.unpack_from)
     while True:
         while left:
             tag = data[pos]  # (past the end: IndexError, reported by decode as a truncation)
