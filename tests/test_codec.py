@@ -614,3 +614,49 @@ def test_the_collector_is_left_as_it_was() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_pickle_sent_to_a_scheduler_runs_nothing(tmp_path: Any) -> None:
+    """Item 15: a local process that connects to a scheduler's socket and sends a pickle (in the
+    old framing and in the new) makes it run nothing: the connection is refused with one line,
+    the node goes on and ends normally."""
+    import os
+    import pickle
+    import socket
+    import subprocess
+
+    from support import lispvm_command
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self) -> tuple:
+            return (open, (str(marker), "w"))
+
+    bomb = pickle.dumps([Evil()], 5)
+    prog = tmp_path / "sleep.lisp"
+    prog.write_text("(timer/sleep 4000)\n(print 'done)\n")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the node's socket directory is made in TMPDIR
+    with subprocess.Popen([*lispvm_command(), "run", "--schedulers", "2", str(prog)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env) as p:
+        try:
+            deadline = time.monotonic() + 60
+            sockets: list = []
+            while not sockets and time.monotonic() < deadline and p.poll() is None:
+                sockets = list(tmp_path.glob("lispvm-*/s0.sock"))
+                time.sleep(0.02)
+            assert sockets, "the hub's socket never appeared"
+            for data in (len(bomb).to_bytes(4, "little") + bomb, frame(bomb)):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(str(sockets[0]))
+                s.sendall(data)
+                s.settimeout(30)
+                assert s.recv(1) == b""  # the hub closed the connection
+                s.close()
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+    assert not marker.exists()
+    assert (out, p.returncode) == ("done\n", 0), err
+    assert err.count("malformed message") == 2 and "Traceback" not in err, err

@@ -32,8 +32,9 @@ Values: None, bool, int (any size), float, str (lone surrogates included), bytes
 dict, set, frozenset; the Lisp values of vm/values.py (TRUE/FALSE, Sym, Cons lists proper or
 improper, Vec, Box, Closure, Builtin, Pid, Ref, F32Array, UNDEF), one-dimensional float32 numpy
 arrays, vm.gpu.Kernel, vm.process.GlobalCell (by name, in vm.process.CURRENT_GLOBALS) and
-vm.process.Process (its __getstate__ state). Boxes keep their identity within one message (two
-closures sharing a box share it after decoding, a box may contain itself); nothing else does.
+vm.process.Process (its __getstate__ state). Boxes and closures keep their identity within one
+message (two closures sharing a box share it after decoding, a box may hold a closure that holds
+the box); nothing else does: a sublist that occurs twice is written twice.
 """
 
 from __future__ import annotations
