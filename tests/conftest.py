@@ -3,6 +3,7 @@
 - `run_lisp(source, args=(), flags=(), ...)`: write `source` to a file under the test's
   tmp_path, run `lispvm run [FLAGS] FILE [ARGS]` in a subprocess, return (stdout, stderr, status).
 - `cli(*args)`: run the `lispvm` command with the test's tmp_path as working directory.
+- `busy_loops` (module-scoped): two CPU-burning processes run beside the module's tests.
 - Tests that take an argument named `example` or `bench_program` are parametrised over
   ../shared/examples/*.lisp and ../shared/bench/*.lisp (CI checks the repository out with
   `shared/` beside it); without that folder they skip, with the reason. In a module that sets
@@ -12,18 +13,31 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from support import lispvm_command, run_command
+from support import BusyLoops, lispvm_command, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 EXAMPLES = SHARED / "examples"
 BENCH = SHARED / "bench"
 TIMEOUT = 60.0  # seconds; a hung VM fails the test instead of the whole run
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marks the stress tests use (pyproject lists the project-wide ones)."""
+    config.addinivalue_line("markers", "stress: runs a program with busy loops competing for the cores")
+    config.addinivalue_line("markers", "chaos: runs a program under LISPVM_CHAOS=SEED (the seed is in the test id)")
+
+
+@pytest.fixture(scope="module")
+def busy_loops() -> Iterator[BusyLoops]:
+    """Two CPU-burning processes beside every test of the module that asks for it; stopped after."""
+    with BusyLoops(2) as loops:
+        yield loops
 
 
 def run_cli(args: Sequence[str], *, cwd: Path | str | None = None, timeout: float = TIMEOUT,

@@ -76,25 +76,30 @@ def run(src: str, args: tuple = (), *, schedulers: int = 1, reductions: int = 40
 
 
 def run_command(argv: list[str], *, timeout: float = 120, cwd: str | os.PathLike | None = None,
-                env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+                env: dict | None = None, input: str | None = None,
+                context: str = "") -> subprocess.CompletedProcess:
     """Run `argv` in its own process group, capturing text output. Past `timeout` the whole group
     (schedulers and the device process included) is killed and the test fails: a grandchild
-    holding the output pipes open can never stall the run."""
+    holding the output pipes open can never stall the run. `context` (e.g. how to reproduce the
+    run) starts the failure message."""
     with subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
                           start_new_session=True) as proc:
+        hung = False
         try:
             out, err = proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
+            hung = True
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             out, err = proc.communicate()
-            import pytest
+    if hung:  # failed outside the except block, so the report is this one line, not a chain
+        import pytest
 
-            pytest.fail(f"`{' '.join(map(str, argv))}` did not finish in {timeout:g} s; "
-                        f"stdout {out[-300:]!r}, stderr {err[-300:]!r}")
+        pytest.fail(f"{context}`{' '.join(map(str, argv))}` did not finish in {timeout:g} s; "
+                    f"stdout {out[-300:]!r}, stderr {err[-300:]!r}", pytrace=False)
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
@@ -129,3 +134,39 @@ def our_processes(program: str | None = None) -> list[str]:
                 or (program is not None and program in args)):
             found.append(line)
     return found
+
+
+_BUSY = """
+import os, sys
+parent = int(sys.argv[1])
+while os.getppid() == parent:  # ends by itself if the test run that started it dies
+    sum(range(10000))
+"""
+
+
+class BusyLoops:
+    """`with BusyLoops(2):` keeps two CPU-burning Python processes running beside the block, so
+    that programs run with fewer free cores than schedulers (bugs that hide on a quiet machine).
+    Only the processes it started are stopped, by their pids."""
+
+    def __init__(self, n: int = 2) -> None:
+        self.n = n
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> BusyLoops:
+        for _ in range(self.n):
+            self.procs.append(subprocess.Popen([sys.executable, "-c", _BUSY, str(os.getpid())],
+                                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL))
+        return self
+
+    def alive(self) -> int:
+        """How many of the loops are still running (a test can check that the load was there)."""
+        return sum(p.poll() is None for p in self.procs)
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+        self.procs.clear()
