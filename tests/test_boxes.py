@@ -144,3 +144,41 @@ def test_an_unpickled_box_turns_message_copying_on(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(B, "BOXES_MADE", False)
     b = pickle.loads(data)
     assert (b.v, b.owner) == (3, 7) and B.BOXES_MADE
+
+
+def test_shared_sublists_in_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value whose lists share a tail is scanned once per cell (the scan once went round for
+    ever on a tail it had seen), and a copy keeps the sharing."""
+    monkeypatch.setattr(B, "BOXES_MADE", True)
+    p = _proc(4)
+    tail = Cons(1, Cons(2, None))
+    x = Cons(Cons(0, tail), Cons(Cons(9, tail), None))
+    assert boxes.for_message(p, x) is x  # no box: the value itself
+    box = Box(5, boxes.key_of(p))
+    f = Closure(Proto("f", 0, False, 1), (box,))
+    y = boxes.for_message(p, Cons(Cons(f, tail), Cons(Cons(f, tail), None)))
+    a, b = y.head, y.tail.head  # type: ignore[attr-defined]
+    assert a.tail is b.tail and a.head is b.head and a.head.upvals[0] is not box
+
+
+class _Poison:
+    """Iterating it fails: it stands for a long value that a scan must not walk again."""
+
+    def __iter__(self) -> object:
+        raise AssertionError("the value stored before was scanned again")
+
+
+def test_storing_onto_the_previous_value_does_not_rescan_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(set log (cons x log)): the scan for boxes stops at the value the global held, which was
+    found box-free when it was stored (else accumulating in a global is quadratic)."""
+    from lispvm.vm.process import GlobalCell
+
+    monkeypatch.setattr(B, "BOXES_MADE", True)
+    p = _proc(5)
+    cell = GlobalCell("log")
+    old = Cons(Vec(_Poison()), None)  # type: ignore[arg-type]
+    monkeypatch.setitem(boxes._FREE, id(cell), old)
+    new = Cons(1, old)
+    assert boxes.for_global(p, new, cell) is new and boxes._FREE[id(cell)] is new
+    with pytest.raises(AssertionError):
+        boxes.for_global(p, Cons(1, old), GlobalCell("other"))  # another global: scanned

@@ -94,11 +94,23 @@ def _view(proc: Any, b: Box) -> Box | None:
     return touch(proc, b)
 
 
-def for_global(proc: Any, x: Any) -> Any:
-    """The value a global gets when `proc` stores `x` with def or set: `x` itself when it holds
-    no box, else a copy whose boxes are templates (see the module doc)."""
-    if not B.BOXES_MADE or not _has_box(x):
+# id(global cell) -> the value last stored in it when that value held no box: the scan of the
+# next value stops there, so `(set log (cons x log))` costs O(1), not the length of log (the
+# dict holds the value, so its id is not reused while it is an entry)
+_FREE: dict[int, Any] = {}
+
+
+def for_global(proc: Any, x: Any, cell: Any = None) -> Any:
+    """The value global `cell` gets when `proc` stores `x` with def or set: `x` itself when it
+    holds no box, else a copy whose boxes are templates (see the module doc)."""
+    if not B.BOXES_MADE:
         return x
+    key = id(cell)
+    if not _has_box(x, _FREE.get(key) if cell is not None else None):
+        if cell is not None and x.__class__ in _CONTAINERS:
+            _FREE[key] = x
+        return x
+    _FREE.pop(key, None)
 
     def template(b: Box, fill: list) -> Box:
         own = _view(proc, b)
@@ -132,12 +144,13 @@ def for_message(proc: Any, x: Any) -> Any:
     return _copy(x, fresh)
 
 
-def _has_box(x: Any) -> bool:
-    """Is a Box reachable from `x`? Iterative (values nest deeply and lists are long)."""
+def _has_box(x: Any, free: Any = None) -> bool:
+    """Is a Box reachable from `x`, not counting what is reachable from `free` (known to hold
+    none)? Iterative (values nest deeply and lists are long)."""
     c = x.__class__
     if c is not Cons and c is not Vec and c is not Closure:
         return c is Box
-    seen: set[int] = set()
+    seen: set[int] = set() if free is None else {id(free)}
     stack = [x]
     while stack:
         n = stack.pop()
@@ -153,7 +166,7 @@ def _has_box(x: Any) -> bool:
                 if h.__class__ in _CONTAINERS:
                     stack.append(h)
                 n = n.tail
-            if n.__class__ in _CONTAINERS:
+            if n.__class__ is not Cons and n.__class__ in _CONTAINERS:  # an improper tail
                 stack.append(n)
         elif c is Vec or c is Closure:
             if id(n) in seen:

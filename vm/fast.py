@@ -221,7 +221,7 @@ class FastTier:
     def defglobal(self, cell: Any, value: Any) -> Any:
         if value.__class__ is Closure and value.name == "fn":
             value.name = cell.name
-        stored = _boxes.for_global(B.ctx.proc, value)  # a value, not variables (vm/boxes.py)
+        stored = _boxes.for_global(B.ctx.proc, value, cell)  # a value, not variables (vm/boxes.py)
         cell.v = stored
         self.on_define(cell.name)
         B.ctx.host.define(cell.name, stored)
@@ -230,7 +230,7 @@ class FastTier:
     def setglobal(self, cell: Any, value: Any) -> Any:
         if cell.v is UNDEF:
             raise undef(f"set: undefined global {cell.name}")
-        stored = _boxes.for_global(B.ctx.proc, value)
+        stored = _boxes.for_global(B.ctx.proc, value, cell)
         cell.v = stored
         self.on_define(cell.name)
         B.ctx.host.define(cell.name, stored)
