@@ -701,6 +701,10 @@ class _Gen:
                 # never runs (compiled to a NOP), but makes _cl a free variable of the function,
                 # so that the unwinder finds the closure (and its upvalues) in the frame's locals
                 self.line(base + 1, "if False: _cl", 0, "entry")
+                # the boxes this call reads or assigns, each resolved once: its own, or this
+                # process's copy (the owner test of vm/boxes.py, once per call, not per access)
+                for b in sorted({f.get("B", 0) for name, f in self.ops if name in ("GETUPBOX", "SETUPBOX")}):
+                    self.line(base + 1, f"_B{b} = U{b} if U{b}.owner == _PK else _touch(U{b})", 0, "entry")
             if p.rest:
                 self.line(base + 1, f"{self.r(p.nparams)} = _tolist({self.r(p.nparams)})", 0, "entry")
             self.line(base + 1, "while True:", 0, "entry")
@@ -931,10 +935,10 @@ class _Gen:
             L(ind, f"{ra} = {'_TRUE' if b else '_FALSE'}", pc)
         elif name == "GETUPVAL":
             L(ind, f"{ra} = U{b}", pc)
-        elif name == "GETUPBOX":  # the owner test: see vm/boxes.py
-            L(ind, f"{ra} = (U{b} if U{b}.owner == _PK else _touch(U{b})).v", pc)
+        elif name == "GETUPBOX":  # _B<b>: the box resolved at entry (see build)
+            L(ind, f"{ra} = _B{b}.v", pc)
         elif name == "SETUPBOX":
-            L(ind, f"(U{b} if U{b}.owner == _PK else _touch(U{b})).v = {ra}", pc)
+            L(ind, f"_B{b}.v = {ra}", pc)
         elif name == "BOX":
             B.note_box()  # when compiled: messages must be scanned once this code can run
             L(ind, f"{ra} = _Box({ra}, _PK)", pc)
