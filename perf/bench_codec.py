@@ -16,7 +16,13 @@ same run (seconds per value; codec / pickle ratios of medians, so below 1.0x the
 pickle's numbers include the Python-level __reduce__ of the Lisp values (Cons, Pid, Closure...):
 that is what the transport paid.
 
+On a shared, loaded machine pyperf's benchmarks, run one after the other, see the load change
+between the codec's and pickle's turns. `--interleaved ROUNDS` measures instead without pyperf:
+each round times the codec then pickle on the same value (about 20 ms each), and the table gives
+the median and quartiles of the per-round ratios, which a slow drift of the load leaves alone.
+
 Usage: python perf/bench_codec.py [--fast] [-o result.json]
+       python perf/bench_codec.py --interleaved 41
 """
 
 from __future__ import annotations
@@ -98,20 +104,56 @@ def timed(loops: int, fn: Any, arg: Any) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
-    """Register the benchmarks, run them (pyperf), print the ratios."""
-    suite = Suite("codec", {}, processes=6, values=3)
-    suite.parse()
+def _functions(name: str) -> tuple[Any, Any, Any, Any]:
+    """(codec encode, codec decode, pickle encode, pickle decode) for a workload."""
     from lispvm.vm import codec
 
+    if name == "batch":
+        return codec_batch_encode, codec_batch_decode, pickle_batch_encode, pickle_batch_decode
+    return codec.encode, codec.decode, (lambda x: pickle.dumps(x, 5)), pickle.loads
+
+
+def interleaved(rounds: int) -> None:
+    """The ratios from alternating rounds (see the module's docstring), printed as a table."""
+    import statistics
+
     values = _values()
-    enc_p = (lambda x: pickle.dumps(x, 5))
+    print(f"--- codec / pickle, median [quartiles] of {rounds} interleaved rounds ---")
     for name in WORKLOADS:
         v = values[name]
-        enc_c, dec_c, enc_pk, dec_pk = codec.encode, codec.decode, enc_p, pickle.loads
-        if name == "batch":
-            enc_c, dec_c = codec_batch_encode, codec_batch_decode
-            enc_pk, dec_pk = pickle_batch_encode, pickle_batch_decode
+        enc_c, dec_c, enc_pk, dec_pk = _functions(name)
+        data_c, data_p = enc_c(v), enc_pk(v)
+        for op, fc, ac, fp, ap in (("encode", enc_c, v, enc_pk, v), ("decode", dec_c, data_c, dec_pk, data_p)):
+            loops = 1
+            while timed(loops, fp, ap) < 0.02:
+                loops *= 2
+            ratios, tc, tp = [], [], []
+            for _ in range(rounds):
+                c = timed(loops, fc, ac)
+                p = timed(loops, fp, ap)
+                ratios.append(c / p)
+                tc.append(c / loops)
+                tp.append(p / loops)
+            q = statistics.quantiles(ratios, n=4)
+            print(f"{op} {name:<5}  {statistics.median(ratios):5.2f}x [{q[0]:.2f} - {q[2]:.2f}]  "
+                  f"(codec {statistics.median(tc) * 1e6:.1f} us, pickle {statistics.median(tp) * 1e6:.1f} us; "
+                  f"{len(data_c)} and {len(data_p)} bytes)", flush=True)
+
+
+def main() -> None:
+    """Register the benchmarks, run them (pyperf), print the ratios."""
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--interleaved":
+        interleaved(int(sys.argv[2]))
+        return
+    suite = Suite("codec", {}, processes=10, values=3)
+    suite.parse()
+
+    values = _values()
+    for name in WORKLOADS:
+        v = values[name]
+        enc_c, dec_c, enc_pk, dec_pk = _functions(name)
         data_c, data_p = enc_c(v), enc_pk(v)
         assert dec_c(data_c).__class__ is dec_pk(data_p).__class__
         meta = {"codec_bytes": len(data_c), "pickle_bytes": len(data_p)}
