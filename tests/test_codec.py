@@ -660,3 +660,17 @@ def test_a_pickle_sent_to_a_scheduler_runs_nothing(tmp_path: Any) -> None:
     assert not marker.exists()
     assert (out, p.returncode) == ("done\n", 0), err
     assert err.count("malformed message") == 2 and "Traceback" not in err, err
+
+
+def test_a_process_too_large_to_move_stays(run_lisp: Any) -> None:
+    """A process whose state is over the limit is not shipped (a placement is not a pinning): it
+    runs where it was made, whole; a small one placed the same way moves."""
+    src = BIG + """
+(def b (big))
+(spawn-on 1 (fn (x) (send me (list (sys/scheduler-id) (str/length (head x))))) b)
+(print (recv))
+(spawn-on 1 (fn () (send me (list (sys/scheduler-id) 'small))))
+(print (recv))
+"""
+    out, err, status = run_lisp(src, flags=("--schedulers", "2"))
+    assert (out, status) == ("(0 2097152)\n(1 small)\n", 0), err
