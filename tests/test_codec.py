@@ -674,3 +674,22 @@ def test_a_process_too_large_to_move_stays(run_lisp: Any) -> None:
 """
     out, err, status = run_lisp(src, flags=("--schedulers", "2"))
     assert (out, status) == ("(0 2097152)\n(1 small)\n", 0), err
+
+
+def test_an_over_large_timer_message_reaches_its_owner(run_lisp: Any) -> None:
+    """timer/send-after of a message too large to cross: the process that set the timer gets the
+    system_limit error (here as an EXIT message: it traps exits), the node says so on standard
+    error, and goes on (the scheduler firing the timer used to die: status 70)."""
+    src = BIG + """
+(def p (spawn-on 1 (fn () (send me 'ready) (recv) (send me 'got))))
+(recv)
+(trap-exit true)
+(timer/send-after 10 p (big))
+(def m (recv))
+(print (head m) (head (tail (head (tail (tail m))))))
+(send p 'small)
+(print (recv))
+"""
+    out, err, status = run_lisp(src, flags=("--schedulers", "2"))
+    assert (out, status) == ("EXIT system_limit\ngot\n", 0), err
+    assert "timer/send-after" in err and "Traceback" not in err
