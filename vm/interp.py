@@ -25,9 +25,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from . import boxes as _boxes
 from . import builtins as B
 from . import process as _process_module
-from .errors import BadBytecode, Halt, LispError, ProcessExit, badarg, badarity, describe, undef
+from .errors import BadBytecode, Halt, LispError, ProcessExit, badarg, badarity, describe, limit_error, undef
 from .lbc import Module, Proto
 from .opcodes import decode_fields
 from .process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Globals, Process
@@ -284,6 +285,9 @@ def run(proc: Process, budget: int, host: Any) -> int:
     global TICKS_LEFT, USED
     B.ctx.proc = proc
     B.ctx.host = host
+    pkey = _boxes.key_of(proc)  # boxes this process owns carry it (vm/boxes.py)
+    if FAST is not None:
+        FAST.ns["_PK"] = pkey  # compiled code's owner test reads it
     TICKS_LEFT = SLICE_TICKS  # the fast tier's preemption counts this slice from here
     refill = budget
     preempt = host.preempt
@@ -363,7 +367,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                 else:
                                     regs = regs[a + 1:a + 1 + b] + p.pad
                             else:
-                                if p.fast is not None:  # compiled: call it (see vm/fast.py)
+                                if p.fast is not None or (EAGER and FAST.compile(p)):  # compiled: call it (vm/fast.py)
                                     regs[a] = _enter_fast(proc, f, regs[a + 1:a + 1 + b], (cl, code, pc, regs, a))
                                     continue
                                 x = _enter(p, regs[a + 1:a + 1 + b], f)  # raises before any change
@@ -441,7 +445,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                     regs = [regs[a + 1], regs[a + 2], *p.pad]
                                 else:
                                     regs = regs[a + 1:a + 1 + b] + p.pad
-                            elif p.fast is not None:  # compiled: call it, then return its value
+                            elif p.fast is not None or (EAGER and FAST.compile(p)):  # compiled: call, return
                                 v = _enter_fast(proc, f, regs[a + 1:a + 1 + b], None)
                                 cl, code, pc, regs, a = frames.pop()
                                 regs[a] = v
@@ -701,7 +705,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             args = regs[a + 1:a + 1 + b]
                         if f.__class__ is Closure:
                             p = f.proto
-                            if p.fast is not None:
+                            if p.fast is not None or (EAGER and FAST.compile(p)):
                                 if op is D_CALL or op is D_APPLY:
                                     regs[a] = _enter_fast(proc, f, args, (cl, code, pc, regs, a))
                                     continue
@@ -765,15 +769,21 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         else:
                             pc = fail
                     elif op is D_GETUPBOX:
-                        regs[a] = cl.upvals[b].v
+                        x = cl.upvals[b]
+                        if x.owner != pkey:  # a global's or another process's: use our copy
+                            x = _boxes.touch(proc, x)
+                        regs[a] = x.v
                     elif op is D_SETUPBOX:
-                        cl.upvals[b].v = regs[a]
+                        x = cl.upvals[b]
+                        if x.owner != pkey:
+                            x = _boxes.touch(proc, x)
+                        x.v = regs[a]
                     elif op is D_UNBOX:
                         regs[a] = regs[b].v
                     elif op is D_SETBOX:
                         regs[a].v = regs[b]
                     elif op is D_BOX:
-                        regs[a] = Box(regs[a])
+                        regs[a] = Box(regs[a], pkey)
                         B.note_box()
                     elif op is D_LOADNIL:
                         regs[a:a + b + 1] = [None] * (b + 1)
@@ -781,6 +791,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         x = regs[a]
                         if x.__class__ is Closure and x.name == "fn":
                             x.name = b.name
+                        x = _boxes.for_global(proc, x, b)  # a value, not variables (vm/boxes.py)
                         b.v = x
                         host.define(b.name, x)
                         if FAST is not None:
@@ -789,8 +800,9 @@ def run(proc: Process, budget: int, host: Any) -> int:
                     if op is D_SETGLOBAL:
                         if b.v is UNDEF:
                             raise undef(f"set: undefined global {b.name}")
-                        b.v = regs[a]
-                        host.define(b.name, regs[a])
+                        x = _boxes.for_global(proc, regs[a], b)
+                        b.v = x
+                        host.define(b.name, x)
                         if FAST is not None:
                             FAST.on_define(b.name)
                     elif op is D_GOFAST:  # continue this frame's loop in compiled code
@@ -892,6 +904,9 @@ def python_error(proto: Proto, pc: int, regs: list, exc: BaseException) -> LispE
         return exc
     if isinstance(exc, RecursionError):
         return badarg("value nested too deeply to process")
+    limit = limit_error(exc)  # out of memory, an int too large to print: (error system_limit ...)
+    if limit is not None:
+        return limit
     if not isinstance(exc, (TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError)):
         raise exc
     try:
@@ -976,6 +991,7 @@ class _Unwound(BaseException):
 
 
 FAST: Any = None  # the fast tier (vm.fast.FastTier) of this OS process, or None
+EAGER = False  # LISPVM_JIT=eager: the general call path compiles each function at its first call
 _WAITING: Any = None  # vm.fast.WAITING, set by vm.fast when it is imported
 SLICE_TICKS = 1  # CPU-time ticks a slice of compiled code may run (set by vm.fast.enable)
 TICKS_LEFT = 1  # ticks left in the current slice (the tick handler in vm/fast.py counts down)
@@ -991,7 +1007,7 @@ def _enter_fast(proc: Process, f: Closure, args: list, caller: tuple | None) -> 
     message that wakes it resumes it compiled (RECVWAIT)."""
     tier = FAST
     p = f.proto
-    if len(args) != p.nparams and not p.rest:
+    if len(args) != p.nparams and (not p.rest or len(args) < p.nparams):
         _enter(p, args, f)  # raises badarity, as an interpreted call does
     if p.fastwait >= 0:
         mb = proc.mailbox

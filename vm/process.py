@@ -38,7 +38,7 @@ class Process:
     __slots__ = (
         "pid", "cl", "pc", "regs", "frames", "mailbox", "mbhead", "scan", "deadline", "timed_out",
         "ret_reg", "result", "where", "request", "reply_error", "trap_exit", "links", "monitors",
-        "name", "status", "sched", "seqs", "seqin", "held",
+        "name", "status", "sched", "seqs", "seqin", "held", "boxes",
     )
 
     def __init__(self, pid: Any, cl: Any, regs: list) -> None:
@@ -71,6 +71,9 @@ class Process:
         self.seqs: dict | None = None  # receiver pid key -> next sequence number to send
         self.seqin: dict | None = None  # sender pid key -> next sequence number expected
         self.held: dict | None = None  # (sender pid key, n) -> event that came early
+        # This process's own copies of variables it reached through a global (template id ->
+        # Box) or that another process owns (that Box -> Box), made on first touch (vm/boxes.py).
+        self.boxes: dict | None = None
 
     def deliver(self, msg: Any) -> None:
         """Append a message to the mailbox (the caller wakes the process if it waits)."""
