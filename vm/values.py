@@ -27,13 +27,10 @@ strings, so arithmetic checks its result for `str` instead of checking both oper
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-# Lisp integers have arbitrary precision, in print and read too: lift CPython's 4,300-digit
-# limit on int <-> str conversion (a guard for servers parsing untrusted input, not for us).
-if hasattr(sys, "set_int_max_str_digits"):
-    sys.set_int_max_str_digits(0)
+# CPython's limit on int <-> str conversion stays on: vm/errors.py sets it to MAX_INT_DIGITS
+# (the conversion is quadratic, so an unlimited one blocks a scheduler for seconds).
 
 __all__ = [
     "Bool", "TRUE", "FALSE", "Sym", "intern", "Cons", "Vec", "Box", "Closure", "Builtin",
@@ -407,7 +404,16 @@ def to_str(x: Any) -> str:
 
 
 def to_repr(x: Any) -> str:
-    """The form a value has inside a list (strings quoted and escaped). Iterative."""
+    """The form a value has inside a list (strings quoted and escaped). Iterative. A value
+    holding an integer past the conversion limit (vm/errors.py MAX_INT_DIGITS) prints as
+    #<too large to print>: the builtins refuse it first, this is for reports of exit reasons."""
+    try:
+        return _to_repr(x)
+    except ValueError:
+        return "#<too large to print>"
+
+
+def _to_repr(x: Any) -> str:
     c = x.__class__
     if c is int or c is float or c is Sym or c is Bool:
         return repr(x)
