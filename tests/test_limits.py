@@ -102,9 +102,12 @@ def test_out_of_memory_in_a_builtin_is_caught_and_the_node_lives(run_lisp: Runne
 (spawn (fn () (gpu/zeros 100000000000)))
 (print 'alive)
 """
-    for flags in ((), ("--no-jit",)):
-        out, err, status = run_lisp(source, flags=flags, timeout=TIMEOUT)
-        assert out == "system_limit\nsystem_limit\nalive\n", (flags, err)
+    import os
+
+    eager = {**os.environ, "LISPVM_JIT": "eager"}  # compiled code's try catches it too
+    for flags, env in (((), None), (("--no-jit",), None), ((), eager)):
+        out, err, status = run_lisp(source, flags=flags, timeout=TIMEOUT, env=env)
+        assert out == "system_limit\nsystem_limit\nalive\n", (flags, env is not None, err)
         assert status == 0 and "Traceback" not in err
 
 

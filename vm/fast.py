@@ -41,7 +41,7 @@ from typing import Any
 from . import boxes as _boxes
 from . import builtins as B
 from . import interp, lbc
-from .errors import Halt, LispError, ProcessExit, badarg, runtime_error, undef
+from .errors import Halt, LispError, ProcessExit, badarg, limit_error, runtime_error, undef
 from .lbc import Proto
 from .opcodes import decode_fields
 from .process import BLOCK, DONE, EXITED, FAILED, HALT, YIELD
@@ -54,7 +54,8 @@ COMPILED = 0  # functions compiled in this OS process so far (tests check that a
 REFUSED = 0  # functions the tier tried and left to the interpreter (nofast)
 
 _RECV = frozenset({"RECVSTART", "RECVPEEK", "RECVNEXT", "RECVTAKE", "RECVWAIT"})
-_CATCHABLE = (LispError, TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError)
+_CATCHABLE = (LispError, TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError,
+              MemoryError)
 _COND = {"TEST", "IFEQ", "IFLT", "IFLE", "IFEQK", "IFEQI", "IFLTI", "IFLEI", "IFGTI", "IFGEI",
          "UNLIST", "UNCONS", "UNVEC"}
 
@@ -388,6 +389,9 @@ def _positioned(exc: BaseException, where: tuple | None) -> BaseException:
     if where is None:
         if isinstance(exc, LispError):
             return exc
+        limit = limit_error(exc)  # out of memory, an int too large to print: as the interpreter says
+        if limit is not None:
+            return limit
         return badarg("value nested too deeply to process") if isinstance(exc, RecursionError) \
             else badarg(f"bad argument ({exc})")
     info, tb = where
