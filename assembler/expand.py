@@ -20,9 +20,13 @@ from ..vm.errors import CompileError, LispError, describe
 from ..vm.values import TRUE, Cons, Sym, Vec, from_list, intern, to_pylist
 from .reader import QUASIQUOTE, QUOTE, UNQUOTE, UNQUOTE_SPLICING, SourceMap
 
-__all__ = ["Expander", "SPECIAL_FORMS", "MacroBudget", "MAX_NESTING"]
+__all__ = ["Expander", "SPECIAL_FORMS", "MacroBudget", "MAX_NESTING", "MAX_EXPANSION"]
 
 MAX_NESTING = 1000  # forms one inside another (docs/language.md, Reading); the passes recurse
+# Forms macros may produce for one top-level form, counted as the tree the later passes walk
+# (a shared sublist counts each time it occurs): a macro can build a list that shares itself
+# 2^60 times over in 60 steps, and expanding, compiling or printing it would never end.
+MAX_EXPANSION = 1_000_000
 
 
 class MacroBudget(Exception):
@@ -60,6 +64,7 @@ class Expander:
         self.compile_macro: Any = None  # (fn form, name) -> closure; set by the driver
         self._near: tuple[int, int] = (1, 1)  # position of the form being expanded, for errors
         self.depth = 0  # forms being expanded, one inside the other
+        self.produced = 0  # forms macros produced for the current top-level form (MAX_EXPANSION)
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -80,12 +85,16 @@ class Expander:
 
     def expand_toplevel(self, form: Any) -> Any:
         """Expand one top-level form; `defmacro` registers the macro and becomes `'name`."""
+        self.produced = 0
+        return self._toplevel(form)
+
+    def _toplevel(self, form: Any) -> Any:
         self._near = self.smap.get(form) or (1, 1)
         form = self.expand_macros_head(form)
         if form.__class__ is Cons and form.head is DEFMACRO:
             return self.defmacro(form)
         if form.__class__ is Cons and form.head is DO:
-            items = [self.expand_toplevel(x) for x in self._args(form, DO)]
+            items = [self._toplevel(x) for x in self._args(form, DO)]
             return self.like(Cons(DO, from_list(items)), form)
         return self.expand(form, frozenset())
 
@@ -123,13 +132,18 @@ class Expander:
         return form
 
     def _stamp(self, out: Any, call: Any) -> None:
-        """Give every cell of `out` that has no position the position of the macro call."""
+        """Give every cell of `out` that has no position the position of the macro call, and
+        count its forms against MAX_EXPANSION (the walk stops at the limit, so it is bounded)."""
         pos = self.smap.get(call) or self._near
+        left = MAX_EXPANSION - self.produced
         todo = [out]
         seen = 0
-        while todo and seen < 100000:
+        while todo:
             x = todo.pop()
             seen += 1
+            if seen > left:
+                raise self.err(call, f"macro {call.head.name}: its expansion is too large (more than "
+                               f"{MAX_EXPANSION:,} forms, counting a shared sublist each time it occurs)")
             if x.__class__ is Cons:
                 if self.smap.get(x) is None:
                     self.smap.set(x, *pos)
@@ -139,6 +153,7 @@ class Expander:
                 if self.smap.get(x) is None:
                     self.smap.set(x, *pos)
                 todo.extend(x.items)
+        self.produced += seen
 
     def _args(self, form: Any, head: Sym) -> list[Any]:
         args = to_pylist(form.tail)

@@ -450,3 +450,51 @@ def test_do_nests_a_thousand_deep(run_here: Runner) -> None:
     for _ in range(990):
         src = f"(do {src})"
     assert ok(run_here, f"(def x 7)\n(print {src})\n") == ["7"]
+
+
+# --- issue 12, item 13: the size of what macros produce --------------------------------------------
+
+# Each builds in about 60 reductions a form that shares its halves 60 times over: walking it as the
+# tree the later passes see (2^60 forms) never ended, whether it is code, a quoted constant or a `do`.
+SHARED_EXPANSIONS = {
+    "code": "(d n 1)",
+    "quoted-constant": "(list 'quote (d n 1))",
+    "do-body": "(list 'do (d n 1) (d n 1))",
+}
+
+
+@pytest.mark.parametrize("result", sorted(SHARED_EXPANSIONS))
+def test_a_macro_expansion_over_the_size_limit_is_one_compile_error(cli: Runner, tmp_path, result: str) -> None:
+    from lispvm.assembler.expand import MAX_EXPANSION
+
+    src = ("(defmacro dbl (n)\n  (def d (k acc) (if (== k 0) acc (d (- k 1) (list acc acc))))\n"
+           f"  {SHARED_EXPANSIONS[result]})\n(print 'start)\n(print (length   (dbl 60)))\n")
+    (tmp_path / "m.lisp").write_text(src)
+    for command in (["asm", "m.lisp", "-o", "m.lbc"], ["run", "m.lisp"]):
+        out, err, status = cli(*command)
+        assert (out, status) == ("", 1), err
+        assert err == (f"m.lisp:5:18: macro dbl: its expansion is too large (more than {MAX_EXPANSION:,} forms, "
+                       "counting a shared sublist each time it occurs)\n")
+
+
+def test_a_macro_whose_expansions_keep_doubling_stops_at_the_size_limit() -> None:
+    """Each expansion calls the macro again on twice the form: the sizes, not the 1,000
+    expansions, stop it (it walked a hundred thousand forms per expansion 1,000 times before)."""
+    src = "(defmacro grow (x) (list 'grow (list 'quote (list x x))))\n(print (grow 1))\n"
+    with pytest.raises(CompileError) as info:
+        compile_source(src, "g.lisp")
+    assert str(info.value).startswith("g.lisp:2:8: macro grow: its expansion is too large")
+
+
+def test_macro_expansions_under_the_size_limit_compile(run_here: Runner) -> None:
+    """Sharing itself is allowed: a form shared 2^14 times over (32,767 forms) compiles and runs."""
+    src = """(defmacro dbl (n)
+  (def d (k acc) (if (== k 0) acc (d (- k 1) (list '+ acc acc))))
+  (d n 1))
+(defmacro unroll (n form) `(do ,@(list/map (fn (i) form) (list/range n))))
+(print (dbl 14))
+(def c 0)
+(unroll 20000 (set c (+ c 1)))
+(print c)
+"""
+    assert ok(run_here, src, False) == ["16384", "20000"]
