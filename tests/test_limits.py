@@ -12,7 +12,7 @@ import pytest
 
 from lispvm.assembler.pipeline import compile_source
 from lispvm.vm import errors
-from lispvm.vm.errors import MAX_INT_DIGITS, MAX_LIST, MAX_TEXT, CompileError, LispError
+from lispvm.vm.errors import MAX_INT_BITS, MAX_INT_DIGITS, MAX_LIST, MAX_TEXT, CompileError, LispError
 from lispvm.vm.interp import python_error
 
 Runner = Callable[..., tuple[str, str, int]]
@@ -115,7 +115,7 @@ def test_the_limits_are_the_documented_ones() -> None:
     from pathlib import Path
 
     doc = (Path(__file__).parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
-    for value in (MAX_INT_DIGITS, MAX_TEXT, MAX_LIST):
+    for value in (MAX_INT_DIGITS, MAX_TEXT, MAX_LIST, MAX_INT_BITS):
         assert f"{value:,}" in doc, value
 
 
@@ -129,3 +129,46 @@ def test_an_exit_reason_too_large_to_print_is_reported(run_lisp: Runner) -> None
     assert crash.startswith("prog.lisp:6:15: process #<pid ")
     assert crash.endswith("> crashed: throw: #<too large to print>")
     assert end == "lispvm: the main process exited with reason #<too large to print>"
+
+
+# --- issue 12, item 10: integer products ----------------------------------------------------------
+
+# 2 ** 2 ** 19 by squaring (19 products); its square is the first power of two over the limit, and
+# (half - 1) * (half + 1) = 2 ** 2 ** 20 - 1 the largest product allowed.
+SQUARES = """
+(def sq (x k) (if (== k 0) x (sq (* x x) (- k 1))))
+(def half (sq 2 19))
+(def kind (thunk) (try (do (thunk) 'no-error) (catch e (head (tail e)))))
+"""
+PRODUCTS = """
+(print (kind (fn () (sq 3 30))))
+(print (kind (fn () (* half half))))
+(print (kind (fn () (* half (- 0 half)))))
+(print (kind (fn () (apply * (list half half)))))
+(print (kind (fn () (* 1 half 1 half))))
+(print (kind (fn () (apply * (list/map (fn (i) 1000000007) (list/range 40000))))))
+(print (> (* (- half 1) (+ half 1)) half))
+(print (== (* 2 (- half 1) 2) (* (* 2 (- half 1)) 2)))
+(print (* 1e200 1e200) (* 1.5 2 3))
+(print (kind (fn () (* "a" 3))))
+"""
+EXPECTED_PRODUCTS = ["system_limit"] * 6 + ["true", "true", "inf 9.0", "badarg"]
+
+
+@pytest.mark.parametrize("mode", ["interpreted", "compiled"])
+def test_an_integer_product_over_the_limit_is_system_limit(run_lisp: Runner, mode: str) -> None:
+    """Squaring 3 thirty times blocked its scheduler for seconds per instruction and then ran out
+    of memory; a product of more than MAX_INT_BITS bits is refused, in `*` compiled to the MUL
+    instruction (both tiers) and in the builtin (`apply`, more than two arguments)."""
+    import os
+
+    source = SQUARES + PRODUCTS
+    flags, env = ((("--no-jit",), None) if mode == "interpreted"
+                  else ((), {**os.environ, "LISPVM_JIT": "eager"}))
+    out, err, status = run_lisp(source, flags=flags, env=env, timeout=TIMEOUT)
+    assert (err, status) == ("", 0)
+    assert out.splitlines() == EXPECTED_PRODUCTS
+
+
+def test_the_product_limit_is_the_bit_length() -> None:
+    assert errors.INT_LIMIT.bit_length() == MAX_INT_BITS + 1 and errors.INT_MIN == -errors.INT_LIMIT

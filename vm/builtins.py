@@ -16,6 +16,9 @@ from typing import Any
 
 from .errors import (
     BADMATCH,
+    INT_LIMIT,
+    INT_MIN,
+    MAX_INT_BITS,
     MAX_INT_DIGITS,
     MAX_LIST,
     MAX_TEXT,
@@ -26,6 +29,7 @@ from .errors import (
     badarg,
     badarity,
     limit_error,
+    product_too_large,
     runtime_error,
     system_limit,
 )
@@ -207,7 +211,13 @@ def b_sub(*args: Any) -> Any:
 def b_mul(*args: Any) -> Any:
     out: Any = 1
     for x in args:
-        out *= _num("*", x)
+        x = _num("*", x)
+        # Refused before multiplying when the sizes alone say the product is over the limit.
+        if out.__class__ is int and x.__class__ is int and out.bit_length() + x.bit_length() > MAX_INT_BITS + 1:
+            raise product_too_large()
+        out *= x
+        if out.__class__ is int and not INT_MIN < out < INT_LIMIT:
+            raise product_too_large()
     return out
 
 

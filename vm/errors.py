@@ -19,6 +19,9 @@ from .values import Cons, intern, to_repr
 MAX_INT_DIGITS = 20_000  # int <-> text conversion is quadratic in CPython: bounded like its default
 MAX_TEXT = 1 << 22  # characters in a string that str, repr, str/join or print may build
 MAX_LIST = 1 << 20  # elements in a list that list/range may build
+MAX_INT_BITS = 1 << 20  # bits in an integer that `*` may make: multiplying is one instruction, one reduction
+INT_LIMIT = 1 << MAX_INT_BITS  # a product must stay strictly between INT_MIN and INT_LIMIT
+INT_MIN = -INT_LIMIT  # a constant: negating INT_LIMIT at each test would build a 128 KiB integer
 if hasattr(sys, "set_int_max_str_digits"):  # CPython 3.11+: its own check enforces MAX_INT_DIGITS
     sys.set_int_max_str_digits(MAX_INT_DIGITS)
 
@@ -75,6 +78,11 @@ def system_limit(message: str) -> LispError:
     """`(error system_limit "message")`: a value or a piece of work larger than the VM allows
     (out of memory, a number too large to print); catchable like any error, as in Erlang."""
     return runtime_error(SYSTEM_LIMIT, message)
+
+
+def product_too_large(name: str = "*") -> LispError:
+    """The system_limit error for an integer product of more than MAX_INT_BITS bits."""
+    return system_limit(f"{name}: the product is an integer of more than {MAX_INT_BITS:,} bits")
 
 
 def limit_error(exc: BaseException) -> LispError | None:
