@@ -243,7 +243,7 @@ def assemble(text: str, file: str = "<lasm>") -> Module:
                 if set(attrs) != {"params", "rest", "regs"}:
                     raise _AsmError(col, "expected params=N rest=0|1 regs=N")
                 cur = Proto(json.loads(m.group(2)), int(attrs["params"]), attrs["rest"] == "1", int(attrs["regs"]))
-                if attrs["rest"] not in ("0", "1") or not 1 <= cur.nregs <= 255 or cur.nparams > 255:
+                if attrs["rest"] not in ("0", "1") or not 1 <= cur.nregs <= 255 or not 0 <= cur.nparams <= 255:
                     raise _AsmError(col, "bad function attributes")
                 protos.append(cur)
             elif word == ".end":

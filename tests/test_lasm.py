@@ -259,3 +259,28 @@ def test_an_integer_past_the_decimal_limit_survives_dis_and_asm() -> None:
     assert again == data
     assert lbc.load(again).protos[0].consts == [big, -big, 10**19]
     assert "-0x1" in disassemble(module) and str(10**19) in disassemble(module)
+
+
+@pytest.mark.parametrize("attrs", ["params=-1 rest=0 regs=2", "params=0 rest=0 regs=-3", "params=256 rest=0 regs=2"])
+def test_negative_or_too_large_function_attributes_are_refused(cli: Runner, tmp_path: Path, attrs: str) -> None:
+    """`params=-1` passed the check and failed writing the file (ValueError in lbc, exit 70)."""
+    (tmp_path / "c.lasm").write_text(f'.module "c.lisp"\n.function 0 "main" {attrs}\n{TAIL}', encoding="utf-8")
+    for args in (("asm", "c.lasm", "-o", "c.lbc"), ("run", "c.lasm")):
+        assert cli(*args) == ("", "c.lasm:2:1: bad function attributes\n", 1)
+    assert not (tmp_path / "c.lbc").exists()
+
+
+@pytest.mark.parametrize("position", ["@-1:1", "@1:-17", "@-1:-17"])
+def test_negative_positions_are_refused(position: str) -> None:
+    with pytest.raises(CompileError) as info:
+        assemble(HEAD + f"     0: LOADNIL 0 0 {position}\n" + TAIL, "c.lasm")
+    assert (info.value.line, info.value.col) == (3, 6), str(info.value)
+
+
+def test_writing_a_negative_count_is_a_clear_error() -> None:
+    from lispvm.vm.lbc import dump
+
+    module = assemble(HEAD + "     0: LOADNIL 0 0 @1:1\n" + TAIL, "c.lasm")
+    module.protos[0].nparams = -1
+    with pytest.raises(ValueError, match="negative number -1"):
+        dump(module)

@@ -115,6 +115,8 @@ def _proto_by_key(key: bytes, index: int) -> Proto:
 # --- writing -------------------------------------------------------------------------------
 
 def _uv(out: bytearray, n: int) -> None:
+    if n < 0:  # a Module built in Python with a negative count or position: say so, not int() of "b1"
+        raise ValueError(f"cannot store the negative number {n} as an unsigned varint")
     if n >> 63:  # a big integer: cut its binary digits into groups once (shifting is quadratic)
         bits = bin(n)[2:]
         groups = [int(bits[max(0, i - 7):i], 2) for i in range(len(bits), 0, -7)]
