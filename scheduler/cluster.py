@@ -62,7 +62,7 @@ NOCONNECTION = intern("noconnection")
 class Link:
     """One socket to one peer: outgoing events batched, incoming bytes split into frames."""
 
-    __slots__ = ("sock", "peer", "out", "wbuf", "rbuf", "closed", "fd", "chaos")
+    __slots__ = ("sock", "peer", "out", "nout", "wbuf", "rbuf", "closed", "fd", "chaos")
 
     def __init__(self, sock: socket.socket, peer: int | None, chaos: Chaos | None = None) -> None:
         sock.setblocking(False)
@@ -73,6 +73,7 @@ class Link:
             chaos.shrink(sock)
         self.peer = peer  # the scheduler at the other end (None until its hello)
         self.out: list[bytes] = []  # events queued since the last flush, each a frame of vm/codec.py
+        self.nout = 0  # bytes ClusterNode.emit queued in `out` (past PUSH_BYTES it writes them at once)
         self.wbuf = bytearray()  # encoded frames not yet written (the peer is slow)
         self.rbuf = FrameReader()  # bytes read but not yet a whole frame
         self.closed = False
@@ -90,6 +91,7 @@ class Link:
             for data in self.out:
                 wbuf += data
             self.out = []
+            self.nout = 0
         return self.write()
 
     def write(self) -> bool:
@@ -159,6 +161,12 @@ class ClusterNode:
         self.loc: dict[int, int] = {}  # pid key -> scheduler it was last seen on
         self.moved: dict[int, int] = {}  # pid key -> scheduler it was shipped to from here
         self.names: dict[Sym, Pid] = {}  # registered names (the hub's copy is the authority)
+        self.named: dict[int, Sym] = {}  # pid key -> its name in `names` (the reverse index)
+        self.deferred: dict[Sym, list[Pid]] = {}  # (hub) registers that came while the name was bound
+        self.freed: dict[Sym, Pid] = {}  # name -> the last pid it was freed from here (that process ended)
+        self.freed_serial = 0  # changes of `freed`, so that a move tells a peer only what is new
+        self.told: dict[int, dict[Sym, Pid]] = {}  # peer -> the entries of `freed` sent to it with a process
+        self.told_serial: dict[int, int] = {}  # peer -> freed_serial when it was last told
         self.idle_peers: set[int] = set()  # peers that said they have nothing to run
         self.readers: dict[int, Any] = {}  # extra fds (the device client) -> callback
         self.services: list[Any] = []  # objects with outstanding() (device requests in flight)
@@ -181,6 +189,10 @@ class ClusterNode:
         self.early: dict[int, list[tuple]] = {}  # pid key -> events that came before the process
         self.chaos = self.sched.chaos  # LISPVM_CHAOS's choices, or None
         self.last_report: tuple | None = None  # (worker) the idle report last sent to the hub
+        self.charged = False  # a send pushed PUSH_BYTES out during this slice: its process may give way
+        self.secret = b""  # the node's token: a connection's hello must carry it (_hello_bad)
+        self.greeted: set[int] = set()  # peers whose hello came on a connection they made to us
+        self.stalled: list[Process] = []  # processes waiting for the peers to read (give_way)
 
     # --- sockets -------------------------------------------------------------------------
 
@@ -204,12 +216,19 @@ class ClusterNode:
     def connect(self, peer: int) -> Link | None:
         """The link to send to `peer` on: the one chosen before, or a new connection."""
         link = self.links.get(peer)
+        if link is None:
+            for lk in self.all_links:  # a connection the peer made to us
+                if lk.peer == peer and not lk.closed:
+                    link = self.links[peer] = lk
+                    break
         if link is not None:
+            if self.pending_out and peer in self.pending_out:
+                # queued before it was known to be started; its hello (it connected to us first)
+                # gave us this link: they go first. (Left here, they were never sent: a process
+                # shipped to a scheduler that was starting was lost, issue 12.)
+                for ev in self.pending_out.pop(peer):
+                    link.queue(ev)
             return link
-        for lk in self.all_links:  # a connection the peer made to us
-            if lk.peer == peer and not lk.closed:
-                self.links[peer] = lk
-                return lk
         if peer not in self.started or peer in self.dead:
             return None
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -219,7 +238,7 @@ class ClusterNode:
             s.close()
             return None
         link = self._add_link(s, peer)
-        link.queue(("hello", self.sid, os.getpid() if self.pokeable else None))
+        link.queue(("hello", self.sid, os.getpid() if self.pokeable else None, self.secret))
         self.links[peer] = link
         for ev in self.pending_out.pop(peer, ()):
             link.queue(ev)
@@ -243,7 +262,19 @@ class ClusterNode:
                 self.asked_start.add(peer)
                 self.emit(0, ("start", peer))
             return
-        link.queue(data)
+        link.out.append(data)
+        n = link.nout + len(data)
+        link.nout = n
+        if n > PUSH_BYTES:
+            self.push(link)
+
+    def push(self, link: Link) -> None:
+        """More than PUSH_BYTES queued for one peer within a wake-up: write them now, without
+        waiting (a flood of large messages held back even the earlier ones until the slice ended,
+        and queued without bound: issue 12), and have the process that sent them give way
+        (send_from): it was charged for the bytes it encoded."""
+        self._writing(link, link.flush())
+        self.charged = True
 
     def flush(self) -> None:
         """Write what every link has queued; a link with bytes left is watched for POLLOUT, so
@@ -322,6 +353,10 @@ class ClusterNode:
             else:
                 obj()
             got = True
+        if self.stalled and self.unsent() <= SEND_BUFFER_LIMIT // 2:
+            stalled, self.stalled = self.stalled, []
+            for proc in stalled:  # (one killed meanwhile is not BLOCKED any more: complete ignores it)
+                self.sched.complete(proc, value=proc.request[1])
         return got
 
     def _accept(self) -> None:
@@ -343,7 +378,17 @@ class ClusterNode:
 
     def _read(self, link: Link) -> None:
         events = link.read()
-        if events is None:
+        if events is not None:
+            try:
+                for ev in events:
+                    self.handle(link, ev)
+                return
+            except _Refused as e:  # as for a frame the codec refused (Link.read): the rest is not trusted
+                sys.stderr.write(f"lispvm: scheduler {self.sid}: a malformed event from "
+                                 f"{'an unknown connection' if link.peer is None else f'peer {link.peer}'} "
+                                 f"({e}); connection closed\n")
+                link.closed = True
+        if link.closed:
             if link.peer is not None:
                 self.eof.add(link.peer)
             self.writing.discard(link)
@@ -352,9 +397,6 @@ class ClusterNode:
             link.sock.close()
             if link.peer is not None and link.peer not in self.dead and not self.stopping:
                 self.peer_died(link.peer)
-            return
-        for ev in events:
-            self.handle(link, ev)
 
     # --- what the scheduler asks of the node -------------------------------------------------
 
@@ -402,10 +444,16 @@ class ClusterNode:
         travel (vm.codec.MAX_MESSAGE) stays here, runnable (a placement is not a pinning)."""
         was = proc.status
         try:
-            self.emit(k, ("proc", proc, was))
+            # with the names freed here that k may not know of yet: a supervisor that saw the
+            # DOWN here and is moved must find the name free there (causal order, as in Erlang)
+            news = self.news_for(k)
+            self.emit(k, ("proc", proc, was, news))
         except TooLarge:
             self.sched.add(proc)
             return
+        if news:
+            self.told.setdefault(k, {}).update(news)
+        self.told_serial[k] = self.freed_serial
         self.handed_over(proc, k)
 
     def handed_over(self, proc: Process, k: int) -> None:
@@ -424,6 +472,10 @@ class ClusterNode:
         self.moved.pop(key, None)
         self.loc[key] = self.sid
         self.sched.procs[key] = proc
+        if proc.name is None and key in self.named:
+            # registered while it travelled: the news reached this scheduler before the process
+            # did, and the one it left had already shipped it (the name was then never freed)
+            proc.name = self.named[key]
         if was == WAITING:
             proc.status = WAITING
             self.sched.trap_wait(proc)
@@ -464,6 +516,19 @@ class ClusterNode:
         if self.trace is not None:
             self.trace.event(sched, "send", sender.pid, to=pid)
         self.deliver_or_route(sender, pid, "m", msg)
+        if self.charged:
+            self.give_way(sched, msg)
+
+    def give_way(self, sched: Scheduler, msg: Any) -> None:
+        """The running process's sends queued PUSH_BYTES for a peer (push): it ends its slice if
+        this scheduler holds more than SEND_BUFFER_LIMIT unsent bytes (it waits until the peers
+        have read half of them: request_service) or if another process or a timer is due here;
+        `send` then returns `msg` when it runs again."""
+        self.charged = False
+        t = sched.timers
+        if (sched.runq or self.unsent() > SEND_BUFFER_LIMIT
+                or (t and t[0][0] <= self.clock.now_ms())):
+            raise interp.Block((_GIVE_WAY, msg))
 
     def timer_send_failed(self, sched: Scheduler, owner: Any, error: Any) -> None:
         """A timer/send-after message could not be sent (too large to cross, or to a name no
@@ -553,6 +618,13 @@ class ClusterNode:
         if kind == "m":
             self.sched.deliver(proc, item)
         else:
+            if self.named and (item[0] == "down" or item[0] == "exit"):
+                # the process these are about has ended: its name is freed here before the
+                # watcher sees them (Erlang's order), whatever path its own unregister takes
+                dead = item[2] if item[0] == "down" else item[1]
+                name = self.named.get(dead.key)
+                if name is not None:
+                    self.unregister(name, dead)
             self.sched.receive_signal(item)
 
     def register(self, sched: Scheduler, name: Sym, pid: Pid) -> None:
@@ -563,13 +635,67 @@ class ClusterNode:
             if proc.name is not None:
                 raise badarg(f"register: process {pid!r} is already registered as {proc.name.name}")
             proc.name = name
+        elif self.gone(pid):  # it ran here (or on a scheduler that died) and has ended
+            raise badarg(f"register: process {pid!r} is not alive")
+        self.bind(name, pid)
+        # (with the holder this scheduler saw end: the hub may not have heard of that end yet)
+        self.to_hub_or_all(("register", name, pid, self.freed.get(name)))
+
+    def gone(self, pid: Pid) -> bool:
+        """Known here to have ended: not here, and last seen here (never shipped away), or on a
+        scheduler that died. (A process elsewhere may have ended too: that scheduler frees the
+        name when the register reaches it, name_here.)"""
+        if pid.key in self.sched.procs:
+            return False
+        k = self.where(pid)
+        return k == self.sid or k in self.dead
+
+    def bind(self, name: Sym, pid: Pid) -> None:
+        """Bind `name` to `pid` in this scheduler's copy of the names (and the reverse index)."""
+        old = self.names.get(name)
+        if old is not None and old != pid:
+            if self.named.get(old.key) is name:
+                del self.named[old.key]
+            proc = self.sched.procs.get(old.key)
+            if proc is not None and proc.name is name:
+                proc.name = None  # (the hub gave the name to another: see on_register)
         self.names[name] = pid
-        self.to_hub_or_all(("register", name, pid))
+        self.named[pid.key] = name
+
+    def unbind(self, name: Sym) -> None:
+        """Remove `name` from this scheduler's copy of the names: its process has ended."""
+        pid = self.names.pop(name, None)
+        if pid is not None:
+            self.freed[name] = pid
+            self.freed_serial += 1
+            if self.named.get(pid.key) is name:
+                del self.named[pid.key]
 
     def unregister(self, name: Sym, pid: Pid) -> None:
+        """`pid` has ended: free its name here and node-wide (through the hub)."""
         if self.names.get(name) == pid:
-            del self.names[name]
+            self.unbind(name)
             self.to_hub_or_all(("unregister", name, pid))
+            if self.sid == 0:
+                self.next_deferred(name)
+        elif self.sid == 0:
+            self.undefer(name, pid)
+
+    def news_for(self, k: int) -> tuple:
+        """The names freed here that scheduler k has not been told of with a process yet."""
+        if not self.freed or self.told_serial.get(k) == self.freed_serial:
+            return ()
+        told = self.told.get(k, {})
+        return tuple((name, pid) for name, pid in self.freed.items() if told.get(name) != pid)
+
+    def learn_freed(self, news: tuple) -> None:
+        """Names a moved process's old scheduler had seen freed: freed here before it runs."""
+        for name, pid in news:
+            if self.names.get(name) == pid:
+                self.unbind(name)
+                if self.sid == 0:
+                    self.tell_workers(("unregister", name, pid))
+                    self.next_deferred(name)
 
     def whereis(self, name: Sym) -> Pid | None:
         return self.names.get(name)
@@ -596,6 +722,13 @@ class ClusterNode:
             raise system_limit(f"def {name}: the value is too large to reach the other schedulers ({e})") from None
 
     def request_service(self, sched: Scheduler, proc: Process) -> None:
+        req = proc.request
+        if req[0] is _GIVE_WAY:  # (give_way) runnable again now, or once the peers have read enough
+            if self.unsent() > SEND_BUFFER_LIMIT:
+                self.stalled.append(proc)
+            else:
+                sched.complete(proc, value=req[1])
+            return
         from .device import client
 
         client(self).submit(sched, proc)
@@ -660,15 +793,30 @@ class ClusterNode:
     # --- incoming events ---------------------------------------------------------------------
 
     def handle(self, link: Link, ev: tuple) -> None:
-        kind = ev[0]
+        """Apply one event read from `link`. One of the wrong kind or shape for this scheduler,
+        or any before a valid hello, raises _Refused (never from our own peers: whoever sent it
+        is cut off, _read), so that nothing a connection sends can crash the node."""
+        kind = ev[0] if ev.__class__ is tuple and ev else None
+        check = _SHAPES.get(kind) if kind.__class__ is str else None
+        if check is None:
+            raise _Refused("not an event")
+        if link.peer is None:
+            if kind != "hello":
+                raise _Refused(f"{kind} before a hello")
+        elif kind == "hello":
+            raise _Refused("a second hello")
+        why = check(self, ev)
+        if why is not None:
+            raise _Refused(f"{kind}: {why}")
         if kind in _COUNTED:
             self.recvd += 1
-        h = _HANDLERS.get(kind)
-        if h is None:  # pragma: no cover - both ends run the same code
-            raise RuntimeError(f"unknown event {kind!r}")
-        h(self, link, ev)
+        try:
+            _HANDLERS[kind](self, link, ev)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:  # pragma: no cover - the shape checks come first
+            raise _Refused(f"{kind}: {e.__class__.__name__}: {e}") from None
 
     def on_hello(self, link: Link, ev: tuple) -> None:
+        self.greeted.add(ev[1])
         link.peer = ev[1]
         if ev[2] is not None:  # None: it cannot take a poke (see _install_poke)
             self.os_pids[ev[1]] = ev[2]
@@ -699,6 +847,8 @@ class ClusterNode:
         self.loc[ev[1]] = ev[2]
 
     def on_proc(self, link: Link, ev: tuple) -> None:
+        if ev[3]:
+            self.learn_freed(ev[3])
         self.adopt(ev[1], ev[2])
         self.not_idle()
 
@@ -711,15 +861,61 @@ class ClusterNode:
             self.tell_workers(ev, link.peer)
 
     def on_register(self, link: Link, ev: tuple) -> None:
-        _, name, pid = ev
+        """A name bound or freed elsewhere. The hub's copy is the authority, and each worker's
+        copy follows the hub's changes in the hub's order: a worker takes a register from the
+        hub as it is; the hub takes one from a worker if the name is free there, and otherwise
+        defers it until the name is freed. (A worker checks a register against its own copy,
+        which may not have seen the old holder's unregister yet at the hub: a supervisor that
+        got the DOWN, was moved, and registered the name again; refusing it there left the
+        name unbound though its register had said true.)"""
+        name, pid = ev[1], ev[2]
+        hub = self.sid == 0
         if ev[0] == "register":
-            self.names.setdefault(name, pid)
-        elif self.names.get(name) == pid:
-            del self.names[name]
-        if self.sid == 0:
-            self.tell_workers(ev, link.peer)
-        if ev[0] == "register" and self.names.get(name) == pid:
+            if hub:
+                held = self.names.get(name)
+                if held is not None and held == ev[3]:
+                    # the worker saw the holder end (its DOWN, or its unregister) before this
+                    # scheduler did: the name is free, and its later messages must find the new pid
+                    self.unbind(name)
+                    self.tell_workers(("unregister", name, held))
+                    held = None
+                if held is not None and held != pid:
+                    self.deferred.setdefault(name, []).append(pid)
+                    return
+                if held == pid:
+                    return
+            self.bind(name, pid)
+            if hub:
+                self.tell_workers(ev, link.peer)
             self.name_here(name, pid)
+            return
+        if self.names.get(name) == pid:
+            self.unbind(name)
+            if hub:
+                self.tell_workers(ev, link.peer)
+                self.next_deferred(name)
+        elif hub:
+            self.undefer(name, pid)
+
+    def undefer(self, name: Sym, pid: Pid) -> None:
+        """(Hub) `pid` ended before the name it was registered under was freed: forget that."""
+        waiting = self.deferred.get(name)
+        if waiting and pid in waiting:
+            waiting.remove(pid)
+            if not waiting:
+                del self.deferred[name]
+
+    def next_deferred(self, name: Sym) -> None:
+        """(Hub) `name` was freed: give it to the first register that waited for it."""
+        waiting = self.deferred.pop(name, None)
+        if not waiting:
+            return
+        pid = waiting.pop(0)
+        if waiting:
+            self.deferred[name] = waiting
+        self.bind(name, pid)
+        self.tell_workers(("register", name, pid, None))
+        self.name_here(name, pid)
 
     def name_here(self, name: Sym, pid: Pid) -> None:
         """A name was registered elsewhere for `pid`: if the process is here, it carries the
@@ -730,7 +926,7 @@ class ClusterNode:
         if proc is not None:
             if proc.name is None:
                 proc.name = name
-        elif key not in self.moved and self.loc.get(key, pid.node) == self.sid:
+        elif self.gone(pid):
             self.unregister(name, pid)  # it ran here, never left, and is gone
 
     def on_idle(self, link: Link, ev: tuple) -> None:
@@ -880,6 +1076,10 @@ _READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 # Unsent bytes a scheduler may hold for its peers before it stops running processes until they
 # have read half of them (ClusterNode.backpressure; docs/processes.md, "Back-pressure").
 SEND_BUFFER_LIMIT = 64 << 20
+# Bytes queued for one peer after which emit writes them at once, inside the slice, and the
+# sending process is charged for them (ClusterNode.push, give_way).
+PUSH_BYTES = 256 << 10
+_GIVE_WAY = "give-way"  # Block request of a sender charged for its bytes (never a device request)
 _UNREAPED: list[Any] = []  # workers of an earlier run of this OS process that were exiting at its end
 
 
@@ -1031,7 +1231,7 @@ class Hub(ClusterNode):
                 if cell.v is not UNDEF and name not in _BUILTIN_NAMES[0]:
                     link.queue(("define", name, cell.v))
             for name, pid in self.names.items():
-                link.queue(("register", name, pid))
+                link.queue(("register", name, pid, None))
         for j in self.started:
             link.queue(("peer", j))
         link.queue(("mainpid", MAIN_PID[0]))
@@ -1242,7 +1442,7 @@ class Worker(ClusterNode):
         link = self._add_link(hub, 0)
         if self.hub_pid is not None:  # None: the hub cannot take a poke (see _install_poke)
             self.os_pids[0] = self.hub_pid  # (the hub sends no hello: it uses this link)
-        link.queue(("hello", self.sid, os.getpid() if self.pokeable else None))
+        link.queue(("hello", self.sid, os.getpid() if self.pokeable else None, self.secret))
         # before the first slice: the hub queues what is meant for us until it reads this
         self._writing(link, link.flush())
         self.links[0] = link
@@ -1457,7 +1657,8 @@ def worker_main(sockdir: str, k: int, settings: tuple | None = None, loaded: tup
         trace = make_tracer(trace_path, k)
     node = Worker(k, nsched, sockdir, module, globals_, argv, budget, trace)
     node.hub_pid = hub_pid
-    node.names.update(names)
+    for name, pid in names.items():
+        node.bind(name, pid)
     for proc in given:
         node.adopt(proc, RUNNABLE)
     if jit:

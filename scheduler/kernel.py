@@ -85,11 +85,19 @@ class Scheduler:
         while timers and timers[0][0] <= now:
             deadline, _, what = heapq.heappop(timers)
             if what.__class__ is Process:
-                if what.status == WAITING and what.deadline == deadline:
+                if what.deadline != deadline:
+                    continue  # stale: that receive ended (or waits on another deadline)
+                if what.status == WAITING:
                     what.timed_out = True
                     self.wake(what)
                     if self.trace is not None:
                         self.trace.event(self, "timeout", what.pid)
+                elif what.status == RUNNABLE:
+                    # Woken by a message that it has not yet looked at when its deadline came:
+                    # this is the only entry for that deadline (trap_wait pushes one), so if the
+                    # message does not match, its receive must time out at once. Dropping the
+                    # entry left it waiting with no timer: a false deadlock (issue 12).
+                    what.timed_out = True
             else:
                 _, sender, dest, msg = what
                 self.node.send_from(self, sender, dest, msg)
