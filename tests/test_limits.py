@@ -172,3 +172,43 @@ def test_an_integer_product_over_the_limit_is_system_limit(run_lisp: Runner, mod
 
 def test_the_product_limit_is_the_bit_length() -> None:
     assert errors.INT_LIMIT.bit_length() == MAX_INT_BITS + 1 and errors.INT_MIN == -errors.INT_LIMIT
+
+
+# --- the text limit counts the text each builtin builds ---------------------------------------------
+
+def test_str_join_counts_the_joined_text_not_the_printed_list(run_lisp: Runner) -> None:
+    """350,000 strings of 10 characters join to 3,500,000 characters, under the limit: it was
+    refused because the list's printed form (quotes, separators) was counted. A joined string
+    exactly at the limit is allowed and one character more is not, separators included."""
+    n = MAX_TEXT // 10  # strings of 9 characters and a 1-character separator
+    source = f"""
+(def ten (n) (list/map (fn (i) "aaaaaaaaaa") (list/range n)))
+(def nine (n) (list/map (fn (i) "aaaaaaaaa") (list/range n)))
+(def kind (thunk) (try (do (thunk) 'no-error) (catch e (head (tail e)))))
+(print (str/length (str/join "" (ten 350000))))
+(print (str/length (str/join "," (nine {n}))))
+(print (str/length (str (str/join "" (ten 200000)) (str/join "" (ten 200000)))))
+(print (str/length (str/join "," (list (str/join "" (ten {MAX_TEXT // 10})) "123"))))
+(print (kind (fn () (str/join "," (list (str/join "" (ten {MAX_TEXT // 10})) "1234")))))
+(print (kind (fn () (str/join "," (ten {n})))))
+(print (kind (fn () (str/join (str/join "" (ten 200000)) (list (str/join "" (ten 250000)) "")))))
+(print (kind (fn () (print (str/join "" (ten 300000)) (str/join "" (ten 200000))))))
+"""
+    out, err, status = run_lisp(source, timeout=TIMEOUT)
+    assert (err, status) == ("", 0)
+    assert out.splitlines() == ["3500000", str(n * 10 - 1), "4000000", str(MAX_TEXT),
+                                "system_limit", "system_limit", "system_limit", "system_limit"]
+
+
+@pytest.mark.parametrize("call, words", [
+    ('(str/join "," (list/map (fn (i) "aaaaaaaaaa") (list/range 400000)))', "str/join: the joined string"),
+    ('(let ((x (str/join "" (list/map (fn (i) "aaaaaaaaaa") (list/range 300000))))) (str x x))', "str: the string"),
+    ('(repr (list/map (fn (i) "aaaaaaaaaa") (list/range 350000)))', "repr: the representation"),
+    ('(let ((x (str/join "" (list/map (fn (i) "aaaaaaaaaa") (list/range 300000))))) (print x x))',
+     "print: the printed line"),
+])
+def test_each_text_limit_message_names_its_own_operation(run_lisp: Runner, call: str, words: str) -> None:
+    out, err, status = run_lisp(f"(print (try {call} (catch e e)))\n", timeout=TIMEOUT)
+    assert (err, status) == ("", 0)
+    assert out == (f'(error system_limit "{words} would be longer than {MAX_TEXT:,} characters '
+                   f'(or hold an integer of more than {MAX_INT_DIGITS:,} digits)")\n')

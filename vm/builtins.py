@@ -105,14 +105,23 @@ _MAX_INT_BITS = int(MAX_INT_DIGITS / _DIGITS_PER_BIT)
 
 def _text_size(values: Any, cap: int, quoted: bool) -> int:
     """About how many characters printing `values` makes, counting no further than past `cap`
-    (so the walk itself is bounded, even on a list that shares sublists many times over)."""
+    (so the walk itself is bounded, even on a list that shares sublists many times over).
+    `quoted`: whether the strings among `values` themselves print quoted; inside a list or a
+    vector they always do."""
     total = 0
-    todo = list(values)
+    todo = []
+    for x in values:  # the values themselves: a string counts its own characters only
+        if x.__class__ is str:
+            total += len(x) + (2 if quoted else 0)
+            if total > cap:
+                return total
+        else:
+            todo.append(x)
     while todo:
         x = todo.pop()
         c = x.__class__
         if c is str:
-            total += len(x) + (2 if quoted else 0)
+            total += len(x) + 2
         elif c is int:
             bits = x.bit_length()
             total += int(bits * _DIGITS_PER_BIT) + 2 if bits <= _MAX_INT_BITS else cap + 1
@@ -135,15 +144,15 @@ def _text_size(values: Any, cap: int, quoted: bool) -> int:
             total += 8
         if total > cap:
             return total
-        quoted = True  # inside a container, strings print quoted
     return total
 
 
-def _printable(name: str, values: Any, quoted: bool = False) -> None:
-    """Refuse with system_limit before printing `values` would take too long or too much memory."""
-    if _text_size(values, MAX_TEXT, quoted) > MAX_TEXT:
-        raise system_limit(f"{name}: too large to print (over {MAX_TEXT} characters, or an integer of "
-                           f"over {MAX_INT_DIGITS} digits)")
+def _printable(name: str, what: str, values: Any, quoted: bool = False, extra: int = 0) -> None:
+    """Refuse with system_limit before building `what` (the text `name` makes of `values`, plus
+    `extra` characters of separators) would take too long or too much memory."""
+    if extra > MAX_TEXT or _text_size(values, MAX_TEXT - extra, quoted) > MAX_TEXT - extra:
+        raise system_limit(f"{name}: {what} would be longer than {MAX_TEXT:,} characters "
+                           f"(or hold an integer of more than {MAX_INT_DIGITS:,} digits)")
 
 
 def runtime_error_value(kind: str, message: str) -> Any:
@@ -548,7 +557,7 @@ def b_list_to_vec(xs: Any) -> Vec:
 
 @builtin("str")
 def b_str(*args: Any) -> str:
-    _printable("str", args)
+    _printable("str", "the string", args)
     return "".join(to_str(x) for x in args)
 
 
@@ -567,15 +576,13 @@ def b_str_split(s: Any, sep: Any) -> Any:
 def b_str_join(sep: Any, xs: Any) -> str:
     sep = _str("str/join", sep)
     items = _list("str/join", xs)
-    if len(sep) * len(items) > MAX_TEXT:
-        raise system_limit(f"str/join: the text would be longer than {MAX_TEXT} characters")
-    _printable("str/join", items)
+    _printable("str/join", "the joined string", items, extra=len(sep) * max(0, len(items) - 1))
     return sep.join(to_str(x) for x in items)
 
 
 @builtin("repr")
 def b_repr(x: Any) -> str:
-    _printable("repr", (x,), True)
+    _printable("repr", "the representation", (x,), True)
     return to_repr(x)
 
 
@@ -619,7 +626,7 @@ builtin("bool?")(lambda x: _b(x is TRUE or x is FALSE))
 
 @builtin("print")
 def b_print(*args: Any) -> None:
-    _printable("print", args)
+    _printable("print", "the printed line", args, extra=max(0, len(args) - 1))
     ctx.host.output(" ".join(to_str(x) for x in args))
 
 
