@@ -48,6 +48,7 @@ __all__ = ["Compiler", "MAX_REGS"]
 MAX_REGS = 250  # registers per function; R[A] has 8 bits, and a few stay free for safety
 MAX_ARGS = 200  # arguments passed in registers; a call with more passes them as one list
 _APPEND = Sym("append")  # uninterned: names the builtin whatever the program binds locally
+_SLEEP_MS = Sym("sys/sleep-ms")  # the same: checks timer/sleep's argument
 UNDERSCORE = intern("_")
 S_LIST, S_CONS = intern("list"), intern("cons")
 
@@ -506,7 +507,8 @@ class Compiler:
         self.c_receive(fs, form, dest, tail)
 
     def i_sleep(self, fs: FnState, x: Any, args: list[Any], dest: int, tail: bool) -> Any:
-        form = Cons(RECEIVE, Cons(Cons(AFTER, Cons(args[0], Cons(None, None))), None))
+        ms = Cons(_SLEEP_MS, Cons(args[0], None))
+        form = Cons(RECEIVE, Cons(Cons(AFTER, Cons(ms, Cons(None, None))), None))
         self.c_receive(fs, form, dest, tail)
 
     # --- tests -----------------------------------------------------------------------------

@@ -498,3 +498,20 @@ def test_macro_expansions_under_the_size_limit_compile(run_here: Runner) -> None
 (print c)
 """
     assert ok(run_here, src, False) == ["16384", "20000"]
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_timer_sleep_names_itself_in_its_argument_error(run_here: Runner, jit: bool) -> None:
+    """`(timer/sleep 'x)` said `receive: after needs ...`: inline or called as a value, the
+    error names timer/sleep; a local named like the checking builtin does not change it."""
+    src = """(def kind (thunk) (try (do (thunk) 'no-error) (catch e (head (tail (tail e))))))
+(print (kind (fn () (timer/sleep 'x))))
+(print (kind (fn () (apply timer/sleep '(-1)))))
+(print (kind (fn () (list/map timer/sleep '(0 x)))))
+(def f (sys/sleep-ms) (timer/sleep sys/sleep-ms))
+(print (f 1) (timer/sleep 0) (timer/sleep 1.5) (kind (fn () (f 'y))))
+(print (kind (fn () (receive (after 'x 1)))))
+"""
+    words = "timer/sleep: expected a non-negative number of milliseconds, 'infinity or nil, got"
+    assert ok(run_here, src, jit) == [f"{words} x", f"{words} -1", f"{words} x", f"nil nil nil {words} y",
+                                      "receive: after needs a number of milliseconds, got x"]

@@ -645,6 +645,16 @@ def b_badmatch(value: Any) -> None:
     raise runtime_error(BADMATCH, f"no clause matches {short_repr(value)}")
 
 
+@builtin("sys/sleep-ms")
+def b_sleep_ms(ms: Any) -> Any:
+    """The argument of `timer/sleep`, checked here so that its error names `timer/sleep` (the
+    wait itself is a `receive` with only an `after`, whose own check would name `receive`)."""
+    if ms is None or ms is INFINITY or ((ms.__class__ is int or ms.__class__ is float) and ms >= 0):
+        return ms
+    raise badarg(f"timer/sleep: expected a non-negative number of milliseconds, 'infinity or nil, "
+                 f"got {short_repr(ms)}")
+
+
 @builtin("sys/spread")
 def b_spread(args: Any) -> Any:
     """(a b ... lst) -> (a b ... elements of lst): the arguments of `apply`."""
