@@ -693,3 +693,25 @@ def test_an_over_large_timer_message_reaches_its_owner(run_lisp: Any) -> None:
     out, err, status = run_lisp(src, flags=("--schedulers", "2"))
     assert (out, status) == ("EXIT system_limit\ngot\n", 0), err
     assert "timer/send-after" in err and "Traceback" not in err
+
+
+def test_a_frame_states_the_limit_on_the_message_itself() -> None:
+    """encode_frame counted its 8-byte header against the limit and named the sum: a send over
+    MAX_MESSAGE said `larger than 268435464 bytes` where docs/codec.md says 256 MiB. The limit
+    is on the encoded message, the header not counted, and the message and the docs say so."""
+    from pathlib import Path
+
+    from lispvm.vm.codec import HEADER, MAX_MESSAGE, encode_frame
+
+    x = ["x" * 1000] * 10
+    n = len(encode(x))
+    assert len(encode_frame(x, limit=n)) == HEADER + n
+    with pytest.raises(TooLarge) as info:
+        encode_frame(x, limit=n - 1)
+    assert str(info.value) == f"encoded message larger than the limit of {n - 1:,} bytes (at least {info.value.size:,})"
+    assert info.value.limit == n - 1 and info.value.size >= n
+    with pytest.raises(TooLarge) as info:
+        encode(x, limit=n - 1)
+    assert str(info.value).startswith(f"encoded message larger than the limit of {n - 1:,} bytes")
+    doc = (Path(__file__).parent.parent / "docs" / "codec.md").read_text(encoding="utf-8")
+    assert MAX_MESSAGE == 256 << 20 and f"{MAX_MESSAGE:,} bytes" in doc and "256 MiB" in doc

@@ -71,6 +71,9 @@ class EncodeError(CodecError):
 class TooLarge(CodecError):
     """The message would be larger than the limit (MAX_MESSAGE unless told otherwise)."""
 
+    size = 0  # bytes of the encoded message when the limit was found passed (at least)
+    limit = 0  # the limit passed, in bytes of the encoded message (a frame's header not counted)
+
 
 # --- tags ----------------------------------------------------------------------------------------
 # One byte each. 0x80-0xFF are the integers SMALL_MIN .. SMALL_MIN + 127 in one byte.
@@ -226,6 +229,8 @@ def encode_frame(obj: Any, *, limit: int = MAX_MESSAGE) -> bytes:
         _gc_disable()
     try:
         _encode_into(out, obj, None, 0, limit + HEADER)
+    except TooLarge as e:  # it counted the frame's header: say the limit on the message itself
+        raise _too_large(e.size - HEADER, limit) from None
     finally:
         if gc_was:
             _gc_enable()
@@ -234,7 +239,9 @@ def encode_frame(obj: Any, *, limit: int = MAX_MESSAGE) -> bytes:
 
 
 def _too_large(size: int, limit: int) -> TooLarge:
-    return TooLarge(f"message larger than {limit} bytes (at least {size})")
+    e = TooLarge(f"encoded message larger than the limit of {limit:,} bytes (at least {size:,})")
+    e.size, e.limit = size, limit
+    return e
 
 
 def _encode_into(out: bytearray, obj: Any, buffers: list | None, oob_min: int, limit: int) -> None:
