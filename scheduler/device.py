@@ -828,31 +828,37 @@ def device_main(path: str) -> None:
             send_frame(conn, (0, "hello", os.getpid()))
         except OSError:
             pass  # the client is gone; the read below ends this thread
-        while True:
-            try:
-                if not reader.ready():
-                    busy.spin(reader.arrived)  # the caller's next request comes soon, often
-                msg = reader.read()  # (request id, operation, its arguments...)
-            except Exception:  # closed, or a damaged frame: this client is lost, the others go on
-                break
-            if msg[1] == "stop":
-                done.set()
-                break
-            if msg[1] == "forget":
-                segs.drop(msg[2])
-                continue
+        try:
+            while True:
+                try:
+                    if not reader.ready():
+                        busy.spin(reader.arrived)  # the caller's next request comes soon, often
+                    msg = reader.read()  # (request id, operation, its arguments...)
+                except Exception:  # closed, or a damaged frame: this client is lost, the others go on
+                    break
+                if msg.__class__ is not tuple or len(msg) < 2 or msg[1].__class__ is not str:
+                    break  # a damaged request, as a damaged frame: the client sees device_down
+                if msg[1] == "stop":
+                    done.set()
+                    break
+                if msg[1] == "forget":
+                    segs.drop(msg[2])  # damaged (no list of ids): the except below closes the connection
+                    continue
+                with lock:
+                    answer = handle(msg, known)
+                try:
+                    send_frame(conn, answer, segs, drain=reader)
+                except (OSError, EOFError):
+                    break
+        except Exception:  # whatever else went wrong with this client: it is lost, the connection closed
+            pass
+        finally:
+            reader.close_fds()
+            conn.close()
             with lock:
-                answer = handle(msg, known)
-            try:
-                send_frame(conn, answer, segs, drain=reader)
-            except (OSError, EOFError):
-                break
-        reader.close_fds()
-        conn.close()
-        with lock:
-            clients[0] -= 1
-            if clients[0] == 0:
-                done.set()  # everyone left
+                clients[0] -= 1
+                if clients[0] == 0:
+                    done.set()  # everyone left
 
     def acceptor() -> None:
         while True:

@@ -743,3 +743,57 @@ def test_a_damaged_or_forged_answer_fails_the_request_not_the_scheduler() -> Non
     done = answer_with(with_fd)
     assert repr(done[0][2]) == ('(error device_down "the device process sent a damaged answer: the device process '
                                 'sent file descriptors")')
+
+
+@pytest.mark.opencl
+@opencl
+def test_a_malformed_request_closes_its_connection_and_the_device_serves_on(private_tmp: str) -> None:
+    """A well-framed request that is not (id, operation, ...) (a number, a 1-tuple, a bad
+    `forget`) raised in the serving thread outside its try: the thread died, the connection
+    stayed open (its client waited for ever) and the device's client count never went down, so
+    the device outlived its node. Now such a request is a damaged frame: the connection closes
+    and the device goes on serving, and exits when its real client leaves."""
+    import glob
+    import socket
+
+    from lispvm.scheduler.device import FrameReader, send_frame
+
+    src = """
+    (def k (gpu/kernel "__kernel void k(__global float* a) { int i = get_global_id(0); a[i] = a[i] + 1; }" "k"))
+    (print (gpu/to-list (head (gpu/dispatch k 2 (gpu/zeros 2)))))
+    (timer/send-after 600000 (self) 'go)
+    (recv)
+    """
+    prog = os.path.join(private_tmp, "wait.lisp")
+    with open(prog, "w") as f:
+        f.write(src)
+    p = start_lispvm(prog, private_tmp, "--schedulers", "1")
+    try:
+        assert p.stdout.readline() == "(1.0 1.0)\n"
+        [path] = glob.glob(os.path.join(private_tmp, "lispvm-*", "device.sock"))
+        for bad in (5, (1,), (1, 2), [1, "gpu-kernel"], (1, "forget", 7)):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(60)  # a hang fails the test instead of the run
+                s.connect(path)
+                reader = FrameReader(s)
+                assert reader.read()[1] == "hello"
+                send_frame(s, bad)
+                with pytest.raises(EOFError):
+                    reader.read()
+        with socket.socket(socket.AF_UNIX) as s:  # the device still serves a new client
+            s.settimeout(60)
+            s.connect(path)
+            reader = FrameReader(s)
+            assert reader.read()[1] == "hello"
+            send_frame(s, (9, "gpu-kernel", "__kernel void z(__global float* a) { }", "z"))
+            rid, ok, _ = reader.read()
+            assert (rid, ok) == (9, True)
+        assert our_devices(private_tmp)
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+    for _ in range(600):  # its last client gone, the device process ends (polled, not timed)
+        if not our_devices(private_tmp):
+            break
+        time.sleep(0.1)
+    assert not our_devices(private_tmp), "the device process outlived its node"
