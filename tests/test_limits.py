@@ -212,3 +212,65 @@ def test_each_text_limit_message_names_its_own_operation(run_lisp: Runner, call:
     assert (err, status) == ("", 0)
     assert out == (f'(error system_limit "{words} would be longer than {MAX_TEXT:,} characters '
                    f'(or hold an integer of more than {MAX_INT_DIGITS:,} digits)")\n')
+
+
+# --- reports of huge values are cut ---------------------------------------------------------------
+
+DEEP = "(def deep (n acc) (if (== n 0) acc (deep (- n 1) (list acc))))\n"
+
+
+def test_error_and_crash_reports_cut_a_huge_value(run_lisp: Runner) -> None:
+    """A throw of a list nested 200,000 deep printed one report line of 400 KB; a long error
+    message as much. Each report shows at most MAX_REPORT characters of it, ending in "..."."""
+    long_message = '(str/join "" (list/map (fn (i) "abcdefghij") (list/range 10000)))'
+    source = DEEP + f"""(spawn (fn () (throw (deep 200000 1))))
+(spawn (fn () (throw (list 'short "value"))))
+(spawn (fn () (error {long_message})))
+(timer/sleep 200)
+(throw (deep 200000 2))
+"""
+    out, err, status = run_lisp(source, timeout=TIMEOUT)
+    assert (out, status) == ("", 1)
+    import re
+
+    lines = sorted(err.splitlines(), key=lambda line: int(line.split(":")[1]))  # by source line
+    cut = "(" * (errors.MAX_REPORT - 3) + "..."
+    assert [re.sub(r"#<pid [0-9.]+>", "PID", line.split(": ", 1)[1]) for line in lines] == [
+        f"process PID crashed: throw: {cut}",
+        "process PID crashed: throw: (short \"value\")",
+        f"process PID crashed: user: {'abcdefghij' * 99}abcdefg...",
+        f"error: throw: {cut}",
+    ]
+
+
+def test_report_repr_is_to_repr_up_to_its_limit() -> None:
+    from lispvm.vm.values import Cons, Vec, from_list, intern, to_repr
+
+    values = [from_list([1, 2.5, from_list(['a"b', None]), Vec((1, Vec(()))), intern("x")]), Cons(1, 2),
+              Cons(1, Cons(2, 3)), Vec(()), None, "abc", Vec((from_list([1]),)), 2**100, 2 ** (1 << 17)]
+    for v in values:
+        assert errors.report_repr(v) == to_repr(v)
+    shared: object = "z"
+    for _ in range(60):  # 2^60 leaves: cut after the first thousand characters, not walked
+        shared = from_list([shared, shared])
+    text = errors.report_repr(shared)
+    assert len(text) == errors.MAX_REPORT and text.endswith("...") and text.startswith('((((')
+    assert errors.report_repr("q" * 5000, 10) == '"qqqqqq...'
+
+
+def test_the_main_process_exit_reason_report_is_cut() -> None:
+    import io
+
+    from lispvm.scheduler.node import main_exit
+    from lispvm.vm.values import from_list
+
+    class Ended:
+        where = None
+
+    deep: object = 1
+    for _ in range(200000):
+        deep = from_list([deep])
+    err = io.StringIO()
+    assert main_exit(Ended(), deep, lambda: None, err) == 1  # type: ignore[arg-type]
+    assert err.getvalue() == ("lispvm: the main process exited with reason "
+                              + "(" * (errors.MAX_REPORT - 3) + "...\n")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .values import Cons, intern, to_repr
+from .values import Cons, Vec, intern, to_repr
 
 # System limits (docs/language.md, "System limits"): work a single builtin call or instruction
 # may do without counting reductions is bounded, so that no call blocks its scheduler for long.
@@ -101,15 +101,67 @@ def limit_error(exc: BaseException) -> LispError | None:
     return None
 
 
+MAX_REPORT = 1000  # characters of a value or message in one error, crash or exit report line
+
+
+def report_repr(value: Any, limit: int = MAX_REPORT) -> str:
+    """`to_repr(value)` cut to at most `limit` characters, ending in "..." when cut; the walk
+    stops there too, so a value nested 200,000 deep, or sharing its sublists 2^60 times over,
+    costs no more than its first `limit` characters."""
+    out: list[str] = []
+    n = 0
+    todo: list[tuple] = [(0, value)]  # (0, value to print), (1, a list's rest), (2, vector, index)
+    while todo and n <= limit:
+        item = todo.pop()
+        kind, v = item[0], item[1]
+        if kind == 1:  # the rest of a list, after an element
+            if v is None:
+                s = ")"
+            elif v.__class__ is Cons:
+                s = " "
+                todo.append((1, v.tail))
+                todo.append((0, v.head))
+            else:
+                s = " . "
+                todo.append((3, ")"))
+                todo.append((0, v))
+        elif kind == 2:  # a vector's elements from index item[2]
+            i = item[2]
+            if i == len(v.items):
+                s = "]"
+            else:
+                s = " " if i else ""
+                todo.append((2, v, i + 1))
+                todo.append((0, v.items[i]))
+        elif kind == 3:
+            s = v
+        elif v.__class__ is Cons:
+            s = "("
+            todo.append((1, v.tail))
+            todo.append((0, v.head))
+        elif v.__class__ is Vec:
+            s = "["
+            todo.append((2, v, 0))
+        elif v.__class__ is str and len(v) > limit:
+            s = to_repr(v[:limit])  # longer than the limit with its quotes: it will be cut
+        else:
+            s = to_repr(v)  # an integer too large to convert prints as #<too large to print>
+        out.append(s)
+        n += len(s)
+    text = "".join(out)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def describe(value: Any) -> str:
-    """One line for people: `badarg: head of nil` for runtime errors, `throw: VALUE` otherwise."""
+    """One line for people: `badarg: head of nil` for runtime errors, `throw: VALUE` otherwise;
+    a value or message longer than MAX_REPORT characters is cut there, with "..."."""
     if (value.__class__ is Cons and value.head is ERROR and value.tail.__class__ is Cons
             and value.tail.tail.__class__ is Cons and value.tail.tail.head.__class__ is str):
-        return f"{value.tail.head!r}: {value.tail.tail.head}"
-    try:
-        return f"throw: {to_repr(value)}"
-    except ValueError:  # an integer over MAX_INT_DIGITS somewhere in it
-        return "throw: #<too large to print>"
+        message = value.tail.tail.head
+        if len(message) > MAX_REPORT:
+            message = message[: MAX_REPORT - 3] + "..."
+        return f"{value.tail.head!r}: {message}"
+    return f"throw: {report_repr(value)}"
 
 
 class CompileError(Exception):
