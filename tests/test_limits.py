@@ -35,6 +35,8 @@ CASES = {
     "list-range-of-10^12": "(list/range 1000000000000)",
     "list-range-beyond-a-machine-word": "(list/range 0 100000000000000000000000000000 7)",
     "parse-int-of-a-million-digits": '(parse-int (str/join "" (list/range 1 200000)))',
+    "parse-int-base-16-of-4.8M-bits":
+        '(parse-int (str/join "" (list/map (fn (i) "ffff") (list/range 300000))) 16)',
     "str-join-with-a-huge-separator": '(str/join (str/join "" (list/range 1 300000)) (list/range 100000))',
 }
 
@@ -151,8 +153,9 @@ PRODUCTS = """
 (print (== (* 2 (- half 1) 2) (* (* 2 (- half 1)) 2)))
 (print (* 1e200 1e200) (* 1.5 2 3))
 (print (kind (fn () (* "a" 3))))
+(print (== (parse-int (str/join "" (list/map (fn (i) "f") (list/range 262144))) 16) (+ (* (- half 1) (+ half 1)) 0)))
 """
-EXPECTED_PRODUCTS = ["system_limit"] * 6 + ["true", "true", "inf 9.0", "badarg"]
+EXPECTED_PRODUCTS = ["system_limit"] * 6 + ["true", "true", "inf 9.0", "badarg", "true"]
 
 
 @pytest.mark.parametrize("mode", ["interpreted", "compiled"])

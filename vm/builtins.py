@@ -599,11 +599,16 @@ def b_parse_int(s: Any, base: Any = 10) -> int:
     s = _str("parse-int", s)
     base = _int("parse-int", base)
     try:
-        return int(s.strip(), base)
+        n = int(s.strip(), base)
     except ValueError as e:
         if limit_error(e) is not None:
             raise system_limit(f"parse-int: more than {MAX_INT_DIGITS} digits") from None
         raise badarg(f"parse-int: not an integer: {short_repr(s)}") from None
+    # A power-of-two base has no digit limit (conversion is linear): bound the result as `*`
+    # does, or the next product of two such numbers would block the scheduler for seconds.
+    if not INT_MIN < n < INT_LIMIT:
+        raise system_limit(f"parse-int: the integer would have more than {MAX_INT_BITS:,} bits")
+    return n
 
 
 # --- predicates ---------------------------------------------------------------------------
