@@ -23,7 +23,7 @@ import re
 import struct
 from typing import Any
 
-from ..vm.errors import BadBytecode, CompileError
+from ..vm.errors import INT_LIMIT, INT_MIN, MAX_INT_BITS, BadBytecode, CompileError
 from ..vm.lbc import FORMAT_VERSION, MAX_POSITION, Module, Proto
 from ..vm.opcodes import BY_NAME, decode_fields, encode
 from ..vm.values import FALSE, TRUE, Cons, Sym, Vec, intern
@@ -194,7 +194,10 @@ def _atom(a: str) -> Any:
     if re.fullmatch(r"-?\d+", a):
         return int(a)
     if re.fullmatch(r"-?0x[0-9a-f]+", a):
-        return int(a, 16)
+        n = int(a, 16)
+        if not INT_MIN < n < INT_LIMIT:  # what asm writes, run must load (vm/lbc.py refuses it)
+            raise ValueError(f"integer constant of more than {MAX_INT_BITS:,} bits")
+        return n
     raise ValueError(f"unknown constant {a!r}")
 
 

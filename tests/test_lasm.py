@@ -284,3 +284,26 @@ def test_writing_a_negative_count_is_a_clear_error() -> None:
     module.protos[0].nparams = -1
     with pytest.raises(ValueError, match="negative number -1"):
         dump(module)
+
+
+def test_an_integer_constant_over_the_product_limit_is_refused() -> None:
+    """A .lasm or .lbc file could carry an integer of millions of bits (hex has no digit limit),
+    which one multiplication would then take seconds over: constants are bounded like products
+    (vm/errors.py MAX_INT_BITS), the largest allowed one still loads."""
+    from lispvm.vm.errors import INT_LIMIT, MAX_INT_BITS
+
+    def module_with(k: int) -> Module:
+        main = Proto("main", 0, False, 2)
+        main.consts = [k]
+        main.code = [encode(BY_NAME["LOADK"], {"A": 1, "Bx": 0}), encode(BY_NAME["RETURN"], {"A": 1})]
+        main.lines = [(1, 1)] * 2
+        return Module("big.lisp", [main])
+
+    ok_ = module_with(-(INT_LIMIT - 1))
+    assert lbc.load(lbc.dump(ok_)).protos[0].consts == [-(INT_LIMIT - 1)]
+    assert assemble(disassemble(ok_), "ok.lasm").protos[0].consts == [-(INT_LIMIT - 1)]
+    big = module_with(INT_LIMIT)
+    with pytest.raises(lbc.BadBytecode, match=f"integer constant of more than {MAX_INT_BITS:,} bits"):
+        lbc.load(lbc.dump(big))
+    with pytest.raises(CompileError, match=f"integer constant of more than {MAX_INT_BITS:,} bits"):
+        assemble(disassemble(big), "big.lasm")

@@ -23,7 +23,7 @@ import struct
 import zlib
 from typing import Any
 
-from .errors import BadBytecode
+from .errors import INT_LIMIT, INT_MIN, MAX_INT_BITS, BadBytecode
 from .values import FALSE, TRUE, Cons, Sym, Vec, intern
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "Proto", "Module", "dump", "load", "MAX_CONST_DEPTH"]
@@ -302,7 +302,10 @@ class _Reader:
         if tag == K_TRUE:
             return TRUE
         if tag == K_INT:
-            return self.sv(1 << (8 * len(self.data)))
+            n = self.sv(1 << (8 * len(self.data)))
+            if not INT_MIN < n < INT_LIMIT:  # bounded as `*` bounds products (docs/language.md)
+                raise BadBytecode(f"integer constant of more than {MAX_INT_BITS:,} bits")
+            return n
         if tag == K_FLOAT:
             return struct.unpack("<d", self.take(8))[0]
         if tag == K_STR:
