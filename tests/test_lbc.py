@@ -419,9 +419,12 @@ def _one_const_file(const: bytes, count_prefix: bytes | None = None) -> bytes:
 
 
 def test_a_long_integer_constant_loads_in_linear_time() -> None:
-    """A 1.6 MB integer constant: shifting each 7-bit group into a growing int made the loader
-    quadratic (minutes at this size); converting once is linear (well under a second)."""
-    n = (1 << (8 * 1_400_000)) - 12345
+    """The largest integer constant allowed (vm/errors.py MAX_INT_BITS, 150 KB): shifting each
+    7-bit group into a growing int made the loader quadratic (minutes at 1.6 MB, before constants
+    were bounded); converting once is linear. One bit more is refused (test_lasm.py)."""
+    from lispvm.vm.errors import MAX_INT_BITS
+
+    n = (1 << MAX_INT_BITS) - 12345
     body = bytearray([lbc.K_INT])
     lbc._sv(body, n)
     data = _one_const_file(bytes(body))
