@@ -35,6 +35,7 @@ import socket
 import sys
 import tempfile
 import time
+from _operator import _compare_digest  # hmac.compare_digest, without importing hashlib
 from collections import deque
 from typing import Any
 
@@ -192,7 +193,6 @@ class ClusterNode:
         self.charged = False  # a send pushed PUSH_BYTES out during this slice: its process may give way
         self.secret = b""  # the node's token: a connection's hello must carry it (_hello_bad)
         self.greeted: set[int] = set()  # peers whose hello came on a connection they made to us
-        self.stalled: list[Process] = []  # processes waiting for the peers to read (give_way)
 
     # --- sockets -------------------------------------------------------------------------
 
@@ -353,10 +353,6 @@ class ClusterNode:
             else:
                 obj()
             got = True
-        if self.stalled and self.unsent() <= SEND_BUFFER_LIMIT // 2:
-            stalled, self.stalled = self.stalled, []
-            for proc in stalled:  # (one killed meanwhile is not BLOCKED any more: complete ignores it)
-                self.sched.complete(proc, value=proc.request[1])
         return got
 
     def _accept(self) -> None:
@@ -521,9 +517,10 @@ class ClusterNode:
 
     def give_way(self, sched: Scheduler, msg: Any) -> None:
         """The running process's sends queued PUSH_BYTES for a peer (push): it ends its slice if
-        this scheduler holds more than SEND_BUFFER_LIMIT unsent bytes (it waits until the peers
-        have read half of them: request_service) or if another process or a timer is due here;
-        `send` then returns `msg` when it runs again."""
+        this scheduler holds more than SEND_BUFFER_LIMIT unsent bytes (the scheduler then waits
+        until the peers have read half of them, backpressure, before it runs any process:
+        request_service) or if another process or a timer is due here; `send` then returns
+        `msg` when it runs again."""
         self.charged = False
         t = sched.timers
         if (sched.runq or self.unsent() > SEND_BUFFER_LIMIT
@@ -723,11 +720,9 @@ class ClusterNode:
 
     def request_service(self, sched: Scheduler, proc: Process) -> None:
         req = proc.request
-        if req[0] is _GIVE_WAY:  # (give_way) runnable again now, or once the peers have read enough
-            if self.unsent() > SEND_BUFFER_LIMIT:
-                self.stalled.append(proc)
-            else:
-                sched.complete(proc, value=req[1])
+        if req[0] is _GIVE_WAY:  # (give_way) past the bound, this scheduler waits between slices as ever
+            self.backpressure()
+            sched.complete(proc, value=req[1])
             return
         from .device import client
 
@@ -806,13 +801,16 @@ class ClusterNode:
         elif kind == "hello":
             raise _Refused("a second hello")
         why = check(self, ev)
+        if why is None and kind in _BY_NAME and not hasattr(self, _BY_NAME[kind]):
+            why = f"not sent to scheduler {self.sid}"  # (a stop to the hub, an out to a worker)
         if why is not None:
             raise _Refused(f"{kind}: {why}")
         if kind in _COUNTED:
             self.recvd += 1
         try:
             _HANDLERS[kind](self, link, ev)
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:  # pragma: no cover - the shape checks come first
+        # pragma: no cover - the checks above come first; a handler's slip still never ends the node
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:  # pragma: no cover
             raise _Refused(f"{kind}: {e.__class__.__name__}: {e}") from None
 
     def on_hello(self, link: Link, ev: tuple) -> None:
@@ -1149,7 +1147,7 @@ class Hub(ClusterNode):
         if k in self.workers or k == 0 or k >= self.nschedulers or k in self.dead or self.stopping:
             return
         settings = (self.nschedulers, self.argv, self.full_budget, self.trace_path, self.jit,
-                    os.getpid() if self.pokeable else None)
+                    os.getpid() if self.pokeable else None, self.secret)
         if hasattr(os, "fork"):
             for stream in (sys.stdout, sys.stderr, self.out, self.err):
                 try:
@@ -1492,9 +1490,103 @@ def _dispatch(name: str) -> Any:
     return h
 
 
-for _ev, _m in (("hello", "on_hello"), ("out", "on_out"), ("err", "on_err"), ("main_done", "on_main_done"),
-                ("idle_report", "on_idle_report"), ("busy", "on_busy"), ("stop", "on_stop"), ("mainpid", "on_mainpid")):
+_BY_NAME = {"hello": "on_hello", "out": "on_out", "err": "on_err", "main_done": "on_main_done",
+            "idle_report": "on_idle_report", "busy": "on_busy", "stop": "on_stop", "mainpid": "on_mainpid"}
+for _ev, _m in _BY_NAME.items():
     _HANDLERS[_ev] = _dispatch(_m)
+
+
+class _Refused(Exception):
+    """An event that no scheduler of this node sends (ClusterNode.handle): its connection is cut."""
+
+
+def _sid(node: ClusterNode, k: Any) -> bool:
+    """`k` can be a scheduler number of this node."""
+    return k.__class__ is int and 0 <= k < node.nschedulers
+
+
+def _hello_bad(node: ClusterNode, ev: tuple) -> str | None:
+    """A hello must come from another scheduler of this node that has not said hello before
+    (a forged one made the node take a live scheduler for dead), with the node's token."""
+    if len(ev) != 4 or not _sid(node, ev[1]) or not (ev[2] is None or (ev[2].__class__ is int and ev[2] > 0)):
+        return "wrong shape"
+    if ev[3].__class__ is not bytes or not _compare_digest(ev[3], node.secret):
+        return "not this node's token"
+    k = ev[1]
+    if k == node.sid or k in node.greeted or k in node.dead:
+        return f"scheduler {k} is connected already"
+    return None
+
+
+# Signals as ClusterNode.signal and the kernel make them: their fields' classes (None: any value).
+_SIGNAL_SHAPES: dict[str, tuple] = {
+    "exit": (Pid, None, Pid), "xsignal": (Pid, None, Pid), "down": (Ref, Pid, None, Pid),
+    "link": (Pid, Pid), "unlink": (Pid, Pid), "monitor": (Ref, Pid, Pid), "demonitor": (Ref, Pid),
+}
+
+
+def _ev_bad(node: ClusterNode, ev: tuple) -> str | None:
+    if len(ev) != 6 or ev[1].__class__ is not Pid:
+        return "wrong shape"
+    skey, seq = ev[2], ev[3]
+    if not ((skey is None and seq is None) or (skey.__class__ is int and seq.__class__ is int and seq >= 0)):
+        return "wrong sequence"
+    if ev[4] == "m":
+        return None
+    item = ev[5]
+    if ev[4] != "s" or item.__class__ is not tuple or not item or item[0].__class__ is not str:
+        return "neither a message nor a signal"
+    fields = _SIGNAL_SHAPES.get(item[0])
+    if fields is None or len(item) != len(fields) + 1 or any(
+            c is not None and x.__class__ is not c for c, x in zip(fields, item[1:])):
+        return "not a signal"
+    return None
+
+
+def _names_bad(news: Any) -> bool:
+    return news.__class__ is not tuple or any(
+        x.__class__ is not tuple or len(x) != 2 or x[0].__class__ is not Sym or x[1].__class__ is not Pid for x in news)
+
+
+def _shape(*fields: Any) -> Any:
+    """A check that the event has these fields after its kind: a class, a tuple of classes, a
+    predicate taking (node, value), or None for any value."""
+    def bad(node: ClusterNode, ev: tuple) -> str | None:
+        if len(ev) != len(fields) + 1:
+            return "wrong length"
+        for f, x in zip(fields, ev[1:]):
+            if f is None:
+                continue
+            if f.__class__ is type or f.__class__ is tuple:
+                if x.__class__ not in (f if f.__class__ is tuple else (f,)):
+                    return "wrong shape"
+            elif not f(node, x):
+                return "wrong shape"
+        return None
+    return bad
+
+
+_NONE = type(None)
+_SHAPES: dict[str, Any] = {
+    "hello": _hello_bad,
+    "ev": _ev_bad,
+    "moved": _shape(int, _sid),
+    "proc": _shape(Process, int, lambda node, news: not _names_bad(news)),
+    "define": _shape(str, None),
+    "register": _shape(Sym, Pid, (Pid, _NONE)),
+    "unregister": _shape(Sym, Pid),
+    "idle": _shape(_sid),
+    "busy": _shape(_sid),
+    "peer": _shape(_sid),
+    "sched_down": _shape(lambda node, k: _sid(node, k) and k != node.sid),
+    "start": _shape(_sid),
+    "out": _shape(str),
+    "err": _shape(str),
+    "main_done": _shape(int, (str, _NONE)),
+    "idle_report": _shape(_sid, bool, int, int, bool, bool),
+    "stop": _shape(),
+    "mainpid": _shape(Pid),
+}
 
 
 def _builtin_names() -> frozenset:
@@ -1649,7 +1741,7 @@ def worker_main(sockdir: str, k: int, settings: tuple | None = None, loaded: tup
 
         globals_ = Globals()
         module = load_program(program, globals_)
-    nsched, argv, budget, trace_path, jit, hub_pid = settings
+    nsched, argv, budget, trace_path, jit, hub_pid, secret = settings
     trace = None
     if trace_path:  # the tracing module imports structlog: 110 ms, paid only when tracing
         from .trace import make_tracer
@@ -1657,6 +1749,7 @@ def worker_main(sockdir: str, k: int, settings: tuple | None = None, loaded: tup
         trace = make_tracer(trace_path, k)
     node = Worker(k, nsched, sockdir, module, globals_, argv, budget, trace)
     node.hub_pid = hub_pid
+    node.secret = secret
     for name, pid in names.items():
         node.bind(name, pid)
     for proc in given:
@@ -1695,6 +1788,9 @@ def run_cluster(data: bytes, module: lbc.Module, globals_: Globals, argv: list[s
     hub = Hub(0, nsched, sockdir, module, globals_, argv, budget, trace, out=out, err=err, jit=jit,
               trace_path=trace_path)
     hub.program = data
+    # A new token per run, known only to its schedulers (inherited at fork, or in the node's
+    # private directory): a connection whose hello lacks it is closed (_hello_bad).
+    hub.secret = os.urandom(16)
     main = Process(hub.sched.new_pid(), Closure(module.protos[0], ()), [None] * module.protos[0].nregs)
     MAIN_PID[0] = main.pid
     MAIN_LOC[0] = 0
@@ -1705,9 +1801,11 @@ def run_cluster(data: bytes, module: lbc.Module, globals_: Globals, argv: list[s
         return hub.run(main)
     finally:
         hub.shutdown()
-        # every worker has stopped running (shutdown): none can poke this process any more
+        # a worker that is still exiting may poke once more: SIGUSR1's default action would end
+        # this process with status 138 after a successful run, so the default is not put back
         if previous is not False:
-            signal.signal(POKE_SIGNAL, previous if previous is not None else signal.SIG_IGN)
+            keep = previous is None or previous == signal.SIG_DFL
+            signal.signal(POKE_SIGNAL, signal.SIG_IGN if keep else previous)
 
 
 __all__ += ["Link", "ClusterNode", "Worker", "BLOCKED"]
