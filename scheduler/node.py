@@ -14,8 +14,9 @@ from typing import Any
 
 from ..vm import interp, lbc, prelude
 from ..vm.builtins import BUILTINS, badarg
+from ..vm.errors import report_repr
 from ..vm.process import Globals, Process
-from ..vm.values import Closure, Pid, Sym, to_repr
+from ..vm.values import Closure, Pid, Sym
 from .clock import BusyWait, MonotonicClock
 from .kernel import DEAD, NORMAL, Scheduler, crash_line
 
@@ -246,5 +247,5 @@ def main_exit(proc: Process, reason: Any, flush: Any, err: Any) -> int:
     if proc.where is not None:  # an uncaught error (the VM recorded where it was raised)
         err.write(crash_line(proc, True) + "\n")
     else:
-        err.write(f"lispvm: the main process exited with reason {to_repr(reason)}\n")
+        err.write(f"lispvm: the main process exited with reason {report_repr(reason)}\n")
     return 1
