@@ -41,7 +41,18 @@ from typing import Any
 from . import boxes as _boxes
 from . import builtins as B
 from . import interp, lbc
-from .errors import Halt, LispError, ProcessExit, badarg, limit_error, runtime_error, undef
+from .errors import (
+    INT_LIMIT,
+    INT_MIN,
+    Halt,
+    LispError,
+    ProcessExit,
+    badarg,
+    limit_error,
+    product_too_large,
+    runtime_error,
+    undef,
+)
 from .lbc import Proto
 from .opcodes import decode_fields
 from .process import BLOCK, DONE, EXITED, FAILED, HALT, YIELD
@@ -125,6 +136,7 @@ class FastTier:
             "_lisp_value": _lisp_value, "_CATCH": _CATCHABLE, "_badmatch_guard": None,
             "_ctx": B.ctx, "_WAITING": WAITING, "_rwait": _rwait,
             "_touch": _boxes.touch_current, "_PK": None,  # the running process's key (vm/interp.py run)
+            "_int": int, "_INT_LIMIT": INT_LIMIT, "_INT_MIN": INT_MIN, "_product_limit": _raise_product_limit,
         }
 
     # -- compiling -----------------------------------------------------------------------------
@@ -333,6 +345,10 @@ def _tuple_to_list(t: tuple) -> Any:
 
 def _raise_undef(name: str) -> None:
     raise undef(f"undefined global {name}")
+
+
+def _raise_product_limit() -> None:
+    raise product_too_large()
 
 
 def _badarg_str(op: str, x: Any, y: Any) -> None:
@@ -1005,6 +1021,8 @@ class _Gen:
             # (x - 0 == x exactly, -0.0 included): 2 bytecodes instead of a 5-bytecode test.
             op = {"ADD": "+", "MUL": "*", "MOD": "%"}[name]
             L(ind, f"{ra} = {self.r(b)} {op} {self.r(c)} - 0", pc)
+            if name == "MUL":  # bounded as in the interpreter (vm/errors.py MAX_INT_BITS)
+                L(ind, f"if {ra}.__class__ is _int and not _INT_MIN < {ra} < _INT_LIMIT: _product_limit()", pc)
         elif name in ("SUB", "DIV", "IDIV"):
             op = {"SUB": "-", "DIV": "/", "IDIV": "//"}[name]
             L(ind, f"{ra} = {self.r(b)} {op} {self.r(c)}", pc)

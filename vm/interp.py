@@ -28,7 +28,20 @@ from typing import Any
 from . import boxes as _boxes
 from . import builtins as B
 from . import process as _process_module
-from .errors import BadBytecode, Halt, LispError, ProcessExit, badarg, badarity, describe, limit_error, undef
+from .errors import (
+    INT_LIMIT,
+    INT_MIN,
+    BadBytecode,
+    Halt,
+    LispError,
+    ProcessExit,
+    badarg,
+    badarity,
+    describe,
+    limit_error,
+    product_too_large,
+    undef,
+)
 from .lbc import Module, Proto
 from .opcodes import decode_fields
 from .process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Globals, Process
@@ -671,7 +684,10 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                 break
                 elif op < D_RECVSTART:
                     if op is D_MUL:
-                        regs[a] = regs[b] * regs[c] - 0  # a string result raises (see vm/fast.py)
+                        x = regs[b] * regs[c] - 0  # a string result raises (see vm/fast.py)
+                        if x.__class__ is int and not INT_MIN < x < INT_LIMIT:
+                            raise product_too_large()  # the next product would block the scheduler
+                        regs[a] = x
                     elif op is D_EQ:
                         regs[a] = TRUE if regs[b] == regs[c] else FALSE
                     elif op is D_LT:
