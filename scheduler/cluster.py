@@ -42,9 +42,9 @@ from typing import Any
 from ..vm import interp, lbc
 from ..vm.builtins import badarg
 from ..vm.codec import CodecError, FrameReader, TooLarge, decode, encode, encode_frame
-from ..vm.errors import LispError, describe, system_limit
+from ..vm.errors import LispError, describe, report_repr, system_limit
 from ..vm.process import Globals, Process
-from ..vm.values import UNDEF, Closure, Pid, Ref, Sym, intern, to_repr
+from ..vm.values import UNDEF, Closure, Pid, Ref, Sym, intern
 from .chaos import Chaos
 from .clock import BusyWait, MonotonicClock
 from .kernel import BLOCKED, DEAD, RUNNABLE, WAITING, YIELDED, Scheduler, crash_line
@@ -739,7 +739,7 @@ class ClusterNode:
             elif proc.where is not None:
                 self.main_done(1, crash_line(proc, True))
             else:
-                self.main_done(1, f"lispvm: the main process exited with reason {to_repr(reason)}")
+                self.main_done(1, f"lispvm: the main process exited with reason {report_repr(reason)}")
 
     def halt(self, code: int) -> None:
         self.main_done(code, None)

@@ -277,3 +277,14 @@ def test_the_main_process_exit_reason_report_is_cut() -> None:
     assert main_exit(Ended(), deep, lambda: None, err) == 1  # type: ignore[arg-type]
     assert err.getvalue() == ("lispvm: the main process exited with reason "
                               + "(" * (errors.MAX_REPORT - 3) + "...\n")
+
+
+def test_a_deep_exit_reason_of_the_main_process_is_one_short_line(run_lisp: Runner) -> None:
+    """`lispvm run` reports the main process's exit through the node (scheduler/cluster.py), on
+    one scheduler too: a 200,000-deep reason printed a 400 KB line there."""
+    source = "(def deep (n acc) (if (== n 0) acc (deep (- n 1) (list acc))))\n(exit (deep 200000 3))\n"
+    for flags in ((), ("--schedulers", "2")):
+        out, err, status = run_lisp(source, flags=flags, timeout=TIMEOUT)
+        assert status == 1 and out == "", (flags, err[:200])
+        assert err.startswith("lispvm: the main process exited with reason (((") and err.endswith("...\n"), err[:200]
+        assert len(err) <= errors.MAX_REPORT + 100, len(err)
