@@ -935,23 +935,20 @@ class FrameReader:
         """Take the next bytes of the stream; the payloads they complete, in order. CodecError if
         a header announces more than max_frame bytes (the stream cannot be trusted any more)."""
         buf = self.buf
-        if not buf and len(data) >= HEADER:  # the common case: whole frames in one read
+        if not buf and len(data) >= HEADER:  # the common case: whole frames in one read, no copy
             mv = memoryview(data)
-            out = []
-            pos = 0
-            end = len(mv)
-            while end - pos >= HEADER:
-                n = _LEN.unpack_from(mv, pos)[0]
-                if n > self.max_frame:
-                    raise CodecError(f"frame of {n} bytes announced, more than the limit of {self.max_frame}")
-                if end - pos - HEADER < n:
-                    break
-                out.append(bytes(mv[pos + HEADER:pos + HEADER + n]))
-                pos += HEADER + n
-            if pos < end:
+            out, pos = self._split(mv)
+            if pos < len(mv):
                 buf += mv[pos:]
             return out
         buf += data
+        out, pos = self._split(buf)
+        if pos:
+            del buf[:pos]
+        return out
+
+    def _split(self, buf: Any) -> tuple[list[bytes], int]:
+        """The whole frames at the start of `buf`, and where the first incomplete one starts."""
         out = []
         pos = 0
         end = len(buf)
@@ -963,6 +960,4 @@ class FrameReader:
                 break
             out.append(bytes(buf[pos + HEADER:pos + HEADER + n]))
             pos += HEADER + n
-        if pos:
-            del buf[:pos]
-        return out
+        return out, pos
