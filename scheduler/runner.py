@@ -10,7 +10,8 @@ import os
 import sys
 from typing import Any
 
-from ..vm import fast
+from ..vm import boxes, fast, lbc, process
+from ..vm import builtins as B
 from ..vm.process import Globals
 from . import chaos
 from .node import LocalNode, load_program
@@ -56,5 +57,16 @@ def _run(data: bytes, argv: list[str], schedulers: int | None, reductions: int, 
     finally:
         if tier is not None:
             fast.disable()
+        # Nothing of this OS process may keep the finished run's values alive for later runs here
+        # (tests, an embedding, a REPL). vm.boxes bounds a global's next scan for boxes by the value
+        # last stored in it, in a table keyed by the cell's id: the run's cells are dead, so its
+        # entries were never replaced (gpu/ arrays kept their memfds); only a bound, so a run
+        # going on in another thread merely scans its next store in full.
+        boxes._FREE.clear()
+        B.ctx.proc = B.ctx.host = None  # the last process run, its scheduler, node and globals
+        if process.CURRENT_GLOBALS is globals_:
+            process.CURRENT_GLOBALS = None
+        if lbc._REGISTRY.get(module.key) is module:  # its decoded code holds the run's global cells
+            del lbc._REGISTRY[module.key]
         if tracer is not None:
             tracer.close()

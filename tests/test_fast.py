@@ -507,3 +507,27 @@ def test_functions_that_are_one_try_are_compiled() -> None:
     assert result == run(src, jit=False)
     assert result[0] == "(1.0 1 0)\n(err badarg) (inner badarg) (inner badarg)\n"
     assert {"safe-div", "twice", "dead", "loop"} <= set(compiled) and not refused
+
+
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "nojit"])
+def test_a_finished_run_leaves_none_of_its_values_behind(jit: bool) -> None:
+    """Runs in one OS process (tests, an embedding, a REPL) share module state, and none of it
+    may keep a finished run's values alive: vm.boxes kept the last box-free value stored in each
+    global (the bound of the next store's scan for boxes) after the run, and with it whatever
+    that value held: the gpu/ arrays of one run held their memfds through every later run."""
+    import gc
+
+    from lispvm.vm.values import Cons
+
+    src = """
+    (def make-counter () (let ((n 0)) (fn () (set n (+ n 1)) n)))
+    (def c (make-counter))
+    (c)
+    (def keep (cons (str "lispvm-" "leak-marker") (list/range 3)))
+    (set keep (cons (head keep) keep))
+    (print (length keep))
+    """
+    assert run(src, jit=jit) == ("5\n", "", 0)
+    gc.collect()
+    left = [o for o in gc.get_objects() if o.__class__ is Cons and o.head == "lispvm-leak-marker"]
+    assert not left, f"{len(left)} conses of the finished run are still alive"
