@@ -10,8 +10,8 @@ import os
 import sys
 from typing import Any
 
-from ..vm import boxes, fast, lbc, process
 from ..vm import builtins as B
+from ..vm import fast, lbc, process
 from ..vm.process import Globals
 from . import chaos
 from .node import LocalNode, load_program
@@ -58,11 +58,7 @@ def _run(data: bytes, argv: list[str], schedulers: int | None, reductions: int, 
         if tier is not None:
             fast.disable()
         # Nothing of this OS process may keep the finished run's values alive for later runs here
-        # (tests, an embedding, a REPL). vm.boxes bounds a global's next scan for boxes by the value
-        # last stored in it, in a table keyed by the cell's id: the run's cells are dead, so its
-        # entries were never replaced (gpu/ arrays kept their memfds); only a bound, so a run
-        # going on in another thread merely scans its next store in full.
-        boxes._FREE.clear()
+        # (tests, an embedding, a REPL): gpu/ arrays kept their memfds.
         B.ctx.proc = B.ctx.host = None  # the last process run, its scheduler, node and globals
         if process.CURRENT_GLOBALS is globals_:
             process.CURRENT_GLOBALS = None

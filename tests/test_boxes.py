@@ -177,8 +177,8 @@ def test_storing_onto_the_previous_value_does_not_rescan_it(monkeypatch: pytest.
     p = _proc(5)
     cell = GlobalCell("log")
     old = Cons(Vec(_Poison()), None)  # type: ignore[arg-type]
-    monkeypatch.setitem(boxes._FREE, id(cell), old)
+    cell.boxfree = old
     new = Cons(1, old)
-    assert boxes.for_global(p, new, cell) is new and boxes._FREE[id(cell)] is new
+    assert boxes.for_global(p, new, cell) is new and cell.boxfree is new
     with pytest.raises(AssertionError):
         boxes.for_global(p, Cons(1, old), GlobalCell("other"))  # another global: scanned

@@ -94,23 +94,17 @@ def _view(proc: Any, b: Box) -> Box | None:
     return touch(proc, b)
 
 
-# id(global cell) -> the value last stored in it when that value held no box: the scan of the
-# next value stops there, so `(set log (cons x log))` costs O(1), not the length of log (the
-# dict holds the value, so its id is not reused while it is an entry)
-_FREE: dict[int, Any] = {}
-
-
 def for_global(proc: Any, x: Any, cell: Any = None) -> Any:
     """The value global `cell` gets when `proc` stores `x` with def or set: `x` itself when it
     holds no box, else a copy whose boxes are templates (see the module doc)."""
     if not B.BOXES_MADE:
         return x
-    key = id(cell)
-    if not _has_box(x, _FREE.get(key) if cell is not None else None):
+    if not _has_box(x, cell.boxfree if cell is not None else None):
         if cell is not None and x.__class__ in _CONTAINERS:
-            _FREE[key] = x
+            cell.boxfree = x  # kept on the cell, so it goes when the run's globals go
         return x
-    _FREE.pop(key, None)
+    if cell is not None:
+        cell.boxfree = None
 
     def template(b: Box, fill: list) -> Box:
         own = _view(proc, b)

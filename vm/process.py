@@ -130,11 +130,14 @@ class Process:
 class GlobalCell:
     """One global variable. Decoded instructions hold the cell, so a lookup is an attribute read."""
 
-    __slots__ = ("name", "v")
+    __slots__ = ("name", "v", "boxfree")
 
     def __init__(self, name: str) -> None:
         self.name = name  # the global's name
         self.v: Any = UNDEF  # its value, UNDEF until defined
+        # the last value stored here that was found to hold no box (vm/boxes.py for_global): the
+        # scan of the next value stops there, so `(set log (cons x log))` is not O(length of log)
+        self.boxfree: Any = None
 
     def __reduce__(self) -> tuple:
         return (_cell_by_name, (self.name,))
