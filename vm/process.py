@@ -28,8 +28,9 @@ OUTCOME_NAMES = ("yield", "wait", "block", "done", "failed", "exited", "halt")
 
 
 class Process:
-    """One lightweight process. Plain data: it pickles, and resumes in any OS process that has
-    loaded the same modules (prototypes travel by identity, see vm.lbc.Proto.__reduce__).
+    """One lightweight process. Plain data: the term codec (vm/codec.py) carries its state
+    (__getstate__), and it resumes in any OS process that has loaded the same modules
+    (prototypes travel by (module key, index), never as code).
 
     Kept small on purpose (goal: under 1,000 bytes for a process waiting in `receive`): the
     mailbox, links and monitors are None until first used.
@@ -161,7 +162,7 @@ class Globals:
         return UNDEF if c is None else c.v
 
 
-CURRENT_GLOBALS: Globals | None = None  # the table that unpickled GlobalCells resolve in
+CURRENT_GLOBALS: Globals | None = None  # the table that decoded GlobalCells resolve in
 
 
 def _cell_by_name(name: str) -> GlobalCell:
