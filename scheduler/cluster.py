@@ -809,6 +809,9 @@ class ClusterNode:
             self.recvd += 1
         try:
             _HANDLERS[kind](self, link, ev)
+        except CodecError as e:  # passing on a well-formed event whose envelope grew past the limit:
+            # the peer did nothing wrong, so its connection stays; the event is reported, not hidden
+            sys.stderr.write(f"lispvm: scheduler {self.sid}: a {kind} event could not be passed on ({e})\n")
         # pragma: no cover - the checks above come first; a handler's slip still never ends the node
         except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:  # pragma: no cover
             raise _Refused(f"{kind}: {e.__class__.__name__}: {e}") from None

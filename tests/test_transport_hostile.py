@@ -228,3 +228,20 @@ def test_events_of_a_greeted_peer_are_still_checked() -> None:
                ("stop",), ("mainpid", Pid(0, 1)), [1], ("hello",)]:
         assert _refused(node, link, ev) is not None, ev
     assert node.recvd == 0
+
+
+def test_an_event_too_large_to_pass_on_does_not_cut_off_its_peer(monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """TooLarge is a ValueError: raised while a handler passes an event on (a forward after a move
+    can grow a message at the limit by its envelope), it closed the peer's connection as if the
+    peer had sent something malformed. Now it is one line on standard error, and the link stays."""
+    from lispvm.vm.codec import TooLarge
+
+    def passes_on(node: object, link: object, ev: tuple) -> None:
+        raise TooLarge("encoded message larger than the limit")
+
+    monkeypatch.setitem(cluster._HANDLERS, "hello", passes_on)
+    node = _Node(sid=0)
+    assert _refused(node, _Link(), ("hello", 1, 1234, node.secret)) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not be passed on" in err, err
