@@ -26,6 +26,8 @@ from typing import Any
 from .errors import INT_LIMIT, INT_MIN, MAX_INT_BITS, BadBytecode
 from .values import FALSE, TRUE, Cons, Sym, Vec, intern
 
+_K_INT_BOUND = 2 * INT_LIMIT  # the zigzag varint of the largest allowed integer constant, and one more
+
 __all__ = ["MAGIC", "FORMAT_VERSION", "Proto", "Module", "dump", "load", "MAX_CONST_DEPTH"]
 
 MAGIC = b"\x89LBC\r\n\x1a\n"
@@ -302,7 +304,12 @@ class _Reader:
         if tag == K_TRUE:
             return TRUE
         if tag == K_INT:
-            n = self.sv(1 << (8 * len(self.data)))
+            try:  # a fixed bound: one the size of the file was an allocation per constant
+                n = self.sv(_K_INT_BOUND)
+            except BadBytecode as e:
+                if str(e) != "count out of range":
+                    raise
+                n = INT_LIMIT  # longer than any allowed constant: refused just below
             if not INT_MIN < n < INT_LIMIT:  # bounded as `*` bounds products (docs/language.md)
                 raise BadBytecode(f"integer constant of more than {MAX_INT_BITS:,} bits")
             return n
