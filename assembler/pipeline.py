@@ -109,7 +109,7 @@ def compile_source(text: str, file: str = "<string>", dump: str | None = None, o
     # The passes recurse once per nesting level (a few Python frames each): leave room for
     # MAX_NESTING levels, so that the documented limit, with its position, is what stops them.
     old_limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old_limit, _FRAMES_PER_LEVEL * MAX_NESTING + old_limit))
+    sys.setrecursionlimit(_FRAMES_PER_LEVEL * MAX_NESTING + old_limit)
     try:
         for form in forms:
             core = expander.expand_toplevel(form)

@@ -739,7 +739,7 @@ def _build(kind: int, items: list, extra: Any) -> Any:
     if kind == _C_BOX:
         v, owner = items
         extra.v = v
-        if _BOX_OWNER and owner is not None:
+        if owner is not None:
             if not (owner.__class__ is int or owner.__class__ is str):
                 raise CodecError("malformed box owner")
             extra.owner = owner
@@ -790,16 +790,11 @@ def _build(kind: int, items: list, extra: Any) -> Any:
     raise CodecError(f"internal: container kind {kind}")  # pragma: no cover
 
 
-_BOX_OWNER = "owner" in Box.__slots__  # (who may use a box in place: vm/boxes.py)
-
-
 def _note_boxes() -> None:
-    """Boxes came from another OS process: tell the VM, as Box.__setstate__ does for pickle."""
+    """Boxes came from another OS process: from now on this one's messages are scanned for them."""
     from . import builtins
 
-    note = getattr(builtins, "note_box", None)
-    if note is not None:
-        note()
+    builtins.note_box()
 
 
 _PROC_SLOTS = _process.Process.__slots__

@@ -304,6 +304,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
     TICKS_LEFT = SLICE_TICKS  # the fast tier's preemption counts this slice from here
     refill = budget
     preempt = host.preempt
+    int_min, int_limit = INT_MIN, INT_LIMIT  # locals: MUL tests every integer product against them
     frames = proc.frames
     cl = proc.cl
     code = cl.proto.dcode
@@ -685,7 +686,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                 elif op < D_RECVSTART:
                     if op is D_MUL:
                         x = regs[b] * regs[c] - 0  # a string result raises (see vm/fast.py)
-                        if x.__class__ is int and not INT_MIN < x < INT_LIMIT:
+                        if x.__class__ is int and not int_min < x < int_limit:
                             raise product_too_large()  # the next product would block the scheduler
                         regs[a] = x
                     elif op is D_EQ:
