@@ -61,6 +61,16 @@ def opencl() -> tuple[list[str], str | None]:
     return _OPENCL
 
 
+def chaos_seeds() -> list[int]:
+    """The seeds the chaos tests run under: LISPVM_CHAOS_SEEDS=N (1..N, default 3), A-B, or a
+    comma-separated list (one variable for every test file, so one command widens them all)."""
+    text = os.environ.get("LISPVM_CHAOS_SEEDS", "3").strip()
+    if "," in text:
+        return [int(s) for s in text.split(",") if s.strip()]
+    lo, dash, hi = text.partition("-")
+    return list(range(int(lo), int(hi) + 1)) if dash else list(range(1, int(text) + 1))
+
+
 def compile_text(src: str, name: str = "test.lisp") -> bytes:
     """The .lbc bytes of Lisp source."""
     return lbc.dump(compile_source(src, name))

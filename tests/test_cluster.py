@@ -15,7 +15,7 @@ import time
 import pytest
 
 import test_processes as tp
-from support import lispvm, run
+from support import chaos_seeds, lispvm, run
 
 PROGRAMS = {
     name: getattr(tp, name) for name in dir(tp)
@@ -701,15 +701,8 @@ CHAOS_TRANSPORT = """
 """
 
 
-def _chaos_seeds() -> list[int]:
-    """The seeds each program runs under: 1, 2 and 3, or CHAOS_SEEDS=A-B (a longer sweep)."""
-    text = os.environ.get("CHAOS_SEEDS", "1-3")
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
-
-
 CHAOS_PROGRAMS = _chaos_programs()
-CHAOS_SEEDS = _chaos_seeds()  # x 3 node sizes x every program: a failure names its seed
+CHAOS_SEEDS = chaos_seeds()  # 1-3 by default (tests/support.py): x 3 node sizes x every program
 
 
 @pytest.mark.parametrize("schedulers", [1, 2, 4])

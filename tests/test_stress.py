@@ -11,7 +11,8 @@ NAME.ARG.out the output with ARG as the program's argument (those runs are `slow
 
 Environment:
 - LISPVM_CHAOS_SEEDS=N runs every chaos test with seeds 1..N (default 3); LISPVM_CHAOS_SEEDS=7,19
-  runs those seeds. A failing chaos run names its seed and the command that reproduces it.
+  runs those seeds, LISPVM_CHAOS_SEEDS=21-40 that range (support.chaos_seeds, test_cluster's too).
+  A failing chaos run names its seed and the command that reproduces it.
 - LISPVM_CHAOS_PROGRAMS=all, or a comma-separated list of names, widens the chaos subset.
 - LISPVM_STRESS_REPEAT=N runs every test under load N times (default 1), e.g. to count how many
   of 12 runs of `-k ordering-s2` pass.
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from support import BusyLoops, lispvm_command, run_command
+from support import BusyLoops, chaos_seeds, lispvm_command, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 PROGRAMS = REPO / "tests" / "programs" / "stress"
@@ -68,13 +69,6 @@ def _cases() -> list[Case]:
 
 
 CASES = _cases()
-
-
-def _seeds() -> list[int]:
-    text = os.environ.get("LISPVM_CHAOS_SEEDS", "3").strip()
-    if "," in text:
-        return [int(s) for s in text.split(",") if s.strip()]
-    return list(range(1, int(text) + 1))
 
 
 def _chaos_cases() -> list[Case]:
@@ -128,7 +122,7 @@ def test_program_under_load(case: Case, schedulers: int, busy_loops: BusyLoops) 
 
 @pytest.mark.stress
 @pytest.mark.chaos
-@pytest.mark.parametrize("seed", _seeds(), ids=lambda n: f"seed{n}")
+@pytest.mark.parametrize("seed", chaos_seeds(), ids=lambda n: f"seed{n}")
 @pytest.mark.parametrize("schedulers", [2, 4], ids=lambda n: f"s{n}")
 @pytest.mark.parametrize("case", _params(_chaos_cases()))
 def test_program_under_chaos(case: Case, schedulers: int, seed: int, busy_loops: BusyLoops) -> None:
