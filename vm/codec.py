@@ -379,25 +379,29 @@ def _push_children(stack: list, seq: Any, n: int, out: bytearray, limit: int) ->
     stack.extend(iter(seq[i:i + _CHUNK]) for i in range((n - 1) // _CHUNK * _CHUNK, -1, -_CHUNK))
 
 
+def _seen(out: bytearray, memo: dict, x: Any, ref_tag: int) -> bool:
+    """Boxes and closures keep their identity within a message: one met before is written as a
+    reference to its number (True); a new one is numbered here and its caller writes it (False)."""
+    k = memo.get(id(x))
+    if k is not None:
+        out.append(ref_tag)
+        out += _uvarint(k)
+        return True
+    memo[id(x)] = len(memo)
+    return False
+
+
 def _encode_other(out: bytearray, x: Any, t: type, st: _Enc) -> Any:
     """The types off the hot path: writes the header of `x` and returns an iterator over its
     children, or None when `x` is complete. EncodeError for a type outside the closed set."""
     if t is Box:
-        k = st.boxes.get(id(x))
-        if k is not None:
-            out.append(T_BOXREF)
-            out += _uvarint(k)
+        if _seen(out, st.boxes, x, T_BOXREF):
             return None
-        st.boxes[id(x)] = len(st.boxes)
         out.append(T_BOX)
-        return iter((x.v, getattr(x, "owner", None)))
+        return iter((x.v, x.owner))
     if t is Closure:
-        k = st.closures.get(id(x))
-        if k is not None:
-            out.append(T_CLOSUREREF)
-            out += _uvarint(k)
+        if _seen(out, st.closures, x, T_CLOSUREREF):
             return None
-        st.closures[id(x)] = len(st.closures)
         proto = x.proto
         key = proto.module.key if proto.module else b""
         k = st.keys.get(key)
