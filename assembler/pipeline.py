@@ -11,11 +11,11 @@ import sys
 from typing import Any, TextIO
 
 from ..vm import prelude
-from ..vm.builtins import BUILTINS, CONSTANTS, runtime_error_value
+from ..vm.builtins import BUILTINS, CONSTANTS
 from ..vm.errors import CompileError, LispError
-from ..vm.interp import _BareHost, call_sync, new_process_regs, predecode, run
+from ..vm.interp import _BareHost, call_sync, predecode
 from ..vm.lbc import Module
-from ..vm.process import DONE, EXITED, FAILED, YIELD, Globals, Process
+from ..vm.process import Globals
 from ..vm.values import Closure, Sym, to_repr
 from .compile import Compiler
 from .expand import MAX_NESTING, Expander, MacroBudget
@@ -62,18 +62,8 @@ class _MacroRunner:
 
     def run(self, name: Sym, closure: Closure, args: list[Any]) -> Any:
         """Run one macro call, stopping it (MacroBudget) after MACRO_REDUCTIONS reductions."""
-        cl, regs = new_process_regs(closure, args)
-        proc = Process(None, cl, regs)
-        outcome = run(proc, _SLICE, _BudgetHost(MACRO_REDUCTIONS // _SLICE))
-        if outcome == DONE:
-            return proc.result
-        if outcome == YIELD:
-            raise MacroBudget(MACRO_REDUCTIONS)
-        if outcome == FAILED:
-            raise LispError(proc.result, proc.where)
-        if outcome == EXITED:
-            raise LispError(proc.result)
-        raise LispError(runtime_error_value("badarg", "this code cannot wait here (no scheduler)"))
+        return call_sync(closure, args, _BudgetHost(MACRO_REDUCTIONS // _SLICE), _SLICE,
+                         MacroBudget(MACRO_REDUCTIONS))
 
 
 class _BudgetHost(_BareHost):

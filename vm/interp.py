@@ -1102,13 +1102,17 @@ class _BareHost:
         return refuse
 
 
-def call_sync(fn: Any, args: list, host: Any = None) -> Any:
-    """Call a Lisp function to completion without a scheduler; raises LispError on failure."""
+def call_sync(fn: Any, args: list, host: Any = None, budget: int = 1 << 60,
+              spent: BaseException | None = None) -> Any:
+    """Call a Lisp function to completion without a scheduler; raises LispError on failure, and
+    `spent` when the host ends the run at a budget's end (the macro expander's limit)."""
     cl, regs = new_process_regs(fn, args)
     proc = Process(None, cl, regs)
-    outcome = run(proc, 1 << 60, host or _BareHost())
+    outcome = run(proc, budget, host or _BareHost())
     if outcome == DONE:
         return proc.result
+    if outcome == YIELD and spent is not None:
+        raise spent
     if outcome == FAILED:
         raise LispError(proc.result, proc.where)
     if outcome == EXITED:

@@ -179,6 +179,9 @@ class Vec:
         return to_repr(self)
 
 
+UNCLAIMED = "unclaimed"  # Box.owner of a box no process has touched yet
+
+
 class Box:
     """A mutable cell holding a variable that a closure captured and that `set` assigns.
 
@@ -188,7 +191,7 @@ class Box:
 
     __slots__ = ("v", "owner")
 
-    def __init__(self, v: Any, owner: Any = "unclaimed") -> None:
+    def __init__(self, v: Any, owner: Any = UNCLAIMED) -> None:
         self.v = v  # the variable's current value
         # Who may use it in place (docs/language.md, "Closures and messages"): a process's pid
         # key (int >= 0), UNCLAIMED (a copy in a message: the first process to touch it takes
@@ -205,8 +208,6 @@ class Box:
 
         note_box()
 
-
-UNCLAIMED = "unclaimed"  # Box.owner of a box no process has touched yet
 
 
 class Closure:

@@ -141,27 +141,27 @@ def _span(first: int, count: int) -> int:
     return ((1 << count) - 1) << first if count > 0 else 0
 
 
-def _effects(p: Proto, word: int) -> tuple[int, int, str]:
-    """(registers read, registers written, name) of one instruction, as bit sets."""
+def _effects(p: Proto, word: int) -> tuple[int, int]:
+    """(registers read, registers written) of one instruction, as bit sets."""
     op, f = decode_fields(word)
     name = op.name
     a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
     if name in _CALLEE_IN_A:
-        return _span(a, b + 1), 1 << a, name
+        return _span(a, b + 1), 1 << a
     if name in _CALL_NO_CALLEE or name in ("LIST", "VECTOR"):
-        return _span(a + 1, b), 1 << a, name
+        return _span(a + 1, b), 1 << a
     if name == "LOADNIL":
-        return 0, _span(a, b + 1), name
+        return 0, _span(a, b + 1)
     if name == "UNCONS":
-        return 1 << b, _span(a, 2), name
+        return 1 << b, _span(a, 2)
     if name in ("UNLIST", "UNVEC"):
-        return 1 << b, _span(a, c), name
+        return 1 << b, _span(a, c)
     if name == "CLOSURE":
         reads = 0
         for kind, idx in p.module.protos[f["Bx"]].upvals if p.module else ():
             if kind == 0:
                 reads |= 1 << idx
-        return reads, 1 << a, name
+        return reads, 1 << a
     reads = writes = 0
     for field, kind in op.operands:
         if kind != "R":
@@ -170,7 +170,7 @@ def _effects(p: Proto, word: int) -> tuple[int, int, str]:
             writes |= 1 << f[field]
         else:
             reads |= 1 << f[field]
-    return reads, writes, name
+    return reads, writes
 
 
 def _check_writes(p: Proto) -> None:
@@ -208,7 +208,7 @@ def _check_writes(p: Proto) -> None:
     while work:
         i = work.pop()
         s = state[i]
-        reads, writes, _ = effects[i]
+        reads, writes = effects[i]
         for j, done in succs[i]:
             t = s | writes if done else s
             if not seen[j] or state[j] & t != state[j]:
