@@ -43,7 +43,7 @@ from ..vm import interp, lbc
 from ..vm.builtins import badarg
 from ..vm.codec import CodecError, FrameReader, TooLarge, decode, encode, encode_frame
 from ..vm.errors import LispError, describe, report_repr, system_limit
-from ..vm.process import Globals, Process
+from ..vm.process import Block, Globals, Process
 from ..vm.values import UNDEF, Closure, Pid, Ref, Sym, intern
 from .chaos import Chaos
 from .clock import BusyWait, MonotonicClock
@@ -525,7 +525,7 @@ class ClusterNode:
         t = sched.timers
         if (sched.runq or self.unsent() > SEND_BUFFER_LIMIT
                 or (t and t[0][0] <= self.clock.now_ms())):
-            raise interp.Block((_GIVE_WAY, msg))
+            raise Block((_GIVE_WAY, msg))
 
     def timer_send_failed(self, sched: Scheduler, owner: Any, error: Any) -> None:
         """A timer/send-after message could not be sent (too large to cross, or to a name no

@@ -3,7 +3,7 @@
 Owns: the Python builtins, their argument checks and error kinds. Must never: call back into
 Lisp (a builtin that takes a function is written in Lisp, in vm/prelude.lisp, so that it runs on
 the VM: preemptible, no Python recursion), or wait (waiting is a loop outcome; a builtin that
-must wait raises vm.interp.Block).
+must wait raises vm.process.Block).
 
 Process operations reach the scheduler through `ctx.host` (vm.process.Host); `ctx.proc` is the
 running process. The loop sets both at the start of every slice.

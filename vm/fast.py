@@ -55,7 +55,7 @@ from .errors import (
 )
 from .lbc import Proto
 from .opcodes import decode_fields
-from .process import BLOCK, DONE, EXITED, FAILED, HALT, YIELD
+from .process import BLOCK, DONE, EXITED, FAILED, HALT, YIELD, Block
 from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Vec, to_pylist, type_name
 
 __all__ = ["FastTier", "Preempt", "enable", "disable", "TIER"]
@@ -269,7 +269,7 @@ class FastTier:
             tb = tb.tb_next
         if not compiled:
             return _positioned(exc, None)
-        if isinstance(exc, _CATCHABLE) or not isinstance(exc, (Preempt, RecursionError, interp.Block,
+        if isinstance(exc, _CATCHABLE) or not isinstance(exc, (Preempt, RecursionError, Block,
                                                                 _NestedSuspend, _Wait)):
             return _positioned(exc, compiled[-1])
         frames = proc.frames
@@ -310,7 +310,7 @@ class FastTier:
                 # the call did not start: do it again, interpreted (from the first instruction
                 # folded into its argument list, if any: they are pure)
                 cur = (cl, info.restart.get(pc, pc), regs)
-            elif isinstance(exc, interp.Block):
+            elif isinstance(exc, Block):
                 proc.ret_reg = dst
                 proc.request = exc.request
                 cur = (cl, pc + 1, regs)
@@ -321,7 +321,7 @@ class FastTier:
         if isinstance(exc, _NestedSuspend):
             frames.extend(exc.frames[1:])  # the nested stack's own HALT_FRAME is not wanted here
             return interp._Unwound(exc.cl, exc.pc, exc.regs, None, exc.outcome)
-        outcome = YIELD if isinstance(exc, Preempt) else BLOCK if isinstance(exc, interp.Block) else None
+        outcome = YIELD if isinstance(exc, Preempt) else BLOCK if isinstance(exc, Block) else None
         assert cur is not None
         return interp._Unwound(cur[0], cur[1], cur[2], None, outcome)
 

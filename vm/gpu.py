@@ -4,7 +4,7 @@ Owns: the array builtins (pure data, run in the scheduler's OS process), the Ker
 checking a dispatch's arguments against the kernel's declared parameters before anything is
 sent. Must never: import numpy at module level (programs without gpu/ never load it), import
 pyopencl (only the device process does, scheduler/device.py), or wait: `gpu/kernel` and
-`gpu/dispatch` raise vm.interp.Block with a request, the scheduler hands it to the device
+`gpu/dispatch` raise vm.process.Block with a request, the scheduler hands it to the device
 process and resumes the process with the answer.
 """
 
@@ -106,7 +106,7 @@ def b_get(a: Any, i: Any) -> float:
 
 @builtin("gpu/kernel")
 def b_kernel(source: Any, name: Any) -> Kernel:
-    from .interp import Block
+    from .process import Block
 
     if source.__class__ is not str or name.__class__ is not str:
         raise badarg("gpu/kernel: expected the OpenCL source and the kernel's name, both strings")
@@ -115,7 +115,7 @@ def b_kernel(source: Any, name: Any) -> Kernel:
 
 @builtin("gpu/dispatch")
 def b_dispatch(*args: Any) -> Any:
-    from .interp import Block
+    from .process import Block
 
     _arity("gpu/dispatch", args, 2)
     kernel, n, rest = args[0], args[1], args[2:]

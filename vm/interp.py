@@ -44,7 +44,7 @@ from .errors import (
 )
 from .lbc import Module, Proto
 from .opcodes import decode_fields
-from .process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Globals, Process
+from .process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Block, Globals, Process
 from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Pid, Vec, to_pylist, type_name
 
 __all__ = ["predecode", "run", "call_sync", "Block", "DECODED", "new_process_regs"]
@@ -107,14 +107,6 @@ _SIMPLE = {"MOVE": D_MOVE, "GETUPVAL": D_GETUPVAL, "GETUPBOX": D_GETUPBOX, "SETU
            "NOT": D_NOT, "EQ": D_EQ, "NE": D_NE, "LT": D_LT, "LE": D_LE, "LIST": D_LIST,
            "VECTOR": D_VECTOR, "CONS": D_CONS, "HEAD": D_HEAD, "TAIL": D_TAIL, "UNLIST": D_UNLIST,
            "UNCONS": D_UNCONS, "UNVEC": D_UNVEC, "RECVSTART": D_RECVSTART, "RECVTAKE": D_RECVTAKE}
-
-
-class Block(BaseException):
-    """Raised by a builtin that must wait for a service (GPU work): the loop returns BLOCK."""
-
-    def __init__(self, request: Any) -> None:
-        super().__init__(request)
-        self.request = request  # what the scheduler should do on the process's behalf
 
 
 # --- pre-decoding ------------------------------------------------------------------------

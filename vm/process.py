@@ -27,6 +27,14 @@ BOTTOM: list[Any] = [None]  # vm.interp.HALT_FRAME, set when vm.interp is import
 OUTCOME_NAMES = ("yield", "wait", "block", "done", "failed", "exited", "halt")
 
 
+class Block(BaseException):
+    """Raised by a builtin that must wait for a service (GPU work): the loop returns BLOCK."""
+
+    def __init__(self, request: Any) -> None:
+        super().__init__(request)
+        self.request = request  # what the scheduler should do on the process's behalf
+
+
 class Process:
     """One lightweight process. Plain data: the term codec (vm/codec.py) carries its state
     (__getstate__), and it resumes in any OS process that has loaded the same modules
