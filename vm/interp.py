@@ -23,6 +23,8 @@ error path finds the faulting instruction from those locals (`_fault_index`).
 from __future__ import annotations
 
 import math
+import sys
+import types
 from typing import Any
 
 from . import boxes as _boxes
@@ -45,6 +47,7 @@ from .errors import (
 from .lbc import Module, Proto
 from .opcodes import decode_fields
 from .process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Block, Globals, Process
+from .state import VM
 from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Pid, Vec, to_pylist, type_name
 
 __all__ = ["predecode", "run", "call_sync", "Block", "DECODED", "new_process_regs"]
@@ -287,13 +290,17 @@ def run(proc: Process, budget: int, host: Any) -> int:
 
     Returns one of the outcomes in vm.process; the process record holds the state to resume.
     """
-    global TICKS_LEFT, USED
     B.ctx.proc = proc
     B.ctx.host = host
+    vm = host.vm
+    if vm.fast is None and _LEGACY.fast is not None:
+        vm = _LEGACY  # transitional: a fast tier enabled through the old module globals
+    tier = vm.fast
+    eager = vm.eager
     pkey = _boxes.key_of(proc)  # boxes this process owns carry it (vm/boxes.py)
-    if FAST is not None:
-        FAST.ns["_PK"] = pkey  # compiled code's owner test reads it
-    TICKS_LEFT = SLICE_TICKS  # the fast tier's preemption counts this slice from here
+    if tier is not None:
+        tier.ns["_PK"] = pkey  # compiled code's owner test reads it
+    vm.ticks_left = vm.slice_ticks  # the fast tier's preemption counts this slice from here
     refill = budget
     preempt = host.preempt
     int_min, int_limit = INT_MIN, INT_LIMIT  # locals: MUL tests every integer product against them
@@ -332,7 +339,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -373,8 +380,8 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                 else:
                                     regs = regs[a + 1:a + 1 + b] + p.pad
                             else:
-                                if p.fast is not None or (EAGER and FAST.compile(p)):  # compiled: call it (vm/fast.py)
-                                    regs[a] = _enter_fast(proc, f, regs[a + 1:a + 1 + b], (cl, code, pc, regs, a))
+                                if p.fast is not None or (eager and tier.compile(p)):  # compiled: call it (vm/fast.py)
+                                    regs[a] = _enter_fast(tier, proc, f, regs[a + 1:a + 1 + b], (cl, code, pc, regs, a))
                                     continue
                                 x = _enter(p, regs[a + 1:a + 1 + b], f)  # raises before any change
                                 frames.append((cl, code, pc, regs, a))
@@ -385,7 +392,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -404,7 +411,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -418,7 +425,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -438,7 +445,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -451,8 +458,8 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                     regs = [regs[a + 1], regs[a + 2], *p.pad]
                                 else:
                                     regs = regs[a + 1:a + 1 + b] + p.pad
-                            elif p.fast is not None or (EAGER and FAST.compile(p)):  # compiled: call, return
-                                v = _enter_fast(proc, f, regs[a + 1:a + 1 + b], None)
+                            elif p.fast is not None or (eager and tier.compile(p)):  # compiled: call, return
+                                v = _enter_fast(tier, proc, f, regs[a + 1:a + 1 + b], None)
                                 cl, code, pc, regs, a = frames.pop()
                                 regs[a] = v
                                 continue
@@ -464,7 +471,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -528,19 +535,19 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             p = cl.proto
                             if p.fastwait == pc - 1:  # a compiled receive loop: resume it there
                                 proc.regs = regs
-                                v = _resume_fast(proc, cl, regs)
+                                v = _resume_fast(tier, proc, cl, regs)
                                 if v is _WAITING:
                                     proc.cl = cl
                                     proc.pc = pc - 1
-                                    USED = refill - budget
+                                    vm.used = refill - budget
                                     return WAIT
                                 cl, code, pc, regs, a = frames.pop()  # the bottom frame is HALT_FRAME
                                 regs[a] = v
                                 continue
-                            if FAST is not None and p.fast is None and not p.nofast:
+                            if tier is not None and p.fast is None and not p.nofast:
                                 p.hot -= 1
                                 if p.hot <= 0:  # woken often: a server loop, maybe (vm/fast.py)
-                                    FAST.compile(p)
+                                    tier.compile(p)
                             if b is None:
                                 pc = c
                             else:
@@ -566,7 +573,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             proc.cl = cl
                             proc.pc = pc - 1
                             proc.regs = regs
-                            USED = refill - budget
+                            vm.used = refill - budget
                             return WAIT
                     elif op is D_RECVPEEK:
                         mb = proc.mailbox
@@ -671,7 +678,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         budget -= 1
                         if budget <= 0:
                             budget = refill
-                            pc = _budget_out(proc, cl, pc, preempt)
+                            pc = _budget_out(tier, proc, cl, pc, preempt)
                             if pc < 0:
                                 pc = ~pc
                                 break
@@ -698,7 +705,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         budget -= 1
                         if budget <= 0:
                             budget = refill
-                            pc = _budget_out(proc, cl, pc, preempt)
+                            pc = _budget_out(tier, proc, cl, pc, preempt)
                             if pc < 0:
                                 pc = ~pc
                                 break
@@ -714,11 +721,11 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             args = regs[a + 1:a + 1 + b]
                         if f.__class__ is Closure:
                             p = f.proto
-                            if p.fast is not None or (EAGER and FAST.compile(p)):
+                            if p.fast is not None or (eager and tier.compile(p)):
                                 if op is D_CALL or op is D_APPLY:
-                                    regs[a] = _enter_fast(proc, f, args, (cl, code, pc, regs, a))
+                                    regs[a] = _enter_fast(tier, proc, f, args, (cl, code, pc, regs, a))
                                     continue
-                                v = _enter_fast(proc, f, args, None)
+                                v = _enter_fast(tier, proc, f, args, None)
                                 cl, code, pc, regs, a = frames.pop()
                                 regs[a] = v
                                 continue
@@ -732,7 +739,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -803,8 +810,8 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         x = _boxes.for_global(proc, x, b)  # a value, not variables (vm/boxes.py)
                         b.v = x
                         host.define(b.name, x)
-                        if FAST is not None:
-                            FAST.on_define(b.name)
+                        if tier is not None:
+                            tier.on_define(b.name)
                 else:
                     if op is D_SETGLOBAL:
                         if b.v is UNDEF:
@@ -812,22 +819,22 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         x = _boxes.for_global(proc, regs[a], b)
                         b.v = x
                         host.define(b.name, x)
-                        if FAST is not None:
-                            FAST.on_define(b.name)
+                        if tier is not None:
+                            tier.on_define(b.name)
                     elif op is D_GOFAST:  # continue this frame's loop in compiled code
                         # resumed after a preemption in an OS process where it is not compiled
                         # yet (see _budget_out): compile it here, or interpret it from its start
-                        if cl.proto.fast is None and (FAST is None or not FAST.compile(cl.proto)):
+                        if cl.proto.fast is None and (tier is None or not tier.compile(cl.proto)):
                             pc = 0
                             continue
-                        v = _enter_fast(proc, cl, regs[:cl.proto.nparams], None)
+                        v = _enter_fast(tier, proc, cl, regs[:cl.proto.nparams], None)
                         cl, code, pc, regs, a = frames.pop()  # the bottom frame is HALT_FRAME
                         regs[a] = v
                     elif op is D_HALT:  # the bottom of every process's stack: its function returned
                         proc.result = regs[0]
                         regs[0] = None  # HALT_FRAME's registers are shared by every process
                         proc.regs = regs
-                        USED = refill - budget
+                        vm.used = refill - budget
                         return DONE
                     else:  # D_SKIPPED cannot run: the fused instruction before it jumps over it
                         raise AssertionError(f"internal: decoded op {op} has no handler")
@@ -835,7 +842,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
             proc.cl = cl
             proc.pc = pc
             proc.regs = regs
-            USED = refill  # only a spent budget breaks out of the loop
+            vm.used = refill  # only a spent budget breaks out of the loop
             return YIELD
         except Exception as exc:
             outcome = _on_error(proc, exc, code, op, a, b, c, pc, cl, regs)
@@ -843,15 +850,15 @@ def run(proc: Process, budget: int, host: Any) -> int:
             proc.cl, proc.pc, proc.regs = cl, pc, regs
             proc.ret_reg = a
             proc.request = blk.request
-            USED = refill - budget
+            vm.used = refill - budget
             return BLOCK
         except ProcessExit as ex:
             proc.result = ex.reason
-            USED = refill - budget
+            vm.used = refill - budget
             return EXITED
         except Halt as h:
             proc.result = h.code
-            USED = refill - budget
+            vm.used = refill - budget
             return HALT
         except _Unwound as uw:
             # The fast tier handed back its frames (vm/fast.py): continue them here, or leave.
@@ -861,14 +868,14 @@ def run(proc: Process, budget: int, host: Any) -> int:
                 pending = uw.error
             elif uw.outcome is not None:
                 proc.cl, proc.pc, proc.regs = cl, pc, regs
-                USED = refill - budget
+                vm.used = refill - budget
                 return uw.outcome
             continue
         if outcome is None:  # a try caught it: the handler's frame is current
             cl, pc, regs = proc.cl, proc.pc, proc.regs
             code = cl.proto.dcode
             continue
-        USED = refill - budget
+        vm.used = refill - budget
         return outcome
 
 
@@ -999,22 +1006,47 @@ class _Unwound(BaseException):
         self.outcome = outcome  # None: go on running here; else leave the loop with this outcome
 
 
-FAST: Any = None  # the fast tier (vm.fast.FastTier) of this OS process, or None
-EAGER = False  # LISPVM_JIT=eager: the general call path compiles each function at its first call
 _WAITING: Any = None  # vm.fast.WAITING, set by vm.fast when it is imported
-SLICE_TICKS = 1  # CPU-time ticks a slice of compiled code may run (set by vm.fast.enable)
-TICKS_LEFT = 1  # ticks left in the current slice (the tick handler in vm/fast.py counts down)
-USED = 0  # reductions the last slice used (since its last refill), for the trace
+
+# Transitional, until vm/fast.py takes the VM it serves (`enable(vm, ...)`): the old module names
+# FAST, EAGER, SLICE_TICKS, TICKS_LEFT and USED read and write one process-wide VM, which run()
+# uses when the host's own VM has no fast tier.
+_LEGACY = VM()
+_LEGACY_NAMES = {"FAST": "fast", "EAGER": "eager", "SLICE_TICKS": "slice_ticks", "TICKS_LEFT": "ticks_left",
+                 "USED": "used"}
 
 
-def _enter_fast(proc: Process, f: Closure, args: list, caller: tuple | None) -> Any:
+def _legacy_vm() -> VM:
+    host = B.ctx.host
+    vm = getattr(host, "vm", None)
+    return _LEGACY if vm is None or (vm.fast is None and _LEGACY.fast is not None) else vm
+
+
+class _CompatModule(types.ModuleType):
+    def __getattr__(self, name: str) -> Any:
+        field = _LEGACY_NAMES.get(name)
+        if field is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return getattr(_legacy_vm() if field in ("ticks_left", "used") else _LEGACY, field)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        field = _LEGACY_NAMES.get(name)
+        if field is None:
+            super().__setattr__(name, value)
+        else:
+            setattr(_legacy_vm() if field == "ticks_left" else _LEGACY, field, value)
+
+
+sys.modules[__name__].__class__ = _CompatModule
+
+
+def _enter_fast(tier: Any, proc: Process, f: Closure, args: list, caller: tuple | None) -> Any:
     """Call compiled code from the loop. If it must stop, its frames come back as interpreter
     frames on `proc` (after `caller`, the frame that called) and the loop gets an _Unwound.
 
     A compiled server loop with nothing to take yet is entered interpreted instead: its wait
     would unwind the compiled frame (~5 us), while the interpreter's is a return, and the
     message that wakes it resumes it compiled (RECVWAIT)."""
-    tier = FAST
     p = f.proto
     if len(args) != p.nparams and (not p.rest or len(args) < p.nparams):
         _enter(p, args, f)  # raises badarity, as an interpreted call does
@@ -1030,7 +1062,7 @@ def _enter_fast(proc: Process, f: Closure, args: list, caller: tuple | None) -> 
         raise tier.unwind(e, proc, caller) from None
 
 
-def _resume_fast(proc: Process, f: Closure, regs: list) -> Any:
+def _resume_fast(tier: Any, proc: Process, f: Closure, regs: list) -> Any:
     """Resume a compiled receive loop at its RECVWAIT (a message came): its value, or
     vm.fast.WAITING (the process waits again, its parameters written back to `regs`)."""
     p = f.proto
@@ -1040,14 +1072,13 @@ def _resume_fast(proc: Process, f: Closure, regs: list) -> Any:
             return p.fast(regs[0], _top=True)
         return p.fast(*regs[:n], _top=True)
     except BaseException as e:
-        raise FAST.unwind(e, proc, None) from None
+        raise tier.unwind(e, proc, None) from None
 
 
-def _budget_out(proc: Process, cl: Closure, pc: int, preempt: Any) -> int:
+def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any) -> int:
     """The budget is spent: compile the running function if it is hot, move a looping frame
     into compiled code (the GOFAST tuple at the end of its code), or yield (~pc) if the host
     wants the CPU back. Called once per budget, never per instruction."""
-    tier = FAST
     if tier is not None:
         p = cl.proto
         just = p.fast is None and not p.nofast and tier.compile(p)
@@ -1070,6 +1101,7 @@ class _BareHost:
     def __init__(self, out: Any = None) -> None:
         self.out = out
         self.defined: dict[str, Any] = {}
+        self.vm = VM()  # no fast tier: macros run interpreted
 
     def preempt(self) -> bool:
         return False
