@@ -41,12 +41,13 @@ from typing import Any
 
 from ..vm import interp, lbc
 from ..vm.builtins import badarg
-from ..vm.codec import CodecError, FrameReader, TooLarge, decode, encode, encode_frame
+from ..vm.codec import CodecError, TooLarge, decode, encode, encode_frame
 from ..vm.errors import LispError, describe, report_repr, system_limit
 from ..vm.process import Block, Globals, Process
 from ..vm.values import UNDEF, Closure, Pid, Ref, Sym, intern
 from .chaos import Chaos
 from .clock import BusyWait, MonotonicClock
+from .framing import Channel
 from .kernel import BLOCKED, DEAD, RUNNABLE, WAITING, YIELDED, Scheduler, crash_line
 from .node import SERVICE_SPIN, spin_for_services
 
@@ -60,81 +61,17 @@ NORMAL = intern("normal")
 NOCONNECTION = intern("noconnection")
 
 
-class Link:
-    """One socket to one peer: outgoing events batched, incoming bytes split into frames."""
+class Link(Channel):
+    """One socket to one peer scheduler: a framing.Channel that knows which peer it leads to."""
 
-    __slots__ = ("sock", "peer", "out", "nout", "wbuf", "rbuf", "closed", "fd", "chaos")
+    __slots__ = ("peer",)
 
     def __init__(self, sock: socket.socket, peer: int | None, chaos: Chaos | None = None) -> None:
-        sock.setblocking(False)
-        self.sock = sock  # a connected AF_UNIX stream socket
-        self.fd = sock.fileno()  # kept: fileno() is -1 once the socket is closed
-        self.chaos = chaos  # LISPVM_CHAOS: writes in random pieces, some left for later
-        if chaos is not None:
-            chaos.shrink(sock)
+        super().__init__(sock, chaos)
         self.peer = peer  # the scheduler at the other end (None until its hello)
-        self.out: list[bytes] = []  # events queued since the last flush, each a frame of vm/codec.py
-        self.nout = 0  # bytes ClusterNode.emit queued in `out` (past PUSH_BYTES it writes them at once)
-        self.wbuf = bytearray()  # encoded frames not yet written (the peer is slow)
-        self.rbuf = FrameReader()  # bytes read but not yet a whole frame
-        self.closed = False
 
-    def queue(self, ev: tuple | bytes) -> None:
-        """Queue an event, or one already encoded as a frame (ClusterNode.emit); TooLarge if an
-        event is over vm.codec.MAX_MESSAGE."""
-        self.out.append(ev if ev.__class__ is bytes else encode_frame(ev))
-
-    def flush(self) -> bool:
-        """Move the queued frames to the write buffer and write as much as the socket takes now;
-        whether bytes are left unsent (the node then waits for the socket to be writable)."""
-        if self.out:
-            wbuf = self.wbuf
-            for data in self.out:
-                wbuf += data
-            self.out = []
-            self.nout = 0
-        return self.write()
-
-    def write(self) -> bool:
-        """Write unsent bytes until the socket takes no more; whether some are left. (One send
-        per flush left the rest for a wake-up that an idle scheduler never had: issue 12.)"""
-        wbuf = self.wbuf
-        chaos = self.chaos
-        while wbuf and not self.closed:
-            try:
-                if chaos is None:
-                    n = self.sock.send(wbuf)
-                else:
-                    n = self.sock.send(wbuf[:chaos.piece(len(wbuf))])
-            except (BlockingIOError, InterruptedError):
-                return True
-            except OSError:  # the peer is gone: what it was sent is lost with it (peer_died)
-                self.closed = True
-                wbuf.clear()
-                return False
-            del wbuf[:n]
-            if chaos is not None and wbuf and chaos.pause():
-                return True
-        return bool(wbuf)
-
-    def read(self) -> list[tuple] | None:
-        """Whole events available now; None when the peer closed the connection."""
-        try:
-            # 64 KiB: recv(n) allocates n bytes first, and 1 MiB cost ~10 us per call
-            data = self.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return []
-        except OSError:
-            data = b""
-        if not data:
-            self.closed = True
-            return None
-        try:
-            return [decode(payload) for payload in self.rbuf.feed(data)]
-        except CodecError as e:  # never from our own peers: whoever sent it is not trusted further
-            sys.stderr.write(f"lispvm: a malformed message from peer {self.peer} ({e}); connection closed\n")
-            self.closed = True
-            return None
+    def who(self) -> str:
+        return f"peer {self.peer}"
 
 
 class ClusterNode:

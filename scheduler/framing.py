@@ -1,0 +1,141 @@
+"""Frames on a non-blocking stream socket: queued, written as far as the socket takes, read and split.
+
+Owns: one connected stream socket in non-blocking mode, the frames queued on it (each a frame of
+vm/codec.py: an 8-byte length and the encoded term, docs/codec.md), the bytes the socket has not
+taken yet, and splitting what it reads back into frames. Chaos mode's split and delayed writes
+and small socket buffers are applied here (scheduler/chaos.py).
+
+Must never: block (a socket call that would wait returns, and the caller polls the fd), decide
+what a frame means (the cluster and the device process do), unpickle anything, or drop bytes of
+a peer that is still connected.
+
+The cluster's links (scheduler/transport.py, class Link) and the device process's wire use it alike: queue or
+queue_frame, then flush (True while bytes are left: poll the fd for writability and call write
+again); read (decoded terms) or read_payloads (undecoded) when the fd is readable.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from typing import Any
+
+from ..vm.codec import MAX_MESSAGE, CodecError, FrameReader, decode, encode_frame
+
+__all__ = ["Channel", "RECV_SIZE"]
+
+# Bytes asked of one recv: recv(n) allocates n bytes first, so a larger size costs every small
+# read (docs/performance.md, "Transport").
+RECV_SIZE = 65536
+
+
+class Channel:
+    """One connected stream socket carrying codec frames both ways, never blocking."""
+
+    __slots__ = ("sock", "fd", "out", "nout", "wbuf", "rbuf", "closed", "chaos")
+
+    def __init__(self, sock: socket.socket, chaos: Any = None, max_frame: int = MAX_MESSAGE) -> None:
+        sock.setblocking(False)
+        self.sock = sock  # a connected stream socket
+        self.fd = sock.fileno()  # kept: fileno() is -1 once the socket is closed
+        self.chaos = chaos  # a scheduler.chaos.Chaos: writes in random pieces, some left for later
+        if chaos is not None:
+            chaos.shrink(sock)
+        self.out: list[bytes] = []  # frames queued since the last flush
+        self.nout = 0  # bytes a caller counted into `out` (the cluster writes at once past a bound)
+        self.wbuf = bytearray()  # frames flushed but not yet taken by the socket
+        self.rbuf = FrameReader(max_frame)  # bytes read but not yet a whole frame
+        self.closed = False
+
+    def queue(self, obj: Any) -> None:
+        """Queue a term, or a frame already encoded (bytes from vm.codec.encode_frame); TooLarge
+        if a term is over vm.codec.MAX_MESSAGE (then nothing is queued)."""
+        self.out.append(obj if obj.__class__ is bytes else encode_frame(obj))
+
+    def queue_frame(self, data: bytes) -> None:
+        """Queue a frame already encoded with vm.codec.encode_frame."""
+        self.out.append(data)
+
+    def flush(self) -> bool:
+        """Move the queued frames to the write buffer and write as much as the socket takes now;
+        whether bytes are left unsent (the caller then polls the fd for writability)."""
+        if self.out:
+            wbuf = self.wbuf
+            for data in self.out:
+                wbuf += data
+            self.out = []
+            self.nout = 0
+        return self.write()
+
+    def write(self) -> bool:
+        """Write unsent bytes until the socket takes no more; whether some are left. (Writing
+        once per flush left the rest for a wake-up that an idle scheduler never had.)"""
+        wbuf = self.wbuf
+        chaos = self.chaos
+        while wbuf and not self.closed:
+            try:
+                if chaos is None:
+                    n = self.sock.send(wbuf)
+                else:
+                    n = self.sock.send(wbuf[:chaos.piece(len(wbuf))])
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:  # the peer is gone: what it was sent is lost with it
+                self.closed = True
+                wbuf.clear()
+                return False
+            del wbuf[:n]
+            if chaos is not None and wbuf and chaos.pause():
+                return True
+        return bool(wbuf)
+
+    def read_payloads(self) -> list[bytes] | None:
+        """The payloads of the whole frames available now, undecoded; None when the peer closed
+        the connection or sent a frame header over the limit (then `closed` is set)."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return []
+        except OSError:
+            data = b""
+        if not data:
+            self.closed = True
+            return None
+        try:
+            return self.rbuf.feed(data)
+        except CodecError as e:
+            self.malformed(e)
+            return None
+
+    def read(self) -> list[Any] | None:
+        """The terms of the whole frames available now; None when the peer closed the
+        connection or sent something the codec refuses (the rest of the stream is not trusted:
+        the channel is marked closed)."""
+        payloads = self.read_payloads()
+        if not payloads:
+            return payloads
+        try:
+            return [decode(payload) for payload in payloads]
+        except CodecError as e:
+            self.malformed(e)
+            return None
+
+    def malformed(self, error: CodecError) -> None:
+        """The peer sent bytes the codec refuses: say so on one line and stop trusting it."""
+        sys.stderr.write(f"lispvm: a malformed message from {self.who()} ({error}); connection closed\n")
+        self.closed = True
+
+    def who(self) -> str:
+        """The peer, as the one line about a malformed message names it."""
+        return "a peer"
+
+    def close(self) -> None:
+        """Close the socket; what was not written is dropped."""
+        self.closed = True
+        self.wbuf.clear()
+        self.out = []
+        self.nout = 0
+        try:
+            self.sock.close()
+        except OSError:
+            pass
