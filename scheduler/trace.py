@@ -1,14 +1,18 @@
-"""Scheduler traces: structured JSON lines written with structlog, and their Chrome export.
+"""Scheduler traces: structured JSON lines made by structlog, and their Chrome export.
 
 Owns: `lispvm run --trace FILE` (the Tracer) and `lispvm trace FILE --chrome OUT.json`
-(to_chrome). Must never: be called per instruction. The scheduler calls it at slice
-boundaries and process events only, behind one `if self.trace is not None`, so a run without
---trace pays one test per slice (docs/tracing.md has the measurement).
+(to_chrome). Must never: be called per instruction, or be imported by a run without --trace.
+The scheduler calls it at slice boundaries and process events only, behind one
+`if self.trace is not None`, so a run without --trace pays one test per slice and never imports
+structlog (docs/tracing.md has the measurement).
 
-Every scheduler OS process has its own Tracer on the same file: lines are buffered and written
-with one os.write on an O_APPEND descriptor, which appends whole lines atomically, so the
-schedulers' lines never mix; the converter sorts by time. Times are CLOCK_MONOTONIC in
-microseconds, which is the same clock in every OS process of the machine.
+Each scheduler OS process has its own Tracer: a structlog logger bound to the scheduler's number
+and OS pid, whose processors add the CLOCK_MONOTONIC time stamp (the same clock in every OS
+process of the machine) and render the event with structlog's JSONRenderer. Its BytesLogger
+writes each line with one write on an O_APPEND descriptor, which appends a whole line
+atomically, so the lines of the schedulers sharing the file never mix (and nothing is left in a
+buffer when a scheduler forks or is killed); the converter sorts by time. The logger is private
+to the Tracer: structlog's global configuration is left to the program that embeds lispvm.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -25,23 +30,26 @@ from ..vm.process import OUTCOME_NAMES
 
 __all__ = ["Tracer", "make_tracer", "to_chrome"]
 
-_FLUSH_AT = 256  # lines buffered before a write (also flushed when the scheduler is idle and at exit)
+
+def _monotonic_us(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: `ts`, CLOCK_MONOTONIC in microseconds (TimeStamper knows wall clocks
+    only, and the schedulers' lines are ordered across OS processes by this one)."""
+    event_dict["ts"] = time.monotonic_ns() / 1000.0
+    return event_dict
 
 
-def _append_line(logger: Any, method: str, event_dict: dict) -> str:
-    return json.dumps(event_dict, separators=(",", ":"), default=repr)
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=repr).encode
 
 
-class _Sink:
-    """structlog's logger: collects rendered lines for the Tracer to write in batches."""
+def _serialize(event_dict: Any, **dumps_kw: Any) -> str:
+    """JSONRenderer's serializer: one compact encoder, made once (json.dumps makes one per call
+    when it is given options). A value JSON has no form for (a pid, a symbol) is written as
+    printed, as structlog's own fallback would."""
+    return _ENCODE(event_dict).encode()
 
-    def __init__(self) -> None:
-        self.lines: list[str] = []
 
-    def msg(self, line: str) -> None:
-        self.lines.append(line)
-
-    info = msg  # structlog's bound loggers call the level's name
+_PROCESSORS = [_monotonic_us, structlog.processors.JSONRenderer(serializer=_serialize)]
+_BoundLogger = structlog.make_filtering_bound_logger(0)  # every level written: tracing is on
 
 
 class Tracer:
@@ -50,53 +58,37 @@ class Tracer:
     def __init__(self, path: str, sid: int) -> None:
         self.path = path
         self.sid = sid  # the scheduler writing through this tracer
-        self.os_pid = os.getpid()
-        if path == "-":
-            self.fd = sys.stderr.fileno()
-            self.own_fd = False
-        else:
-            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            self.own_fd = True
-        self.sink = _Sink()
-        self.log = structlog.wrap_logger(self.sink, processors=[_append_line],
-                                         context_class=dict, cache_logger_on_first_use=True)
+        # binary and buffered: BytesLogger writes each line and flushes it, one write per line
+        self.file = open(sys.stderr.fileno(), "wb", closefd=False) if path == "-" else open(path, "ab")
+        self.log = structlog.wrap_logger(structlog.BytesLogger(self.file), processors=_PROCESSORS,
+                                         wrapper_class=_BoundLogger, context_class=dict,
+                                         cache_logger_on_first_use=True).bind(sched=sid, os_pid=os.getpid())
         self.closed = False
-
-    def _emit(self, event: str, pid: Any, fields: dict) -> None:
-        self.log.msg(event=event, ts=time.monotonic_ns() / 1000.0, sched=self.sid, os_pid=self.os_pid,
-                     pid=None if pid is None else repr(pid), **fields)
-        if len(self.sink.lines) >= _FLUSH_AT:
-            self.flush()
 
     # called by the scheduler ---------------------------------------------------------------
 
     def slice_in(self, sched: Any, proc: Any) -> None:
-        self._emit("slice_in", proc.pid, {})
+        """A process starts a slice."""
+        self.log.info("slice_in", pid=proc.pid)
 
     def slice_out(self, sched: Any, proc: Any, outcome: int) -> None:
-        from ..vm import interp
-
-        self._emit("slice_out", proc.pid, {"outcome": OUTCOME_NAMES[outcome], "reductions": interp.USED})
+        """The slice ends with `outcome` (vm/process.py), after the reductions the loop counted."""
+        self.log.info("slice_out", pid=proc.pid, outcome=OUTCOME_NAMES[outcome], reductions=sched.vm.used)
 
     def event(self, sched: Any, kind: str, pid: Any, **fields: Any) -> None:
         """Any other event: spawn, exit, send, link, monitor, timeout, migrate, gpu_*."""
-        clean = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else repr(v))
-                 for k, v in fields.items()}
-        self._emit(kind, pid, clean)
+        self.log.info(kind, pid=pid, **fields)
 
     def flush(self) -> None:
-        lines = self.sink.lines
-        if lines and not self.closed:
-            data = ("\n".join(lines) + "\n").encode()
-            self.sink.lines = []
-            while data:
-                n = os.write(self.fd, data)
-                data = data[n:]
+        """Write out anything buffered: nothing is, as each line is written when it is logged,
+        but the schedulers call this when they go idle and before they exit."""
+        if not self.closed:
+            self.file.flush()
 
     def close(self) -> None:
-        self.flush()
-        if self.own_fd and not self.closed:
-            os.close(self.fd)
+        """Close the trace file (standard error stays open)."""
+        if not self.closed:
+            self.file.close()  # standard error's descriptor is not closed with it (closefd=False)
         self.closed = True
 
 

@@ -78,3 +78,29 @@ def test_trace_to_stderr_and_bad_inputs(tmp_path: os.PathLike) -> None:
     assert "Traceback" not in r.stderr
     r = lispvm("trace", os.path.join(tmp_path, "missing.jsonl"), "--chrome", os.path.join(tmp_path, "o.json"))
     assert r.returncode == 2 and "cannot convert" in r.stderr
+
+
+def test_a_tracer_is_a_bound_structlog_logger_that_writes_each_line_at_once(tmp_path: os.PathLike) -> None:
+    """Each line carries the scheduler and OS pid the logger was bound to, Lisp values as printed,
+    and is in the file as soon as it is logged (nothing waits in a buffer when a scheduler forks
+    or is killed); structlog's global configuration is left to the embedding program."""
+    import structlog
+
+    from lispvm.scheduler.trace import make_tracer
+    from lispvm.vm.values import Pid, from_list, intern
+
+    before = structlog.get_config()
+    path = os.path.join(tmp_path, "t.jsonl")
+    tracer = make_tracer(path, 3)
+    assert tracer is not None and make_tracer(None, 3) is None
+    tracer.event(None, "exit", Pid(3, 7), reason=from_list([intern("badarg"), 1, "s"]), n=2)
+    with open(path) as f:
+        first = json.loads(f.read())
+    assert first == {"event": "exit", "sched": 3, "os_pid": os.getpid(), "pid": "#<pid 3.7>",
+                     "reason": '(badarg 1 "s")', "n": 2, "ts": first["ts"]}
+    tracer.event(None, "timeout", None)
+    tracer.close()
+    with open(path) as f:
+        lines = [json.loads(x) for x in f]
+    assert len(lines) == 2 and lines[1]["pid"] is None and lines[1]["ts"] >= first["ts"]
+    assert structlog.get_config() == before
