@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support import SHARED, lispvm, run
+from support import SHARED, FakeTime, lispvm, run
 from support import opencl as opencl_status
 
 DEVICES, _WHY = opencl_status()
@@ -121,7 +121,7 @@ def test_large_arrays_travel_in_shared_memory_and_inputs_stay(schedulers: int) -
     """Arrays of SHM_MIN bytes and more go through reused memfd segments (and on a CPU device
     the kernel runs in place in the result's segment): results, unchanged inputs, a long chain
     of dispatches, messages and no fd left behind must all be as with small arrays."""
-    from lispvm.scheduler.device import SHM_MIN
+    from lispvm.scheduler.device_wire import SHM_MIN
 
     n = SHM_MIN // 4 + 3
     src = SAXPY + f"""
@@ -276,7 +276,7 @@ def test_large_inline_frames_both_ways_do_not_deadlock() -> None:
     """Arrays just under SHM_MIN travel inline; three of them make a request and an answer
     larger than a socket's buffer. Four processes dispatching at once once blocked the client
     sending while the device was blocked answering."""
-    from lispvm.scheduler.device import SHM_MIN
+    from lispvm.scheduler.device_wire import SHM_MIN
 
     n = SHM_MIN // 4 - 536
     src = f"""
@@ -298,7 +298,8 @@ def test_free_segments_are_bounded_in_all_and_forgotten_by_the_device() -> None:
     fds) behind, and the device is told to forget those it had."""
     import gc
 
-    from lispvm.scheduler.device import SHM_MIN, Segments
+    from lispvm.scheduler.device_shm import Segments
+    from lispvm.scheduler.device_wire import SHM_MIN
 
     segs = Segments()
     for k in range(120):
@@ -318,7 +319,7 @@ def test_frame_reader_says_when_a_whole_frame_has_arrived() -> None:
     frame, a whole one is, a closed peer raises EOFError as read does."""
     import socket
 
-    from lispvm.scheduler.device import FrameReader, send_frame
+    from lispvm.scheduler.device_wire import FrameReader, send_frame
 
     a, b = socket.socketpair()
     with a, b:
@@ -338,25 +339,21 @@ def test_frame_reader_says_when_a_whole_frame_has_arrived() -> None:
 def test_busy_wait_polls_for_its_limit_and_backs_off_when_the_core_is_wanted(monkeypatch: pytest.MonkeyPatch) -> None:
     """BusyWait returns as soon as poll says so, gives up after its limit or a shorter one (the
     next timer), and after a slow sched_yield (another task wanted the core: each spin would
-    cost a time slice) stops spinning for a while, twice as long each time in a row."""
-    from lispvm.scheduler import clock
+    cost a time slice) stops spinning for a while, twice as long each time in a row. Time is a
+    fake clock that only yields move (support.FakeTime): whatever the machine's load, the same
+    polls happen."""
     from lispvm.scheduler.clock import BusyWait
 
-    # No yield counts as slow here, whatever the machine's load (a preemption would start the
-    # back-off); the slow yields below are made so.
-    monkeypatch.setattr(BusyWait, "SLOW_YIELD", 1e9)
-    monkeypatch.setattr(BusyWait, "FIRST_BACKOFF", 30.0)  # a back-off that outlasts any delay of this test
-    monkeypatch.setattr(BusyWait, "MAX_BACKOFF", 1000.0)
+    clock = FakeTime(step=BusyWait.SLOW_YIELD / 5).install(monkeypatch)  # quick yields
     answers = iter([False, False, True])
     busy = BusyWait(1.0)
     assert busy.spin(lambda: next(answers)) and next(answers, "used up") == "used up"
-    t0 = time.perf_counter()
+    t0 = clock.now
     assert not busy.spin(lambda: False, 0.002)
-    assert 0.002 <= time.perf_counter() - t0
+    assert t0 + 0.002 <= clock.now < t0 + 0.002 + 2 * clock.step  # it spun for its limit, no longer
     assert not busy.spin(lambda: True, 0.0)  # a timer due now: no spin, not even one poll
 
-    monkeypatch.setattr(BusyWait, "SLOW_YIELD", 0.0005)
-    monkeypatch.setattr(clock.os, "sched_yield", lambda: time.sleep(0.002))  # as on a loaded machine
+    clock.step = 4 * BusyWait.SLOW_YIELD  # as on a loaded machine: each yield gives the core away
     polls: list[int] = []
 
     def poll() -> bool:
@@ -364,18 +361,18 @@ def test_busy_wait_polls_for_its_limit_and_backs_off_when_the_core_is_wanted(mon
         return False
 
     assert not busy.spin(poll) and len(polls) == 1  # the first slow yield ends it
-    assert busy.backoff == 2 * BusyWait.FIRST_BACKOFF and busy.off_until > time.perf_counter()
+    assert busy.backoff == 2 * BusyWait.FIRST_BACKOFF and busy.off_until == clock.now + BusyWait.FIRST_BACKOFF
     assert not busy.spin(poll) and len(polls) == 1  # backing off: no poll at all
-    busy.off_until = 0.0
+    clock.now = busy.off_until
     assert not busy.spin(poll) and busy.backoff == 4 * BusyWait.FIRST_BACKOFF
-    monkeypatch.undo()
-    busy.off_until = 0.0
+    clock.step = BusyWait.SLOW_YIELD / 5
+    clock.now = busy.off_until
     assert busy.spin(lambda: True) and busy.backoff == BusyWait.FIRST_BACKOFF  # a quiet spin resets it
 
 
-def test_an_idle_scheduler_spins_once_per_service_request() -> None:
+def test_an_idle_scheduler_spins_once_per_service_request(monkeypatch: pytest.MonkeyPatch) -> None:
     """spin_for_services busy-waits only when a request was sent since it last looked (not at
-    every idle while one is outstanding), and never past the next timer."""
+    every idle while one is outstanding), and never past the next timer (on a fake clock)."""
     from lispvm.scheduler.clock import BusyWait
     from lispvm.scheduler.node import SERVICE_SPIN, spin_for_services
 
@@ -396,9 +393,10 @@ def test_an_idle_scheduler_spins_once_per_service_request() -> None:
     svc, busy = Service(), BusyWait(SERVICE_SPIN)
     assert not spin_for_services([svc], never, busy, None) and polls == []
     svc.fresh = True
-    t0 = time.perf_counter()
+    clock = FakeTime().install(monkeypatch)
+    t0 = clock.now
     assert not spin_for_services([Service(), svc], never, busy, None)
-    assert time.perf_counter() - t0 >= SERVICE_SPIN and polls and set(polls) == {0}
+    assert clock.now >= t0 + SERVICE_SPIN and polls and set(polls) == {0}
     n = len(polls)
     assert not spin_for_services([svc], never, busy, None) and len(polls) == n  # once per request
     svc.fresh = True
@@ -670,7 +668,7 @@ def test_a_frame_is_never_unpickled(tmp_path: os.PathLike) -> None:
     import socket
     import struct
 
-    from lispvm.scheduler.device import FrameReader
+    from lispvm.scheduler.device_wire import FrameReader
     from lispvm.vm.codec import CodecError
 
     marker = os.path.join(tmp_path, "ran")
@@ -689,7 +687,8 @@ def test_a_damaged_or_forged_answer_fails_the_request_not_the_scheduler() -> Non
     gets device_down; the scheduler goes on."""
     import socket
 
-    from lispvm.scheduler.device import DeviceClient, FrameReader, send_frame
+    from lispvm.scheduler.device_client import DeviceClient
+    from lispvm.scheduler.device_wire import FrameReader, send_frame
 
     class Node:
         def add_reader(self, fd: int, callback: object) -> None:
@@ -756,7 +755,7 @@ def test_a_malformed_request_closes_its_connection_and_the_device_serves_on(priv
     import glob
     import socket
 
-    from lispvm.scheduler.device import FrameReader, send_frame
+    from lispvm.scheduler.device_wire import FrameReader, send_frame
 
     src = """
     (def k (gpu/kernel "__kernel void k(__global float* a) { int i = get_global_id(0); a[i] = a[i] + 1; }" "k"))
