@@ -126,24 +126,33 @@ def lispvm(*args: str, timeout: float = 120, cwd: str | None = None, env: dict |
                        input=input)
 
 
-def our_processes(program: str | None = None) -> list[str]:
-    """lispvm's scheduler and device processes still alive (there should be none): forked
-    schedulers are named lispvm-sched-K (their comm) and keep the command line they were forked
-    with, so any live process whose arguments name `program` counts too; started ones run
-    worker_main; the device process runs device_main. Zombies are not alive."""
-    out = subprocess.run(["ps", "-eo", "pid,stat,comm,args"], capture_output=True, text=True).stdout
-    found = []
-    for line in out.splitlines()[1:]:
-        fields = line.split(None, 3)
-        if len(fields) < 3 or fields[1].startswith("Z") or int(fields[0]) == os.getpid():
-            continue
-        args = fields[3] if len(fields) > 3 else ""
-        if "ps -eo" in args:
-            continue
-        if (fields[2].startswith("lispvm-sched") or "import worker_main" in args or "import device_main" in args
-                or (program is not None and program in args)):
-            found.append(line)
-    return found
+class FakeTime:
+    """Stands in for the `time` module of scheduler/clock.py: perf_counter moves only when
+    os.sched_yield is called, by `step` seconds, so a busy-wait test counts polls and yields on a
+    clock of its own and a loaded machine changes nothing. `install(monkeypatch)` puts it in place
+    (and patches os.sched_yield) until the test ends; everything else is the real `time`."""
+
+    def __init__(self, step: float = 0.0001) -> None:
+        self.now = 100.0  # seconds, the fake perf_counter
+        self.step = step  # what one sched_yield costs: above BusyWait.SLOW_YIELD, the core was wanted
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sched_yield(self) -> None:
+        self.now += self.step
+
+    def __getattr__(self, name: str) -> object:
+        import time
+
+        return getattr(time, name)
+
+    def install(self, monkeypatch: object) -> FakeTime:
+        from lispvm.scheduler import clock
+
+        monkeypatch.setattr(clock, "time", self)  # type: ignore[attr-defined]
+        monkeypatch.setattr(clock.os, "sched_yield", self.sched_yield)  # type: ignore[attr-defined]
+        return self
 
 
 _BUSY = """
