@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from lispvm.vm import fast
+from lispvm.vm.state import VM
 from support import compile_text, run
 
 PROGRAM = """
@@ -220,7 +221,7 @@ def test_receive_loops_compiled(schedulers: int, monkeypatch: pytest.MonkeyPatch
 
     def spy(self: fast.FastTier, p: object) -> bool:
         ok = real(self, p)
-        if ok and p.fastwait >= 0:  # type: ignore[attr-defined]
+        if ok and p in self.servers:
             compiled.append(p.name)  # type: ignore[attr-defined]
         return ok
 
@@ -248,17 +249,21 @@ def test_receive_loop_shapes() -> None:
     """
     g = Globals()
     module = load_program(compile_text(src), g)
-    tier = fast.enable(g)
+    vm = VM()
+    tier = fast.enable(vm, g)
+    assert tier is not None and vm.fast is tier
     try:
         by_name = {p.name: p for p in module.protos}
-        assert tier.compile(by_name["loop"]) and by_name["loop"].fastwait > 0
-        assert tier.compile(by_name["echo"]) and by_name["echo"].fastwait > 0
+        assert tier.compile(by_name["loop"]) and tier.compiled[by_name["loop"]].wait > 0
+        assert tier.compile(by_name["echo"]) and tier.compiled[by_name["echo"]].wait > 0
+        assert tier.servers == {by_name["loop"], by_name["echo"]}
         source = next(i.source for i in tier.codes.values() if i.proto is by_name["echo"])
         assert " is lisp_" in source  # its self call is a loop (`continue` while the global names it)
         for name in ("timed", "inner", "late"):
-            assert not tier.compile(by_name[name]) and by_name[name].fastwait == -1, name
+            assert not tier.compile(by_name[name]) and by_name[name] in tier.refused, name
     finally:
-        fast.disable()
+        fast.disable(vm)
+    assert vm.fast is None and by_name["loop"].fast is None
 
 
 LOOP_EDGES = {
@@ -347,7 +352,7 @@ def test_receive_loop_arity_and_guards_run_once() -> None:
 
 
 def test_compiled_code_is_named_after_its_function() -> None:
-    """Compiled code is made with exec (the builtin compile() cost its first caller 0.7 ms), then
+    """Compiled code is made with exec, not the builtin compile() (see docs/performance.md), then
     given the file name <lispvm fast NAME>, which tracebacks and profilers show; a prototype
     with upvalues is compiled as a factory whose inner function is named so too."""
     from lispvm.scheduler.node import load_program
@@ -356,7 +361,9 @@ def test_compiled_code_is_named_after_its_function() -> None:
     src = "(def fib (n) (if (< n 2) n (+ (fib (- n 1)) (fib (- n 2)))))\n(def adder (k) (fn (x) (+ x k)))\n"
     globals_ = Globals()
     module = load_program(compile_text(src), globals_)
-    tier = fast.enable(globals_)
+    vm = VM()
+    tier = fast.enable(vm, globals_)
+    assert tier is not None
     try:
         fib = next(p for p in module.protos if p.name == "fib")
         inner = next(p for p in module.protos if p.upvals)
@@ -367,7 +374,7 @@ def test_compiled_code_is_named_after_its_function() -> None:
         assert add5.__code__.co_filename == f"<lispvm fast {inner.name}>" and add5(1) == 6
         assert add5.__code__ in tier.codes and fib.fast.__code__ in tier.codes
     finally:
-        fast.disable()
+        fast.disable(vm)
 
 
 PREEMPTED_CLOSURES = """
@@ -427,11 +434,11 @@ def _compiles_and_refusals(src: str, **kw: object) -> tuple[tuple[str, str, int]
     orig = fast.FastTier.compile
 
     def spy(self: fast.FastTier, p: object) -> bool:
-        was = p.nofast  # type: ignore[attr-defined]
+        was = p in self.refused
         ok = orig(self, p)
         if ok:
             compiled.append(p.name)  # type: ignore[attr-defined]
-        elif p.nofast and not was:  # type: ignore[attr-defined]
+        elif p in self.refused and not was:
             refused.append(p.name)  # type: ignore[attr-defined]
         return ok
 
@@ -477,7 +484,7 @@ def test_nesting_python_cannot_compile_stays_interpreted() -> None:
 
 @pytest.mark.parametrize("error", [SyntaxError, RecursionError, MemoryError, ValueError, KeyError])
 def test_any_failure_to_compile_leaves_the_function_interpreted(error: type, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever code generation or exec raises, the function is marked nofast and interpreted:
+    """Whatever code generation or exec raises, the function is refused (the tier remembers it) and interpreted:
     never an error for the program."""
     def broken(self: object) -> None:
         raise error("generated code refused")
@@ -531,3 +538,39 @@ def test_a_finished_run_leaves_none_of_its_values_behind(jit: bool) -> None:
     gc.collect()
     left = [o for o in gc.get_objects() if o.__class__ is Cons and o.head == "lispvm-leak-marker"]
     assert not left, f"{len(left)} conses of the finished run are still alive"
+
+
+FOLDED_ARGUMENT_ERRORS = """
+(def g (a b) (+ a b))
+(def f (n m)
+  (+ (g 1
+        (- n m)) 1))
+(def h (n) (try (+ 1 (g (- n 1)
+                        (- n 2))) (catch e e)))
+(def warm (i) (if (> i 0) (do (f i 1) (h i) (warm (- i 1))) 'warm))
+(print (warm 3000))
+(print (h "s"))
+(print (f 1 "x"))
+"""
+
+
+def test_an_error_in_a_folded_argument_is_reported_at_its_own_instruction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled code folds an argument's arithmetic into the call (`F(1, (r0 - r1))`), so the
+    failing instruction and the call share one line of generated source; the column of the
+    bytecode that raised (the column table) names the folded instruction, whose position and
+    message are the interpreter's (not the call's: `badarg: not a function (...)` at line 3)."""
+    compiled: list[object] = []
+    real = fast.FastTier.compile
+
+    def spy(self: fast.FastTier, p: object) -> bool:
+        ok = real(self, p)
+        if ok and any(self.compiled[p].cols.values()):  # type: ignore[index]
+            compiled.append(p.name)  # type: ignore[attr-defined]
+        return ok
+
+    monkeypatch.setattr(fast.FastTier, "compile", spy)
+    out, err, status = run(FOLDED_ARGUMENT_ERRORS, jit=True)
+    assert "f" in compiled, "f was not compiled with a folded argument: the test tested nothing"
+    assert (out, err, status) == run(FOLDED_ARGUMENT_ERRORS, jit=False)
+    assert err.endswith(':5:9: error: badarg: -: expected numbers, got integer 1 and string "x"\n'), err
+    assert out == 'warm\n(error badarg "-: expected numbers, got string \\"s\\" and integer 1")\n'

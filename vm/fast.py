@@ -7,13 +7,18 @@ whenever a process must stop (Pettyjohn et al., "Continuations from generalized 
 inspection", ICFP 2005). Must never: change the .lbc format or what a program prints; keep any
 process state that the interpreter frames do not also hold once a process is suspended.
 
-How it holds the VM's promises (measurements in docs/performance.md):
-- Preemption: a per-call reduction counter in generated code cost +70% on fib(27), so compiled
-  code counts nothing. A CPU-time interval timer (SIGVTALRM, every `tick` seconds of CPU) runs
-  a handler that, once the slice's ticks are spent and the scheduler says someone else is
-  waiting, raises Preempt, but only when the running frame is compiled code at a safe point: a
-  function's entry (RESUME) or its loop head (JUMP_BACKWARD). Anywhere else it tries again at the
-  next tick. Interpreted code keeps exact reduction counting.
+State: the VM object it is enabled with (vm/state.py: `vm.fast`, `vm.eager`, the slice's ticks),
+and its own table of prototypes (compiled, refused, how often woken). The one slot it writes on a
+prototype, `Proto.fast`, is the loop's cache of the compiled function (tested on every general
+call), and `Proto.arity` is set to -1 so the loop's inline call path defers to it.
+
+How it holds the VM's promises:
+- Preemption: compiled code counts no reductions (a per-call counter costs too much there, see
+  docs/performance.md, "The fast tier"). A CPU-time interval timer (SIGVTALRM, every `tick`
+  seconds of CPU) runs a handler that, once the slice's ticks are spent and the scheduler says
+  someone else is waiting, raises Preempt, but only when the running frame is compiled code at a
+  safe point: a function's entry (RESUME) or its loop head (JUMP_BACKWARD). Anywhere else it
+  tries again at the next tick. Interpreted code keeps exact reduction counting.
 - Suspension: Preempt, RecursionError (deep recursion), a builtin that must wait (Block) and a
   waiting callee that runs interpreted (_NestedSuspend) all unwind the Python stack; `unwind`
   reads each compiled frame from the traceback (registers from f_locals, pc from the line
@@ -56,11 +61,12 @@ from .errors import (
 from .lbc import Proto
 from .opcodes import decode_fields
 from .process import BLOCK, DONE, EXITED, FAILED, HALT, YIELD, Block
+from .state import VM
 from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Vec, to_pylist, type_name
 
-__all__ = ["FastTier", "Preempt", "enable", "disable", "TIER"]
+__all__ = ["FastTier", "Preempt", "enable", "disable", "rearm"]
 
-TIER: FastTier | None = None  # the tier of this OS process, or None (--no-jit)
+HOT_WAKES = 64  # wake-ups of an interpreted receive before the tier tries to compile its function
 COMPILED = 0  # functions compiled in this OS process so far (tests check that a mode compiled any)
 REFUSED = 0  # functions the tier tried and left to the interpreter (nofast)
 
@@ -89,7 +95,7 @@ class _Wait(BaseException):
 
 
 WAITING = object()  # what a compiled receive loop resumed by the loop returns when it must wait
-interp._WAITING = WAITING
+interp._WAITING = WAITING  # transitional: until vm/interp.py owns this sentinel and the tier imports it
 
 
 def _rwait() -> None:
@@ -99,16 +105,18 @@ def _rwait() -> None:
 class _Info:
     """What the unwinder needs to know about one compiled prototype."""
 
-    __slots__ = ("proto", "lines", "safe", "canonical", "upvals", "code", "source", "restart", "folded", "wait")
+    __slots__ = ("proto", "lines", "cols", "safe", "canonical", "upvals", "code", "source", "restart", "wait")
 
     def __init__(self, proto: Proto) -> None:
         self.proto = proto
         self.lines: dict[int, tuple[int, str, int]] = {}  # source line -> (pc, kind, dest register)
+        # source line -> (first column, end column, pc) of each argument expression folded into
+        # that line's call that can raise (the line's own pc is the call's)
+        self.cols: dict[int, list[tuple[int, int, int]]] = {}
         self.safe: frozenset[int] = frozenset()  # bytecode offsets of RESUME and JUMP_BACKWARD
         self.canonical = Closure(proto, ())  # stands for the closure of an upvalue-free function
         self.upvals = bool(proto.upvals)
         self.restart: dict[int, int] = {}  # call pc -> first folded instruction's pc
-        self.folded: dict[int, list[int]] = {}  # call pc -> pcs folded into its arguments
         self.wait = -1  # a receive loop's RECVWAIT pc (see _Gen.receive_loop), else -1
 
 
@@ -119,21 +127,26 @@ class _CannotCompile(Exception):
 # --- the tier ------------------------------------------------------------------------------------
 
 class FastTier:
-    """Compiled code for one OS process: one namespace, shared by every compiled function."""
+    """Compiled code for one OS process: one namespace, shared by every compiled function, and
+    the tier's table of prototypes (compiled, refused, woken)."""
 
-    def __init__(self, globals_: Any) -> None:
+    def __init__(self, vm: VM, globals_: Any) -> None:
+        self.vm = vm  # the VM it serves: its tick handler counts down vm.ticks_left
         self.globals = globals_  # the node's vm.process.Globals
         self.codes: dict[Any, _Info] = {}  # code object -> info, for the unwinder and the tick handler
+        self.compiled: dict[Proto, _Info] = {}  # every prototype compiled here
+        self.servers: set[Proto] = set()  # the compiled receive loops, resumed at their RECVWAIT
+        self.refused: set[Proto] = set()  # prototypes it could not compile: they stay interpreted
+        self.wakes: dict[Proto, int] = {}  # wake-ups left before an interpreted receive's function is tried
         self.gnames: dict[str, str] = {}  # Lisp global name -> Python identifier suffix
         self.count = 0  # functions compiled, for unique names
-        self.refused: list[Proto] = []  # prototypes it could not compile (nofast set)
         self.ns: dict[str, Any] = {
             "__builtins__": __builtins__, "_Cons": Cons, "_Vec": Vec, "_Box": Box, "_TRUE": TRUE,
             "_FALSE": FALSE, "_UNDEF": UNDEF, "_str": str, "_tolist": _tuple_to_list,
             "_undef": _raise_undef, "_badarg_str": _badarg_str, "_resolve": self.resolve,
-            "_apply": _apply, "_mkclosure": _mkclosure, "_defglobal": self.defglobal,
+            "_apply": self.apply, "_mkclosure": _mkclosure, "_defglobal": self.defglobal,
             "_setglobal": self.setglobal, "_unlist": _unlist, "_uncons": _uncons, "_unvec": _unvec,
-            "_lisp_value": _lisp_value, "_CATCH": _CATCHABLE, "_badmatch_guard": None,
+            "_lisp_value": self.lisp_value, "_CATCH": _CATCHABLE, "_badmatch_guard": None,
             "_ctx": B.ctx, "_WAITING": WAITING, "_rwait": _rwait,
             "_touch": _boxes.touch_current, "_PK": None,  # the running process's key (vm/interp.py run)
             "_int": int, "_INT_LIMIT": INT_LIMIT, "_INT_MIN": INT_MIN, "_product_limit": _raise_product_limit,
@@ -146,7 +159,7 @@ class FastTier:
         upvalues, the factory that makes one per closure). Returns True on success."""
         if p.fast is not None:
             return True
-        if p.nofast:
+        if p in self.refused:
             return False
         try:
             fn, info = _Gen(self, p).build()
@@ -158,16 +171,45 @@ class FastTier:
                 return False  # the caller's stack was deep, not the function: try again later
             global REFUSED
             REFUSED += 1
-            p.nofast = True
-            self.refused.append(p)
+            self.refused.add(p)
+            p.nofast = True  # transitional: until vm/interp.py asks the tier (woken, compile)
             return False
         global COMPILED
         COMPILED += 1
         self.codes[info.code] = info  # type: ignore[attr-defined]
+        self.compiled[p] = info
+        if info.wait >= 0:
+            self.servers.add(p)
+            p.fastwait = info.wait  # transitional: until vm/interp.py asks `p in tier.servers`
         p.fast = fn
-        p.fastwait = info.wait
         p.arity = -1  # the interpreter's inline call path now defers to p.fast
         return True
+
+    def woken(self, p: Proto) -> None:
+        """A message woke an interpreted receive of `p` (not compiled): once this happened
+        HOT_WAKES times, try to compile `p` (a server loop, maybe: see _Gen.receive_loop)."""
+        left = self.wakes.get(p, HOT_WAKES) - 1
+        self.wakes[p] = left
+        if left <= 0:
+            self.compile(p)
+
+    def release(self) -> None:
+        """Give every prototype compiled here back to the interpreter: prototypes outlive a run
+        (the prelude is loaded once per OS process), this tier's code does not."""
+        for p in self.compiled:
+            p.fast = None
+            p.fastwait = -1  # transitional (see compile)
+            p.arity = -1 if p.rest else p.nparams
+        for p in self.refused:
+            p.nofast = False  # transitional (see compile)
+        if self.vm.eager:
+            for m in list(lbc._REGISTRY.values()):
+                for p in m.protos:
+                    p.arity = -1 if p.rest else p.nparams
+        self.compiled.clear()
+        self.servers.clear()
+        self.refused.clear()
+        self.wakes.clear()
 
     def fn_for(self, f: Closure) -> Any:
         """The Python callable for a closure whose prototype is compiled (cached in f.fast)."""
@@ -176,7 +218,6 @@ class FastTier:
             p = f.proto
             fn = f.fast = p.fast(*f.upvals, f) if p.upvals else p.fast
         return fn
-
 
     def resolve(self, f: Any) -> Any:
         """A Python callable for any Lisp function value (compiled code's `CALL`)."""
@@ -189,6 +230,14 @@ class FastTier:
             return self.fn_for(f)
         fn = f.fast = lambda *args: _nested(f, args)
         return fn
+
+    def apply(self, f: Any, args: list, last: Any) -> Any:
+        """Compiled code's APPLY: call `f` with `args` and the elements of the list `last`."""
+        spread = to_pylist(last)
+        if spread is None:
+            raise badarg(f"apply: the last argument must be a list, got {B.short_repr(last)}")
+        fn = f.fast if f.__class__ is Builtin else self.resolve(f)
+        return fn(*args, *spread)
 
     def gname(self, name: str) -> str:
         g = self.gnames.get(name)
@@ -249,7 +298,39 @@ class FastTier:
         B.ctx.host.define(cell.name, stored)
         return value
 
-    # -- unwinding -----------------------------------------------------------------------------
+    # -- preemption -----------------------------------------------------------------------------
+
+    def on_tick(self, signum: int, frame: Any) -> None:
+        """SIGVTALRM: preempt compiled code at a safe point once the slice is spent (the loop sets
+        vm.ticks_left at the start of every slice)."""
+        vm = self.vm
+        left = vm.ticks_left - 1
+        vm.ticks_left = left
+        if left > 0:
+            return
+        info = self.codes.get(frame.f_code) if frame is not None else None
+        if info is None or frame.f_lasti not in info.safe:
+            return  # not in compiled code, or not at a safe point: try again at the next tick
+        host = B.ctx.host
+        vm.ticks_left = vm.slice_ticks  # a new slice, whether or not we preempt
+        if host is None or not host.preempt():
+            return  # nobody else wants the CPU
+        raise Preempt()
+
+    def on_poke(self, signum: int, frame: Any) -> None:
+        """A signal handler for the host: end the running slice of compiled code at its next safe
+        point, as if its ticks were spent (the host says why: for a scheduler, another one of the
+        node went idle and this one should look at its input now, not at the next tick)."""
+        self.vm.ticks_left = 1
+        self.on_tick(signum, frame)
+
+    # -- errors and unwinding ------------------------------------------------------------------
+
+    def lisp_value(self, e: BaseException) -> Any:
+        """The Lisp value a compiled `try` binds for exception `e`."""
+        if isinstance(e, LispError):
+            return e.value
+        return _positioned(self, e, _innermost(self.codes, e)).value  # type: ignore[union-attr]
 
     def unwind(self, exc: BaseException, proc: Any, caller: tuple | None) -> BaseException:
         """Turn the compiled frames in `exc`'s traceback into interpreter frames on `proc`.
@@ -268,10 +349,10 @@ class FastTier:
                 compiled.append((info, tb))
             tb = tb.tb_next
         if not compiled:
-            return _positioned(exc, None)
+            return _positioned(self, exc, None)
         if isinstance(exc, _CATCHABLE) or not isinstance(exc, (Preempt, RecursionError, Block,
                                                                 _NestedSuspend, _Wait)):
-            return _positioned(exc, compiled[-1])
+            return _positioned(self, exc, compiled[-1])
         frames = proc.frames
         if caller is not None:
             frames.append(caller)
@@ -355,14 +436,6 @@ def _badarg_str(op: str, x: Any, y: Any) -> None:
     raise badarg(f"{op}: expected numbers, got {type_name(x)} {B.short_repr(x)} and {type_name(y)} {B.short_repr(y)}")
 
 
-def _apply(f: Any, args: list, last: Any) -> Any:
-    spread = to_pylist(last)
-    if spread is None:
-        raise badarg(f"apply: the last argument must be a list, got {B.short_repr(last)}")
-    fn = f.fast if f.__class__ is Builtin else TIER.resolve(f)  # type: ignore[union-attr]
-    return fn(*args, *spread)
-
-
 def _mkclosure(p: Proto, upvals: tuple) -> Closure:
     return Closure(p, upvals)
 
@@ -383,21 +456,36 @@ def _unvec(x: Any, n: int) -> tuple | None:
     return x.items if x.__class__ is Vec and len(x.items) == n else None
 
 
-def _lisp_value(e: BaseException) -> Any:
-    """The Lisp value a compiled `try` binds for exception `e`."""
-    if isinstance(e, LispError):
-        return e.value
+def _innermost(codes: dict, exc: BaseException) -> tuple | None:
+    """(info, traceback entry) of the innermost compiled frame `exc` passed through, or None."""
     where = None
-    tb = e.__traceback__
-    while tb is not None:  # the innermost compiled frame names the failing instruction
-        info = TIER.codes.get(tb.tb_frame.f_code) if TIER is not None else None
+    tb = exc.__traceback__
+    while tb is not None:
+        info = codes.get(tb.tb_frame.f_code)
         if info is not None:
             where = (info, tb)
         tb = tb.tb_next
-    return _positioned(e, where).value
+    return where
 
 
-def _positioned(exc: BaseException, where: tuple | None) -> BaseException:
+def _fault_pc(info: _Info, tb: Any) -> int:
+    """The instruction whose code raised in compiled frame `tb`: its line's pc (the line table),
+    or the pc of the argument expression folded into that line's call whose columns hold the
+    failing bytecode (Python records the position of each bytecode: co_positions)."""
+    pc = info.lines.get(tb.tb_lineno, (0,))[0]
+    spans = info.cols.get(tb.tb_lineno)
+    if spans:
+        positions = list(tb.tb_frame.f_code.co_positions())
+        i = tb.tb_lasti // 2  # one entry per 2-byte code unit
+        if 0 <= i < len(positions):
+            _, _, col, end = positions[i]
+            for start, stop, k in spans:
+                if col is not None and end is not None and start <= col and end <= stop:
+                    return k
+    return pc
+
+
+def _positioned(tier: FastTier | None, exc: BaseException, where: tuple | None) -> BaseException:
     """`exc` as a LispError carrying the position of the compiled frame `where` (info, tb),
     with the same message the interpreter gives (interp.python_error)."""
     if not isinstance(exc, (LispError, RecursionError) + _CATCHABLE):
@@ -411,17 +499,13 @@ def _positioned(exc: BaseException, where: tuple | None) -> BaseException:
         return badarg("value nested too deeply to process") if isinstance(exc, RecursionError) \
             else badarg(f"bad argument ({exc})")
     info, tb = where
-    pc = info.lines.get(tb.tb_lineno, (0,))[0]
-    loc = tb.tb_frame.f_locals
-    regs = [loc.get(f"r{i}") for i in range(info.proto.nregs)]
-    for k in info.folded.get(pc, ()):  # an instruction folded into this call's arguments?
-        if _fails(info.proto, k, regs):
-            pc = k
-            break
+    pc = _fault_pc(info, tb)
     if isinstance(exc, LispError):
         err = exc
     else:
-        err = _call_error(info.proto, pc, regs, exc) or interp.python_error(info.proto, pc, regs, exc)
+        loc = tb.tb_frame.f_locals
+        regs = [loc.get(f"r{i}") for i in range(info.proto.nregs)]
+        err = _call_error(tier, info.proto, pc, regs, exc) or interp.python_error(info.proto, pc, regs, exc)
     if err.pos is None:
         err.pos = info.proto.position(pc)
     return err
@@ -430,11 +514,10 @@ def _positioned(exc: BaseException, where: tuple | None) -> BaseException:
 _CALLS = frozenset({"CALL", "TAILCALL", "CALLG", "TAILCALLG", "APPLY", "TAILAPPLY"})
 
 
-def _call_error(p: Proto, pc: int, regs: list, exc: BaseException) -> LispError | None:
-    """The interpreter's error for a call at pc that failed in compiled code, where Python's
-    message would differ: a callee that is no function (AttributeError on `.fast`), or a Lisp
-    function given the wrong number of arguments (a TypeError naming the generated function).
-    None for any other failure."""
+def _call_error(tier: FastTier | None, p: Proto, pc: int, regs: list, exc: BaseException) -> LispError | None:
+    """The interpreter's error for the call at pc, which Python refused to make: a callee that
+    is no function (AttributeError on `.fast`), or a Lisp function given the wrong number of
+    arguments (TypeError). None for a builtin (the interpreter's python_error says it)."""
     op, f = decode_fields(p.code[pc])
     name = op.name
     if name not in _CALLS:
@@ -442,7 +525,7 @@ def _call_error(p: Proto, pc: int, regs: list, exc: BaseException) -> LispError 
     a, b = f.get("A", 0), f.get("B", 0)
     n = b
     if name in ("CALLG", "TAILCALLG"):
-        callee = TIER.globals.get(p.consts[f["C"]].name) if TIER is not None else None
+        callee = tier.globals.get(p.consts[f["C"]].name) if tier is not None else None
     else:
         callee = regs[a]
         if name in ("APPLY", "TAILAPPLY"):
@@ -460,19 +543,6 @@ def _call_error(p: Proto, pc: int, regs: list, exc: BaseException) -> LispError 
     if callee.__class__ is Builtin or name in ("CALLG", "TAILCALLG"):
         return None  # a builtin's own message; a global that is no function raised already
     return interp._not_callable(callee)
-
-
-def _fails(p: Proto, k: int, regs: list) -> bool:
-    """Does the pure instruction k raise with these registers? (Re-running it is harmless.)"""
-    op, f = decode_fields(p.code[k])
-    try:
-        if op.name == "ADDI":
-            regs[f["B"]] + f["C"]
-        elif op.name == "SUB":
-            regs[f["B"]] - regs[f["C"]]
-    except Exception:
-        return True
-    return False
 
 
 def _nested(f: Closure, args: tuple) -> Any:
@@ -502,6 +572,7 @@ def _nested(f: Closure, args: tuple) -> Any:
 # --- code generation ----------------------------------------------------------------------------
 
 _PURE = frozenset({"ADDI", "SUB", "LOADK", "LOADI", "MOVE", "GETUPVAL", "LOADBOOL"})  # may be inlined
+_CANNOT_RAISE = frozenset({"LOADK", "LOADI", "MOVE", "GETUPVAL", "LOADBOOL"})
 _CALL_NAMES = frozenset({"CALLG", "TAILCALLG", "CALLB"})
 _EXITS = frozenset({"RETURN", "TAILCALL", "TAILCALLG", "TAILAPPLY"})
 
@@ -571,6 +642,7 @@ class _Gen:
         self.targets = self.jump_targets()
         self.inlined: dict[int, str] = {}  # pc of a pure instruction folded into the next call
         self.restart: dict[int, int] = {}  # call pc -> first pc to re-run after deep recursion
+        self.arg_cols: dict[int, tuple[str, list[tuple[int, int, int]]]] = {}  # see args()
         self.plan_inlining()
 
     def receive_loop(self) -> tuple[int, int, int] | None:
@@ -670,10 +742,17 @@ class _Gen:
         raise AssertionError(name)  # pragma: no cover
 
     # emission helpers
-    def line(self, indent: int, text: str, pc: int | None = None, kind: str = "op", dst: int = 0) -> None:
+    def line(self, indent: int, text: str, pc: int | None = None, kind: str = "op", dst: int = 0,
+             args: bool = False) -> None:
+        """Emit a line of source for instruction pc; `args`: it ends with the argument list of
+        pc's call (then the columns of its folded expressions go to the column table)."""
         self.out.append("    " * indent + text)
         if pc is not None:
             self.info.lines[len(self.out)] = (pc, kind, dst)
+            if args and pc in self.arg_cols:
+                arglist, cols = self.arg_cols[pc]
+                base = 4 * indent + text.rfind(arglist)  # the argument list is the line's last
+                self.info.cols[len(self.out)] = [(base + s, base + e, k) for s, e, k in cols]
 
     def k(self, value: Any) -> str:
         c = value.__class__
@@ -695,12 +774,24 @@ class _Gen:
         return f"r{i}"
 
     def args(self, a: int, n: int, pc: int | None = None) -> str:
-        """The argument list of a call at pc: registers, or the folded expressions."""
+        """The argument list of a call at pc: registers, or the folded expressions. The columns
+        of those that can raise, relative to the list, are left in self.arg_cols[pc] for line()."""
         folded = {}
         if pc is not None and pc in self.restart:
             for k in range(self.restart[pc], pc):
-                folded[self.ops[k][1]["A"]] = self.inlined[k]
-        return ", ".join(folded.get(a + 1 + j, self.r(a + 1 + j)) for j in range(n))
+                folded[self.ops[k][1]["A"]] = k
+        parts, cols, at = [], [], 0
+        for j in range(n):
+            k = folded.get(a + 1 + j)
+            text = self.r(a + 1 + j) if k is None else self.inlined[k]
+            if k is not None and self.ops[k][0] not in _CANNOT_RAISE:
+                cols.append((at, at + len(text), k))
+            parts.append(text)
+            at += len(text) + 2
+        text = ", ".join(parts)
+        if cols:
+            self.arg_cols[pc] = (text, cols)  # type: ignore[index]
+        return text
 
     # building
     def build(self) -> tuple[Any, _Info]:
@@ -749,7 +840,6 @@ class _Gen:
                                    if i.opname in ("RESUME", "JUMP_BACKWARD"))
         self.info.code = inner
         self.info.restart = dict(self.restart)
-        self.info.folded = {j: list(range(r, j)) for j, r in self.restart.items()}
         self.info.source = src  # type: ignore[attr-defined]
         if not up:
             ns[self.fname] = made  # self tail calls compare F_<name> with this
@@ -990,22 +1080,22 @@ class _Gen:
             g = self.tier.gname(gname)
             call = f"F_{g}({self.args(a, b, pc)})"
             if name == "CALLG":
-                L(ind, f"{ra} = {call}", pc, "call", a)
+                L(ind, f"{ra} = {call}", pc, "call", a, args=True)
             elif gname == p.name and not p.rest and b == p.nparams and not p.upvals:
                 # a self tail call, while the global still names this function: loop (for a
                 # server loop without parameters too: as a call, each of its waits unwound)
                 L(ind, f"if F_{g} is {self.fname}:", pc)
                 if b:
                     params = ", ".join(self.r(j) for j in range(b))
-                    L(ind + 1, f"{params}, = {self.args(a, b, pc)},", pc)
+                    L(ind + 1, f"{params}, = {self.args(a, b, pc)},", pc, args=True)
                 L(ind + 1, "continue", pc, "loop")
-                L(ind, f"return {call}", pc, "tail", a)
+                L(ind, f"return {call}", pc, "tail", a, args=True)
             else:
-                L(ind, f"return {call}", pc, "tail", a)
+                L(ind, f"return {call}", pc, "tail", a, args=True)
         elif name == "CALLB":
             bname = p.consts[c].name
             fn = self.k(B.BUILTINS[bname].fn)
-            L(ind, f"{ra} = {fn}({self.args(a, b, pc)})", pc, "call", a)
+            L(ind, f"{ra} = {fn}({self.args(a, b, pc)})", pc, "call", a, args=True)
         elif name in ("APPLY", "TAILAPPLY"):
             fixed = ", ".join(self.r(a + 1 + j) for j in range(b - 1))
             call = f"_apply({ra}, [{fixed}], {self.r(a + b)})"
@@ -1065,92 +1155,53 @@ def _named(code: types.CodeType, filename: str) -> types.CodeType:
 
 # --- preemption by CPU-time ticks ---------------------------------------------------------------
 
-def _on_tick(signum: int, frame: Any) -> None:
-    """SIGVTALRM: preempt compiled code at a safe point once the slice is spent (the loop sets
-    interp.TICKS_LEFT at the start of every slice)."""
-    left = interp.TICKS_LEFT - 1
-    interp.TICKS_LEFT = left
-    if left > 0 or TIER is None:
-        return
-    info = TIER.codes.get(frame.f_code) if frame is not None else None
-    if info is None or frame.f_lasti not in info.safe:
-        return  # not in compiled code, or not at a safe point: try again at the next tick
-    host = B.ctx.host
-    interp.TICKS_LEFT = interp.SLICE_TICKS  # a new slice, whether or not we preempt
-    if host is None or not host.preempt():
-        return  # nobody else wants the CPU
-    raise Preempt()
+_CALL_SECONDS = 0.25e-6  # what one interpreted call (one reduction) costs on fib (docs/performance.md)
 
 
-def on_poke(signum: int, frame: Any) -> None:
-    """A signal handler for the host: end the running slice of compiled code at its next safe
-    point, as if its ticks were spent (the host says why: for a scheduler, another one of the
-    node went idle and this one should look at its input now, not at the next tick)."""
-    interp.TICKS_LEFT = 1
-    _on_tick(signum, frame)
-
-
-def enable(globals_: Any, reductions: int = 4000, tick: float = 0.001) -> FastTier | None:
-    """Switch the fast tier on for this OS process; returns it, or None where it cannot run
+def enable(vm: VM, globals_: Any, reductions: int = 4000, tick: float = 0.001) -> FastTier | None:
+    """Switch the fast tier on for `vm`, the VM of this OS process's schedulers (signal
+    handlers are per OS process); returns the tier (also vm.fast), or None where it cannot run
     (not the main thread: signal handlers can only be set there)."""
-    global TIER
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return None
-    TIER = FastTier(globals_)
-    interp.FAST = TIER
-    mode = os.environ.get("LISPVM_JIT", "")
-    if mode == "eager":
+    tier = vm.fast = FastTier(vm, globals_)
+    if os.environ.get("LISPVM_JIT", "") == "eager":
         # every function is compiled at its first call (a tier differential: tests run
         # programs so and compare with --no-jit): calls take the interpreter's general path,
-        # which asks interp.EAGER (docs/performance.md, "The fast tier")
-        interp.EAGER = True
+        # which asks vm.eager (docs/performance.md, "The fast tier")
+        vm.eager = True
         for m in list(lbc._REGISTRY.values()):
             for p in m.protos:
                 p.arity = -1
-    # A slice of compiled code lasts about as long as `reductions` interpreted calls: measured
-    # at about 0.25 us each (fib), so the default 4000 reductions is about 1 ms. One tick more:
-    # the first tick a slice sees comes at any time after its start, so only the ticks after
-    # it measure the slice. Without it a process that ran a few microseconds when a tick came
-    # was preempted like a CPU-bound one (and moved to another scheduler as one: a compiled
-    # ring node, which then sent every message through a socket).
-    interp.SLICE_TICKS = max(1, round(reductions * 0.25e-6 / tick)) + 1
-    rearm(tick)
+    # A slice of compiled code lasts about as long as `reductions` interpreted calls. One tick
+    # more: the first tick a slice sees comes at any time after its start, so only the ticks
+    # after it measure the slice (else a process that ran briefly was preempted, and moved, as a
+    # CPU-bound one: docs/performance.md, "Server loops and the ring").
+    vm.slice_ticks = max(1, round(reductions * _CALL_SECONDS / tick)) + 1
+    rearm(vm, tick)
     if sys.getrecursionlimit() < 8000:
         sys.setrecursionlimit(8000)
-    return TIER
+    return tier
 
 
-def rearm(tick: float = 0.001) -> None:
-    """Start the tick timer: at enable(), and again in a child of fork(), which inherits the
-    fast tier (and its compiled functions) but not the parent's interval timer."""
-    signal.signal(signal.SIGVTALRM, _on_tick)
+def rearm(vm: VM, tick: float = 0.001) -> None:
+    """Start the tick timer for vm's fast tier: at enable(), and again in a child of fork(),
+    which inherits the fast tier (and its compiled functions) but not the parent's interval timer."""
+    signal.signal(signal.SIGVTALRM, vm.fast.on_tick)
     signal.setitimer(signal.ITIMER_VIRTUAL, tick, tick)
 
 
-def disable() -> None:
-    """Switch the fast tier off (tests run every program with and without it)."""
-    global TIER
-    if TIER is not None:
+def disable(vm: VM) -> None:
+    """Switch vm's fast tier off (tests run every program with and without it)."""
+    tier = vm.fast
+    if tier is not None:
         signal.setitimer(signal.ITIMER_VIRTUAL, 0, 0)
         signal.signal(signal.SIGVTALRM, signal.SIG_DFL)
-        # Prototypes outlive a run (the prelude is loaded once per OS process): give every
-        # compiled one back to the interpreter.
-        for info in TIER.codes.values():
-            p = info.proto
-            p.fast = None
-            p.fastwait = -1
-            p.arity = -1 if p.rest else p.nparams
-        for p in TIER.refused:
-            p.nofast = False
-        if interp.EAGER:
-            for m in list(lbc._REGISTRY.values()):
-                for p in m.protos:
-                    p.arity = -1 if p.rest else p.nparams
-    TIER = None
-    interp.FAST = None
-    interp.EAGER = False
+        tier.release()
+    vm.fast = None
+    vm.eager = False
 
 
 __all__ += ["runtime_error"]
