@@ -16,7 +16,8 @@ an error, and the other layer still holds.
   socket exists by then). x86_64 only: the table of numbers is that architecture's; elsewhere
   this layer is skipped with a warning.
 
-Must never: be applied in a scheduler process (only device_main calls it), or fail silently.
+Must never: be applied in a scheduler process (only the device process does,
+scheduler/device_server.py), or fail silently.
 """
 
 from __future__ import annotations
