@@ -68,7 +68,7 @@ __all__ = ["FastTier", "Preempt", "enable", "disable", "rearm"]
 
 HOT_WAKES = 64  # wake-ups of an interpreted receive before the tier tries to compile its function
 COMPILED = 0  # functions compiled in this OS process so far (tests check that a mode compiled any)
-REFUSED = 0  # functions the tier tried and left to the interpreter (nofast)
+REFUSED = 0  # functions the tier tried and left to the interpreter (refused)
 
 _RECV = frozenset({"RECVSTART", "RECVPEEK", "RECVNEXT", "RECVTAKE", "RECVWAIT"})
 _CATCHABLE = (LispError, TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError,
@@ -385,7 +385,7 @@ class FastTier:
                 continue
             # the innermost compiled frame
             if isinstance(exc, Preempt):
-                # raised only at an entry or loop head (see _on_tick): pc 0, or a server loop's RECVWAIT
+                # raised only at an entry or loop head (see on_tick): pc 0, or a server loop's RECVWAIT
                 cur = (cl, pc, regs)
             elif isinstance(exc, RecursionError):
                 # the call did not start: do it again, interpreted (from the first instruction
@@ -823,10 +823,10 @@ class _Gen:
         if up:
             self.line(1, f"return {self.fname}")
         src = "\n".join(self.out) + "\n"
-        # exec of the source string, not compile(): the builtin compile() sets up the types of
-        # the ast module on its first call in a process (~0.7 ms here, which was most of the
-        # first compiled function's cost and a fifth of a parallel run's start); exec does not.
-        # The file name is put on the code objects after, for tracebacks and profilers.
+        # exec of the source string, not compile(): the builtin compile() sets up the ast
+        # module's types on its first call in a process, most of the first compiled function's
+        # cost (docs/performance.md); exec does not. The file name is put on the code objects
+        # after, for tracebacks and profilers.
         ns = self.tier.ns
         exec(src, ns)
         made = ns.pop(f"make_{self.fname}" if up else self.fname)
@@ -947,7 +947,8 @@ class _Gen:
             return f"({ra} >= {b})", []
         c = f.get("C", 0)
         if name == "UNLIST" and 1 <= c <= 4:
-            # written out: a message's shape test without a call (the call was 9% of a ring hop)
+            # written out: a message's shape test without a call (docs/performance.md, "Server
+            # loops and the ring")
             cells = [self.r(b)]
             tests = [f"{cells[0]}.__class__ is _Cons"]
             for j in range(1, c):
