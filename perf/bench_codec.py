@@ -18,7 +18,7 @@ that is what the transport paid.
 
 On a shared, loaded machine pyperf's benchmarks, run one after the other, see the load change
 between the codec's and pickle's turns. `--interleaved ROUNDS` measures instead without pyperf:
-each round times the codec then pickle on the same value (about 20 ms each), and the table gives
+each round times the codec then pickle on the same value, and the table gives
 the median and quartiles of the per-round ratios, which a slow drift of the load leaves alone.
 
 Usage: python perf/bench_codec.py [--fast] [-o result.json]

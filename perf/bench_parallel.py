@@ -15,8 +15,8 @@ Benchmarks, all in one pyperf run, values in seconds per run of the K jobs:
 The 2-scheduler case is measured only if `lispvm run --schedulers 2` really runs a second OS
 process (perf/programs/probe.lisp); otherwise "not available".
 
-Note: 8 x fib(24) is about 40 ms of CPython work, less than a scheduler's boot; try --n 27 or
---n 30 to see the speed-up on longer jobs.
+Note: 8 x fib(24) is little work next to a scheduler's boot (docs/performance.md has the times);
+try --n 27 or --n 30 to see the speed-up on longer jobs.
 
 Usage: python perf/bench_parallel.py [--fast] [-o result.json] [--k 8] [--n 24]
 """

@@ -49,7 +49,7 @@ def asyncio_spawn(loops: int, n: int) -> float:
 
 def main() -> None:
     """Register the benchmarks, run them (pyperf), print the ratio."""
-    # fewer worker processes than pyperf's 20: one value takes about a second here
+    # fewer worker processes than pyperf's 20: each value spawns the whole --n processes
     suite = Suite("spawn", {"spawn": SHARED_BENCH / "spawn.lisp"}, processes=6)
     suite.option("--n", type=int, default=100_000, help="processes to spawn (default 100000)")
     suite.option("--schedulers", type=int, default=None, help="lispvm --schedulers (default: lispvm's)")

@@ -258,8 +258,8 @@ class Suite:
     def parse(self) -> argparse.Namespace:
         """Parse the command line; in the manager, also compile the programs to .lbc."""
         self.args = self.runner.parse_args()
-        # pyperf's workers get a filtered environment: without these, LISPVM_OPENCL chose the
-        # device in the manager only, and the workers measured the default one.
+        # pyperf's workers get a filtered environment: without these, LISPVM_OPENCL would choose
+        # the device in the manager only, and the workers would measure the default one.
         self.args.inherit_environ = [*(self.args.inherit_environ or []),
                                      *(v for v in FORWARDED_ENV if v in os.environ)]
         if self.args.probe:

@@ -21,7 +21,7 @@ from lispvm.vm.opcodes import decode_fields
 
 Runner = Callable[..., tuple[str, str, int]]
 JIT = [pytest.param(True, id="jit"), pytest.param(False, id="nojit")]
-# The fast tier runs mutual tail recursion several times slower than the interpreter (seconds).
+# The fast tier runs mutual tail recursion slower than the interpreter: its case is a slow test.
 JIT_SLOW = [pytest.param(True, id="jit", marks=pytest.mark.slow), pytest.param(False, id="nojit")]
 
 
@@ -478,8 +478,8 @@ def test_a_macro_expansion_over_the_size_limit_is_one_compile_error(cli: Runner,
 
 
 def test_a_macro_whose_expansions_keep_doubling_stops_at_the_size_limit() -> None:
-    """Each expansion calls the macro again on twice the form: the sizes, not the 1,000
-    expansions, stop it (it walked a hundred thousand forms per expansion 1,000 times before)."""
+    """Each expansion calls the macro again on twice the form: the size limit stops it, long
+    before the limit of 1,000 expansions would."""
     src = "(defmacro grow (x) (list 'grow (list 'quote (list x x))))\n(print (grow 1))\n"
     with pytest.raises(CompileError) as info:
         compile_source(src, "g.lisp")
