@@ -10,8 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from lispvm.vm import boxes
-from lispvm.vm import builtins as B
+from lispvm.vm import boxes, values
 from lispvm.vm.lbc import Proto
 from lispvm.vm.values import UNCLAIMED, Box, Closure, Cons, Vec
 from support import run
@@ -111,7 +110,7 @@ def test_the_owner_rule_directly() -> None:
     copy.v = 50
     assert mine.v == 5
     proto = Proto("f", 0, False, 1)
-    B.note_box()
+    values.note_box()
     f = Closure(proto, (mine,))
     stored = boxes.for_global(p, f)
     t = stored.upvals[0]
@@ -141,15 +140,15 @@ def test_an_unpickled_box_turns_message_copying_on(monkeypatch: pytest.MonkeyPat
     import pickle
 
     data = pickle.dumps(Box(3, 7))
-    monkeypatch.setattr(B, "BOXES_MADE", False)
+    monkeypatch.setattr(values, "BOXES_MADE", False)
     b = pickle.loads(data)
-    assert (b.v, b.owner) == (3, 7) and B.BOXES_MADE
+    assert (b.v, b.owner) == (3, 7) and values.BOXES_MADE
 
 
 def test_shared_sublists_in_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     """A value whose lists share a tail is scanned once per cell (the scan once went round for
     ever on a tail it had seen), and a copy keeps the sharing."""
-    monkeypatch.setattr(B, "BOXES_MADE", True)
+    monkeypatch.setattr(values, "BOXES_MADE", True)
     p = _proc(4)
     tail = Cons(1, Cons(2, None))
     x = Cons(Cons(0, tail), Cons(Cons(9, tail), None))
@@ -173,7 +172,7 @@ def test_storing_onto_the_previous_value_does_not_rescan_it(monkeypatch: pytest.
     found box-free when it was stored (else accumulating in a global is quadratic)."""
     from lispvm.vm.process import GlobalCell
 
-    monkeypatch.setattr(B, "BOXES_MADE", True)
+    monkeypatch.setattr(values, "BOXES_MADE", True)
     p = _proc(5)
     cell = GlobalCell("log")
     old = Cons(Vec(_Poison()), None)  # type: ignore[arg-type]

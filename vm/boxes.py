@@ -25,8 +25,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import builtins as B
-from .values import UNCLAIMED, Box, Closure, Cons, Vec
+from . import values as _values
+from .process import ctx
+from .values import UNCLAIMED, Box, Closure, Cons, Vec, note_box
 
 __all__ = ["key_of", "touch", "touch_current", "for_global", "for_message", "BARE"]
 
@@ -62,7 +63,7 @@ def _touch(proc: Any, b: Box) -> Box:
         return b
     if o == UNCLAIMED:
         b.owner = key
-        B.note_box()  # messages from here on are scanned for closures with boxes
+        note_box()  # messages from here on are scanned for closures with boxes
         return b
     mine = proc.boxes
     if mine is None:
@@ -71,13 +72,13 @@ def _touch(proc: Any, b: Box) -> Box:
     own = mine.get(k)
     if own is None:
         own = mine[k] = Box(b.v, key)
-        B.note_box()
+        note_box()
     return own
 
 
 def touch_current(b: Box) -> Box:
-    """touch() for compiled code, which knows the running process only through builtins.ctx."""
-    return touch(B.ctx.proc, b)
+    """touch() for compiled code, which knows the running process only through vm.process.ctx."""
+    return touch(ctx.proc, b)
 
 
 def _view(proc: Any, b: Box) -> Box | None:
@@ -91,7 +92,7 @@ def _view(proc: Any, b: Box) -> Box | None:
 def for_global(proc: Any, x: Any, cell: Any = None) -> Any:
     """The value global `cell` gets when `proc` stores `x` with def or set: `x` itself when it
     holds no box, else a copy whose boxes are templates (see the module doc)."""
-    if not B.BOXES_MADE:
+    if not _values.BOXES_MADE:
         return x
     if not _has_box(x, cell.boxfree if cell is not None else None):
         if cell is not None and x.__class__ in _CONTAINERS:

@@ -49,7 +49,24 @@ from typing import Any
 
 from . import lbc
 from . import process as _process
-from .values import _SYMBOLS, FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, F32Array, Pid, Ref, Sym, Vec, intern
+from .registry import BUILTINS
+from .values import (
+    _SYMBOLS,
+    FALSE,
+    TRUE,
+    UNDEF,
+    Box,
+    Builtin,
+    Closure,
+    Cons,
+    F32Array,
+    Pid,
+    Ref,
+    Sym,
+    Vec,
+    intern,
+    note_box,
+)
 
 __all__ = ["VERSION", "MAX_MESSAGE", "HEADER", "CodecError", "EncodeError", "TooLarge", "encode",
            "decode", "frame", "encode_frame", "FrameReader"]
@@ -709,8 +726,8 @@ def _decode(data: bytes, buffers: Any, unpack_i32: Any = _I32.unpack_from, unpac
         elif kind == _C_ROOT:
             if pos != end:
                 raise CodecError(f"{end - pos} bytes after the end of the term")
-            if boxes:
-                _note_boxes()
+            if boxes:  # boxes came from another OS process: this one's messages are scanned from now on
+                note_box()
             return items[0]
         else:
             v = _build(kind, items, extra)
@@ -767,8 +784,6 @@ def _build(kind: int, items: list, extra: Any) -> Any:
             raise CodecError("malformed pid or ref")
         return Ref(node, num) if kind == _C_REF else Pid(node, num)
     if kind == _C_BUILTIN:
-        from .builtins import BUILTINS  # late: builtins imports much of the VM
-
         b = BUILTINS.get(items[0]) if items[0].__class__ is str else None
         if b is None:
             raise CodecError(f"no builtin called {items[0]!r}")
@@ -792,13 +807,6 @@ def _build(kind: int, items: list, extra: Any) -> Any:
     if kind == _C_PROC:
         return _build_process(items[0])
     raise CodecError(f"internal: container kind {kind}")  # pragma: no cover
-
-
-def _note_boxes() -> None:
-    """Boxes came from another OS process: from now on this one's messages are scanned for them."""
-    from . import builtins
-
-    builtins.note_box()
 
 
 _PROC_SLOTS = _process.Process.__slots__

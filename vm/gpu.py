@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .builtins import _arity, _int, builtin, short_repr
+from .checks import check_arity, check_int, short_repr
 from .errors import badarg, badarity
+from .process import Block
+from .registry import builtin
 from .values import Cons, F32Array, from_list, type_name
 
 __all__ = ["Kernel", "SCALARS"]
@@ -76,7 +78,7 @@ def b_array(items: Any) -> F32Array:
 
 @builtin("gpu/zeros")
 def b_zeros(n: Any) -> F32Array:
-    n = _int("gpu/zeros", n)
+    n = check_int("gpu/zeros", n)
     if n < 0:
         raise badarg(f"gpu/zeros: size must be >= 0, got {n}")
     np = _np()
@@ -98,7 +100,7 @@ def b_len(a: Any) -> int:
 @builtin("gpu/get")
 def b_get(a: Any, i: Any) -> float:
     arr = _array("gpu/get", a)
-    i = _int("gpu/get", i)
+    i = check_int("gpu/get", i)
     if not 0 <= i < len(arr):
         raise badarg(f"gpu/get: index {i} out of range for an array of {len(arr)}")
     return float(arr[i])
@@ -106,8 +108,6 @@ def b_get(a: Any, i: Any) -> float:
 
 @builtin("gpu/kernel")
 def b_kernel(source: Any, name: Any) -> Kernel:
-    from .process import Block
-
     if source.__class__ is not str or name.__class__ is not str:
         raise badarg("gpu/kernel: expected the OpenCL source and the kernel's name, both strings")
     raise Block(("gpu-kernel", source, name))
@@ -115,13 +115,11 @@ def b_kernel(source: Any, name: Any) -> Kernel:
 
 @builtin("gpu/dispatch")
 def b_dispatch(*args: Any) -> Any:
-    from .process import Block
-
-    _arity("gpu/dispatch", args, 2)
+    check_arity("gpu/dispatch", args, 2)
     kernel, n, rest = args[0], args[1], args[2:]
     if kernel.__class__ is not Kernel:
         raise badarg(f"gpu/dispatch: expected a kernel, got {type_name(kernel)} {short_repr(kernel)}")
-    n = _int("gpu/dispatch", n)
+    n = check_int("gpu/dispatch", n)
     if n < 1:
         raise badarg(f"gpu/dispatch: the global size must be >= 1, got {n}")
     if len(rest) != len(kernel.params):

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 
+from .builtins import BUILTINS, CONSTANTS  # the table, complete with the gpu/ builtins
+from .interp import call_sync, predecode
 from .lbc import Module, load, register
 from .opcodes import BY_NAME, decode_fields
 from .process import Globals
+from .values import Closure
+from .verify import verify
 
 __all__ = ["module", "names", "install", "LBC_PATH", "SOURCE_PATH"]
 
@@ -27,9 +31,6 @@ def module(fresh: bool = False) -> Module:
     (the compiler's, for macros) takes a `fresh` copy that is not registered for transport.
     """
     if fresh or not _CACHE:
-        from .builtins import BUILTINS
-        from .verify import verify
-
         with open(LBC_PATH, "rb") as f:
             m = load(f.read())
         verify(m, frozenset(BUILTINS))
@@ -53,10 +54,6 @@ def names() -> frozenset[str]:
 
 def install(globals_: Globals, fresh: bool = False) -> None:
     """Define the builtins (Python ones, constants, and the prelude's) in `globals_`."""
-    from .builtins import BUILTINS, CONSTANTS
-    from .interp import call_sync, predecode
-    from .values import Closure
-
     for name, b in BUILTINS.items():
         globals_.cell(name).v = b
     for name, v in CONSTANTS.items():

@@ -27,6 +27,19 @@ BOTTOM: list[Any] = [None]  # vm.interp.HALT_FRAME, set when vm.interp is import
 OUTCOME_NAMES = ("yield", "wait", "block", "done", "failed", "exited", "halt")
 
 
+class _Ctx:
+    """The running process and its host; set by the loop at the start of each slice."""
+
+    __slots__ = ("proc", "host")
+
+    def __init__(self) -> None:
+        self.proc: Any = None  # the running vm.process.Process
+        self.host: Any = None  # the scheduler (a vm.process.Host)
+
+
+ctx = _Ctx()  # what a builtin (vm/builtins.py) or compiled code (vm/fast.py) is running for
+
+
 class Block(BaseException):
     """Raised by a builtin that must wait for a service (GPU work): the loop returns BLOCK."""
 

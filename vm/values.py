@@ -29,13 +29,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .registry import Builtin  # a function written in Python: defined with the table of builtins
+
 # CPython's limit on int <-> str conversion stays on: vm/errors.py sets it to MAX_INT_DIGITS
 # (the conversion is quadratic, so an unlimited one blocks a scheduler for seconds).
 
 __all__ = [
     "Bool", "TRUE", "FALSE", "Sym", "intern", "Cons", "Vec", "Box", "Closure", "Builtin",
     "Pid", "Ref", "F32Array", "UNDEF", "UNCLAIMED", "from_list", "to_pylist", "is_list", "lisp_eq",
-    "to_str", "to_repr", "type_name", "truthy",
+    "to_str", "to_repr", "type_name", "truthy", "note_box",
 ]
 
 
@@ -204,10 +206,17 @@ class Box:
         slots = state[1] if state.__class__ is tuple else state
         self.v = slots["v"]
         self.owner = slots.get("owner", UNCLAIMED)
-        from .builtins import note_box  # late: builtins imports this module
-
         note_box()
 
+
+BOXES_MADE = False  # set once this OS process made or received a Box (messages then get copied)
+
+
+def note_box() -> None:
+    """Called when a Box is made or arrives: from now on, messages are scanned for closures to
+    copy (vm/boxes.py). Until then, sending a message costs no scan."""
+    global BOXES_MADE
+    BOXES_MADE = True
 
 
 class Closure:
@@ -231,29 +240,6 @@ class Closure:
 
 def _closure(proto: Any, upvals: tuple, name: str) -> Closure:
     return Closure(proto, upvals, name)
-
-
-class Builtin:
-    """A function written in Python. `fn` takes the Lisp arguments positionally."""
-
-    __slots__ = ("name", "fn", "fast")
-
-    def __init__(self, name: str, fn: Any) -> None:
-        self.name = name  # the Lisp name, e.g. "list/range"
-        self.fn = fn  # the Python callable
-        self.fast = fn  # what compiled code calls: the same callable
-
-    def __repr__(self) -> str:
-        return f"#<fn {self.name}>"
-
-    def __reduce__(self) -> tuple:
-        return (_builtin_by_name, (self.name,))
-
-
-def _builtin_by_name(name: str) -> Builtin:
-    from .builtins import BUILTINS  # late: builtins imports this module
-
-    return BUILTINS[name]
 
 
 class Pid:

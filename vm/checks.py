@@ -1,0 +1,111 @@
+"""The argument checks every module of builtins shares (vm/builtins.py, vm/gpu.py), and the
+short printed form of a value that their error messages show.
+
+Owns: the wording of badarg/badarity for a wrong argument, and `short_repr`, whose work is
+bounded whatever the value. Must never: import a module of builtins (they import this one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import MAX_INT_DIGITS, badarg, badarity
+from .values import Cons, Sym, Vec, to_pylist, to_repr, type_name
+
+__all__ = ["short_repr", "text_size", "check_number", "check_int", "check_list", "check_str", "check_arity"]
+
+
+def short_repr(x: Any, limit: int = 60) -> str:
+    """A value as printed inside a list, cut to `limit` characters, for messages."""
+    if text_size((x,), 4 * limit, True) > 4 * limit:  # too large to print whole: say what it is
+        if x.__class__ is int:
+            return f"#<integer of {x.bit_length()} bits>"
+        return f"#<{type_name(x)} too large to print>"
+    s = to_repr(x)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+_DIGITS_PER_BIT = 0.30103  # log10(2): an int of b bits has about b * this decimal digits
+_MAX_INT_BITS = int(MAX_INT_DIGITS / _DIGITS_PER_BIT)
+
+
+def text_size(values: Any, cap: int, quoted: bool) -> int:
+    """About how many characters printing `values` makes, counting no further than past `cap`
+    (so the walk itself is bounded, even on a list that shares sublists many times over).
+    `quoted`: whether the strings among `values` themselves print quoted; inside a list or a
+    vector they always do."""
+    total = 0
+    todo = []
+    for x in values:  # the values themselves: a string counts its own characters only
+        if x.__class__ is str:
+            total += len(x) + (2 if quoted else 0)
+            if total > cap:
+                return total
+        else:
+            todo.append(x)
+    while todo:
+        x = todo.pop()
+        c = x.__class__
+        if c is str:
+            total += len(x) + 2
+        elif c is int:
+            bits = x.bit_length()
+            total += int(bits * _DIGITS_PER_BIT) + 2 if bits <= _MAX_INT_BITS else cap + 1
+        elif c is Cons:
+            while x.__class__ is Cons:
+                todo.append(x.head)
+                total += 1
+                x = x.tail
+                if total > cap or len(todo) > cap:
+                    return total + len(todo)
+            total += 1
+            if x is not None:
+                todo.append(x)
+        elif c is Vec:
+            todo.extend(x.items)
+            total += 2 + len(x.items)
+        elif c is Sym:
+            total += len(x.name)
+        else:
+            total += 8
+        if total > cap:
+            return total
+    return total
+
+
+
+def check_number(name: str, x: Any) -> Any:
+    """`x` if it is a number, else badarg naming the builtin `name`."""
+    if x.__class__ is int or x.__class__ is float:
+        return x
+    raise badarg(f"{name}: expected a number, got {type_name(x)} {short_repr(x)}")
+
+
+def check_int(name: str, x: Any) -> int:
+    """`x` if it is an integer, else badarg naming the builtin `name`."""
+    if x.__class__ is int:
+        return x
+    raise badarg(f"{name}: expected an integer, got {type_name(x)} {short_repr(x)}")
+
+
+def check_list(name: str, x: Any) -> list:
+    """The elements of the proper list `x` as a Python list, else badarg naming `name`."""
+    items = to_pylist(x)
+    if items is None:
+        raise badarg(f"{name}: expected a list, got {type_name(x)} {short_repr(x)}")
+    return items
+
+
+def check_str(name: str, x: Any) -> str:
+    """`x` if it is a string, else badarg naming the builtin `name`."""
+    if x.__class__ is str:
+        return x
+    raise badarg(f"{name}: expected a string, got {type_name(x)} {short_repr(x)}")
+
+
+def check_arity(name: str, args: tuple, lo: int, hi: int | None = None) -> None:
+    """badarity unless `args` holds from `lo` to `hi` (None: any number of) arguments."""
+    n = len(args)
+    if n < lo or (hi is not None and n > hi):
+        want = f"{lo}" if hi == lo else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
+        raise badarity(f"{name} takes {want} argument{'s' * (want != '1')}, got {n}")
