@@ -1,15 +1,22 @@
 """The scheduler: one run queue of lightweight processes, driven by one loop.
 
+Owns: a scheduler's processes, run queue and timers, the one scheduler loop (`Scheduler.loop`),
+and the outcome of every slice (one trap_* per outcome). Must never: wait anywhere but in its
+node's poll phase, know how many OS processes the node has, or be imported by vm/.
+
 Principles (curio's kernel is the model):
 - The VM loop (vm.interp.run) runs one process for one budget and returns an outcome; each
   outcome has one trap_* function here. The loop knows nothing of this module.
 - Synchronous process operations (spawn, send, link, monitor, ...) are Host methods the VM calls
   directly: nothing there ever waits.
-- The scheduler loop has four phases: take in what other OS processes sent, fire due timers,
-  run every ready process for one budget, then block until the next event or deadline. When
-  every process waits, it sleeps: no busy waiting.
+- The scheduler loop has four phases: fire due timers, run every ready process for one budget,
+  and when nothing is ready, the node's idle policy, then its poll (which takes in what other OS
+  processes and the device process sent, and blocks until the next event or deadline). When
+  every process waits, it sleeps: no busy waiting beyond the short spins the idle policy allows.
 - Everything node-wide (names, other schedulers, the device process, output) goes through
-  `self.node` (scheduler/node.py); with one scheduler the node is this OS process.
+  `self.node` (scheduler/node.py); with one scheduler the node is this OS process. The node is
+  also the loop's policy (`Policy`): the one-scheduler node, the hub and the worker differ only
+  there.
 - Tracing happens at slice boundaries only, behind one `if self.trace is not None`.
 """
 
@@ -18,16 +25,18 @@ from __future__ import annotations
 import heapq
 import os
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from ..vm import interp
 from ..vm.errors import describe
 from ..vm.process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Process
+from ..vm.state import VM
 from ..vm.values import Cons, Pid, Ref, Sym, from_list, intern
 from . import chaos
 from .clock import MonotonicClock
 
-__all__ = ["Scheduler", "RUNNABLE", "WAITING", "BLOCKED", "DEAD", "YIELDED"]
+__all__ = ["Policy", "Scheduler", "RUNNABLE", "WAITING", "BLOCKED", "DEAD", "YIELDED"]
 
 NEW, RUNNABLE, WAITING, BLOCKED, DEAD = range(5)
 YIELDED = object()  # Process.sched marker: its last slice used the whole budget (CPU-bound)
@@ -35,14 +44,43 @@ NORMAL, KILL, KILLED, NOPROC = intern("normal"), intern("kill"), intern("killed"
 EXIT_SYM, DOWN_SYM = intern("EXIT"), intern("DOWN")
 
 
+class Policy(Protocol):
+    """What a node decides for its scheduler's loop (Scheduler.loop): when to stop, what to do
+    between passes over the run queue, what an idle scheduler does, and how it waits for input.
+    The one-scheduler node (scheduler/node.py), the hub and the worker (scheduler/hub.py,
+    scheduler/cluster.py) are the three policies."""
+
+    exit_code: int | None  # None while the loop runs; the policy sets it to end the loop
+    # Called after each pass over the run queue, or None when there is nothing to do then (the
+    # loop then pays one test per pass).
+    after_pass: Callable[[], None] | None
+    # Called before the first pass after the scheduler was idle, or None.
+    wake: Callable[[], None] | None
+
+    def idle(self, deadline: float | None) -> float | None:
+        """Nothing is ready and `deadline` (ms, or None) is the next timer: do what an idle
+        scheduler does (report a deadlock, tell the peers, spin briefly for an answer) and
+        return how long the poll phase may wait, in seconds (None: until input comes), or a
+        negative number to go round the loop again without polling (input came, or the node
+        ends)."""
+        ...
+
+    def poll(self, timeout: float | None) -> bool:
+        """Wait up to `timeout` seconds (None: for ever) for input on the node's descriptors
+        and handle what came (messages, device answers); whether anything came."""
+        ...
+
+
 class Scheduler:
     """One scheduler. Implements vm.process.Host for the processes it runs."""
 
-    def __init__(self, node: Any, sid: int, budget: int = 4000, trace: Any = None, clock: Any = None) -> None:
+    def __init__(self, node: Any, sid: int, budget: int = 4000, trace: Any = None, clock: Any = None,
+                 vm: VM | None = None) -> None:
         self.node = node  # node-wide services: names, routing, output, halt (scheduler/node.py)
         self.clock = clock or MonotonicClock()  # now_ms() for timers; a VirtualClock in tests
         self.id = sid  # this scheduler's index, 0..N-1
         self.budget = budget  # reductions per slice
+        self.vm = vm if vm is not None else VM()  # the loop's state, shared by this OS process's schedulers
         self.trace = trace  # a scheduler.trace.Tracer, or None (then tracing costs one test)
         self.procs: dict[int, Process] = {}  # live processes on this scheduler, by Pid.key
         self.runq: deque[Process] = deque()  # runnable processes, in order
@@ -54,6 +92,42 @@ class Scheduler:
         self.chaos = chaos.make(sid)  # LISPVM_CHAOS's seeded choices, or None (then one test per slice)
 
     # --- the loop ------------------------------------------------------------------------
+
+    def loop(self, policy: Policy) -> None:
+        """Run this scheduler until `policy.exit_code` is set, in four phases: fire the timers
+        that are due, run every ready process for one budget, and when nothing is ready, the
+        policy's idle step and then its poll, with the timeout the idle step chose from the next
+        timer. This is the only scheduler loop: the nodes supply policies, not loops."""
+        runq = self.runq
+        timers = self.timers
+        clock = self.clock
+        after_pass = policy.after_pass
+        wake = policy.wake
+        idle = policy.idle
+        poll = policy.poll
+        idled = False
+        while policy.exit_code is None:
+            if timers:
+                self.fire_timers(clock.now_ms())
+            if runq:
+                if idled:
+                    idled = False
+                    if wake is not None:
+                        wake()
+                self.run_ready()
+                if after_pass is not None:
+                    after_pass()
+                continue
+            if policy.exit_code is not None:
+                break
+            idled = True
+            timeout = idle(self.next_deadline())
+            if timeout is None or timeout >= 0.0:
+                poll(timeout)
+
+    def seconds_until(self, deadline: float | None) -> float | None:
+        """Seconds from now to `deadline` (ms; never negative), or None for no deadline."""
+        return None if deadline is None else max(0.0, (deadline - self.clock.now_ms()) / 1000.0)
 
     def run_ready(self) -> None:
         """Run each process that is ready now for one budget (phase three)."""

@@ -1,9 +1,12 @@
 """The node: the schedulers of one running program, and what they share.
 
-Owns: loading the program into each scheduler's OS process, routing messages and signals to the
-scheduler that holds a process, names (register/whereis), output, the end of the node, and the
-exit status. This module holds the one-scheduler node (everything in this OS process); the
-multi-process node is scheduler/cluster.py and offers the same methods to its schedulers.
+Owns: loading the program into each scheduler's OS process, and the one-scheduler node
+(LocalNode: everything in this OS process): its names (register/whereis), output, its scheduler
+loop's policy (kernel.Policy: when it is idle, a deadlock or a wait for the next timer or the
+device process), the end of the node and the exit status. The multi-process node
+(scheduler/cluster.py, scheduler/hub.py) offers the same methods to its schedulers. Must never:
+start another OS process (but the device process, scheduler/device_client.py), or wait anywhere but in
+its poll.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from .kernel import DEAD, NORMAL, Scheduler, crash_line
 __all__ = ["LocalNode", "load_program", "spin_for_services"]
 
 # Seconds an idle scheduler polls without sleeping after sending a service request (a GPU
-# dispatch): see clock.BusyWait. With the device process's own spin, 1000 dispatches of 1024
-# floats went from 2.42x to about 1.5x direct pyopencl (docs/gpu.md).
+# dispatch), since a small dispatch is answered sooner than a sleeping process wakes up
+# (clock.BusyWait; docs/gpu.md, "Waiting for an answer without sleeping").
 SERVICE_SPIN = 200e-6
 
 
@@ -56,7 +59,7 @@ class LocalNode:
     """A node of one scheduler, in this OS process."""
 
     def __init__(self, module: lbc.Module, globals_: Globals, argv: list[str], budget: int,
-                 trace: Any = None, out: Any = None, err: Any = None, clock: Any = None) -> None:
+                 trace: Any = None, out: Any = None, err: Any = None, clock: Any = None, vm: Any = None) -> None:
         self.module = module  # the program
         self.globals = globals_  # global variables
         self.argv = argv  # (sys/args)
@@ -65,7 +68,7 @@ class LocalNode:
         self.err = err or sys.stderr  # crash reports
         self.names: dict[Sym, Pid] = {}  # registered names
         self.clock = clock or MonotonicClock()  # real time, or a VirtualClock in tests
-        self.sched = Scheduler(self, 0, budget, trace, self.clock)
+        self.sched = Scheduler(self, 0, budget, trace, self.clock, vm=vm)
         self.trace = trace
         self.main: Process | None = None  # the process running the program's top level
         self.exit_code: int | None = None  # set when the node ends
@@ -73,47 +76,44 @@ class LocalNode:
         self.services: list[Any] = []  # objects with outstanding() -> int (requests in flight)
         self.busy_wait = BusyWait(SERVICE_SPIN)  # and new_request() -> bool (spin_for_services)
 
-    # --- running ---------------------------------------------------------------------------
+    # --- running: the scheduler loop's policy (kernel.Policy) -------------------------------
+
+    after_pass = None  # nothing to do between passes: one scheduler, nobody to share work with
+    wake = None
 
     def run(self) -> int:
         """Run the program's top level as the main process until the node ends; the status."""
         main = Process(self.sched.new_pid(), Closure(self.module.protos[0], ()), [None] * self.module.protos[0].nregs)
         self.main = main
-        s = self.sched
-        s.add(main)
+        self.sched.add(main)
         try:
-            while self.exit_code is None:
-                if s.timers:
-                    s.fire_timers(self.clock.now_ms())
-                if s.runq:
-                    s.run_ready()
-                    continue
-                if self.exit_code is not None:
-                    break
-                self.idle()
+            self.sched.loop(self)
         finally:
             self.flush()
             stop_device()
         return self.exit_code
 
-    def idle(self) -> None:
-        """Nothing is runnable: sleep until the next timer or reader, or report a deadlock."""
-        s = self.sched
-        d = s.next_deadline()
-        if d is None and not self.readers:
+    def idle(self, deadline: float | None) -> float | None:
+        """Nothing is runnable: report a deadlock if nothing can wake the main process (no timer,
+        no device answer to come); otherwise how long to wait (kernel.Policy.idle)."""
+        if deadline is None and (not self.readers or not any(svc.outstanding() for svc in self.services)):
             self.deadlock()
-            return
-        if d is None and not any(svc.outstanding() for svc in self.services):
-            self.deadlock()
-            return
+            return -1.0
         self.flush()
-        delay = None if d is None else max(0.0, (d - self.clock.now_ms()) / 1000.0)
-        if self.readers and not (self.clock.virtual and delay is not None):
-            if spin_for_services(self.services, self.poll_readers, self.busy_wait, delay):
-                return
-            self.poll_readers(delay)
-        elif delay:
-            self.clock.sleep(delay)
+        delay = self.sched.seconds_until(deadline)
+        if (self.readers and not (self.clock.virtual and delay is not None)
+                and spin_for_services(self.services, self.poll_readers, self.busy_wait, delay)):
+            return -1.0
+        return delay
+
+    def poll(self, timeout: float | None) -> bool:
+        """Wait for a reader (the device client) or the next timer; a virtual clock jumps to the
+        timer instead of sleeping."""
+        if self.readers and not (self.clock.virtual and timeout is not None):
+            return self.poll_readers(timeout)
+        if timeout:
+            self.clock.sleep(timeout)
+        return False
 
     def poll_readers(self, timeout: float | None) -> bool:
         """Wait up to `timeout` seconds (None: for ever) for a reader; run the callbacks."""
@@ -208,7 +208,7 @@ class LocalNode:
         return self.names.get(name)
 
     def request_service(self, sched: Scheduler, proc: Process) -> None:
-        from .device import client  # only programs that use gpu/ get here
+        from .device_client import client  # only programs that use gpu/ get here
 
         client(self).submit(sched, proc)
 
@@ -234,7 +234,7 @@ class LocalNode:
 
 def stop_device() -> None:
     """Stop the device process this OS process started, if any (only gpu/ programs load it)."""
-    dev = sys.modules.get("lispvm.scheduler.device")
+    dev = sys.modules.get("lispvm.scheduler.device_client")
     if dev is not None:
         dev.shutdown_all()
 

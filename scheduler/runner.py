@@ -13,6 +13,7 @@ from typing import Any
 from ..vm import builtins as B
 from ..vm import fast, lbc, process
 from ..vm.process import Globals
+from ..vm.state import VM
 from . import chaos
 from .node import LocalNode, load_program
 
@@ -47,16 +48,17 @@ def _run(data: bytes, argv: list[str], schedulers: int | None, reductions: int, 
         if trace != "-":
             open(trace, "w").close()  # a new trace; every scheduler then appends to it
         tracer = make_tracer(trace, 0)
-    tier = fast.enable(globals_, reductions) if jit else None
+    vm = VM()  # this OS process's: its scheduler and fast tier share it
+    tier = fast.enable(vm, globals_, reductions) if jit else None
     try:
         if n <= 1 or clock is not None:  # a virtual clock only makes sense in one OS process
-            return LocalNode(module, globals_, list(argv), reductions, tracer, out, err, clock).run()
-        from .cluster import run_cluster
+            return LocalNode(module, globals_, list(argv), reductions, tracer, out, err, clock, vm=vm).run()
+        from .hub import run_cluster
 
-        return run_cluster(data, module, globals_, list(argv), n, reductions, tracer, trace, jit, out, err)
+        return run_cluster(data, module, globals_, list(argv), n, reductions, tracer, trace, jit, out, err, vm=vm)
     finally:
         if tier is not None:
-            fast.disable()
+            fast.disable(vm)
         # Nothing of this OS process may keep the finished run's values alive for later runs here
         # (tests, an embedding, a REPL): gpu/ arrays kept their memfds.
         B.ctx.proc = B.ctx.host = None  # the last process run, its scheduler, node and globals

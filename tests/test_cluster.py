@@ -148,7 +148,7 @@ def test_a_node_run_from_a_thread(tmp_path: os.PathLike, monkeypatch: pytest.Mon
 def test_a_poke_never_kills_a_scheduler(tmp_path: os.PathLike) -> None:
     """POKE_SIGNAL (sent by a scheduler that went idle to its busy peers) only ends a slice
     early: poking both schedulers of a node over and over changes nothing in the output."""
-    from lispvm.scheduler.cluster import POKE_SIGNAL
+    from lispvm.scheduler.balance import POKE_SIGNAL
 
     prog = os.path.join(tmp_path, "poke.lisp")
     with open(prog, "w") as f:
@@ -379,7 +379,7 @@ def test_the_node_directory_is_removed_whatever_it_holds(tmp_path: os.PathLike) 
     rmtree: nothing is left either way."""
     import socket
 
-    from lispvm.scheduler.cluster import _remove_dir
+    from lispvm.scheduler.workers import remove_dir
 
     for nested in (False, True):
         d = os.path.join(tmp_path, f"node{nested}")
@@ -390,7 +390,7 @@ def test_the_node_directory_is_removed_whatever_it_holds(tmp_path: os.PathLike) 
         if nested:
             os.mkdir(os.path.join(d, "sub"))
             open(os.path.join(d, "sub", "x"), "wb").close()
-        _remove_dir(d)
+        remove_dir(d)
         assert not os.path.exists(d)
 
 
@@ -423,7 +423,7 @@ def test_short_slices_while_the_node_can_grow_never_exceed_the_users_budget(monk
     """The hub's slices are shortened to PROBE_BUDGET while a scheduler is still to start, so
     that CPU-bound work shows itself sooner; a smaller --reductions stays smaller (it was raised
     to 1000)."""
-    from lispvm.scheduler.cluster import PROBE_BUDGET
+    from lispvm.scheduler.hub import PROBE_BUDGET
 
     budgets = _hub_budgets(monkeypatch)
     assert run(TWO_CPU_BOUND, schedulers=2, reductions=10, jit=False) == ("ok ok\n", "", 0)
@@ -436,30 +436,30 @@ def test_short_slices_while_the_node_can_grow_never_exceed_the_users_budget(monk
 def test_a_failed_fork_ends_the_short_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     """When the second scheduler cannot be forked the node goes on alone, with the user's
     budget again (a failed fork left the hub on 1000-reduction slices for good)."""
-    from lispvm.scheduler import cluster
+    from lispvm.scheduler import hub, workers
 
     def no_fork() -> int:
         raise OSError("no more processes")
 
-    monkeypatch.setattr(cluster.os, "fork", no_fork)
+    monkeypatch.setattr(workers.os, "fork", no_fork)
     budgets = _hub_budgets(monkeypatch)
     assert run(TWO_CPU_BOUND, schedulers=2, reductions=20000, jit=False) == ("ok ok\n", "", 0)
-    assert budgets[0] == cluster.PROBE_BUDGET and budgets[-1] == 20000 and budgets.count(cluster.PROBE_BUDGET) == 1
+    assert budgets[0] == hub.PROBE_BUDGET and budgets[-1] == 20000 and budgets.count(hub.PROBE_BUDGET) == 1
 
 
 def test_the_idle_grace_never_spins_past_a_timer_due_within_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """The grace's busy-wait runs only when no timer falls due within the grace: poll() waits
     whole milliseconds, so a spin before it made such timers fire one spin late."""
-    from lispvm.scheduler import cluster
+    from lispvm.scheduler import balance
 
     limits: list[float] = []
-    spin = cluster.BusyWait.spin
+    spin = balance.BusyWait.spin
 
-    def spy(self: cluster.BusyWait, poll: object, limit: float | None = None) -> bool:
+    def spy(self: balance.BusyWait, poll: object, limit: float | None = None) -> bool:
         limits.append(limit)
         return spin(self, poll, limit)
 
-    monkeypatch.setattr(cluster.BusyWait, "spin", spy)
+    monkeypatch.setattr(balance.BusyWait, "spin", spy)
     src = """
     (def idle () (receive ('stop 'ok)))
     (def peer (spawn-on 1 idle))
@@ -470,7 +470,7 @@ def test_the_idle_grace_never_spins_past_a_timer_due_within_it(monkeypatch: pyte
     (send peer 'stop)
     """
     assert run(src, schedulers=2) == ("done\n", "", 0)
-    assert all(limit is not None and limit >= cluster.IDLE_GRACE for limit in limits), limits
+    assert all(limit is not None and limit >= balance.IDLE_GRACE for limit in limits), limits
 
 
 # --- issue 12: writes that finish, names freed node-wide, the hub killed, chaos -----------------
@@ -565,18 +565,18 @@ def test_two_schedulers_sending_each_other_full_buffers(tmp_path: os.PathLike) -
 def test_back_pressure_holds_a_sender_past_the_bound_and_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """With a bound of 64 KB of unsent bytes, a scheduler sending 4 MB stops running processes
     until its peer has read half of them, and every message still arrives in order."""
-    from lispvm.scheduler import cluster
+    from lispvm.scheduler import cluster, transport
 
-    monkeypatch.setattr(cluster, "SEND_BUFFER_LIMIT", 1 << 16)
+    monkeypatch.setattr(transport, "SEND_BUFFER_LIMIT", 1 << 16)
     held = []
     backpressure = cluster.ClusterNode.backpressure
 
     def spy(self: cluster.ClusterNode) -> None:
-        if self.writing and self.unsent() > cluster.SEND_BUFFER_LIMIT:
+        if self.writing and self.unsent() > transport.SEND_BUFFER_LIMIT:
             held.append(self.unsent())
         backpressure(self)
         if self.exit_code is None and not (self.sid != 0 and 0 in self.dead):
-            assert self.unsent() <= cluster.SEND_BUFFER_LIMIT
+            assert self.unsent() <= transport.SEND_BUFFER_LIMIT
 
     monkeypatch.setattr(cluster.ClusterNode, "backpressure", spy)
     src = """
@@ -785,7 +785,8 @@ def test_an_event_that_overtakes_its_process_waits_for_it(tmp_path: os.PathLike)
     itself. They are kept and applied, in order, when it arrives (they were dropped: the
     ordering program deadlocked in about one chaos run in five on 4 schedulers). An event for a
     process that ended here is still dropped."""
-    from lispvm.scheduler.cluster import WAITING, Worker
+    from lispvm.scheduler.cluster import Worker
+    from lispvm.scheduler.kernel import WAITING
     from lispvm.scheduler.node import load_program
     from lispvm.vm.process import Globals, Process
     from lispvm.vm.values import Closure, Pid

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lispvm.scheduler import cluster
+from lispvm.scheduler import cluster, events
 from lispvm.vm import codec
 from lispvm.vm.values import Pid, intern
 from support import lispvm_command
@@ -192,7 +192,7 @@ class _Link:
 def _refused(node: _Node, link: _Link, ev: object) -> str | None:
     try:
         cluster.ClusterNode.handle(node, link, ev)  # type: ignore[arg-type]
-    except cluster._Refused as e:
+    except events.Refused as e:
         return str(e)
     return None
 

@@ -1,0 +1,301 @@
+"""Balancing: moving processes to idle schedulers, and the idle protocol that says who is idle.
+
+Owns: placing a spawned process (`spawn-on`), shipping a process to another scheduler and
+adopting one shipped here, choosing which runnable processes may move (CPU-bound ones, and jobs
+spawned with them), the idle protocol between schedulers (a grace before saying idle, `idle` and
+`busy` events, poking busy peers with POKE_SIGNAL), the idle report a worker sends the hub and
+the hub's test that the whole node is quiescent (deadlock detection), and chaos mode's random
+moves. Must never: move the main process, move a process that is running, or take a node for
+deadlocked while an event is in flight, a socket holds unsent bytes, or a worker's last report
+is void.
+
+A scheduler with two or more runnable processes ships an idle peer its share (push: idle
+schedulers never poll for work). The process travels as plain data, prototypes by (module key,
+index); the old scheduler keeps a forwarding entry (scheduler/routing.py). Processes that run
+briefly, like a ring's nodes or a server, stay where they are: moving them would put every
+message they exchange on a socket. `Balancing` is a mixin of cluster.ClusterNode: its state is
+made by `init_balancing`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import deque
+from typing import Any
+
+from ..vm.codec import TooLarge
+from ..vm.process import Process
+from .clock import BusyWait
+from .kernel import RUNNABLE, WAITING, YIELDED, Scheduler
+from .node import SERVICE_SPIN, spin_for_services
+from .transport import Link
+
+__all__ = ["GRACE_SPIN", "IDLE_GRACE", "POKE_SIGNAL", "Balancing", "install_poke"]
+
+POKE_SIGNAL = signal.SIGUSR1  # "a peer went idle": ends a slice of compiled code early (say_idle)
+# The first part of the grace, in seconds, is spent polling without sleeping (clock.BusyWait): a
+# reply from another scheduler usually comes sooner than this one would wake up from poll
+# (docs/performance.md, "Messages between OS processes").
+GRACE_SPIN = 100e-6
+IDLE_GRACE = 0.002  # seconds without input before a scheduler says it is idle
+
+
+class Balancing:
+    """Moving work, and who is idle (a mixin of cluster.ClusterNode)."""
+
+    def init_balancing(self) -> None:
+        """Nobody is known to be idle yet."""
+        self.idle_peers: set[int] = set()  # peers that said they have nothing to run
+        self.busy_wait = BusyWait(SERVICE_SPIN)  # after a device request (spin_for_services)
+        self.grace_wait = BusyWait(GRACE_SPIN)  # the start of the idle grace
+        self.said_idle = False  # announced idle and not busy since
+        self.recvd = 0  # Lisp events received, for quiescence detection
+        self.sent = 0  # Lisp events sent (or queued for a peer not connected yet)
+        self.os_pids: dict[int, int] = {}  # scheduler -> its OS pid (to poke it, see say_idle)
+        self.pokeable = True  # this OS process handles POKE_SIGNAL (run_cluster, worker_main)
+        self.passes = 0  # passes over the run queue since the last poll for input
+        self.cpu_bound = False  # a process used up a whole budget here since this scheduler was last idle
+        self.last_report: tuple | None = None  # (worker) the idle report last sent to the hub
+
+    def place(self, sched: Scheduler, proc: Process, where: int | None) -> None:
+        if where is None:
+            sched.add(proc)
+            return
+        k = where % self.nschedulers
+        if k == self.sid:
+            sched.add(proc)
+        else:
+            self.ship(proc, k)
+
+    def ship(self, proc: Process, k: int) -> None:
+        """Send a process (not running, not in the run queue) to scheduler k; one too large to
+        travel (vm.codec.MAX_MESSAGE) stays here, runnable (a placement is not a pinning)."""
+        was = proc.status
+        try:
+            # with the names freed here that k may not know of yet: a supervisor that saw the
+            # DOWN here and is moved must find the name free there (causal order, as in Erlang)
+            news = self.news_for(k)
+            self.emit(k, ("proc", proc, was, news))
+        except TooLarge:
+            self.sched.add(proc)
+            return
+        if news:
+            self.told.setdefault(k, {}).update(news)
+        self.told_serial[k] = self.freed_serial
+        self.handed_over(proc, k)
+
+    def handed_over(self, proc: Process, k: int) -> None:
+        """Scheduler k has `proc` now (shipped, or in the copy a fork gave it): forget it here."""
+        key = proc.pid.key
+        self.sched.procs.pop(key, None)
+        self.moved[key] = k
+        self.loc[key] = k
+        proc.status = 0
+        if self.trace is not None:
+            self.trace.event(self.sched, "migrate", proc.pid, to=k)
+
+    def adopt(self, proc: Process, was: int) -> None:
+        """`proc` runs here from now on (shipped here, or handed over at this scheduler's fork)."""
+        key = proc.pid.key
+        self.moved.pop(key, None)
+        self.loc[key] = self.sid
+        self.sched.procs[key] = proc
+        if proc.name is None and key in self.named:
+            # registered while it travelled: the news reached this scheduler before the process
+            # did, and the one it left had already shipped it (the name was then never freed)
+            proc.name = self.named[key]
+        if was == WAITING:
+            proc.status = WAITING
+            self.sched.trap_wait(proc)
+        else:
+            proc.status = RUNNABLE
+            self.sched.runq.append(proc)
+        early = self.early.pop(key, None) if self.early else None
+        if early:
+            for ev in early:  # events that overtook it, in their senders' order (apply_ordered)
+                self.apply_ordered(proc, ev[2], ev[3], ev[4], ev[5])
+
+    def on_proc(self, link: Link, ev: tuple) -> None:
+        if ev[3]:
+            self.learn_freed(ev[3])
+        self.adopt(ev[1], ev[2])
+        self.not_idle()
+
+    def balance(self) -> None:
+        """After a pass over the run queue: give an idle peer its share of the CPU-bound
+        runnable processes at once: shipping one at a time left it under-loaded
+        (docs/performance.md, "Scheduler decisions")."""
+        runq = self.sched.runq
+        while self.idle_peers and len(runq) >= 2:
+            share = len(runq) // (len(self.idle_peers) + 1)
+            k = min(self.idle_peers)
+            procs = self.take_movable(runq, max(1, share))
+            if not procs:
+                return  # nothing CPU-bound yet: k stays idle, and gets work once something is
+            self.idle_peers.discard(k)
+            for proc in procs:
+                self.ship(proc, k)
+
+    def take_movable(self, runq: deque, n: int) -> list[Process]:
+        """Up to n processes taken out of the run queue to run elsewhere: CPU-bound ones (they
+        used up their last budget), and ones not started yet whose function is the function a
+        CPU-bound one there started with (eight jobs spawned at once: moving only those that had
+        had a first slice left the second scheduler waiting for this one's slices). Never the
+        main process.
+
+        Processes that only ever run briefly (a ring's nodes, servers) stay where they are:
+        moving them would put every message they exchange on a socket."""
+        origins = {_origin(p) for p in runq if p.sched is YIELDED}
+        main = self.main_pid
+        taken: list[Process] = []
+        for i in range(len(runq) - 1, -1, -1):
+            if len(taken) >= n:
+                break
+            p = runq[i]
+            if p.pid == main or p.status != RUNNABLE:
+                continue
+            if p.sched is YIELDED or (p.pc == 0 and len(p.frames) == 1 and p.cl.proto in origins):
+                del runq[i]
+                taken.append(p)
+        return taken
+
+    def on_idle(self, link: Link, ev: tuple) -> None:
+        self.idle_peers.add(ev[1])
+
+    def on_busy(self, link: Link, ev: tuple) -> None:
+        self.idle_peers.discard(ev[1])
+
+    def between_passes(self) -> None:
+        """Input between two passes over the run queue: after a pass that used whole budgets
+        (the poll is then cheap by comparison), or every 64 passes. Polling after every pass
+        cost a message-passing ring a syscall per message; a long computation polls anyway
+        whenever a budget runs out (pending). If nothing is runnable, idle() waits for input."""
+        if self.sched.yields:
+            self.cpu_bound = True
+        if self.chaos is not None:
+            self.chaos_migrate()
+        if not self.sched.runq:
+            return
+        self.passes += 1
+        if self.sched.yields or self.passes >= 64 or self.writing:  # (writing: the socket may take more now)
+            self.passes = 0
+            self.poll(0)
+            if self.writing:
+                self.backpressure()
+
+    def chaos_migrate(self) -> None:
+        """(LISPVM_CHAOS) Now and then move a runnable process, any but the main one, to another
+        scheduler, started or not, whether or not that one said it is idle."""
+        runq = self.sched.runq
+        if self.nschedulers < 2 or not runq or not self.chaos.migrate():
+            return
+        proc = runq[self.chaos.pick(len(runq))]
+        if proc.pid == self.main_pid or proc.status != RUNNABLE:
+            return
+        k = self.chaos.pick(self.nschedulers - 1)
+        k = k + 1 if k >= self.sid else k  # any scheduler but this one
+        if k in self.dead or self.stopping:
+            return
+        runq.remove(proc)
+        self.ship(proc, k)
+
+    def spin(self, deadline: float | None) -> bool:
+        """After a device request: poll without sleeping for a moment, never past the next
+        timer's `deadline` (ms); whether input came."""
+        delay = None if deadline is None else (deadline - self.clock.now_ms()) / 1000.0
+        return spin_for_services(self.services, self.poll, self.busy_wait, delay)
+
+    def grace(self, deadline: float | None) -> bool:
+        """Wait briefly for input before telling anyone this scheduler is idle: a reply usually
+        comes within tens of microseconds, and announcing every wait woke the peers for nothing
+        (docs/performance.md, "Messages between OS processes")."""
+        if self.said_idle:
+            return False
+        if not self.sched.procs or self.cpu_bound:
+            # no process here can get a reply, or this scheduler has just run out of CPU-bound
+            # work (a budget was used up since it was last idle): say so at once, while a busy
+            # peer still has work to share
+            return self.poll(0)
+        t = IDLE_GRACE
+        if deadline is not None:
+            t = min(t, max(0.0, (deadline - self.clock.now_ms()) / 1000.0))
+        # Not when a timer falls due within the grace: poll() waits whole milliseconds, so a
+        # spin before it makes every such timer fire one spin late (docs/performance.md).
+        if t >= IDLE_GRACE and self.grace_wait.spin(lambda: self.poll(0), t):
+            return True
+        return self.poll(t)
+
+    def not_idle(self) -> None:
+        if self.said_idle:
+            self.said_idle = False
+            self.last_report = None  # the hub drops its copy on "busy": the next one must be sent
+            for k in self.started:
+                if k != self.sid and k not in self.dead:
+                    self.emit(k, ("busy", self.sid))
+
+    def say_idle(self) -> None:
+        """Tell the peers this scheduler has nothing to run, and poke those not known to be idle
+        themselves (POKE_SIGNAL): a peer running compiled code reads its input at its next
+        CPU-time tick, 4 ms away where the kernel ticks at 250 Hz, and the poke ends its slice
+        at once, so that it gives away work while there is still some to give."""
+        self.cpu_bound = False
+        if not self.said_idle:
+            self.said_idle = True
+            poke = []
+            for k in self.started:
+                if k != self.sid and k not in self.dead:
+                    self.emit(k, ("idle", self.sid))
+                    if k not in self.idle_peers and k in self.os_pids:
+                        poke.append(self.os_pids[k])
+            self.flush()  # the event first, so that the poked peer finds it
+            for pid in poke:
+                try:
+                    os.kill(pid, POKE_SIGNAL)
+                except OSError:
+                    pass  # it has just exited: the link's EOF says so
+
+    def report_idle(self, deadline: float | None) -> None:
+        """(Worker) Nothing to run here: tell the hub, once per change, what it needs to decide
+        that the node is deadlocked (the counts of Lisp events sent and received, and whether a
+        timer, a device request or unsent bytes may still make work here)."""
+        self.flush()  # so that bytes the sockets cannot take yet count as work (self.writing)
+        busy = bool(deadline is not None or any(svc.outstanding() for svc in self.services) or self.writing)
+        report = ("idle_report", self.sid, True, self.sent, self.recvd, busy, False)
+        if report != self.last_report:  # (a wake-up only to write more says nothing new)
+            self.last_report = report
+            self.emit(0, report)
+
+    def quiescent(self, deadline: float | None, reports: dict[int, tuple], workers: list[int]) -> bool:
+        """(Hub) Is the whole node deadlocked? Only when nothing waits here (no timer, no device
+        request, no unsent or undelivered bytes), every started worker's last idle report
+        (`reports`, voided by its next `busy`) says the same, and every Lisp event sent has been
+        received (a node that looked idle while a message was in flight is not deadlocked)."""
+        if deadline is not None or any(svc.outstanding() for svc in self.services):
+            return False
+        if not all(k in reports for k in workers) or self.pending_out or self.writing:
+            return False
+        if any(not r[0] or r[3] or r[4] for k, r in reports.items() if k not in self.dead):
+            return False
+        sent = self.sent + sum(r[1] for r in reports.values())
+        recvd = self.recvd + sum(r[2] for r in reports.values())
+        return sent == recvd
+
+
+def _origin(proc: Process) -> Any:
+    """The prototype of the function a process started with (its oldest frame's)."""
+    frames = proc.frames
+    return (frames[1][0] if len(frames) > 1 else proc.cl).proto
+
+
+def install_poke(jit: bool, vm: Any) -> Any:
+    """Handle POKE_SIGNAL in this scheduler's OS process (its default action would kill it);
+    returns the handler it replaced. Off the main thread (a run started from a thread, where
+    the fast tier is off too) no handler can be set and no peer is told this process's pid."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    previous = signal.getsignal(POKE_SIGNAL)
+    signal.signal(POKE_SIGNAL, vm.fast.on_poke if jit and vm.fast is not None else signal.SIG_IGN)
+    return previous

@@ -1,0 +1,298 @@
+"""The cluster's sockets: one Link per peer scheduler, polled with the node's other descriptors.
+
+Owns: the node's listening socket and its links (a framing.Channel per connection, made on first
+use at a path derived from the scheduler number, scheduler/framing.py), events queued for a peer
+that is not connected yet, the poll of every descriptor (links, the listener, the device
+client's), writes that finish (a link with unsent bytes is polled for writability), and the
+bound on unsent bytes (back-pressure, charged sends). Must never: interpret an event beyond
+handing it to the node (`handle`), block on a socket call, or unpickle anything.
+
+Transport (docs/processes.md, "Transport"; figures in docs/performance.md): an AF_UNIX stream
+socket per pair of schedulers; events are encoded when they are queued, so that an over-large one
+is refused in its sender, and written once per wake-up. `Transport` is a mixin of
+cluster.ClusterNode: its state is made by `init_transport` and read by the other mixins.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import sys
+import time
+from typing import Any
+
+from ..vm.codec import encode_frame
+from ..vm.process import Block
+from .chaos import Chaos
+from .events import COUNTED, Refused
+from .framing import Channel
+from .kernel import Scheduler
+
+__all__ = ["GIVE_WAY", "PUSH_BYTES", "SEND_BUFFER_LIMIT", "Link", "Transport"]
+
+_READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
+# Unsent bytes a scheduler may hold for its peers before it stops running processes until they
+# have read half of them (Transport.backpressure; docs/processes.md, "Back-pressure").
+SEND_BUFFER_LIMIT = 64 << 20
+# Bytes queued for one peer after which emit writes them at once, inside the slice, and the
+# sending process is charged for them (Transport.push, give_way).
+PUSH_BYTES = 256 << 10
+GIVE_WAY = "give-way"  # Block request of a sender charged for its bytes (never a device request)
+
+
+class Link(Channel):
+    """One socket to one peer scheduler: a framing.Channel that knows which peer it leads to."""
+
+    __slots__ = ("peer",)
+
+    def __init__(self, sock: socket.socket, peer: int | None, chaos: Chaos | None = None) -> None:
+        super().__init__(sock, chaos)
+        self.peer = peer  # the scheduler at the other end (None until its hello)
+
+    def who(self) -> str:
+        return f"peer {self.peer}"
+
+
+class Transport:
+    """The node's sockets (a mixin of cluster.ClusterNode)."""
+
+    def init_transport(self) -> None:
+        """Make the node's poller and listening socket; no link yet."""
+        self.poller = select.poll()  # C-level; the selectors module cost a few us per wait
+        self.fds: dict[int, tuple] = {}  # fd -> (kind, object)
+        self.links: dict[int, Link] = {}  # peer -> the link this scheduler sends on
+        self.all_links: list[Link] = []  # every link, including accepted ones used only to read
+        self.pending_out: dict[int, list[tuple | bytes]] = {}  # events (or their frames) for peers not connected yet
+        self.readers: dict[int, Any] = {}  # extra fds (the device client) -> callback
+        self.writing: set[Link] = set()  # links with unsent bytes: polled for POLLOUT as well
+        self.charged = False  # a send pushed PUSH_BYTES out during this slice: its process may give way
+        self.eof: set[int] = set()  # peers whose connection ended (they closed it, or exited)
+        self.secret = b""  # the node's token: a connection's hello must carry it (events._hello_bad)
+        self.listener = self._listen()
+
+    def _path(self, sid: int) -> str:
+        return os.path.join(self.sockdir, f"s{sid}.sock")
+
+    def _listen(self) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(self._path(self.sid))
+        s.listen(64)
+        s.setblocking(False)
+        self._watch(s.fileno(), ("accept", None))
+        return s
+
+    def _add_link(self, sock: socket.socket, peer: int | None) -> Link:
+        link = Link(sock, peer, self.chaos)
+        self.all_links.append(link)
+        self._watch(sock.fileno(), ("link", link))
+        return link
+
+    def connect(self, peer: int) -> Link | None:
+        """The link to send to `peer` on: the one chosen before, or a new connection."""
+        link = self.links.get(peer)
+        if link is None:
+            for lk in self.all_links:  # a connection the peer made to us
+                if lk.peer == peer and not lk.closed:
+                    link = self.links[peer] = lk
+                    break
+        if link is not None:
+            if self.pending_out and peer in self.pending_out:
+                # queued before it was known to be started; its hello (it connected to us first)
+                # gave us this link: they go first. (Left here, they were never sent: a process
+                # shipped to a scheduler that was starting was lost, issue 12.)
+                for ev in self.pending_out.pop(peer):
+                    link.queue(ev)
+            return link
+        if peer not in self.started or peer in self.dead:
+            return None
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self._path(peer))
+        except OSError:
+            s.close()
+            return None
+        link = self._add_link(s, peer)
+        link.queue(("hello", self.sid, os.getpid() if self.pokeable else None, self.secret))
+        self.links[peer] = link
+        for ev in self.pending_out.pop(peer, ()):
+            link.queue(ev)
+        return link
+
+    def emit(self, peer: int, ev: tuple) -> None:
+        """Queue an event for a peer (flushed at the end of this wake-up). Encoded here, before
+        anything is counted or queued: an event over vm.codec.MAX_MESSAGE raises TooLarge with
+        nothing changed, so that `send` can refuse it (deliver_or_route)."""
+        if peer in self.dead:
+            return
+        data = encode_frame(ev)
+        if ev[0] in COUNTED:
+            self.sent += 1  # counted when sent, queued or not: quiescence must see it in flight
+        link = self.connect(peer)
+        if link is None:
+            self.pending_out.setdefault(peer, []).append(data)
+            if self.sid == 0:
+                self.start_worker(peer)
+            elif peer not in self.asked_start and peer != 0:
+                self.asked_start.add(peer)
+                self.emit(0, ("start", peer))
+            return
+        link.out.append(data)
+        n = link.nout + len(data)
+        link.nout = n
+        if n > PUSH_BYTES:
+            self.push(link)
+
+    def push(self, link: Link) -> None:
+        """More than PUSH_BYTES queued for one peer within a wake-up: write them now, without
+        waiting (a flood of large messages held back even the earlier ones until the slice ended,
+        and queued without bound: issue 12), and have the process that sent them give way
+        (send_from): it was charged for the bytes it encoded."""
+        self._writing(link, link.flush())
+        self.charged = True
+
+    def give_way(self, sched: Scheduler, msg: Any) -> None:
+        """The running process's sends queued PUSH_BYTES for a peer (push): it ends its slice if
+        this scheduler holds more than SEND_BUFFER_LIMIT unsent bytes (the scheduler then waits
+        until the peers have read half of them, backpressure, before it runs any process:
+        request_service) or if another process or a timer is due here; `send` then returns
+        `msg` when it runs again."""
+        self.charged = False
+        t = sched.timers
+        if (sched.runq or self.unsent() > SEND_BUFFER_LIMIT
+                or (t and t[0][0] <= self.clock.now_ms())):
+            raise Block((GIVE_WAY, msg))
+
+    def flush(self) -> None:
+        """Write what every link has queued; a link with bytes left is watched for POLLOUT, so
+        that the scheduler goes on writing whenever the socket takes more, busy or idle."""
+        chaos = self.chaos
+        for link in self.all_links:
+            if link.out or link.wbuf:
+                if chaos is not None and chaos.pause() and not link.closed:
+                    self._writing(link, True)  # a delayed flush: the next poll returns at once and writes
+                    continue
+                self._writing(link, link.flush())
+        if self.trace is not None:
+            self.trace.flush()
+
+    def _writing(self, link: Link, left: bool) -> None:
+        """Watch the link's socket for writability while it has bytes left, and only then."""
+        if left == (link in self.writing):
+            return
+        if left:
+            self.writing.add(link)
+            events = select.POLLIN | select.POLLOUT
+        else:
+            self.writing.discard(link)
+            events = select.POLLIN
+        if link.fd in self.fds:
+            self.poller.modify(link.fd, events)
+
+    def unsent(self) -> int:
+        """Bytes written by processes here that no socket has taken yet (0: nothing waits)."""
+        return sum(len(link.wbuf) + (1 if link.out else 0) for link in self.writing)
+
+    def backpressure(self) -> None:
+        """Past SEND_BUFFER_LIMIT unsent bytes, run no process until the peers have read all but
+        half of them: the peers' input keeps being read meanwhile (two schedulers writing to each
+        other never wait on each other), and a peer that dies takes its bytes with it."""
+        if not self.writing or self.unsent() <= SEND_BUFFER_LIMIT:
+            return
+        while self.writing and self.exit_code is None and self.unsent() > SEND_BUFFER_LIMIT // 2:
+            self.poll(1.0)
+            if self.sid != 0 and 0 in self.dead:
+                return
+
+    def drain(self, timeout: float) -> None:
+        """Write everything still unsent, reading meanwhile, for up to `timeout` seconds (a
+        scheduler's last words: output lines, its trace's end)."""
+        deadline = time.monotonic() + timeout
+        self.flush()
+        while self.writing:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.poll(left)
+
+    def poll(self, timeout: float | None) -> bool:
+        """Wait up to `timeout` seconds for input; handle it. True if anything came."""
+        self.flush()
+        try:
+            ready = self.poller.poll(None if timeout is None else timeout * 1000.0)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries poll
+            return False
+        fds = self.fds
+        got = False
+        for fd, revents in ready:
+            entry = fds.get(fd)
+            if entry is None:
+                continue
+            kind, obj = entry
+            if kind == "accept":
+                self._accept()
+            elif kind == "link":
+                if revents & select.POLLOUT and obj in self.writing:
+                    self._writing(obj, obj.flush())
+                    if not revents & _READABLE:
+                        continue  # only writable: no input came
+                self._read(obj)
+            else:
+                obj()
+            got = True
+        return got
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                s, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            self._add_link(s, None)
+
+    def close(self) -> None:
+        """Close every socket now (a worker's peers take their EOF for its exit)."""
+        for link in self.all_links:
+            try:
+                link.sock.close()
+            except OSError:
+                pass
+        self.listener.close()
+
+    def _read(self, link: Link) -> None:
+        events = link.read()
+        if events is not None:
+            try:
+                for ev in events:
+                    self.handle(link, ev)
+                return
+            except Refused as e:  # as for a frame the codec refused (Link.read): the rest is not trusted
+                sys.stderr.write(f"lispvm: scheduler {self.sid}: a malformed event from "
+                                 f"{'an unknown connection' if link.peer is None else f'peer {link.peer}'} "
+                                 f"({e}); connection closed\n")
+                link.closed = True
+        if link.closed:
+            if link.peer is not None:
+                self.eof.add(link.peer)
+            self.writing.discard(link)
+            link.wbuf.clear()  # nobody will read it: not "unsent" any more
+            self._unwatch(link.fd)
+            link.sock.close()
+            if link.peer is not None and link.peer not in self.dead and not self.stopping:
+                self.peer_died(link.peer)
+
+    def add_reader(self, fd: int, callback: Any) -> None:
+        self.readers[fd] = callback
+        self._watch(fd, ("reader", callback))
+
+    def remove_reader(self, fd: int) -> None:
+        if self.readers.pop(fd, None) is not None:
+            self._unwatch(fd)
+
+    def _watch(self, fd: int, entry: tuple) -> None:
+        self.fds[fd] = entry
+        self.poller.register(fd, select.POLLIN)
+
+    def _unwatch(self, fd: int) -> None:
+        if self.fds.pop(fd, None) is not None:
+            self.poller.unregister(fd)
