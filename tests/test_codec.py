@@ -191,19 +191,20 @@ def test_kernel() -> None:
 
 
 def test_global_cells_resolve_in_the_current_table() -> None:
-    saved = vmprocess.CURRENT_GLOBALS
+    g1, g2 = Globals(), Globals()
+    saved = vmprocess.use_globals(g1)
     try:
-        g1, g2 = Globals(), Globals()
-        vmprocess.CURRENT_GLOBALS = g1
         data = encode(g1.cell("x"))
-        vmprocess.CURRENT_GLOBALS = g2
+        vmprocess.use_globals(g2)
         y = decode(data)
         assert y.__class__ is GlobalCell and y is g2.cell("x")
-        vmprocess.CURRENT_GLOBALS = None
+        vmprocess.release_globals(g1)  # not the current table: nothing changes
+        assert decode(data) is g2.cell("x")
+        vmprocess.release_globals(g2)
         with pytest.raises(CodecError):
             decode(data)
     finally:
-        vmprocess.CURRENT_GLOBALS = saved
+        vmprocess.use_globals(saved)
 
 
 def test_f32_arrays_inline_and_out_of_band() -> None:
@@ -230,8 +231,7 @@ def test_f32_arrays_inline_and_out_of_band() -> None:
 
 def test_process_state(module: lbc.Module) -> None:
     """A process in the middle of a call travels with its frames, mailbox and boxes."""
-    saved = vmprocess.CURRENT_GLOBALS
-    vmprocess.CURRENT_GLOBALS = Globals()
+    saved = vmprocess.use_globals(Globals())
     try:
         p = _proto(module, "spin")
         box = Box(3)
@@ -255,7 +255,7 @@ def test_process_state(module: lbc.Module) -> None:
         assert q.name is intern("server") and q.sched is None
         assert q.cl.upvals[0] is q.frames[1][0].upvals[0]  # the box the two frames share
     finally:
-        vmprocess.CURRENT_GLOBALS = saved
+        vmprocess.use_globals(saved)
 
 
 def test_unknown_types_refused() -> None:

@@ -1,12 +1,14 @@
 """Builtin functions written in Python (LANGUAGE.md sections 4, 5 and 8).
 
-Owns: the Python builtins, their argument checks and error kinds. Must never: call back into
-Lisp (a builtin that takes a function is written in Lisp, in vm/prelude.lisp, so that it runs on
-the VM: preemptible, no Python recursion), or wait (waiting is a loop outcome; a builtin that
-must wait raises vm.process.Block).
+Owns: the Python builtins except gpu/ (vm/gpu.py), their error kinds, and copying a message
+(copy_message). They register in vm/registry.py's table; this module imports vm/gpu.py last, so
+importing it gives the whole table. Must never: call back into Lisp (a builtin that takes a
+function is written in Lisp, in vm/prelude.lisp, so that it runs on the VM: preemptible, no
+Python recursion), wait (waiting is a loop outcome; a builtin that must wait raises
+vm.process.Block), or import the loop (vm/interp.py and vm/fast.py import this module).
 
 Process operations reach the scheduler through `ctx.host` (vm.process.Host); `ctx.proc` is the
-running process. The loop sets both at the start of every slice.
+running process (vm.process.ctx). The loop sets both at the start of every slice.
 """
 
 from __future__ import annotations

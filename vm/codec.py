@@ -5,7 +5,7 @@ nodes; the framing of those messages on stream sockets. Must never: run code on 
 than the closed set of constructors below, recurse in Python (any depth round-trips), trust a
 length or count read from the input, or import numpy before an f32 array is met.
 
-API (stable: scheduler/cluster.py and scheduler/device.py use it; docs/codec.md has the format)
+API (stable: the scheduler's framing, cluster and device modules use it; docs/codec.md has the format)
 
     encode(obj, *, buffers=None, oob_min=0, limit=MAX_MESSAGE) -> bytes
         The message for `obj`. With `buffers` (a list), every float32 array of at least

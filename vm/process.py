@@ -183,7 +183,23 @@ class Globals:
         return UNDEF if c is None else c.v
 
 
-CURRENT_GLOBALS: Globals | None = None  # the table that decoded GlobalCells resolve in
+CURRENT_GLOBALS: Globals | None = None  # the table that decoded GlobalCells resolve in (use_globals)
+
+
+def use_globals(globals_: Globals | None) -> Globals | None:
+    """Make `globals_` the table that GlobalCells decoded in this OS process resolve in (the
+    node's, when a run starts; None for none); returns the table it replaces."""
+    global CURRENT_GLOBALS
+    previous, CURRENT_GLOBALS = CURRENT_GLOBALS, globals_
+    return previous
+
+
+def release_globals(globals_: Globals) -> None:
+    """Forget `globals_` if it is the current table (a finished run leaves none of its values
+    reachable from this module)."""
+    global CURRENT_GLOBALS
+    if CURRENT_GLOBALS is globals_:
+        CURRENT_GLOBALS = None
 
 
 def _cell_by_name(name: str) -> GlobalCell:
