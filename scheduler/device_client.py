@@ -11,9 +11,6 @@ Must never: import pyopencl (only the device process does, scheduler/device_serv
 a scheduler while a kernel runs (the answer arrives on a socket the scheduler polls with its
 other input), or trust an answer beyond the codec's data and device_wire's checks (the device
 process runs user kernels).
-
-Device choice: LISPVM_OPENCL, with the syntax of pyopencl's PYOPENCL_CTX ("0", "0:1", a name
-substring), read by the device process; unset, the first platform's first device.
 """
 
 from __future__ import annotations

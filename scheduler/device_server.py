@@ -13,7 +13,9 @@ request or vanished socket stop the others, or answer while a kernel may still w
 the caller will reuse.
 
 Started by scheduler/device_client.py as `python -c "... device_main(path)"`; it writes one
-byte, then its warning lines, on its stdout once it listens, and closes it.
+byte, then its warning lines, on its stdout once it listens, and closes it. Device choice:
+LISPVM_OPENCL, with the syntax of pyopencl's PYOPENCL_CTX ("0", "0:1", a name substring);
+unset, the first platform's first device.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ from .framing import RECV_SIZE
 __all__ = ["SHM_MIN", "HELLO", "STOP", "FORGET", "KERNEL", "DISPATCH", "ERROR_KINDS", "FrameError", "FrameReader",
            "send_frame", "is_request", "is_answer", "answer_value", "source_key"]
 
-SHM_MIN = 1 << 18  # bytes: an array this large travels as a memfd segment (docs/performance.md)
+SHM_MIN = 1 << 18  # bytes: an array this large travels as a memfd segment (docs/gpu.md, "Moving arrays")
 HELLO, STOP, FORGET = "hello", "stop", "forget"
 KERNEL, DISPATCH = "gpu-kernel", "gpu-dispatch"  # the names vm/gpu.py's Block requests carry
 ERROR_KINDS = frozenset({"badarg", "badarity", "device_down", "system_limit"})
