@@ -170,7 +170,8 @@ class Balancing:
         """Input between two passes over the run queue: after a pass that used whole budgets
         (the poll is then cheap by comparison), or every 64 passes. Polling after every pass
         cost a message-passing ring a syscall per message; a long computation polls anyway
-        whenever a budget runs out (pending). If nothing is runnable, idle() waits for input."""
+        whenever a budget runs out (pending). If nothing is runnable, the loop's idle and poll
+        phases wait for input."""
         if self.sched.yields:
             self.cpu_bound = True
         if self.chaos is not None:

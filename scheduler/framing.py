@@ -6,12 +6,14 @@ taken yet, and splitting what it reads back into frames. Chaos mode's split and 
 and small socket buffers are applied here (scheduler/chaos.py).
 
 Must never: block (a socket call that would wait returns, and the caller polls the fd), decide
-what a frame means (the cluster and the device process do), unpickle anything, or drop bytes of
-a peer that is still connected.
+what a frame means (scheduler/cluster.py does), unpickle anything, or drop bytes of a peer that
+is still connected.
 
-The cluster's links (scheduler/transport.py, class Link) and the device process's wire use it alike: queue or
-queue_frame, then flush (True while bytes are left: poll the fd for writability and call write
-again); read (decoded terms) or read_payloads (undecoded) when the fd is readable.
+Use: queue, then flush (True while bytes are left: poll the fd for writability and call write
+again); read (decoded terms) or read_payloads (undecoded) when the fd is readable. The cluster's
+links are Channels (scheduler/transport.py, class Link). The device process's wire has a frame
+of its own, with arrays and file descriptors beside the term and ends that block
+(scheduler/device_wire.py), and shares only RECV_SIZE.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..vm.codec import MAX_MESSAGE, CodecError, FrameReader, decode, encode_fram
 __all__ = ["Channel", "RECV_SIZE"]
 
 # Bytes asked of one recv: recv(n) allocates n bytes first, so a larger size costs every small
-# read (docs/performance.md, "Transport").
+# read (docs/performance.md, "Scheduler decisions").
 RECV_SIZE = 65536
 
 
@@ -51,10 +53,6 @@ class Channel:
         """Queue a term, or a frame already encoded (bytes from vm.codec.encode_frame); TooLarge
         if a term is over vm.codec.MAX_MESSAGE (then nothing is queued)."""
         self.out.append(obj if obj.__class__ is bytes else encode_frame(obj))
-
-    def queue_frame(self, data: bytes) -> None:
-        """Queue a frame already encoded with vm.codec.encode_frame."""
-        self.out.append(data)
 
     def flush(self) -> bool:
         """Move the queued frames to the write buffer and write as much as the socket takes now;

@@ -42,7 +42,7 @@ class Hub(ClusterNode):
     def __init__(self, *args: Any, out: Any = None, err: Any = None, jit: bool = True,
                  trace_path: str | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self.full_budget = self.sched.budget  # (slices are shorter while the node can grow: run)
+        self.full_budget = self.sched.budget  # (slices are shorter while the node can grow: pass_budget)
         self.probe_budget = min(PROBE_BUDGET, self.full_budget)  # never longer than the user's
         self.out = out or sys.stdout  # where every scheduler's `print` ends up
         self.err = err or sys.stderr

@@ -212,7 +212,8 @@ class Scheduler:
         self.yields += 1
         self.runq.append(proc)
         # A whole budget was used: input (another scheduler ready for work, a reply) is checked
-        # now rather than after the whole pass, which with eight CPU-bound processes is ~30 ms.
+        # now rather than after the whole pass, which with several CPU-bound processes is several
+        # whole budgets away.
         self.node.pending()
 
     def trap_wait(self, proc: Process) -> None:

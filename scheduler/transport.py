@@ -59,7 +59,7 @@ class Transport:
 
     def init_transport(self) -> None:
         """Make the node's poller and listening socket; no link yet."""
-        self.poller = select.poll()  # C-level; the selectors module cost a few us per wait
+        self.poller = select.poll()  # C-level: the selectors module costs more per wait
         self.fds: dict[int, tuple] = {}  # fd -> (kind, object)
         self.links: dict[int, Link] = {}  # peer -> the link this scheduler sends on
         self.all_links: list[Link] = []  # every link, including accepted ones used only to read
@@ -253,10 +253,7 @@ class Transport:
     def close(self) -> None:
         """Close every socket now (a worker's peers take their EOF for its exit)."""
         for link in self.all_links:
-            try:
-                link.sock.close()
-            except OSError:
-                pass
+            link.close()
         self.listener.close()
 
     def _read(self, link: Link) -> None:

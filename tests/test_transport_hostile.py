@@ -245,3 +245,62 @@ def test_an_event_too_large_to_pass_on_does_not_cut_off_its_peer(monkeypatch: py
     assert _refused(node, _Link(), ("hello", 1, 1234, node.secret)) is None
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "could not be passed on" in err, err
+
+
+# --- scheduler/framing.py: the channel under the links -----------------------------------------
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_a_channel_delivers_every_frame_in_order_through_partial_writes(seed: int | None) -> None:
+    """Frames far larger than the socket's buffers, queued on both ends at once: flush leaves
+    bytes unsent (it never blocks), and writing again whenever the socket is writable while
+    reading whatever arrives delivers every frame whole and in order both ways, also with chaos
+    mode's small buffers and writes split into random pieces."""
+    import select
+
+    from lispvm.scheduler.chaos import Chaos
+    from lispvm.scheduler.framing import Channel
+
+    a, b = socket.socketpair()
+    ends = [Channel(a, None if seed is None else Chaos(seed, 0)), Channel(b, None if seed is None else Chaos(seed, 1))]
+    sent = [[("frame", i, "x" * (i * 997 % 70000)) for i in range(60)] for _ in ends]
+    got: list[list] = [[], []]
+    try:
+        for ch, frames in zip(ends, sent):
+            for f in frames:
+                ch.queue(f)
+        left = [ch.flush() for ch in ends]
+        assert any(left), "nothing was left unsent: the frames do not exercise partial writes"
+        deadline = time.monotonic() + 60
+        while (any(left) or any(len(g) < 60 for g in got)) and time.monotonic() < deadline:
+            for i, ch in enumerate(ends):
+                events = select.POLLIN | (select.POLLOUT if left[i] else 0)
+                p = select.poll()
+                p.register(ch.fd, events)
+                for _fd, revents in p.poll(10):
+                    if revents & select.POLLOUT:
+                        left[i] = ch.write()
+                    if revents & select.POLLIN:
+                        frames = ch.read()
+                        assert frames is not None, "the channel closed"
+                        got[i].extend(frames)
+        assert got[1] == sent[0] and got[0] == sent[1]
+    finally:
+        for ch in ends:
+            ch.close()
+
+
+def test_a_channel_refuses_a_frame_over_its_limit_in_one_line(capsys: pytest.CaptureFixture) -> None:
+    """A header announcing more than the frame limit: read says the connection is over (None),
+    the channel is closed, and one line on standard error names the peer."""
+    from lispvm.scheduler.transport import Link
+
+    a, b = socket.socketpair()
+    link = Link(a, 3)
+    try:
+        b.sendall((codec.MAX_MESSAGE + 1).to_bytes(codec.HEADER, "little") + b"x" * 16)
+        assert link.read() is None and link.closed
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("lispvm: a malformed message from peer 3 ("), err
+    finally:
+        link.close()
+        b.close()
