@@ -16,15 +16,16 @@ __all__ = ["BusyWait", "MonotonicClock", "VirtualClock"]
 
 class BusyWait:
     """Polling without sleeping for a short while before a blocking wait, where an answer is
-    expected sooner than a sleeping process wakes up (~20 us each way on the 2-core VM this was
-    measured on; a small GPU dispatch is answered in ~50). BEAM's schedulers busy-wait the same
-    way before they sleep.
+    expected sooner than a sleeping process wakes up (a reply from another scheduler, or a small
+    GPU dispatch's answer; docs/performance.md, "Messages between OS processes"). BEAM's
+    schedulers busy-wait the same way before they sleep.
 
     Between polls the core is yielded (sched_yield): without it a scheduler and the device
     process spinning at once kept PoCL's worker threads off a 2-core machine's cores. A yield
     that took long means another task wanted this core: on a loaded machine each spin then cost
-    a whole time slice of that task (a dispatch took 4 ms instead of 0.1), so the spinning stops
-    there and stays off for a while, twice as long each time it happens again in a row."""
+    a whole time slice of that task (docs/gpu.md, "Waiting for an answer without sleeping"), so
+    the spinning stops there and stays off for a while, twice as long each time it happens again
+    in a row."""
 
     SLOW_YIELD = 0.0005  # seconds: a sched_yield this long gave the core to another task
     FIRST_BACKOFF = 0.01  # seconds without spinning after the first such yield...
