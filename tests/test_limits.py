@@ -1,8 +1,8 @@
 """System limits (issue 12, items 9 and 10; docs/language.md, "System limits"): running out of
 memory, or asking a builtin for more work than one call may do without counting reductions, is
 the catchable error `(error system_limit "...")`; the process may fail, the node goes on.
-Each case ran for tens of seconds (or exited 70) before the limits; now each is refused at once,
-which the run's timeout checks without asserting a timing."""
+Each case is refused at once (unbounded, each would block its scheduler or end the node), which
+the run's timeout checks without asserting a timing."""
 
 from __future__ import annotations
 
@@ -95,7 +95,8 @@ def test_a_float_overflow_stays_badarg() -> None:
 
 
 def test_out_of_memory_in_a_builtin_is_caught_and_the_node_lives(run_lisp: Runner) -> None:
-    """The issue's reproducer: allocating 373 GiB used to end the node (exit 70)."""
+    """The issue's reproducer: asking for a 373 GiB array is a catchable system_limit in both
+    tiers, and the node goes on."""
     pytest.importorskip("numpy")
     source = """
 (print (try (gpu/zeros 100000000000) (catch e (head (tail e)))))
@@ -122,8 +123,8 @@ def test_the_limits_are_the_documented_ones() -> None:
 
 
 def test_an_exit_reason_too_large_to_print_is_reported(run_lisp: Runner) -> None:
-    """Printing the reason raised ValueError in the scheduler (exit 70); needs vm/values.py's
-    to_repr fallback."""
+    """A crash or exit reason too large to print is reported as #<too large to print> (vm/values.py's
+    to_repr), not as an internal error."""
     out, err, status = run_lisp(PRELUDE + "(spawn (fn () (throw big)))\n(timer/sleep 50)\n(exit big)\n",
                                 timeout=TIMEOUT)
     assert (out, status) == ("", 1)
@@ -160,9 +161,9 @@ EXPECTED_PRODUCTS = ["system_limit"] * 6 + ["true", "true", "inf 9.0", "badarg",
 
 @pytest.mark.parametrize("mode", ["interpreted", "compiled"])
 def test_an_integer_product_over_the_limit_is_system_limit(run_lisp: Runner, mode: str) -> None:
-    """Squaring 3 thirty times blocked its scheduler for seconds per instruction and then ran out
-    of memory; a product of more than MAX_INT_BITS bits is refused, in `*` compiled to the MUL
-    instruction (both tiers) and in the builtin (`apply`, more than two arguments)."""
+    """A product of more than MAX_INT_BITS bits (squaring 3 thirty times, say) is system_limit, in
+    `*` compiled to the MUL instruction (both tiers) and in the builtin (`apply`, more than two
+    arguments)."""
     import os
 
     source = SQUARES + PRODUCTS
@@ -180,9 +181,10 @@ def test_the_product_limit_is_the_bit_length() -> None:
 # --- the text limit counts the text each builtin builds ---------------------------------------------
 
 def test_str_join_counts_the_joined_text_not_the_printed_list(run_lisp: Runner) -> None:
-    """350,000 strings of 10 characters join to 3,500,000 characters, under the limit: it was
-    refused because the list's printed form (quotes, separators) was counted. A joined string
-    exactly at the limit is allowed and one character more is not, separators included."""
+    """350,000 strings of 10 characters join to 3,500,000 characters, under the limit, and are
+    allowed: the limit counts the joined text, not the list's printed form (quotes, separators).
+    A joined string exactly at the limit is allowed and one character more is not, separators
+    included."""
     n = MAX_TEXT // 10  # strings of 9 characters and a 1-character separator
     source = f"""
 (def ten (n) (list/map (fn (i) "aaaaaaaaaa") (list/range n)))
@@ -223,8 +225,8 @@ DEEP = "(def deep (n acc) (if (== n 0) acc (deep (- n 1) (list acc))))\n"
 
 
 def test_error_and_crash_reports_cut_a_huge_value(run_lisp: Runner) -> None:
-    """A throw of a list nested 200,000 deep printed one report line of 400 KB; a long error
-    message as much. Each report shows at most MAX_REPORT characters of it, ending in "..."."""
+    """A throw of a list nested 200,000 deep, or of a long error message, is reported on one line
+    that shows at most MAX_REPORT characters of it, ending in "..." (not the whole value)."""
     long_message = '(str/join "" (list/map (fn (i) "abcdefghij") (list/range 10000)))'
     source = DEEP + f"""(spawn (fn () (throw (deep 200000 1))))
 (spawn (fn () (throw (list 'short "value"))))
@@ -280,8 +282,8 @@ def test_the_main_process_exit_reason_report_is_cut() -> None:
 
 
 def test_a_deep_exit_reason_of_the_main_process_is_one_short_line(run_lisp: Runner) -> None:
-    """`lispvm run` reports the main process's exit through the node (scheduler/cluster.py), on
-    one scheduler too: a 200,000-deep reason printed a 400 KB line there."""
+    """`lispvm run` reports a 200,000-deep exit reason of the main process on one short line,
+    with one scheduler (scheduler/node.py) and with two."""
     source = "(def deep (n acc) (if (== n 0) acc (deep (- n 1) (list acc))))\n(exit (deep 200000 3))\n"
     for flags in ((), ("--schedulers", "2")):
         out, err, status = run_lisp(source, flags=flags, timeout=TIMEOUT)
