@@ -1,6 +1,7 @@
-"""Imports point one way (STYLE.md habit 6), read from the source with `ast`: vm/ imports neither
-the assembler nor the scheduler; the assembler does not import the scheduler; only
-scheduler/device.py imports pyopencl (and only inside the device process's functions); only
+"""Imports point one way (STYLE.md habit 6), read from the source with `ast`: the modules of vm/
+import each other without a cycle (an import inside a function counts: it only hides the cycle);
+vm/ imports neither the assembler nor the scheduler; the assembler does not import the scheduler; only
+scheduler/device_server.py imports pyopencl (and only inside the device process's functions); only
 scheduler/ starts OS processes; numpy stays out of a VM that has no f32 arrays."""
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"vm": "lispvm.vm", "assembler": "lispvm.assembler", "scheduler": "lispvm.scheduler"}
 
 
-def imports(path: Path, package: str) -> list[tuple[str, bool]]:
-    """(absolute module name, imported at module level?) for every import in `path`."""
+def located_imports(path: Path, package: str) -> list[tuple[str, bool, int]]:
+    """(absolute name, imported at module level?, line) for every import in `path`; a
+    `from M import x` gives both M and M.x (x may be a module)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     top = {id(node) for node in tree.body}
     for node in tree.body:  # imports under a module-level `if`/`try` still run at import
@@ -26,7 +28,7 @@ def imports(path: Path, package: str) -> list[tuple[str, bool]]:
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            out += [(alias.name, id(node) in top) for alias in node.names]
+            out += [(alias.name, id(node) in top, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
@@ -34,8 +36,13 @@ def imports(path: Path, package: str) -> list[tuple[str, bool]]:
             else:
                 module = node.module or ""
             names = [module] + [f"{module}.{a.name}" for a in node.names]
-            out += [(name, id(node) in top) for name in names]
+            out += [(name, id(node) in top, node.lineno) for name in names]
     return out
+
+
+def imports(path: Path, package: str) -> list[tuple[str, bool]]:
+    """(absolute module name, imported at module level?) for every import in `path`."""
+    return [(name, top) for name, top, _ in located_imports(path, package)]
 
 
 def sources(folder: str) -> list[Path]:
@@ -67,6 +74,126 @@ def test_every_package_has_sources() -> None:
         assert sources(folder), folder
 
 
+Graph = dict[str, list[tuple[str, int, bool]]]
+
+
+def import_graph(folder: Path, package: str = "lispvm.vm") -> Graph:
+    """The imports among the modules of `folder` (the package `package`): module -> [(module it
+    imports, line, at module level?)]. Every form counts: `import`, `from M import x` (M, or x
+    when x is a module), relative or absolute, at module level or inside a function. A
+    submodule's implicit import of its package (__init__) is not an edge."""
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__"}
+    depth = len(package.split("."))
+    graph: Graph = {}
+    for path in sorted(folder.glob("*.py")):
+        edges = set()
+        for name, top, line in located_imports(path, package):
+            parts = name.split(".")
+            if ".".join(parts[:depth]) == package and len(parts) > depth and parts[depth] in modules:
+                edges.add((parts[depth], line, top))
+        graph[path.stem] = sorted(edges)
+    return graph
+
+
+def cycles(graph: Graph) -> list[list[str]]:
+    """The strongly connected components of `graph` that hold a cycle, each as a sorted list of
+    modules (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w, _, _ in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or any(w == v for w, _, _ in graph.get(v, ())):
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def shortest_cycle(graph: Graph, component: list[str]) -> list[str]:
+    """One shortest cycle through the first module of `component` (breadth first), closed."""
+    start = component[0]
+    inside = set(component)
+    parent: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        nxt = []
+        for v in todo:
+            for w, _, _ in graph[v]:
+                if w == start:
+                    path = [v]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    return [start, *reversed(path[:-1]), start] if v != start else [start, start]
+                if w in inside and w not in parent:
+                    parent[w] = v
+                    nxt.append(w)
+        todo = nxt
+    raise AssertionError(f"no cycle through {start}")  # pragma: no cover
+
+
+def describe_cycles(graph: Graph, folder: str = "vm") -> str:
+    """Every cycle of `graph`, with each import that takes part in it (file:line), for the
+    failure message; empty when there is none."""
+    out = []
+    for component in cycles(graph):
+        inside = set(component)
+        out.append(f"import cycle among {', '.join(component)}, e.g. {' -> '.join(shortest_cycle(graph, component))}; "
+                   "its imports (remove enough of them to break it):")
+        for v in component:
+            for w, line, top in graph[v]:
+                if w in inside:
+                    out.append(f"    {folder}/{v}.py:{line} imports {w}" + ("" if top else "  (inside a function)"))
+    return "\n".join(out)
+
+
+def test_the_cycle_finder(tmp_path: Path) -> None:
+    """A cycle hidden in a function and made of both relative and absolute imports is found; a
+    chain that only points one way is not a cycle."""
+    (tmp_path / "a.py").write_text("import os\n\ndef f():\n    from . import b\n", encoding="utf-8")
+    (tmp_path / "b.py").write_text("import lispvm.vm.c as c\nfrom .d import x\n", encoding="utf-8")
+    (tmp_path / "c.py").write_text("from lispvm.vm.a import f\n", encoding="utf-8")
+    (tmp_path / "d.py").write_text("x = 1\n", encoding="utf-8")
+    graph = import_graph(tmp_path)
+    assert graph["a"] == [("b", 4, False)] and graph["d"] == []
+    assert cycles(graph) == [["a", "b", "c"]]
+    text = describe_cycles(graph)
+    assert "a -> b -> c -> a" in text and "vm/a.py:4 imports b  (inside a function)" in text
+    (tmp_path / "c.py").write_text("from lispvm.vm import d\n", encoding="utf-8")
+    assert cycles(import_graph(tmp_path)) == [] and describe_cycles(import_graph(tmp_path)) == ""
+    assert cycles({"s": [("s", 1, True)]}) == [["s"]]
+
+
+def test_vm_has_no_import_cycle() -> None:
+    """vm/ is layered: no module imports, even inside a function, one that imports it back."""
+    graph = import_graph(REPO / "vm")
+    assert {"values", "builtins", "interp"} <= set(graph)
+    problem = describe_cycles(graph)
+    if problem:
+        pytest.fail("vm/ is not layered:\n" + problem, pytrace=False)
+
+
 @pytest.mark.parametrize("path", sources("vm"), ids=lambda p: p.name)
 def test_vm_imports_neither_assembler_nor_scheduler(path: Path) -> None:
     bad = roots(imports(path, "lispvm.vm"), "lispvm.assembler", "lispvm.scheduler")
@@ -83,8 +210,8 @@ def test_only_the_device_process_imports_pyopencl() -> None:
     for folder in PACKAGES:
         for name, found in all_imports(folder).items():
             hits = [(n, top) for n, top in found if n == "pyopencl" or n.startswith("pyopencl.")]
-            if folder == "scheduler" and name == "device.py":
-                assert all(not top for _, top in hits), "device.py imports pyopencl at module level"
+            if folder == "scheduler" and name == "device_server.py":
+                assert all(not top for _, top in hits), "device_server.py imports pyopencl at module level"
             else:
                 assert not hits, f"{folder}/{name} imports pyopencl"
 
