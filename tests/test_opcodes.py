@@ -1,6 +1,8 @@
-"""The instruction table (vm/opcodes.py, STYLE.md habit 1) and everything read from it:
-docs/opcodes.md is generated from it, every opcode has a decoded form and a handler in the loop,
-the encoding round-trips for every opcode, and the text assembly knows every opcode."""
+"""The instruction table (vm/opcodes.py, STYLE.md habit 1) and everything read from it: the loop
+(vm/_generated_loop.py, vm/_generated_ops.py) and docs/opcodes.md are generated from it and the
+files on disk are what the generator writes now, every opcode has a decoded form and a handler in
+the loop, every template renders to Python for both tiers, the encoding round-trips for every
+opcode, and the text assembly knows every opcode."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from lispvm.assembler.lasm import assemble, disassemble
-from lispvm.vm import interp, opcodes
+from lispvm.vm import interp, loopgen, loopsupport, opcodes
+from lispvm.vm.errors import LispError
 from lispvm.vm.lbc import Module, Proto
 from lispvm.vm.opcodes import (
     BY_NAME,
@@ -36,9 +39,105 @@ KINDS = set("RKUPGYISNFJ")
 
 
 def test_docs_opcodes_md_is_generated_from_the_table() -> None:
-    assert DOC.is_file(), "generate it: python -m lispvm.vm.opcodes > docs/opcodes.md"
-    assert DOC.read_text(encoding="utf-8") == markdown(), \
-        "docs/opcodes.md is stale: python -m lispvm.vm.opcodes > docs/opcodes.md"
+    assert DOC.is_file(), "generate it: python -m lispvm.vm.loopgen"
+    assert DOC.read_text(encoding="utf-8") == markdown(), "docs/opcodes.md is stale: python -m lispvm.vm.loopgen"
+
+
+@pytest.mark.parametrize("name", ["vm/_generated_ops.py", "vm/_generated_loop.py", "docs/opcodes.md"])
+def test_generated_files_are_what_the_generator_writes(name: str) -> None:
+    """A hand edit of a generated file, or a row changed without regenerating, fails here."""
+    files = {path.relative_to(REPO).as_posix(): text for path, text in loopgen.generate(REPO).items()}
+    path = REPO / name
+    assert path.read_text(encoding="utf-8") == files[name], f"{name} is stale: python -m lispvm.vm.loopgen"
+    assert files[name].startswith(("# Generated from vm/opcodes.py", "<!-- Generated from vm/opcodes.py"))
+
+
+def test_the_generator_check_mode_reports_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = loopgen.generate(REPO)
+    fake = {tmp_path / p.name: text for p, text in real.items()}
+    for p, text in fake.items():
+        p.write_text(text + ("# edited by hand\n" if p.name == "_generated_loop.py" else ""), encoding="utf-8")
+    monkeypatch.setattr(loopgen, "generate", lambda root: fake)
+    assert loopgen.main(["--check"], tmp_path) == 1
+    assert (tmp_path / "_generated_loop.py").read_text(encoding="utf-8").endswith("# edited by hand\n")
+    assert loopgen.main([], tmp_path) == 0  # writes them back
+    assert loopgen.main(["--check"], tmp_path) == 0
+
+
+def _fast_render(op: opcodes.Op) -> str:
+    """A template rendered as straight Python, the way the fast tier names things."""
+    def reg(field: str, off: int, nfield: str | None = None, nadj: int = 0) -> str:
+        if nfield is None:
+            return f"r{ {'A': 3, 'B': 5, 'C': 7}[field] + off}"
+        return "(" + "".join(f"r{3 + off + j}, " for j in range(2 + nadj)) + ")"
+
+    return opcodes.render(op.template, reg, lambda kind, field: f"{kind.lower()}7",
+                          lambda name: "_" + name)
+
+
+@pytest.mark.parametrize("op", [op for op in OPS if op.template], ids=lambda op: op.name)
+def test_every_template_renders_to_python_for_both_tiers(op: opcodes.Op) -> None:
+    names = set(re.findall(r"\$(\w+)", op.template + (op.loop or "")))
+    assert names <= set(opcodes.TEMPLATE_NAMES), names - set(opcodes.TEMPLATE_NAMES)
+    loop = loopgen.loop_source(op)
+    assert loop is not None and "$" not in loop and "R[" not in loop
+    compile(loop, op.name, "exec")
+    fast = _fast_render(op)
+    assert "$" not in fast and "R[" not in fast and "regs" not in fast
+    compile(fast, op.name, "eval" if "cond" in op.flags else "exec")
+
+
+def test_hand_written_handlers_are_the_special_ones() -> None:
+    """Only calls, returns, jumps, receive, matches and superinstructions are written by hand."""
+    special = {n for entry in loopgen.SPECIAL for n in entry.split("|")}
+    rows = {op.name for op in OPS if op.name in special}
+    assert all(BY_NAME[n].flags & {"call", "return", "jump", "match"} or n.startswith("RECV") or n == "CLOSURE"
+               for n in rows), rows
+    assert not {op.name for op in OPS if op.template} & special
+
+
+def test_the_loop_expands_the_call_prologue_from_one_place() -> None:
+    source = (REPO / "vm" / "_generated_loop.py").read_text(encoding="utf-8")
+    assert source.count("pc = _budget_out(tier, proc, cl, pc, preempt)") >= 9
+    assert loopgen.MACROS["@COUNT"].count("_budget_out") == 1
+    assert sum(text.count("= _budget_out(") for text in loopgen.SPECIAL.values()) == 0
+    assert sum(text.count("frames.pop()") for text in loopgen.SPECIAL.values()) == 0
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_windows_name_register_operands(op: opcodes.Op) -> None:
+    """Every register operand is in a window, and every window parses."""
+    vals = {f: 3 for f in op.fields}
+    for w in op.reads + op.writes:
+        opcodes.window(w, vals)
+    regs = {f for f, k in op.operands if k == "R"}
+    covered = {re.match(r"[ABC]", w).group(0) for w in op.reads + op.writes}
+    assert regs <= covered, (op.name, regs - covered)
+
+
+def _callb_proto(name: str, nargs: int) -> Proto:
+    from lispvm.vm.values import intern
+
+    p = Proto("t", 0, False, 8)
+    p.consts = [intern(name)]
+    p.code = [encode(BY_NAME["CALLB"], {"A": 0, "B": nargs, "C": 0})]
+    return p
+
+
+def test_a_builtin_arity_error_is_known_by_its_parameters_not_its_message() -> None:
+    """python_error classifies by the builtin's declared parameters: the exception's text is
+    only quoted, so a CPython that words it differently gives the same error."""
+    err = loopsupport.python_error(_callb_proto("head", 2), 0, [None] * 8, TypeError("worded differently"))
+    assert isinstance(err, LispError)
+    assert "badarity" in repr(err.value) and "worded differently" in repr(err.value)
+    err = loopsupport.python_error(_callb_proto("head", 1), 0, [None] * 8, TypeError("takes 1 positional argument"))
+    assert "badarg" in repr(err.value) and "badarity" not in repr(err.value)
+
+
+def test_no_error_is_classified_by_its_message() -> None:
+    for module in (loopsupport, interp):
+        source = inspect.getsource(module)
+        assert "positional argument" not in source and '" in text' not in source
 
 
 def test_markdown_lists_every_opcode() -> None:

@@ -1,15 +1,38 @@
-"""The state the VM loop shares with the fast tier, one object per OS process, passed explicitly.
+"""The state the VM loop shares with the fast tier, one object per OS process, passed explicitly,
+and the two constants every process and tier share: the halt frame and the WAITING sentinel.
 
 Owns: `VM`, the record that `vm.interp.run` reads from its host (`host.vm`) at the start of every
-slice and that the fast tier (vm/fast.py) fills in when it is enabled. Must never: import the loop,
-the fast tier or the scheduler; nothing here is a module global that another module assigns.
+slice and that the fast tier (vm/fast.py) fills in when it is enabled; HALT_FRAME, the frame at
+the bottom of every process's stack (vm/process.py builds stacks on it, vm/codec.py checks it).
+Must never: import the loop, the fast tier or the scheduler; nothing here is a module global that
+another module assigns.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["VM"]
+from ._generated_ops import D_HALT
+from .lbc import Module, Proto, register
+from .values import Closure
+
+__all__ = ["VM", "HALT_FRAME", "WAITING"]
+
+WAITING = object()  # what a compiled receive loop resumed by the loop returns when it must wait again
+
+
+def _halt_frame() -> tuple:
+    """The frame at the bottom of every process's stack: a RETURN into it ends the process, so
+    no return path needs to test for an empty stack. Shared by all processes (immutable but for
+    its one register, which D_HALT clears), and registered for pickling like any code."""
+    p = Proto("halt", 0, False, 1)
+    m = Module("<halt>", [p], b"halt-frame")
+    register(m)
+    p.dcode = [(D_HALT, 0, 0, 0, 0)]
+    return (Closure(p, (), "halt"), p.dcode, 0, [None], 0)
+
+
+HALT_FRAME = _halt_frame()
 
 
 class VM:

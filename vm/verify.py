@@ -21,7 +21,6 @@ from .values import Sym
 
 __all__ = ["verify"]
 
-_NO_FALLTHROUGH = frozenset({"RETURN", "TAILCALL", "TAILCALLG", "TAILAPPLY", "JMP", "RECVNEXT"})
 _JMP = BY_NAME["JMP"].num
 
 
@@ -92,17 +91,11 @@ def _verify_proto(p: Proto, module: Module, builtin_names: frozenset[str] | set[
             elif kind == "F" and v > 1:
                 raise _fail(p, i, "flag operand must be 0 or 1")
 
-        a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
-        if name in ("CALL", "TAILCALL", "CALLG", "TAILCALLG", "CALLB", "LIST", "VECTOR", "LOADNIL"):
-            reg(a, b + 1)
-        elif name in ("APPLY", "TAILAPPLY"):
-            if b < 1:
-                raise _fail(p, i, "apply needs a list argument")
-            reg(a, b + 1)
-        elif name in ("UNLIST", "UNVEC"):
-            reg(a, max(c, 1))
-        elif name == "UNCONS":
-            reg(a, 2)
+        for first, count in op.windows(f, "reads") + op.windows(f, "writes"):
+            if count > 0:
+                reg(first, count)
+        if name in ("APPLY", "TAILAPPLY") and f["B"] < 1:
+            raise _fail(p, i, "apply needs a list argument")
 
         if "cond" in op.flags or "match" in op.flags:
             if i + 1 >= n or p.code[i + 1] & 0x7F != _JMP:
@@ -110,7 +103,7 @@ def _verify_proto(p: Proto, module: Module, builtin_names: frozenset[str] | set[
             if i + 2 >= n:
                 raise _fail(p, i, "code falls off the end")
             second_half.add(i + 1)
-        elif name not in _NO_FALLTHROUGH and i + 1 >= n:
+        elif op.falls and i + 1 >= n:
             raise _fail(p, i, "code falls off the end")
 
     for src, dst in targets:
@@ -128,48 +121,23 @@ def _verify_proto(p: Proto, module: Module, builtin_names: frozenset[str] | set[
     _check_writes(p)
 
 
-# Registers read and written by each instruction, for the dataflow pass. A is written unless the
-# instruction is listed here as reading it; the other register operands are read.
-_READS_A = frozenset({"SETUPBOX", "BOX", "SETBOX", "SETGLOBAL", "DEFGLOBAL", "RETURN", "TEST", "IFEQ",
-                      "IFLT", "IFLE", "IFEQK", "IFEQI", "IFLTI", "IFLEI", "IFGTI", "IFGEI", "RECVWAIT"})
-_CALLEE_IN_A = frozenset({"CALL", "TAILCALL", "APPLY", "TAILAPPLY"})
-_CALL_NO_CALLEE = frozenset({"CALLG", "TAILCALLG", "CALLB"})
-_MATCH_WRITES = frozenset({"UNLIST", "UNCONS", "UNVEC"})  # written on success only (the pc+2 edge)
-
-
 def _span(first: int, count: int) -> int:
     return ((1 << count) - 1) << first if count > 0 else 0
 
 
 def _effects(p: Proto, word: int) -> tuple[int, int]:
-    """(registers read, registers written) of one instruction, as bit sets."""
+    """(registers read, registers written) of one instruction, as bit sets: its row's windows
+    (vm/opcodes.py), and for CLOSURE the registers its prototype captures."""
     op, f = decode_fields(word)
-    name = op.name
-    a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
-    if name in _CALLEE_IN_A:
-        return _span(a, b + 1), 1 << a
-    if name in _CALL_NO_CALLEE or name in ("LIST", "VECTOR"):
-        return _span(a + 1, b), 1 << a
-    if name == "LOADNIL":
-        return 0, _span(a, b + 1)
-    if name == "UNCONS":
-        return 1 << b, _span(a, 2)
-    if name in ("UNLIST", "UNVEC"):
-        return 1 << b, _span(a, c)
-    if name == "CLOSURE":
-        reads = 0
-        for kind, idx in p.module.protos[f["Bx"]].upvals if p.module else ():
+    reads = writes = 0
+    for first, count in op.windows(f, "reads"):
+        reads |= _span(first, count)
+    for first, count in op.windows(f, "writes"):
+        writes |= _span(first, count)
+    if op.name == "CLOSURE" and p.module:
+        for kind, idx in p.module.protos[f["Bx"]].upvals:
             if kind == 0:
                 reads |= 1 << idx
-        return reads, 1 << a
-    reads = writes = 0
-    for field, kind in op.operands:
-        if kind != "R":
-            continue
-        if field == "A" and name not in _READS_A:
-            writes |= 1 << f[field]
-        else:
-            reads |= 1 << f[field]
     return reads, writes
 
 
@@ -192,7 +160,7 @@ def _check_writes(p: Proto) -> None:
             out += [(i + 1, True), (i + 2, True)]
         elif "match" in op.flags:
             out += [(i + 1, False), (i + 2, True)]
-        elif name not in _NO_FALLTHROUGH:
+        elif op.falls:
             out.append((i + 1, True))
         succs.append(out)
     covers: list[list[tuple[int, int]]] = [[] for _ in range(n)]  # the try entries around each pc

@@ -1,0 +1,312 @@
+# Generated from vm/opcodes.py and vm/loopgen.py by `python -m lispvm.vm.loopgen`; do not edit.
+
+"""The loop's decoded operations, numbered in dispatch order (vm/loopgen.py HOT), and which
+file opcodes become which. Internal numbers, never stored."""
+
+from __future__ import annotations
+
+D_IFLTI_RET = 0
+D_ADDI_CALLG1 = 1
+D_ADDRET = 2
+D_RETURN = 3
+D_IFLTI = 4
+D_ADDI = 5
+D_LOADK = 6
+D_MOVE = 7
+D_IFEQK = 8
+D_CALLG = 9
+D_ADDI_TAILCALLG1 = 10
+D_MOVE_TAILSELF1 = 11
+D_TAILCALLG = 12
+D_CALLB1 = 13
+D_SEND = 14
+D_CALLB2 = 15
+D_ADD = 16
+D_IFEQK_RET = 17
+D_RECVSTART_PEEK = 18
+D_RECV_BEGIN = 19
+D_RECVWAIT = 20
+D_RECVPEEK = 21
+D_RECVTAKE = 22
+D_UNLIST = 23
+D_LIST = 24
+D_TEST = 25
+D_GETGLOBAL = 26
+D_HEAD = 27
+D_TAIL = 28
+D_CONS = 29
+D_SUB = 30
+D_IFLT = 31
+D_IFLE = 32
+D_IFGTI = 33
+D_IFLEI = 34
+D_IFGEI = 35
+D_IFEQ = 36
+D_GETUPVAL = 37
+D_CALLB0 = 38
+D_CALLB3 = 39
+D_CALLBN = 40
+D_JMP = 41
+D_JMPBACK = 42
+D_MUL = 43
+D_EQ = 44
+D_LT = 45
+D_LE = 46
+D_NE = 47
+D_NOT = 48
+D_RECVNEXT = 49
+D_CALL = 50
+D_TAILCALL = 51
+D_APPLY = 52
+D_TAILAPPLY = 53
+D_RECVSTART = 54
+D_CLOSURE = 55
+D_DIV = 56
+D_IDIV = 57
+D_MOD = 58
+D_NEG = 59
+D_VECTOR = 60
+D_UNCONS = 61
+D_UNVEC = 62
+D_GETUPBOX = 63
+D_SETUPBOX = 64
+D_UNBOX = 65
+D_SETBOX = 66
+D_BOX = 67
+D_LOADNIL = 68
+D_DEFGLOBAL = 69
+D_SETGLOBAL = 70
+D_GOFAST = 71
+D_HALT = 72
+D_SKIPPED = 73
+
+DECODED = {
+    "D_IFLTI_RET": D_IFLTI_RET,
+    "D_ADDI_CALLG1": D_ADDI_CALLG1,
+    "D_ADDRET": D_ADDRET,
+    "D_RETURN": D_RETURN,
+    "D_IFLTI": D_IFLTI,
+    "D_ADDI": D_ADDI,
+    "D_LOADK": D_LOADK,
+    "D_MOVE": D_MOVE,
+    "D_IFEQK": D_IFEQK,
+    "D_CALLG": D_CALLG,
+    "D_ADDI_TAILCALLG1": D_ADDI_TAILCALLG1,
+    "D_MOVE_TAILSELF1": D_MOVE_TAILSELF1,
+    "D_TAILCALLG": D_TAILCALLG,
+    "D_CALLB1": D_CALLB1,
+    "D_SEND": D_SEND,
+    "D_CALLB2": D_CALLB2,
+    "D_ADD": D_ADD,
+    "D_IFEQK_RET": D_IFEQK_RET,
+    "D_RECVSTART_PEEK": D_RECVSTART_PEEK,
+    "D_RECV_BEGIN": D_RECV_BEGIN,
+    "D_RECVWAIT": D_RECVWAIT,
+    "D_RECVPEEK": D_RECVPEEK,
+    "D_RECVTAKE": D_RECVTAKE,
+    "D_UNLIST": D_UNLIST,
+    "D_LIST": D_LIST,
+    "D_TEST": D_TEST,
+    "D_GETGLOBAL": D_GETGLOBAL,
+    "D_HEAD": D_HEAD,
+    "D_TAIL": D_TAIL,
+    "D_CONS": D_CONS,
+    "D_SUB": D_SUB,
+    "D_IFLT": D_IFLT,
+    "D_IFLE": D_IFLE,
+    "D_IFGTI": D_IFGTI,
+    "D_IFLEI": D_IFLEI,
+    "D_IFGEI": D_IFGEI,
+    "D_IFEQ": D_IFEQ,
+    "D_GETUPVAL": D_GETUPVAL,
+    "D_CALLB0": D_CALLB0,
+    "D_CALLB3": D_CALLB3,
+    "D_CALLBN": D_CALLBN,
+    "D_JMP": D_JMP,
+    "D_JMPBACK": D_JMPBACK,
+    "D_MUL": D_MUL,
+    "D_EQ": D_EQ,
+    "D_LT": D_LT,
+    "D_LE": D_LE,
+    "D_NE": D_NE,
+    "D_NOT": D_NOT,
+    "D_RECVNEXT": D_RECVNEXT,
+    "D_CALL": D_CALL,
+    "D_TAILCALL": D_TAILCALL,
+    "D_APPLY": D_APPLY,
+    "D_TAILAPPLY": D_TAILAPPLY,
+    "D_RECVSTART": D_RECVSTART,
+    "D_CLOSURE": D_CLOSURE,
+    "D_DIV": D_DIV,
+    "D_IDIV": D_IDIV,
+    "D_MOD": D_MOD,
+    "D_NEG": D_NEG,
+    "D_VECTOR": D_VECTOR,
+    "D_UNCONS": D_UNCONS,
+    "D_UNVEC": D_UNVEC,
+    "D_GETUPBOX": D_GETUPBOX,
+    "D_SETUPBOX": D_SETUPBOX,
+    "D_UNBOX": D_UNBOX,
+    "D_SETBOX": D_SETBOX,
+    "D_BOX": D_BOX,
+    "D_LOADNIL": D_LOADNIL,
+    "D_DEFGLOBAL": D_DEFGLOBAL,
+    "D_SETGLOBAL": D_SETGLOBAL,
+    "D_GOFAST": D_GOFAST,
+    "D_HALT": D_HALT,
+    "D_SKIPPED": D_SKIPPED,
+}
+
+# Which decoded operations each file opcode may become (read by tests/test_opcodes.py).
+DECODES_TO = {
+    "MOVE": ('D_MOVE',),
+    "LOADK": ('D_LOADK',),
+    "LOADI": ('D_LOADK',),
+    "LOADNIL": ('D_LOADNIL', 'D_LOADK',),
+    "LOADBOOL": ('D_LOADK',),
+    "GETUPVAL": ('D_GETUPVAL',),
+    "GETUPBOX": ('D_GETUPBOX',),
+    "SETUPBOX": ('D_SETUPBOX',),
+    "BOX": ('D_BOX',),
+    "UNBOX": ('D_UNBOX',),
+    "SETBOX": ('D_SETBOX',),
+    "GETGLOBAL": ('D_GETGLOBAL',),
+    "SETGLOBAL": ('D_SETGLOBAL',),
+    "DEFGLOBAL": ('D_DEFGLOBAL',),
+    "CLOSURE": ('D_CLOSURE',),
+    "CALL": ('D_CALL',),
+    "TAILCALL": ('D_TAILCALL',),
+    "CALLG": ('D_CALLG',),
+    "TAILCALLG": ('D_TAILCALLG',),
+    "CALLB": ('D_CALLB0', 'D_CALLB1', 'D_CALLB2', 'D_CALLB3', 'D_CALLBN', 'D_SEND',),
+    "APPLY": ('D_APPLY',),
+    "TAILAPPLY": ('D_TAILAPPLY',),
+    "RETURN": ('D_RETURN',),
+    "ADD": ('D_ADD',),
+    "SUB": ('D_SUB',),
+    "MUL": ('D_MUL',),
+    "DIV": ('D_DIV',),
+    "IDIV": ('D_IDIV',),
+    "MOD": ('D_MOD',),
+    "ADDI": ('D_ADDI',),
+    "NEG": ('D_NEG',),
+    "NOT": ('D_NOT',),
+    "EQ": ('D_EQ',),
+    "NE": ('D_NE',),
+    "LT": ('D_LT',),
+    "LE": ('D_LE',),
+    "JMP": ('D_JMP', 'D_JMPBACK', 'D_SKIPPED',),
+    "TEST": ('D_TEST',),
+    "IFEQ": ('D_IFEQ',),
+    "IFLT": ('D_IFLT',),
+    "IFLE": ('D_IFLE',),
+    "IFEQK": ('D_IFEQK',),
+    "IFEQI": ('D_IFEQK',),
+    "IFLTI": ('D_IFLTI',),
+    "IFLEI": ('D_IFLEI',),
+    "IFGTI": ('D_IFGTI',),
+    "IFGEI": ('D_IFGEI',),
+    "LIST": ('D_LIST',),
+    "VECTOR": ('D_VECTOR',),
+    "CONS": ('D_CONS',),
+    "HEAD": ('D_HEAD',),
+    "TAIL": ('D_TAIL',),
+    "UNLIST": ('D_UNLIST',),
+    "UNCONS": ('D_UNCONS',),
+    "UNVEC": ('D_UNVEC',),
+    "RECVPEEK": ('D_RECVPEEK',),
+    "RECVNEXT": ('D_RECVNEXT',),
+    "RECVTAKE": ('D_RECVTAKE',),
+    "RECVWAIT": ('D_RECVWAIT',),
+    "RECVSTART": ('D_RECVSTART',),
+}
+FUSED = {
+    "D_IFLTI_RET": ('IFLTI', 'RETURN'),
+    "D_IFEQK_RET": ('IFEQK', 'RETURN'),
+    "D_ADDI_CALLG1": ('ADDI', 'CALLG'),
+    "D_ADDI_TAILCALLG1": ('ADDI', 'TAILCALLG'),
+    "D_ADDRET": ('ADD', 'RETURN'),
+    "D_RECVSTART_PEEK": ('RECVSTART', 'RECVPEEK'),
+    "D_RECV_BEGIN": ('LOADNIL', 'RECVSTART', 'RECVPEEK'),
+    "D_MOVE_TAILSELF1": ('MOVE', 'TAILCALLG'),
+}
+SYNTHETIC = ("D_GOFAST", "D_HALT",)
+# The decoded form of each conditional and match: fused with the JMP after it.
+COND = {
+    "TEST": D_TEST,
+    "IFEQ": D_IFEQ,
+    "IFLT": D_IFLT,
+    "IFLE": D_IFLE,
+    "IFEQK": D_IFEQK,
+    "IFEQI": D_IFEQK,
+    "IFLTI": D_IFLTI,
+    "IFLEI": D_IFLEI,
+    "IFGTI": D_IFGTI,
+    "IFGEI": D_IFGEI,
+}
+MATCH = {
+    "UNLIST": D_UNLIST,
+    "UNCONS": D_UNCONS,
+    "UNVEC": D_UNVEC,
+}
+FUSED_WITH_NEXT = frozenset({
+    D_TEST,
+    D_IFEQ,
+    D_IFLT,
+    D_IFLE,
+    D_IFEQK,
+    D_IFLTI,
+    D_IFLEI,
+    D_IFGTI,
+    D_IFGEI,
+    D_UNLIST,
+    D_UNCONS,
+    D_UNVEC,
+})
+# File opcodes decoded by operand kind alone (vm/interp.py _decode_proto).
+PLAIN = {
+    "MOVE": D_MOVE,
+    "LOADK": D_LOADK,
+    "LOADNIL": D_LOADNIL,
+    "GETUPVAL": D_GETUPVAL,
+    "GETUPBOX": D_GETUPBOX,
+    "SETUPBOX": D_SETUPBOX,
+    "BOX": D_BOX,
+    "UNBOX": D_UNBOX,
+    "SETBOX": D_SETBOX,
+    "GETGLOBAL": D_GETGLOBAL,
+    "SETGLOBAL": D_SETGLOBAL,
+    "DEFGLOBAL": D_DEFGLOBAL,
+    "CLOSURE": D_CLOSURE,
+    "CALL": D_CALL,
+    "TAILCALL": D_TAILCALL,
+    "CALLG": D_CALLG,
+    "TAILCALLG": D_TAILCALLG,
+    "APPLY": D_APPLY,
+    "TAILAPPLY": D_TAILAPPLY,
+    "RETURN": D_RETURN,
+    "ADD": D_ADD,
+    "SUB": D_SUB,
+    "MUL": D_MUL,
+    "DIV": D_DIV,
+    "IDIV": D_IDIV,
+    "MOD": D_MOD,
+    "ADDI": D_ADDI,
+    "NEG": D_NEG,
+    "NOT": D_NOT,
+    "EQ": D_EQ,
+    "NE": D_NE,
+    "LT": D_LT,
+    "LE": D_LE,
+    "JMP": D_JMP,
+    "LIST": D_LIST,
+    "VECTOR": D_VECTOR,
+    "CONS": D_CONS,
+    "HEAD": D_HEAD,
+    "TAIL": D_TAIL,
+    "RECVPEEK": D_RECVPEEK,
+    "RECVNEXT": D_RECVNEXT,
+    "RECVTAKE": D_RECVTAKE,
+    "RECVWAIT": D_RECVWAIT,
+    "RECVSTART": D_RECVSTART,
+}

@@ -1,0 +1,298 @@
+"""What the generated loop (vm/_generated_loop.py) calls off its fast path: the general call,
+the hand-over to the fast tier, the budget's end, and errors.
+
+Owns: entering a function the slow way (rest parameters, wrong arity), calling into and resuming
+compiled code, what happens when a budget is spent, and turning an exception into the Lisp error
+of the instruction that raised it and the `try` that catches it. Must never: import the loop
+(it imports this module), the scheduler or the assembler.
+
+Errors: a handler raises a LispError where the Lisp rule is broken (head of a non-list, an
+undefined global, a bad `after`); an operation Python checks itself (`+` on a string, a builtin
+called with the wrong number of arguments) raises a Python exception that `python_error` names by
+the instruction, its operands and, for a call, the callee's declared parameters — never by the
+exception's message. The instruction is found from the loop's locals: a handler raises only
+before it changes `op, a, b, c, pc`, so the decoded tuple with those very values is the one that
+raised (`fault_index`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._generated_ops import D_ADDI_CALLG1, D_ADDI_TAILCALLG1
+from .boxes import for_global, key_of, touch
+from .checks import short_repr
+from .errors import BadBytecode, LispError, badarg, badarity, limit_error, product_too_large, undef
+from .lbc import Proto
+from .opcodes import decode_fields
+from .process import FAILED, Process
+from .registry import BUILTINS
+from .state import HALT_FRAME
+from .values import UNDEF, Builtin, Closure, Cons, intern, note_box, to_pylist, type_name
+
+__all__ = ["python_error", "fault_index", "list_of", "undefined_global", "not_a_cons", "INFINITY",
+           "for_global", "key_of", "touch", "note_box", "product_too_large", "short_repr", "BadBytecode"]
+
+INFINITY = intern("infinity")  # `after infinity`: wait for ever
+_FUSED_CALLS = frozenset({D_ADDI_CALLG1, D_ADDI_TAILCALLG1})  # errors in their call half belong to the call
+
+
+def list_of(items: list) -> Any:
+    """The Lisp list of `items`."""
+    out = None
+    for x in reversed(items):
+        out = Cons(x, out)
+    return out
+
+
+def undefined_global(cell: Any, what: str = "") -> LispError:
+    """GETGLOBAL (or, with what="set: ", SETGLOBAL) of a name that is not defined."""
+    return undef(f"{what}undefined global {cell.name}")
+
+
+def not_a_cons(name: str, x: Any) -> LispError:
+    """HEAD or TAIL of something that is not a cons."""
+    return badarg(f"{name}: expected a non-empty list, got {short_repr(x)}")
+
+
+def _bad_spread(x: Any) -> LispError:
+    return badarg(f"apply: the last argument must be a list, got {short_repr(x)}")
+
+
+def _bad_after(x: Any) -> LispError:
+    return badarg(f"receive: after needs a number of milliseconds, got {short_repr(x)}")
+
+
+def _enter(p: Proto, args: list, f: Any) -> list:
+    """Registers for a call of `p` with `args` (the slow path: rest parameters, wrong arity)."""
+    n = p.nparams
+    if p.rest:
+        if len(args) < n:
+            raise badarity(f"{f!r} takes at least {n} argument{'s' * (n != 1)}, got {len(args)}")
+        rest = None
+        for x in reversed(args[n:]):
+            rest = Cons(x, rest)
+        return args[:n] + [rest] + p.pad[1:]
+    if len(args) != n:
+        raise badarity(f"{f!r} takes {n} argument{'s' * (n != 1)}, got {len(args)}")
+    return args + p.pad
+
+
+def _not_callable(f: Any, name: str | None = None) -> LispError:
+    if f is UNDEF:
+        return undef(f"undefined function {name}")
+    what = f"{name} is not a function" if name else "not a function"
+    return badarg(f"{what}: {type_name(f)} {short_repr(f)}")
+
+
+def _make_closure(p: Proto, regs: list, upvals: tuple) -> Closure:
+    """CLOSURE: capture from the creating frame's registers (kind 0) or upvalues (kind 1).
+
+    A function of its own so that `regs` stays a fast local in the loop: a comprehension in
+    the loop would turn it into a cell (LOAD_DEREF on every register access).
+    """
+    return Closure(p, tuple([regs[i] if k == 0 else upvals[i] for k, i in p.upvals]))
+
+
+def _fused_rest(code: list[tuple], nxt: int) -> int:
+    """Where a superinstruction continues when it cannot take its fast path: the index of its
+    second half, which then runs on its own."""
+    return nxt - 1
+
+
+class _Unwound(BaseException):
+    """The fast tier's frames, turned back into interpreter frames (see vm/fast.py)."""
+
+    def __init__(self, cl: Closure, pc: int, regs: list, error: BaseException | None, outcome: int | None) -> None:
+        super().__init__()
+        self.cl, self.pc, self.regs = cl, pc, regs  # the innermost frame, to continue here
+        self.error = error  # an error to raise in that frame, or None
+        self.outcome = outcome  # None: go on running here; else leave the loop with this outcome
+
+
+def _enter_fast(tier: Any, proc: Process, f: Closure, args: list, caller: tuple | None) -> Any:
+    """Call compiled code from the loop. If it must stop, its frames come back as interpreter
+    frames on `proc` (after `caller`, the frame that called) and the loop gets an _Unwound.
+
+    A compiled server loop with nothing to take yet is entered interpreted instead: its wait
+    would unwind the compiled frame, while the interpreter's is a return, and the message that
+    wakes it resumes it compiled (RECVWAIT)."""
+    p = f.proto
+    if len(args) != p.nparams and (not p.rest or len(args) < p.nparams):
+        _enter(p, args, f)  # raises badarity, as an interpreted call does
+    if p.fastwait >= 0:
+        mb = proc.mailbox
+        if mb is None or proc.mbhead >= len(mb):
+            if caller is not None:
+                proc.frames.append(caller)
+            raise _Unwound(f, 0, [*args, *p.pad], None, None)
+    try:
+        return tier.fn_for(f)(*args)
+    except BaseException as e:
+        raise tier.unwind(e, proc, caller) from None
+
+
+def _resume_fast(tier: Any, proc: Process, f: Closure, regs: list) -> Any:
+    """Resume a compiled receive loop at its RECVWAIT (a message came): its value, or
+    vm.state.WAITING (the process waits again, its parameters written back to `regs`)."""
+    p = f.proto
+    try:
+        n = p.nparams
+        if n == 1:
+            return p.fast(regs[0], _top=True)
+        return p.fast(*regs[:n], _top=True)
+    except BaseException as e:
+        raise tier.unwind(e, proc, None) from None
+
+
+def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any) -> int:
+    """The budget is spent: compile the running function if it is hot, move a looping frame
+    into compiled code (the GOFAST tuple at the end of its code), or yield (~pc) if the host
+    wants the CPU back. Called once per budget, never per instruction."""
+    if tier is not None:
+        p = cl.proto
+        just = p.fast is None and not p.nofast and tier.compile(p)
+        if p.fast is not None and pc == 0 and not p.rest:
+            go = len(p.dcode) - 1
+            # Just compiled: compiled code is preempted only by CPU-time ticks, so the host gets
+            # its look now: a scheduler that sees CPU-bound work starts another one here instead
+            # of a tick later (docs/performance.md, parallel). A yield resumes at GOFAST, which
+            # compiles `p` if the process resumes in an OS process where it is not yet.
+            return ~go if just and preempt() else go
+    return ~pc if preempt() else pc
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+def fault_index(code: list[tuple], op: Any, a: Any, b: Any, c: Any, pc: Any) -> int:
+    """The index of the decoded instruction that raised, from the loop's locals (module doc).
+
+    `op` None: the error came back from a call (a failed request, an unwound callee), which is
+    the instruction before `pc`. Else the tuple holding exactly these values; the usual places
+    (a plain instruction, a fused pair, a conditional's taken branch) are tried first."""
+    if op is None:
+        return max(0, pc - 1)
+    n = len(code)
+    cands = [pc - 1, pc - 2]
+    if c.__class__ is int:
+        cands.append(c - 2)
+    cands += range(n)
+    for i in cands:
+        if 0 <= i < n:
+            t = code[i]
+            if t[0] is op and t[1] is a and t[2] is b and t[3] is c and t[4] == pc:
+                return i
+    raise AssertionError(f"internal: no decoded instruction {op} {a} {b} {c} -> {pc}")
+
+
+def _signature_refuses(fn: Any, nargs: int) -> bool:
+    """Whether the Python callable `fn` cannot take `nargs` arguments (by its declared
+    parameters, not by an exception's message)."""
+    import inspect  # only on this error path: inspect costs start-up time
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    try:
+        sig.bind(*([None] * nargs))
+    except TypeError:
+        return True
+    return False
+
+
+def _callee(name: str, f: dict[str, int], proto: Proto, pc: int, regs: list) -> tuple[Any, int]:
+    """(the called value, the number of arguments) of the call instruction `name` at `pc`."""
+    a, b = f.get("A", 0), f.get("B", 0)
+    if name == "CALLB":
+        return BUILTINS[proto.consts[f["C"]].name], b
+    if name in ("CALLG", "TAILCALLG"):
+        return proto.dcode[pc][3].v, b  # the decoded CALLG holds the global's cell
+    if name in ("APPLY", "TAILAPPLY"):
+        spread = to_pylist(regs[a + b])
+        return regs[a], b - 1 + (len(spread) if spread is not None else 0)
+    return regs[a], b
+
+
+def python_error(proto: Proto, pc: int, regs: list, exc: BaseException) -> LispError:
+    """The Lisp error for a Python exception raised by instruction `pc` (interpreted or compiled):
+    the message names the Lisp operator and the offending values, the same in both tiers."""
+    if isinstance(exc, LispError):
+        return exc
+    if isinstance(exc, RecursionError):
+        return badarg("value nested too deeply to process")
+    limit = limit_error(exc)  # out of memory, an int too large to print: (error system_limit ...)
+    if limit is not None:
+        return limit
+    if not isinstance(exc, (TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError)):
+        raise exc
+    try:
+        op, f = decode_fields(proto.code[pc])
+    except (IndexError, KeyError):
+        return badarg(f"bad argument ({exc})")
+    text = str(exc)
+    if "call" in op.flags:
+        if isinstance(exc, TypeError):
+            try:
+                callee, nargs = _callee(op.name, f, proto, pc, regs)
+            except (IndexError, KeyError, AttributeError, TypeError):
+                callee, nargs = None, 0
+            fn = callee.fn if callee.__class__ is Builtin else callee
+            if fn is not None and callable(fn) and _signature_refuses(fn, nargs):
+                return badarity(f"wrong number of arguments ({text})")
+        return badarg(f"not a function ({text})")
+    lisp = op.lisp or "operation"
+    if isinstance(exc, ZeroDivisionError):
+        return badarg(f"{lisp}: division by zero")
+    if isinstance(exc, OverflowError):
+        return badarg(f"{lisp}: result too large for a float")
+    if op.lisp is None:
+        return badarg(f"bad argument ({text})")
+    # the operands as written: the registers it reads, then its immediate (ADDI's, IFLTI's)
+    try:
+        args = [regs[first] for first, _ in op.windows(f, "reads")]
+    except (IndexError, TypeError):
+        return badarg(f"bad argument ({text})")
+    for field, kind in op.operands:
+        if kind == "I":
+            v = f[field]
+            if op.name == "ADDI":  # (- x 1) compiles to ADDI x -1: name it as written
+                if v < 0:
+                    lisp = "-"
+                v = abs(v)
+            args.append(v)
+    if lisp in ("head", "tail"):
+        return not_a_cons(lisp, args[0])
+    kinds = "numbers" if lisp in ("+", "-", "*", "/", "div", "mod") else "numbers or strings"
+    got = " and ".join(f"{type_name(x)} {short_repr(x)}" for x in args)
+    return badarg(f"{lisp}: expected {kinds}, got {got}")
+
+
+def _on_error(proc: Process, exc: Exception, code: list, op: Any, a: Any, b: Any, c: Any, pc: Any,
+              cl: Closure, regs: list) -> int | None:
+    """Find a `try` for the error, innermost frame first. Returns None when one caught it
+    (proc.cl/pc/regs then hold the handler's frame) or FAILED."""
+    if isinstance(exc, LispError) and exc.pos is not None:
+        err, where, i = exc, exc.pos, None
+    else:
+        i = fault_index(code, op, a, b, c, pc) if code is not None else 0
+        if code is not None and code[i][0] in _FUSED_CALLS and not isinstance(exc, TypeError):
+            i += 1  # the call half failed: report the call's position
+        err = python_error(cl.proto, i, regs, exc)
+        where = cl.proto.position(i)
+    value = err.value
+    frames = proc.frames
+    at = i if i is not None else pc - 1
+    while True:
+        for start, end, handler, reg in cl.proto.handlers:
+            if start <= at < end:
+                regs[reg] = value
+                proc.cl, proc.pc, proc.regs = cl, handler, regs
+                return None
+        if frames[-1] is HALT_FRAME:
+            proc.result = value
+            proc.where = where
+            proc.cl, proc.regs = cl, regs
+            return FAILED
+        cl, _code, ret_pc, regs, _dst = frames.pop()
+        at = ret_pc - 1  # the call instruction
