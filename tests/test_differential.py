@@ -486,7 +486,7 @@ def _whole_programs() -> list:
     if EXAMPLES.is_dir():
         found += [p for p in sorted(EXAMPLES.glob("*.lisp")) if "gpu/" not in p.read_text(encoding="utf-8")]
     # tailcalls recurses 100,000 deep, which compiled code does through many RecursionError
-    # unwinds: ~20 s for its three runs, so it goes with the long tests
+    # unwinds, so it goes with the long tests
     return [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in SLOW else []) for p in found]
 
 

@@ -574,3 +574,53 @@ def test_an_error_in_a_folded_argument_is_reported_at_its_own_instruction(monkey
     assert (out, err, status) == run(FOLDED_ARGUMENT_ERRORS, jit=False)
     assert err.endswith(':5:9: error: badarg: -: expected numbers, got integer 1 and string "x"\n'), err
     assert out == 'warm\n(error badarg "-: expected numbers, got string \\"s\\" and integer 1")\n'
+
+
+def _one_instruction(op: object) -> str:
+    """Assembly of a function made of `op` (operands chosen for its kinds) and a return; a
+    conditional guards one instruction, as `if` compiles."""
+    from lispvm.vm.opcodes import Op
+
+    assert isinstance(op, Op)
+    regs = iter((0, 1, 2))
+    values = {"R": lambda: next(regs), "N": lambda: 1, "K": lambda: 0, "G": lambda: 1, "U": lambda: 0,
+              "I": lambda: 1, "S": lambda: 5, "F": lambda: 0}
+    text = " ".join(str(values[kind]()) for _, kind in op.operands)
+    body = [f"{op.name} {text}", "JMP ->3", "LOADI 0 1", "RETURN 0"] if "cond" in op.flags else \
+        [f"{op.name} {text}", "RETURN 0"]
+    lines = ['.module "one.lisp"', '.function 0 "one" params=3 rest=0 regs=8', '.const 0 7', '.const 1 s"g"']
+    if any(kind == "U" for _, kind in op.operands):
+        lines.append(".upval 0 0")
+    lines += [f"{i}: {ins} @1:1" for i, ins in enumerate(body)] + [".end"]
+    return "\n".join(lines) + "\n"
+
+
+def test_simple_and_conditional_instructions_are_rendered_from_their_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast tier takes the code of every instruction with a template from its row in
+    vm/opcodes.py (a new simple opcode needs no edit in vm/fast.py): each such instruction
+    compiles, and a change to the row's template shows in the generated source. Only the rows
+    in fast._WRITTEN_HERE have a shape of their own here."""
+    from lispvm.assembler.lasm import assemble
+    from lispvm.vm.opcodes import OPS
+    from lispvm.vm.process import Globals
+
+    rows = [op for op in OPS if op.template is not None and op.name not in fast._WRITTEN_HERE]
+    assert {"ADD", "ADDI", "HEAD", "MUL", "GETGLOBAL", "TEST", "IFLTI"} <= {op.name for op in rows}
+    for op in rows:
+        # a comment after a statement; an expression's test, or one that is always false
+        added, shown = ("  # from the row", "  # from the row") if "cond" not in op.flags else \
+            (" or $FALSE is None", " or _FALSE is None")
+        first = op.template.split("\n")[0]
+        for marker in ("", added):
+            monkeypatch.setattr(op, "template", first + marker + op.template[len(first):])
+            module = assemble(_one_instruction(op), "one.lasm")
+            vm = VM()
+            tier = fast.enable(vm, Globals())
+            assert tier is not None
+            try:
+                p = module.protos[0]
+                assert tier.compile(p), op.name
+                if marker:
+                    assert shown in tier.compiled[p].source, (op.name, tier.compiled[p].source)
+            finally:
+                fast.disable(vm)

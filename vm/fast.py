@@ -7,6 +7,11 @@ whenever a process must stop (Pettyjohn et al., "Continuations from generalized 
 inspection", ICFP 2005). Must never: change the .lbc format or what a program prints; keep any
 process state that the interpreter frames do not also hold once a process is suspended.
 
+Code: each simple or conditional instruction is its row's template (vm/opcodes.py), rendered
+with registers as locals; reads, writes and which rows may be folded into a call's arguments
+come from the rows too. Written here: the control instructions (calls, returns, closures,
+matches, receive, try) and the four rows in _WRITTEN_HERE whose shape here is faster.
+
 State: the VM object it is enabled with (vm/state.py: `vm.fast`, `vm.eager`, the slice's ticks),
 and its own table of prototypes (compiled, refused, how often woken). The one slot it writes on a
 prototype, `Proto.fast`, is the loop's cache of the compiled function (tested on every general
@@ -23,7 +28,11 @@ How it holds the VM's promises:
   waiting callee that runs interpreted (_NestedSuspend) all unwind the Python stack; `unwind`
   reads each compiled frame from the traceback (registers from f_locals, pc from the line
   table) and rebuilds the interpreter frames, so the process is plain data again.
-- Errors: raised at their own position (the line table), caught by compiled `try` as Python
+- Errors: a template raises the Lisp error where its rule is broken (head of a non-list); an
+  operation Python checks itself raises a Python exception that vm/loopsupport.py's python_error
+  names by the instruction and its operands. The instruction is where the exception was raised:
+  the line table maps a generated line to its pc, and the column table the bytecode's columns
+  (co_positions) to an argument folded into that line's call. Caught by compiled `try` as Python
   try/except, or by interpreter frames below after the unwind.
 - Of the functions with `receive`, only server loops are compiled: a function that is one
   `receive` without `after` whose clauses end the function (_Gen.receive_loop). The loop resumes
@@ -38,14 +47,15 @@ from __future__ import annotations
 
 import dis
 import os
+import re
 import signal
 import sys
 import types
 from typing import Any
 
 from . import boxes as _boxes
-from . import builtins as B
 from . import interp, lbc
+from .checks import short_repr
 from .errors import (
     INT_LIMIT,
     INT_MIN,
@@ -59,10 +69,12 @@ from .errors import (
     undef,
 )
 from .lbc import Proto
-from .opcodes import decode_fields
-from .process import BLOCK, DONE, EXITED, FAILED, HALT, YIELD, Block
-from .state import VM
-from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Vec, to_pylist, type_name
+from .loopsupport import _enter, _not_callable, _Unwound, list_of, not_a_cons, python_error, undefined_global
+from .opcodes import BY_NAME, OPS, Op, decode_fields, render
+from .process import BLOCK, DONE, EXITED, FAILED, HALT, YIELD, Block, ctx
+from .registry import BUILTINS
+from .state import HALT_FRAME, VM, WAITING
+from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Vec, note_box, to_pylist, type_name
 
 __all__ = ["FastTier", "Preempt", "enable", "disable", "rearm"]
 
@@ -73,8 +85,6 @@ REFUSED = 0  # functions the tier tried and left to the interpreter (refused)
 _RECV = frozenset({"RECVSTART", "RECVPEEK", "RECVNEXT", "RECVTAKE", "RECVWAIT"})
 _CATCHABLE = (LispError, TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError,
               MemoryError)
-_COND = {"TEST", "IFEQ", "IFLT", "IFLE", "IFEQK", "IFEQI", "IFLTI", "IFLEI", "IFGTI", "IFGEI",
-         "UNLIST", "UNCONS", "UNVEC"}
 
 
 class Preempt(BaseException):
@@ -94,8 +104,6 @@ class _Wait(BaseException):
     from the loop: its frame becomes an interpreter frame at its RECVWAIT (see FastTier.unwind)."""
 
 
-WAITING = object()  # what a compiled receive loop resumed by the loop returns when it must wait
-interp._WAITING = WAITING  # transitional: until vm/interp.py owns this sentinel and the tier imports it
 
 
 def _rwait() -> None:
@@ -141,16 +149,18 @@ class FastTier:
         self.gnames: dict[str, str] = {}  # Lisp global name -> Python identifier suffix
         self.count = 0  # functions compiled, for unique names
         self.ns: dict[str, Any] = {
-            "__builtins__": __builtins__, "_Cons": Cons, "_Vec": Vec, "_Box": Box, "_TRUE": TRUE,
-            "_FALSE": FALSE, "_UNDEF": UNDEF, "_str": str, "_tolist": _tuple_to_list,
-            "_undef": _raise_undef, "_badarg_str": _badarg_str, "_resolve": self.resolve,
-            "_apply": self.apply, "_mkclosure": _mkclosure, "_defglobal": self.defglobal,
-            "_setglobal": self.setglobal, "_unlist": _unlist, "_uncons": _uncons, "_unvec": _unvec,
-            "_lisp_value": self.lisp_value, "_CATCH": _CATCHABLE, "_badmatch_guard": None,
-            "_ctx": B.ctx, "_WAITING": WAITING, "_rwait": _rwait,
-            "_touch": _boxes.touch_current, "_PK": None,  # the running process's key (vm/interp.py run)
-            "_int": int, "_INT_LIMIT": INT_LIMIT, "_INT_MIN": INT_MIN, "_product_limit": _raise_product_limit,
+            "__builtins__": __builtins__, "_Box": Box, "_tolist": _tuple_to_list, "_resolve": self.resolve,
+            "_apply": self.apply, "_mkclosure": _mkclosure, "_unlist": _unlist, "_uncons": _uncons,
+            "_unvec": _unvec, "_lisp_value": self.lisp_value, "_CATCH": _CATCHABLE, "_ctx": ctx,
+            "_WAITING": WAITING, "_rwait": _rwait, "_touch": _boxes.touch_current,
+            "_PK": None,  # the running process's key (the loop sets it at each slice)
         }
+        # what the rows' templates name ($name, rendered _name): shared helpers, and this tier's
+        # own global stores and boxes
+        names = dict(_SHARED_NAMES, set_global=self.setglobal, def_global=self.defglobal,
+                     own_box=self.own_box, new_box=self.new_box)
+        assert names.keys() == _TEMPLATE_NAMES
+        self.ns.update(("_" + n, v) for n, v in names.items())
 
     # -- compiling -----------------------------------------------------------------------------
 
@@ -225,7 +235,7 @@ class FastTier:
         if c is Builtin:
             return f.fn
         if c is not Closure:
-            raise badarg(f"not a function: {type_name(f)} {B.short_repr(f)}")
+            raise badarg(f"not a function: {type_name(f)} {short_repr(f)}")
         if self.compile(f.proto):
             return self.fn_for(f)
         fn = f.fast = lambda *args: _nested(f, args)
@@ -235,7 +245,7 @@ class FastTier:
         """Compiled code's APPLY: call `f` with `args` and the elements of the list `last`."""
         spread = to_pylist(last)
         if spread is None:
-            raise badarg(f"apply: the last argument must be a list, got {B.short_repr(last)}")
+            raise badarg(f"apply: the last argument must be a list, got {short_repr(last)}")
         fn = f.fast if f.__class__ is Builtin else self.resolve(f)
         return fn(*args, *spread)
 
@@ -269,7 +279,7 @@ class FastTier:
             fn = self.fn_for(v) if self.compile(v.proto) else (lambda *args: _nested(v, args))
         else:
             def not_fn(*args: Any) -> Any:
-                raise badarg(f"{name} is not a function: {type_name(v)} {B.short_repr(v)}")
+                raise badarg(f"{name} is not a function: {type_name(v)} {short_repr(v)}")
             fn = not_fn
         self.ns["F_" + self.gname(name)] = fn
         return fn
@@ -280,22 +290,31 @@ class FastTier:
         if g is not None:
             self.ns["F_" + g] = self._stub(name)
 
+    def own_box(self, box: Box) -> Box:
+        """The box itself if the running process owns it, else this process's copy (vm/boxes.py)."""
+        return box if box.owner == self.ns["_PK"] else _boxes.touch_current(box)
+
+    def new_box(self, value: Any) -> Box:
+        """A box owned by the running process; messages are scanned for boxes from now on."""
+        note_box()
+        return Box(value, self.ns["_PK"])
+
     def defglobal(self, cell: Any, value: Any) -> Any:
         if value.__class__ is Closure and value.name == "fn":
             value.name = cell.name
-        stored = _boxes.for_global(B.ctx.proc, value, cell)  # a value, not variables (vm/boxes.py)
+        stored = _boxes.for_global(ctx.proc, value, cell)  # a value, not variables (vm/boxes.py)
         cell.v = stored
         self.on_define(cell.name)
-        B.ctx.host.define(cell.name, stored)
+        ctx.host.define(cell.name, stored)
         return value
 
     def setglobal(self, cell: Any, value: Any) -> Any:
         if cell.v is UNDEF:
             raise undef(f"set: undefined global {cell.name}")
-        stored = _boxes.for_global(B.ctx.proc, value, cell)
+        stored = _boxes.for_global(ctx.proc, value, cell)
         cell.v = stored
         self.on_define(cell.name)
-        B.ctx.host.define(cell.name, stored)
+        ctx.host.define(cell.name, stored)
         return value
 
     # -- preemption -----------------------------------------------------------------------------
@@ -311,7 +330,7 @@ class FastTier:
         info = self.codes.get(frame.f_code) if frame is not None else None
         if info is None or frame.f_lasti not in info.safe:
             return  # not in compiled code, or not at a safe point: try again at the next tick
-        host = B.ctx.host
+        host = ctx.host
         vm.ticks_left = vm.slice_ticks  # a new slice, whether or not we preempt
         if host is None or not host.preempt():
             return  # nobody else wants the CPU
@@ -337,9 +356,9 @@ class FastTier:
 
         `caller` is the interpreter frame that called into compiled code, as the loop pushes
         frames (None for a tail call). Returns the exception the loop should raise: an
-        interp._Unwound (continue, or leave with an outcome), or a positioned LispError.
+        _Unwound (continue, or leave with an outcome), or a positioned LispError.
         """
-        if isinstance(exc, (ProcessExit, Halt, KeyboardInterrupt, SystemExit, interp._Unwound)):
+        if isinstance(exc, (ProcessExit, Halt, KeyboardInterrupt, SystemExit, _Unwound)):
             return exc
         compiled = []
         tb = exc.__traceback__
@@ -401,10 +420,10 @@ class FastTier:
                 frames.append((cl, p.dcode, pc + 1, regs, dst))
         if isinstance(exc, _NestedSuspend):
             frames.extend(exc.frames[1:])  # the nested stack's own HALT_FRAME is not wanted here
-            return interp._Unwound(exc.cl, exc.pc, exc.regs, None, exc.outcome)
+            return _Unwound(exc.cl, exc.pc, exc.regs, None, exc.outcome)
         outcome = YIELD if isinstance(exc, Preempt) else BLOCK if isinstance(exc, Block) else None
         assert cur is not None
-        return interp._Unwound(cur[0], cur[1], cur[2], None, outcome)
+        return _Unwound(cur[0], cur[1], cur[2], None, outcome)
 
 
 def _depth() -> int:
@@ -422,18 +441,6 @@ def _tuple_to_list(t: tuple) -> Any:
     for x in reversed(t):
         out = Cons(x, out)
     return out
-
-
-def _raise_undef(name: str) -> None:
-    raise undef(f"undefined global {name}")
-
-
-def _raise_product_limit() -> None:
-    raise product_too_large()
-
-
-def _badarg_str(op: str, x: Any, y: Any) -> None:
-    raise badarg(f"{op}: expected numbers, got {type_name(x)} {B.short_repr(x)} and {type_name(y)} {B.short_repr(y)}")
 
 
 def _mkclosure(p: Proto, upvals: tuple) -> Closure:
@@ -487,7 +494,7 @@ def _fault_pc(info: _Info, tb: Any) -> int:
 
 def _positioned(tier: FastTier | None, exc: BaseException, where: tuple | None) -> BaseException:
     """`exc` as a LispError carrying the position of the compiled frame `where` (info, tb),
-    with the same message the interpreter gives (interp.python_error)."""
+    with the same message the interpreter gives (python_error)."""
     if not isinstance(exc, (LispError, RecursionError) + _CATCHABLE):
         return exc
     if where is None:
@@ -505,7 +512,7 @@ def _positioned(tier: FastTier | None, exc: BaseException, where: tuple | None) 
     else:
         loc = tb.tb_frame.f_locals
         regs = [loc.get(f"r{i}") for i in range(info.proto.nregs)]
-        err = _call_error(tier, info.proto, pc, regs, exc) or interp.python_error(info.proto, pc, regs, exc)
+        err = _call_error(tier, info.proto, pc, regs, exc) or python_error(info.proto, pc, regs, exc)
     if err.pos is None:
         err.pos = info.proto.position(pc)
     return err
@@ -536,26 +543,26 @@ def _call_error(tier: FastTier | None, p: Proto, pc: int, regs: list, exc: BaseE
     if callee.__class__ is Closure:
         if isinstance(exc, TypeError):
             try:
-                interp._enter(callee.proto, [None] * n, callee)  # raises the interpreter's badarity
+                _enter(callee.proto, [None] * n, callee)  # raises the interpreter's badarity
             except LispError as e:
                 return e
         return None
     if callee.__class__ is Builtin or name in ("CALLG", "TAILCALLG"):
         return None  # a builtin's own message; a global that is no function raised already
-    return interp._not_callable(callee)
+    return _not_callable(callee)
 
 
 def _nested(f: Closure, args: tuple) -> Any:
     """Run an interpreted function to completion from compiled code (a nested loop)."""
-    proc = B.ctx.proc
-    host = B.ctx.host
+    proc = ctx.proc
+    host = ctx.host
     saved = (proc.frames, proc.cl, proc.pc, proc.regs)
     cl, regs = interp.new_process_regs(f, list(args))
-    proc.frames, proc.cl, proc.pc, proc.regs = [interp.HALT_FRAME], cl, 0, regs
+    proc.frames, proc.cl, proc.pc, proc.regs = [HALT_FRAME], cl, 0, regs
     outcome = interp.run(proc, 4000, host)
     result, nested = proc.result, (proc.frames, proc.cl, proc.pc, proc.regs)
     proc.frames, proc.cl, proc.pc, proc.regs = saved
-    B.ctx.proc = proc
+    ctx.proc = proc
     if outcome == DONE:
         return result
     if outcome == FAILED:
@@ -571,45 +578,51 @@ def _nested(f: Closure, args: tuple) -> Any:
 
 # --- code generation ----------------------------------------------------------------------------
 
-_PURE = frozenset({"ADDI", "SUB", "LOADK", "LOADI", "MOVE", "GETUPVAL", "LOADBOOL"})  # may be inlined
-_CANNOT_RAISE = frozenset({"LOADK", "LOADI", "MOVE", "GETUPVAL", "LOADBOOL"})
-_CALL_NAMES = frozenset({"CALLG", "TAILCALLG", "CALLB"})
-_EXITS = frozenset({"RETURN", "TAILCALL", "TAILCALLG", "TAILAPPLY"})
+# What the generator takes from the rows of vm/opcodes.py (a new simple opcode needs nothing here):
+# a conditional or match opens an `if`; a row whose template is one assignment `R[A] = expr`
+# (no call, no temporary) may be folded into a call's arguments; a `return` row leaves the function.
+_BRANCHES = frozenset(op.name for op in OPS if op.flags & {"cond", "match"})
+_EXITS = frozenset(op.name for op in OPS if "return" in op.flags)
+_ASSIGNMENT = re.compile(r"R\[A\] = ([^\n]+)")
+_CALL_OR_TEMP = re.compile(r"[\w\])]\s*\(|\b[xy]\b")
+
+
+def _pure_expr(op: Op) -> str | None:
+    """The expression template of a row that only computes R[A] from its operands, or None."""
+    m = _ASSIGNMENT.fullmatch(op.template or "")
+    if m is None or _CALL_OR_TEMP.search(m.group(1)) or op.writes != ("A",):
+        return None
+    return m.group(1)
+
+
+_PURE = {op.name: e for op in OPS if (e := _pure_expr(op)) is not None}  # name -> expression template
+# Rows with a template whose shape here is written by hand: boxes resolved once per call (see
+# build), a box made inline, and a list built inline as the loop's own shape of LIST does.
+_WRITTEN_HERE = frozenset({"GETUPBOX", "SETUPBOX", "BOX", "LIST"})
+# The $names of the templates and what they are in compiled code (the tier adds its own four).
+_SHARED_NAMES: dict[str, Any] = {
+    "TRUE": TRUE, "FALSE": FALSE, "UNDEF": UNDEF, "Cons": Cons, "Vec": Vec, "INT_MIN": INT_MIN,
+    "INT_LIMIT": INT_LIMIT, "product_too_large": product_too_large, "undefined_global": undefined_global,
+    "not_a_cons": not_a_cons, "list_of": list_of,
+}
+_TEMPLATE_NAMES = frozenset(_SHARED_NAMES) | {"set_global", "def_global", "own_box", "new_box"}
+# Calls written by hand below whose argument registers may hold folded expressions.
+_FOLDING_CALLS = frozenset({"CALLG", "TAILCALLG", "CALLB"})
 
 
 def _reads_writes(name: str, f: dict[str, int], p: Proto) -> tuple[set[int], set[int]]:
-    """Registers an instruction reads and writes (for the inliner's liveness test)."""
-    a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
-    if name in ("MOVE", "UNBOX", "NEG", "NOT", "HEAD", "TAIL", "ADDI"):
-        return {b}, {a}
-    if name in ("ADD", "SUB", "MUL", "DIV", "IDIV", "MOD", "EQ", "NE", "LT", "LE", "CONS"):
-        return {b, c}, {a}
-    if name in ("LOADK", "LOADI", "LOADBOOL", "GETUPVAL", "GETUPBOX", "GETGLOBAL"):
-        return set(), {a}
-    if name == "LOADNIL":
-        return set(), set(range(a, a + b + 1))
-    if name in ("CALLG", "TAILCALLG", "CALLB", "LIST", "VECTOR"):
-        return set(range(a + 1, a + b + 1)), {a}
-    if name in ("CALL", "TAILCALL", "APPLY", "TAILAPPLY"):
-        return set(range(a, a + b + 1)), {a}
-    if name in ("RETURN", "TEST", "SETUPBOX", "SETGLOBAL", "DEFGLOBAL"):
-        return {a}, set()
-    if name in ("IFEQ", "IFLT", "IFLE"):
-        return {a, b}, set()
-    if name in ("IFEQK", "IFEQI", "IFLTI", "IFLEI", "IFGTI", "IFGEI"):
-        return {a}, set()
-    if name == "BOX":
-        return {a}, {a}
-    if name == "SETBOX":
-        return {a, b}, set()
-    if name == "CLOSURE":
+    """Registers an instruction reads and writes (for the inliner's liveness test), from its row."""
+    if name == "CLOSURE":  # it reads the registers its prototype captures (no window: a list)
         sub = p.module.protos[f["Bx"]]
-        return {i for kind, i in sub.upvals if kind == 0}, {a}
-    if name in ("UNLIST", "UNVEC"):
-        return {b}, set(range(a, a + c))
-    if name == "UNCONS":
-        return {b}, {a, a + 1}
-    return set(range(p.nregs)), set(range(p.nregs))  # unknown: assume everything
+        return {i for kind, i in sub.upvals if kind == 0}, {f.get("A", 0)}
+    op = BY_NAME[name]
+    sets = []
+    for which in ("reads", "writes"):
+        regs: set[int] = set()
+        for first, count in op.windows(f, which):
+            regs.update(range(first, first + count))
+        sets.append(regs)
+    return sets[0], sets[1]
 
 
 class _Gen:
@@ -684,7 +697,7 @@ class _Gen:
         """Fold pure instructions that compute a call's arguments into the call expression,
         when the register dies at the call: `r2 = F(r0 - 1)` instead of two statements."""
         for j, (name, f) in enumerate(self.ops):
-            if name not in _CALL_NAMES or j in self.targets:
+            if name not in _FOLDING_CALLS or j in self.targets:
                 continue
             a, b = f.get("A", 0), f.get("B", 0)
             args = set(range(a + 1, a + b + 1))
@@ -711,7 +724,7 @@ class _Gen:
             if i in self.targets:
                 return False
             name, f = self.ops[i]
-            if name in _COND or name == "JMP":
+            if name in _BRANCHES or name == "JMP":
                 return False
             reads, writes = _reads_writes(name, f, self.p)
             if reg in reads:
@@ -723,23 +736,10 @@ class _Gen:
         return False
 
     def expr_of(self, k: int) -> str:
+        """The expression of pure instruction k, to fold into a call's arguments."""
         name, f = self.ops[k]
-        b, c = f.get("B", 0), f.get("C", 0)
-        if name == "ADDI":
-            return f"({self.r(b)} + {c})" if c >= 0 else f"({self.r(b)} - {-c})"
-        if name == "SUB":
-            return f"({self.r(b)} - {self.r(c)})"
-        if name == "LOADK":
-            return self.k(self.p.consts[f["Bx"]])
-        if name == "LOADI":
-            return str(f["sBx"])
-        if name == "MOVE":
-            return self.r(b)
-        if name == "GETUPVAL":
-            return f"U{b}"
-        if name == "LOADBOOL":
-            return "_TRUE" if b else "_FALSE"
-        raise AssertionError(name)  # pragma: no cover
+        expr = self.render(_PURE[name], f)
+        return f"({expr})" if " " in expr else expr
 
     # emission helpers
     def line(self, indent: int, text: str, pc: int | None = None, kind: str = "op", dst: int = 0,
@@ -784,7 +784,7 @@ class _Gen:
         for j in range(n):
             k = folded.get(a + 1 + j)
             text = self.r(a + 1 + j) if k is None else self.inlined[k]
-            if k is not None and self.ops[k][0] not in _CANNOT_RAISE:
+            if k is not None:
                 cols.append((at, at + len(text), k))
             parts.append(text)
             at += len(text) + 2
@@ -900,7 +900,7 @@ class _Gen:
                 emitted = True
                 continue
             name, f = self.ops[pc]
-            if name in _COND:
+            if name in _BRANCHES:
                 pc = self.if_block(pc, e, ind)
                 emitted = True
                 continue
@@ -921,31 +921,15 @@ class _Gen:
             self.line(ind, "pass")
 
     def cond_expr(self, pc: int) -> tuple[str, list[str]]:
-        """(expression true when the instruction's test holds, statements to run when it does)."""
+        """(expression true when the instruction's test holds, statements to run when it does):
+        a conditional's template, or a match written here."""
         name, f = self.ops[pc]
-        a, b = f.get("A", 0), f.get("B", 0)
-        ra = self.r(a)
-        if name == "TEST":
-            return f"({ra} is not _FALSE and {ra} is not None)", []
-        if name == "IFEQ":
-            return f"({ra} == {self.r(b)})", []
-        if name == "IFLT":
-            return f"({ra} < {self.r(b)})", []
-        if name == "IFLE":
-            return f"({ra} <= {self.r(b)})", []
-        if name == "IFEQK":
-            return f"({ra} == {self.k(self.p.consts[b])})", []
-        if name == "IFEQI":
-            return f"({ra} == {b})", []
-        if name == "IFLTI":
-            return f"({ra} < {b})", []
-        if name == "IFLEI":
-            return f"({ra} <= {b})", []
-        if name == "IFGTI":
-            return f"({ra} > {b})", []
-        if name == "IFGEI":
-            return f"({ra} >= {b})", []
-        c = f.get("C", 0)
+        op = BY_NAME[name]
+        if "cond" in op.flags:
+            if op.template is None:
+                raise _CannotCompile(f"{name} has no template")
+            return f"({self.render(op.template, f)})", []
+        a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
         if name == "UNLIST" and 1 <= c <= 4:
             # written out: a message's shape test without a call (docs/performance.md, "Server
             # loops and the ring")
@@ -974,7 +958,7 @@ class _Gen:
         name, f = self.ops[pc]
         expr, binds = self.cond_expr(pc)
         jt = self.target(pc + 1)  # the JMP after the test
-        match = name in ("UNLIST", "UNCONS", "UNVEC")
+        match = "match" in BY_NAME[name].flags
         k = 0 if match else f.get("k", 0)
         # k=0: the test holding skips the jump (continue at pc+2); k=1: the test holding jumps.
         if k:
@@ -1030,41 +1014,61 @@ class _Gen:
             return e
         raise _CannotCompile("try layout")
 
+    def render(self, template: str, f: dict[str, int]) -> str:
+        """`template` (a row's, see vm/opcodes.py) for operands `f`, in this tier's names:
+        registers are locals `rN`, a window a tuple display (also an assignment target),
+        constants literals or namespace names, globals their cells `C_N`, upvalues `UN`, and
+        `$name` the namespace's `_name` (see _TEMPLATE_NAMES)."""
+        p = self.p
+
+        def reg(field: str, off: int, nfield: str | None = None, nadj: int = 0) -> str:
+            first = f.get(field, 0) + off
+            if nfield is None:
+                return self.r(first)
+            return "(" + "".join(f"{self.r(first + j)}, " for j in range(f.get(nfield, 0) + nadj)).rstrip() + ")"
+
+        def operand(kind: str, field: str) -> str:
+            v = f.get(field, 0)
+            if kind == "K":
+                return self.k(p.consts[v])
+            if kind == "G":
+                return "C_" + self.tier.gname(p.consts[v].name)
+            if kind == "U":
+                return f"U{v}"
+            return repr(v)  # I: an immediate
+
+        def name(n: str) -> str:
+            if n not in _TEMPLATE_NAMES:
+                raise _CannotCompile(f"template name ${n} is not bound in the fast tier")
+            return "_" + n
+
+        return render(template, reg, operand, name)
+
     def simple(self, pc: int, name: str, f: dict[str, int], ind: int) -> None:
+        """Emit a straight-line instruction: its row's template, or, for the control
+        instructions (calls, returns, closures, receive) and the few whose shape here differs
+        from the template for speed, the code written below."""
         a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
         ra, L = self.r(a), self.line
         p = self.p
-        if name == "MOVE":
-            L(ind, f"{ra} = {self.r(b)}", pc)
-        elif name == "LOADK":
-            L(ind, f"{ra} = {self.k(p.consts[f['Bx']])}", pc)
-        elif name == "LOADI":
-            L(ind, f"{ra} = {f['sBx']}", pc)
-        elif name == "LOADNIL":
-            L(ind, " = ".join(self.r(a + j) for j in range(b + 1)) + " = None", pc)
-        elif name == "LOADBOOL":
-            L(ind, f"{ra} = {'_TRUE' if b else '_FALSE'}", pc)
-        elif name == "GETUPVAL":
-            L(ind, f"{ra} = U{b}", pc)
-        elif name == "GETUPBOX":  # _B<b>: the box resolved at entry (see build)
+        op = BY_NAME[name]
+        if op.template is not None and name not in _WRITTEN_HERE:
+            dst = op.windows(f, "writes")[0][0] if op.writes else 0
+            for text in self.render(op.template, f).split("\n"):
+                L(ind, text, pc, "op", dst)
+            return
+        if name == "GETUPBOX":  # _B<b>: the box resolved at entry (see build)
             L(ind, f"{ra} = _B{b}.v", pc)
         elif name == "SETUPBOX":
             L(ind, f"_B{b}.v = {ra}", pc)
         elif name == "BOX":
-            B.note_box()  # when compiled: messages must be scanned once this code can run
+            note_box()  # when compiled: messages must be scanned once this code can run
             L(ind, f"{ra} = _Box({ra}, _PK)", pc)
-        elif name == "UNBOX":
-            L(ind, f"{ra} = {self.r(b)}.v", pc)
-        elif name == "SETBOX":
-            L(ind, f"{ra}.v = {self.r(b)}", pc)
-        elif name == "GETGLOBAL":
-            g = self.tier.gname(p.consts[f["Bx"]].name)
-            L(ind, f"{ra} = C_{g}.v", pc)
-            L(ind, f"if {ra} is _UNDEF: _undef(C_{g}.name)", pc)
-        elif name in ("SETGLOBAL", "DEFGLOBAL"):
-            g = self.tier.gname(p.consts[f["Bx"]].name)
-            fn = "_setglobal" if name == "SETGLOBAL" else "_defglobal"
-            L(ind, f"{fn}(C_{g}, {ra})", pc, "call", a)
+        elif name == "LIST":  # a chain of conses, as the loop's own shape of LIST: no helper call
+            expr = "None"
+            for j in range(b, 0, -1):
+                expr = f"_Cons({self.r(a + j)}, {expr})"
+            L(ind, f"{ra} = {expr}", pc)
         elif name == "CLOSURE":
             sub = p.module.protos[f["Bx"]]
             pname = self.k(sub)
@@ -1095,7 +1099,7 @@ class _Gen:
                 L(ind, f"return {call}", pc, "tail", a, args=True)
         elif name == "CALLB":
             bname = p.consts[c].name
-            fn = self.k(B.BUILTINS[bname].fn)
+            fn = self.k(BUILTINS[bname].fn)
             L(ind, f"{ra} = {fn}({self.args(a, b, pc)})", pc, "call", a, args=True)
         elif name in ("APPLY", "TAILAPPLY"):
             fixed = ", ".join(self.r(a + 1 + j) for j in range(b - 1))
@@ -1106,46 +1110,14 @@ class _Gen:
                 L(ind, f"return {call}", pc, "tail", a)
         elif name == "RETURN":
             L(ind, f"return {ra}", pc)
-        elif name in ("ADD", "MUL", "MOD"):
-            # Only numbers and strings support + * % among Lisp values, and a string result
-            # must be an error: `- 0` raises for a string and leaves every number unchanged
-            # (x - 0 == x exactly, -0.0 included): 2 bytecodes instead of a 5-bytecode test.
-            op = {"ADD": "+", "MUL": "*", "MOD": "%"}[name]
-            L(ind, f"{ra} = {self.r(b)} {op} {self.r(c)} - 0", pc)
-            if name == "MUL":  # bounded as in the interpreter (vm/errors.py MAX_INT_BITS)
-                L(ind, f"if {ra}.__class__ is _int and not _INT_MIN < {ra} < _INT_LIMIT: _product_limit()", pc)
-        elif name in ("SUB", "DIV", "IDIV"):
-            op = {"SUB": "-", "DIV": "/", "IDIV": "//"}[name]
-            L(ind, f"{ra} = {self.r(b)} {op} {self.r(c)}", pc)
-        elif name == "ADDI":
-            L(ind, f"{ra} = {self.r(b)} + {c}" if c >= 0 else f"{ra} = {self.r(b)} - {-c}", pc)
-        elif name == "NEG":
-            L(ind, f"{ra} = -{self.r(b)}", pc)
-        elif name == "NOT":
-            rb = self.r(b)
-            L(ind, f"{ra} = _TRUE if ({rb} is _FALSE or {rb} is None) else _FALSE", pc)
-        elif name in ("EQ", "NE", "LT", "LE"):
-            op = {"EQ": "==", "NE": "!=", "LT": "<", "LE": "<="}[name]
-            L(ind, f"{ra} = _TRUE if {self.r(b)} {op} {self.r(c)} else _FALSE", pc)
-        elif name == "LIST":
-            expr = "None"
-            for j in range(b, 0, -1):
-                expr = f"_Cons({self.r(a + j)}, {expr})"
-            L(ind, f"{ra} = {expr}", pc)
-        elif name == "VECTOR":
-            L(ind, f"{ra} = _Vec(({self.args(a, b)}{',' if b else ''}))", pc)
-        elif name == "CONS":
-            L(ind, f"{ra} = _Cons({self.r(b)}, {self.r(c)})", pc)
-        elif name in ("HEAD", "TAIL"):
-            L(ind, f"{ra} = {self.r(b)}.{name.lower()}", pc)
         elif name == "RECVTAKE":  # only inside a receive loop's clauses (see receive_loop)
             L(ind, "if _p.scan == 0 and len(_p.mailbox) == 1:", pc)
             L(ind + 1, "_p.mailbox = None", pc)
             L(ind + 1, "_p.deadline = None", pc)
             L(ind, "else:", pc)
             L(ind + 1, "_p.take()", pc)
-        else:  # pragma: no cover - the other RECV ops are written by receive_body
-            raise _CannotCompile(name)
+        else:  # the other RECV ops are written by receive_body; a new row needs its template
+            raise _CannotCompile(f"{name} has no template")
 
 
 def _named(code: types.CodeType, filename: str) -> types.CodeType:
