@@ -182,7 +182,7 @@ class FastTier:
             global REFUSED
             REFUSED += 1
             self.refused.add(p)
-            p.nofast = True  # transitional: until vm/interp.py asks the tier (woken, compile)
+            p.nofast = True  # transitional: until vm/loopsupport.py's _budget_out stops reading it
             return False
         global COMPILED
         COMPILED += 1
@@ -190,7 +190,7 @@ class FastTier:
         self.compiled[p] = info
         if info.wait >= 0:
             self.servers.add(p)
-            p.fastwait = info.wait  # transitional: until vm/interp.py asks `p in tier.servers`
+            p.fastwait = info.wait  # transitional: until the loop asks `p in tier.servers` (loopsupport, loopgen)
         p.fast = fn
         p.arity = -1  # the interpreter's inline call path now defers to p.fast
         return True
@@ -662,7 +662,7 @@ class _Gen:
         """The one receive shape compiled: a function whose body is a `receive` without `after`
         whose clauses each end the function (return, or call: a server loop such as
         `(def node (next) (receive (msg ... (node next))))`). Its wait resumes in compiled code
-        (the loop calls the function with _top; vm/interp.py, RECVWAIT), so a process serving
+        (the loop calls the function with _top at its RECVWAIT: vm/loopgen.py), so a process serving
         messages runs compiled between two waits. Any other receive is left to the interpreter.
         Returns (after register, peek register, RECVWAIT pc), or None if there is no receive."""
         ops = self.ops
