@@ -217,7 +217,9 @@ class Hub(ClusterNode):
             self.chaos_migrate()
         if s.yields:
             self.maybe_grow()
-        s.budget = self.pass_budget()
+        # (pass_budget, inline: this runs after every pass)
+        s.budget = (self.probe_budget if len(s.runq) >= 2 and self.next_to_start() is not None
+                    else self.full_budget)
 
     def idle(self, deadline: float | None) -> float | None:
         """Reap a forked worker that died before its hello, flush output, spin briefly after a
