@@ -723,34 +723,4 @@ def b_os_pid() -> int:
     return ctx.host.os_pid()
 
 
-_TRAMPOLINE: list[Closure] = []
-
-
-def spawn_trampoline() -> Closure:
-    """A closure whose code is `return R[0](...R[1])`: a process that runs a builtin."""
-    if not _TRAMPOLINE:
-        from .lbc import Module, Proto, register
-        from .opcodes import BY_NAME, encode
-
-        p = Proto("apply", 2, False, 2)
-        p.code = [encode(BY_NAME["TAILAPPLY"], {"A": 0, "B": 1})]
-        p.lines = [(0, 0)]
-        m = Module("<spawn>", [p], b"spawn-trampoline")
-        register(m)
-        from .interp import predecode
-        from .process import Globals
-
-        predecode(m, Globals())
-        _TRAMPOLINE.append(Closure(p, (), "apply"))
-    return _TRAMPOLINE[0]
-
-
-def __getattr__(name: str) -> Any:
-    # BOXES_MADE moved to vm.values (Box.__setstate__ sets it without importing this module);
-    # the old name reads the live flag until vm/interp.py reads vm.values.BOXES_MADE itself
-    if name == "BOXES_MADE":
-        return _values.BOXES_MADE
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 from . import gpu  # noqa: E402,F401  (registers the gpu/ builtins, after these: the table keeps its order)

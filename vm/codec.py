@@ -795,7 +795,7 @@ def _build(kind: int, items: list, extra: Any) -> Any:
                              else "malformed global variable")
         return g.cell(items[0])
     if kind == _C_KERNEL:
-        from .gpu import Kernel
+        from .gpu import Kernel  # on first use: importing gpu registers its builtins, after vm.builtins' ones
 
         source, name, params, key = items
         if not (source.__class__ is str and name.__class__ is str and key.__class__ is str
