@@ -1,6 +1,7 @@
 """Chaos mode: LISPVM_CHAOS=SEED makes the schedulers take random, seeded decisions at safe points.
 
-Owns: the seeded random choices a scheduler takes when chaos is on, and nothing else. When
+Owns: the seeded random choices a scheduler takes when chaos is on, and nothing else. Must
+never: change what a correct program prints, or cost anything in the VM loop. When
 LISPVM_CHAOS is unset, `make` returns None and every caller tests `is not None` once per slice,
 flush or new socket (never inside the VM loop), so chaos costs nothing when off.
 

@@ -1,6 +1,8 @@
 """Clocks for the scheduler: the real monotonic clock, and a virtual one for tests.
 
-Owns: what "now" means to timers, receive timeouts and `(now-ms)`. With VirtualClock (trio's
+Owns: what "now" means to timers, receive timeouts and `(now-ms)`, and BusyWait, the short spin
+before a blocking wait. Must never: sleep past a deadline it was given, or spin on a core that
+another task wants (BusyWait backs off). With VirtualClock (trio's
 MockClock is the model) an idle scheduler jumps straight to its next deadline instead of
 sleeping, so a test of `(timer/sleep 60000)` takes no real time and always sees the same times.
 """

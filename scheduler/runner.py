@@ -1,7 +1,10 @@
 """Running a program: pick the node (one scheduler here, or several OS processes), run, exit status.
 
 Owns: the choice between LocalNode (one scheduler, this OS process) and the multi-process
-cluster, the tracer's life, and the fast tier's switch.
+node (scheduler/hub.py), this OS process's VM state (one vm.state.VM, given to the fast tier and
+to every scheduler here), the tracer's life, and the fast tier's switch. Must never: leave
+anything of a finished run alive in this OS process (its values, its registered module, its
+tracer), or let a bad LISPVM_CHAOS end in a traceback.
 """
 
 from __future__ import annotations
