@@ -20,7 +20,7 @@ from typing import Any
 
 from ..vm.errors import CompileError
 from ..vm.lbc import MAX_CONST_DEPTH, Module, Proto
-from ..vm.opcodes import BY_NAME, MAX_I, MAX_SBX, MIN_I, MIN_SBX, encode
+from ..vm.opcodes import BY_NAME, MAX_I, MAX_SBX, MIN_I, MIN_SBX, OPS, encode
 from ..vm.values import FALSE, TRUE, Cons, Sym, Vec, intern, to_pylist
 from .expand import (
     AFTER,
@@ -899,6 +899,10 @@ _INLINE: dict[tuple[str, int], Any] = {
 }
 for _name in _COMPARE:
     _INLINE[(_name, 2)] = Compiler.i_compare
+for _op in OPS:  # a builtin that a row defines (vm/opcodes.py Op.builtin): its instruction, inline
+    if _op.builtin is not None:
+        _ARITH[_op.builtin] = _op.name
+        _INLINE[(_op.builtin, 2)] = Compiler.i_arith
 
 
 def _small(x: Any, negate: bool = False) -> bool:

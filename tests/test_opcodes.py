@@ -275,3 +275,48 @@ def test_the_assembly_text_knows_every_opcode(op: opcodes.Op) -> None:
     text = disassemble(Module("ops.lisp", [p]))
     again = assemble(text, "ops.lasm")
     assert again.protos[0].code == p.code
+
+
+BAND_PROGRAM = """
+(def band (x y) (bit/and x y))
+(def f bit/and)
+(print (band 12 10) (band -1 255) (band (* 1000000000000 1000000000000) 4095) (f 6 3) (apply bit/and (list 7 5)))
+(print (try (band 1.5 2) (catch e e)))
+(print (try (band "a" 2) (catch e e)))
+(print (try (band true nil) (catch e e)))
+(print (try (f 1.5 2) (catch e e)))
+(print (try (f 1 2 3) (catch e (head (tail e)))))
+"""
+BAND_OUTPUT = """8 255 0 2 5
+(error badarg "bit/and: expected integers, got float 1.5 and integer 2")
+(error badarg "bit/and: expected integers, got string \\"a\\" and integer 2")
+(error badarg "bit/and: expected integers, got boolean true and nil nil")
+(error badarg "bit/and: expected integers, got float 1.5 and integer 2")
+badarity
+"""
+
+
+@pytest.mark.parametrize("mode", ["interpreted", "eager"])
+def test_band_the_opcode_a_row_added(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BAND (bit/and) came as one row with its template: it compiles inline, and the loop, the
+    fast tier and the builtin's value all run it, with the same errors."""
+    import io
+
+    from lispvm.assembler.pipeline import compile_source
+    from lispvm.scheduler.runner import run_program
+    from lispvm.vm import fast, lbc
+
+    module = compile_source(BAND_PROGRAM, "band.lisp")
+    band = next(p for p in module.protos if p.name == "band")
+    assert [decode_fields(w)[0].name for w in band.code] == ["BAND", "RETURN"]
+    if mode == "eager":
+        monkeypatch.setenv("LISPVM_JIT", "eager")
+    else:
+        monkeypatch.delenv("LISPVM_JIT", raising=False)
+    compiled, refused = fast.COMPILED, fast.REFUSED
+    out, err = io.StringIO(), io.StringIO()
+    status = run_program(lbc.dump(module), [], schedulers=1, jit=mode == "eager", out=out, err=err)
+    assert (status, err.getvalue()) == (0, "")
+    assert out.getvalue() == BAND_OUTPUT
+    if mode == "eager":
+        assert fast.COMPILED > compiled and fast.REFUSED == refused, "the fast tier did not compile BAND"

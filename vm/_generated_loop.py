@@ -1,6 +1,7 @@
 # Generated from vm/opcodes.py and vm/loopgen.py by `python -m lispvm.vm.loopgen`; do not edit.
 """The VM loop, `run(proc, budget, host) -> outcome` (see vm/interp.py for the decoded code it
-runs and vm/loopgen.py for where each handler comes from)."""
+runs and vm/loopgen.py for where each handler comes from), and the builtins that rows of the
+instruction table define (registered when this module is imported, by vm/interp.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ._generated_ops import (
     D_ADDI_TAILCALLG1,
     D_ADDRET,
     D_APPLY,
+    D_BAND,
     D_BOX,
     D_CALL,
     D_CALLB0,
@@ -101,11 +103,13 @@ from .loopsupport import (
     list_of,
     not_a_cons,
     note_box,
+    operand_error,
     product_too_large,
     touch,
     undefined_global,
 )
 from .process import BLOCK, DONE, EXITED, HALT, WAIT, YIELD, Block, Process, ctx
+from .registry import builtin
 from .state import WAITING
 from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Pid, Vec, to_pylist
 
@@ -641,6 +645,8 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         host.define(b.name, x)
                         if tier is not None:
                             tier.on_define(b.name)
+                    elif op is D_BAND:
+                        regs[a] = regs[b] & regs[c]
                     elif op is D_GOFAST:
                         # continue this frame's loop in compiled code; resumed after a preemption in an OS process where
                         # it is not compiled yet (see _budget_out): compile it here, or interpret it from its start
@@ -698,3 +704,13 @@ def run(proc: Process, budget: int, host: Any) -> int:
             continue
         vm.used = refill - budget
         return outcome
+
+
+@builtin("bit/and")
+def b_bit_and(b: Any, c: Any) -> Any:
+    """(bit/and b c): the BAND instruction's template, as a function."""
+    try:
+        result = b & c
+    except TypeError:
+        raise operand_error("bit/and", (b, c,)) from None
+    return result

@@ -31,7 +31,7 @@ _K_INT_BOUND = 2 * INT_LIMIT  # the zigzag varint of the largest allowed integer
 __all__ = ["MAGIC", "FORMAT_VERSION", "Proto", "Module", "dump", "load", "MAX_CONST_DEPTH"]
 
 MAGIC = b"\x89LBC\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER = struct.Struct("<8sHHII")  # magic, version, flags, length, crc
 MAX_CONST_DEPTH = 200  # quoted data nests at most this deep (the loader's recursion is bounded)
 MAX_POSITION = 1 << 31  # line and column numbers are below this

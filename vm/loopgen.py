@@ -38,7 +38,7 @@ HOT: tuple[tuple[str, ...], ...] = (
     ("MUL", "EQ", "LT", "LE", "NE", "NOT", "RECVNEXT", "CALL|TAILCALL|APPLY|TAILAPPLY"),
     ("RECVSTART", "CLOSURE", "DIV", "IDIV", "MOD", "NEG", "VECTOR", "UNCONS"),
     ("UNVEC", "GETUPBOX", "SETUPBOX", "UNBOX", "SETBOX", "BOX", "LOADNIL", "DEFGLOBAL"),
-    ("SETGLOBAL", "GOFAST", "HALT", "SKIPPED"),
+    ("SETGLOBAL", "BAND", "GOFAST", "HALT", "SKIPPED"),
 )
 
 # File opcodes that decode as another one (the predecoder resolves their operand into its slot).
@@ -485,7 +485,8 @@ def ops_source() -> str:
 
 LOOP_HEAD = '''\
 """The VM loop, `run(proc, budget, host) -> outcome` (see vm/interp.py for the decoded code it
-runs and vm/loopgen.py for where each handler comes from)."""
+runs and vm/loopgen.py for where each handler comes from), and the builtins that rows of the
+instruction table define (registered when this module is imported, by vm/interp.py)."""
 
 from __future__ import annotations
 
@@ -511,11 +512,13 @@ from .loopsupport import (
     list_of,
     not_a_cons,
     note_box,
+    operand_error,
     product_too_large,
     touch,
     undefined_global,
 )
 from .process import BLOCK, DONE, EXITED, HALT, WAIT, YIELD, Block, Process, ctx
+from .registry import builtin
 from .state import WAITING
 from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Pid, Vec, to_pylist
 
@@ -631,7 +634,36 @@ def loop_source_file() -> str:
             out.append(f"{ind}        raise AssertionError(f\"internal: decoded op {{op}} has no handler\")")
     assert names[-1] == "SKIPPED"
     out.append(LOOP_TAIL.rstrip("\n"))
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + builtins_source() + "\n"
+
+
+def _builtin_param(field: str, off: int, nfield: str | None = None, nadj: int = 0) -> str:
+    if nfield is not None or off:
+        raise ValueError("a row's builtin takes its operands as parameters: no windows")
+    return "result" if field == "A" else field.lower()
+
+
+def builtins_source() -> str:
+    """The builtins that rows define (Op.builtin): a function that runs the row's template on
+    its arguments, raising the instruction's error for operands Python refuses."""
+    out: list[str] = []
+    for op in OPS:
+        if op.builtin is None:
+            continue
+        params = [w for w in op.reads]
+        body = render(op.template or "", _builtin_param, _loop_operand, lambda n: LOOP_NAMES.get(n, n))
+        fn = "b_" + "".join(ch if ch.isalnum() else "_" for ch in op.builtin)
+        args = ", ".join(f"{p.lower()}: Any" for p in params)
+        names = [p.lower() for p in params]
+        lisp = op.lisp or op.builtin
+        out += ["", "", f'@builtin("{op.builtin}")', f"def {fn}({args}) -> Any:",
+                f'    """({op.builtin} {" ".join(names)}): the {op.name} instruction\'s template, as a function."""',
+                "    try:"]
+        out += [f"        {line}" for line in body.split("\n")]
+        out += ["    except TypeError:",
+                f'        raise operand_error("{lisp}", ({", ".join(names)},)) from None',
+                "    return result"]
+    return "\n".join(out)
 
 
 def generate(root: Path) -> dict[Path, str]:

@@ -30,7 +30,7 @@ from .registry import BUILTINS
 from .state import HALT_FRAME
 from .values import UNDEF, Builtin, Closure, Cons, intern, note_box, to_pylist, type_name
 
-__all__ = ["python_error", "fault_index", "list_of", "undefined_global", "not_a_cons", "INFINITY",
+__all__ = ["python_error", "operand_error", "fault_index", "list_of", "undefined_global", "not_a_cons", "INFINITY",
            "for_global", "key_of", "touch", "note_box", "product_too_large", "short_repr", "BadBytecode"]
 
 INFINITY = intern("infinity")  # `after infinity`: wait for ever
@@ -263,7 +263,15 @@ def python_error(proto: Proto, pc: int, regs: list, exc: BaseException) -> LispE
             args.append(v)
     if lisp in ("head", "tail"):
         return not_a_cons(lisp, args[0])
-    kinds = "numbers" if lisp in ("+", "-", "*", "/", "div", "mod") else "numbers or strings"
+    return operand_error(lisp, args)
+
+
+def operand_error(lisp: str, args: Any) -> LispError:
+    """The badarg of the operator `lisp` given operands it refuses, naming them as written."""
+    if lisp.startswith("bit/"):
+        kinds = "integers"
+    else:
+        kinds = "numbers" if lisp in ("+", "-", "*", "/", "div", "mod") else "numbers or strings"
     got = " and ".join(f"{type_name(x)} {short_repr(x)}" for x in args)
     return badarg(f"{lisp}: expected {kinds}, got {got}")
 

@@ -49,12 +49,12 @@ class Op:
     ast at start-up, see docs/performance.md.)"""
 
     __slots__ = ("num", "name", "fmt", "operands", "flags", "meaning", "reads", "writes", "falls",
-                 "template", "loop", "lisp")
+                 "template", "loop", "lisp", "builtin")
 
     def __init__(self, num: int, name: str, fmt: str, operands: tuple[tuple[str, str], ...],
                  flags: frozenset[str], meaning: str, reads: tuple[str, ...] = (),
                  writes: tuple[str, ...] = (), falls: bool = True, template: str | None = None,
-                 loop: str | None = None, lisp: str | None = None) -> None:
+                 loop: str | None = None, lisp: str | None = None, builtin: str | None = None) -> None:
         self.num = num  # opcode number, 0..127, never reused
         self.name = name  # mnemonic, as in the assembly text
         self.fmt = fmt  # "ABC", "ABx", "AsBx" or "sJ"
@@ -67,6 +67,9 @@ class Op:
         self.template = template  # its meaning as a template for both tiers (see TEMPLATES), or None
         self.loop = loop  # the loop's own template where it differs (a faster shape), or None
         self.lisp = lisp  # the Lisp operator that error messages name (ADD: "+"), or None
+        # the builtin this row defines: a call of it with two arguments compiles to this
+        # instruction, and its value (passed around, applied) runs the same template
+        self.builtin = builtin
 
     def __repr__(self) -> str:
         return f"<op {self.num} {self.name}>"
@@ -82,10 +85,10 @@ class Op:
 
 def _op(num: int, name: str, fmt: str, spec: str, flags: str, meaning: str, reads: str = "",
         writes: str = "", falls: bool = True, template: str | None = None, loop: str | None = None,
-        lisp: str | None = None) -> Op:
+        lisp: str | None = None, builtin: str | None = None) -> Op:
     operands = tuple(tuple(p.split(":", 1)) for p in spec.split()) if spec else ()
     return Op(num, name, fmt, operands, frozenset(flags.split()), meaning,  # type: ignore[arg-type]
-              tuple(reads.split()), tuple(writes.split()), falls, template, loop, lisp)
+              tuple(reads.split()), tuple(writes.split()), falls, template, loop, lisp, builtin)
 
 
 _WINDOW = re.compile(r"([ABC])(?:\+(\d+))?(?::(?:([ABC])|(\d+))(?:([+-])(\d+))?)?$")
@@ -298,6 +301,9 @@ OPS: tuple[Op, ...] = (
     _op(58, "RECVWAIT", "AsBx", "A:R sBx:J", "jump leaves",
         "wait for a new message (pc += sBx) or R[A] ms (nil: forever; then fall through)", "A"),
     _op(59, "RECVSTART", "ABC", "", "", "scan position := oldest message; no timeout set yet"),
+    # -- bitwise operations (integers only: anything else is badarg)
+    _op(60, "BAND", "ABC", "A:R B:R C:R", "", "R[A] := R[B] & R[C]  (bitwise and of integers)", "B C", "A",
+        template="R[A] = R[B] & R[C]", lisp="bit/and", builtin="bit/and"),
 )
 
 BY_NAME: dict[str, Op] = {op.name: op for op in OPS}
