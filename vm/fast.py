@@ -104,8 +104,6 @@ class _Wait(BaseException):
     from the loop: its frame becomes an interpreter frame at its RECVWAIT (see FastTier.unwind)."""
 
 
-
-
 def _rwait() -> None:
     raise _Wait()
 
@@ -119,7 +117,7 @@ class _Info:
         self.proto = proto
         self.lines: dict[int, tuple[int, str, int]] = {}  # source line -> (pc, kind, dest register)
         # source line -> (first column, end column, pc) of each argument expression folded into
-        # that line's call that can raise (the line's own pc is the call's)
+        # that line's call (the line's own pc is the call's)
         self.cols: dict[int, list[tuple[int, int, int]]] = {}
         self.safe: frozenset[int] = frozenset()  # bytecode offsets of RESUME and JUMP_BACKWARD
         self.canonical = Closure(proto, ())  # stands for the closure of an upvalue-free function
@@ -129,7 +127,7 @@ class _Info:
 
 
 class _CannotCompile(Exception):
-    pass
+    """A shape the fast tier leaves to the interpreter."""
 
 
 # --- the tier ------------------------------------------------------------------------------------
@@ -149,7 +147,7 @@ class FastTier:
         self.gnames: dict[str, str] = {}  # Lisp global name -> Python identifier suffix
         self.count = 0  # functions compiled, for unique names
         self.ns: dict[str, Any] = {
-            "__builtins__": __builtins__, "_Box": Box, "_tolist": _tuple_to_list, "_resolve": self.resolve,
+            "__builtins__": __builtins__, "_Box": Box, "_tolist": list_of, "_resolve": self.resolve,
             "_apply": self.apply, "_mkclosure": _mkclosure, "_unlist": _unlist, "_uncons": _uncons,
             "_unvec": _unvec, "_lisp_value": self.lisp_value, "_CATCH": _CATCHABLE, "_ctx": ctx,
             "_WAITING": WAITING, "_rwait": _rwait, "_touch": _boxes.touch_current,
@@ -386,7 +384,7 @@ class FastTier:
             entry = tb.tb_lasti in info.safe
             if entry:  # at RESUME or the loop head: the frame restarts its body with these params
                 if p.rest and regs[p.nparams].__class__ is tuple:
-                    regs[p.nparams] = _tuple_to_list(regs[p.nparams])
+                    regs[p.nparams] = list_of(regs[p.nparams])
                 pc, kind, dst = 0, "entry", 0
                 if info.wait >= 0 and (loc.get("_resume") or ("_resume" not in loc and loc.get("_top"))):
                     # a server loop in the middle of its scan (after RECVNEXT, or resumed): go on
@@ -435,13 +433,6 @@ def _depth() -> int:
 
 
 # --- helpers that compiled code calls ---------------------------------------------------------
-
-def _tuple_to_list(t: tuple) -> Any:
-    out = None
-    for x in reversed(t):
-        out = Cons(x, out)
-    return out
-
 
 def _mkclosure(p: Proto, upvals: tuple) -> Closure:
     return Closure(p, upvals)
