@@ -41,10 +41,10 @@ def _monotonic_us(logger: Any, method: str, event_dict: MutableMapping[str, Any]
 _ENCODE = json.JSONEncoder(separators=(",", ":"), default=repr).encode
 
 
-def _serialize(event_dict: Any, **dumps_kw: Any) -> str:
-    """JSONRenderer's serializer: one compact encoder, made once (json.dumps makes one per call
-    when it is given options). A value JSON has no form for (a pid, a symbol) is written as
-    printed, as structlog's own fallback would."""
+def _serialize(event_dict: Any, **dumps_kw: Any) -> bytes:
+    """JSONRenderer's serializer, giving the BytesLogger its bytes: one compact encoder, made
+    once (json.dumps makes one per call when it is given options). A value JSON has no form for
+    (a pid, a symbol) is written as printed, as structlog's own fallback would."""
     return _ENCODE(event_dict).encode()
 
 
