@@ -364,20 +364,22 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         mb = proc.mailbox
                         if mb is not None and proc.scan < len(mb):
                             # a message came while we were away: scan it (b: the peek's register)
-                            p = cl.proto
-                            if p.fastwait == pc - 1:  # a compiled receive loop: resume it there
-                                proc.regs = regs
-                                v = _resume_fast(tier, proc, cl, regs)
-                                if v is WAITING:
-                                    proc.cl = cl
-                                    proc.pc = pc - 1
-                                    vm.used = refill - budget
-                                    return WAIT
-                                cl, code, pc, regs, a = frames.pop()
-                                regs[a] = v
-                                continue
-                            if tier is not None and p.fast is None:
-                                tier.woken(p)  # woken often: a server loop, maybe (vm/fast.py compiles it)
+                            if tier is not None:
+                                p = cl.proto
+                                if p.fast is None:
+                                    tier.woken(p)  # woken often: a server loop, maybe (vm/fast.py compiles it)
+                                elif p in tier.servers and tier.compiled[p].wait == pc - 1:
+                                    # a compiled receive loop: resume it there
+                                    proc.regs = regs
+                                    v = _resume_fast(tier, proc, cl, regs)
+                                    if v is WAITING:
+                                        proc.cl = cl
+                                        proc.pc = pc - 1
+                                        vm.used = refill - budget
+                                        return WAIT
+                                    cl, code, pc, regs, a = frames.pop()
+                                    regs[a] = v
+                                    continue
                             if b is None:
                                 pc = c
                             else:

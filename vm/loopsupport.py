@@ -120,7 +120,7 @@ def _enter_fast(tier: Any, proc: Process, f: Closure, args: list, caller: tuple 
     p = f.proto
     if len(args) != p.nparams and (not p.rest or len(args) < p.nparams):
         _enter(p, args, f)  # raises badarity, as an interpreted call does
-    if p.fastwait >= 0:
+    if p in tier.servers:
         mb = proc.mailbox
         if mb is None or proc.mbhead >= len(mb):
             if caller is not None:
@@ -151,7 +151,7 @@ def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any) ->
     wants the CPU back. Called once per budget, never per instruction."""
     if tier is not None:
         p = cl.proto
-        just = p.fast is None and not p.nofast and tier.compile(p)
+        just = p.fast is None and tier.compile(p)  # False at once for a prototype it refused
         if p.fast is not None and pc == 0 and not p.rest:
             go = len(p.dcode) - 1
             # Just compiled: compiled code is preempted only by CPU-time ticks, so the host gets
