@@ -3,7 +3,7 @@
 Owns: the array builtins (pure data, run in the scheduler's OS process), the Kernel value, and
 checking a dispatch's arguments against the kernel's declared parameters before anything is
 sent. Must never: import numpy at module level (programs without gpu/ never load it), import
-pyopencl (only the device process does, scheduler/device.py), or wait: `gpu/kernel` and
+pyopencl (only the device process does, scheduler/device_server.py), or wait: `gpu/kernel` and
 `gpu/dispatch` raise vm.process.Block with a request, the scheduler hands it to the device
 process and resumes the process with the answer.
 """
