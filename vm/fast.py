@@ -180,7 +180,6 @@ class FastTier:
             global REFUSED
             REFUSED += 1
             self.refused.add(p)
-            p.nofast = True  # transitional: until vm/loopsupport.py's _budget_out stops reading it
             return False
         global COMPILED
         COMPILED += 1
@@ -188,7 +187,6 @@ class FastTier:
         self.compiled[p] = info
         if info.wait >= 0:
             self.servers.add(p)
-            p.fastwait = info.wait  # transitional: until the loop asks `p in tier.servers` (loopsupport, loopgen)
         p.fast = fn
         p.arity = -1  # the interpreter's inline call path now defers to p.fast
         return True
@@ -206,10 +204,7 @@ class FastTier:
         (the prelude is loaded once per OS process), this tier's code does not."""
         for p in self.compiled:
             p.fast = None
-            p.fastwait = -1  # transitional (see compile)
             p.arity = -1 if p.rest else p.nparams
-        for p in self.refused:
-            p.nofast = False  # transitional (see compile)
         if self.vm.eager:
             for m in list(lbc._REGISTRY.values()):
                 for p in m.protos:
