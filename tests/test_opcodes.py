@@ -320,3 +320,16 @@ def test_band_the_opcode_a_row_added(mode: str, monkeypatch: pytest.MonkeyPatch)
     assert out.getvalue() == BAND_OUTPUT
     if mode == "eager":
         assert fast.COMPILED > compiled and fast.REFUSED == refused, "the fast tier did not compile BAND"
+
+
+def test_a_rows_builtin_is_in_the_table_once_vm_builtins_is_imported() -> None:
+    """The verifier of `lispvm run`/`dis` reads the table before the loop is imported: a row's
+    builtin must be there already (a call of bit/and with three arguments is a CALLB of it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lispvm.vm.builtins import BUILTINS; "
+            "assert 'lispvm.vm.interp' not in sys.modules; print(sorted(op.builtin for op in "
+            "__import__('lispvm.vm.opcodes', fromlist=['OPS']).OPS if op.builtin and op.builtin not in BUILTINS))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (out.returncode, out.stdout.strip()) == (0, "[]"), out.stderr

@@ -1,7 +1,6 @@
 # Generated from vm/opcodes.py and vm/loopgen.py by `python -m lispvm.vm.loopgen`; do not edit.
 """The VM loop, `run(proc, budget, host) -> outcome` (see vm/interp.py for the decoded code it
-runs and vm/loopgen.py for where each handler comes from), and the builtins that rows of the
-instruction table define (registered when this module is imported, by vm/interp.py)."""
+runs and vm/loopgen.py for where each handler comes from)."""
 
 from __future__ import annotations
 
@@ -103,13 +102,11 @@ from .loopsupport import (
     list_of,
     not_a_cons,
     note_box,
-    operand_error,
     product_too_large,
     touch,
     undefined_global,
 )
 from .process import BLOCK, DONE, EXITED, HALT, WAIT, YIELD, Block, Process, ctx
-from .registry import builtin
 from .state import WAITING
 from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Pid, Vec, to_pylist
 
@@ -706,13 +703,3 @@ def run(proc: Process, budget: int, host: Any) -> int:
             continue
         vm.used = refill - budget
         return outcome
-
-
-@builtin("bit/and")
-def b_bit_and(b: Any, c: Any) -> Any:
-    """(bit/and b c): the BAND instruction's template, as a function."""
-    try:
-        result = b & c
-    except TypeError:
-        raise operand_error("bit/and", (b, c,)) from None
-    return result

@@ -1,9 +1,17 @@
 # Generated from vm/opcodes.py and vm/loopgen.py by `python -m lispvm.vm.loopgen`; do not edit.
 
-"""The loop's decoded operations, numbered in dispatch order (vm/loopgen.py HOT), and which
-file opcodes become which. Internal numbers, never stored."""
+"""The loop's decoded operations, numbered in dispatch order (vm/loopgen.py HOT), which
+file opcodes become which (internal numbers, never stored), and the builtins that rows of the
+instruction table define (Op.builtin), registered when this module is imported."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from .checks import short_repr
+from .errors import LispError, badarg
+from .registry import builtin
+from .values import type_name
 
 D_IFLTI_RET = 0
 D_ADDI_CALLG1 = 1
@@ -314,3 +322,23 @@ PLAIN = {
     "RECVSTART": D_RECVSTART,
     "BAND": D_BAND,
 }
+
+
+def operand_error(lisp: str, args: Any) -> LispError:
+    """The badarg of the operator `lisp` given operands it refuses, naming them as written."""
+    if lisp.startswith("bit/"):
+        kinds = "integers"
+    else:
+        kinds = "numbers" if lisp in ("+", "-", "*", "/", "div", "mod") else "numbers or strings"
+    got = " and ".join(f"{type_name(x)} {short_repr(x)}" for x in args)
+    return badarg(f"{lisp}: expected {kinds}, got {got}")
+
+
+@builtin("bit/and")
+def b_bit_and(b: Any, c: Any) -> Any:
+    """(bit/and b c): the BAND instruction's template, as a function."""
+    try:
+        result = b & c
+    except TypeError:
+        raise operand_error("bit/and", (b, c,)) from None
+    return result

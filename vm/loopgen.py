@@ -449,12 +449,19 @@ def _check() -> None:
 
 
 def ops_source() -> str:
-    """vm/_generated_ops.py: the decoded operations' numbers and what each file opcode becomes."""
+    """vm/_generated_ops.py: the decoded operations' numbers, what each file opcode becomes, and
+    the builtins that rows define."""
     _check()
     names = decoded_names()
-    lines = [HEADER, '"""The loop\'s decoded operations, numbered in dispatch order (vm/loopgen.py HOT), and which',
-             'file opcodes become which. Internal numbers, never stored."""', "",
-             "from __future__ import annotations", ""]
+    lines = [HEADER, '"""The loop\'s decoded operations, numbered in dispatch order (vm/loopgen.py HOT), which',
+             'file opcodes become which (internal numbers, never stored), and the builtins that rows of the',
+             'instruction table define (Op.builtin), registered when this module is imported."""', "",
+             "from __future__ import annotations", "",
+             "from typing import Any", "",
+             "from .checks import short_repr",
+             "from .errors import LispError, badarg",
+             "from .registry import builtin",
+             "from .values import type_name", ""]
     for i, n in enumerate(names):
         lines.append(f"D_{n} = {i}")
     lines += ["", "DECODED = {"] + [f'    "D_{n}": D_{n},' for n in names] + ["}", ""]
@@ -482,13 +489,12 @@ def ops_source() -> str:
     lines.append("# File opcodes decoded by operand kind alone (vm/interp.py _decode_proto).")
     lines += ["PLAIN = {"] + [f'    "{n}": D_{n},' for n in plain] + ["}"]
     lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines) + OPS_SUPPORT + builtins_source() + "\n"
 
 
 LOOP_HEAD = '''\
 """The VM loop, `run(proc, budget, host) -> outcome` (see vm/interp.py for the decoded code it
-runs and vm/loopgen.py for where each handler comes from), and the builtins that rows of the
-instruction table define (registered when this module is imported, by vm/interp.py)."""
+runs and vm/loopgen.py for where each handler comes from)."""
 
 from __future__ import annotations
 
@@ -514,13 +520,11 @@ from .loopsupport import (
     list_of,
     not_a_cons,
     note_box,
-    operand_error,
     product_too_large,
     touch,
     undefined_global,
 )
 from .process import BLOCK, DONE, EXITED, HALT, WAIT, YIELD, Block, Process, ctx
-from .registry import builtin
 from .state import WAITING
 from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Pid, Vec, to_pylist
 
@@ -636,7 +640,24 @@ def loop_source_file() -> str:
             out.append(f"{ind}        raise AssertionError(f\"internal: decoded op {{op}} has no handler\")")
     assert names[-1] == "SKIPPED"
     out.append(LOOP_TAIL.rstrip("\n"))
-    return "\n".join(out) + "\n" + builtins_source() + "\n"
+    return "\n".join(out) + "\n"
+
+
+# The wording of an operand a row's operator refuses, written into vm/_generated_ops.py: the
+# builtins that rows define raise it, and vm/loopsupport.py's python_error names a failed
+# instruction with it (the module sits below both, and below vm/builtins.py, which imports it
+# through vm/process.py, so a row's builtin is in the table whenever the table is complete).
+OPS_SUPPORT = '''
+
+def operand_error(lisp: str, args: Any) -> LispError:
+    """The badarg of the operator `lisp` given operands it refuses, naming them as written."""
+    if lisp.startswith("bit/"):
+        kinds = "integers"
+    else:
+        kinds = "numbers" if lisp in ("+", "-", "*", "/", "div", "mod") else "numbers or strings"
+    got = " and ".join(f"{type_name(x)} {short_repr(x)}" for x in args)
+    return badarg(f"{lisp}: expected {kinds}, got {got}")
+'''
 
 
 def _builtin_param(field: str, off: int, nfield: str | None = None, nadj: int = 0) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._generated_ops import D_ADDI_CALLG1, D_ADDI_TAILCALLG1
+from ._generated_ops import D_ADDI_CALLG1, D_ADDI_TAILCALLG1, operand_error
 from .boxes import for_global, key_of, touch
 from .checks import short_repr
 from .errors import BadBytecode, LispError, badarg, badarity, limit_error, product_too_large, undef
@@ -264,16 +264,6 @@ def python_error(proto: Proto, pc: int, regs: list, exc: BaseException) -> LispE
     if lisp in ("head", "tail"):
         return not_a_cons(lisp, args[0])
     return operand_error(lisp, args)
-
-
-def operand_error(lisp: str, args: Any) -> LispError:
-    """The badarg of the operator `lisp` given operands it refuses, naming them as written."""
-    if lisp.startswith("bit/"):
-        kinds = "integers"
-    else:
-        kinds = "numbers" if lisp in ("+", "-", "*", "/", "div", "mod") else "numbers or strings"
-    got = " and ".join(f"{type_name(x)} {short_repr(x)}" for x in args)
-    return badarg(f"{lisp}: expected {kinds}, got {got}")
 
 
 def _on_error(proc: Process, exc: Exception, code: list, op: Any, a: Any, b: Any, c: Any, pc: Any,
