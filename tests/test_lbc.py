@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import struct
-import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -120,12 +119,10 @@ def test_every_truncation_is_refused(fib_bytes: bytes) -> None:
 
 def test_every_single_bit_flip_is_refused(fib_bytes: bytes) -> None:
     assert len(fib_bytes) * 8 <= 40_000, "the program grew: sample bits instead"
-    start = time.monotonic()
     for bit in range(len(fib_bytes) * 8):
         data = bytearray(fib_bytes)
         data[bit // 8] ^= 1 << (bit % 8)
         refused(bytes(data))
-    assert time.monotonic() - start < 20
 
 
 @pytest.mark.parametrize("extra", [b"\0", b"x", b"\n", b"\0" * 100], ids=["nul", "x", "newline", "100"])
@@ -207,7 +204,6 @@ def test_body_damage_behind_a_good_checksum(src: str) -> None:
     """Damage the checksum cannot catch (it was recomputed): the parser and the verifier either
     refuse with BadBytecode or accept a well-formed module; nothing else escapes."""
     body = lbc.dump(compile_source(src, "m.lisp"))[20:]
-    start = time.monotonic()
     accepted = 0
     for mutant in _body_mutants(body, random.Random(7)):
         try:
@@ -215,7 +211,6 @@ def test_body_damage_behind_a_good_checksum(src: str) -> None:
             accepted += 1
         except BadBytecode as e:
             assert e.reason
-    assert time.monotonic() - start < 30
     assert accepted > 0  # some damage (a changed constant) leaves a valid program: fine
 
 
@@ -428,9 +423,7 @@ def test_a_long_integer_constant_loads_in_linear_time() -> None:
     body = bytearray([lbc.K_INT])
     lbc._sv(body, n)
     data = _one_const_file(bytes(body))
-    start = time.monotonic()
-    module = lbc.load(data)
-    assert time.monotonic() - start < 20  # the old loader needed minutes; a bound far from both
+    module = lbc.load(data)  # a loader that hangs here fails at the suite's timeout (pyproject.toml)
     assert module.protos[0].consts == [n]
 
 

@@ -831,7 +831,7 @@ def _build_process(state: Any) -> _process.Process:
         if (f.__class__ is not tuple or len(f) != 5 or f[0].__class__ is not Closure or f[1] is not None
                 or f[2].__class__ is not int or f[3].__class__ is not list or f[4].__class__ is not int):
             raise CodecError("malformed process frame")
-    if not frames or frames[0][0].proto is not _process.BOTTOM[0][0].proto:
+    if not frames or frames[0][0].proto is not _process.HALT_FRAME[0].proto:
         raise CodecError("malformed process stack (no halt frame at its bottom)")
     p = _process.Process.__new__(_process.Process)
     p.__setstate__(state)

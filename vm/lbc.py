@@ -48,7 +48,7 @@ class Proto:
 
     __slots__ = (
         "name", "nparams", "rest", "nregs", "upvals", "code", "consts", "lines", "handlers",
-        "index", "module", "dcode", "pad", "arity", "fast", "hot", "nofast", "fastwait",
+        "index", "module", "dcode", "pad", "arity", "fast",
     )
 
     def __init__(self, name: str, nparams: int, rest: bool, nregs: int) -> None:
@@ -67,10 +67,7 @@ class Proto:
         self.pad: list[Any] = []  # [None] * (registers after the parameters), to build frames fast
         self.arity = -1  # argument count the loop may call inline; -1 (rest parameter, or the fast
         # tier has this function) sends calls down the slower general path: one comparison
-        self.fast: Any = None  # the fast tier's code for this prototype, or None
-        self.hot = 64  # wake-ups in a receive left before the fast tier tries to compile it
-        self.nofast = False  # the fast tier gave up on this prototype
-        self.fastwait = -1  # compiled receive loop (vm/fast.py): pc of its RECVWAIT, resumed in compiled code
+        self.fast: Any = None  # the fast tier's code, or None: the loop's cache (the tier keeps the rest)
 
     def position(self, pc: int) -> tuple[str, int, int]:
         """(file, line, col) of instruction `pc`, read only when reporting."""

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from .state import HALT_FRAME
 from .values import UNDEF
 
 YIELD, WAIT, BLOCK, DONE, FAILED, EXITED, HALT = range(7)
-BOTTOM: list[Any] = [None]  # vm.interp.HALT_FRAME, set when vm.interp is imported
 OUTCOME_NAMES = ("yield", "wait", "block", "done", "failed", "exited", "halt")
 
 
@@ -69,8 +69,8 @@ class Process:
         self.pc = 0  # index of the next instruction of the current frame
         self.regs = regs  # registers of the current frame
         # saved caller frames: (closure, code, pc, regs, dest register); the first is always
-        # vm.interp.HALT_FRAME, so that returning from the process's function ends it
-        self.frames: list[tuple] = [BOTTOM[0]]
+        # vm.state.HALT_FRAME, so that returning from the process's function ends it
+        self.frames: list[tuple] = [HALT_FRAME]
         self.mailbox: list | None = None  # messages from index mbhead on are not yet taken, oldest first
         self.mbhead = 0  # index of the oldest message (taking from the front is O(1))
         self.scan = 0  # receive's scan position (an index into mailbox): earlier ones did not match
@@ -144,7 +144,7 @@ class Process:
     def __setstate__(self, state: tuple) -> None:
         for s, v in zip(self.__slots__, state):
             setattr(self, s, v)
-        bottom = BOTTOM[0]
+        bottom = HALT_FRAME
         self.frames = [bottom if cl.proto is bottom[0].proto else (cl, cl.proto.dcode, pc, regs, dst)
                        for cl, _code, pc, regs, dst in self.frames]
 
