@@ -135,7 +135,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
     code = cl.proto.dcode
     regs = proc.regs
     pc = proc.pc
-    op = a = b = c = None
+    op = a = b = c = ins = None
     pending: BaseException | None = None
     if proc.reply_error is not None:  # a BLOCK request failed: raise its error at the call
         pending = LispError(proc.reply_error)
@@ -146,7 +146,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                 exc, pending = pending, None
                 raise exc
             while True:
-                op, a, b, c, pc = code[pc]
+                op, a, b, c, pc = ins = code[pc]
                 if op < D_MOVE:
                     if op is D_IFLTI_RET:
                         if regs[a] < b:
@@ -365,8 +365,9 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                 p = cl.proto
                                 if p.fast is None:
                                     tier.woken(p)  # woken often: a server loop, maybe (vm/fast.py compiles it)
-                                elif p in tier.servers and tier.compiled[p].wait == pc - 1:
-                                    # a compiled receive loop: resume it there
+                                else:
+                                    # compiled: a receive loop (the only way vm/fast.py compiles a function that
+                                    # receives), whose one RECVWAIT is this one: resume it there
                                     proc.regs = regs
                                     v = _resume_fast(tier, proc, cl, regs)
                                     if v is WAITING:
@@ -671,7 +672,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
             vm.used = refill  # only a spent budget breaks out of the loop
             return YIELD
         except Exception as exc:
-            outcome = _on_error(proc, exc, code, op, a, b, c, pc, cl, regs)
+            outcome = _on_error(proc, exc, code, ins, pc, cl, regs)
         except Block as blk:
             proc.cl, proc.pc, proc.regs = cl, pc, regs
             proc.ret_reg = a
@@ -692,6 +693,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
             code = cl.proto.dcode
             if uw.error is not None:
                 pending = uw.error
+                ins = None  # the error belongs to the call this frame made (fault_index)
             elif uw.outcome is not None:
                 proc.cl, proc.pc, proc.regs = cl, pc, regs
                 vm.used = refill - budget

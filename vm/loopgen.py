@@ -313,8 +313,9 @@ if mb is not None and proc.scan < len(mb):
         p = cl.proto
         if p.fast is None:
             tier.woken(p)  # woken often: a server loop, maybe (vm/fast.py compiles it)
-        elif p in tier.servers and tier.compiled[p].wait == pc - 1:
-            # a compiled receive loop: resume it there
+        else:
+            # compiled: a receive loop (the only way vm/fast.py compiles a function that
+            # receives), whose one RECVWAIT is this one: resume it there
             proc.regs = regs
             v = _resume_fast(tier, proc, cl, regs)
             if v is WAITING:
@@ -553,7 +554,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
     code = cl.proto.dcode
     regs = proc.regs
     pc = proc.pc
-    op = a = b = c = None
+    op = a = b = c = ins = None
     pending: BaseException | None = None
     if proc.reply_error is not None:  # a BLOCK request failed: raise its error at the call
         pending = LispError(proc.reply_error)
@@ -564,7 +565,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                 exc, pending = pending, None
                 raise exc
             while True:
-                op, a, b, c, pc = code[pc]
+                op, a, b, c, pc = ins = code[pc]
 '''
 
 LOOP_TAIL = '''\
@@ -575,7 +576,7 @@ LOOP_TAIL = '''\
             vm.used = refill  # only a spent budget breaks out of the loop
             return YIELD
         except Exception as exc:
-            outcome = _on_error(proc, exc, code, op, a, b, c, pc, cl, regs)
+            outcome = _on_error(proc, exc, code, ins, pc, cl, regs)
         except Block as blk:
             proc.cl, proc.pc, proc.regs = cl, pc, regs
             proc.ret_reg = a
@@ -596,6 +597,7 @@ LOOP_TAIL = '''\
             code = cl.proto.dcode
             if uw.error is not None:
                 pending = uw.error
+                ins = None  # the error belongs to the call this frame made (fault_index)
             elif uw.outcome is not None:
                 proc.cl, proc.pc, proc.regs = cl, pc, regs
                 vm.used = refill - budget

@@ -10,9 +10,8 @@ Errors: a handler raises a LispError where the Lisp rule is broken (head of a no
 undefined global, a bad `after`); an operation Python checks itself (`+` on a string, a builtin
 called with the wrong number of arguments) raises a Python exception that `python_error` names by
 the instruction, its operands and, for a call, the callee's declared parameters — never by the
-exception's message. The instruction is found from the loop's locals: a handler raises only
-before it changes `op, a, b, c, pc`, so the decoded tuple with those very values is the one that
-raised (`fault_index`).
+exception's message. The instruction is recorded where it runs: each fetch binds the decoded
+tuple itself (`ins`), and `fault_index` finds that very object in the frame's code.
 """
 
 from __future__ import annotations
@@ -164,25 +163,19 @@ def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any) ->
 
 # --- errors ----------------------------------------------------------------------------------
 
-def fault_index(code: list[tuple], op: Any, a: Any, b: Any, c: Any, pc: Any) -> int:
-    """The index of the decoded instruction that raised, from the loop's locals (module doc).
+def fault_index(code: list[tuple], ins: tuple | None, pc: int) -> int:
+    """The index of the decoded instruction that raised: `ins` is the tuple the loop fetched last
+    (it binds it with every fetch), found here by identity, never by comparing values.
 
-    `op` None: the error came back from a call (a failed request, an unwound callee), which is
-    the instruction before `pc`. Else the tuple holding exactly these values; the usual places
-    (a plain instruction, a fused pair, a conditional's taken branch) are tried first."""
-    if op is None:
-        return max(0, pc - 1)
-    n = len(code)
-    cands = [pc - 1, pc - 2]
-    if c.__class__ is int:
-        cands.append(c - 2)
-    cands += range(n)
-    for i in cands:
-        if 0 <= i < n:
-            t = code[i]
-            if t[0] is op and t[1] is a and t[2] is b and t[3] is c and t[4] == pc:
+    `ins` None, or not in `code`: the error came back from a call (a failed request, an unwound
+    callee) into this frame, whose call instruction is the one before `pc`."""
+    if ins is not None:
+        if pc > 0 and code[pc - 1] is ins:  # the usual place: the instruction fell through
+            return pc - 1
+        for i, t in enumerate(code):
+            if t is ins:
                 return i
-    raise AssertionError(f"internal: no decoded instruction {op} {a} {b} {c} -> {pc}")
+    return max(0, pc - 1)
 
 
 def _signature_refuses(fn: Any, nargs: int) -> bool:
@@ -266,14 +259,14 @@ def python_error(proto: Proto, pc: int, regs: list, exc: BaseException) -> LispE
     return operand_error(lisp, args)
 
 
-def _on_error(proc: Process, exc: Exception, code: list, op: Any, a: Any, b: Any, c: Any, pc: Any,
+def _on_error(proc: Process, exc: Exception, code: list, ins: tuple | None, pc: int,
               cl: Closure, regs: list) -> int | None:
     """Find a `try` for the error, innermost frame first. Returns None when one caught it
     (proc.cl/pc/regs then hold the handler's frame) or FAILED."""
     if isinstance(exc, LispError) and exc.pos is not None:
         err, where, i = exc, exc.pos, None
     else:
-        i = fault_index(code, op, a, b, c, pc) if code is not None else 0
+        i = fault_index(code, ins, pc) if code is not None else 0
         if code is not None and code[i][0] in _FUSED_CALLS and not isinstance(exc, TypeError):
             i += 1  # the call half failed: report the call's position
         err = python_error(cl.proto, i, regs, exc)
