@@ -274,20 +274,6 @@ if mb is not None:
 else:
     proc.scan = 0
     pc = c""",
-    "RECV_BEGIN": """\
-regs[b] = None  # no `after`: wait for ever
-proc.deadline = None
-proc.timed_out = False
-mb = proc.mailbox
-if mb is not None:
-    proc.scan = x = proc.mbhead
-    if x < len(mb):
-        regs[a] = mb[x]
-    else:
-        pc = c
-else:
-    proc.scan = 0
-    pc = c""",
     "RECVPEEK": """\
 mb = proc.mailbox
 if mb is not None and proc.scan < len(mb):
@@ -367,6 +353,8 @@ proc.regs = regs
 vm.used = refill - budget
 return DONE""",
 }
+# RECVSTART fused with its RECVPEEK, when the receive has no `after`: the same scan's start
+SPECIAL["RECV_BEGIN"] = "regs[b] = None  # no `after`: wait for ever\n" + SPECIAL["RECVSTART_PEEK"]
 
 # What the loop calls a template's $names (the others keep their name).
 LOOP_NAMES = {"INT_MIN": "int_min", "INT_LIMIT": "int_limit"}
