@@ -900,9 +900,14 @@ _INLINE: dict[tuple[str, int], Any] = {
 for _name in _COMPARE:
     _INLINE[(_name, 2)] = Compiler.i_compare
 for _op in OPS:  # a builtin that a row defines (vm/opcodes.py Op.builtin): its instruction, inline
-    if _op.builtin is not None:
+    if _op.builtin is None:
+        continue
+    if _op.reads == ("B", "C"):  # binary: (f a b c) folds left, like +
         _ARITH[_op.builtin] = _op.name
         _INLINE[(_op.builtin, 2)] = Compiler.i_arith
+    else:  # unary (vm/opcodes.py allows only these two shapes)
+        _UNARY[_op.builtin] = _op.name
+        _INLINE[(_op.builtin, 1)] = Compiler.i_unary
 
 
 def _small(x: Any, negate: bool = False) -> bool:

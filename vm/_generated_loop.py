@@ -15,7 +15,10 @@ from ._generated_ops import (
     D_ADDRET,
     D_APPLY,
     D_BAND,
+    D_BNOT,
+    D_BOR,
     D_BOX,
+    D_BXOR,
     D_CALL,
     D_CALLB0,
     D_CALLB1,
@@ -600,7 +603,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             regs[a + 1] = x.tail
                         else:
                             pc = c[1]
-                elif op < D_SETGLOBAL:
+                elif op < D_BOR:
                     if op is D_UNVEC:
                         n, fail = c
                         x = regs[b]
@@ -637,7 +640,13 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         if tier is not None:
                             tier.on_define(b.name)
                 else:
-                    if op is D_SETGLOBAL:
+                    if op is D_BOR:
+                        regs[a] = regs[b] | regs[c]
+                    elif op is D_BXOR:
+                        regs[a] = regs[b] ^ regs[c]
+                    elif op is D_BNOT:
+                        regs[a] = ~regs[b]
+                    elif op is D_SETGLOBAL:
                         if b.v is UNDEF:
                             raise undefined_global(b, "set: ")
                         x = for_global(proc, regs[a], b)

@@ -83,11 +83,14 @@ D_SETBOX = 66
 D_BOX = 67
 D_LOADNIL = 68
 D_DEFGLOBAL = 69
-D_SETGLOBAL = 70
-D_BAND = 71
-D_GOFAST = 72
-D_HALT = 73
-D_SKIPPED = 74
+D_BOR = 70
+D_BXOR = 71
+D_BNOT = 72
+D_SETGLOBAL = 73
+D_BAND = 74
+D_GOFAST = 75
+D_HALT = 76
+D_SKIPPED = 77
 
 DECODED = {
     "D_IFLTI_RET": D_IFLTI_RET,
@@ -160,6 +163,9 @@ DECODED = {
     "D_BOX": D_BOX,
     "D_LOADNIL": D_LOADNIL,
     "D_DEFGLOBAL": D_DEFGLOBAL,
+    "D_BOR": D_BOR,
+    "D_BXOR": D_BXOR,
+    "D_BNOT": D_BNOT,
     "D_SETGLOBAL": D_SETGLOBAL,
     "D_BAND": D_BAND,
     "D_GOFAST": D_GOFAST,
@@ -230,6 +236,9 @@ DECODES_TO = {
     "RECVWAIT": ('D_RECVWAIT',),
     "RECVSTART": ('D_RECVSTART',),
     "BAND": ('D_BAND',),
+    "BOR": ('D_BOR',),
+    "BXOR": ('D_BXOR',),
+    "BNOT": ('D_BNOT',),
 }
 FUSED = {
     "D_IFLTI_RET": ('IFLTI', 'RETURN'),
@@ -321,6 +330,9 @@ PLAIN = {
     "RECVWAIT": D_RECVWAIT,
     "RECVSTART": D_RECVSTART,
     "BAND": D_BAND,
+    "BOR": D_BOR,
+    "BXOR": D_BXOR,
+    "BNOT": D_BNOT,
 }
 
 
@@ -341,4 +353,34 @@ def b_bit_and(b: Any, c: Any) -> Any:
         result = b & c
     except TypeError:
         raise operand_error("bit/and", (b, c,)) from None
+    return result
+
+
+@builtin("bit/or")
+def b_bit_or(b: Any, c: Any) -> Any:
+    """(bit/or b c): the BOR instruction's template, as a function."""
+    try:
+        result = b | c
+    except TypeError:
+        raise operand_error("bit/or", (b, c,)) from None
+    return result
+
+
+@builtin("bit/xor")
+def b_bit_xor(b: Any, c: Any) -> Any:
+    """(bit/xor b c): the BXOR instruction's template, as a function."""
+    try:
+        result = b ^ c
+    except TypeError:
+        raise operand_error("bit/xor", (b, c,)) from None
+    return result
+
+
+@builtin("bit/not")
+def b_bit_not(b: Any) -> Any:
+    """(bit/not b): the BNOT instruction's template, as a function."""
+    try:
+        result = ~b
+    except TypeError:
+        raise operand_error("bit/not", (b,)) from None
     return result

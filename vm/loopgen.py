@@ -419,9 +419,17 @@ def handlers() -> dict[str, str]:
     return out
 
 
+def order() -> tuple[tuple[str, ...], ...]:
+    """HOT, with any handler it does not list (a row just added) at the front of its last,
+    coldest group: a new instruction needs no place in HOT until it is worth a faster one."""
+    listed = {entry for group in HOT for entry in group}
+    extra = tuple(name for name in handlers() if name not in listed)
+    return HOT[:-1] + (extra + HOT[-1],)
+
+
 def decoded_names() -> list[str]:
     """The decoded operations in dispatch order (their numbers)."""
-    return [n for group in HOT for entry in group for n in entry.split("|")]
+    return [n for group in order() for entry in group for n in entry.split("|")]
 
 
 def _check() -> None:
@@ -430,8 +438,9 @@ def _check() -> None:
         raise ValueError("a decoded operation is listed twice in HOT")
     have = set(handlers()) | {"SKIPPED"}
     listed = {entry for group in HOT for entry in group}
-    if have != listed:
-        raise ValueError(f"HOT and the handlers differ: {sorted(have ^ listed)}")
+    if listed - have:
+        raise ValueError(f"vm/loopgen.py HOT lists {sorted(listed - have)}, which have no handler: neither a row "
+                         "of vm/opcodes.py with a template nor a hand-written SPECIAL entry")
     for op in OPS:
         if op.name not in DECODE_AS and op.name not in names and op.name not in EXTRA_DECODES:
             raise ValueError(f"{op.name} has no decoded operation")
@@ -604,17 +613,18 @@ def loop_source_file() -> str:
     """vm/_generated_loop.py: `run`, its dispatch in HOT's order."""
     _check()
     hs = handlers()
-    used = sorted({n for group in HOT for entry in group for n in entry.split("|") if n != "SKIPPED"}
+    hot = order()
+    used = sorted({n for group in hot for entry in group for n in entry.split("|") if n != "SKIPPED"}
                   | {"APPLY", "TAILAPPLY", "CALL", "TAILCALL"}, key=str.lower)  # as ruff's isort orders them
     imports = "from ._generated_ops import (\n" + "".join(f"    D_{n},\n" for n in used) + ")\n"
     out = [HEADER + LOOP_HEAD.replace("{D_IMPORTS}", imports).rstrip("\n")]
     ind = " " * 16
     names = decoded_names()
-    for gi, group in enumerate(HOT):
+    for gi, group in enumerate(hot):
         if gi == 0:
-            out.append(f"{ind}if op < D_{HOT[1][0].split('|')[0]}:")
-        elif gi < len(HOT) - 1:
-            out.append(f"{ind}elif op < D_{HOT[gi + 1][0].split('|')[0]}:")
+            out.append(f"{ind}if op < D_{hot[1][0].split('|')[0]}:")
+        elif gi < len(hot) - 1:
+            out.append(f"{ind}elif op < D_{hot[gi + 1][0].split('|')[0]}:")
         else:
             out.append(f"{ind}else:")
         first = True
@@ -625,7 +635,7 @@ def loop_source_file() -> str:
             out.append(f"{ind}    {'if' if first else 'elif'} {test}:")
             first = False
             out += [f"{ind}        {line}" if line else "" for line in _expand(hs[entry])]
-        if gi == len(HOT) - 1:
+        if gi == len(hot) - 1:
             out.append(f"{ind}    else:  # D_SKIPPED cannot run: the fused instruction before it jumps over it")
             out.append(f"{ind}        raise AssertionError(f\"internal: decoded op {{op}} has no handler\")")
     assert names[-1] == "SKIPPED"
@@ -693,6 +703,11 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="write nothing; fail if a file differs")
     args = ap.parse_args(argv)
     root = root or Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():
+        # an installed copy (site-packages): its rows are not the ones being edited
+        print(f"loopgen: {root} is an installed copy, not a source checkout; install the checkout "
+              "editable (pip install -e '.[dev]') and run this again", file=sys.stderr)
+        return 2
     stale = []
     for path, text in generate(root).items():
         old = path.read_text(encoding="utf-8") if path.exists() else None
