@@ -25,21 +25,18 @@ from typing import Any
 
 from ..vm import lbc
 from ..vm.codec import CodecError
-from ..vm.errors import report_repr
 from ..vm.process import Globals, Process
 from ..vm.state import VM
-from ..vm.values import Pid, intern
+from ..vm.values import Pid
 from .balance import Balancing
 from .clock import MonotonicClock
 from .events import COUNTED, SHAPES, Refused
-from .kernel import Scheduler, crash_line
+from .kernel import Scheduler, Service, crash_line, main_end
 from .names import Names
 from .routing import NOCONNECTION, Routing
 from .transport import GIVE_WAY, Link, Transport
 
 __all__ = ["ClusterNode", "Worker"]
-
-NORMAL = intern("normal")
 
 
 class ClusterNode(Transport, Routing, Names, Balancing):
@@ -62,7 +59,7 @@ class ClusterNode(Transport, Routing, Names, Balancing):
         self.started: set[int] = {0}  # schedulers known to be running
         self.dead: set[int] = set()  # schedulers known to have died
         self.greeted: set[int] = set()  # peers whose hello came on a connection they made to us
-        self.services: list[Any] = []  # objects with outstanding() (device requests in flight)
+        self.services: list[Service] = []  # the device client, once a request starts it
         self.stopping = False
         self.exit_code: int | None = None  # set when this scheduler's loop is to end
         self.started_any = sid != 0  # a worker exists: the hub must watch its listener
@@ -76,8 +73,8 @@ class ClusterNode(Transport, Routing, Names, Balancing):
     def pending(self) -> bool:
         """Asked when a budget is spent: is there input? (Also a chance to flush.) Free until
         a second scheduler or the device process exists."""
-        if not self.all_links and not self.readers and not self.started_any:
-            return False
+        if not self.all_links and not self.started_any and len(self.poller.fds) == 1:
+            return False  # (the one fd: the listener, with nobody to connect to it)
         got = self.poll(0)
         if self.idle_peers:
             self.balance()
@@ -102,12 +99,7 @@ class ClusterNode(Transport, Routing, Names, Balancing):
 
     def process_ended(self, sched: Scheduler, proc: Process, reason: Any) -> None:
         if proc.pid == self.main_pid:
-            if reason is NORMAL:
-                self.main_done(0, None)
-            elif proc.where is not None:
-                self.main_done(1, crash_line(proc, True))
-            else:
-                self.main_done(1, f"lispvm: the main process exited with reason {report_repr(reason)}")
+            self.main_done(*main_end(proc, reason))
 
     def halt(self, code: int) -> None:
         self.main_done(code, None)
@@ -259,13 +251,13 @@ def _dispatch(name: str) -> Any:
 
 
 _HANDLERS = {
-    "hello": ClusterNode.on_hello, "ev": ClusterNode.on_ev, "moved": ClusterNode.on_moved,
+    "ev": ClusterNode.on_ev, "moved": ClusterNode.on_moved,
     "proc": ClusterNode.on_proc, "define": ClusterNode.on_define, "register": ClusterNode.on_register,
     "unregister": ClusterNode.on_register, "idle": ClusterNode.on_idle,
     "peer": ClusterNode.on_peer, "sched_down": ClusterNode.on_sched_down, "start": ClusterNode.on_start,
 }
-# Events only one side takes (the hub, or a worker), found by name on the receiving node: a
-# node without the method refuses the event.
+# Events found by name on the receiving node: the hub's on_hello is its own, and events only
+# one side takes (the hub, or a worker) are refused by a node without the method.
 _BY_NAME = {"hello": "on_hello", "out": "on_out", "err": "on_err", "main_done": "on_main_done",
             "idle_report": "on_idle_report", "busy": "on_busy", "stop": "on_stop", "mainpid": "on_mainpid"}
 for _ev, _m in _BY_NAME.items():

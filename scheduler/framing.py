@@ -6,8 +6,8 @@ taken yet, and splitting what it reads back into frames. Chaos mode's split and 
 and small socket buffers are applied here (scheduler/chaos.py).
 
 Must never: block (a socket call that would wait returns, and the caller polls the fd), decide
-what a frame means (scheduler/cluster.py does), unpickle anything, or drop bytes of a peer that
-is still connected.
+what a frame means (scheduler/events.py and cluster.py do), unpickle anything, or drop bytes of
+a peer that is still connected.
 
 Use: queue, then flush (True while bytes are left: poll the fd for writability and call write
 again); read (decoded terms) or read_payloads (undecoded) when the fd is readable. The cluster's

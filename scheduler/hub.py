@@ -25,6 +25,7 @@ from ..vm.process import Globals, Process
 from ..vm.values import UNDEF, Closure
 from .balance import POKE_SIGNAL, install_poke
 from .cluster import ClusterNode
+from .kernel import deadlock_line
 from .transport import Link
 from .workers import fork_worker, keep_for_reaping, reap, remove_dir, settings_of, spawn_worker
 
@@ -217,7 +218,8 @@ class Hub(ClusterNode):
             self.chaos_migrate()
         if s.yields:
             self.maybe_grow()
-        # (pass_budget, inline: this runs after every pass)
+        # pass_budget, inline: a call after every pass costs a message ring measurably
+        # (docs/performance.md, "Scheduler decisions")
         s.budget = (self.probe_budget if len(s.runq) >= 2 and self.next_to_start() is not None
                     else self.full_budget)
 
@@ -251,8 +253,7 @@ class Hub(ClusterNode):
         return delay
 
     def deadlock(self) -> None:
-        self.end(1, f"lispvm: deadlock: the main process {self.main_pid!r} waits for a message that no "
-                    "process can send")
+        self.end(1, deadlock_line(self.main_pid))
 
     def shutdown(self) -> None:
         """Stop every worker and remove the sockets: nothing of ours is left running."""

@@ -1,8 +1,10 @@
 """The scheduler: one run queue of lightweight processes, driven by one loop.
 
 Owns: a scheduler's processes, run queue and timers, the one scheduler loop (`Scheduler.loop`),
-and the outcome of every slice (one trap_* per outcome). Must never: wait anywhere but in its
-node's poll phase, know how many OS processes the node has, or be imported by vm/.
+and the outcome of every slice (one trap_* per outcome). Must never: wait itself (while its
+loop runs, every wait is its node's: the poll phase, the idle grace, back-pressure, each through
+the node's Poller, scheduler/poller.py, or its clock when nothing is polled), know how many OS
+processes the node has, or be imported by vm/.
 
 Principles (curio's kernel is the model):
 - The VM loop (vm.interp.run) runs one process for one budget and returns an outcome; each
@@ -10,9 +12,10 @@ Principles (curio's kernel is the model):
 - Synchronous process operations (spawn, send, link, monitor, ...) are Host methods the VM calls
   directly: nothing there ever waits.
 - The scheduler loop has four phases: fire due timers, run every ready process for one budget,
-  and when nothing is ready, the node's idle policy, then its poll (which takes in what other OS
-  processes and the device process sent, and blocks until the next event or deadline). When
-  every process waits, it sleeps: no busy waiting beyond the short spins the idle policy allows.
+  and when nothing is ready, the node's idle policy, then its poll (the node's scheduler/poller.py
+  Poller, where every file descriptor is waited on: what other OS processes and the device
+  process sent; it blocks until the next event or deadline). When every process waits, it
+  sleeps: no busy waiting beyond the short spins the idle policy allows.
 - Everything node-wide (names, other schedulers, the device process, output) goes through
   `self.node` (scheduler/node.py); with one scheduler the node is this OS process. The node is
   also the loop's policy (`Policy`): the one-scheduler node, the hub and the worker differ only
@@ -29,14 +32,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..vm import interp
-from ..vm.errors import describe
+from ..vm.errors import describe, report_repr
 from ..vm.process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Process
 from ..vm.state import VM
 from ..vm.values import Cons, Pid, Ref, Sym, from_list, intern
 from . import chaos
 from .clock import MonotonicClock
 
-__all__ = ["Policy", "Scheduler", "RUNNABLE", "WAITING", "BLOCKED", "DEAD", "YIELDED"]
+__all__ = ["Policy", "Scheduler", "Service", "RUNNABLE", "WAITING", "BLOCKED", "DEAD", "YIELDED"]
 
 NEW, RUNNABLE, WAITING, BLOCKED, DEAD = range(5)
 YIELDED = object()  # Process.sched marker: its last slice used the whole budget (CPU-bound)
@@ -44,11 +47,31 @@ NORMAL, KILL, KILLED, NOPROC = intern("normal"), intern("kill"), intern("killed"
 EXIT_SYM, DOWN_SYM = intern("EXIT"), intern("DOWN")
 
 
+class Service(Protocol):
+    """Another OS process that answers a scheduler's BLOCK requests (the device client,
+    scheduler/device_client.py), in a node's `services` list once started. Its socket is polled
+    through the node's add_reader; the policies ask it the two questions below."""
+
+    def outstanding(self) -> int:
+        """Requests sent and not answered yet: while any is, a scheduler with nothing else to
+        wait for is not deadlocked (an answer will wake a process)."""
+        ...
+
+    def new_request(self) -> bool:
+        """Whether a request was sent since the last call (the flag is taken): the idle policy
+        then polls briefly without sleeping for its answer (node.spin_for_services)."""
+        ...
+
+
 class Policy(Protocol):
     """What a node decides for its scheduler's loop (Scheduler.loop): when to stop, what to do
     between passes over the run queue, what an idle scheduler does, and how it waits for input.
     The one-scheduler node (scheduler/node.py), the hub and the worker (scheduler/hub.py,
-    scheduler/cluster.py) are the three policies."""
+    scheduler/cluster.py) are the three policies. Each node also keeps `services`, a list of
+    Service, and `poller`, its scheduler/poller.py Poller (add_reader and remove_reader are the
+    node's too, for the device client)."""
+
+    services: list[Service]  # started services: idle asks them before reporting a deadlock
 
     exit_code: int | None  # None while the loop runs; the policy sets it to end the loop
     # Called after each pass over the run queue, or None when there is nothing to do then (the
@@ -66,8 +89,8 @@ class Policy(Protocol):
         ...
 
     def poll(self, timeout: float | None) -> bool:
-        """Wait up to `timeout` seconds (None: for ever) for input on the node's descriptors
-        and handle what came (messages, device answers); whether anything came."""
+        """Wait up to `timeout` seconds (None: for ever) for input on the node's descriptors, in
+        its Poller, and handle what came (messages, device answers); whether anything came."""
         ...
 
 
@@ -130,7 +153,7 @@ class Scheduler:
         return None if deadline is None else max(0.0, (deadline - self.clock.now_ms()) / 1000.0)
 
     def run_ready(self) -> None:
-        """Run each process that is ready now for one budget (phase three)."""
+        """Phase two: run each process that is ready now for one budget."""
         runq = self.runq
         budget = self.budget
         trace = self.trace
@@ -154,7 +177,7 @@ class Scheduler:
                 _TRAPS[outcome](self, proc)
 
     def fire_timers(self, now: float) -> None:
-        """Phase two: wake processes whose receive timed out; deliver timer/send-after."""
+        """Phase one: wake processes whose receive timed out; deliver timer/send-after."""
         timers = self.timers
         while timers and timers[0][0] <= now:
             deadline, _, what = heapq.heappop(timers)
@@ -388,7 +411,7 @@ class Scheduler:
                 if self.trace is not None:
                     self.trace.event(self, "send", sender.pid, to=dest)
                 if sender.seqs is not None and dest.key in sender.seqs:
-                    self.node.send_from(self, sender, dest, msg)  # an ordered pair (cluster.py)
+                    self.node.send_from(self, sender, dest, msg)  # an ordered pair (routing.py)
                     return
                 mb = proc.mailbox
                 if mb is None:
@@ -483,4 +506,20 @@ def crash_line(proc: Process, main: bool) -> str:
     return f"{file}:{line}:{col}: process {proc.pid!r} crashed: {what}"
 
 
-__all__ += ["crash_line", "Cons"]
+def main_end(proc: Process, reason: Any) -> tuple[int, str | None]:
+    """The node's exit status when the main process `proc` ends with `reason`, and the line
+    saying why if it failed (None: nothing to say)."""
+    if reason is NORMAL:
+        return 0, None
+    if proc.where is not None:  # an uncaught error (the VM recorded where it was raised)
+        return 1, crash_line(proc, True)
+    return 1, f"lispvm: the main process exited with reason {report_repr(reason)}"
+
+
+def deadlock_line(main: Pid, detail: str = "") -> str:
+    """The line reporting that the main process `main` can never be woken; `detail` (with its
+    leading space) says what the node knows of the rest."""
+    return f"lispvm: deadlock: the main process {main!r} waits for a message that no process can send{detail}"
+
+
+__all__ += ["crash_line", "deadlock_line", "main_end", "Cons"]

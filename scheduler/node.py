@@ -5,8 +5,8 @@ Owns: loading the program into each scheduler's OS process, and the one-schedule
 loop's policy (kernel.Policy: when it is idle, a deadlock or a wait for the next timer or the
 device process), the end of the node and the exit status. The multi-process node
 (scheduler/cluster.py, scheduler/hub.py) offers the same methods to its schedulers. Must never:
-start another OS process (but the device process, scheduler/device_client.py), or wait anywhere but in
-its poll.
+start another OS process (but the device process, scheduler/device_client.py), or wait anywhere
+but in its poll (its Poller, scheduler/poller.py, or the clock when nothing is polled).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 
 from ..vm import interp, lbc, prelude
 from ..vm.builtins import BUILTINS, badarg
-from ..vm.errors import report_repr
 from ..vm.process import Globals, Process
 from ..vm.values import Closure, Pid, Sym
 from .clock import BusyWait, MonotonicClock
-from .kernel import DEAD, NORMAL, Scheduler, crash_line
+from .kernel import DEAD, Scheduler, Service, crash_line, deadlock_line, main_end
+from .poller import Poller
 
 __all__ = ["LocalNode", "load_program", "spin_for_services"]
 
@@ -31,7 +31,7 @@ __all__ = ["LocalNode", "load_program", "spin_for_services"]
 SERVICE_SPIN = 200e-6
 
 
-def spin_for_services(services: list, poll: Callable[[float], bool], busy: BusyWait,
+def spin_for_services(services: list[Service], poll: Callable[[float], bool], busy: BusyWait,
                       timeout: float | None) -> bool:
     """Once per request sent to a service, when the scheduler is first idle after it: poll its
     input without sleeping (BusyWait), for up to SERVICE_SPIN and never past `timeout` seconds
@@ -72,9 +72,9 @@ class LocalNode:
         self.trace = trace
         self.main: Process | None = None  # the process running the program's top level
         self.exit_code: int | None = None  # set when the node ends
-        self.readers: dict[int, Any] = {}  # fd -> callback, waited on when idle (device answers)
-        self.services: list[Any] = []  # objects with outstanding() -> int (requests in flight)
-        self.busy_wait = BusyWait(SERVICE_SPIN)  # and new_request() -> bool (spin_for_services)
+        self.poller = Poller()  # the descriptors waited on when idle (the device client's answers)
+        self.services: list[Service] = []  # the device client, once a request starts it
+        self.busy_wait = BusyWait(SERVICE_SPIN)  # after a request to a service (spin_for_services)
 
     # --- running: the scheduler loop's policy (kernel.Policy) -------------------------------
 
@@ -96,50 +96,37 @@ class LocalNode:
     def idle(self, deadline: float | None) -> float | None:
         """Nothing is runnable: report a deadlock if nothing can wake the main process (no timer,
         no device answer to come); otherwise how long to wait (kernel.Policy.idle)."""
-        if deadline is None and (not self.readers or not any(svc.outstanding() for svc in self.services)):
+        polled = self.poller.fds
+        if deadline is None and (not polled or not any(svc.outstanding() for svc in self.services)):
             self.deadlock()
             return -1.0
         self.flush()
         delay = self.sched.seconds_until(deadline)
-        if (self.readers and not (self.clock.virtual and delay is not None)
-                and spin_for_services(self.services, self.poll_readers, self.busy_wait, delay)):
+        if (polled and not (self.clock.virtual and delay is not None)
+                and spin_for_services(self.services, self.poller.poll, self.busy_wait, delay)):
             return -1.0
         return delay
 
     def poll(self, timeout: float | None) -> bool:
-        """Wait for a reader (the device client) or the next timer; a virtual clock jumps to the
-        timer instead of sleeping."""
-        if self.readers and not (self.clock.virtual and timeout is not None):
-            return self.poll_readers(timeout)
+        """Wait in the poller for a descriptor (the device client's) or the next timer; with
+        nothing to poll, sleep until the timer (the clock's sleep is finer than poll's whole
+        milliseconds), and a virtual clock jumps to the timer instead of sleeping."""
+        if self.poller.fds and not (self.clock.virtual and timeout is not None):
+            return self.poller.poll(timeout)
         if timeout:
             self.clock.sleep(timeout)
         return False
 
-    def poll_readers(self, timeout: float | None) -> bool:
-        """Wait up to `timeout` seconds (None: for ever) for a reader; run the callbacks."""
-        import select
-
-        try:
-            ready, _, _ = select.select(list(self.readers), [], [], timeout)
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; a signal handler may raise
-            return False
-        for fd in ready:
-            cb = self.readers.get(fd)
-            if cb is not None:
-                cb()
-        return bool(ready)
-
     def add_reader(self, fd: int, callback: Any) -> None:
         """Call `callback()` when `fd` is readable (checked when idle and at preemption)."""
-        self.readers[fd] = callback
+        self.poller.add_reader(fd, callback)
 
     def remove_reader(self, fd: int) -> None:
-        self.readers.pop(fd, None)
+        self.poller.remove_reader(fd)
 
     def deadlock(self) -> None:
-        main = self.main
-        self.err.write(f"lispvm: deadlock: the main process {main.pid!r} waits for a message that no "
-                       f"process can send ({len(self.sched.procs)} process(es) waiting, no timers)\n")
+        self.err.write(deadlock_line(self.main.pid, f" ({len(self.sched.procs)} process(es) waiting, no timers)")
+                       + "\n")
         self.exit_code = 1
 
     def flush(self) -> None:
@@ -154,7 +141,7 @@ class LocalNode:
 
     def pending(self) -> bool:
         """Is there input for this scheduler (a reader ready)? Asked when a budget is spent."""
-        return bool(self.readers) and self.poll_readers(0)
+        return bool(self.poller.fds) and self.poller.poll(0)
 
     def place(self, sched: Scheduler, proc: Process, where: int | None) -> None:
         sched.add(proc)
@@ -181,13 +168,11 @@ class LocalNode:
 
     def signal(self, sched: Scheduler, sender: Any, pid: Pid, sig: tuple) -> None:
         kind = sig[0]
-        if kind == "exit":
-            sig = (*sig, pid)
-        elif kind == "down":
-            sig = (*sig, pid)
+        if kind == "exit" or kind == "down":
+            sig = (*sig, pid)  # (the receiver's pid last, as kernel.receive_signal reads them)
         self.sched.receive_signal(sig)
         if sched.trace is not None and kind in ("link", "monitor"):
-            sched.trace.event(sched, kind, sig[2] if kind == "link" else sig[2], target=pid)
+            sched.trace.event(sched, kind, sig[2], target=pid)
 
     def register(self, sched: Scheduler, name: Sym, pid: Pid) -> None:
         proc = self.sched.procs.get(pid.key)
@@ -241,11 +226,8 @@ def stop_device() -> None:
 
 def main_exit(proc: Process, reason: Any, flush: Any, err: Any) -> int:
     """The node's exit status when the main process ends, after saying why if it failed."""
-    if reason is NORMAL:
-        return 0
-    flush()
-    if proc.where is not None:  # an uncaught error (the VM recorded where it was raised)
-        err.write(crash_line(proc, True) + "\n")
-    else:
-        err.write(f"lispvm: the main process exited with reason {report_repr(reason)}\n")
-    return 1
+    code, line = main_end(proc, reason)
+    if line is not None:
+        flush()
+        err.write(line + "\n")
+    return code

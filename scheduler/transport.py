@@ -2,10 +2,11 @@
 
 Owns: the node's listening socket and its links (a framing.Channel per connection, made on first
 use at a path derived from the scheduler number, scheduler/framing.py), events queued for a peer
-that is not connected yet, the poll of every descriptor (links, the listener, the device
-client's), writes that finish (a link with unsent bytes is polled for writability), and the
-bound on unsent bytes (back-pressure, charged sends). Must never: interpret an event beyond
-handing it to the node (`handle`), block on a socket call, or unpickle anything.
+that is not connected yet, registering them with the node's poller (scheduler/poller.py, which
+the device client's socket joins through add_reader), writes that finish (a link with unsent
+bytes is polled for writability), and the bound on unsent bytes (back-pressure, charged sends).
+Must never: interpret an event beyond handing it to the node (`handle`), block on a socket call,
+wait but through the poller, or unpickle anything.
 
 Transport (docs/processes.md, "Transport"; figures in docs/performance.md): an AF_UNIX stream
 socket per pair of schedulers; events are encoded when they are queued, so that an over-large one
@@ -16,7 +17,6 @@ cluster.ClusterNode: its state is made by `init_transport` and read by the other
 from __future__ import annotations
 
 import os
-import select
 import socket
 import sys
 import time
@@ -28,10 +28,10 @@ from .chaos import Chaos
 from .events import COUNTED, Refused
 from .framing import Channel
 from .kernel import Scheduler
+from .poller import Poller
 
 __all__ = ["GIVE_WAY", "PUSH_BYTES", "SEND_BUFFER_LIMIT", "Link", "Transport"]
 
-_READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 # Unsent bytes a scheduler may hold for its peers before it stops running processes until they
 # have read half of them (Transport.backpressure; docs/processes.md, "Back-pressure").
 SEND_BUFFER_LIMIT = 64 << 20
@@ -59,12 +59,10 @@ class Transport:
 
     def init_transport(self) -> None:
         """Make the node's poller and listening socket; no link yet."""
-        self.poller = select.poll()  # C-level: the selectors module costs more per wait
-        self.fds: dict[int, tuple] = {}  # fd -> (kind, object)
+        self.poller = Poller()  # every descriptor this OS process waits on
         self.links: dict[int, Link] = {}  # peer -> the link this scheduler sends on
         self.all_links: list[Link] = []  # every link, including accepted ones used only to read
         self.pending_out: dict[int, list[tuple | bytes]] = {}  # events (or their frames) for peers not connected yet
-        self.readers: dict[int, Any] = {}  # extra fds (the device client) -> callback
         self.writing: set[Link] = set()  # links with unsent bytes: polled for POLLOUT as well
         self.charged = False  # a send pushed PUSH_BYTES out during this slice: its process may give way
         self.eof: set[int] = set()  # peers whose connection ended (they closed it, or exited)
@@ -79,13 +77,13 @@ class Transport:
         s.bind(self._path(self.sid))
         s.listen(64)
         s.setblocking(False)
-        self._watch(s.fileno(), ("accept", None))
+        self.poller.add_reader(s.fileno(), self._accept)
         return s
 
     def _add_link(self, sock: socket.socket, peer: int | None) -> Link:
         link = Link(sock, peer, self.chaos)
         self.all_links.append(link)
-        self._watch(sock.fileno(), ("link", link))
+        self.poller.add_reader(link.fd, lambda: self._read(link))
         return link
 
     def connect(self, peer: int) -> Link | None:
@@ -182,12 +180,11 @@ class Transport:
             return
         if left:
             self.writing.add(link)
-            events = select.POLLIN | select.POLLOUT
+            if link.fd in self.poller.readers:  # (not once it is closed)
+                self.poller.add_writer(link.fd, lambda: self._writing(link, link.flush()))
         else:
             self.writing.discard(link)
-            events = select.POLLIN
-        if link.fd in self.fds:
-            self.poller.modify(link.fd, events)
+            self.poller.remove_writer(link.fd)
 
     def unsent(self) -> int:
         """Bytes written by processes here that no socket has taken yet (0: nothing waits)."""
@@ -216,31 +213,10 @@ class Transport:
             self.poll(left)
 
     def poll(self, timeout: float | None) -> bool:
-        """Wait up to `timeout` seconds for input; handle it. True if anything came."""
+        """Write what is queued, then wait up to `timeout` seconds in the poller for input (and
+        for links with unsent bytes to take more); handle it. True if any input came."""
         self.flush()
-        try:
-            ready = self.poller.poll(None if timeout is None else timeout * 1000.0)
-        except InterruptedError:  # pragma: no cover - PEP 475 retries poll
-            return False
-        fds = self.fds
-        got = False
-        for fd, revents in ready:
-            entry = fds.get(fd)
-            if entry is None:
-                continue
-            kind, obj = entry
-            if kind == "accept":
-                self._accept()
-            elif kind == "link":
-                if revents & select.POLLOUT and obj in self.writing:
-                    self._writing(obj, obj.flush())
-                    if not revents & _READABLE:
-                        continue  # only writable: no input came
-                self._read(obj)
-            else:
-                obj()
-            got = True
-        return got
+        return self.poller.poll(timeout)
 
     def _accept(self) -> None:
         while True:
@@ -273,23 +249,14 @@ class Transport:
                 self.eof.add(link.peer)
             self.writing.discard(link)
             link.wbuf.clear()  # nobody will read it: not "unsent" any more
-            self._unwatch(link.fd)
+            self.poller.remove(link.fd)
             link.sock.close()
             if link.peer is not None and link.peer not in self.dead and not self.stopping:
                 self.peer_died(link.peer)
 
     def add_reader(self, fd: int, callback: Any) -> None:
-        self.readers[fd] = callback
-        self._watch(fd, ("reader", callback))
+        """Call `callback()` when `fd` is readable (the device client's socket): polled with the links."""
+        self.poller.add_reader(fd, callback)
 
     def remove_reader(self, fd: int) -> None:
-        if self.readers.pop(fd, None) is not None:
-            self._unwatch(fd)
-
-    def _watch(self, fd: int, entry: tuple) -> None:
-        self.fds[fd] = entry
-        self.poller.register(fd, select.POLLIN)
-
-    def _unwatch(self, fd: int) -> None:
-        if self.fds.pop(fd, None) is not None:
-            self.poller.unregister(fd)
+        self.poller.remove_reader(fd)

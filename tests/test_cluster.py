@@ -24,7 +24,10 @@ PROGRAMS = {
                                                 "test_crash_report_is_one_line_with_position",
                                                 "test_main_failure_and_halt_statuses",
                                                 "test_deadlock_is_reported_not_a_hang",
-                                                "test_output_does_not_depend_on_reductions")
+                                                "test_output_does_not_depend_on_reductions",
+                                                # (the poller's own tests: no program)
+                                                "test_the_one_scheduler_node_polls_descriptors_past_1024",
+                                                "test_poller_calls_writers_while_registered_and_readers_on_input")
 }
 
 

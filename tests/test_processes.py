@@ -235,3 +235,68 @@ def test_waiting_process_memory_is_small() -> None:
 
     p = Process(None, None, [None] * 4)
     assert not hasattr(p, "__dict__") and p.mailbox is None and p.links is None
+
+
+def _high_pipe() -> tuple[int, int]:
+    """A pipe whose read end is numbered past select.select's FD_SETSIZE (1024)."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if max(soft, hard if hard != resource.RLIM_INFINITY else soft) < 1100:
+        pytest.skip("the descriptor limit is below 1100")
+    if soft < 1100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1100, hard))
+    r, w = os.pipe()
+    high = os.dup2(r, 1090)
+    os.close(r)
+    return high, w
+
+
+def test_the_one_scheduler_node_polls_descriptors_past_1024() -> None:
+    """The node's poll phase waits in its Poller (select.poll): a descriptor numbered past 1024
+    (a program with many files or connections open) is polled like any other, where
+    select.select refused it (ValueError)."""
+    import os
+
+    from lispvm.scheduler.node import LocalNode
+
+    r, w = _high_pipe()
+    try:
+        node = LocalNode(None, None, [], 4000)  # type: ignore[arg-type]
+        got: list[bytes] = []
+        node.add_reader(r, lambda: got.append(os.read(r, 10)))
+        assert node.pending() is False and got == []
+        os.write(w, b"x")
+        assert node.pending() is True and got == [b"x"]
+        node.remove_reader(r)
+        os.write(w, b"y")
+        assert node.pending() is False and got == [b"x"]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_poller_calls_writers_while_registered_and_readers_on_input() -> None:
+    """A writer is called while its fd takes more and it is registered; only a readable fd
+    counts as input (poll's result); remove forgets both."""
+    import os
+
+    from lispvm.scheduler.poller import Poller
+
+    r, w = _high_pipe()
+    try:
+        p = Poller()
+        calls: list[str] = []
+        p.add_writer(w, lambda: calls.append("w"))
+        p.add_reader(r, lambda: calls.append(f"r{os.read(r, 10)!r}"))
+        assert p.poll(0) is False and calls == ["w"]  # writable only: no input
+        p.remove_writer(w)
+        os.write(w, b"z")
+        assert p.poll(1.0) is True and calls == ["w", "rb'z'"]
+        p.remove(r)
+        os.write(w, b"z")
+        assert len(p) == 0 and p.poll(0) is False and calls == ["w", "rb'z'"]
+    finally:
+        os.close(r)
+        os.close(w)

@@ -87,7 +87,7 @@ class Process:
         self.name: Any = None  # registered name, if any (scheduler-owned)
         self.status = 0  # scheduler-owned state (runnable, waiting, ...)
         self.sched: Any = None  # scheduler-owned slot (timer handle, queue marker)
-        # Order across OS processes (scheduler/cluster.py), made on first use: per receiver, the
+        # Order across OS processes (scheduler/routing.py), made on first use: per receiver, the
         # next sequence number this process sends; per sender, the next one expected here; and
         # messages that arrived ahead of an earlier one.
         self.seqs: dict | None = None  # receiver pid key -> next sequence number to send
