@@ -52,6 +52,47 @@ _PROCESSORS = [_monotonic_us, structlog.processors.JSONRenderer(serializer=_seri
 _BoundLogger = structlog.make_filtering_bound_logger(0)  # every level written: tracing is on
 
 
+class _TraceFile:
+    """The trace file as the BytesLogger writes it. A write that fails (a full disk, a file that
+    takes no writes) stops this scheduler's trace with one line on standard error: the program
+    goes on, its own output untouched."""
+
+    def __init__(self, file: Any, path: str) -> None:
+        self.file = file
+        self.path = path
+        self.failed = False
+
+    def _fail(self, e: OSError) -> None:
+        self.failed = True
+        try:
+            self.file.close()
+        except OSError:
+            pass  # its buffer holds what could not be written; it is dropped with it
+        sys.stderr.write(f"lispvm: cannot write the trace {self.path}: {e.strerror or e}; tracing stopped\n")
+        sys.stderr.flush()
+
+    def write(self, data: bytes) -> None:
+        if not self.failed:
+            try:
+                self.file.write(data)
+            except OSError as e:
+                self._fail(e)
+
+    def flush(self) -> None:
+        if not self.failed:
+            try:
+                self.file.flush()
+            except OSError as e:
+                self._fail(e)
+
+    def close(self) -> None:
+        if not self.failed:
+            try:
+                self.file.close()
+            except OSError as e:
+                self._fail(e)
+
+
 class Tracer:
     """The trace of one scheduler. `path` is a file name or "-" for standard error."""
 
@@ -59,7 +100,8 @@ class Tracer:
         self.path = path
         self.sid = sid  # the scheduler writing through this tracer
         # binary and buffered: BytesLogger writes each line and flushes it, one write per line
-        self.file = open(sys.stderr.fileno(), "wb", closefd=False) if path == "-" else open(path, "ab")
+        self.file = _TraceFile(open(sys.stderr.fileno(), "wb", closefd=False) if path == "-" else open(path, "ab"),
+                               path)
         self.log = structlog.wrap_logger(structlog.BytesLogger(self.file), processors=_PROCESSORS,
                                          wrapper_class=_BoundLogger, context_class=dict,
                                          cache_logger_on_first_use=True).bind(sched=sid, os_pid=os.getpid())

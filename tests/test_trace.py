@@ -80,6 +80,22 @@ def test_trace_to_stderr_and_bad_inputs(tmp_path: os.PathLike) -> None:
     assert r.returncode == 2 and "cannot convert" in r.stderr
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("schedulers", ["1", "2"])
+def test_a_trace_that_cannot_be_written_stops_with_one_line_and_the_program_goes_on(
+        tmp_path: os.PathLike, schedulers: str) -> None:
+    """A disk that fills while tracing (here /dev/full, where every write fails) is the trace's
+    problem, not the program's: one line on stderr, the program's output whole, its own status."""
+    prog = os.path.join(tmp_path, "p.lisp")
+    with open(prog, "w") as f:
+        f.write('(print "one")\n(spawn (fn () (print "two")))\n(timer/sleep 5)\n(print "three")\n(halt 3)\n')
+    r = lispvm("run", "--schedulers", schedulers, "--trace", "/dev/full", prog)
+    assert (r.returncode, sorted(r.stdout.splitlines())) == (3, ["one", "three", "two"])
+    lines = r.stderr.splitlines()
+    assert lines and all(line == "lispvm: cannot write the trace /dev/full: No space left on device; tracing stopped"
+                         for line in lines), r.stderr
+
+
 def test_a_tracer_is_a_bound_structlog_logger_that_writes_each_line_at_once(tmp_path: os.PathLike) -> None:
     """Each line carries the scheduler and OS pid the logger was bound to, Lisp values as printed,
     and is in the file as soon as it is logged (nothing waits in a buffer when a scheduler forks
