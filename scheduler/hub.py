@@ -182,6 +182,12 @@ class Hub(ClusterNode):
     def worker_died(self, k: int) -> None:
         if self.stopping:
             return
+        worker = self.workers.get(k)
+        if worker is not None:
+            # its link is gone, so to the node it is gone: make sure of it, and reap it now rather
+            # than leave a zombie until the node ends (SIGKILL ends it at once)
+            worker.kill()
+            worker.wait()
         for j in self.started:
             if j not in (0, k) and j not in self.dead:
                 self.emit(j, ("sched_down", k))

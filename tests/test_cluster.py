@@ -320,6 +320,7 @@ def test_scheduler_killed_mid_run(tmp_path: os.PathLike) -> None:
     (print (receive ((list 'DOWN ref p why) why)))
     (print (receive ((list 'EXIT p why) why)))
     (print 'still-running)
+    (receive ('never nil) (after 1000 nil))
     """
     prog = os.path.join(tmp_path, "k.lisp")
     with open(prog, "w") as f:
@@ -329,8 +330,20 @@ def test_scheduler_killed_mid_run(tmp_path: os.PathLike) -> None:
     os_pid = int(proc.stdout.readline())
     assert os_pid != proc.pid
     os.kill(os_pid, signal.SIGKILL)
+    lines = [proc.stdout.readline() for _ in range(3)]
+    # the node went on, and the dead scheduler is not left a zombie child of the hub meanwhile
+    # (the hub reaps it when it learns of its death, before any process hears of it)
+    # (before, it became one a moment after its link closed, and stayed one until the node ended)
+    for _ in range(10):
+        try:
+            with open(f"/proc/{os_pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            break
+        assert not (fields[0] == "Z" and int(fields[1]) == proc.pid), "scheduler 1 is a zombie of the hub"
+        time.sleep(0.05)
     out, err = proc.communicate(timeout=30)
-    assert (out, proc.returncode) == ("noconnection\nnoconnection\nstill-running\n", 0), err
+    assert ("".join(lines) + out, proc.returncode) == ("noconnection\nnoconnection\nstill-running\n", 0), err
     _assert_nothing_left(tmp_path, prog)
 
 
