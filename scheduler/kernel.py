@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..vm import interp
-from ..vm.errors import describe, report_repr
+from ..vm.errors import badarg, describe, report_repr
 from ..vm.process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Process
 from ..vm.state import VM
 from ..vm.values import Cons, Pid, Ref, Sym, from_list, intern
@@ -516,10 +516,21 @@ def main_end(proc: Process, reason: Any) -> tuple[int, str | None]:
     return 1, f"lispvm: the main process exited with reason {report_repr(reason)}"
 
 
+def resolve_name(names: dict, dest: Any) -> Any:
+    """The pid a send to `dest` goes to: a registered name's pid (badarg when nothing is
+    registered under it), or `dest` itself. Both nodes keep `names`; this is their one rule."""
+    if dest.__class__ is Sym:
+        pid = names.get(dest)
+        if pid is None:
+            raise badarg(f"send: no process is registered as {dest.name}")
+        return pid
+    return dest
+
+
 def deadlock_line(main: Pid, detail: str = "") -> str:
     """The line reporting that the main process `main` can never be woken; `detail` (with its
     leading space) says what the node knows of the rest."""
     return f"lispvm: deadlock: the main process {main!r} waits for a message that no process can send{detail}"
 
 
-__all__ += ["crash_line", "deadlock_line", "main_end", "Cons"]
+__all__ += ["crash_line", "deadlock_line", "main_end", "resolve_name", "Cons"]

@@ -20,7 +20,7 @@ from ..vm.builtins import BUILTINS, badarg
 from ..vm.process import Globals, Process
 from ..vm.values import Closure, Pid, Sym
 from .clock import BusyWait, MonotonicClock
-from .kernel import DEAD, Scheduler, Service, crash_line, deadlock_line, main_end
+from .kernel import DEAD, Scheduler, Service, crash_line, deadlock_line, main_end, resolve_name
 from .poller import Poller
 
 __all__ = ["LocalNode", "load_program", "spin_for_services"]
@@ -150,12 +150,7 @@ class LocalNode:
         return self.sched.procs.get(pid.key)
 
     def resolve(self, dest: Any) -> Pid | None:
-        if dest.__class__ is Sym:
-            pid = self.names.get(dest)
-            if pid is None:
-                raise badarg(f"send: no process is registered as {dest.name}")
-            return pid
-        return dest
+        return resolve_name(self.names, dest)
 
     def send_from(self, sched: Scheduler, sender: Any, dest: Any, msg: Any) -> None:
         """A message from `sender` (a Process, or a Pid for timers) to a pid or name."""

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..vm.builtins import badarg
 from ..vm.codec import TooLarge
 from ..vm.errors import LispError, describe, system_limit
 from ..vm.process import Process
-from ..vm.values import Pid, Ref, Sym, intern
-from .kernel import DEAD, Scheduler
+from ..vm.values import Pid, Ref, intern
+from .kernel import DEAD, Scheduler, resolve_name
 from .transport import Link
 
 __all__ = ["NOCONNECTION", "Routing"]
@@ -41,12 +40,7 @@ class Routing:
         self.early: dict[int, list[tuple]] = {}  # pid key -> events that came before the process
 
     def resolve(self, dest: Any) -> Pid:
-        if dest.__class__ is Sym:
-            pid = self.names.get(dest)
-            if pid is None:
-                raise badarg(f"send: no process is registered as {dest.name}")
-            return pid
-        return dest
+        return resolve_name(self.names, dest)
 
     def where(self, pid: Pid) -> int:
         """The scheduler to send to for `pid`: last seen, forwarded to, or where it was made."""

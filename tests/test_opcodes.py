@@ -302,15 +302,23 @@ badarity
 def test_band_the_opcode_a_row_added(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """BAND (bit/and) came as one row with its template: it compiles inline, and the loop, the
     fast tier and the builtin's value all run it, with the same errors."""
+    _run_rows_program(BAND_PROGRAM, BAND_OUTPUT, {"band": "BAND"}, mode, monkeypatch)
+
+
+def _run_rows_program(program: str, expected: str, inline: dict[str, str], mode: str,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compile `program`, check that each function named in `inline` is its row's instruction and
+    RETURN, run it interpreted or with every function compiled eagerly, and compare its output."""
     import io
 
     from lispvm.assembler.pipeline import compile_source
     from lispvm.scheduler.runner import run_program
     from lispvm.vm import fast, lbc
 
-    module = compile_source(BAND_PROGRAM, "band.lisp")
-    band = next(p for p in module.protos if p.name == "band")
-    assert [decode_fields(w)[0].name for w in band.code] == ["BAND", "RETURN"]
+    module = compile_source(program, "rows.lisp")
+    for name, op in inline.items():
+        proto = next(p for p in module.protos if p.name == name)
+        assert [decode_fields(w)[0].name for w in proto.code] == [op, "RETURN"]
     if mode == "eager":
         monkeypatch.setenv("LISPVM_JIT", "eager")
     else:
@@ -319,9 +327,9 @@ def test_band_the_opcode_a_row_added(mode: str, monkeypatch: pytest.MonkeyPatch)
     out, err = io.StringIO(), io.StringIO()
     status = run_program(lbc.dump(module), [], schedulers=1, jit=mode == "eager", out=out, err=err)
     assert (status, err.getvalue()) == (0, "")
-    assert out.getvalue() == BAND_OUTPUT
+    assert out.getvalue() == expected
     if mode == "eager":
-        assert fast.COMPILED > compiled and fast.REFUSED == refused, "the fast tier did not compile BAND"
+        assert fast.COMPILED > compiled and fast.REFUSED == refused, f"the fast tier did not compile {inline}"
 
 
 BITS_PROGRAM = """
@@ -351,27 +359,8 @@ badarity
 def test_bor_bxor_bnot_each_one_row(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """BOR, BXOR and BNOT were added as three rows of vm/opcodes.py and nothing else by hand: two
     binary rows and a unary one compile inline, and run the same in both tiers and as values."""
-    import io
-
-    from lispvm.assembler.pipeline import compile_source
-    from lispvm.scheduler.runner import run_program
-    from lispvm.vm import fast, lbc
-
-    module = compile_source(BITS_PROGRAM, "bits.lisp")
-    for name, op in (("bor", "BOR"), ("bxor", "BXOR"), ("bnot", "BNOT")):
-        proto = next(p for p in module.protos if p.name == name)
-        assert [decode_fields(w)[0].name for w in proto.code] == [op, "RETURN"]
-    if mode == "eager":
-        monkeypatch.setenv("LISPVM_JIT", "eager")
-    else:
-        monkeypatch.delenv("LISPVM_JIT", raising=False)
-    compiled, refused = fast.COMPILED, fast.REFUSED
-    out, err = io.StringIO(), io.StringIO()
-    status = run_program(lbc.dump(module), [], schedulers=1, jit=mode == "eager", out=out, err=err)
-    assert (status, err.getvalue()) == (0, "")
-    assert out.getvalue() == BITS_OUTPUT
-    if mode == "eager":
-        assert fast.COMPILED > compiled and fast.REFUSED == refused, "the fast tier did not compile the bit rows"
+    _run_rows_program(BITS_PROGRAM, BITS_OUTPUT, {"bor": "BOR", "bxor": "BXOR", "bnot": "BNOT"}, mode,
+                      monkeypatch)
 
 
 def test_a_rows_builtin_is_in_the_table_once_vm_builtins_is_imported() -> None:

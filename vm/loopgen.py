@@ -72,6 +72,13 @@ MACROS = {
     "@ENTER": "cl = f\ncode = p.dcode\npc = 0\n@COUNT",
     # the caller's frame, to come back to with the result in its register a
     "@PUSH": "frames.append((cl, code, pc, regs, a))",
+    # the callee's registers: the b arguments from R[a+1], then its other registers (p.pad)
+    "@ARGS": "if b == 1:\n"
+             "    regs = [regs[a + 1], *p.pad]\n"
+             "elif b == 2:\n"
+             "    regs = [regs[a + 1], regs[a + 2], *p.pad]\n"
+             "else:\n"
+             "    regs = regs[a + 1:a + 1 + b] + p.pad",
     # return v to the caller (the bottom frame is HALT_FRAME, so the stack is never empty)
     "@POP": "v = {0}\ncl, code, pc, regs, a = frames.pop()\nregs[a] = v",
 }
@@ -123,12 +130,7 @@ if f.__class__ is Closure:
     p = f.proto
     if b == p.arity:  # the common case; -1 sends the rest below
         @PUSH
-        if b == 1:
-            regs = [regs[a + 1], *p.pad]
-        elif b == 2:
-            regs = [regs[a + 1], regs[a + 2], *p.pad]
-        else:
-            regs = regs[a + 1:a + 1 + b] + p.pad
+        @ARGS
     else:
         if p.fast is not None or (eager and tier.compile(p)):  # compiled: call it (vm/fast.py)
             regs[a] = _enter_fast(tier, proc, f, regs[a + 1:a + 1 + b], (cl, code, pc, regs, a))
@@ -155,12 +157,7 @@ if f is cl and 0 < b <= 2 and b == cl.proto.arity:
 elif f.__class__ is Closure:
     p = f.proto
     if b == p.arity:
-        if b == 1:
-            regs = [regs[a + 1], *p.pad]
-        elif b == 2:
-            regs = [regs[a + 1], regs[a + 2], *p.pad]
-        else:
-            regs = regs[a + 1:a + 1 + b] + p.pad
+        @ARGS
     elif p.fast is not None or (eager and tier.compile(p)):  # compiled: call, return
         v = _enter_fast(tier, proc, f, regs[a + 1:a + 1 + b], None)
         @POP v
