@@ -501,6 +501,167 @@ def b_parse_int(s: Any, base: Any = 10) -> int:
     return n
 
 
+# --- numbers and strings of LANGUAGE.md section 9 ----------------------------------------------
+
+@builtin("float")
+def b_float(x: Any) -> float:
+    x = check_number("float", x)
+    try:
+        return float(x)
+    except OverflowError:
+        raise badarg("float: result too large for a float") from None
+
+
+@builtin("int")
+def b_int(x: Any) -> int:
+    """Truncates toward zero."""
+    x = check_number("int", x)
+    if x.__class__ is float and not math.isfinite(x):
+        raise badarg(f"int: not a finite number: {short_repr(x)}")
+    return int(x)
+
+
+def _quot(name: str, a: Any, b: Any) -> int:
+    a, b = check_int(name, a), check_int(name, b)
+    if b == 0:
+        raise badarg(f"{name}: division by zero")
+    q = abs(a) // abs(b)
+    return q if (a < 0) == (b < 0) else -q
+
+
+@builtin("quot")
+def b_quot(a: Any, b: Any) -> int:
+    """Integer division truncated toward zero (Erlang's div)."""
+    return _quot("quot", a, b)
+
+
+@builtin("rem")
+def b_rem(a: Any, b: Any) -> int:
+    """The remainder of quot: the sign of the dividend (Erlang's rem)."""
+    return a - b * _quot("rem", a, b)
+
+
+_FLOAT_TEXT = None
+
+
+@builtin("parse-float")
+def b_parse_float(s: Any) -> float:
+    global _FLOAT_TEXT
+    s = check_str("parse-float", s)
+    if _FLOAT_TEXT is None:  # compiled on first use: re costs start-up time
+        import re
+
+        _FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+    t = s.strip()
+    if len(t) > MAX_INT_DIGITS or not _FLOAT_TEXT.fullmatch(t):
+        raise badarg(f"parse-float: not a number: {short_repr(s)}")
+    x = float(t)
+    if not math.isfinite(x):
+        raise badarg(f"parse-float: too large for a float: {short_repr(s)}")
+    return x
+
+
+def _shift(name: str, a: Any, n: Any) -> tuple[int, int]:
+    a, n = check_int(name, a), check_int(name, n)
+    if n < 0:
+        raise badarg(f"{name}: a negative shift: {n}")
+    return a, n
+
+
+@builtin("bit/shl")
+def b_bit_shl(a: Any, n: Any) -> int:
+    a, n = _shift("bit/shl", a, n)
+    if a and a.bit_length() + n > MAX_INT_BITS:
+        raise system_limit(f"bit/shl: the integer would have more than {MAX_INT_BITS:,} bits")
+    return a << n
+
+
+@builtin("bit/shr")
+def b_bit_shr(a: Any, n: Any) -> int:
+    """Arithmetic shift: a negative integer stays negative (floor division by 2**n)."""
+    a, n = _shift("bit/shr", a, n)
+    return a >> n if n <= a.bit_length() else (-1 if a < 0 else 0)
+
+
+@builtin("str/sub")
+def b_str_sub(*args: Any) -> str:
+    check_arity("str/sub", args, 2, 3)
+    s = check_str("str/sub", args[0])
+    start = check_int("str/sub", args[1])
+    end = check_int("str/sub", args[2]) if len(args) == 3 else len(s)
+    if not 0 <= start <= end <= len(s):
+        raise badarg(f"str/sub: {start}..{end} is not within a string of length {len(s)}")
+    return s[start:end]
+
+
+builtin("str/upper")(lambda s: check_str("str/upper", s).upper())
+builtin("str/lower")(lambda s: check_str("str/lower", s).lower())
+builtin("str/trim")(lambda s: check_str("str/trim", s).strip())
+builtin("str/starts-with?")(lambda s, part: _b(check_str("str/starts-with?", s).startswith(
+    check_str("str/starts-with?", part))))
+builtin("str/ends-with?")(lambda s, part: _b(check_str("str/ends-with?", s).endswith(
+    check_str("str/ends-with?", part))))
+
+
+@builtin("str/find")
+def b_str_find(s: Any, part: Any) -> int | None:
+    """The index of the first `part` in `s`, or nil."""
+    i = check_str("str/find", s).find(check_str("str/find", part))
+    return None if i < 0 else i
+
+
+@builtin("str/replace")
+def b_str_replace(s: Any, old: Any, new: Any) -> str:
+    """Every `old` in `s` replaced by `new`."""
+    s, old, new = check_str("str/replace", s), check_str("str/replace", old), check_str("str/replace", new)
+    if not old:
+        raise badarg("str/replace: the part to replace is empty")
+    if len(new) > len(old) and len(s) + s.count(old) * (len(new) - len(old)) > MAX_TEXT:
+        raise system_limit(f"str/replace: the string would be longer than {MAX_TEXT:,} characters")
+    return s.replace(old, new)
+
+
+@builtin("str/chars")
+def b_str_chars(s: Any) -> Any:
+    """A list of one-character strings."""
+    s = check_str("str/chars", s)
+    if len(s) > MAX_LIST:
+        raise system_limit(f"str/chars: the list would have more than {MAX_LIST:,} elements")
+    return from_list(list(s))
+
+
+@builtin("str/format")
+def b_str_format(fmt: Any, *args: Any) -> str:
+    """Each `{}` in `fmt` replaced by the next argument's print form; `{{` and `}}` are braces.
+    The number of `{}` and of arguments must agree."""
+    fmt = check_str("str/format", fmt)
+    parts: list[str] = []
+    holes = 0
+    i, n = 0, len(fmt)
+    while i < n:
+        ch = fmt[i]
+        if ch == "{" and fmt.startswith("{}", i):
+            parts.append("")  # a hole, filled below
+            holes += 1
+            i += 2
+        elif ch in "{}" and fmt.startswith(ch * 2, i):
+            parts.append(ch)
+            i += 2
+        elif ch in "{}":
+            raise badarg(f"str/format: a lone {ch!r} at {i} (write {ch * 2} for the brace itself)")
+        else:
+            j = i
+            while j < n and fmt[j] not in "{}":
+                j += 1
+            parts.append(fmt[i:j])
+            i = j
+    if holes != len(args):
+        raise badarg(f"str/format: {holes} {{}} in the format, {len(args)} argument{'s' * (len(args) != 1)}")
+    _printable("str/format", "the string", args, extra=n)
+    it = iter(args)
+    return "".join(to_str(next(it)) if p == "" else p for p in parts)
+
+
 # --- predicates ---------------------------------------------------------------------------
 
 builtin("int?")(lambda x: _b(x.__class__ is int))
