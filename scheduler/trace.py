@@ -62,35 +62,30 @@ class _TraceFile:
         self.path = path
         self.failed = False
 
-    def _fail(self, e: OSError) -> None:
-        self.failed = True
+    def _guard(self, op: Any, *args: Any) -> None:
+        """Run a write, flush or close of the file unless the trace has failed; the first
+        OSError closes it and says so once."""
+        if self.failed:
+            return
         try:
-            self.file.close()
-        except OSError:
-            pass  # its buffer holds what could not be written; it is dropped with it
-        sys.stderr.write(f"lispvm: cannot write the trace {self.path}: {e.strerror or e}; tracing stopped\n")
-        sys.stderr.flush()
-
-    def write(self, data: bytes) -> None:
-        if not self.failed:
-            try:
-                self.file.write(data)
-            except OSError as e:
-                self._fail(e)
-
-    def flush(self) -> None:
-        if not self.failed:
-            try:
-                self.file.flush()
-            except OSError as e:
-                self._fail(e)
-
-    def close(self) -> None:
-        if not self.failed:
+            op(*args)
+        except OSError as e:
+            self.failed = True
             try:
                 self.file.close()
-            except OSError as e:
-                self._fail(e)
+            except OSError:
+                pass  # its buffer holds what could not be written; it is dropped with it
+            sys.stderr.write(f"lispvm: cannot write the trace {self.path}: {e.strerror or e}; tracing stopped\n")
+            sys.stderr.flush()
+
+    def write(self, data: bytes) -> None:
+        self._guard(self.file.write, data)
+
+    def flush(self) -> None:
+        self._guard(self.file.flush)
+
+    def close(self) -> None:
+        self._guard(self.file.close)
 
 
 class Tracer:

@@ -14,6 +14,7 @@ running process (vm.process.ctx). The loop sets both at the start of every slice
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from . import values as _values
@@ -541,17 +542,12 @@ def b_rem(a: Any, b: Any) -> int:
     return a - b * _quot("rem", a, b)
 
 
-_FLOAT_TEXT = None
+_FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # no inf, nan, 1_0
 
 
 @builtin("parse-float")
 def b_parse_float(s: Any) -> float:
-    global _FLOAT_TEXT
     s = check_str("parse-float", s)
-    if _FLOAT_TEXT is None:  # compiled on first use: re costs start-up time
-        import re
-
-        _FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
     t = s.strip()
     if len(t) > MAX_INT_DIGITS or not _FLOAT_TEXT.fullmatch(t):
         raise badarg(f"parse-float: not a number: {short_repr(s)}")
@@ -630,36 +626,33 @@ def b_str_chars(s: Any) -> Any:
     return from_list(list(s))
 
 
+_FORMAT_BRACE = re.compile(r"\{\}|\{\{|\}\}|[{}]")
+
+
 @builtin("str/format")
 def b_str_format(fmt: Any, *args: Any) -> str:
     """Each `{}` in `fmt` replaced by the next argument's print form; `{{` and `}}` are braces.
     The number of `{}` and of arguments must agree."""
     fmt = check_str("str/format", fmt)
-    parts: list[str] = []
-    holes = 0
-    i, n = 0, len(fmt)
-    while i < n:
-        ch = fmt[i]
-        if ch == "{" and fmt.startswith("{}", i):
-            parts.append("")  # a hole, filled below
-            holes += 1
-            i += 2
-        elif ch in "{}" and fmt.startswith(ch * 2, i):
-            parts.append(ch)
-            i += 2
-        elif ch in "{}":
-            raise badarg(f"str/format: a lone {ch!r} at {i} (write {ch * 2} for the brace itself)")
+    parts: list[str | None] = []  # literal text, and None for each `{}`
+    last = 0
+    for m in _FORMAT_BRACE.finditer(fmt):
+        brace = m.group()
+        parts.append(fmt[last:m.start()])
+        if brace == "{}":
+            parts.append(None)
+        elif len(brace) == 2:
+            parts.append(brace[0])
         else:
-            j = i
-            while j < n and fmt[j] not in "{}":
-                j += 1
-            parts.append(fmt[i:j])
-            i = j
+            raise badarg(f"str/format: a lone {brace!r} at {m.start()} (write {brace * 2} for the brace itself)")
+        last = m.end()
+    parts.append(fmt[last:])
+    holes = parts.count(None)
     if holes != len(args):
         raise badarg(f"str/format: {holes} {{}} in the format, {len(args)} argument{'s' * (len(args) != 1)}")
-    _printable("str/format", "the string", args, extra=n)
+    _printable("str/format", "the string", args, extra=len(fmt))
     it = iter(args)
-    return "".join(to_str(next(it)) if p == "" else p for p in parts)
+    return "".join(to_str(next(it)) if p is None else p for p in parts)
 
 
 # --- predicates ---------------------------------------------------------------------------
