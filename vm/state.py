@@ -24,7 +24,8 @@ WAITING = object()  # what a compiled receive loop resumed by the loop returns w
 def _halt_frame() -> tuple:
     """The frame at the bottom of every process's stack: a RETURN into it ends the process, so
     no return path needs to test for an empty stack. Shared by all processes (immutable but for
-    its one register, which D_HALT clears), and registered for pickling like any code."""
+    its one register, which D_HALT clears), and registered like any module, so that the codec
+    can name its prototype when a process moves."""
     p = Proto("halt", 0, False, 1)
     m = Module("<halt>", [p], b"halt-frame")
     register(m)
