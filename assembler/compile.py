@@ -96,6 +96,12 @@ class Compiler:
         self.pos: tuple[int, int] = (1, 1)  # position given to emitted instructions
         self.depth = 0  # expressions being compiled, one inside the other
         self.main = FnState(None, self.protos[0], set())
+        self.scope: Any = None  # module name resolution (assembler/modules.py: Scope), or None
+
+    def global_name(self, sym: Sym) -> str:
+        """The global a free symbol names: itself, or under a module scope its qualified name
+        (a module's own def `f` is `NAME/f`; `NAME/x` is checked against module NAME's defs)."""
+        return sym.name if self.scope is None else self.scope.global_name(sym, self.pos)
 
     # --- output --------------------------------------------------------------------------
 
@@ -234,7 +240,7 @@ class Compiler:
         elif r[0] == "upval":
             self.emit(fs, "GETUPBOX" if r[2] else "GETUPVAL", A=dest, B=r[1])
         else:
-            self.emit(fs, "GETGLOBAL", A=dest, Bx=self.const(fs, intern(sym.name)))
+            self.emit(fs, "GETGLOBAL", A=dest, Bx=self.const(fs, intern(self.global_name(sym))))
 
     def operand(self, fs: FnState, x: Any) -> int:
         """A register holding x's value: an unboxed local's own register, or a new temporary."""
@@ -354,7 +360,7 @@ class Compiler:
             fs.free = saved
             return
         if f.__class__ is Sym and self.resolve(fs, f)[0] == "global":
-            name = f.name
+            name = self.global_name(f)
             if name in self.reserved:
                 inline = _INLINE.get((name, nargs)) or _INLINE.get((name, -1))
                 if inline is not None and inline(self, fs, x, list(x.tail) if nargs else [], dest, tail) is not False:
@@ -670,7 +676,7 @@ class Compiler:
                 raise self.err(x, f"set: cannot assign to the special form {name.name}")
             if name.name in self.reserved and not self.allow_reserved:
                 raise self.err(x, f"set: cannot assign to the builtin {name.name}")
-            self.emit(fs, "SETGLOBAL", A=dest, Bx=self.const(fs, intern(name.name)))
+            self.emit(fs, "SETGLOBAL", A=dest, Bx=self.const(fs, intern(self.global_name(name))))
         self.ret(fs, dest, tail)
 
     def c_def(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
@@ -684,7 +690,7 @@ class Compiler:
             self.function(fs, args[1], args[2:], name.name, x, dest)
         else:
             self.expr(fs, args[1], dest)
-        self.emit(fs, "DEFGLOBAL", A=dest, Bx=self.const(fs, intern(name.name)))
+        self.emit(fs, "DEFGLOBAL", A=dest, Bx=self.const(fs, intern(self.global_name(name))))
         self.ret(fs, dest, tail)
 
     def c_fn(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
