@@ -16,7 +16,8 @@ without type guards wherever that is safe (docs/language.md, "Values"):
 | true, false     | TRUE, FALSE (class Bool)         | Python's bools are ints: `True + 1 == 2`, `True == 1` |
 | symbol          | Sym, interned                    | identity comparison |
 | list            | Cons                             | O(1) cons/head/tail |
-| vector          | Vec (wraps a tuple)              | a bare tuple would support `+` (concatenation) |
+| vector          | Vec (wraps a pyrsistent PVector) | O(log n) set/push; a bare sequence would support `+` |
+| map             | Map (wraps an immutables.Map)    | a persistent hash map (HAMT): O(log n) put/get |
 | function        | Closure, Builtin                 | |
 | pid, ref        | Pid, Ref                         | |
 | f32 array       | F32Array (wraps numpy)           | a bare ndarray would broadcast `+` |
@@ -27,7 +28,10 @@ strings, so arithmetic checks its result for `str` instead of checking both oper
 
 from __future__ import annotations
 
+from functools import cmp_to_key
 from typing import Any
+
+from immutables import Map as _IMap
 
 from .registry import Builtin  # a function written in Python: defined with the table of builtins
 
@@ -37,7 +41,8 @@ from .registry import Builtin  # a function written in Python: defined with the 
 __all__ = [
     "Bool", "TRUE", "FALSE", "Sym", "intern", "Cons", "Vec", "Box", "Closure", "Builtin",
     "Pid", "Ref", "F32Array", "UNDEF", "UNCLAIMED", "from_list", "to_pylist", "is_list", "lisp_eq",
-    "to_str", "to_repr", "type_name", "truthy", "note_box",
+    "to_str", "to_repr", "type_name", "truthy", "note_box", "Map", "map_of", "EMPTY_IMAP",
+    "lisp_hash", "compare", "sort_key", "map_items_sorted",
 ]
 
 
@@ -111,7 +116,8 @@ class Cons:
     def __ne__(self, other: object) -> bool:
         return not lisp_eq(self, other)
 
-    __hash__ = None  # type: ignore[assignment]  # structural equality, so not hashable
+    def __hash__(self) -> int:
+        return lisp_hash(self)  # structural, agreeing with lisp_eq: lists are map keys
 
     def __iter__(self):
         c: Any = self
@@ -175,10 +181,64 @@ class Vec:
     def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:
+        return lisp_hash(self)
 
     def __repr__(self) -> str:
         return to_repr(self)
+
+
+EMPTY_IMAP = _IMap()
+
+
+class Map:
+    """An immutable hash map; `m` is an immutables.Map keyed by the Lisp keys themselves.
+
+    Keys equal by `==` are one key: numbers hash by value (1 and 1.0 agree), and Cons, Vec, Map
+    and F32Array hash structurally (lisp_hash), so lists, vectors and maps are keys too.
+    """
+
+    __slots__ = ("m",)
+
+    def __init__(self, m: _IMap = EMPTY_IMAP) -> None:
+        self.m = m  # the entries: an immutables.Map (a persistent HAMT)
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is Map and lisp_eq(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return lisp_hash(self)
+
+    def __len__(self) -> int:
+        return len(self.m)
+
+    def __repr__(self) -> str:
+        return to_repr(self)
+
+    def __reduce__(self) -> tuple:
+        # Entries as a flat list: the receiver rebuilds the HAMT with its own hashes (symbols
+        # and booleans hash by identity, which differs between OS processes).
+        return (_rebuild_map, (list(self.m.items()),))
+
+
+def _rebuild_map(items: list) -> Map:
+    return Map(_IMap(items))
+
+
+def map_of(*kvs: Any) -> Map:
+    """A Map from alternating keys and values; a later key wins. Raises ValueError on an odd
+    count."""
+    if len(kvs) & 1:
+        raise ValueError("a map needs an even number of keys and values")
+    if not kvs:
+        return Map(EMPTY_IMAP)
+    with EMPTY_IMAP.mutate() as mm:
+        for i in range(0, len(kvs), 2):
+            mm[kvs[i]] = kvs[i + 1]
+        return Map(mm.finish())
 
 
 UNCLAIMED = "unclaimed"  # Box.owner of a box no process has touched yet
@@ -309,7 +369,8 @@ class F32Array:
     def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:
+        return lisp_hash(self)
 
     def __repr__(self) -> str:
         return f"#<f32[{len(self.data)}]>"
@@ -350,6 +411,16 @@ def lisp_eq(a: Any, b: Any) -> bool:
                 break
             if x is y:
                 break
+            if cx is Map:
+                if y.__class__ is not Map or len(x.m) != len(y.m):
+                    return False
+                ym = y.m
+                for k, v in x.m.items():
+                    w = ym.get(k, _MISSING)
+                    if w is _MISSING:
+                        return False
+                    stack.append((v, w))
+                break
             if cx is Bool or y.__class__ is Bool or y.__class__ is Cons or y.__class__ is Vec:
                 return False
             try:
@@ -359,6 +430,193 @@ def lisp_eq(a: Any, b: Any) -> bool:
                 return False
             break
     return True
+
+
+_MISSING = object()
+
+# Tags mixed into structural hashes, so that (1 2), [1 2] and {1 2} hash apart.
+_H_CONS, _H_VEC, _H_MAP, _H_F32, _H_NIL = 0x2545F491, 0x3C6EF372, 0x1B873593, 0x5BD1E995, 0x68E31DA4
+_HMASK = (1 << 64) - 1
+
+
+def lisp_hash(x: Any) -> int:
+    """A hash agreeing with lisp_eq: numbers by value, lists, vectors, maps and f32 arrays by
+    content (a map's entries in any order). Iterative: a list's spine and nesting use an
+    explicit stack, never Python recursion."""
+    c = x.__class__
+    if c is not Cons and c is not Vec and c is not Map and c is not F32Array:
+        return hash(x)
+    # Post-order over an explicit stack: a marker (tag, n) waits on the stack until its n
+    # children's hashes are on `done`, then combines them.
+    done: list[int] = []
+    todo: list[Any] = [x]
+    while todo:
+        v = todo.pop()
+        cv = v.__class__
+        if cv is _HFrame:
+            n = v.n
+            if n:
+                parts = done[-n:]
+                del done[-n:]
+            else:
+                parts = []
+            if v.tag == _H_MAP:
+                acc = 0
+                for i in range(0, n, 2):
+                    acc = (acc + hash((parts[i], parts[i + 1]))) & _HMASK
+                done.append(hash((_H_MAP, n, acc)))
+            else:
+                done.append(hash((v.tag, *parts)))
+        elif cv is Cons:
+            elems = []
+            while v.__class__ is Cons:
+                elems.append(v.head)
+                v = v.tail
+            elems.append(v)  # the tail: nil for a proper list
+            todo.append(_HFrame(_H_CONS, len(elems)))
+            todo.extend(reversed(elems))
+        elif cv is Vec:
+            todo.append(_HFrame(_H_VEC, len(v.items)))
+            todo.extend(reversed(v.items))
+        elif cv is Map:
+            todo.append(_HFrame(_H_MAP, 2 * len(v.m)))
+            for k, w in v.m.items():
+                todo.append(w)
+                todo.append(k)
+        elif cv is F32Array:
+            done.append(hash((_H_F32, *v.data.tolist())))  # tolist: -0.0 and 0.0 hash alike
+        elif v is None:
+            done.append(_H_NIL)
+        else:
+            done.append(hash(v))
+    return done[0]
+
+
+class _HFrame:
+    __slots__ = ("tag", "n")
+
+    def __init__(self, tag: int, n: int) -> None:
+        self.tag = tag
+        self.n = n
+
+
+# --- term order (LANGUAGE.md section 9) ---------------------------------------------------------
+
+_R_NUM, _R_NIL, _R_BOOL, _R_SYM, _R_STR, _R_VEC, _R_LIST, _R_MAP = range(8)
+_R_FN, _R_PID, _R_REF, _R_F32, _R_OTHER = range(8, 13)
+
+
+def _rank(x: Any) -> int:
+    c = x.__class__
+    r = _RANKS.get(c)
+    if r is not None:
+        return r
+    return _R_NIL if x is None else _R_OTHER
+
+
+def _cmp_atoms(r: int, x: Any, y: Any) -> int:
+    """Order two values of the same rank that are not containers walked by compare."""
+    if r == _R_NUM:
+        if x != x or y != y:  # NaN: after every other number, equal to itself
+            return (x != x) - (y != y)
+        return (x > y) - (x < y)
+    if r == _R_STR:
+        return (x > y) - (x < y)
+    if r == _R_SYM:
+        a, b = x.name, y.name
+        return (a > b) - (a < b)
+    if r == _R_BOOL:
+        return x.value - y.value
+    if r == _R_NIL:
+        return 0
+    if r == _R_FN:
+        a, b = (x.name or "", id(x)), (y.name or "", id(y))
+        return (a > b) - (a < b)
+    if r == _R_PID or r == _R_REF:
+        a, b = (x.node, x.num), (y.node, y.num)
+        return (a > b) - (a < b)
+    if r == _R_F32:
+        p, q = x.data.tolist(), y.data.tolist()
+        if len(p) != len(q):
+            return (len(p) > len(q)) - (len(p) < len(q))
+        for a, b in zip(p, q):
+            c = _cmp_atoms(_R_NUM, a, b)
+            if c:
+                return c
+        return 0
+    a, b = (type(x).__name__, id(x)), (type(y).__name__, id(y))
+    if x is y:
+        return 0
+    return (a > b) - (a < b)
+
+
+def compare(a: Any, b: Any) -> int:
+    """-1, 0 or 1 by the total order of LANGUAGE.md section 9: numbers < nil < booleans <
+    symbols < strings < vectors < lists < maps < everything else. Iterative over list spines
+    and nesting (a map's entries are sorted by a nested compare, one level per nested map)."""
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        while True:
+            if x is y:
+                break
+            rx, ry = _rank(x), _rank(y)
+            if rx != ry:
+                return -1 if rx < ry else 1
+            if rx == _R_LIST:  # head now, the tails next (nil < list: a prefix comes first)
+                stack.append((x.tail, y.tail))
+                x, y = x.head, y.head
+                continue
+            if rx == _R_VEC:
+                n, m = len(x.items), len(y.items)
+                if n != m:
+                    return -1 if n < m else 1
+                stack.extend(reversed(list(zip(x.items, y.items))))
+                break
+            if rx == _R_MAP:
+                n, m = len(x.m), len(y.m)
+                if n != m:
+                    return -1 if n < m else 1
+                pairs = []
+                for (k1, v1), (k2, v2) in zip(map_items_sorted(x), map_items_sorted(y)):
+                    pairs.append((k1, k2))
+                    pairs.append((v1, v2))
+                stack.extend(reversed(pairs))
+                break
+            c = _cmp_atoms(rx, x, y)
+            if c:
+                return c
+            break
+    return 0
+
+
+sort_key = cmp_to_key(compare)  # a key for sorted(): orders any values by compare
+
+
+def map_items_sorted(m: Map) -> list:
+    """A map's (key, value) pairs in key order (compare)."""
+    items = list(m.m.items())
+    try:
+        items.sort(key=_fast_key(items))
+    except TypeError:
+        items.sort(key=lambda kv: sort_key(kv[0]))
+    return items
+
+
+def _fast_key(items: list) -> Any:
+    """The cheapest correct sort key for these pairs: the key itself when all keys are strings
+    or all are non-NaN numbers (Python's order is then the term order), else compare's."""
+    if items:
+        c0 = items[0][0].__class__
+        if c0 is str and all(k.__class__ is str for k, _ in items):
+            return _first
+        if all((k.__class__ is int or (k.__class__ is float and k == k)) for k, _ in items):
+            return _first
+    return lambda kv: sort_key(kv[0])
+
+
+def _first(kv: tuple) -> Any:
+    return kv[0]
 
 
 def type_name(x: Any) -> str:
@@ -372,7 +630,13 @@ def type_name(x: Any) -> str:
 _TYPE_NAMES = {
     int: "integer", float: "float", str: "string", Bool: "boolean", Sym: "symbol", Cons: "list",
     Vec: "vector", Closure: "function", Builtin: "function", Pid: "pid", Ref: "ref",
-    F32Array: "f32 array",
+    F32Array: "f32 array", Map: "map",
+}
+
+_RANKS: dict[type, int] = {
+    int: _R_NUM, float: _R_NUM, Bool: _R_BOOL, Sym: _R_SYM, str: _R_STR, Vec: _R_VEC,
+    Cons: _R_LIST, Map: _R_MAP, Closure: _R_FN, Builtin: _R_FN, Pid: _R_PID, Ref: _R_REF,
+    F32Array: _R_F32,
 }
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
@@ -409,7 +673,7 @@ def _to_repr(x: Any) -> str:
         return _str_repr(x)
     if x is None:
         return "nil"
-    if c is not Cons and c is not Vec:
+    if c is not Cons and c is not Vec and c is not Map:
         return repr(x)
     # Containers: an explicit stack of pending pieces. Strings in the stack are emitted as-is;
     # a _Val marks a value still to be printed.
@@ -443,6 +707,16 @@ def _to_repr(x: Any) -> str:
                     parts.append(" ")
                 parts.append(_Val(e))
             parts.append("]")
+            todo.extend(reversed(parts))
+        elif cv is Map:
+            parts = ["{"]
+            for i, (k, e) in enumerate(map_items_sorted(v)):
+                if i:
+                    parts.append(" ")
+                parts.append(_Val(k))
+                parts.append(" ")
+                parts.append(_Val(e))
+            parts.append("}")
             todo.extend(reversed(parts))
         elif cv is str:
             out.append(_str_repr(v))
