@@ -5,7 +5,11 @@ module gives the identical .lbc bytes (tests check every example and benchmark p
 damaged-then-refused files never get this far). Operands are written in the order of
 vm/opcodes.py, so this module knows no instruction by name.
 
-    ; lispvm assembly, format 1
+    ; lispvm assembly, format 3
+    .module "util.lisp" name="util"  ; a bundled module (docs/modules.md): its functions, then
+    .function 0 "main" params=0 rest=0 regs=2   ;  the next .module; the last is the program
+    ...
+    .end
     .module "fib.lisp"
     .function 1 "fib" params=1 rest=0 regs=4
     .upval 0 3                      ; capture: 0 = parent register, 1 = parent upvalue
@@ -24,7 +28,7 @@ import struct
 from typing import Any
 
 from ..vm.errors import INT_LIMIT, INT_MIN, MAX_INT_BITS, BadBytecode, CompileError
-from ..vm.lbc import FORMAT_VERSION, MAX_POSITION, Module, Proto
+from ..vm.lbc import FORMAT_VERSION, MAX_POSITION, Module, Proto, module_name_ok
 from ..vm.opcodes import BY_NAME, decode_fields, encode
 from ..vm.values import FALSE, TRUE, Cons, Sym, Vec, intern
 
@@ -82,8 +86,16 @@ def _comment(p: Proto, op: Any, f: dict[str, int]) -> str:
 
 
 def disassemble(module: Module) -> str:
-    """The assembly text of `module`."""
-    out = [f"; lispvm assembly, format {FORMAT_VERSION}", f".module {json.dumps(module.file)}"]
+    """The assembly text of `module`, its bundled modules first."""
+    out = [f"; lispvm assembly, format {FORMAT_VERSION}"]
+    for unit in module.units():
+        _unit_text(unit, out)
+    return "\n".join(out) + "\n"
+
+
+def _unit_text(module: Module, out: list[str]) -> None:
+    named = f" name={json.dumps(module.name)}" if module.name else ""
+    out.append(f".module {json.dumps(module.file)}{named}")
     for p in module.protos:
         out.append(f".function {p.index} {json.dumps(p.name)} params={p.nparams} rest={int(p.rest)} regs={p.nregs}")
         for kind, idx in p.upvals:
@@ -102,7 +114,6 @@ def disassemble(module: Module) -> str:
             text = f"{i:6}: {op.name} {' '.join(ops)}".rstrip()
             out.append(f"{text} @{line}:{col}{_comment(p, op, f)}")
         out.append(".end")
-    return "\n".join(out) + "\n"
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -220,8 +231,11 @@ def _strip_comment(line: str) -> str:
 
 
 def assemble(text: str, file: str = "<lasm>") -> Module:
-    """Parse assembly text into a Module. Raises CompileError at the offending line."""
+    """Parse assembly text into a Module (a `.module` before the last starts a bundled module).
+    Raises CompileError at the offending line."""
     source = None
+    name = ""
+    units: list[Module] = []
     protos: list[Proto] = []
     cur: Proto | None = None
     lines = text.split("\n")
@@ -233,9 +247,24 @@ def assemble(text: str, file: str = "<lasm>") -> Module:
         try:
             word, _, rest = line.strip().partition(" ")
             if word == ".module":
-                source = json.loads(rest)
-                if not isinstance(source, str):
-                    raise _AsmError(col, ".module needs a string")
+                if cur is not None:
+                    raise _AsmError(col, ".module inside a .function")
+                if source is not None:  # the previous unit is complete: a bundled module
+                    if not protos:
+                        raise _AsmError(col, "a .module needs at least one .function")
+                    if not name:
+                        raise _AsmError(col, "a bundled .module needs name=\"NAME\"")
+                    units.append(Module(source, protos, name=name))
+                    protos = []
+                m = re.fullmatch(r'("(?:[^"\\]|\\.)*")(?:\s+name=("(?:[^"\\]|\\.)*"))?', rest.strip())
+                if not m:
+                    raise _AsmError(col, 'expected .module "FILE" or .module "FILE" name="NAME"')
+                source = json.loads(m.group(1))
+                name = json.loads(m.group(2)) if m.group(2) else ""
+                if m.group(2) and not module_name_ok(name):
+                    raise _AsmError(col, f"bad module name {name!r}")
+                if name and any(u.name == name for u in units):
+                    raise _AsmError(col, f"module {name} is bundled twice")
             elif word == ".function":
                 m = re.fullmatch(r'(\d+)\s+("(?:[^"\\]|\\.)*")\s+(.*)', rest)
                 if not m:
@@ -280,7 +309,9 @@ def assemble(text: str, file: str = "<lasm>") -> Module:
         raise CompileError(file, len(lines), 1, "missing .end")
     if source is None or not protos:
         raise CompileError(file, 1, 1, "expected .module and at least one .function")
-    return Module(source, protos)
+    program = Module(source, protos, name=name)
+    program.bundled = units
+    return program
 
 
 def _instruction(p: Proto, text: str, col: int) -> None:

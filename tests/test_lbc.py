@@ -160,7 +160,9 @@ def test_header_fields_each_have_a_reason(fib_bytes: bytes) -> None:
         struct.pack_into(fmt, d, offset, value)
         return bytes(d)
 
-    assert refused(patched(8, "<H", lbc.FORMAT_VERSION + 1)) == f"unsupported format version {lbc.FORMAT_VERSION + 1}"
+    newer = lbc.FORMAT_VERSION + 1
+    assert refused(patched(8, "<H", newer)) == (f"unsupported format version {newer}; this lispvm reads version "
+                                                f"{lbc.FORMAT_VERSION}: compile the program again from its source")
     assert refused(patched(10, "<H", 1)) == "unknown flags"
     assert refused(patched(12, "<I", len(fib_bytes) + 1)) == "truncated"
     assert refused(patched(12, "<I", len(fib_bytes) - 1)) == "trailing bytes"
@@ -216,7 +218,7 @@ def test_body_damage_behind_a_good_checksum(src: str) -> None:
 
 def test_deeply_nested_constant_is_refused_not_a_recursion_error() -> None:
     depth = 5000
-    body = bytearray()
+    body = bytearray(b"\x01\x00")  # one unit, the program, not a module
     lbc._bytes(body, b"deep.lisp")
     lbc._uv(body, 1)  # one prototype
     lbc._bytes(body, b"main")
@@ -400,7 +402,7 @@ def test_flag_operands_must_be_0_or_1() -> None:
 def _one_const_file(const: bytes, count_prefix: bytes | None = None) -> bytes:
     """A file whose main function returns its only constant, the encoded bytes `const`;
     `count_prefix` replaces the encoding of the constant count (1)."""
-    body = bytearray()
+    body = bytearray(b"\x01\x00")  # one unit, the program, not a module
     lbc._bytes(body, b"v.lisp")
     lbc._uv(body, 1)
     lbc._bytes(body, b"main")

@@ -14,7 +14,8 @@ Layout (little-endian; varint = unsigned LEB128, svarint = zigzag LEB128):
     10     2     flags, must be 0
     12     4     total file length in bytes
     16     4     CRC-32 (zlib) of bytes 0..15 followed by bytes 20..end
-    20     ...   body: source name, then the prototypes (see docs/lbc-format.md)
+    20     ...   body: the units (bundled modules, then the program), each a module name, a
+                 source name and the prototypes (see docs/lbc-format.md)
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from .values import FALSE, TRUE, Cons, Sym, Vec, intern
 
 _K_INT_BOUND = 2 * INT_LIMIT  # the zigzag varint of the largest allowed integer constant, and one more
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "Proto", "Module", "dump", "load", "MAX_CONST_DEPTH"]
+__all__ = ["MAGIC", "FORMAT_VERSION", "Proto", "Module", "dump", "load", "MAX_CONST_DEPTH", "module_name_ok"]
 
 MAGIC = b"\x89LBC\r\n\x1a\n"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 HEADER = struct.Struct("<8sHHII")  # magic, version, flags, length, crc
 MAX_CONST_DEPTH = 200  # quoted data nests at most this deep (the loader's recursion is bounded)
 MAX_POSITION = 1 << 31  # line and column numbers are below this
+MAX_UNITS = 10_000  # modules one file may bundle (a bound on the loader's count, like any other)
 
 # Constant tags.
 K_NIL, K_FALSE, K_TRUE, K_INT, K_FLOAT, K_STR, K_SYM, K_LIST, K_VEC = range(9)
@@ -84,16 +86,28 @@ class Proto:
 
 
 class Module:
-    """A loaded bytecode file: prototypes, with protos[0] the top-level code."""
+    """A compiled file: prototypes, with protos[0] the top-level code.
 
-    def __init__(self, file: str, protos: list[Proto], key: bytes = b"") -> None:
+    The program's Module also holds, in `bundled`, the modules it requires (directly or not), in
+    the order their top-level code runs, each before the modules that require it; they are
+    Modules of their own (own file name, prototypes and key) with an empty `bundled`.
+    """
+
+    def __init__(self, file: str, protos: list[Proto], key: bytes = b"", name: str = "") -> None:
         self.file = file  # source file name, for positions in messages
         self.protos = protos  # all prototypes; protos[0] takes no arguments and runs the file
         self.key = key  # identity of the module across OS processes (a hash of its bytes)
+        self.name = name  # the name in the file's `(module NAME)`, or "" for a file that is not a module
+        self.bundled: list[Module] = []  # required modules, in the order they run (program only)
         for i, p in enumerate(protos):
             p.index, p.module = i, self
             p.pad = [None] * (p.nregs - p.nparams)
             p.arity = -1 if p.rest else p.nparams
+
+
+    def units(self) -> list[Module]:
+        """The bundled modules, then this one: what a node loads, and runs in this order."""
+        return [*self.bundled, self]
 
 
 _REGISTRY: dict[bytes, Module] = {}
@@ -183,8 +197,20 @@ def _const(out: bytearray, k: Any, depth: int = 0) -> None:
 
 
 def dump(module: Module) -> bytes:
-    """The bytes of `module` as a .lbc file."""
+    """The bytes of `module` (with its bundled modules) as a .lbc file."""
     body = bytearray()
+    units = module.units()
+    _uv(body, len(units))
+    for unit in units:
+        _bytes(body, unit.name.encode("utf-8", "surrogatepass"))
+        _unit(body, unit)
+    length = HEADER.size + len(body)
+    head = struct.pack("<8sHHI", MAGIC, FORMAT_VERSION, 0, length)
+    crc = zlib.crc32(body, zlib.crc32(head))
+    return head + struct.pack("<I", crc) + bytes(body)
+
+
+def _unit(body: bytearray, module: Module) -> None:
     _bytes(body, module.file.encode("utf-8", "surrogatepass"))
     _uv(body, len(module.protos))
     for p in module.protos:
@@ -212,10 +238,6 @@ def dump(module: Module) -> bytes:
             _uv(body, end)
             _uv(body, target)
             body.append(reg)
-    length = HEADER.size + len(body)
-    head = struct.pack("<8sHHI", MAGIC, FORMAT_VERSION, 0, length)
-    crc = zlib.crc32(body, zlib.crc32(head))
-    return head + struct.pack("<I", crc) + bytes(body)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -335,7 +357,8 @@ def load(data: bytes) -> Module:
     if magic != MAGIC:
         raise BadBytecode("bad magic")
     if version != FORMAT_VERSION:
-        raise BadBytecode(f"unsupported format version {version}")
+        raise BadBytecode(f"unsupported format version {version}; this lispvm reads version "
+                          f"{FORMAT_VERSION}: compile the program again from its source")
     if flags != 0:
         raise BadBytecode("unknown flags")
     if length != len(data):
@@ -343,6 +366,35 @@ def load(data: bytes) -> Module:
     if zlib.crc32(data[20:], zlib.crc32(data[:16])) != crc:
         raise BadBytecode("checksum mismatch")
     r = _Reader(data, HEADER.size)
+    count = r.uv(MAX_UNITS)
+    if count < 1:
+        raise BadBytecode("no code")
+    import hashlib
+
+    key = hashlib.blake2b(data, digest_size=8).digest()
+    units = []
+    for i in range(count):
+        name = r.text()
+        if (name or i < count - 1) and not module_name_ok(name):
+            raise BadBytecode("bad module name")
+        if name and any(u.name == name for u in units):
+            raise BadBytecode("module bundled twice")
+        # the program keeps the file's key; a bundled module's is derived from it and its place
+        ukey = key if i == count - 1 else hashlib.blake2b(key + i.to_bytes(4, "little"), digest_size=8).digest()
+        units.append(Module(*_read_unit(r, data), ukey, name))
+    if r.pos != len(data):
+        raise BadBytecode("trailing bytes")
+    program = units[-1]
+    program.bundled = units[:-1]
+    return program
+
+
+def module_name_ok(name: str) -> bool:
+    """A module name as `(module NAME)` allows it (assembler/modules.py checks the same)."""
+    return name.isascii() and name[:1].isalpha() and all(c.isalnum() or c in "_-" for c in name)
+
+
+def _read_unit(r: _Reader, data: bytes) -> tuple[str, list[Proto]]:
     file = r.text()
     protos = []
     for _ in range(r.uv(len(data))):
@@ -372,10 +424,6 @@ def load(data: bytes) -> Module:
         for _ in range(r.uv(len(data))):
             p.handlers.append((r.uv(n), r.uv(n), r.uv(n), r.byte()))
         protos.append(p)
-    if r.pos != len(data):
-        raise BadBytecode("trailing bytes")
     if not protos:
         raise BadBytecode("no code")
-    import hashlib
-
-    return Module(file, protos, hashlib.blake2b(data, digest_size=8).digest())
+    return file, protos
