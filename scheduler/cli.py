@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("trace", help="convert a trace into Chrome trace-event JSON")
     t.add_argument("file")
     t.add_argument("--chrome", metavar="OUT.json", required=True)
+    sub.add_parser("doctor", help="what this machine offers lispvm (Python, OpenCL devices) and what to install")
     return p
 
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         p.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return {"asm": cmd_asm, "dis": cmd_dis, "run": cmd_run, "trace": cmd_trace}[ns.cmd](ns)
+        return {"asm": cmd_asm, "dis": cmd_dis, "run": cmd_run, "trace": cmd_trace, "doctor": cmd_doctor}[ns.cmd](ns)
     except KeyboardInterrupt:
         sys.stderr.write("lispvm: interrupted\n")
         return 130
@@ -228,6 +229,13 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 
 @_guard
+def cmd_doctor(ns: argparse.Namespace) -> int:
+    """lispvm doctor: the report of scheduler/doctor.py on standard output; always 0."""
+    from .doctor import doctor
+
+    return doctor(sys.stdout)
+
+
 def cmd_trace(ns: argparse.Namespace) -> int:
     from .trace import to_chrome
 

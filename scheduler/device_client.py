@@ -36,8 +36,18 @@ from .device_wire import DISPATCH, KERNEL, SHM_MIN, FrameError, FrameReader, sen
 __all__ = ["client", "DeviceClient", "shutdown_all", "forget_inherited", "START_S"]
 
 DEVICE_DOWN = intern("device_down")
+NO_DEVICE = intern("no_device")
 START_S = 60.0  # seconds a device process may take to start listening
 _CLIENTS: list[DeviceClient] = []  # the clients made in this OS process (shutdown_all stops them)
+
+
+class NoDeviceError(OSError):
+    """The device process started and found no OpenCL device that runs a kernel (its reason)."""
+
+
+def _op_name(req: tuple) -> str:
+    """The builtin a device request came from (what the error's message starts with)."""
+    return "gpu/kernel" if req[0] == KERNEL else "gpu/dispatch"
 
 
 def client(node: Any) -> DeviceClient:
@@ -189,6 +199,9 @@ class DeviceClient:
                 said = proc.stdout.read()  # "r" and its warnings: the device closes its end at once
         finally:
             proc.stdout.close()
+        if said[:1] == b"n":  # it started but no device can run a kernel: say why, and where to look
+            proc.wait()
+            raise NoDeviceError(said[1:].decode(errors="replace"))
         if said[:1] == b"r":
             for line in said[1:].decode(errors="replace").splitlines():
                 self._warn(line)
@@ -198,7 +211,8 @@ class DeviceClient:
             proc.wait()
             if not ready:
                 raise OSError(f"the device process did not start within {START_S:g} s")
-            raise OSError("the device process exited at start (is an OpenCL platform installed?)")
+            raise OSError("the device process exited at start (is pyopencl installed? `lispvm doctor` says "
+                          "what this machine has)")
         if self.proc is None:
             self.proc = proc
         else:  # a device this process started earlier still runs (it serves others): keep both
@@ -215,6 +229,10 @@ class DeviceClient:
         try:
             if self.sock is None:
                 self._connect()
+        except NoDeviceError as e:
+            sched.complete(proc, error=runtime_error(NO_DEVICE, f"{_op_name(req)}: {e}").value)
+            self._drop()
+            return
         except OSError as e:
             sched.complete(proc, error=runtime_error(DEVICE_DOWN, f"the device process is not available: {e}").value)
             self._drop()

@@ -13,9 +13,10 @@ request or vanished socket stop the others, or answer while a kernel may still w
 the caller will reuse.
 
 Started by scheduler/device_client.py as `python -c "... device_main(path)"`; it writes one
-byte, then its warning lines, on its stdout once it listens, and closes it. Device choice:
-LISPVM_OPENCL, with the syntax of pyopencl's PYOPENCL_CTX ("0", "0:1", a name substring);
-unset, the first platform's first device.
+byte, then its warning lines, on its stdout once it listens, and closes it (or "n" and why no
+device can run a kernel, and exits). Device choice (scheduler/device_select.py): LISPVM_OPENCL,
+with the syntax of pyopencl's PYOPENCL_CTX ("0", "0:1", a name substring); unset, the first
+device, GPUs first, that builds and runs a probe kernel.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import threading
 from typing import Any
 
 from ..vm.gpu import SCALARS  # our modules before Landlock: their directory is not readable after
-from . import confine
+from . import confine, device_select
 from .clock import BusyWait
 from .device_shm import Segments
 from .device_wire import FORGET, HELLO, KERNEL, STOP, FrameReader, is_request, send_frame, source_key
@@ -43,8 +44,14 @@ SPIN_S = 200e-6
 
 
 def device_main(path: str) -> None:
-    """Entry point of the device process: serve requests until told to stop or left alone."""
-    DeviceServer(path).run()
+    """Entry point of the device process: serve requests until told to stop or left alone. When
+    no device can run a kernel it says why on its stdout ("n" and one line) and exits 3."""
+    try:
+        server = DeviceServer(path)
+    except device_select.NoDevice as e:
+        os.write(1, b"n" + str(e).encode(errors="replace"))
+        sys.exit(3)
+    server.run()
 
 
 class Refused(Exception):
@@ -72,7 +79,13 @@ class DeviceServer:
         # PoCL's kernel cache, pyopencl's and NVIDIA's: all in the one directory we may write
         os.environ.update(POCL_CACHE_DIR=os.path.join(cache, "pocl"), XDG_CACHE_HOME=cache,
                           CUDA_CACHE_PATH=os.path.join(cache, "nv"))
+        # pyopencl's own binary cache (used for drivers it thinks keep none, Intel's CPU runtime
+        # for one) gives back programs without the argument info gpu/kernel reads
+        os.environ["PYOPENCL_NO_CACHE"] = "1"
         self.warnings: list[str] = []
+        # pip-installed CPU runtimes (the cpu-opencl extra) join the system's ICD files, in the
+        # cache directory, which stays readable under Landlock
+        device_select.use_extra_runtimes(cache)
         self.confined = os.environ.get("LISPVM_DEVICE_CONFINE", "1") != "0"
         if self.confined:  # now, while this process has one thread (see confine.py)
             _abi, said = confine.landlock(device_rules(cache))
@@ -85,9 +98,8 @@ class DeviceServer:
         import pyopencl as cl
 
         self.np, self.cl = np, cl
-        if os.environ.get("LISPVM_OPENCL"):
-            os.environ["PYOPENCL_CTX"] = os.environ["LISPVM_OPENCL"]
-        self.ctx = cl.create_some_context(interactive=False)
+        # every device in turn until one builds and runs our probe kernel (NoDevice: none does)
+        self.ctx, self.tried = device_select.choose(cl, os.environ.get("LISPVM_OPENCL"))
         self.queue = cl.CommandQueue(self.ctx)
         self.host_is_device = all(d.type & cl.device_type.CPU for d in self.ctx.devices)
         self.programs: dict[str, Any] = {}  # source hash -> built cl.Program

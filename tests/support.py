@@ -20,19 +20,20 @@ SHARED = REPO.parent / "shared"
 
 _OPENCL: tuple[list[str], str | None] | None = None
 
+# the device process's own choice (scheduler/device_select.py), with the same pip runtimes added
 _PROBE = """
-import os, pyopencl as cl
-for p in cl.get_platforms():
-    for d in p.get_devices():
-        print("device", cl.device_type.to_string(d.type))
-if os.environ.get("LISPVM_OPENCL"):
-    os.environ["PYOPENCL_CTX"] = os.environ["LISPVM_OPENCL"]
-try:
-    ctx = cl.create_some_context(interactive=False)
-    cl.Program(ctx, "__kernel void k(__global float *a) { a[0] = 1.0f; }").build()
-    print("build ok")
-except Exception as e:
-    print("build failed", " ".join(str(e).split()))
+import os, tempfile
+from lispvm.scheduler import device_select as ds
+with tempfile.TemporaryDirectory(prefix="lispvm-probe-") as d:
+    ds.use_extra_runtimes(d)
+    import pyopencl as cl
+    for _pi, _di, p, dev in ds.candidates(cl):
+        print("device", cl.device_type.to_string(dev.type))
+    try:
+        ds.choose(cl, os.environ.get("LISPVM_OPENCL"))
+        print("build ok")
+    except Exception as e:
+        print("build failed", " ".join(str(e).split()))
 """
 
 
