@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--reductions", type=_positive, default=4000, help="reductions per time slice (default 4000)")
     r.add_argument("--trace", metavar="FILE", help="write the scheduler trace as JSON lines (- for stderr)")
     r.add_argument("--no-jit", action="store_true", help="run the plain interpreter only (no fast tier)")
+    add_permission_flags(r)
     r.add_argument("file")
     r.add_argument("args", nargs=argparse.REMAINDER)
     t = sub.add_parser("trace", help="convert a trace into Chrome trace-event JSON")
@@ -48,6 +49,79 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--chrome", metavar="OUT.json", required=True)
     sub.add_parser("doctor", help="what this machine offers lispvm (Python, OpenCL devices) and what to install")
     return p
+
+
+# --- permissions (LANGUAGE.md section 14): none by default, as in Deno -------------------------
+
+_LISTED = ("read", "write", "net", "run")  # the kinds whose flag may carry a list after `=`
+_ALL_MARK = "\0all"  # what a listed flag given without `=` stands for (no path can hold NUL)
+_VALUE_OPTS = ("--schedulers", "--reductions", "--trace")  # run options whose value may follow apart
+
+
+def add_permission_flags(p: argparse.ArgumentParser) -> None:
+    """The --allow-* flags and -A of `lispvm run` (and of any subcommand taking run options)."""
+    for kind, what in (("read", "PATHS"), ("write", "PATHS"), ("net", "HOST:PORT,..."), ("run", "PROGRAMS")):
+        p.add_argument(f"--allow-{kind}", action="append", metavar=what, dest=f"allow_{kind}",
+                       help=f"allow {kind} access (to these {what.lower()} only, comma-separated, after =)")
+    p.add_argument("--allow-env", action="store_true", help="allow reading environment variables")
+    p.add_argument("--allow-python", action="store_true", help="allow calling Python (py/...)")
+    p.add_argument("-A", "--allow-all", action="store_true", help="allow everything")
+
+
+def mark_bare_flags(argv: list[str]) -> list[str]:
+    """A listed --allow-KIND flag without `=` allows all of its kind and takes no value: mark it
+    before argparse, which would take the program's file for its value. Only the options before
+    the program's file are looked at (what follows it is the program's own)."""
+    out = list(argv)
+    i = 1 if out and out[0] in ("run", "repl") else None
+    if i is None:
+        return out
+    while i < len(out):
+        tok = out[i]
+        if tok == "--":
+            break
+        if tok in _VALUE_OPTS:
+            i += 2
+            continue
+        if not tok.startswith("-"):
+            break  # the program's file
+        if tok in tuple(f"--allow-{k}" for k in _LISTED):
+            out[i] = tok + "=" + _ALL_MARK
+        i += 1
+    return out
+
+
+def permissions_from(ns: argparse.Namespace, p: argparse.ArgumentParser) -> Any:
+    """The vm.permissions.Permissions of the parsed flags (a bad list: a usage error, status 2)."""
+    from ..vm.permissions import ALL, Permissions
+
+    if ns.allow_all:
+        return Permissions.everything()
+    kinds: dict[str, Any] = {}
+    for kind in _LISTED:
+        given = getattr(ns, f"allow_{kind}")
+        if not given:
+            continue
+        if _ALL_MARK in given:
+            kinds[kind] = ALL
+            continue
+        entries = [e.strip() for g in given for e in g.split(",")]
+        if any(not e for e in entries):
+            p.error(f"--allow-{kind}: expected a comma-separated list after =, got {','.join(given)!r}")
+        if kind == "net":
+            for e in entries:
+                host, sep, port = e.rpartition(":")
+                if sep and not host.startswith("[") and ":" not in host and not (
+                        port.isdigit() and 0 <= int(port) <= 65535):
+                    p.error(f"--allow-net: expected HOST or HOST:PORT (a port 0-65535), got {e!r}")
+        if kind == "run" and any("\0" in e for e in entries):
+            p.error("--allow-run: a program name cannot hold NUL")
+        kinds[kind] = entries
+    if ns.allow_env:
+        kinds["env"] = ALL
+    if ns.allow_python:
+        kinds["python"] = ALL
+    return Permissions(**kinds)
 
 
 def _positive(text: str) -> int:
@@ -66,11 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(signal, "SIGTERM"):  # end as cleanly on SIGTERM as on Ctrl-C (no process left behind)
         signal.signal(signal.SIGTERM, _on_sigterm)
     p = _parser()
-    ns = p.parse_args(argv)
+    ns = p.parse_args(mark_bare_flags(argv))
     if ns.cmd is None:
         p.print_help(sys.stderr)
         return EXIT_USAGE
     try:
+        if hasattr(ns, "allow_all"):  # run options: the node's permissions, inherited by every scheduler
+            from ..vm.permissions import install
+
+            install(permissions_from(ns, p))
         return {"asm": cmd_asm, "dis": cmd_dis, "run": cmd_run, "trace": cmd_trace, "doctor": cmd_doctor}[ns.cmd](ns)
     except KeyboardInterrupt:
         sys.stderr.write("lispvm: interrupted\n")

@@ -89,6 +89,11 @@ class ClusterNode(Transport, Routing, Names, Balancing):
             self.backpressure()
             sched.complete(proc, value=req[1])
             return
+        if req[0] == "io":  # files, standard input, sockets, ports: this OS process's I/O service
+            from .io import service
+
+            service(sched).submit(sched, proc)
+            return
         from .device_client import client
 
         client(self).submit(sched, proc)

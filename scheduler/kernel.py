@@ -113,6 +113,7 @@ class Scheduler:
         self.os_pid_ = os.getpid()  # for (sys/os-pid)
         self.yields = 0  # processes that used a whole budget in the last pass (CPU-bound work)
         self.chaos = chaos.make(sid)  # LISPVM_CHAOS's seeded choices, or None (then one test per slice)
+        self.io: Any = None  # its scheduler/io.py IoService, once a process asks for I/O
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -296,6 +297,8 @@ class Scheduler:
         proc.mailbox = None
         proc.frames = []
         proc.regs = []
+        if self.io is not None:  # what it waited on or owned (files, sockets, ports) is let go
+            self.io.process_ended(proc)
         self.node.process_ended(self, proc, reason)
 
     def kill(self, proc: Process, reason: Any) -> None:

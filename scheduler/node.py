@@ -188,6 +188,11 @@ class LocalNode:
         return self.names.get(name)
 
     def request_service(self, sched: Scheduler, proc: Process) -> None:
+        if proc.request[0] == "io":
+            from .io import service  # only programs that do I/O get here
+
+            service(sched).submit(sched, proc)
+            return
         from .device_client import client  # only programs that use gpu/ get here
 
         client(self).submit(sched, proc)
@@ -213,7 +218,11 @@ class LocalNode:
 
 
 def stop_device() -> None:
-    """Stop the device process this OS process started, if any (only gpu/ programs load it)."""
+    """Stop the device process this OS process started, if any (only gpu/ programs load it), and
+    close this OS process's I/O services (what processes still own: sockets, ports, files)."""
+    io = sys.modules.get("lispvm.scheduler.io")
+    if io is not None:
+        io.close_all()
     dev = sys.modules.get("lispvm.scheduler.device_client")
     if dev is not None:
         dev.shutdown_all()

@@ -1,0 +1,442 @@
+"""The I/O service: what a scheduler does for a process that waits on the outside world.
+
+Owns: the table of I/O operations (`IO_OPS`, filled by `io_op` here and in scheduler/tcp.py,
+scheduler/ports.py...), one IoService per scheduler OS process (`service`), its small thread
+pool for work that cannot be polled (regular files), the self-pipe through which the pool's
+results come back to the scheduler's loop (registered on the node's Poller, so an idle scheduler
+sleeps in its poll until I/O or its next timer), the resources processes own (closed when they
+end), and standard input (one reader of fd 0 per node: the scheduler 0's; other schedulers ask
+it). Must never: run Lisp code or touch a process outside the scheduler's loop (pool threads
+only compute and hand a callback to `call_soon_threadsafe`), or block the loop.
+
+A builtin that must wait checks its permission and arguments, then raises
+`vm.process.Block(("io", NAME, *args))`; the node's request_service hands it to `service(sched)`
+(`submit`), which calls `IO_OPS[NAME](service, proc, args)`. The handler answers at once with
+`complete`, or later: from a poller callback, or from a pool thread (`run_in_thread`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import queue
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..vm.errors import LispError, badarg
+from ..vm.permissions import os_error
+from ..vm.process import Process
+from ..vm.values import FALSE, TRUE, from_list
+
+__all__ = ["IO_OPS", "IoService", "io_op", "service"]
+
+IO_OPS: dict[str, Callable[[IoService, Process, tuple], None]] = {}
+POOL_SIZE = 4  # threads at most: file work is short, and a scheduler's own CPU is the bottleneck
+STDIN_CHUNK = 1 << 16  # bytes read from fd 0 at a time
+
+
+def io_op(name: str) -> Callable:
+    """Decorator: register `fn(service, proc, args)` as the handler of ("io", name, *args)."""
+
+    def deco(fn: Callable[[IoService, Process, tuple], None]) -> Callable:
+        IO_OPS[name] = fn
+        return fn
+
+    return deco
+
+
+# The modules that register the operations of a family of names, imported on first use.
+PROVIDERS = {"tcp/": ".tcp", "port/": ".ports", "py/": ".pyio"}
+
+
+def _provider(name: str) -> Callable | None:
+    import importlib
+
+    for prefix, mod in PROVIDERS.items():
+        if name.startswith(prefix):
+            try:
+                importlib.import_module(mod, __package__)
+            except ImportError:
+                return None
+            return IO_OPS.get(name)
+    return None
+
+
+def service(sched: Any) -> IoService:
+    """The scheduler's IoService, started on first use (a program that does no I/O pays nothing)."""
+    svc = sched.io
+    if svc is None:
+        svc = sched.io = IoService(sched)
+        sched.node.services.append(svc)
+        _LIVE.append(svc)
+    return svc
+
+
+_LIVE: list[IoService] = []  # this OS process's services (a forked child inherits the list, not them)
+
+
+def close_all() -> None:
+    """The node ends here: close the I/O services this OS process started (not a parent's)."""
+    me = os.getpid()
+    for svc in [s for s in _LIVE if s.os_pid == me]:
+        svc.close()
+    _LIVE.clear()
+
+
+class IoService:
+    """I/O for the processes of one scheduler (kernel.Service: while a process waits on it, or a
+    resource that can send messages is open, its scheduler is not deadlocked)."""
+
+    def __init__(self, sched: Any) -> None:
+        self.sched = sched  # the scheduler whose processes this serves
+        self.os_pid = os.getpid()  # the OS process it belongs to
+        self.node = sched.node
+        self.poller = self.node.poller  # the node's scheduler/poller.py Poller
+        self.blocked: dict[int, Process] = {}  # pid key -> a process waiting on an I/O request
+        self.owned: dict[int, list] = {}  # pid key -> resources it owns (closed when it ends)
+        self.stdin: StdinReader | None = None  # (scheduler 0) the node's reader of fd 0
+        self._calls: deque[Callable[[], None]] = deque()  # from pool threads, run in the loop
+        self._rfd, self._wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.poller.add_reader(self._rfd, self._drain)
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0  # pool threads waiting for a job
+        self._lock = threading.Lock()  # guards _idle against the pool threads
+        self._spin = False  # a job was handed to the pool since new_request was last asked
+
+    # --- kernel.Service --------------------------------------------------------------------
+
+    def outstanding(self) -> int:
+        """Processes waiting on I/O, plus owned resources that may still send messages (a
+        resource says so with a true `wakes` attribute: an active socket, a port)."""
+        n = len(self.blocked)
+        for res in self.owned.values():
+            for r in res:
+                if getattr(r, "wakes", False):
+                    n += 1
+        return n
+
+    def new_request(self) -> bool:
+        spin, self._spin = self._spin, False
+        return spin
+
+    # --- requests --------------------------------------------------------------------------
+
+    def submit(self, sched: Any, proc: Process) -> None:
+        """Handle the BLOCK request ("io", NAME, *args) of `proc`."""
+        req = proc.request
+        self.blocked[proc.pid.key] = proc
+        op = IO_OPS.get(req[1]) if len(req) > 1 else None
+        if op is None and len(req) > 1 and req[1].__class__ is str:
+            op = _provider(req[1])
+        try:
+            if op is None:
+                raise badarg(f"no I/O operation {req[1:2]!r}")
+            op(self, proc, req[2:])
+        except LispError as e:
+            self.complete(proc, error=e.value)
+        except OSError as e:
+            self.complete(proc, error=os_error(e, req[1]))
+
+    def complete(self, proc: Process, value: Any = None, error: Any = None) -> None:
+        """Resume `proc` with `value`, or raise the Lisp error value `error` at its call (nothing
+        if it ended meanwhile)."""
+        self.blocked.pop(proc.pid.key, None)
+        self.sched.complete(proc, value, error)
+
+    def run_in_thread(self, proc: Process, fn: Callable, *args: Any) -> None:
+        """Run `fn(*args)` in the pool; its value completes `proc`, an OSError becomes
+        `(error <errno name> "...")` and a LispError its value."""
+        name = proc.request[1] if proc.request else None
+
+        def job() -> None:
+            try:
+                value, error = fn(*args), None
+            except OSError as e:
+                value, error = None, os_error(e, name)
+            except LispError as e:
+                value, error = None, e.value
+            except (ValueError, MemoryError) as e:  # (a decoding error, a file too large)
+                value, error = None, badarg(f"{name}: {e}").value
+            self.call_soon_threadsafe(lambda: self.complete(proc, value, error))
+
+        self.submit_job(job)
+
+    def submit_job(self, job: Callable[[], None]) -> None:
+        """Run `job()` in the pool (it must report back through call_soon_threadsafe)."""
+        self._spin = True
+        with self._lock:
+            start = self._idle == 0 and len(self._threads) < POOL_SIZE
+        if start:
+            t = threading.Thread(target=self._worker, name=f"lispvm-io-{len(self._threads)}", daemon=True)
+            self._threads.append(t)
+            t.start()
+        self._jobs.put(job)
+
+    def _worker(self) -> None:
+        jobs = self._jobs
+        while True:
+            with self._lock:
+                self._idle += 1
+            job = jobs.get()
+            with self._lock:
+                self._idle -= 1
+            if job is None:
+                return
+            try:
+                job()
+            except BaseException as e:  # pragma: no cover - a job reports its own errors
+                self.call_soon_threadsafe(functools.partial(_raise, e))
+
+    def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
+        """From any thread: run `callback()` in the scheduler's loop, at its next poll."""
+        self._calls.append(callback)  # (deque.append is atomic)
+        try:
+            os.write(self._wfd, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full (a wake-up is pending anyway) or closed at the end
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self._rfd, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        calls = self._calls
+        while calls:
+            calls.popleft()()
+
+    # --- resources -------------------------------------------------------------------------
+
+    def own(self, proc: Process, resource: Any) -> None:
+        """`resource.close()` runs when `proc` ends (unless disowned first)."""
+        self.owned.setdefault(proc.pid.key, []).append(resource)
+
+    def disown(self, proc: Any, resource: Any) -> None:
+        """Forget that `proc` (a Process or a Pid) owns `resource` (it was closed, or handed on)."""
+        key = proc.key if hasattr(proc, "key") else proc.pid.key
+        res = self.owned.get(key)
+        if res is not None:
+            try:
+                res.remove(resource)
+            except ValueError:
+                pass
+            if not res:
+                del self.owned[key]
+
+    def process_ended(self, proc: Process) -> None:
+        """`proc` ended: it waits on nothing any more, and what it owned is closed."""
+        key = proc.pid.key
+        self.blocked.pop(key, None)
+        if self.stdin is not None:
+            self.stdin.forget(proc)
+        for res in self.owned.pop(key, ()):
+            try:
+                res.close()
+            except Exception as e:  # noqa: BLE001 - a failing close must not end the scheduler
+                sys.stderr.write(f"lispvm: closing {res!r} of {proc.pid!r} failed: {e}\n")
+
+    def close(self) -> None:
+        """The node ends: close every owned resource, stop the pool, close the self-pipe."""
+        for res in [r for rs in self.owned.values() for r in rs]:
+            try:
+                res.close()
+            except Exception:  # noqa: BLE001,S110 - the node is ending: nothing to tell
+                pass
+        self.owned.clear()
+        if self.stdin is not None:
+            self.stdin.close()
+        for _ in self._threads:
+            self._jobs.put(None)
+        self.poller.remove(self._rfd)
+        for fd in (self._rfd, self._wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _raise(e: BaseException) -> None:  # pragma: no cover - a pool job's slip, reported in the loop
+    raise e
+
+
+class StdinReader:
+    """The node's one reader of fd 0: lines go to the waiting processes in the order they asked.
+    It polls fd 0 only while someone waits (a pipe, a terminal or a file), reads what is there
+    with one os.read (never blocking: poll said it is ready, and a terminal gives a line at a
+    time), and keeps what it read beyond a line for the next asker. fd 0 is left blocking: its
+    file description is shared with the shell."""
+
+    def __init__(self, svc: IoService) -> None:
+        self.svc = svc
+        self.buf = bytearray()
+        self.eof = False
+        self.waiting: deque[tuple[Any, Callable[[Any, Any], None]]] = deque()  # (who, answer(value, error))
+        self.polled = False
+
+    def ask(self, who: Any, answer: Callable[[Any, Any], None]) -> None:
+        """`answer(line_or_None, error)` once the next line (or the end) is there."""
+        self.waiting.append((who, answer))
+        self._serve()
+        if self.waiting and not self.eof and not self.polled:
+            try:
+                self.svc.poller.add_reader(0, self._readable)
+                self.polled = True
+            except (OSError, ValueError) as e:  # fd 0 is closed: that is the end of the input
+                self.eof = True
+                if isinstance(e, OSError) and e.errno not in (9, None):
+                    self._fail(os_error(e, "io/read-line"))
+                self._serve()
+
+    def forget(self, proc: Process) -> None:
+        """A process that waited for a line ended."""
+        if self.waiting:
+            self.waiting = deque(w for w in self.waiting if w[0] is not proc)
+            self._unpoll_if_idle()
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(0, STDIN_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self.eof = True
+            self._fail(os_error(e, "io/read-line"))
+            return
+        if data:
+            self.buf += data
+        else:
+            self.eof = True
+        self._serve()
+
+    def _fail(self, error: Any) -> None:
+        while self.waiting:
+            self.waiting.popleft()[1](None, error)
+        self._unpoll_if_idle()
+
+    def _serve(self) -> None:
+        buf = self.buf
+        while self.waiting:
+            i = buf.find(b"\n")
+            if i >= 0:
+                line = bytes(buf[:i])
+                del buf[:i + 1]
+            elif self.eof and buf:
+                line = bytes(buf)
+                buf.clear()
+            elif self.eof:
+                line = None
+            else:
+                break
+            if line is not None:
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                line = line.decode("utf-8", "replace")
+            self.waiting.popleft()[1](line, None)
+        self._unpoll_if_idle()
+
+    def _unpoll_if_idle(self) -> None:
+        # a ready fd 0 with nobody to read it would wake every poll: it is polled only on demand
+        if self.polled and (not self.waiting or self.eof):
+            self.svc.poller.remove_reader(0)
+            self.polled = False
+
+    def close(self) -> None:
+        if self.polled:
+            self.svc.poller.remove_reader(0)
+            self.polled = False
+
+
+# --- files: each call is one job in the pool (a regular file cannot be polled) ---------------
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8", newline="") as f:
+        return f.read()
+
+
+def _lines(path: str) -> Any:
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # (the newline that ends the last line starts no other)
+    return from_list(lines)
+
+
+def _write(path: str, text: str, mode: str) -> Any:
+    with open(path, mode, encoding="utf-8", newline="") as f:
+        f.write(text)
+    return TRUE
+
+
+def _exists(path: str) -> Any:
+    return TRUE if os.path.exists(path) else FALSE
+
+
+def _list_dir(path: str) -> Any:
+    return from_list(sorted(os.listdir(path)))
+
+
+def _delete(path: str) -> Any:
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.rmdir(path)  # (an empty directory; rmdir's error names a full one)
+    else:
+        os.unlink(path)
+    return TRUE
+
+
+@io_op("file/read")
+def _op_read(svc: IoService, proc: Process, args: tuple) -> None:
+    svc.run_in_thread(proc, _read_text, args[0])
+
+
+@io_op("file/lines")
+def _op_lines(svc: IoService, proc: Process, args: tuple) -> None:
+    svc.run_in_thread(proc, _lines, args[0])
+
+
+@io_op("file/write")
+def _op_write(svc: IoService, proc: Process, args: tuple) -> None:
+    svc.run_in_thread(proc, _write, args[0], args[1], "w")
+
+
+@io_op("file/append")
+def _op_append(svc: IoService, proc: Process, args: tuple) -> None:
+    svc.run_in_thread(proc, _write, args[0], args[1], "a")
+
+
+@io_op("file/exists?")
+def _op_exists(svc: IoService, proc: Process, args: tuple) -> None:
+    svc.run_in_thread(proc, _exists, args[0])
+
+
+@io_op("file/list-dir")
+def _op_list_dir(svc: IoService, proc: Process, args: tuple) -> None:
+    svc.run_in_thread(proc, _list_dir, args[0])
+
+
+@io_op("file/delete")
+def _op_delete(svc: IoService, proc: Process, args: tuple) -> None:
+    svc.run_in_thread(proc, _delete, args[0])
+
+
+# --- standard input ----------------------------------------------------------------------------
+
+@io_op("io/read-line")
+def _op_read_line(svc: IoService, proc: Process, args: tuple) -> None:
+    def answer(value: Any, error: Any) -> None:
+        svc.complete(proc, value, error)
+
+    if svc.sched.id == 0:
+        stdin_reader(svc).ask(proc, answer)
+    else:
+        svc.node.ask_stdin(proc)  # scheduler 0 reads fd 0 for the whole node (cluster.py)
+
+
+def stdin_reader(svc: IoService) -> StdinReader:
+    if svc.stdin is None:
+        svc.stdin = StdinReader(svc)
+    return svc.stdin
