@@ -5,8 +5,11 @@ reading errors. Forms are plain Lisp values (Cons, Sym, Vec, numbers, strings) s
 which run on the VM, receive and return ordinary data. Positions live beside the data in a
 SourceMap keyed by object identity, so they cost the data nothing.
 
-A `[a b]` literal reads as a Vec whose items are the element forms: in code it is evaluated
-element by element, in a quoted form it is a vector constant, in a pattern a vector pattern.
+A `[a b]` literal reads as a Vec whose items (a pyrsistent PVector, as in every Vec) are the
+element forms: in code it is evaluated element by element, in a quoted form it is a vector
+constant, in a pattern a vector pattern. A `{k v ...}` literal reads as a MapForm holding the
+forms in order (LANGUAGE.md section 9): in code a `sys/map-of` call, quoted a map constant, in a
+pattern a map pattern. It is not a Map at read time because its keys are still unevaluated forms.
 
 The reader is a loop over tokens with an explicit stack: nesting depth is limited only by
 memory, never by Python's recursion limit.
@@ -18,10 +21,12 @@ import re
 import sys
 from typing import Any
 
-from ..vm.errors import CompileError
-from ..vm.values import FALSE, TRUE, Cons, Vec, intern
+from pyrsistent import pvector
 
-__all__ = ["SourceMap", "read"]
+from ..vm.errors import CompileError
+from ..vm.values import FALSE, TRUE, Cons, Vec, intern, map_of, to_repr
+
+__all__ = ["SourceMap", "read", "MapForm"]
 
 QUOTE = intern("quote")
 QUASIQUOTE = intern("quasiquote")
@@ -34,17 +39,40 @@ _PREFIX = {"'": QUOTE, "`": QUASIQUOTE, ",": UNQUOTE, ",@": UNQUOTE_SPLICING}
 _TOKEN = re.compile(
     r"""(?P<ws>[ \t\r\n\f\v]+)
       | (?P<comment>;[^\n]*)
-      | (?P<open>[(\[])
-      | (?P<close>[)\]])
+      | (?P<open>[(\[{])
+      | (?P<close>[)\]}])
       | (?P<prefix>,@|[',`])
       | (?P<string>")
-      | (?P<atom>[^\s()\[\]";'`,]+)""",
+      | (?P<atom>[^\s()\[\]{}";'`,]+)""",
     re.VERBOSE,
 )
 _INT = re.compile(r"[+-]?[0-9]+\Z")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
-_CLOSER = {"(": ")", "[": "]"}
+_CLOSER = {"(": ")", "[": "]", "{": "}"}
+
+
+class MapForm:
+    """A `{k v ...}` literal as read: `items` is the tuple of its forms, keys and values
+    alternating (an even count: the reader refuses an odd one). Its position is in the SourceMap
+    like a list's, and each item's through SourceMap.get_item."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: tuple) -> None:
+        self.items = items  # the forms, k1 v1 k2 v2 ...
+
+    def pairs(self) -> list[tuple[Any, Any]]:
+        """The (key form, value form) pairs in source order."""
+        it = self.items
+        return [(it[i], it[i + 1]) for i in range(0, len(it), 2)]
+
+    def to_map(self) -> Any:
+        """The Map this literal denotes when quoted (its forms taken as data; a later key wins)."""
+        return map_of(*self.items)
+
+    def __repr__(self) -> str:
+        return "{" + " ".join(to_repr(x) for x in self.items) + "}"
 
 
 class SourceMap:
@@ -54,6 +82,7 @@ class SourceMap:
         self.file = file  # the source file name used in messages
         self._pos: dict[int, tuple[Any, int, int]] = {}
         self._elem: dict[int, tuple[Any, int, int]] = {}
+        self._items: dict[tuple[int, int], tuple[Any, int, int]] = {}
 
     def set(self, form: Any, line: int, col: int) -> None:
         """Record where `form` (a Cons or Vec) starts; the first record wins."""
@@ -68,6 +97,15 @@ class SourceMap:
         """The (line, col) of the element held by `cell`, if the reader saw it."""
         entry = self._elem.get(id(cell))
         return (entry[1], entry[2]) if entry is not None and entry[0] is cell else None
+
+    def set_item(self, form: Any, index: int, line: int, col: int) -> None:
+        """Record where item `index` of a MapForm or Vec `form` starts."""
+        self._items[(id(form), index)] = (form, line, col)
+
+    def get_item(self, form: Any, index: int) -> tuple[int, int] | None:
+        """The (line, col) of item `index` of a MapForm or Vec read from source, else None."""
+        entry = self._items.get((id(form), index))
+        return (entry[1], entry[2]) if entry is not None and entry[0] is form else None
 
     def get(self, form: Any) -> tuple[int, int] | None:
         """The (line, col) of `form`, or None for forms that macros built from nothing."""
@@ -86,7 +124,7 @@ class _Open:
     __slots__ = ("kind", "items", "cells", "line", "col", "prefixes")
 
     def __init__(self, kind: str, line: int, col: int) -> None:
-        self.kind = kind  # "(" or "["
+        self.kind = kind  # "(", "[" or "{"
         self.items: list[Any] = []  # forms read so far
         self.cells: list[tuple[int, int]] = []  # the position of each item
         self.line, self.col = line, col
@@ -173,9 +211,21 @@ def _add(cur: _Open, form: Any, line: int, col: int, smap: SourceMap) -> None:
 
 def _build(o: _Open, smap: SourceMap, err: Any, close_at: int) -> Any:
     if o.kind == "[":
-        v = Vec(tuple(o.items))
+        v = Vec(pvector(o.items))
         smap.set(v, o.line, o.col)
+        for i, (ln, c) in enumerate(o.cells):
+            smap.set_item(v, i, ln, c)
         return v
+    if o.kind == "{":
+        if len(o.items) & 1:
+            ln, c = o.cells[-1]
+            raise CompileError(smap.file, ln, c, f"the map literal opened at {o.line}:{o.col} has a key "
+                               "without a value (a map literal needs keys and values in pairs)")
+        mf = MapForm(tuple(o.items))
+        smap.set(mf, o.line, o.col)
+        for i, (ln, c) in enumerate(o.cells):
+            smap.set_item(mf, i, ln, c)
+        return mf
     items, tail = o.items, None
     # A dotted pair: (a b . c)
     if len(items) >= 3 and items[-2] is _DOT and _DOT not in items[:-2]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from . import values as _values
 from .process import ctx
-from .values import UNCLAIMED, Box, Closure, Cons, Vec, note_box
+from .values import UNCLAIMED, Box, Closure, Cons, Map, Vec, map_of, note_box
 
 __all__ = ["key_of", "touch", "touch_current", "for_global", "for_message", "BARE"]
 
@@ -137,7 +137,7 @@ def _has_box(x: Any, free: Any = None) -> bool:
     """Is a Box reachable from `x`, not counting what is reachable from `free` (known to hold
     none)? Iterative (values nest deeply and lists are long)."""
     c = x.__class__
-    if c is not Cons and c is not Vec and c is not Closure:
+    if c is not Cons and c is not Vec and c is not Closure and c is not Map:
         return c is Box
     seen: set[int] = set() if free is None else {id(free)}
     stack = [x]
@@ -157,17 +157,22 @@ def _has_box(x: Any, free: Any = None) -> bool:
                 n = n.tail
             if n.__class__ is not Cons and n.__class__ in _CONTAINERS:  # an improper tail
                 stack.append(n)
-        elif c is Vec or c is Closure:
+        elif c is Vec or c is Closure or c is Map:
             if id(n) in seen:
                 continue
             seen.add(id(n))
-            for e in (n.items if c is Vec else n.upvals):
+            for e in (n.items if c is Vec else n.upvals if c is Closure else _map_flat(n)):
                 if e.__class__ in _CONTAINERS:
                     stack.append(e)
     return False
 
 
-_CONTAINERS = frozenset({Cons, Vec, Closure, Box})
+_CONTAINERS = frozenset({Cons, Vec, Closure, Box, Map})
+
+
+def _map_flat(m: Map) -> list:
+    """A map's keys and values, alternating (keys may hold closures too)."""
+    return [e for kv in m.m.items() for e in kv]
 
 
 def _copy(root: Any, boxmap: Any) -> Any:
@@ -194,7 +199,8 @@ def _copy(root: Any, boxmap: Any) -> Any:
                 nb = memo[i] = boxmap(n, fill)
                 out.append(nb)
                 continue
-            kids = (n.head, n.tail) if c is Cons else n.items if c is Vec else n.upvals
+            kids = ((n.head, n.tail) if c is Cons else n.items if c is Vec
+                    else _map_flat(n) if c is Map else n.upvals)
             if not done:
                 stack.append((n, True))
                 stack.extend((k, False) for k in reversed(kids))
@@ -205,7 +211,9 @@ def _copy(root: Any, boxmap: Any) -> Any:
             if c is Cons:
                 new: Any = Cons(vals[0], vals[1])
             elif c is Vec:
-                new = Vec(tuple(vals))
+                new = Vec(vals)
+            elif c is Map:
+                new = map_of(*vals)
             else:
                 new = Closure(n.proto, tuple(vals), n.name)
             memo[i] = new

@@ -49,14 +49,20 @@ from .values import (
     Closure,
     Cons,
     F32Array,
+    Map,
     Pid,
     Ref,
     Sym,
     Vec,
+    compare,
     from_list,
     intern,
     lisp_eq,
+    map_items_sorted,
+    map_of,
     note_box,
+    pvector,
+    sort_key,
     to_pylist,
     to_repr,
     to_str,
@@ -313,7 +319,9 @@ def b_empty(x: Any) -> Bool:
         return _b(not x.items)
     if c is str:
         return _b(not x)
-    raise badarg(f"empty?: expected a list, vector or string, got {type_name(x)} {short_repr(x)}")
+    if c is Map:
+        return _b(not x.m)
+    raise badarg(f"empty?: expected a list, vector, string or map, got {type_name(x)} {short_repr(x)}")
 
 
 @builtin("length")
@@ -391,15 +399,51 @@ def b_range(*args: Any) -> Any:
     return from_list(r)
 
 
+def _native_order(items: list) -> bool:
+    """Whether Python's own order of `items` is the term order (all strings, or all numbers
+    without NaN): sorting them then needs no Python-level compare."""
+    if not items:
+        return True
+    c0 = items[0].__class__
+    if c0 is str:
+        return all(x.__class__ is str for x in items)
+    if c0 is int or c0 is float:
+        return all(x.__class__ is int or (x.__class__ is float and x == x) for x in items)
+    return False
+
+
+def _sorted(items: list) -> list:
+    """`items` in term order (compare), stably."""
+    return sorted(items) if _native_order(items) else sorted(items, key=sort_key)
+
+
 @builtin("list/sort")
 def b_sort(xs: Any) -> Any:
+    """Any values, by the term order of LANGUAGE.md section 9; stable."""
     items = check_list("list/sort", xs)
-    for x in items:
-        _ordered("list/sort", x)
-    try:
-        return from_list(sorted(items))
-    except TypeError:
-        raise badarg("list/sort: cannot sort numbers and strings together") from None
+    return from_list(_sorted(items))
+
+
+@builtin("sys/sort-keyed")
+def b_sort_keyed(pairs: Any) -> Any:
+    """The tails of a list of (key . value) pairs, ordered by their keys (stable): the Python
+    half of list/sort-by, whose Lisp half (vm/prelude.lisp) calls the key function."""
+    items = check_list("sys/sort-keyed", pairs)
+    for p in items:
+        if p.__class__ is not Cons:
+            raise badarg(f"sys/sort-keyed: expected (key . value) pairs, got {short_repr(p)}")
+    keys = [p.head for p in items]
+    if _native_order(keys):
+        order = sorted(range(len(items)), key=keys.__getitem__)
+    else:
+        order = sorted(range(len(items)), key=lambda i: sort_key(keys[i]))
+    return from_list([items[i].tail for i in order])
+
+
+@builtin("compare")
+def b_compare(a: Any, b: Any) -> int:
+    """-1, 0 or 1 by the total term order (LANGUAGE.md section 9)."""
+    return compare(a, b)
 
 
 @builtin("list/contains?")
@@ -441,7 +485,155 @@ def b_vec_to_list(v: Any) -> Any:
 
 @builtin("list/to-vec")
 def b_list_to_vec(xs: Any) -> Vec:
-    return Vec(tuple(check_list("list/to-vec", xs)))
+    return Vec(pvector(check_list("list/to-vec", xs)))
+
+
+def _index(name: str, i: Any, n: int, end: bool = False) -> int:
+    """`i` checked as an index into n elements (0 <= i < n; up to n itself when `end`)."""
+    i = check_int(name, i)
+    if 0 <= i < n or (end and i == n):
+        return i
+    raise badarg(f"{name}: index {i} out of range for a vector of {n}")
+
+
+@builtin("vec/set")
+def b_vec_set(v: Any, i: Any, x: Any) -> Vec:
+    """A new vector with element i replaced by x: O(log n), sharing the rest."""
+    items = _vec("vec/set", v).items
+    return Vec(items.set(_index("vec/set", i, len(items)), x))
+
+
+@builtin("vec/push")
+def b_vec_push(v: Any, x: Any) -> Vec:
+    """A new vector with x added at the end: O(log n) (amortised O(1)), sharing the rest."""
+    items = _vec("vec/push", v).items
+    if len(items) >= MAX_LIST:
+        raise system_limit(f"vec/push: more than the limit of {MAX_LIST} elements")
+    return Vec(items.append(x))
+
+
+@builtin("vec/slice")
+def b_vec_slice(v: Any, start: Any, end: Any = None) -> Vec:
+    """Elements start (inclusive) to end (exclusive; the length when left out)."""
+    items = _vec("vec/slice", v).items
+    n = len(items)
+    a = _index("vec/slice", start, n, True)
+    b = n if end is None else _index("vec/slice", end, n, True)
+    if b < a:
+        raise badarg(f"vec/slice: end {b} is before start {a}")
+    return Vec(items[a:b])
+
+
+@builtin("vec/make")
+def b_vec_make(n: Any, x: Any) -> Vec:
+    """A vector of n elements, each x."""
+    n = check_int("vec/make", n)
+    if n < 0:
+        raise badarg(f"vec/make: the length must be >= 0, got {n}")
+    if n > MAX_LIST:
+        raise system_limit(f"vec/make: more than the limit of {MAX_LIST} elements")
+    return Vec(pvector([x] * n))
+
+
+# --- maps (LANGUAGE.md section 9) --------------------------------------------------------------
+
+def _map(name: str, m: Any) -> Map:
+    if m.__class__ is Map:
+        return m
+    raise badarg(f"{name}: expected a map, got {type_name(m)} {short_repr(m)}")
+
+
+@builtin("sys/map-of")
+def b_map_of(*kvs: Any) -> Map:
+    """The map of a `{k v ...}` literal: keys and values alternating; a later key wins."""
+    if len(kvs) & 1:
+        raise badarg(f"sys/map-of: expected keys and values in pairs, got {len(kvs)} values")
+    return map_of(*kvs)
+
+
+@builtin("map/get")
+def b_map_get(m: Any, k: Any, default: Any = None) -> Any:
+    if m.__class__ is not Map:
+        _map("map/get", m)
+    return m.m.get(k, default)
+
+
+@builtin("map/put")
+def b_map_put(m: Any, k: Any, v: Any) -> Map:
+    if m.__class__ is not Map:
+        _map("map/put", m)
+    return Map(m.m.set(k, v))
+
+
+@builtin("map/remove")
+def b_map_remove(m: Any, k: Any) -> Map:
+    mm = _map("map/remove", m).m
+    if k not in mm:
+        return m
+    return Map(mm.delete(k))
+
+
+@builtin("map/has?")
+def b_map_has(m: Any, k: Any) -> Bool:
+    return TRUE if k in _map("map/has?", m).m else FALSE
+
+
+@builtin("map/size")
+def b_map_size(m: Any) -> int:
+    return len(_map("map/size", m).m)
+
+
+@builtin("map?")
+def b_is_map(x: Any) -> Bool:
+    return TRUE if x.__class__ is Map else FALSE
+
+
+@builtin("map/keys")
+def b_map_keys(m: Any) -> Any:
+    """The keys in key order."""
+    return from_list([k for k, _ in map_items_sorted(_map("map/keys", m))])
+
+
+@builtin("map/vals")
+def b_map_vals(m: Any) -> Any:
+    """The values in the order of their keys."""
+    return from_list([v for _, v in map_items_sorted(_map("map/vals", m))])
+
+
+@builtin("map/to-list")
+def b_map_to_list(m: Any) -> Any:
+    """(k v) pairs in key order."""
+    return from_list([Cons(k, Cons(v, None)) for k, v in map_items_sorted(_map("map/to-list", m))])
+
+
+@builtin("map/from-list")
+def b_map_from_list(pairs: Any) -> Map:
+    """From a list of (k v) lists; a later key wins."""
+    items = check_list("map/from-list", pairs)
+    kvs = []
+    for p in items:
+        if p.__class__ is not Cons or p.tail.__class__ is not Cons or p.tail.tail is not None:
+            raise badarg(f"map/from-list: expected a list of (key value) lists, got {short_repr(p)}")
+        kvs.append(p.head)
+        kvs.append(p.tail.head)
+    return map_of(*kvs)
+
+
+@builtin("map/merge")
+def b_map_merge(m1: Any, m2: Any) -> Map:
+    """Entries of both; m2's value wins for a key in both. The larger map is the one updated."""
+    a, b = _map("map/merge", m1).m, _map("map/merge", m2).m
+    if len(b) >= len(a):
+        if not a:
+            return m2
+        with b.mutate() as mm:
+            for k, v in a.items():
+                if k not in mm:
+                    mm[k] = v
+            return Map(mm.finish())
+    if not b:
+        return m1
+    return Map(a.update(b))
 
 
 # --- strings ------------------------------------------------------------------------------
@@ -862,6 +1054,68 @@ def b_send_after(ms: Any, dest: Any, msg: Any) -> Any:
     return ctx.host.send_after(ctx.proc, ms, _dest("timer/send-after", dest), copy_message(msg))
 
 
+def _spawn_monitored(name: str, f: Any, args: tuple, link: bool) -> Any:
+    """Spawn and monitor in one builtin call: nothing runs in between, so the DOWN carries the
+    process's real reason however soon it ends (the process starts on the caller's scheduler)."""
+    host = ctx.host
+    pid = host.spawn(ctx.proc, copy_message(_fn(name, f)), [copy_message(a) for a in args], link, None)
+    return Cons(pid, Cons(host.monitor(ctx.proc, pid), None))
+
+
+@builtin("spawn-monitor")
+def b_spawn_monitor(f: Any, *args: Any) -> Any:
+    return _spawn_monitored("spawn-monitor", f, args, False)
+
+
+@builtin("sys/spawn-link-monitor")
+def b_spawn_link_monitor(f: Any, *args: Any) -> Any:
+    return _spawn_monitored("gen/start", f, args, True)
+
+
+@builtin("gen/reply")
+def b_gen_reply(frm: Any, value: Any) -> Any:
+    """Answer a gen/call: `frm` is the handler's `from`, (caller-pid monitor-ref)."""
+    if not (frm.__class__ is Cons and frm.head.__class__ is Pid and frm.tail.__class__ is Cons
+            and frm.tail.head.__class__ is Ref and frm.tail.tail is None):
+        raise badarg(f"gen/reply: expected the `from` of a call, got {short_repr(frm)}")
+    ctx.host.reply(ctx.proc, frm.head, frm.tail.head, copy_message(value))
+    return TRUE
+
+
+@builtin("sys/info")
+def b_sys_info(pid: Any) -> Any:
+    return ctx.host.process_info(ctx.proc, _pid("sys/info", pid))
+
+
+@builtin("sys/processes")
+def b_sys_processes() -> Any:
+    return ctx.host.processes(ctx.proc)
+
+
+_GENSYMS = [0]  # symbols made by gensym in this OS process
+
+
+@builtin("gensym")
+def b_gensym(prefix: Any = "g") -> Sym:
+    """A fresh symbol, for macros: `#:PREFIXn`, a name no symbol read or made in this OS process
+    has had, and which names its scheduler (so two schedulers never make the same one)."""
+    if prefix.__class__ is Sym:
+        prefix = prefix.name
+    prefix = check_str("gensym", prefix)
+    if len(prefix) > 100:
+        raise badarg("gensym: the prefix must be at most 100 characters")
+    try:
+        where = ctx.host.scheduler_id()
+    except AttributeError:  # no scheduler (the compiler expanding a macro): the node's first
+        where = 0
+    table = _values._SYMBOLS
+    while True:
+        _GENSYMS[0] += 1
+        name = f"#:{prefix}{_GENSYMS[0]}" if not where else f"#:{prefix}{where}.{_GENSYMS[0]}"
+        if name not in table:
+            return intern(name)
+
+
 @builtin("sys/schedulers")
 def b_schedulers() -> int:
     return ctx.host.schedulers()
@@ -878,4 +1132,3 @@ def b_os_pid() -> int:
 
 
 from . import gpu  # noqa: E402,F401  (registers the gpu/ builtins, after these: the table keeps its order)
-from . import io_builtins  # noqa: E402,F401  (files, standard input, environment: LANGUAGE.md section 14)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import MAX_INT_DIGITS, badarg, badarity
-from .values import Cons, Sym, Vec, to_pylist, to_repr, type_name
+from .values import Cons, Map, Sym, Vec, to_pylist, to_repr, type_name
 
 __all__ = ["short_repr", "text_size", "check_number", "check_int", "check_list", "check_str", "check_arity"]
 
@@ -62,8 +62,17 @@ def text_size(values: Any, cap: int, quoted: bool) -> int:
             if x is not None:
                 todo.append(x)
         elif c is Vec:
-            todo.extend(x.items)
             total += 2 + len(x.items)
+            if total > cap:
+                return total
+            todo.extend(x.items)
+        elif c is Map:
+            total += 2 + 2 * len(x.m)
+            if total > cap:
+                return total
+            for k, v in x.m.items():
+                todo.append(k)
+                todo.append(v)
         elif c is Sym:
             total += len(x.name)
         else:

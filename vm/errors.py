@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .values import Cons, Vec, intern, to_repr
+from .values import Cons, Map, Vec, intern, map_items_sorted, to_repr
 
 # System limits (docs/language.md, "System limits"): work a single builtin call or instruction
 # may do without counting reductions is bounded, so that no call blocks its scheduler for long.
@@ -135,6 +135,19 @@ def report_repr(value: Any, limit: int = MAX_REPORT) -> str:
                 todo.append((0, v.items[i]))
         elif kind == 3:
             s = v
+        elif kind == 4:  # a map's flattened entries (item[2]) from index item[3]
+            flat, i = item[2], item[3]
+            if i == len(flat):
+                s = "}"
+            else:
+                s = " " if i else ""
+                todo.append((4, v, flat, i + 1))
+                todo.append((0, flat[i]))
+        elif v.__class__ is Map:
+            s = "{"
+            # in key order as printed, unless sorting alone would cost more than the report
+            pairs = map_items_sorted(v) if len(v.m) <= limit else list(v.m.items())[:limit]
+            todo.append((4, v, [e for kv in pairs for e in kv], 0))
         elif v.__class__ is Cons:
             s = "("
             todo.append((1, v.tail))

@@ -32,6 +32,7 @@ from functools import cmp_to_key
 from typing import Any
 
 from immutables import Map as _IMap
+from pyrsistent import pvector
 
 from .registry import Builtin  # a function written in Python: defined with the table of builtins
 
@@ -42,8 +43,12 @@ __all__ = [
     "Bool", "TRUE", "FALSE", "Sym", "intern", "Cons", "Vec", "Box", "Closure", "Builtin",
     "Pid", "Ref", "F32Array", "UNDEF", "UNCLAIMED", "from_list", "to_pylist", "is_list", "lisp_eq",
     "to_str", "to_repr", "type_name", "truthy", "note_box", "Map", "map_of", "EMPTY_IMAP",
-    "lisp_hash", "compare", "sort_key", "map_items_sorted",
+    "lisp_hash", "compare", "sort_key", "map_items_sorted", "PVector", "pvector", "EMPTY_PVEC",
 ]
+
+
+PVector = type(pvector())  # the C class (pyrsistent.PVector is an abstract base)
+EMPTY_PVEC = pvector()
 
 
 class Bool:
@@ -168,12 +173,16 @@ def is_list(x: Any) -> bool:
 
 
 class Vec:
-    """An immutable vector; `items` is a tuple."""
+    """An immutable vector; `items` is a pyrsistent PVector (O(log n) set and push, C-backed).
+
+    Any iterable may be passed in; it is turned into a PVector here, so that no Vec at run time
+    holds a tuple or a list (the vector builtins call PVector methods on `items`).
+    """
 
     __slots__ = ("items",)
 
-    def __init__(self, items: tuple) -> None:
-        self.items = items  # the elements, a tuple
+    def __init__(self, items: Any) -> None:
+        self.items = items if items.__class__ is PVector else pvector(items)  # the elements
 
     def __eq__(self, other: object) -> bool:
         return other.__class__ is Vec and lisp_eq(self, other)
