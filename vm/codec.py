@@ -30,7 +30,7 @@ API (stable: the scheduler's framing, cluster and device modules use it; docs/co
 
 Values: None, bool, int (any size), float, str (lone surrogates included), bytes, tuple, list,
 dict, set, frozenset; the Lisp values of vm/values.py (TRUE/FALSE, Sym, Cons lists proper or
-improper, Vec, Box, Closure, Builtin, Pid, Ref, F32Array, UNDEF), one-dimensional float32 numpy
+improper, Vec, Map, Box, Closure, Builtin, Pid, Ref, F32Array, UNDEF), one-dimensional float32 numpy
 arrays, vm.gpu.Kernel, vm.process.GlobalCell (by name, in vm.process.CURRENT_GLOBALS) and
 vm.process.Process (its __getstate__ state). Boxes and closures keep their identity within one
 message (two closures sharing a box share it after decoding, a box may hold a closure that holds
@@ -47,6 +47,9 @@ from gc import isenabled as _gc_isenabled
 from itertools import chain
 from typing import Any
 
+from immutables import Map as _IMap
+
+from . import handles as _handles
 from . import lbc
 from . import process as _process
 from .registry import BUILTINS
@@ -60,6 +63,7 @@ from .values import (
     Closure,
     Cons,
     F32Array,
+    Map,
     Pid,
     Ref,
     Sym,
@@ -101,7 +105,8 @@ T_PID, T_PIDV, T_REF = 13, 14, 15
 T_TUPLE, T_LIST, T_CONS, T_VEC, T_DICT, T_SET, T_FSET = 16, 17, 18, 19, 20, 21, 22
 T_BOX, T_BOXREF, T_CLOSURE, T_BUILTIN, T_KERNEL, T_GCELL, T_PROC = 23, 24, 25, 26, 27, 28, 29
 T_F32, T_F32_OOB, T_ND32, T_ND32_OOB = 30, 31, 32, 33
-T_PACKED_INT, T_PACKED_FLOAT, T_PACKED_STR, T_CLOSUREREF = 34, 35, 36, 37
+T_PACKED_INT, T_PACKED_FLOAT, T_PACKED_STR, T_CLOSUREREF, T_MAP = 34, 35, 36, 37, 38
+T_HANDLE = 39  # a socket, listener or port handle (vm/handles.py): plain data naming its scheduler
 SMALL_MIN = -32
 _SMALL_MAX = SMALL_MIN + 127
 
@@ -435,11 +440,15 @@ def _encode_other(out: bytearray, x: Any, t: type, st: _Enc) -> Any:
     if t is Vec:
         items = x.items
         n = len(items)
-        if n >= _PACK_MIN and items.__class__ is tuple and _packed(out, items, _K_VEC):
+        if n >= _PACK_MIN and _packed(out, items, _K_VEC):
             return None
         out.append(T_VEC)
         out += _uvarint(n)
         return iter(items)
+    if t is Map:
+        out.append(T_MAP)
+        out += _uvarint(len(x.m))
+        return chain.from_iterable(x.m.items())
     if t is bytes:
         out.append(T_BYTES)
         out += _uvarint(len(x))
@@ -471,6 +480,9 @@ def _encode_other(out: bytearray, x: Any, t: type, st: _Enc) -> Any:
     if t is _process.Process:
         out.append(T_PROC)
         return iter((x.__getstate__(),))
+    if t is _handles.Handle:
+        out.append(T_HANDLE)
+        return iter((x.kind, x.sched, x.serial))
     if t.__name__ == "Kernel" and t.__module__ == __package__ + ".gpu":
         out.append(T_KERNEL)
         return iter((x.source, x.name, x.params, x.key))
@@ -501,7 +513,8 @@ def _write_f32(out: bytearray, arr: Any, st: _Enc, tag: int) -> None:
 
 # containers being built: (kind, items so far, children still to read, extra)
 _C_TUPLE, _C_LIST, _C_CONS, _C_VEC, _C_DICT, _C_SET, _C_FSET = 0, 1, 2, 3, 4, 5, 6
-_C_BOX, _C_CLOSURE, _C_BUILTIN, _C_KERNEL, _C_GCELL, _C_PROC, _C_REF, _C_PIDV, _C_ROOT = range(7, 16)
+_C_BOX, _C_CLOSURE, _C_BUILTIN, _C_KERNEL, _C_GCELL, _C_PROC, _C_REF, _C_PIDV, _C_ROOT, _C_MAP = range(7, 17)
+_C_HANDLE = 17
 _CONTAINERS = {T_TUPLE: _C_TUPLE, T_LIST: _C_LIST, T_VEC: _C_VEC, T_SET: _C_SET, T_FSET: _C_FSET}
 
 
@@ -684,13 +697,13 @@ def _decode(data: bytes, buffers: Any, unpack_i32: Any = _I32.unpack_from, unpac
                 boxes.append(box)
                 stack.append((kind, items, left, extra))
                 kind, items, left, extra = _C_BOX, [], 2, box
-            elif tag in _CONTAINERS or tag == T_DICT:
+            elif tag in _CONTAINERS or tag == T_DICT or tag == T_MAP:
                 n, pos = _varint(data, pos, end)
-                c = 2 * n if tag == T_DICT else n
+                c = n if tag in _CONTAINERS else 2 * n
                 if c > end - pos:
                     raise _truncated()
                 stack.append((kind, items, left, extra))
-                kind, items, left, extra = (_C_DICT if tag == T_DICT else _CONTAINERS[tag]), [], c, None
+                kind, items, left, extra = _CONTAINERS.get(tag, _C_DICT if tag == T_DICT else _C_MAP), [], c, None
             elif tag == T_BIG or tag == T_BYTES:
                 n, pos = _varint(data, pos, end)
                 e = pos + n
@@ -737,6 +750,7 @@ def _decode(data: bytes, buffers: Any, unpack_i32: Any = _I32.unpack_from, unpac
 
 _SIMPLE_CONTAINERS = {T_BUILTIN: (_C_BUILTIN, 1), T_KERNEL: (_C_KERNEL, 4), T_GCELL: (_C_GCELL, 1),
                       T_PROC: (_C_PROC, 1), T_REF: (_C_REF, 2), T_PIDV: (_C_PIDV, 2)}
+_SIMPLE_CONTAINERS[T_HANDLE] = (_C_HANDLE, 3)
 
 
 def _build(kind: int, items: list, extra: Any) -> Any:
@@ -766,7 +780,13 @@ def _build(kind: int, items: list, extra: Any) -> Any:
             extra.owner = owner
         return extra
     if kind == _C_VEC:
-        return Vec(tuple(items))
+        return Vec(items)
+    if kind == _C_MAP:
+        it = iter(items)
+        try:
+            return Map(_IMap(zip(it, it)))  # (keys equal by == in one message: the later wins)
+        except TypeError:
+            raise CodecError("unhashable map key") from None
     if kind == _C_DICT:
         it = iter(items)
         try:
@@ -794,6 +814,12 @@ def _build(kind: int, items: list, extra: Any) -> Any:
             raise CodecError("a global variable, and no globals table here" if g is None
                              else "malformed global variable")
         return g.cell(items[0])
+    if kind == _C_HANDLE:
+        hkind, sched, serial = items
+        if hkind not in _handles.KINDS or sched.__class__ is not int or serial.__class__ is not int or sched < 0 \
+                or serial < 0:
+            raise CodecError("malformed handle")
+        return _handles.Handle(hkind, sched, serial)
     if kind == _C_KERNEL:
         from .gpu import Kernel  # on first use: importing gpu registers its builtins, after vm.builtins' ones
 
@@ -882,7 +908,7 @@ def _decode_packed(data: bytes, pos: int, end: int, tag: int) -> tuple[Any, int]
     if kind == _K_TUPLE:
         return tuple(a), pos
     if kind == _K_VEC:
-        return Vec(tuple(a)), pos
+        return Vec(a), pos
     out = None
     for x in reversed(a):
         out = Cons(x, out)
