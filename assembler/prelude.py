@@ -22,8 +22,9 @@ def build() -> bytes:
 
 def main(argv: list[str]) -> int:
     out = argv[0] if argv else LBC_PATH
+    data = build()  # before the file is opened: compiling reads the prelude's names from it
     with open(out, "wb") as f:
-        f.write(build())
+        f.write(data)
     print(f"wrote {out}")
     return 0
 
