@@ -31,6 +31,7 @@ from ..vm.values import Pid
 from .balance import Balancing
 from .clock import MonotonicClock
 from .events import COUNTED, SHAPES, Refused
+from .introspect import Introspection
 from .kernel import Scheduler, Service, crash_line, main_end
 from .names import Names
 from .routing import NOCONNECTION, Routing
@@ -39,7 +40,7 @@ from .transport import GIVE_WAY, Link, Transport
 __all__ = ["ClusterNode", "Worker"]
 
 
-class ClusterNode(Transport, Routing, Names, Balancing):
+class ClusterNode(Transport, Routing, Names, Balancing, Introspection):
     """The node as one scheduler OS process sees it (the hub, or a worker)."""
 
     def __init__(self, sid: int, nsched: int, sockdir: str, module: lbc.Module, globals_: Globals,
@@ -69,6 +70,7 @@ class ClusterNode(Transport, Routing, Names, Balancing):
         self.init_routing()
         self.init_names()
         self.init_balancing()
+        self.init_introspection()
 
     def pending(self) -> bool:
         """Asked when a budget is spent: is there input? (Also a chance to flush.) Free until
@@ -93,6 +95,9 @@ class ClusterNode(Transport, Routing, Names, Balancing):
             from .io import service
 
             service(sched).submit(sched, proc)
+            return
+        if req[0] == "info" or req[0] == "procs":  # sys/info, sys/processes (introspect.py)
+            (self.ask_info if req[0] == "info" else self.ask_pids)(sched, proc)
             return
         from .device_client import client
 
@@ -180,6 +185,7 @@ class ClusterNode(Transport, Routing, Names, Balancing):
                 for ref, (role, other) in list(proc.monitors.items()):
                     if role == "of" and self.where(other) == k:
                         self._apply(proc, "s", ("down", ref, other, NOCONNECTION, proc.pid))
+        self.introspection_peer_died(k)
         if self.sid == 0:
             self.worker_died(k)
 
@@ -204,6 +210,10 @@ class Worker(ClusterNode):
 
     def on_mainpid(self, link: Link, ev: tuple) -> None:
         self.main_pid = ev[1]
+
+    def on_pids_ask(self, link: Link, ev: tuple) -> None:
+        """The hub gathers sys/processes: this scheduler's live pids."""
+        self.emit(0, ("pids", ev[1], tuple(self.sched.local_pids())))
 
     def peer_died(self, k: int) -> None:
         super().peer_died(k)
@@ -264,6 +274,7 @@ _HANDLERS = {
 # Events found by name on the receiving node: the hub's on_hello is its own, and events only
 # one side takes (the hub, or a worker) are refused by a node without the method.
 _BY_NAME = {"hello": "on_hello", "out": "on_out", "err": "on_err", "main_done": "on_main_done",
-            "idle_report": "on_idle_report", "busy": "on_busy", "stop": "on_stop", "mainpid": "on_mainpid"}
+            "idle_report": "on_idle_report", "busy": "on_busy", "stop": "on_stop", "mainpid": "on_mainpid",
+            "pids_gather": "on_pids_gather", "pids_ask": "on_pids_ask", "pids": "on_pids"}
 for _ev, _m in _BY_NAME.items():
     _HANDLERS[_ev] = _dispatch(_m)

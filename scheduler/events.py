@@ -19,7 +19,9 @@ from ..vm.values import Pid, Ref, Sym
 
 __all__ = ["COUNTED", "SHAPES", "Refused"]
 
-COUNTED = frozenset({"ev", "proc"})  # Lisp events: quiescence compares how many were sent and received
+# Lisp events (and sys/processes' questions, which a process waits for): quiescence compares
+# how many were sent and received
+COUNTED = frozenset({"ev", "proc", "pids_gather", "pids_ask", "pids"})
 
 
 class Refused(Exception):
@@ -48,6 +50,8 @@ def _hello_bad(node: Any, ev: tuple) -> str | None:
 _SIGNAL_SHAPES: dict[str, tuple] = {
     "exit": (Pid, None, Pid), "xsignal": (Pid, None, Pid), "down": (Ref, Pid, None, Pid),
     "link": (Pid, Pid), "unlink": (Pid, Pid), "monitor": (Ref, Pid, Pid), "demonitor": (Ref, Pid),
+    "pull": (int, Pid),  # tcp/owner or port/owner asks the new owner to come (scheduler/balance.py)
+    "reply": (Ref, None, Pid), "info": (Ref, Pid, Pid), "inforeply": (Ref, None, Pid),
 }
 
 
@@ -112,4 +116,8 @@ SHAPES: dict[str, Any] = {
     "idle_report": _shape(_sid, bool, int, int, bool, bool),
     "stop": _shape(),
     "mainpid": _shape(Pid),
+    "load": _shape(bytes),  # (hub to worker) a module compiled at lispvm repl
+    "pids_gather": _shape(int),
+    "pids_ask": _shape(int),
+    "pids": _shape(int, lambda node, pids: pids.__class__ is tuple and all(p.__class__ is Pid for p in pids)),
 }

@@ -139,6 +139,10 @@ class Hub(ClusterNode):
         if self.said_idle:  # said before it could hear it: a scheduler forked with work gives some back
             link.queue(("idle", 0))
 
+    def on_pids_gather(self, link: Link, ev: tuple) -> None:
+        """A worker's process asks sys/processes: gather every scheduler's pids for it."""
+        self.gather(link.peer, ev[1])
+
     def on_out(self, link: Link, ev: tuple) -> None:
         self.output(ev[1])
 

@@ -35,7 +35,7 @@ from ..vm import interp
 from ..vm.errors import badarg, describe, report_repr
 from ..vm.process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Process
 from ..vm.state import VM
-from ..vm.values import Cons, Pid, Ref, Sym, from_list, intern
+from ..vm.values import Cons, Pid, Ref, Sym, from_list, intern, map_of
 from . import chaos
 from .clock import MonotonicClock
 
@@ -160,6 +160,7 @@ class Scheduler:
         trace = self.trace
         run = interp.run
         ch = self.chaos
+        vm = self.vm
         n = len(runq)
         self.yields = 0
         while n and runq:
@@ -170,6 +171,7 @@ class Scheduler:
             if trace is not None:
                 trace.slice_in(self, proc)
             outcome = run(proc, budget if ch is None else ch.budget(budget), self)
+            proc.reds += vm.used  # (sys/info's reductions: one add per slice, none per instruction)
             if trace is not None:
                 trace.slice_out(self, proc, outcome)
             if outcome == WAIT and proc.deadline is None:  # the common case, inline
@@ -354,6 +356,19 @@ class Scheduler:
             target = self.procs.get(to.key)
             if target is not None and target.monitors:
                 target.monitors.pop(ref, None)
+        elif kind == "reply":  # ("reply", ref, msg, to): gen/call's answer, kept only while awaited
+            _, ref, msg, to = sig
+            if target is not None and target.monitors and ref in target.monitors:
+                self.deliver(target, Cons(ref, Cons(msg, None)))
+        elif kind == "info":  # ("info", ref, asker, to): sys/info from another scheduler
+            _, ref, asker, to = sig
+            data = None if target is None or target.status == DEAD else info_items(self, target, None)
+            self.node.signal(self, None, asker, ("inforeply", ref, data, asker))
+        elif kind == "inforeply":  # ("inforeply", ref, info items or nil, to)
+            _, ref, data, to = sig
+            req = None if target is None or target.status != BLOCKED else target.request
+            if req is not None and req[0] == "info" and req[-1] == ref:
+                self.complete(target, info_value(data))
 
     def exit_signal_to(self, target: Process, frm: Pid, reason: Any, linked: bool) -> None:
         """Erlang's rules: `kill` cannot be trapped; trapped signals become messages; a
@@ -397,6 +412,7 @@ class Scheduler:
     def spawn(self, parent: Process, fn: Any, args: list, link: bool, where: int | None) -> Pid:
         cl, regs = interp.new_process_regs(fn, args)
         proc = Process(self.new_pid(), cl, regs)
+        proc.fn = fn.name  # (a builtin runs in a trampoline closure: the name is the builtin's)
         if link:
             proc.links = {parent.pid}
             if parent.links is None:
@@ -491,6 +507,62 @@ class Scheduler:
 
     def define(self, name: str, value: Any) -> None:
         self.node.define(self, name, value)
+
+    def reply(self, proc: Process, pid: Pid, ref: Ref, msg: Any) -> None:
+        """gen/reply: `(ref msg)` to `pid`, delivered only if it still monitors `ref` (a caller
+        that gave up demonitored it, so a late reply leaves nothing in its mailbox)."""
+        self.node.signal(self, proc, pid, ("reply", ref, msg, pid))
+
+    def process_info(self, proc: Process, pid: Pid) -> Any:
+        """sys/info: the map for a process here, else what the node knows (None for a dead
+        one; a cluster node raises Block and asks the process's scheduler)."""
+        target = self.procs.get(pid.key)
+        if target is not None and target.status != DEAD:
+            return info_value(info_items(self, target, proc))
+        return self.node.info_elsewhere(self, proc, pid)
+
+    def processes(self, proc: Process) -> Any:
+        """sys/processes: the live pids of the node (a cluster node raises Block and asks the
+        other schedulers)."""
+        return self.node.all_pids(self, proc)
+
+    def local_pids(self) -> list[Pid]:
+        """The live processes of this scheduler, by pid key."""
+        return sorted((p.pid for p in self.procs.values() if p.status != DEAD), key=_pid_key)
+
+
+def _pid_key(pid: Pid) -> int:
+    return pid.key
+
+
+_INFO_KEYS = tuple(intern(k) for k in ("status", "mailbox", "reductions", "scheduler", "function", "links",
+                                       "monitors", "registered"))
+_STATUS = {RUNNABLE: intern("runnable"), NEW: intern("runnable"), WAITING: intern("waiting"),
+           BLOCKED: intern("waiting")}
+_RUNNING = intern("running")
+
+
+def info_items(sched: Scheduler, proc: Process, running: Process | None) -> Any:
+    """What sys/info says of `proc` (a process of `sched`), as a Lisp list of the values in
+    _INFO_KEYS order: plain data, so that it crosses to the asker's scheduler with the codec."""
+    mb = proc.mailbox
+    links = sorted(proc.links, key=_pid_key) if proc.links else ()
+    mons = sorted((p for role, p in proc.monitors.values() if role == "of"), key=_pid_key) if proc.monitors else ()
+    status = _RUNNING if proc is running else _STATUS.get(proc.status, _STATUS[WAITING])
+    return from_list([status, 0 if mb is None else len(mb) - proc.mbhead, proc.reds, sched.id,
+                      intern(proc.fn or "?"), from_list(links), from_list(mons), proc.name])
+
+
+def info_value(items: Any) -> Any:
+    """The sys/info map from info_items' list, or None for a dead process."""
+    if items is None:
+        return None
+    kvs: list = []
+    for k in _INFO_KEYS:
+        kvs.append(k)
+        kvs.append(items.head)
+        items = items.tail
+    return map_of(*kvs)
 
 
 _TRAPS = {

@@ -18,7 +18,7 @@ from typing import Any
 from ..vm import interp, lbc, prelude
 from ..vm.builtins import BUILTINS, badarg
 from ..vm.process import Globals, Process
-from ..vm.values import Closure, Pid, Sym
+from ..vm.values import Closure, Pid, Sym, from_list
 from .clock import BusyWait, MonotonicClock
 from .kernel import DEAD, Scheduler, Service, crash_line, deadlock_line, main_end, resolve_name
 from .poller import Poller
@@ -186,6 +186,14 @@ class LocalNode:
 
     def whereis(self, name: Sym) -> Pid | None:
         return self.names.get(name)
+
+    def info_elsewhere(self, sched: Scheduler, proc: Process, pid: Pid) -> Any:
+        """sys/info of a pid that is not on the one scheduler: it has ended."""
+        return None
+
+    def all_pids(self, sched: Scheduler, proc: Process) -> Any:
+        """sys/processes: every live process is on the one scheduler."""
+        return from_list(sched.local_pids())
 
     def request_service(self, sched: Scheduler, proc: Process) -> None:
         if proc.request[0] == "io":

@@ -106,7 +106,8 @@ class Routing:
         try:
             self.emit(k, ("ev", pid, skey, seq, kind, item))
         except TooLarge as e:
-            if kind == "m":  # refused at `send`, in the sender; its next message takes this number
+            # refused at `send` (or gen/reply), in the sender; its next message takes this number
+            if kind == "m" or item[0] == "reply":
                 if seq is not None:
                     sender.seqs[pid.key] = seq  # type: ignore[union-attr]
                 raise system_limit(f"send: the message is too large to reach {pid!r} on scheduler {k} ({e})") from None
@@ -122,6 +123,8 @@ class Routing:
             self.signal(self.sched, None, sig[2], ("exit", pid, reason))
         elif kind == "monitor":
             self.signal(self.sched, None, sig[2], ("down", sig[1], pid, reason))
+        elif kind == "info":  # sys/info of a process that has ended
+            self.signal(self.sched, None, sig[2], ("inforeply", sig[1], None, sig[2]))
 
     def apply_ordered(self, proc: Process, skey: int | None, seq: int | None, kind: str, item: Any) -> None:
         """Apply an event to a local process, in its sender's order."""

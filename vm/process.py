@@ -60,7 +60,7 @@ class Process:
     __slots__ = (
         "pid", "cl", "pc", "regs", "frames", "mailbox", "mbhead", "scan", "deadline", "timed_out",
         "ret_reg", "result", "where", "request", "reply_error", "trap_exit", "links", "monitors",
-        "name", "status", "sched", "seqs", "seqin", "held", "boxes",
+        "name", "status", "sched", "seqs", "seqin", "held", "boxes", "fn", "reds",
     )
 
     def __init__(self, pid: Any, cl: Any, regs: list) -> None:
@@ -96,6 +96,8 @@ class Process:
         # This process's own copies of variables it reached through a global (template id ->
         # Box) or that another process owns (that Box -> Box), made on first touch (vm/boxes.py).
         self.boxes: dict | None = None
+        self.fn: str | None = getattr(cl, "name", None)  # the function it started with (sys/info)
+        self.reds = 0  # reductions used in its slices so far (sys/info)
 
     def deliver(self, msg: Any) -> None:
         """Append a message to the mailbox (the caller wakes the process if it waits)."""
@@ -232,3 +234,8 @@ class Host(Protocol):
     def args(self) -> list[str]: ...
     def define(self, name: str, value: Any) -> None: ...
     def preempt(self) -> bool: ...
+    # LANGUAGE.md sections 12 and 13: a reply that is dropped once its caller stopped waiting
+    # (its monitor `ref` is gone), and introspection (may raise Block when the answer is elsewhere)
+    def reply(self, proc: Process, pid: Any, ref: Any, msg: Any) -> None: ...
+    def process_info(self, proc: Process, pid: Any) -> Any: ...
+    def processes(self, proc: Process) -> Any: ...
