@@ -30,7 +30,7 @@ from typing import Any
 from ..vm.errors import INT_LIMIT, INT_MIN, MAX_INT_BITS, BadBytecode, CompileError
 from ..vm.lbc import FORMAT_VERSION, MAX_POSITION, Module, Proto, module_name_ok
 from ..vm.opcodes import BY_NAME, decode_fields, encode
-from ..vm.values import FALSE, TRUE, Cons, Sym, Vec, intern
+from ..vm.values import FALSE, TRUE, Cons, Map, Sym, Vec, intern, map_items_sorted, map_of
 
 __all__ = ["disassemble", "assemble"]
 
@@ -65,6 +65,8 @@ def const_text(k: Any) -> str:
         return "s" + json.dumps(k.name)
     if c is Vec:
         return "[" + " ".join(const_text(e) for e in k.items) + "]"
+    if c is Map:
+        return "{" + " ".join(const_text(e) for kv in map_items_sorted(k) for e in kv) + "}"
     if c is Cons:
         parts = []
         while k.__class__ is Cons:
@@ -118,8 +120,8 @@ def _unit_text(module: Module, out: list[str]) -> None:
 
 # --- reading -------------------------------------------------------------------------------
 
-_CTOK = re.compile(r'\s*(?:(?P<p>[()\[\]])|(?P<dot>\.(?=[\s)\]]))|(?P<str>s?"(?:[^"\\]|\\.)*")'
-                   r'|(?P<atom>[^\s()\[\]"]+))')
+_CTOK = re.compile(r'\s*(?:(?P<p>[()\[\]{}])|(?P<dot>\.(?=[\s)\]}]))|(?P<str>s?"(?:[^"\\]|\\.)*")'
+                   r'|(?P<atom>[^\s()\[\]{}"]+))')
 _ATTR = re.compile(r"(\w+)=(-?\d+)")
 
 
@@ -149,17 +151,20 @@ def parse_const(text: str) -> Any:
     stack: list[list[Any]] = [[]]
     kinds: list[str] = []
     for m in _const_tokens(text):
-        if m.group("p") in ("(", "["):
+        if m.group("p") in ("(", "[", "{"):
             stack.append([])
             kinds.append(m.group("p"))
-        elif m.group("p") in (")", "]"):
-            if not kinds or {"(": ")", "[": "]"}[kinds[-1]] != m.group("p"):
+        elif m.group("p") in (")", "]", "}"):
+            if not kinds or {"(": ")", "[": "]", "{": "}"}[kinds[-1]] != m.group("p"):
                 raise ValueError("unbalanced brackets in constant")
             items = stack.pop()
-            if kinds.pop() == "[":
+            kind = kinds.pop()
+            if kind != "(":
                 if any(x is _DOT_MARK for x in items):
-                    raise ValueError("'.' in a vector constant")
-                stack[-1].append(Vec(tuple(items)))
+                    raise ValueError("'.' in a vector or map constant")
+                if kind == "{" and len(items) % 2:
+                    raise ValueError("a map constant needs keys and values in pairs")
+                stack[-1].append(Vec(items) if kind == "[" else map_of(*items))
                 continue
             tail = None
             if any(x is _DOT_MARK for x in items):

@@ -24,9 +24,9 @@ from typing import Any
 from pyrsistent import pvector
 
 from ..vm.errors import CompileError
-from ..vm.values import FALSE, TRUE, Cons, Vec, intern, map_of, to_repr
+from ..vm.values import FALSE, TRUE, Cons, Vec, from_list, intern, map_of, to_repr
 
-__all__ = ["SourceMap", "read", "MapForm"]
+__all__ = ["SourceMap", "read", "MapForm", "datum"]
 
 QUOTE = intern("quote")
 QUASIQUOTE = intern("quasiquote")
@@ -68,11 +68,64 @@ class MapForm:
         return [(it[i], it[i + 1]) for i in range(0, len(it), 2)]
 
     def to_map(self) -> Any:
-        """The Map this literal denotes when quoted (its forms taken as data; a later key wins)."""
-        return map_of(*self.items)
+        """The Map this literal denotes when quoted (its forms taken as data, a MapForm inside
+        them a Map too; a later key wins)."""
+        return datum(self)
 
     def __repr__(self) -> str:
         return "{" + " ".join(to_repr(x) for x in self.items) + "}"
+
+
+def datum(form: Any) -> Any:
+    """A quoted form as a run-time value: every MapForm in it, at any depth, becomes a Map. A
+    form without one is returned as it is (the same object). Iterative."""
+    c = form.__class__
+    if c is not MapForm and (c is not Cons and c is not Vec or not _holds_mapform(form)):
+        return form
+    out: list[Any] = []
+    # (node, None): a node to convert; (kind, kids): a container whose converted kids are the
+    # last len(kids) entries of `out`
+    stack: list[tuple[Any, Any]] = [(form, None)]
+    while stack:
+        n, kids = stack.pop()
+        if kids is not None:
+            k = len(kids)
+            vals = out[len(out) - k:]
+            del out[len(out) - k:]
+            out.append(from_list(vals[:-1], vals[-1]) if n is Cons else Vec(vals) if n is Vec else map_of(*vals))
+            continue
+        c = n.__class__
+        if c is Cons:
+            kids = []
+            while n.__class__ is Cons:
+                kids.append(n.head)
+                n = n.tail
+            kids.append(n)  # the tail: nil, or an improper tail
+        elif c is Vec or c is MapForm:
+            kids = list(n.items)
+        else:
+            out.append(n)
+            continue
+        stack.append((c, kids))
+        stack.extend((x, None) for x in reversed(kids))
+    return out[0]
+
+
+def _holds_mapform(form: Any) -> bool:
+    todo = [form]
+    while todo:
+        x = todo.pop()
+        c = x.__class__
+        if c is MapForm:
+            return True
+        if c is Cons:
+            while x.__class__ is Cons:
+                todo.append(x.head)
+                x = x.tail
+            todo.append(x)
+        elif c is Vec:
+            todo.extend(x.items)
+    return False
 
 
 class SourceMap:

@@ -25,7 +25,7 @@ import zlib
 from typing import Any
 
 from .errors import INT_LIMIT, INT_MIN, MAX_INT_BITS, BadBytecode
-from .values import FALSE, TRUE, Cons, Sym, Vec, intern
+from .values import FALSE, TRUE, Cons, Map, Sym, Vec, intern, map_items_sorted, map_of
 
 _K_INT_BOUND = 2 * INT_LIMIT  # the zigzag varint of the largest allowed integer constant, and one more
 
@@ -39,7 +39,7 @@ MAX_POSITION = 1 << 31  # line and column numbers are below this
 MAX_UNITS = 10_000  # modules one file may bundle (a bound on the loader's count, like any other)
 
 # Constant tags.
-K_NIL, K_FALSE, K_TRUE, K_INT, K_FLOAT, K_STR, K_SYM, K_LIST, K_VEC = range(9)
+K_NIL, K_FALSE, K_TRUE, K_INT, K_FLOAT, K_STR, K_SYM, K_LIST, K_VEC, K_MAP = range(10)
 
 
 class Proto:
@@ -192,6 +192,12 @@ def _const(out: bytearray, k: Any, depth: int = 0) -> None:
         _uv(out, len(k.items))
         for x in k.items:
             _const(out, x, depth + 1)
+    elif c is Map:  # a quoted map literal; entries in key order, so the bytes are the same every run
+        out.append(K_MAP)
+        _uv(out, len(k.m))
+        for key, v in map_items_sorted(k):
+            _const(out, key, depth + 1)
+            _const(out, v, depth + 1)
     else:
         raise ValueError(f"cannot store a {c.__name__} as a constant")
 
@@ -345,7 +351,9 @@ class _Reader:
                 out = Cons(x, out)
             return out
         if tag == K_VEC:
-            return Vec(tuple(self.const(depth + 1) for _ in range(self.uv(len(self.data)))))
+            return Vec([self.const(depth + 1) for _ in range(self.uv(len(self.data)))])
+        if tag == K_MAP:
+            return map_of(*[self.const(depth + 1) for _ in range(2 * self.uv(len(self.data)))])
         raise BadBytecode("unknown constant tag")
 
 
