@@ -22,10 +22,11 @@ from typing import Any
 
 from ..vm import lbc
 from ..vm.process import Globals, Process
-from ..vm.values import UNDEF, Closure
+from ..vm.values import UNDEF
 from .balance import POKE_SIGNAL, install_poke
 from .cluster import ClusterNode
 from .kernel import deadlock_line
+from .node import main_process
 from .transport import Link
 from .workers import fork_worker, keep_for_reaping, reap, remove_dir, settings_of, spawn_worker
 
@@ -328,7 +329,7 @@ def run_cluster(data: bytes, module: lbc.Module, globals_: Globals, argv: list[s
     # A new token per run, known only to its schedulers (inherited at fork, or in the node's
     # private directory): a connection whose hello lacks it is closed (events._hello_bad).
     hub.secret = os.urandom(16)
-    main = Process(hub.sched.new_pid(), Closure(module.protos[0], ()), [None] * module.protos[0].nregs)
+    main = main_process(hub.sched.new_pid(), module)
     hub.main_pid = main.pid
     previous: Any = False
     try:

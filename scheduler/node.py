@@ -23,7 +23,7 @@ from .clock import BusyWait, MonotonicClock
 from .kernel import DEAD, Scheduler, Service, crash_line, deadlock_line, main_end, resolve_name
 from .poller import Poller
 
-__all__ = ["LocalNode", "load_program", "spin_for_services"]
+__all__ = ["LocalNode", "load_program", "main_process", "spin_for_services"]
 
 # Seconds an idle scheduler polls without sleeping after sending a service request (a GPU
 # dispatch), since a small dispatch is answered sooner than a sleeping process wakes up
@@ -42,17 +42,36 @@ def spin_for_services(services: list[Service], poll: Callable[[float], bool], bu
 
 
 def load_program(data: bytes, globals_: Globals) -> lbc.Module:
-    """Load, verify and decode a program's bytecode into `globals_` (prelude first)."""
+    """Load, verify and decode a program's bytecode into `globals_` (prelude first), with every
+    module bundled in it: each scheduler OS process loads them all (docs/modules.md)."""
     from ..vm import process as vmprocess
     from ..vm.verify import verify
 
     module = lbc.load(data)
-    verify(module, frozenset(BUILTINS))
-    lbc.register(module)
+    units = module.units()
+    for unit in units:
+        verify(unit, frozenset(BUILTINS))
+    for unit in units:
+        lbc.register(unit)
     vmprocess.CURRENT_GLOBALS = globals_
     prelude.install(globals_)
-    interp.predecode(module, globals_)
+    for unit in units:
+        interp.predecode(unit, globals_)
     return module
+
+
+def main_process(pid: Pid, module: lbc.Module) -> Process:
+    """The process that runs the program's top level: each bundled module's top-level code
+    first, in order, then the program's. Later units wait as saved frames, each entered at its
+    first instruction when the one above it returns (its return value lands in a register the
+    unit writes before reading, which the verifier guarantees)."""
+    units = module.units()
+    first = units[0].protos[0]
+    proc = Process(pid, Closure(first, ()), [None] * first.nregs)
+    for unit in reversed(units[1:]):
+        p = unit.protos[0]
+        proc.frames.append((Closure(p, ()), p.dcode, 0, [None] * p.nregs, 0))
+    return proc
 
 
 class LocalNode:
@@ -83,7 +102,7 @@ class LocalNode:
 
     def run(self) -> int:
         """Run the program's top level as the main process until the node ends; the status."""
-        main = Process(self.sched.new_pid(), Closure(self.module.protos[0], ()), [None] * self.module.protos[0].nregs)
+        main = main_process(self.sched.new_pid(), self.module)
         self.main = main
         self.sched.add(main)
         try:

@@ -67,7 +67,8 @@ def _run(data: bytes, argv: list[str], schedulers: int | None, reductions: int, 
         B.ctx.proc = B.ctx.host = None  # the last process run, its scheduler, node and globals
         if process.CURRENT_GLOBALS is globals_:
             process.CURRENT_GLOBALS = None
-        if lbc._REGISTRY.get(module.key) is module:  # its decoded code holds the run's global cells
-            del lbc._REGISTRY[module.key]
+        for unit in module.units():  # their decoded code holds the run's global cells
+            if lbc._REGISTRY.get(unit.key) is unit:
+                del lbc._REGISTRY[unit.key]
         if tracer is not None:
             tracer.close()
