@@ -1,8 +1,10 @@
 """The compiler as a list of passes: read, expand, compile (and assemble/disassemble in lasm.py).
 
 Owns: running the passes in order, macros at compile time (a macro is compiled like any function
-and run on the VM), and `--dump=PASS` listings. Never runs the program's own code: only macro
-bodies run at compile time, in their own globals table.
+and run on the VM), `--dump=PASS` listings, and the modules a file requires (assembler/modules.py
+finds and orders them; each is compiled here like the program, and bundled into its Module).
+Never runs the program's own code: only macro bodies run at compile time, in their own globals
+table.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from ..vm.errors import CompileError, LispError
 from ..vm.interp import _BareHost, call_sync, predecode
 from ..vm.lbc import Module
 from ..vm.process import Globals
-from ..vm.values import Closure, Sym, to_repr
+from ..vm.values import Closure, Cons, Sym, intern, to_repr
 from .compile import Compiler
 from .expand import MAX_NESTING, Expander, MacroBudget
+from .modules import REQUIRE, Loader, Scope, Unit, UnknownName, defined_names, module_form_name, refine
 from .reader import SourceMap, read
 
 __all__ = ["compile_source", "PASSES", "reserved_names", "MACRO_REDUCTIONS"]
@@ -79,42 +82,86 @@ class _BudgetHost(_BareHost):
 
 
 def compile_source(text: str, file: str = "<string>", dump: str | None = None, out: TextIO | None = None,
-                   allow_reserved: bool = False) -> Module:
+                   allow_reserved: bool = False, path: list[str] | None = None) -> Module:
     """Compile Lisp source text into a Module. Raises CompileError (file:line:col: message).
 
     With `dump` set to a pass name, writes that pass's output to `out` (default stdout).
+    Required modules are looked up in `file`'s directory, then in `path` (default: the
+    directories of LISPVM_PATH), compiled once each and bundled into the Module (`bundled`,
+    in the order they run).
     """
-    out = out or sys.stdout
+    # The prelude defines the reserved names, so while compiling it only the Python builtins
+    # and the inline forms are reserved (and `def` may define them).
+    reserved = (frozenset(BUILTINS) | _INLINE_PRELUDE) if allow_reserved else reserved_names()
+
+    def compile_module(module_text: str, module_file: str, loader: Loader) -> Unit:
+        return _compile_unit(module_text, module_file, loader, reserved, False, None, sys.stdout)
+
+    loader = Loader(compile_module, path, reserved_names())
+    unit = _compile_unit(text, file, loader, reserved, allow_reserved, dump, out or sys.stdout)
+    module = unit.module
+    module.bundled = [u.module for u in loader.order]
+    if dump == "compile":
+        from .lasm import disassemble
+
+        (out or sys.stdout).write(disassemble(module))
+    return module
+
+
+def _compile_unit(text: str, file: str, loader: Loader, reserved: frozenset[str], allow_reserved: bool,
+                  dump: str | None, out: TextIO) -> Unit:
+    """Read, expand and compile one file (the program or a module), compiling what it requires
+    first; every form is expanded before any is compiled, so that a module's defs are all known
+    when its code refers to them."""
     forms, smap = read(text, file)
     if dump == "read":
         for f in forms:
             out.write(to_repr(f) + "\n")
-    # The prelude defines the reserved names, so while compiling it only the Python builtins
-    # and the inline forms are reserved (and `def` may define them).
-    reserved = (frozenset(BUILTINS) | _INLINE_PRELUDE) if allow_reserved else reserved_names()
+    name = ""
+    if forms and (declared := module_form_name(forms[0], smap)) is not None:
+        loader.check_name(declared, smap, forms[0], "module")
+        name = declared
+        forms = forms[1:]
     runner = _MacroRunner(smap, reserved)
     expander = Expander(smap, runner.run)
     expander.compile_macro = runner.compile_macro
     compiler = Compiler(smap, frozenset(BUILTINS), reserved, allow_reserved=allow_reserved)
+    imported: set[Sym] = set()  # macros of required modules (NAME/m), not this file's own
+    expanded: list[tuple[Any, Any]] = []
     # The passes recurse once per nesting level (a few Python frames each): leave room for
     # MAX_NESTING levels, so that the documented limit, with its position, is what stops them.
     old_limit = sys.getrecursionlimit()
     sys.setrecursionlimit(_FRAMES_PER_LEVEL * MAX_NESTING + old_limit)
+    loader.begin(name, file)
+    form: Any = None
     try:
         for form in forms:
+            if form.__class__ is Cons and form.head is REQUIRE:
+                required = loader.require(form, smap)
+                for mname, closure in required.macros.items():
+                    qualified = intern(f"{required.name}/{mname.name}")
+                    expander.macros[qualified] = closure
+                    imported.add(qualified)
+                continue
             core = expander.expand_toplevel(form)
             if dump == "expand":
                 out.write(to_repr(core) + "\n")
-            compiler.toplevel(core)
+            expanded.append((form, core))
+        own = frozenset(n for n in defined_names([core for _, core in expanded]) if n not in reserved)
+        compiler.scope = Scope(name, file, own, loader)
+        for form, core in expanded:
+            try:
+                compiler.toplevel(core)
+            except UnknownName as e:
+                raise refine(e, form, smap) from None
     except RecursionError:
         raise CompileError(file, *(smap.get(form) or (1, 1)), "expression nested too deeply to compile") from None
     except LispError as e:  # pragma: no cover - macro errors are reported by the expander
         raise CompileError(file, 1, 1, str(e)) from None
     finally:
+        loader.end()
         sys.setrecursionlimit(old_limit)
     module = compiler.module()
-    if dump == "compile":
-        from .lasm import disassemble
-
-        out.write(disassemble(module))
-    return module
+    module.name = name
+    macros = {k: v for k, v in expander.macros.items() if k not in imported}
+    return Unit(name, file, module, own, macros)
