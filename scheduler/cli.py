@@ -239,7 +239,8 @@ def compile_file(path: str, dump: str | None = None) -> bytes:
     if path.endswith(".lasm"):
         module = assemble(text, path)
         try:
-            verify(module, frozenset(BUILTINS))
+            for unit in module.units():  # the bundled modules too (docs/modules.md)
+                verify(unit, frozenset(BUILTINS))
         except BadBytecode as e:
             raise CompileError(path, 1, 1, f"invalid code: {e.reason}") from None
     else:
@@ -263,7 +264,8 @@ def load_bytecode(path: str, data: bytes) -> Any:
 
     try:
         module = lbc.load(data)
-        verify(module, frozenset(BUILTINS))
+        for unit in module.units():  # the bundled modules too (docs/modules.md)
+            verify(unit, frozenset(BUILTINS))
     except BadBytecode as e:
         raise _Fail(EXIT_USAGE, f"{path}: not a valid bytecode file ({e.reason})") from None
     return module
