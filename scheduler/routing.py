@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..vm.codec import TooLarge
-from ..vm.errors import LispError, describe, system_limit
+from ..vm.codec import TooLarge, Unsendable
+from ..vm.errors import LispError, badarg, describe, system_limit
 from ..vm.process import Process
 from ..vm.values import Pid, Ref, intern
 from .kernel import DEAD, Scheduler, resolve_name
@@ -110,6 +110,8 @@ class Routing:
             if kind == "m" or item[0] == "reply":
                 if seq is not None:
                     sender.seqs[pid.key] = seq  # type: ignore[union-attr]
+                if isinstance(e, Unsendable):  # a Python object (vm/python.py): LANGUAGE.md section 14
+                    raise badarg(f"send: {e} ({pid!r} is on scheduler {k})") from None
                 raise system_limit(f"send: the message is too large to reach {pid!r} on scheduler {k} ({e})") from None
             # a signal still arrives (a link must not be lost): its reason becomes a system_limit error
             why = system_limit(f"the reason is too large to reach scheduler {k} ({e})").value

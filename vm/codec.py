@@ -72,7 +72,7 @@ from .values import (
     note_box,
 )
 
-__all__ = ["VERSION", "MAX_MESSAGE", "HEADER", "CodecError", "EncodeError", "TooLarge", "encode",
+__all__ = ["VERSION", "MAX_MESSAGE", "HEADER", "CodecError", "EncodeError", "TooLarge", "Unsendable", "encode",
            "decode", "frame", "encode_frame", "FrameReader"]
 
 VERSION = 1  # the first byte of every message; a decoder refuses any other
@@ -94,6 +94,12 @@ class TooLarge(CodecError):
 
     size = 0  # bytes of the encoded message when the limit was found passed (at least)
     limit = 0  # the limit passed, in bytes of the encoded message (a frame's header not counted)
+
+
+class Unsendable(TooLarge):
+    """The message holds a value that never leaves its OS process (a Python object, vm/python.py).
+    A TooLarge: whatever cannot travel is handled alike (a send refused in the sender, a process
+    that stays where it is); the send refusal is badarg (scheduler/routing.py)."""
 
 
 # --- tags ----------------------------------------------------------------------------------------
@@ -251,6 +257,8 @@ def encode_frame(obj: Any, *, limit: int = MAX_MESSAGE) -> bytes:
         _gc_disable()
     try:
         _encode_into(out, obj, None, 0, limit + HEADER)
+    except Unsendable:
+        raise
     except TooLarge as e:  # it counted the frame's header: say the limit on the message itself
         raise _too_large(e.size - HEADER, limit) from None
     finally:
@@ -492,6 +500,8 @@ def _encode_other(out: bytearray, x: Any, t: type, st: _Enc) -> Any:
             return None
         raise EncodeError(f"cannot encode a numpy array of {x.dtype} with {x.ndim} dimensions "
                           "(only one-dimensional float32 arrays travel)")
+    if t.__name__ == "PyObj" and t.__module__ == __package__ + ".python":
+        raise Unsendable(f"a Python object ({x!r}) cannot be sent to another scheduler")
     raise EncodeError(f"cannot encode a value of type {t.__module__}.{t.__qualname__}")
 
 
