@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..vm.builtins import badarg
-from ..vm.codec import TooLarge
+from ..vm.codec import TooLarge, Unsendable
 from ..vm.errors import system_limit
 from ..vm.values import Pid, Sym
 from .kernel import Scheduler
@@ -130,6 +130,8 @@ class Names:
     def define(self, sched: Scheduler, name: str, value: Any) -> None:
         try:
             self.to_hub_or_all(("define", name, value))
+        except Unsendable as e:  # a Python object (vm/python.py, docs/python.md)
+            raise badarg(f"def {name}: {e}: keep it in the process that uses it") from None
         except TooLarge as e:
             raise system_limit(f"def {name}: the value is too large to reach the other schedulers ({e})") from None
 

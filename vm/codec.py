@@ -113,6 +113,7 @@ T_BOX, T_BOXREF, T_CLOSURE, T_BUILTIN, T_KERNEL, T_GCELL, T_PROC = 23, 24, 25, 2
 T_F32, T_F32_OOB, T_ND32, T_ND32_OOB = 30, 31, 32, 33
 T_PACKED_INT, T_PACKED_FLOAT, T_PACKED_STR, T_CLOSUREREF, T_MAP = 34, 35, 36, 37, 38
 T_HANDLE = 39  # a socket, listener or port handle (vm/handles.py): plain data naming its scheduler
+T_PYMOD = 40  # a Python module (vm/python.py PyObj): by its name, imported again where it arrives
 SMALL_MIN = -32
 _SMALL_MAX = SMALL_MIN + 127
 
@@ -501,6 +502,10 @@ def _encode_other(out: bytearray, x: Any, t: type, st: _Enc) -> Any:
         raise EncodeError(f"cannot encode a numpy array of {x.dtype} with {x.ndim} dimensions "
                           "(only one-dimensional float32 arrays travel)")
     if t.__name__ == "PyObj" and t.__module__ == __package__ + ".python":
+        name = x.module_name()
+        if name is not None:  # a module is the same everywhere: it travels by name
+            out.append(T_PYMOD)
+            return iter((name,))
         raise Unsendable(f"a Python object ({x!r}) cannot be sent to another scheduler")
     raise EncodeError(f"cannot encode a value of type {t.__module__}.{t.__qualname__}")
 
@@ -525,6 +530,7 @@ def _write_f32(out: bytearray, arr: Any, st: _Enc, tag: int) -> None:
 _C_TUPLE, _C_LIST, _C_CONS, _C_VEC, _C_DICT, _C_SET, _C_FSET = 0, 1, 2, 3, 4, 5, 6
 _C_BOX, _C_CLOSURE, _C_BUILTIN, _C_KERNEL, _C_GCELL, _C_PROC, _C_REF, _C_PIDV, _C_ROOT, _C_MAP = range(7, 17)
 _C_HANDLE = 17
+_C_PYMOD = 18
 _CONTAINERS = {T_TUPLE: _C_TUPLE, T_LIST: _C_LIST, T_VEC: _C_VEC, T_SET: _C_SET, T_FSET: _C_FSET}
 
 
@@ -761,6 +767,7 @@ def _decode(data: bytes, buffers: Any, unpack_i32: Any = _I32.unpack_from, unpac
 _SIMPLE_CONTAINERS = {T_BUILTIN: (_C_BUILTIN, 1), T_KERNEL: (_C_KERNEL, 4), T_GCELL: (_C_GCELL, 1),
                       T_PROC: (_C_PROC, 1), T_REF: (_C_REF, 2), T_PIDV: (_C_PIDV, 2)}
 _SIMPLE_CONTAINERS[T_HANDLE] = (_C_HANDLE, 3)
+_SIMPLE_CONTAINERS[T_PYMOD] = (_C_PYMOD, 1)
 
 
 def _build(kind: int, items: list, extra: Any) -> Any:
@@ -824,6 +831,12 @@ def _build(kind: int, items: list, extra: Any) -> Any:
             raise CodecError("a global variable, and no globals table here" if g is None
                              else "malformed global variable")
         return g.cell(items[0])
+    if kind == _C_PYMOD:
+        if items[0].__class__ is not str:
+            raise CodecError("malformed Python module")
+        from .python import module_named  # (only a program that used py/ sends one)
+
+        return module_named(items[0])
     if kind == _C_HANDLE:
         hkind, sched, serial = items
         if hkind not in _handles.KINDS or sched.__class__ is not int or serial.__class__ is not int or sched < 0 \

@@ -16,16 +16,18 @@ array goes as a read-only view).
 from __future__ import annotations
 
 import importlib
+from functools import cmp_to_key
+from types import ModuleType
 from typing import Any
 
 from .checks import check_str, short_repr
 from .errors import LispError, badarg, runtime_error
-from .permissions import check
+from .permissions import check, current
 from .process import Block, ctx
 from .registry import builtin
-from .values import FALSE, TRUE, Bool, Cons, F32Array, Map, Sym, Vec, from_list, intern, map_of, type_name
+from .values import FALSE, TRUE, Bool, Cons, F32Array, Map, Sym, Vec, compare, from_list, intern, map_of, type_name
 
-__all__ = ["PyObj", "to_python", "to_lisp", "python_error", "call"]
+__all__ = ["PyObj", "to_python", "to_lisp", "python_error", "call", "module_named"]
 
 PYTHON = intern("python")
 MAX_DEPTH = 200  # nesting of containers converted (Python's recursion stays far below its limit)
@@ -52,6 +54,44 @@ class PyObj:
     def __hash__(self) -> int:
         return id(self.obj)
 
+    def module_name(self) -> str | None:
+        """The name a module is imported by (it travels between schedulers as that), else None."""
+        obj = self.obj
+        if isinstance(obj, ModuleType):
+            name = getattr(obj, "__name__", None)
+            import sys
+
+            if name.__class__ is str and sys.modules.get(name) is obj:
+                return name
+        return None
+
+
+class _Unavailable:
+    """A module that arrived from another scheduler and could not be imported here: using it
+    raises the reason."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self._name, self._why = name, why
+
+    def __getattr__(self, attr: str) -> Any:
+        raise ImportError(f"module {self._name} could not be imported on this scheduler: {self._why}")
+
+
+def module_named(name: str) -> PyObj:
+    """The module `name` in this OS process (the codec's decoding of a module sent from another
+    scheduler): already imported, or imported now if --allow-python allows it here."""
+    import sys
+
+    mod = sys.modules.get(name)
+    if mod is None:
+        if current().python is None:
+            return PyObj(_Unavailable(name, "calling Python is not allowed (allowed by --allow-python)"))
+        try:
+            mod = importlib.import_module(name)
+        except (Exception, SystemExit) as e:
+            return PyObj(_Unavailable(name, f"{type(e).__name__}: {e}"))
+    return PyObj(mod)
+
 
 def python_error(e: BaseException) -> LispError:
     """(error python "TYPE: message") for a Python exception."""
@@ -60,6 +100,9 @@ def python_error(e: BaseException) -> LispError:
 
 
 # --- Lisp -> Python -------------------------------------------------------------------------------
+
+
+_KEY = cmp_to_key(lambda a, b: compare(a[0], b[0]))
 
 
 def to_python(name: str, x: Any, depth: int = 0) -> Any:
@@ -90,7 +133,9 @@ def to_python(name: str, x: Any, depth: int = 0) -> Any:
         return tuple(to_python(name, e, depth + 1) for e in x.items)
     if c is Map:
         d = {}
-        for k, v in x.m.items():
+        # in the map's printed order (its keys sorted), so that a dict's order, which Python
+        # shows, is the same in every run (a map's own order follows string hashes)
+        for k, v in sorted(x.m.items(), key=_KEY):
             pk = to_python(name, k, depth + 1)
             if pk.__class__ is list:  # a list key: Python keys must be hashable
                 pk = tuple(pk)
