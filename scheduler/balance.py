@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections import deque
 from typing import Any
 
 from ..vm.codec import TooLarge
+from ..vm.errors import badarg
 from ..vm.process import Process
 from .clock import BusyWait
-from .kernel import RUNNABLE, WAITING, YIELDED, Scheduler
+from .kernel import BLOCKED, RUNNABLE, WAITING, YIELDED, Scheduler
 from .node import SERVICE_SPIN, spin_for_services
 from .transport import Link
 
@@ -57,6 +59,7 @@ class Balancing:
         self.passes = 0  # passes over the run queue since the last poll for input
         self.cpu_bound = False  # a process used up a whole budget here since this scheduler was last idle
         self.last_report: tuple | None = None  # (worker) the idle report last sent to the hub
+        self.pulls: dict[int, int] = {}  # pid key -> scheduler that asked for it (pull), until it can go
 
     def place(self, sched: Scheduler, proc: Process, where: int | None) -> None:
         if where is None:
@@ -108,6 +111,9 @@ class Balancing:
         if was == WAITING:
             proc.status = WAITING
             self.sched.trap_wait(proc)
+        elif was == BLOCKED:  # moved with an I/O call on a resource held here (migrate): it runs here
+            proc.status = BLOCKED
+            self.request_service(self.sched, proc)
         else:
             proc.status = RUNNABLE
             self.sched.runq.append(proc)
@@ -115,6 +121,66 @@ class Balancing:
         if early:
             for ev in early:  # events that overtook it, in their senders' order (apply_ordered)
                 self.apply_ordered(proc, ev[2], ev[3], ev[4], ev[5])
+        tcp = sys.modules.get(__package__ + ".tcp")
+        if tcp is not None and tcp.AWAITED:  # sockets or ports handed to it wait for it here
+            tcp.owner_arrived(self.sched, proc)
+
+    # --- processes that own sockets and ports (docs/processes.md, "Sockets and ports") -------
+
+    def pinned(self, proc: Process) -> bool:
+        """Does `proc` own a socket, listener or port here? Such a process never moves: its
+        resources live in this OS process."""
+        io = self.sched.io
+        return io is not None and proc.pid.key in io.owned
+
+    def migrate(self, sched: Scheduler, proc: Process, k: int) -> None:
+        """`proc` (blocked in an I/O call) called tcp/ or port/ on a resource scheduler k
+        holds: it goes there with its call, which runs on arrival (adopt). A process that owns
+        resources here cannot leave them: its call fails."""
+        io = sched.io
+        if self.pinned(proc) or proc.pid == self.main_pid or k in self.dead or self.stopping:
+            what = ("the main process never moves" if proc.pid == self.main_pid else
+                    f"scheduler {k} is gone" if k in self.dead or self.stopping else
+                    f"this process owns sockets or ports on scheduler {self.sid}")
+            io.complete(proc, error=badarg(f"{proc.request[1]}: {proc.request[2]!r} is held by scheduler {k}, "
+                                           f"and {what}").value)
+            return
+        io.blocked.pop(proc.pid.key, None)
+        self.ship(proc, k)
+
+    def pull(self, sched: Scheduler, sender: Process | None, pid: Any) -> None:
+        """tcp/owner or port/owner named `pid`, which is on another scheduler: ask it to come
+        here (a "pull" signal, in order after the messages `sender` sent it)."""
+        self.signal(sched, sender, pid, ("pull", self.sid, pid))
+
+    def pulled(self, proc: Process, k: int) -> None:
+        """A pull signal for `proc`, here: ship it to scheduler k now, or once it is between
+        slices and not blocked (a process that owns resources here, or the main process, stays:
+        docs/processes.md says what then happens)."""
+        if proc.pid == self.main_pid or self.pinned(proc) or k == self.sid or k in self.dead:
+            return
+        self.pulls[proc.pid.key] = k
+        # not now: the signal is being applied (routing.apply_ordered), and a process shipped
+        # before that ends would travel without the sequence number it has just used up
+        from .io import service
+
+        service(self.sched).call_soon_threadsafe(self.serve_pulls)
+
+    def serve_pulls(self) -> None:
+        """Ship the pulled processes that can go now: waiting, or runnable in the run queue."""
+        sched = self.sched
+        for key, k in list(self.pulls.items()):
+            proc = sched.procs.get(key)
+            if proc is None or self.pinned(proc) or k in self.dead:
+                del self.pulls[key]
+                continue
+            if proc.status == WAITING:
+                del self.pulls[key]
+                self.ship(proc, k)
+            elif proc.status == RUNNABLE and proc in sched.runq:
+                del self.pulls[key]
+                sched.runq.remove(proc)
+                self.ship(proc, k)
 
     def on_proc(self, link: Link, ev: tuple) -> None:
         if ev[3]:
@@ -126,6 +192,8 @@ class Balancing:
         """After a pass over the run queue: give an idle peer its share of the CPU-bound
         runnable processes at once: shipping one at a time left it under-loaded
         (docs/performance.md, "Scheduler decisions")."""
+        if self.pulls:
+            self.serve_pulls()
         runq = self.sched.runq
         while self.idle_peers and len(runq) >= 2:
             share = len(runq) // (len(self.idle_peers) + 1)
@@ -148,13 +216,14 @@ class Balancing:
         moving them would put every message they exchange on a socket."""
         origins = {_origin(p) for p in runq if p.sched is YIELDED}
         main = self.main_pid
+        io = self.sched.io
         taken: list[Process] = []
         for i in range(len(runq) - 1, -1, -1):
             if len(taken) >= n:
                 break
             p = runq[i]
-            if p.pid == main or p.status != RUNNABLE:
-                continue
+            if p.pid == main or p.status != RUNNABLE or (io is not None and p.pid.key in io.owned):
+                continue  # (a process that owns sockets or ports stays with them)
             if p.sched is YIELDED or (p.pc == 0 and len(p.frames) == 1 and p.cl.proto in origins):
                 del runq[i]
                 taken.append(p)
@@ -192,7 +261,7 @@ class Balancing:
         if self.nschedulers < 2 or not runq or not self.chaos.migrate():
             return
         proc = runq[self.chaos.pick(len(runq))]
-        if proc.pid == self.main_pid or proc.status != RUNNABLE:
+        if proc.pid == self.main_pid or proc.status != RUNNABLE or self.pinned(proc):
             return
         k = self.chaos.pick(self.nschedulers - 1)
         k = k + 1 if k >= self.sid else k  # any scheduler but this one

@@ -1132,5 +1132,6 @@ def b_os_pid() -> int:
 
 
 from . import gpu  # noqa: E402,F401  (registers the gpu/ builtins, after these: the table keeps its order)
+from . import net_builtins  # noqa: E402,F401  (registers tcp/ and port/, LANGUAGE.md section 14)
 from . import io_builtins  # noqa: E402,F401  (files, standard input, environment: LANGUAGE.md section 14)
 from . import python  # noqa: E402,F401  (py/ builtins, behind --allow-python: LANGUAGE.md section 14)

@@ -1,0 +1,327 @@
+"""Ports: programs run by a Lisp process, their lines as messages (LANGUAGE.md section 14).
+
+Owns: the resource behind a `#<port ...>` handle (vm/handles.py): the child process (started
+without a shell), its standard input (port/send, port/close, with back-pressure), its standard
+output read on the scheduler's Poller and cut into `(port p (line text))` messages to the owner,
+its end as `(port p (exit status))` (after the last line), and killing and reaping the child
+when its owner ends or the node stops. Must never: run a shell, block the scheduler (pipes are
+non-blocking; the child's end is watched through a pidfd), or leave a child behind: a killed
+child is reaped at once if it is gone, else when its pidfd says so, and at the latest when the
+node stops (`close_all`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import signal
+import subprocess
+from collections import deque
+
+from ..vm import handles
+from ..vm.errors import MAX_TEXT
+from ..vm.net_builtins import closed_error, encode_text
+from ..vm.process import Process
+from ..vm.values import TRUE, from_list, intern
+from .io import IoService, io_op
+from .tcp import CHUNK, HIGH_WATER, LOW_WATER, _here, _lisp_error, _raise, _Resource, _sync, os_error_value
+
+__all__ = ["Port", "close_all"]
+
+PORT, LINE, EXIT = intern("port"), intern("line"), intern("exit")
+
+
+def exit_status(returncode: int) -> int:
+    """A child's exit status as a shell gives it: its code, or 128 + the signal that ended it."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+class Port(_Resource):
+    """A running program: stdin written from tcp-like sends, stdout as line messages."""
+
+    kind = "port"
+    __slots__ = ("child", "pidfd", "stdin", "stdout", "decoder", "partial", "wbuf", "senders", "out_done",
+                 "status", "closing", "writing", "reading", "program")
+
+    def __init__(self, io: IoService, owner: Process, child: subprocess.Popen, program: str) -> None:
+        self.child = child
+        self.program = program
+        self.stdin = child.stdin.fileno()
+        self.stdout = child.stdout.fileno()
+        os.set_blocking(self.stdin, False)
+        os.set_blocking(self.stdout, False)
+        self.pidfd = os.pidfd_open(child.pid)
+        self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self.partial = ""  # the start of a line not ended yet
+        self.wbuf = bytearray()
+        self.senders: deque[Process] = deque()
+        self.out_done = False  # standard output reached its end
+        self.status: int | None = None  # the exit status, once reaped
+        self.closing = False  # port/close: stdin is closed once wbuf is written
+        self.writing = False
+        self.reading = False
+        super().__init__(io, owner)
+        io.poller.add_reader(self.pidfd, self._on_exit)
+        self._want_read()
+
+    # --- standard output -> messages -------------------------------------------------------
+
+    def _want_read(self) -> None:
+        want = not self.out_done and self.backlog is None and self.owner_proc() is not None
+        if want != self.reading:
+            self.reading = want
+            if want:
+                self.io.poller.add_reader(self.stdout, self._on_output)
+            else:
+                self.io.poller.remove_reader(self.stdout)
+
+    def _line(self, text: str) -> None:
+        self.tell_owner(from_list([PORT, self.handle, from_list([LINE, text])]))
+
+    def _on_output(self) -> None:
+        try:
+            data = os.read(self.stdout, CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data:
+            text = self.partial + self.decoder.decode(data)
+            lines = text.split("\n")
+            self.partial = lines.pop()
+            if len(self.partial) > MAX_TEXT:  # a line that never ends is cut rather than held whole
+                lines.append(self.partial)
+                self.partial = ""
+            for line in lines:
+                self._line(line)
+            return
+        self.partial += self.decoder.decode(b"", final=True)
+        if self.partial:
+            self._line(self.partial)
+            self.partial = ""
+        self.out_done = True
+        self._want_read()
+        self._finish()
+
+    def _on_exit(self) -> None:
+        """The child ended (its pidfd is readable): reap it; the exit message follows the last line."""
+        rc = self.child.poll()
+        if rc is None:  # pragma: no cover - a pidfd is readable only once the child has ended
+            return
+        self.io.poller.remove(self.pidfd)
+        os.close(self.pidfd)
+        self.pidfd = -1
+        self.status = exit_status(rc)
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.out_done and self.status is not None and not self.closed:
+            self.tell_owner(from_list([PORT, self.handle, from_list([EXIT, self.status])]))
+            self._release(kill=False)
+
+    # --- standard input --------------------------------------------------------------------
+
+    def try_send(self, payload: bytes) -> bool:
+        """Write `payload` to the child's standard input; whether the sender may go on now."""
+        if self.closed or self.closing:
+            raise _raise(closed_error("port/send", self.handle).value)
+        if not self.wbuf:
+            try:
+                n = os.write(self.stdin, payload)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as e:
+                raise _raise(os_error_value("port/send", e, repr(self.handle))) from None
+            if n == len(payload):
+                return True
+            payload = memoryview(payload)[n:]
+        self.wbuf += payload
+        if not self.writing:
+            self.writing = True
+            self.io.poller.add_writer(self.stdin, self._on_writable)
+        return len(self.wbuf) <= HIGH_WATER
+
+    def wait_send(self, proc: Process) -> None:
+        if len(self.wbuf) <= LOW_WATER:
+            self.io.complete(proc, TRUE)
+        else:
+            self.senders.append(proc)
+
+    def _on_writable(self) -> None:
+        err = None
+        try:
+            while self.wbuf:
+                n = os.write(self.stdin, self.wbuf)
+                del self.wbuf[:n]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as e:  # the child closed its input (or ended): what it did not take is dropped
+            self.wbuf.clear()
+            err = os_error_value("port/send", e, repr(self.handle))
+        while self.senders and (err is not None or len(self.wbuf) <= LOW_WATER):
+            if err is not None:
+                self.io.complete(self.senders.popleft(), error=err)
+            else:
+                self.io.complete(self.senders.popleft(), TRUE)
+        if not self.wbuf:
+            self.writing = False
+            self.io.poller.remove_writer(self.stdin)
+            if self.closing:
+                self._close_stdin()
+
+    def close_input(self) -> None:
+        """port/close: the child's standard input ends (after what was sent is written)."""
+        if self.closed or self.closing:
+            return
+        self.closing = True
+        if not self.wbuf:
+            self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if self.stdin >= 0:
+            self.io.poller.remove(self.stdin)
+            self.child.stdin.close()
+            self.stdin = -1
+
+    # --- the owner, and the end ------------------------------------------------------------
+
+    @property
+    def wakes(self) -> bool:
+        """Can this port still send its owner a message (io.IoService.outstanding)?"""
+        return not self.closed
+
+    def owner_here(self) -> None:
+        self._want_read()
+
+    def owner_left(self) -> None:
+        self._want_read()
+
+    def close(self) -> None:
+        """The owner ended (or the node stops): the child is killed and reaped."""
+        if not self.closed:
+            self._release(kill=True)
+
+    def _release(self, kill: bool) -> None:
+        self.closed = True
+        handles.forget(self.handle)
+        owner = self.owner_proc()
+        if owner is not None:
+            self.io.disown(owner, self)
+        poller = self.io.poller
+        for fd in (self.stdin, self.stdout):
+            if fd >= 0:
+                poller.remove(fd)
+        self.reading = self.writing = False
+        for f in (self.child.stdin, self.child.stdout):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:  # pragma: no cover
+                pass
+        self.stdin = self.stdout = -1
+        err = closed_error("port/send", self.handle).value
+        while self.senders:
+            self.io.complete(self.senders.popleft(), error=err)
+        if kill and self.status is None:
+            try:
+                self.child.send_signal(signal.SIGKILL)
+            except OSError:  # pragma: no cover - already reaped
+                pass
+            if self.child.poll() is None and self.pidfd >= 0:
+                _REAPING[self.pidfd] = self  # reaped when its pidfd says it has ended
+                poller.add_reader(self.pidfd, lambda fd=self.pidfd: self._reaped(fd))
+                return
+        if self.pidfd >= 0:
+            poller.remove(self.pidfd)
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+    def _reaped(self, fd: int) -> None:
+        self.child.poll()
+        if self.child.returncode is None:  # pragma: no cover
+            return
+        _REAPING.pop(fd, None)
+        self.io.poller.remove(fd)
+        os.close(fd)
+        self.pidfd = -1
+
+
+_REAPING: dict[int, Port] = {}  # pidfd -> a killed child not reaped yet
+
+
+def close_all() -> None:
+    """The node stops: every child of this OS process is killed and reaped before it goes."""
+    for res in handles.live():
+        if isinstance(res, Port):
+            res.close()
+    for fd, port in list(_REAPING.items()):
+        try:
+            port.child.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
+            pass
+        _REAPING.pop(fd, None)
+        try:
+            port.io.poller.remove(fd)
+            os.close(fd)
+        except OSError:  # pragma: no cover
+            pass
+
+
+def _drop_inherited() -> None:
+    """In a forked scheduler: the parent's children and pipes are not this process's."""
+    for res in handles.live():
+        if isinstance(res, Port):
+            for fd in (res.stdin, res.stdout, res.pidfd):
+                if fd >= 0:
+                    try:
+                        os.close(fd)
+                    except OSError:  # pragma: no cover
+                        pass
+            handles.forget(res.handle)
+    for fd in list(_REAPING):
+        try:
+            os.close(fd)
+        except OSError:  # pragma: no cover
+            pass
+    _REAPING.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited)
+
+
+@io_op("port/open")
+def op_open(io: IoService, proc: Process, args: tuple) -> None:
+    program, argv = args
+    try:
+        child = subprocess.Popen([program, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 close_fds=True, shell=False)
+    except OSError as e:
+        io.complete(proc, error=os_error_value("port/open", e, program))
+        return
+    io.complete(proc, Port(io, proc, child, program).handle)
+
+
+@io_op("port/send")
+def op_send(io: IoService, proc: Process, args: tuple) -> None:
+    res = _here(io, proc, "port/send", args[0], args)
+    if res is None:
+        return
+    if len(args) == 2:
+        try:
+            if res.try_send(encode_text("port/send", args[1])):
+                io.complete(proc, TRUE)
+                return
+        except Exception as e:
+            io.complete(proc, error=_lisp_error(e))
+            return
+    res.wait_send(proc)
+
+
+def _register_sync() -> None:
+    from ..vm import net_builtins as nb
+
+    io_op("port/close")(_sync("port/close", nb.b_port_close))
+    io_op("port/owner")(_sync("port/owner", nb.b_port_owner))
+
+
+_register_sync()

@@ -1,0 +1,730 @@
+"""TCP for Lisp processes: listeners and sockets on a scheduler's poller (LANGUAGE.md section 14).
+
+Owns: the resource objects behind `#<listener ...>` and `#<socket ...>` handles (vm/handles.py),
+their non-blocking I/O on the scheduler's Poller (scheduler/poller.py), passive reads
+(tcp/recv, tcp/recv-line), active mode (`(tcp sock data)` and `(tcp-closed sock)` messages to the
+owner), sends with back-pressure, owner changes, and the io handlers of the tcp/ builtins
+(registered with scheduler/io.py's `io_op`). Must never: block the scheduler (every socket is
+non-blocking; name lookups go to the I/O service's thread pool), deliver a message to an owner
+that is not on this scheduler (it waits in the resource until the owner arrives), or read from
+a socket whose data nobody would take.
+
+Where sockets live (docs/processes.md, "Sockets and ports"): in the OS process of the scheduler
+that made them; their owners are pinned there (scheduler/balance.py never moves them), a process
+that calls tcp/ on a socket held elsewhere is moved there with its call, and a new owner named
+by tcp/owner is asked to come (a "pull").
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import ipaddress
+import os
+import socket
+from collections import deque
+from typing import Any
+
+from ..vm import handles
+from ..vm.errors import MAX_TEXT, badarg, runtime_error, system_limit
+from ..vm.net_builtins import WOULD_WAIT, closed_error, encode_text
+from ..vm.process import Process
+from ..vm.values import TRUE, from_list, intern
+from .io import IoService, io_op
+from .kernel import DEAD as _DEAD
+
+__all__ = ["TcpListener", "TcpSocket", "os_error_value", "HIGH_WATER", "LOW_WATER", "CHUNK"]
+
+TCP, TCP_CLOSED = intern("tcp"), intern("tcp-closed")
+CHUNK = 65536  # bytes read at once from a socket
+HIGH_WATER = 256 * 1024  # unsent bytes past which tcp/send waits until they fall to LOW_WATER
+LOW_WATER = 64 * 1024
+BACKLOG = 128
+
+
+def os_error_value(name: str, exc: BaseException, what: str) -> Any:
+    """`(error KIND "NAME: WHAT: reason")`, KIND the errno's name in lower case (econnrefused)."""
+    code = getattr(exc, "errno", None)
+    kind = errno.errorcode.get(code, "eio").lower() if code else "eio"
+    reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
+    return runtime_error(intern(kind), f"{name}: {what}: {reason}").value
+
+
+def _lisp_error(exc: BaseException) -> Any:
+    return exc.value if hasattr(exc, "value") else exc
+
+
+class _Resource:
+    """What tcp/ and port/ resources share: a handle, an owner, a home I/O service."""
+
+    kind = ""
+    __slots__ = ("io", "handle", "owner", "closed", "backlog")
+
+    def __init__(self, io: IoService, owner: Process) -> None:
+        self.io = io
+        self.handle = handles.register(self.kind, io.sched.id, self)
+        self.owner = owner.pid
+        self.closed = False
+        self.backlog: list | None = None  # messages for an owner not on this scheduler yet
+        io.own(owner, self)
+
+    def owner_proc(self) -> Process | None:
+        """The owner, if it runs on this scheduler now."""
+        return self.io.sched.procs.get(self.owner.key)
+
+    def tell_owner(self, msg: Any) -> bool:
+        """Put `msg` in the owner's mailbox, or keep it while the owner is elsewhere; whether it
+        was delivered now."""
+        proc = self.owner_proc()
+        if proc is None or self.backlog is not None:
+            if self.backlog is None:
+                self.backlog = []
+            self.backlog.append(msg)
+            return False
+        self.io.sched.deliver(proc, msg)
+        return True
+
+    def check_owner(self, name: str, pid: Any) -> None:
+        """Raise badarg unless `pid` may be alive (a process known to have ended here cannot own)."""
+        sched = self.io.sched
+        if pid.key in sched.procs:
+            return
+        node = sched.node
+        where = node.where(pid) if hasattr(node, "where") else sched.id
+        if where == sched.id or where in getattr(node, "dead", ()):
+            raise badarg(f"{name}: process {pid!r} is not alive")
+
+    def set_owner(self, pid: Any, pending: list) -> None:
+        """tcp/owner: `pid` owns this from now on; `pending` (the old owner's messages about it,
+        in order) reach it before anything new. A new owner on another scheduler is asked to
+        come (node.pull); until it is here, nothing is read for it."""
+        sched = self.io.sched
+        old = sched.procs.get(self.owner.key)
+        if old is not None:
+            self.io.disown(old, self)
+        self.owner = pid
+        if pending:
+            self.backlog = pending + (self.backlog or [])
+        new = sched.procs.get(pid.key)
+        if new is not None:
+            self.io.own(new, self)
+            self.arrived(new)
+        else:
+            if self.backlog is None:
+                self.backlog = []
+            AWAITED.setdefault(pid.key, []).append(self)
+            self.owner_left()
+            sched.node.pull(sched, old, pid)
+
+    def arrived(self, proc: Process) -> None:
+        """The owner runs here (again, or for the first time): deliver what waited for it."""
+        backlog, self.backlog = self.backlog, None
+        if backlog:
+            for msg in backlog:
+                self.io.sched.deliver(proc, msg)
+        self.owner_here()
+
+    def owner_here(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def owner_left(self) -> None:  # pragma: no cover - overridden
+        pass
+
+
+AWAITED: dict[int, list] = {}  # pid key -> resources handed to it while it ran on another scheduler
+
+
+def owner_arrived(sched: Any, proc: Process) -> None:
+    """`proc` was moved here (balance.adopt): the resources handed to it take it as owner now."""
+    for res in AWAITED.pop(proc.pid.key, ()):
+        if not res.closed and res.owner == proc.pid:
+            res.io.own(proc, res)
+            res.arrived(proc)
+
+
+class TcpListener(_Resource):
+    """A listening socket; acceptors wait here in order."""
+
+    kind = "listener"
+    __slots__ = ("sock", "fd", "port", "acceptors")
+
+    def __init__(self, io: IoService, owner: Process, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.port = sock.getsockname()[1]
+        self.acceptors: deque[Process] = deque()
+        super().__init__(io, owner)
+
+    def try_accept(self, proc: Process) -> Any:
+        """A connection now (its socket owned by `proc`), or WOULD_WAIT."""
+        if self.closed:
+            raise runtime_error(intern("closed"), f"tcp/accept: {self.handle!r} is closed")
+        if self.acceptors:
+            return WOULD_WAIT  # others came first
+        try:
+            conn, _addr = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return WOULD_WAIT
+        except OSError as e:
+            raise _raise(os_error_value("tcp/accept", e, repr(self.handle))) from None
+        return TcpSocket(self.io, proc, conn).handle
+
+    def wait_accept(self, proc: Process) -> None:
+        self.acceptors.append(proc)
+        self.io.poller.add_reader(self.fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        while self.acceptors:
+            proc = self.acceptors[0]
+            if proc.status == _DEAD:
+                self.acceptors.popleft()
+                continue
+            try:
+                conn, _addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                self.acceptors.popleft()
+                self.io.complete(proc, error=os_error_value("tcp/accept", e, repr(self.handle)))
+                continue
+            self.acceptors.popleft()
+            self.io.complete(proc, TcpSocket(self.io, proc, conn).handle)
+        self.io.poller.remove_reader(self.fd)
+
+    def close(self) -> None:
+        """Close the listener; acceptors waiting get (error closed ...)."""
+        if self.closed:
+            return
+        self.closed = True
+        handles.forget(self.handle)
+        self.io.poller.remove(self.fd)
+        self.sock.close()
+        owner = self.owner_proc()
+        if owner is not None:
+            self.io.disown(owner, self)
+        while self.acceptors:
+            self.io.complete(self.acceptors.popleft(), error=closed_error("tcp/accept", self.handle).value)
+
+
+def _raise(value: Any) -> BaseException:
+    from ..vm.errors import LispError
+
+    return LispError(value)
+
+
+class TcpSocket(_Resource):
+    """A connected socket: passive (tcp/recv) until tcp/active, then messages to the owner."""
+
+    kind = "socket"
+    __slots__ = ("sock", "fd", "decoder", "rbuf", "eof", "error", "active", "reader", "wbuf", "senders",
+                 "reading", "writing", "lingering", "port")
+
+    def __init__(self, io: IoService, owner: Process, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - not every socket takes it
+            pass
+        self.sock = sock
+        self.fd = sock.fileno()
+        try:
+            self.port = sock.getsockname()[1]
+        except OSError:  # pragma: no cover
+            self.port = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self.rbuf = ""  # text received and not yet given to a passive reader
+        self.eof = False  # the peer closed its side (or reading failed: self.error)
+        self.error: Any = None  # the Lisp error value that ended reading, given once
+        self.active = False
+        self.reader: tuple[Process, str] | None = None  # the owner waiting in tcp/recv(-line)
+        self.wbuf = bytearray()  # bytes the kernel has not taken yet
+        self.senders: deque[Process] = deque()  # waiting until wbuf falls to LOW_WATER
+        self.reading = False  # registered as a reader on the poller
+        self.writing = False  # registered as a writer
+        self.lingering = False  # closed for Lisp; the fd stays until wbuf is written
+        super().__init__(io, owner)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _fill(self) -> bool:
+        """Read what the kernel has (one chunk) into rbuf; whether anything changed."""
+        if self.eof:
+            return False
+        try:
+            data = self.sock.recv(CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            self.eof = True
+            self.error = os_error_value("tcp/recv", e, repr(self.handle))
+            self.rbuf += self.decoder.decode(b"", final=True)
+            return True
+        if not data:
+            self.eof = True
+            self.rbuf += self.decoder.decode(b"", final=True)
+            return True
+        self.rbuf += self.decoder.decode(data)
+        return True
+
+    def _take(self, name: str, line: bool) -> Any:
+        """What a passive read gives now: a chunk, a line, nil at the end, or WOULD_WAIT."""
+        buf = self.rbuf
+        if line:
+            i = buf.find("\n")
+            if i >= 0:
+                self.rbuf = buf[i + 1:]
+                return buf[:i - 1] if i and buf[i - 1] == "\r" else buf[:i]
+            if len(buf) > MAX_TEXT:
+                raise system_limit(f"{name}: a line of more than {MAX_TEXT:,} characters")
+            if not self.eof:
+                return WOULD_WAIT
+        if buf:
+            if not line and not self.eof and len(buf) == 0:  # pragma: no cover
+                return WOULD_WAIT
+            self.rbuf = ""
+            return buf
+        if self.eof:
+            if self.error is not None:
+                err, self.error = self.error, None
+                raise _raise(err)
+            return None
+        return WOULD_WAIT
+
+    def try_recv(self, name: str, line: bool) -> Any:
+        """tcp/recv or tcp/recv-line without waiting: the answer, or WOULD_WAIT."""
+        if self.closed:
+            raise _raise(closed_error(name, self.handle).value)
+        if self.active:
+            raise _raise(runtime_error(intern("badarg"), f"{name}: {self.handle!r} is active: its data "
+                                       "comes as (tcp sock data) messages").value)
+        got = self._take(name, line)
+        while got is WOULD_WAIT and self._fill():
+            got = self._take(name, line)
+        return got
+
+    def wait_recv(self, proc: Process, name: str) -> None:
+        self.reader = (proc, name)
+        self._want_read()
+
+    def _want_read(self) -> None:
+        """Poll the fd for input only while someone will take it: a waiting reader, or an
+        active socket whose owner is here (data stays in the kernel otherwise)."""
+        want = not self.closed and not self.eof and (
+            self.reader is not None or (self.active and self.backlog is None and self.owner_proc() is not None))
+        if want != self.reading:
+            self.reading = want
+            if want:
+                self.io.poller.add_reader(self.fd, self._on_readable)
+            else:
+                self.io.poller.remove_reader(self.fd)
+
+    def _on_readable(self) -> None:
+        if self.active:
+            self._pump()
+            return
+        self._fill()
+        reader = self.reader
+        if reader is not None:
+            proc, name = reader
+            try:
+                got = self._take(name, name == "tcp/recv-line")
+            except Exception as e:  # a LispError: the reader gets it
+                self.reader = None
+                self.io.complete(proc, error=_lisp_error(e))
+                self._want_read()
+                return
+            if got is not WOULD_WAIT:
+                self.reader = None
+                self.io.complete(proc, got)
+        self._want_read()
+
+    def set_active(self) -> None:
+        """tcp/active: from now on the owner gets (tcp sock data) and (tcp-closed sock)."""
+        if self.active:
+            return
+        self.active = True
+        if self.rbuf:
+            data, self.rbuf = self.rbuf, ""
+            self.tell_owner(from_list([TCP, self.handle, data]))
+        if self.eof:
+            self._closed_message()
+        self._want_read()
+
+    def _closed_message(self) -> None:
+        self.error = None
+        self.tell_owner(from_list([TCP_CLOSED, self.handle]))
+
+    def _pump(self) -> None:
+        """Active mode: one chunk read becomes one message to the owner."""
+        proc = self.owner_proc()
+        if proc is None:
+            self._want_read()
+            return
+        if self._fill():
+            if self.rbuf:
+                data, self.rbuf = self.rbuf, ""
+                self.io.sched.deliver(proc, from_list([TCP, self.handle, data]))
+            if self.eof:
+                self._closed_message()
+        self._want_read()
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def try_send(self, payload: bytes) -> bool:
+        """Write `payload` (queued behind unsent bytes); whether the sender may go on now
+        (False: it waits, wait_send, until the unsent bytes fall to LOW_WATER)."""
+        if self.closed:
+            raise _raise(closed_error("tcp/send", self.handle).value)
+        if not self.wbuf:
+            try:
+                n = self.sock.send(payload, socket.MSG_NOSIGNAL)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as e:
+                raise _raise(os_error_value("tcp/send", e, repr(self.handle))) from None
+            if n == len(payload):
+                return True
+            payload = memoryview(payload)[n:]
+        self.wbuf += payload
+        if not self.writing:
+            self.writing = True
+            self.io.poller.add_writer(self.fd, self._on_writable)
+        return len(self.wbuf) <= HIGH_WATER
+
+    def wait_send(self, proc: Process) -> None:
+        if not self.wbuf or len(self.wbuf) <= LOW_WATER:
+            self.io.complete(proc, TRUE)
+        else:
+            self.senders.append(proc)
+
+    def _on_writable(self) -> None:
+        try:
+            while self.wbuf:
+                n = self.sock.send(self.wbuf, socket.MSG_NOSIGNAL)
+                del self.wbuf[:n]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as e:
+            self.wbuf.clear()
+            err = os_error_value("tcp/send", e, repr(self.handle))
+            while self.senders:
+                self.io.complete(self.senders.popleft(), error=err)
+        if len(self.wbuf) <= LOW_WATER:
+            while self.senders:
+                self.io.complete(self.senders.popleft(), TRUE)
+        if not self.wbuf:
+            self.writing = False
+            self.io.poller.remove_writer(self.fd)
+            if self.lingering:
+                self._release()
+
+    # --- owner and close -------------------------------------------------------------------
+
+    @property
+    def wakes(self) -> bool:
+        """Can this socket still send its owner a message (io.IoService.outstanding)?"""
+        return self.active and not self.closed and not (self.eof and self.error is None and not self.rbuf)
+
+    def owner_here(self) -> None:
+        if self.active:
+            self._want_read()
+
+    def owner_left(self) -> None:
+        self._want_read()
+
+    def close(self) -> None:
+        """tcp/close, or its owner ended: nobody reads or sends any more; bytes already sent
+        are still written (the fd lingers until they are, or the node ends)."""
+        if self.closed:
+            return
+        self.closed = True
+        handles.forget(self.handle)
+        owner = self.owner_proc()
+        if owner is not None:
+            self.io.disown(owner, self)
+        if self.reader is not None:
+            proc, name = self.reader
+            self.reader = None
+            self.io.complete(proc, error=closed_error(name, self.handle).value)
+        while self.senders:
+            self.io.complete(self.senders.popleft(), error=closed_error("tcp/send", self.handle).value)
+        self._want_read()
+        if self.wbuf:
+            self.lingering = True
+            _LINGERING.add(self)
+        else:
+            self._release()
+
+    def _release(self) -> None:
+        _LINGERING.discard(self)
+        self.io.poller.remove(self.fd)
+        self.writing = self.reading = False
+        try:
+            self.sock.close()
+        except OSError:  # pragma: no cover
+            pass
+
+
+_LINGERING: set[TcpSocket] = set()  # closed sockets still writing their last bytes
+
+
+
+def close_all() -> None:
+    """The node stops: every socket and listener of this OS process is closed now."""
+    for res in handles.live():
+        if isinstance(res, (TcpSocket, TcpListener)):
+            res.close()
+    for s in list(_LINGERING):
+        s._release()
+
+
+def _drop_inherited() -> None:
+    """In a forked scheduler: the parent's sockets are not this process's; close our copies of
+    their descriptors (or a listener would stay open after its owner closed it)."""
+    for res in handles.live():
+        if isinstance(res, (TcpSocket, TcpListener)):
+            try:
+                res.sock.close()
+            except OSError:  # pragma: no cover
+                pass
+            handles.forget(res.handle)
+    for s in list(_LINGERING):
+        try:
+            s.sock.close()
+        except OSError:  # pragma: no cover
+            pass
+    _LINGERING.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited)
+
+
+# --- io handlers: ("io", NAME, *args) requests from vm/net_builtins.py ----------------------
+
+
+def _here(io: IoService, proc: Process, name: str, h: Any, args: tuple) -> Any:
+    """The resource `h` names on this scheduler, or None after sending the process (with its
+    call) to the scheduler that holds it, or after failing the call."""
+    res = handles.lookup(h)
+    if res is not None:
+        return res
+    if h.sched != io.sched.id:
+        io.sched.node.migrate(io.sched, proc, h.sched)
+        return None
+    io.complete(proc, error=closed_error(name, h).value)
+    return None
+
+
+def _numeric(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _addrs(host: str, port: int, passive: bool) -> list:
+    """The (family, address) pairs for host:port; a name is looked up (that blocks: the caller
+    runs this in the I/O service's thread pool)."""
+    if _numeric(host):
+        return [(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))]
+    return [(fam, addr) for fam, _t, _p, _c, addr in
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE if passive else 0)]
+
+
+def _resolved(io: IoService, proc: Process, name: str, host: str, port: int, passive: bool, then: Any) -> None:
+    """`then(addrs)` with host:port's addresses: at once for a numeric host, else after a
+    lookup in the thread pool; a failed lookup fails the call with (error nxdomain ...)."""
+    if _numeric(host):
+        then(_addrs(host, port, passive))
+        return
+
+    def job() -> None:
+        try:
+            addrs, err = _addrs(host, port, passive), None
+        except OSError as e:
+            addrs, err = None, e
+        io.call_soon_threadsafe(lambda: _after_lookup(io, proc, name, host, port, addrs, err, then))
+
+    io.submit_job(job)
+
+
+def _after_lookup(io: IoService, proc: Process, name: str, host: str, port: int, addrs: Any, err: Any,
+                  then: Any) -> None:
+    if proc.status == _DEAD:
+        return
+    if err is not None:
+        if isinstance(err, socket.gaierror):
+            io.complete(proc, error=runtime_error(intern("nxdomain"), f"{name}: {host}: {err.strerror}").value)
+        else:
+            io.complete(proc, error=os_error_value(name, err, f"{host}:{port}"))
+        return
+    then(addrs)
+
+
+@io_op("tcp/listen")
+def op_listen(io: IoService, proc: Process, args: tuple) -> None:
+    host, port = args
+
+    def listen(addrs: list) -> None:
+        try:
+            fam, addr = addrs[0]
+            sock = socket.socket(fam, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(addr)
+                sock.listen(BACKLOG)
+                sock.setblocking(False)
+            except BaseException:
+                sock.close()
+                raise
+        except OSError as e:
+            io.complete(proc, error=os_error_value("tcp/listen", e, f"{host}:{port}"))
+            return
+        io.complete(proc, TcpListener(io, proc, sock).handle)
+
+    _resolved(io, proc, "tcp/listen", host, port, True, listen)
+
+
+@io_op("tcp/accept")
+def op_accept(io: IoService, proc: Process, args: tuple) -> None:
+    res = _here(io, proc, "tcp/accept", args[0], args)
+    if res is None:
+        return
+    try:
+        got = res.try_accept(proc)
+    except Exception as e:
+        io.complete(proc, error=_lisp_error(e))
+        return
+    if got is WOULD_WAIT:
+        res.wait_accept(proc)
+    else:
+        io.complete(proc, got)
+
+
+class _Connect:
+    """One tcp/connect in progress: the addresses in turn, each a non-blocking connect."""
+
+    def __init__(self, io: IoService, proc: Process, host: str, port: int, addrs: list) -> None:
+        self.io, self.proc, self.what = io, proc, f"{host}:{port}"
+        self.addrs = list(addrs)
+        self.sock: socket.socket | None = None
+        self.last: Any = None
+
+    def next(self) -> None:
+        while self.addrs:
+            fam, addr = self.addrs.pop(0)
+            sock = socket.socket(fam, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            err = sock.connect_ex(addr)
+            if err == 0:
+                self.done(sock)
+                return
+            if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+                self.sock = sock
+                self.io.poller.add_writer(sock.fileno(), self.on_writable)
+                return
+            sock.close()
+            self.last = OSError(err, os.strerror(err))
+        self.io.complete(self.proc, error=os_error_value("tcp/connect", self.last or OSError(errno.EHOSTUNREACH,
+                                                         "no address"), self.what))
+
+    def on_writable(self) -> None:
+        sock = self.sock
+        self.io.poller.remove(sock.fileno())
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            sock.close()
+            self.last = OSError(err, os.strerror(err))
+            self.next()
+            return
+        self.done(sock)
+
+    def done(self, sock: socket.socket) -> None:
+        if self.proc.status == _DEAD:  # killed while it waited
+            sock.close()
+            return
+        self.io.complete(self.proc, TcpSocket(self.io, self.proc, sock).handle)
+
+
+@io_op("tcp/connect")
+def op_connect(io: IoService, proc: Process, args: tuple) -> None:
+    host, port = args
+    _resolved(io, proc, "tcp/connect", host, port, False, lambda addrs: _Connect(io, proc, host, port, addrs).next())
+
+
+def _passive(name: str) -> Any:
+    def op(io: IoService, proc: Process, args: tuple) -> None:
+        res = _here(io, proc, name, args[0], args)
+        if res is None:
+            return
+        if res.owner != proc.pid:
+            from ..vm.net_builtins import not_owner
+
+            io.complete(proc, error=not_owner(name, res.handle, res.owner).value)
+            return
+        try:
+            got = res.try_recv(name, name == "tcp/recv-line")
+        except Exception as e:
+            io.complete(proc, error=_lisp_error(e))
+            return
+        if got is WOULD_WAIT:
+            res.wait_recv(proc, name)
+        else:
+            io.complete(proc, got)
+    return op
+
+
+io_op("tcp/recv")(_passive("tcp/recv"))
+io_op("tcp/recv-line")(_passive("tcp/recv-line"))
+
+
+@io_op("tcp/send")
+def op_send(io: IoService, proc: Process, args: tuple) -> None:
+    """A send whose unsent bytes passed HIGH_WATER (args: the socket), or one from another
+    scheduler (args: the socket and the data, not sent yet)."""
+    res = _here(io, proc, "tcp/send", args[0], args)
+    if res is None:
+        return
+    if len(args) == 2:
+        try:
+            if res.try_send(encode_text("tcp/send", args[1])):
+                io.complete(proc, TRUE)
+                return
+        except Exception as e:
+            io.complete(proc, error=_lisp_error(e))
+            return
+    res.wait_send(proc)
+
+
+def _sync(name: str, call: Any) -> Any:
+    """A handler for a call that needs no wait once the process is where the resource is."""
+    def op(io: IoService, proc: Process, args: tuple) -> None:
+        res = _here(io, proc, name, args[0], args)
+        if res is None:
+            return
+        from ..vm import process as vmprocess
+
+        ctx = vmprocess.ctx
+        saved = (ctx.proc, ctx.host)
+        ctx.proc, ctx.host = proc, io.sched
+        try:
+            value = call(*args)
+        except Exception as e:
+            io.complete(proc, error=_lisp_error(e))
+            return
+        finally:
+            ctx.proc, ctx.host = saved
+        io.complete(proc, value)
+    return op
+
+
+def _register_sync() -> None:
+    from ..vm import net_builtins as nb
+
+    for name, fn in (("tcp/port", nb.b_port), ("tcp/active", nb.b_active), ("tcp/owner", nb.b_owner),
+                     ("tcp/close", nb.b_close)):
+        io_op(name)(_sync(name, fn))
+
+
+_register_sync()
