@@ -356,6 +356,9 @@ class Scheduler:
             target = self.procs.get(to.key)
             if target is not None and target.monitors:
                 target.monitors.pop(ref, None)
+        elif kind == "pull":  # ("pull", scheduler, to): tcp/owner there named it (scheduler/balance.py)
+            if target is not None and target.status != DEAD:
+                self.node.pulled(target, sig[1])
         elif kind == "reply":  # ("reply", ref, msg, to): gen/call's answer, kept only while awaited
             _, ref, msg, to = sig
             if target is not None and target.monitors and ref in target.monitors:
