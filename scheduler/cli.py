@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("file")
     t.add_argument("--chrome", metavar="OUT.json", required=True)
     sub.add_parser("doctor", help="what this machine offers lispvm (Python, OpenCL devices) and what to install")
+    rp = sub.add_parser("repl", help="an interactive session; takes the options of run")
+    for action in r._actions:  # run's options, whoever adds them, without FILE and ARGs
+        if action.option_strings and action.dest != "help":
+            rp._add_action(action)
     return p
 
 
@@ -149,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             from ..vm.permissions import install
 
             install(permissions_from(ns, p))
-        return {"asm": cmd_asm, "dis": cmd_dis, "run": cmd_run, "trace": cmd_trace, "doctor": cmd_doctor}[ns.cmd](ns)
+        return {"asm": cmd_asm, "dis": cmd_dis, "run": cmd_run, "trace": cmd_trace, "doctor": cmd_doctor,
+                "repl": cmd_repl}[ns.cmd](ns)
     except KeyboardInterrupt:
         sys.stderr.write("lispvm: interrupted\n")
         return 130
@@ -306,6 +311,16 @@ def cmd_run(ns: argparse.Namespace) -> int:
                            trace=ns.trace, jit=not ns.no_jit)
     except BadBytecode as e:
         raise _Fail(EXIT_USAGE, f"{ns.file}: not a valid bytecode file ({e.reason})") from None
+
+
+@_guard
+def cmd_repl(ns: argparse.Namespace) -> int:
+    """lispvm repl: an interactive session (scheduler/repl.py, docs/repl.md)."""
+    if ns.trace:
+        raise _Fail(EXIT_USAGE, "lispvm: repl: --trace is for lispvm run (a session has no end to write it at)")
+    from .repl import run_repl
+
+    return run_repl(schedulers=ns.schedulers, reductions=ns.reductions, jit=not ns.no_jit)
 
 
 @_guard

@@ -211,6 +211,12 @@ class Worker(ClusterNode):
     def on_mainpid(self, link: Link, ev: tuple) -> None:
         self.main_pid = ev[1]
 
+    def on_load(self, link: Link, ev: tuple) -> None:
+        """A module compiled at lispvm repl: loaded before anything that uses it arrives."""
+        from .repl import load_module_bytes
+
+        load_module_bytes(ev[1], self.globals)
+
     def on_pids_ask(self, link: Link, ev: tuple) -> None:
         """The hub gathers sys/processes: this scheduler's live pids."""
         self.emit(0, ("pids", ev[1], tuple(self.sched.local_pids())))
@@ -276,5 +282,6 @@ _HANDLERS = {
 _BY_NAME = {"hello": "on_hello", "out": "on_out", "err": "on_err", "main_done": "on_main_done",
             "idle_report": "on_idle_report", "busy": "on_busy", "stop": "on_stop", "mainpid": "on_mainpid",
             "pids_gather": "on_pids_gather", "pids_ask": "on_pids_ask", "pids": "on_pids"}
+_BY_NAME["load"] = "on_load"  # a module typed at lispvm repl (workers only)
 for _ev, _m in _BY_NAME.items():
     _HANDLERS[_ev] = _dispatch(_m)

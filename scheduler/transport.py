@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from ..vm.codec import encode_frame
+from ..vm.codec import CodecError, decode, encode_frame
 from ..vm.process import Block
 from .chaos import Chaos
 from .events import COUNTED, Refused
@@ -233,12 +233,20 @@ class Transport:
         self.listener.close()
 
     def _read(self, link: Link) -> None:
-        events = link.read()
-        if events is not None:
+        payloads = link.read_payloads()
+        if payloads is not None:
             try:
-                for ev in events:
+                # each event is decoded just before it is applied: an event may make the next one
+                # decodable (the `load` of a module typed at lispvm repl, then its closures)
+                for payload in payloads:
+                    try:
+                        ev = decode(payload)
+                    except CodecError as e:
+                        link.malformed(e)
+                        break
                     self.handle(link, ev)
-                return
+                else:
+                    return
             except Refused as e:  # as for a frame the codec refused (Link.read): the rest is not trusted
                 sys.stderr.write(f"lispvm: scheduler {self.sid}: a malformed event from "
                                  f"{'an unknown connection' if link.peer is None else f'peer {link.peer}'} "
