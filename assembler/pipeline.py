@@ -97,7 +97,7 @@ def compile_source(text: str, file: str = "<string>", dump: str | None = None, o
     def compile_module(module_text: str, module_file: str, loader: Loader) -> Unit:
         return _compile_unit(module_text, module_file, loader, reserved, False, None, sys.stdout)
 
-    loader = Loader(compile_module, path, reserved_names())
+    loader = Loader(compile_module, path, reserved)  # (the prelude itself may be stale while it is rebuilt)
     unit = _compile_unit(text, file, loader, reserved, allow_reserved, dump, out or sys.stdout)
     module = unit.module
     module.bundled = [u.module for u in loader.order]
