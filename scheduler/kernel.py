@@ -171,7 +171,9 @@ class Scheduler:
             if trace is not None:
                 trace.slice_in(self, proc)
             outcome = run(proc, budget if ch is None else ch.budget(budget), self)
-            proc.reds += vm.used  # (sys/info's reductions: one add per slice, none per instruction)
+            # sys/info's reductions: the interpreter's count, at least one per slice (compiled
+            # code counts time, not calls); one add per slice, none per instruction
+            proc.reds += vm.used or 1
             if trace is not None:
                 trace.slice_out(self, proc, outcome)
             if outcome == WAIT and proc.deadline is None:  # the common case, inline
