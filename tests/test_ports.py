@@ -1,0 +1,134 @@
+"""Ports (LANGUAGE.md section 14, scheduler/ports.py): tests/net/ports.lisp on one and three
+schedulers, children killed and reaped when their owner ends and when the node stops (nothing
+left, no zombie), and the log pipeline example."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from test_tcp import EXAMPLES, run_program
+
+from support import lispvm_command
+
+
+@pytest.mark.parametrize("schedulers", ["1", "3"])
+def test_ports_program(schedulers: str) -> None:
+    run_program("ports.lisp", "--allow-run=cat,sh,no-such-program", "--schedulers", schedulers)
+
+
+def _children_with(mark: str) -> list[tuple[int, str]]:
+    """(pid, state) of every `sleep ... MARK ...` process (a zombie's command line is empty: see
+    _zombie_sleeps)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if cmd.startswith("sleep ") and mark in cmd:
+            found.append((int(entry), state))
+    return found
+
+
+def _zombie_sleeps(root: int) -> list[int]:
+    """Zombie `sleep` processes among the descendants of `root` (the node's schedulers' children)."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                head, tail = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = tail.split()
+        table[int(entry)] = (head.split("(", 1)[1], fields[0], int(fields[1]))
+    family, todo = {root}, [root]
+    while todo:
+        parent = todo.pop()
+        for pid, (_comm, _state, ppid) in table.items():
+            if ppid == parent and pid not in family:
+                family.add(pid)
+                todo.append(pid)
+    return [pid for pid in family if pid in table and table[pid][0] == "sleep" and table[pid][1] == "Z"]
+
+
+KILL_OWNER = """
+(def me (self))
+(def owner (spawn-on 1 (fn ()
+  (port/open "sleep" (list (head (sys/args))))
+  (send me 'started)
+  (receive (never nil)))))
+(receive ('started nil))
+(print "started")
+(exit owner 'kill)
+(timer/sleep 200)
+(print "killed")
+(io/read-line)
+(port/open "sleep" (list (head (sys/args))))
+(print "second")
+(io/read-line)
+"""
+
+
+@pytest.mark.parametrize("schedulers", ["1", "3"])
+def test_children_killed_and_reaped(tmp_path: Path, schedulers: str) -> None:
+    """A port's child dies with its owner (killed, reaped: no zombie) and with the node."""
+    mark = f"1{uuid.uuid4().int % 10**9}.5"  # a sleep of a unique length: our children only
+    (tmp_path / "p.lisp").write_text(KILL_OWNER, encoding="utf-8")
+    proc = subprocess.Popen(lispvm_command() + ["run", "--allow-run=sleep", "--schedulers", schedulers, "p.lisp",
+                                                mark], cwd=tmp_path, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "started\n"
+        assert proc.stdout.readline() == "killed\n", proc.stderr.read()
+        assert _children_with(mark) == []  # gone, not even a zombie (its command line is empty then)
+        assert _zombie_sleeps(proc.pid) == []
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "second\n"
+        assert len(_children_with(mark)) == 1
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert err == ""
+    assert _children_with(mark) == []  # the node's end killed the second one
+
+
+def test_log_pipeline_example(tmp_path: Path) -> None:
+    """docs/examples/log_pipeline.lisp: a log read through a port, counted, sorted through another."""
+    log = tmp_path / "app.log"
+    lines = []
+    for i in range(3000):
+        level = ("ERROR" if i % 7 == 0 else "WARN" if i % 5 == 0 else "INFO")
+        svc = ("db", "web", "auth")[i % 3]
+        lines.append(f"2026-12-07T10:{i // 60 % 60:02d}:{i % 60:02d} {level} {svc} request {i}")
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out, err, status = run_cli(["run", "--allow-run=cat,sort", str(EXAMPLES / "log_pipeline.lisp"), str(log)],
+                               cwd=tmp_path, timeout=120, env={"LC_ALL": "C"})
+    assert status == 0, err
+    counts: dict[str, int] = {}
+    for line in lines:
+        _, level, svc = line.split()[:3]
+        if level != "INFO":
+            counts[f"{svc} {level}"] = counts.get(f"{svc} {level}", 0) + 1
+    expected = sorted(f"{k} {v}" for k, v in counts.items())
+    assert out.splitlines() == [f"lines read: {len(lines)}", *expected], err
+    refused_out, refused_err, refused = run_cli(["run", "--allow-run=cat", str(EXAMPLES / "log_pipeline.lisp"),
+                                                 str(log)], cwd=tmp_path, timeout=60)
+    assert refused == 1 and "eacces" in refused_err and "--allow-run" in refused_err, refused_err

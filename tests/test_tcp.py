@@ -1,0 +1,115 @@
+"""TCP (LANGUAGE.md section 14, scheduler/tcp.py): the programs of tests/net/ through `lispvm run`
+on one and three schedulers, --allow-net refused and allowed, and the chat server example with
+real clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from test_examples import parse_expectations
+
+from support import lispvm_command
+
+NET = Path(__file__).resolve().parent / "net"
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+
+
+def run_program(name: str, *flags: str) -> None:
+    """Run tests/net/NAME with FLAGS; its output must be its `; expect:` lines, nothing on stderr."""
+    program = NET / name
+    exp = parse_expectations(program.read_text(encoding="utf-8"))
+    out, err, status = run_cli(["run", *flags, program.name], cwd=NET, timeout=120)
+    assert "Traceback" not in err, err
+    assert out.splitlines() == exp.lines, err
+    assert status == 0 and err == "", err
+
+
+@pytest.mark.parametrize("schedulers", ["1", "3"])
+def test_tcp_program(schedulers: str) -> None:
+    run_program("tcp.lisp", "--allow-net=127.0.0.1,localhost", "--schedulers", schedulers)
+
+
+def test_sockets_across_schedulers() -> None:
+    # a socket stays on scheduler 1; its new owner from scheduler 2 and a sender from there come to it
+    run_program("tcp_schedulers.lisp", "--allow-net=127.0.0.1", "--schedulers", "3")
+
+
+PERMS = """
+(def try-kind (fn (thunk) (try (thunk) (catch e (list (nth e 1) (nth e 2))))))
+(def l (try-kind (fn () (tcp/listen 0 "127.0.0.1"))))
+(print (if (list? l) (head l) "listening"))
+(print (head (try-kind (fn () (tcp/connect "127.0.0.1" 9)))))
+(print (head (try-kind (fn () (tcp/connect "localhost" 9)))))
+(print (let ((e (try-kind (fn () (tcp/connect "10.0.0.1" 80))))) (nth e 1)))
+"""
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ((), ["eacces", "eacces", "eacces"]),
+    (("--allow-net=127.0.0.1",), ["listening", "econnrefused", "eacces"]),
+    (("--allow-net=127.0.0.1:9,localhost",), ["eacces", "econnrefused", "econnrefused"]),
+])
+def test_allow_net(tmp_path: Path, flags: tuple, expected: list) -> None:
+    prog = tmp_path / "perm.lisp"
+    prog.write_text(PERMS, encoding="utf-8")
+    out, err, status = run_cli(["run", "--schedulers", "1", *flags, prog.name], cwd=tmp_path, timeout=60)
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[:3] == expected
+    # the refusal names the flag that would allow it, and the host:port asked for
+    assert lines[3] == "tcp/connect: 10.0.0.1:80: network access is not allowed (allowed by --allow-net)"
+
+
+def _line(f) -> str:
+    return f.readline().decode()
+
+
+def test_chat_example() -> None:
+    """docs/examples/chat.lisp: two clients, a message from one reaches the other, a client that
+    leaves is announced, and the server ends on SIGTERM with nothing left behind."""
+    proc = subprocess.Popen(lispvm_command() + ["run", "--allow-net=127.0.0.1", str(EXAMPLES / "chat.lisp"), "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        first = proc.stdout.readline().decode()
+        assert first.startswith("chat: listening on port "), first + proc.stderr.read().decode()
+        port = int(first.split()[-1])
+        a = socket.create_connection(("127.0.0.1", port), timeout=30)
+        b = socket.create_connection(("127.0.0.1", port), timeout=30)
+        fa, fb = a.makefile("rb"), b.makefile("rb")
+        a.sendall(b"/nick ann\n")
+        assert _line(fa) == "* you are ann\n"
+        b.sendall(b"/nick bob\n")
+        assert _line(fb) == "* you are bob\n"
+        assert _line(fa) == "* bob joined\n"
+        a.sendall("hello, bob ✓\n".encode())
+        assert _line(fb) == "ann: hello, bob ✓\n"
+        b.sendall(b"hi\n")
+        assert _line(fa) == "bob: hi\n"
+        fa.close()
+        a.close()  # (the file made from it held the socket open)
+        assert _line(fb) == "* ann left\n"
+        b.sendall(b"/quit\n")
+        assert _line(fb) == "* bye\n"
+        assert fb.read() == b""  # the server closed the connection
+        b.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert b"Traceback" not in err
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the node's schedulers are gone with it
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("a process of the chat server's group is still running")
