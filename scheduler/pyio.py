@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..vm.errors import LispError
 from ..vm.process import Process
 from ..vm.python import python_error, to_lisp
 from ..vm.values import from_list, intern
@@ -70,8 +71,10 @@ def _answer(pending: PendingCall, result: tuple) -> None:
     svc, proc = pending.io, pending.proc
     svc.disown(proc, pending)
     ok, value = result
-    if ok:
-        msg = from_list([PY, pending.ref, to_lisp(value)])
-    else:
-        msg = from_list([PY_ERROR, pending.ref, python_error(value).value])
+    try:
+        if not ok:
+            raise python_error(value)
+        msg = from_list([PY, pending.ref, to_lisp(value, 0, "py/call-async")])
+    except LispError as e:  # the call's exception, or a result past the VM's limits
+        msg = from_list([PY_ERROR, pending.ref, e.value])
     svc.sched.deliver(proc, msg)

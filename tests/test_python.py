@@ -172,6 +172,12 @@ def test_conversion_limits_and_refusals() -> None:
         nested = from_list([nested])
     with pytest.raises(LispError, match="nested more than"):
         to_python("py/call", nested)
+    with pytest.raises(LispError, match="py/call: Python gave an integer of 1,048,578 bits"):
+        to_lisp([1, 1 << (1 << 20) + 1])  # past what the VM's integers may hold
+    assert to_lisp(-(1 << (1 << 20) - 1)) < 0
+    with pytest.raises(LispError, match="py/attr: Python gave a string that is not Unicode text"):
+        to_lisp({"k": "a\ud800"}, 0, "py/attr")
+    assert to_lisp("é\u20ac") == "é\u20ac"
     with pytest.raises(LispError, match="a pid cannot be given to Python"):
         from lispvm.vm.values import Pid
 

@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from .checks import check_str, short_repr
-from .errors import LispError, badarg, runtime_error
+from .errors import MAX_INT_BITS, LispError, badarg, runtime_error, system_limit
 from .permissions import check, current
 from .process import Block, ctx
 from .registry import builtin
@@ -156,13 +156,26 @@ def to_python(name: str, x: Any, depth: int = 0) -> Any:
 # --- Python -> Lisp -------------------------------------------------------------------------------
 
 
-def to_lisp(obj: Any, depth: int = 0) -> Any:
+def to_lisp(obj: Any, depth: int = 0, who: str = "py/call") -> Any:
     """The Lisp value for a Python object: None as nil, bools, ints, floats and strings, a list
     as a list, a tuple as a vector, a dict as a map, numpy scalars as numbers, a one-dimensional
     numpy float32 array as an f32 array (a copy: Python may change its array later); anything
     else, and containers nested too deep, as an opaque #<py TYPE>."""
     c = obj.__class__
-    if c is str or c is int or c is float:
+    if c is float:
+        return obj
+    if c is str:
+        if not obj.isascii():
+            try:
+                obj.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: no Lisp string may hold one (it cannot be printed)
+                raise badarg(f"{who}: Python gave a string that is not Unicode text (it holds a lone "
+                             "surrogate)") from None
+        return obj
+    if c is int:
+        if obj.bit_length() > MAX_INT_BITS:  # past what the VM's integers may hold (vm/errors.py)
+            raise system_limit(f"{who}: Python gave an integer of {obj.bit_length():,} bits, more than "
+                               f"{MAX_INT_BITS:,}")
         return obj
     if obj is None:
         return None
@@ -170,14 +183,14 @@ def to_lisp(obj: Any, depth: int = 0) -> Any:
         return TRUE if obj else FALSE
     if depth <= MAX_DEPTH:
         if c is list:
-            return from_list([to_lisp(e, depth + 1) for e in obj])
+            return from_list([to_lisp(e, depth + 1, who) for e in obj])
         if c is tuple:
-            return Vec([to_lisp(e, depth + 1) for e in obj])
+            return Vec([to_lisp(e, depth + 1, who) for e in obj])
         if c is dict:
             kvs: list[Any] = []
             for k, v in obj.items():
-                kvs.append(to_lisp(k, depth + 1))
-                kvs.append(to_lisp(v, depth + 1))
+                kvs.append(to_lisp(k, depth + 1, who))
+                kvs.append(to_lisp(v, depth + 1, who))
             return map_of(*kvs)
     if c.__module__ == "numpy":
         import numpy as np  # loaded already: the object is numpy's
@@ -230,7 +243,7 @@ def b_py_import(module: Any) -> Any:
     check("python", "py/import", None)
     check_str("py/import", module)
     try:
-        return to_lisp(importlib.import_module(module))
+        return to_lisp(importlib.import_module(module), 0, "py/import")
     except (Exception, SystemExit) as e:
         raise python_error(e) from None
 
@@ -241,9 +254,10 @@ def b_py_attr(obj: Any, attr: Any) -> Any:
     target = _target("py/attr", obj)
     check_str("py/attr", attr)
     try:
-        return to_lisp(getattr(target, attr))
+        value = getattr(target, attr)
     except (Exception, SystemExit) as e:
         raise python_error(e) from None
+    return to_lisp(value, 0, "py/attr")
 
 
 @builtin("py/call")
