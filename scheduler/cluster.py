@@ -285,3 +285,13 @@ _BY_NAME = {"hello": "on_hello", "out": "on_out", "err": "on_err", "main_done": 
 _BY_NAME["load"] = "on_load"  # a module typed at lispvm repl (workers only)
 for _ev, _m in _BY_NAME.items():
     _HANDLERS[_ev] = _dispatch(_m)
+
+
+def _stdin_event(node: ClusterNode, link: Link, ev: tuple) -> None:
+    from .io import on_stdin_event  # standard input across schedulers (scheduler/io.py)
+
+    on_stdin_event(node, link, ev)
+
+
+for _ev in ("stdin", "stdin_cancel", "stdin_line"):
+    _HANDLERS[_ev] = _stdin_event

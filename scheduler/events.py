@@ -121,3 +121,7 @@ SHAPES: dict[str, Any] = {
     "pids_ask": _shape(int),
     "pids": _shape(int, lambda node, pids: pids.__class__ is tuple and all(p.__class__ is Pid for p in pids)),
 }
+# Standard input: scheduler 0 reads fd 0 for the whole node, the others ask it (scheduler/io.py).
+SHAPES["stdin"] = _shape(Pid)  # (worker to hub) a process here waits for a line
+SHAPES["stdin_cancel"] = _shape(Pid)  # (worker to hub) it ended before its line came
+SHAPES["stdin_line"] = _shape(Pid, (str, _NONE), None)  # (hub to worker) its line, nil at the end, or an error

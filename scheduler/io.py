@@ -230,9 +230,11 @@ class IoService:
     def process_ended(self, proc: Process) -> None:
         """`proc` ended: it waits on nothing any more, and what it owned is closed."""
         key = proc.pid.key
-        self.blocked.pop(key, None)
+        was = self.blocked.pop(key, None)
         if self.stdin is not None:
-            self.stdin.forget(proc)
+            self.stdin.forget(proc.pid)
+        if was is not None and self.sched.id != 0 and (proc.request or ())[1:2] == ("io/read-line",):
+            self.node.emit(0, ("stdin_cancel", proc.pid))  # the line it asked for is not taken
         for res in self.owned.pop(key, ()):
             try:
                 res.close()
@@ -276,6 +278,8 @@ class StdinReader:
         self.eof = False
         self.waiting: deque[tuple[Any, Callable[[Any, Any], None]]] = deque()  # (who, answer(value, error))
         self.polled = False
+        if sys.__stdin__ is None:  # fd 0 was closed when this OS process started (its number may
+            self.eof = True  # since have been reused for another file: it is never read)
 
     def ask(self, who: Any, answer: Callable[[Any, Any], None]) -> None:
         """`answer(line_or_None, error)` once the next line (or the end) is there."""
@@ -291,10 +295,10 @@ class StdinReader:
                     self._fail(os_error(e, "io/read-line"))
                 self._serve()
 
-    def forget(self, proc: Process) -> None:
-        """A process that waited for a line ended."""
+    def forget(self, pid: Any) -> None:
+        """The process `pid`, which waited for a line, ended."""
         if self.waiting:
-            self.waiting = deque(w for w in self.waiting if w[0] is not proc)
+            self.waiting = deque(w for w in self.waiting if w[0] != pid)
             self._unpoll_if_idle()
 
     def _readable(self) -> None:
@@ -431,9 +435,37 @@ def _op_read_line(svc: IoService, proc: Process, args: tuple) -> None:
         svc.complete(proc, value, error)
 
     if svc.sched.id == 0:
-        stdin_reader(svc).ask(proc, answer)
+        stdin_reader(svc).ask(proc.pid, answer)
     else:
-        svc.node.ask_stdin(proc)  # scheduler 0 reads fd 0 for the whole node (cluster.py)
+        svc.node.emit(0, ("stdin", proc.pid))  # scheduler 0 reads fd 0 for the whole node
+
+
+def on_stdin_event(node: Any, link: Any, ev: tuple) -> None:
+    """The stdin events of a node of several schedulers (scheduler/events.py's shapes)."""
+    from .events import Refused
+    from .kernel import BLOCKED
+
+    kind, pid = ev[0], ev[1]
+    if kind == "stdin_line":
+        if node.sid == 0:
+            raise Refused("stdin_line: not sent to scheduler 0")
+        proc = node.sched.procs.get(pid.key)
+        if proc is not None and proc.status == BLOCKED and proc.request[1:2] == ("io/read-line",):
+            service(node.sched).complete(proc, ev[2], ev[3])
+        return
+    if node.sid != 0:
+        raise Refused(f"{kind}: only scheduler 0 reads standard input")
+    reader = stdin_reader(service(node.sched))
+    if kind == "stdin_cancel":
+        reader.forget(pid)
+        return
+    k = link.peer
+
+    def answer(value: Any, error: Any) -> None:
+        if k not in node.dead:
+            node.emit(k, ("stdin_line", pid, value, error))
+
+    reader.ask(pid, answer)
 
 
 def stdin_reader(svc: IoService) -> StdinReader:
