@@ -1082,6 +1082,52 @@ def b_gen_reply(frm: Any, value: Any) -> Any:
     return TRUE
 
 
+_DOWN = _values.intern("DOWN")
+
+
+def _about(msg: Any, ref: Ref) -> bool:
+    """`(ref value)` (a call's reply) or `(DOWN ref ...)`: a message a finished call leaves."""
+    if msg.__class__ is not Cons:
+        return False
+    h = msg.head
+    if h.__class__ is Ref:
+        return h == ref and msg.tail.__class__ is Cons and msg.tail.tail is None
+    return h is _DOWN and msg.tail.__class__ is Cons and msg.tail.head.__class__ is Ref and msg.tail.head == ref
+
+
+@builtin("sys/demonitor-flush")
+def b_demonitor_flush(ref: Any) -> Any:
+    """Erlang's demonitor(Ref, [flush]): remove the monitor, and the reply or DOWN tagged with
+    it that already arrived (none can arrive afterwards: kernel.Scheduler.reply). Called between
+    receives, so the mailbox may be rebuilt (a receive starts its scan afresh)."""
+    if ref.__class__ is not Ref:
+        raise badarg(f"demonitor: expected a ref, got {short_repr(ref)}")
+    proc = ctx.proc
+    ctx.host.demonitor(proc, ref)
+    mb = proc.mailbox
+    if mb is not None:
+        pending = mb[proc.mbhead:]
+        kept = [m for m in pending if not _about(m, ref)]
+        if len(kept) != len(pending):
+            proc.mailbox = kept or None
+            proc.mbhead = proc.scan = 0
+    return TRUE
+
+
+@builtin("sys/tagged?")
+def b_tagged(x: Any, tag: Any, n: Any) -> Bool:
+    """A list of `n` elements whose first is `tag` (the shapes gen/ servers return): one call
+    in place of the half-dozen a Lisp test costs on every message a server takes."""
+    if x.__class__ is not Cons or x.head != tag:
+        return FALSE
+    while n > 1:
+        x = x.tail
+        if x.__class__ is not Cons:
+            return FALSE
+        n -= 1
+    return _b(x.tail is None)
+
+
 @builtin("sys/info")
 def b_sys_info(pid: Any) -> Any:
     return ctx.host.process_info(ctx.proc, _pid("sys/info", pid))

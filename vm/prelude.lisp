@@ -29,19 +29,10 @@
 
 (def sys/fail (kind text) (throw (list 'error kind text)))
 
-(def sys/tagged? (x tag n)
-  (and (list? x) (not (empty? x)) (== (head x) tag) (== (length x) n)))
-
 (def sys/server-pid (who server)
   (cond ((pid? server) server)
         ((symbol? server) (whereis server))
         (true (sys/fail 'badarg (str who ": expected a pid or a registered name, got " (repr server))))))
-
-(def sys/flush-ref (ref)
-  (receive
-    ((list r _) :when (== r ref) (sys/flush-ref ref))
-    ((list 'DOWN r _ _) :when (== r ref) (sys/flush-ref ref))
-    (after 0 nil)))
 
 (def sys/check-fn (who what f)
   (if (fn? f) f (sys/fail 'badarg (str who ": " what " must be a function, got " (repr f)))))
@@ -53,7 +44,7 @@
         (pid (head pr))
         (ref (head (tail pr))))
     (receive
-      ((list 'gen/started p) :when (== p pid) (demonitor ref) (sys/flush-ref ref) pid)
+      ((list 'gen/started p) :when (== p pid) (sys/demonitor-flush ref) pid)
       ((list 'DOWN r _ reason) :when (== r ref) (sys/init-failed "gen/start" reason)))))
 
 (def sys/init-failed (who reason)
@@ -73,10 +64,10 @@
     (msg (sys/gen-next handler nil (handler 'info msg nil state)))))
 
 (def sys/gen-next (handler from result)
-  (cond ((sys/tagged? result 'noreply 2) (sys/gen-loop handler (nth result 1)))
-        ((sys/tagged? result 'reply 3)
+  (cond ((sys/tagged? result 'reply 3)
          (if from (gen/reply from (nth result 1)) nil)
          (sys/gen-loop handler (nth result 2)))
+        ((sys/tagged? result 'noreply 2) (sys/gen-loop handler (nth result 1)))
         ((sys/tagged? result 'stop 3) (exit (nth result 1)))
         ((sys/tagged? result 'stop 4)
          (if from (gen/reply from (nth result 2)) nil)
@@ -100,15 +91,14 @@
   (let ((ref (monitor pid)))
     (send pid (list 'gen/call (list (self) ref) request))
     (receive
-      ((list r v) :when (== r ref) (demonitor ref) (sys/flush-ref ref) v)
+      ((list r v) :when (== r ref) (sys/demonitor-flush ref) v)
       ((list 'DOWN r _ reason) :when (== r ref)
        (sys/fail 'noproc (if (== reason 'noproc)
                              (str "gen/call: the server " pid " is not alive")
                              (str "gen/call: the server " pid " ended with reason " (repr reason)
                                   " before replying"))))
       (after timeout
-        (demonitor ref)
-        (sys/flush-ref ref)
+        (sys/demonitor-flush ref)
         (sys/fail 'timeout (str "gen/call: no reply from " pid " within " timeout " ms"))))))
 
 (def gen/cast (server msg)

@@ -34,6 +34,7 @@
 (print (try (gen/reply 'x 1) (catch e (head (tail e)))))                      ; expect: badarg
 (print (gen/call c 'bye))                          ; expect: last-words
 (receive ((list 'EXIT p r) :when (== p c) (print "EXIT" r)))                  ; expect: EXIT normal
+(print (receive (m (list 'stray m)) (after 0 'clean)))  ; expect: clean
 (print (whereis 'counter) (sys/info c))            ; expect: nil nil
 (print (try (gen/call c 'get) (catch e (list (head (tail e)) (str/ends-with? (nth e 2) "is not alive")))))  ; expect: (noproc true)
 
