@@ -57,6 +57,7 @@ PROGRAM = r'''(def math (py/import "math"))
 (let ((ev (py/call threading "Event")))
   (spawn (fn () (py/call-async ev "wait" 60) 'done))
   (py/call ev "set"))
+(py/call-async (py/call threading "Event") "wait")
 (print 'end)
 '''
 
@@ -90,6 +91,8 @@ end
 
 @pytest.mark.parametrize("schedulers", [1, 3])
 def test_python_interop_program(tmp_path: Path, schedulers: int) -> None:
+    """Its last call waits forever in a pool thread: the node still ends when the main process
+    does (a pool thread is never waited for)."""
     prog = tmp_path / "py.lisp"
     prog.write_text(PROGRAM)
     r = lispvm("run", "--schedulers", str(schedulers), "--allow-python", str(prog))
