@@ -157,6 +157,20 @@
 (receive ((list 'DOWN r _ why) :when (== r mon) (print "supervisor DOWN" why)))  ; expect: supervisor DOWN boss-left
 (print (sys/info k1) (whereis 'wk))                ; expect: nil nil
 
+; a start function that fails counts as a restart, and is tried again until the limit
+(def helper (spawn (fn () (register 'allow (self)) (send me 'allowed) (receive ('stop nil)))))
+(receive ('allowed nil))
+(def picky (name) (fn () (if (whereis 'allow) (gen/start worker-init worker name) (throw 'not-now))))
+(def sup5 (sup/start 'one-for-all 3 60000 (list (list 'x (start-w 'wx5) 'permanent)
+                                                 (list 'y (picky 'wy5) 'permanent))))
+(print (running sup5))                             ; expect: ((x true) (y true))
+(def hm (monitor helper))
+(send helper 'stop)
+(receive ((list 'DOWN r _ _) :when (== r hm) nil))
+(gen/cast 'wx5 'crash)                             ; x starts again each time, y cannot: x is stopped
+(receive ((list 'EXIT p r) :when (== p sup5) (print "supervisor EXIT" r)))   ; expect: supervisor EXIT shutdown
+(print (whereis 'wx5) (whereis 'wy5))              ; expect: nil nil
+
 ; bad specs
 (def bad (fn (& args) (try (apply sup/start args) (catch err (list (head (tail err)) (nth err 2))))))
 (print (bad 'one-for-some 1 1 nil))                ; expect: (badarg "sup/start: the strategy must be one-for-one or one-for-all, got one-for-some")
