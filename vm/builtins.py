@@ -466,10 +466,10 @@ def _vec(name: str, v: Any) -> Vec:
 
 @builtin("vec/get")
 def b_vec_get(v: Any, i: Any) -> Any:
+    if v.__class__ is Vec and i.__class__ is int and 0 <= i < len(v.items):  # the common case, inline
+        return v.items[i]
     items = _vec("vec/get", v).items
     i = check_int("vec/get", i)
-    if 0 <= i < len(items):
-        return items[i]
     raise badarg(f"vec/get: index {i} out of range for a vector of {len(items)}")
 
 
@@ -499,6 +499,8 @@ def _index(name: str, i: Any, n: int, end: bool = False) -> int:
 @builtin("vec/set")
 def b_vec_set(v: Any, i: Any, x: Any) -> Vec:
     """A new vector with element i replaced by x: O(log n), sharing the rest."""
+    if v.__class__ is Vec and i.__class__ is int and 0 <= i < len(v.items):  # the common case, inline
+        return Vec(v.items.set(i, x))
     items = _vec("vec/set", v).items
     return Vec(items.set(_index("vec/set", i, len(items)), x))
 
