@@ -22,6 +22,17 @@
 
 (def timer/sleep (ms) (receive (after (sys/sleep-ms ms) nil)))  ; the check names timer/sleep
 
+; --- sorting by a key and updating a map (LANGUAGE.md section 9; the rest is in vm/builtins.py) --
+(def list/sort-by (f xs)
+  (if (list? xs)
+      (sys/sort-keyed (list/map (fn (x) (cons (f x) x)) xs))
+      (throw (list 'error 'badarg (str "list/sort-by: expected a list, got " (repr xs))))))
+
+(def map/update (m k f default)
+  (if (map? m)
+      (map/put m k (f (map/get m k default)))
+      (throw (list 'error 'badarg (str "map/update: expected a map, got " (repr m))))))
+
 ; --- servers and supervisors (LANGUAGE.md section 12; docs/servers.md) -----------------------
 ; A call is (gen/call (caller monitor-ref) request); its reply is delivered only while the caller
 ; still monitors the server with that ref (kernel's "reply" signal), so a caller that gave up
