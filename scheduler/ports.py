@@ -22,7 +22,7 @@ from ..vm import handles
 from ..vm.errors import MAX_TEXT
 from ..vm.net_builtins import closed_error, encode_text
 from ..vm.process import Process
-from ..vm.values import TRUE, from_list, intern
+from ..vm.values import TRUE, Cons, from_list, intern
 from .io import IoService, io_op
 from .tcp import CHUNK, HIGH_WATER, LOW_WATER, _here, _lisp_error, _raise, _Resource, _sync, os_error_value
 
@@ -76,7 +76,8 @@ class Port(_Resource):
                 self.io.poller.remove_reader(self.stdout)
 
     def _line(self, text: str) -> None:
-        self.tell_owner(from_list([PORT, self.handle, from_list([LINE, text])]))
+        # (port p (line text)), built cell by cell: one per line of output, the hot path here
+        self.tell_owner(Cons(PORT, Cons(self.handle, Cons(Cons(LINE, Cons(text, None)), None))))
 
     def _on_output(self) -> None:
         try:
@@ -92,8 +93,14 @@ class Port(_Resource):
             if len(self.partial) > MAX_TEXT:  # a line that never ends is cut rather than held whole
                 lines.append(self.partial)
                 self.partial = ""
-            for line in lines:
-                self._line(line)
+            proc = self.owner_proc()
+            if proc is None or self.backlog is not None:
+                for line in lines:
+                    self._line(line)
+                return
+            deliver, h = self.io.sched.deliver, self.handle
+            for line in lines:  # (the owner is here: _line's checks once per chunk, not per line)
+                deliver(proc, Cons(PORT, Cons(h, Cons(Cons(LINE, Cons(line, None)), None))))
             return
         self.partial += self.decoder.decode(b"", final=True)
         if self.partial:
@@ -122,19 +129,12 @@ class Port(_Resource):
     # --- standard input --------------------------------------------------------------------
 
     def try_send(self, payload: bytes) -> bool:
-        """Write `payload` to the child's standard input; whether the sender may go on now."""
+        """Queue `payload` for the child's standard input; whether the sender may go on now.
+        The bytes are written when the poller says the pipe takes them (at the scheduler's next
+        poll): the sends of one pass go in one write, where a write per send woke the child,
+        and then this scheduler, once per send (docs/performance.md, "Ports")."""
         if self.closed or self.closing:
             raise _raise(closed_error("port/send", self.handle).value)
-        if not self.wbuf:
-            try:
-                n = os.write(self.stdin, payload)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except OSError as e:
-                raise _raise(os_error_value("port/send", e, repr(self.handle))) from None
-            if n == len(payload):
-                return True
-            payload = memoryview(payload)[n:]
         self.wbuf += payload
         if not self.writing:
             self.writing = True

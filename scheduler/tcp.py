@@ -113,6 +113,8 @@ class _Resource:
             if self.backlog is None:
                 self.backlog = []
             AWAITED.setdefault(pid.key, []).append(self)
+            # held for it under a key no pid has, so that the node's end still closes it
+            self.io.owned.setdefault(-1 - pid.key, []).append(self)
             self.owner_left()
             sched.node.pull(sched, old, pid)
 
@@ -137,9 +139,19 @@ AWAITED: dict[int, list] = {}  # pid key -> resources handed to it while it ran 
 def owner_arrived(sched: Any, proc: Process) -> None:
     """`proc` was moved here (balance.adopt): the resources handed to it take it as owner now."""
     for res in AWAITED.pop(proc.pid.key, ()):
+        res.io.disown(_Key(-1 - proc.pid.key), res)
         if not res.closed and res.owner == proc.pid:
             res.io.own(proc, res)
             res.arrived(proc)
+
+
+class _Key:
+    """A stand-in with a `key` for IoService.disown (resources held for an owner not here yet)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: int) -> None:
+        self.key = key
 
 
 class TcpListener(_Resource):
@@ -591,6 +603,9 @@ def op_accept(io: IoService, proc: Process, args: tuple) -> None:
     res = _here(io, proc, "tcp/accept", args[0], args)
     if res is None:
         return
+    if len(args) == 2:  # the builtin has just tried: wait
+        res.wait_accept(proc)
+        return
     try:
         got = res.try_accept(proc)
     except Exception as e:
@@ -662,6 +677,9 @@ def _passive(name: str) -> Any:
             from ..vm.net_builtins import not_owner
 
             io.complete(proc, error=not_owner(name, res.handle, res.owner).value)
+            return
+        if len(args) == 2:  # the builtin has just tried: wait
+            res.wait_recv(proc, name)
             return
         try:
             got = res.try_recv(name, name == "tcp/recv-line")

@@ -110,7 +110,7 @@ def b_accept(listener: Any) -> Handle:
     res = _local("tcp/accept", h, (h,))
     got = res.try_accept(ctx.proc)
     if got is WOULD_WAIT:
-        raise Block(("io", "tcp/accept", h))
+        raise Block(("io", "tcp/accept", h, True))  # (True: tried just now, the handler waits at once)
     return got
 
 
@@ -141,7 +141,7 @@ def _recv(name: str, sock: Any, line: bool) -> Any:
         raise not_owner(name, h, res.owner)
     got = res.try_recv(name, line)
     if got is WOULD_WAIT:
-        raise Block(("io", name, h))
+        raise Block(("io", name, h, True))  # (True: tried just now, the handler waits at once)
     return got
 
 
