@@ -255,6 +255,19 @@ def test_bundled_file_round_trips_through_load_and_assembly(project: Path) -> No
     assert lbc.dump(assemble(text, "x.lasm")) == data
 
 
+def test_every_truncation_and_bit_flip_of_a_bundled_file_is_refused(project: Path) -> None:
+    data = lbc.dump(compile_main(project))
+    for n in range(len(data)):
+        with pytest.raises(BadBytecode):
+            lbc.load(data[:n])
+    for i in range(20, min(len(data), 120)):  # the unit table and the first unit's start
+        for bit in range(8):
+            damaged = bytearray(data)
+            damaged[i] ^= 1 << bit
+            with pytest.raises(BadBytecode, match="checksum mismatch"):
+                lbc.load(bytes(damaged))
+
+
 def test_damaged_unit_tables_are_refused(project: Path) -> None:
     module = compile_main(project)
 
