@@ -17,7 +17,9 @@ A builtin that must wait checks its permission and arguments, then raises
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import os
 import queue
 import sys
@@ -365,9 +367,34 @@ def _lines(path: str) -> Any:
     with open(path, encoding="utf-8", newline="") as f:
         text = f.read()
     lines = text.split("\n")
+    del text
     if lines and lines[-1] == "":
         lines.pop()  # (the newline that ends the last line starts no other)
-    return from_list(lines)
+    with _no_gc():
+        return from_list(lines)
+
+
+_gc_lock = threading.Lock()
+_gc_state = [0, False]  # pool jobs building a long list now; whether the collector ran before the first
+
+
+@contextlib.contextmanager
+def _no_gc() -> Any:
+    """Pause the cyclic collector while a job builds a long list of new cells: each cell is a
+    new tracked object, so the collector would otherwise run over and over on the growing list
+    (most of the time of a long file/lines, docs/performance.md); cells make no cycles."""
+    with _gc_lock:
+        if _gc_state[0] == 0:
+            _gc_state[1] = gc.isenabled()
+            gc.disable()
+        _gc_state[0] += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_state[0] -= 1
+            if _gc_state[0] == 0 and _gc_state[1]:
+                gc.enable()
 
 
 def _write(path: str, text: str, mode: str) -> Any:
