@@ -113,3 +113,51 @@ def test_chat_example() -> None:
         time.sleep(0.05)
     else:
         pytest.fail("a process of the chat server's group is still running")
+
+
+def test_tcp_program_under_chaos() -> None:
+    # random moves of every process that owns nothing, early preemption, small socket buffers
+    program = NET / "tcp.lisp"
+    exp = parse_expectations(program.read_text(encoding="utf-8"))
+    out, err, status = run_cli(["run", "--allow-net=127.0.0.1,localhost", "--schedulers", "3", program.name],
+                               cwd=NET, timeout=120, env={"LISPVM_CHAOS": "2"})
+    assert out.splitlines() == exp.lines and status == 0, err
+
+
+LINES = """
+(def l (tcp/listen 0 "127.0.0.1"))
+(print (tcp/port l))
+(def s (tcp/accept l))
+(def echo (fn ()
+  (let ((line (tcp/recv-line s)))
+    (unless (nil? line)
+      (tcp/send s (str (str/length line) " " line "\\n"))
+      (echo)))))
+(echo)
+(print "end")
+"""
+
+
+def test_lines_bytes_and_utf8(tmp_path: Path) -> None:
+    """A character split between two reads arrives whole, CR LF ends a line like LF, and bytes
+    that are not UTF-8 come back as they were sent."""
+    (tmp_path / "lines.lisp").write_text(LINES, encoding="utf-8")
+    proc = subprocess.Popen(lispvm_command() + ["run", "--allow-net=127.0.0.1", "--schedulers", "1", "lines.lisp"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        port = int(proc.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+            f = c.makefile("rb")
+            c.sendall(b"h\xc3")
+            time.sleep(0.05)
+            c.sendall(b"\xa9llo\r\n")
+            assert f.readline() == "5 héllo\n".encode()
+            c.sendall(b"\xff\xfeab\n")
+            assert f.readline() == b"4 \xff\xfeab\n"
+            f.close()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (out, err, proc.returncode) == (b"end\n", b"", 0)
