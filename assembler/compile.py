@@ -6,7 +6,8 @@ list builtins, conditional jumps for tests, selective receive and `match` as mat
 `try` as a static exception table, and the line/column table.
 
 Core forms (what assembler/expand.py leaves): literals, symbols, vectors `[...]`, and lists headed
-by quote def fn let if do set and or try receive match, or a call.
+by quote def fn let if do set and or try receive case loop recur, or a call; `{k v ...}` map
+literals (MapForm).
 
 Registers: parameters first, then `let` variables in scope order, then temporaries above them,
 released as soon as their value is used (Lua's discipline). `expr(form, dest)` puts the value of
@@ -26,22 +27,24 @@ from .expand import (
     AFTER,
     AMP,
     AND,
+    CASE,
     CATCH,
     DEF,
     DO,
     FN,
     IF,
     LET,
-    MATCH,
+    LOOP_FORM,
     MAX_NESTING,
     OR,
     RECEIVE,
+    RECUR,
     SET,
     SPECIAL_FORMS,
     TRY,
     WHEN_KW,
 )
-from .reader import QUOTE, SourceMap
+from .reader import QUOTE, MapForm, SourceMap, datum
 
 __all__ = ["Compiler", "MAX_REGS"]
 
@@ -49,6 +52,7 @@ MAX_REGS = 250  # registers per function; R[A] has 8 bits, and a few stay free f
 MAX_ARGS = 200  # arguments passed in registers; a call with more passes them as one list
 _APPEND = Sym("append")  # uninterned: names the builtin whatever the program binds locally
 _SLEEP_MS = Sym("sys/sleep-ms")  # the same: checks timer/sleep's argument
+_MAP_OF = Sym("sys/map-of")  # the same: builds a map literal's map
 UNDERSCORE = intern("_")
 S_LIST, S_CONS = intern("list"), intern("cons")
 
@@ -61,6 +65,16 @@ class Var:
     def __init__(self, reg: int, boxed: bool) -> None:
         self.reg = reg  # register holding the value (or its Box)
         self.boxed = boxed  # True if captured by a closure and assigned with `set`
+
+
+class LoopState:
+    """A `loop` being compiled: where `recur` jumps, and the variables it assigns."""
+
+    __slots__ = ("head", "vars")
+
+    def __init__(self, head: int, vars_: list[Var]) -> None:
+        self.head = head  # pc of the body's first instruction
+        self.vars = vars_  # the loop variables, in binding order
 
 
 class FnState:
@@ -96,6 +110,9 @@ class Compiler:
         self.pos: tuple[int, int] = (1, 1)  # position given to emitted instructions
         self.depth = 0  # expressions being compiled, one inside the other
         self.main = FnState(None, self.protos[0], set())
+        # the `recur` forms in tail position of a loop being compiled (by identity) -> that loop;
+        # a recur not found here is not in tail position of any loop: a compile error
+        self.recurs: dict[int, LoopState] = {}
         self.scope: Any = None  # module name resolution (assembler/modules.py: Scope), or None
 
     def global_name(self, sym: Sym) -> str:
@@ -265,7 +282,7 @@ class Compiler:
                     return
             self.var_ref(fs, x, dest)
             return self.ret(fs, dest, tail)
-        if c is not Cons and c is not Vec:
+        if c is not Cons and c is not Vec and c is not MapForm:
             self.load_const(fs, x, dest)
             return self.ret(fs, dest, tail)
         saved_pos = self.pos
@@ -276,6 +293,9 @@ class Compiler:
                 raise self.err(x, f"expression nested more than {MAX_NESTING} deep")
             if c is Vec:
                 self.seq_build(fs, "VECTOR", list(x.items), dest)
+                return self.ret(fs, dest, tail)
+            if c is MapForm:
+                self.map_build(fs, list(x.items), dest)
                 return self.ret(fs, dest, tail)
             head = x.head
             if head.__class__ is Sym:
@@ -340,6 +360,22 @@ class Compiler:
         for i, item in enumerate(items):
             self.expr(fs, item, base + 1 + i)
         self.emit(fs, opname, A=base, B=len(items))
+        self.finish_call(fs, base, dest, saved)
+
+    def map_build(self, fs: FnState, items: list[Any], dest: int) -> None:
+        """A `{k v ...}` literal: sys/map-of of its evaluated keys and values (applied to a list
+        of them when there are more than a register window holds)."""
+        saved = fs.free
+        if len(items) > MAX_ARGS:
+            base = self.call_block(fs, dest, 2)
+            self._list_into(fs, items, base + 1)
+            self.var_ref(fs, _MAP_OF, base)
+            self.emit(fs, "APPLY", A=base, B=1)
+        else:
+            base = self.call_block(fs, dest, len(items) + 1)
+            for i, item in enumerate(items):
+                self.expr(fs, item, base + 1 + i)
+            self.emit(fs, "CALLB", A=base, B=len(items), C=self._builtin_const(fs, "sys/map-of"))
         self.finish_call(fs, base, dest, saved)
 
     def call(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
@@ -606,7 +642,8 @@ class Compiler:
     # --- special forms -------------------------------------------------------------------
 
     def c_quote(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
-        self.load_const(fs, x.tail.head, dest)
+        v = x.tail.head
+        self.load_const(fs, datum(v), dest)  # a {...} at any depth of quoted data is a Map
         self.ret(fs, dest, tail)
 
     def c_if(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
@@ -694,11 +731,15 @@ class Compiler:
         self.ret(fs, dest, tail)
 
     def c_fn(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
-        self.function(fs, x.tail.head, to_pylist(x.tail.tail), "fn", x, dest)
+        first = x.tail.head
+        if first.__class__ is Sym:  # (fn name (params) body...): the closure is `name` inside
+            self.function(fs, x.tail.tail.head, to_pylist(x.tail.tail.tail), first.name, x, dest, first)
+        else:
+            self.function(fs, first, to_pylist(x.tail.tail), "fn", x, dest)
         self.ret(fs, dest, tail)
 
     def function(self, parent: FnState, params_form: Any, body: list[Any], name: str, where: Any,
-                 dest: int) -> None:
+                 dest: int, self_name: Sym | None = None) -> None:
         params = to_pylist(params_form)
         rest = None
         if AMP in params:
@@ -714,6 +755,13 @@ class Compiler:
             v = self.declare(fs, p, self.alloc(fs), where)
             if v.boxed:
                 self.emit(fs, "BOX", A=v.reg)
+        if self_name is not None and self_name not in params and self_name != rest and _mentions(body, self_name):
+            # a named fn that uses its name: the running closure, in a register (a parameter
+            # of the same name shadows it)
+            r = self.alloc(fs)
+            self.emit(fs, "SELF", A=r)
+            if self.declare(fs, self_name, r, where).boxed:
+                self.emit(fs, "BOX", A=r)
         self.body(fs, body, self.alloc(fs), True)
         self.finish(fs)
         self.protos.append(proto)
@@ -778,7 +826,62 @@ class Compiler:
             self.patch(fs, j)
         fs.free = saved
 
-    def c_match(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+    def c_loop(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        """(loop ((name init) ...) body...): the variables bound like `let`, then a LOOP marker
+        (for the fast tier) and the body; each `recur` in its tail position assigns the variables
+        and jumps back to the body's start, so the stack stays as it is."""
+        bindings = to_pylist(x.tail.head)
+        body = to_pylist(x.tail.tail)
+        saved = fs.free
+        fs.scopes.append({})
+        variables = []
+        for b in bindings:
+            name, value = b.head, b.tail.head
+            r = self.alloc(fs)
+            saved_pos, self.pos = self.pos, self.smap.get(b) or self.pos
+            self.expr(fs, value, r)
+            self.pos = saved_pos
+            v = self.declare(fs, name, r, b)
+            if v.boxed:
+                self.emit(fs, "BOX", A=r)
+            variables.append(v)
+        mark = self.emit(fs, "LOOP", Bx=0)
+        loop = LoopState(len(fs.code), variables)
+        for r in _tail_recurs(body):
+            self.recurs[id(r)] = loop
+        self.body(fs, body, dest, tail)
+        try:
+            fs.code[mark] = encode(BY_NAME["LOOP"], {"Bx": len(fs.code) - loop.head})
+        except ValueError:
+            raise CompileError(self.smap.file, *self.pos, "function too large (a loop too long)") from None
+        fs.scopes.pop()
+        fs.free = saved
+
+    def c_recur(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        loop = self.recurs.get(id(x))
+        if loop is None:
+            raise self.err(x, "recur is allowed only in tail position of a loop")
+        args = to_pylist(x.tail)
+        if len(args) != len(loop.vars):
+            raise self.err(x, f"recur: the loop has {len(loop.vars)} variable{'s' if len(loop.vars) != 1 else ''}, "
+                              f"recur gives {len(args)}")
+        saved = fs.free
+        # all new values first, then the assignments: (recur b a) swaps
+        moves = []
+        for v, a in zip(loop.vars, args):
+            if a.__class__ is Sym and not v.boxed and self.resolve(fs, a) == ("local", v):
+                continue  # the variable keeps its value
+            t = self.alloc(fs)
+            self.expr(fs, a, t)
+            moves.append((v, t))
+        for v, t in moves:
+            self.emit(fs, "MOVE", A=v.reg, B=t)
+            if v.boxed:  # a new binding each time round: a closure of the last one keeps its box
+                self.emit(fs, "BOX", A=v.reg)
+        self.emit(fs, "JMP", sJ=loop.head - (len(fs.code) + 1))
+        fs.free = saved
+
+    def c_case(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
         forms = to_pylist(x.tail)
         saved = fs.free
         val = self.alloc(fs)
@@ -792,6 +895,8 @@ class Compiler:
         self.emit(fs, "CALLB", A=base, B=1, C=self.const(fs, intern("sys/badmatch")))
         if tail:  # unreachable, but code never falls off the end of a function
             self.emit(fs, "RETURN", A=base)
+        else:  # unreachable too, but the verifier sees dest written on every path
+            self.emit(fs, "MOVE", A=dest, B=base)
         for j in ends:
             self.patch(fs, j)
         fs.free = saved
@@ -865,10 +970,45 @@ class Compiler:
                 self.pattern(fs, items[0], t, fails, seen, where)
                 self.pattern(fs, items[1], t + 1, fails, seen, where)
                 return
+        if c is MapForm:
+            self.map_pattern(fs, p, reg, fails, seen, where)
+            return
         if c in (int, float, str) or p is None or p is TRUE or p is FALSE:
             self.eq_const(fs, reg, p, fails)
             return
         raise self.err(p if c is Cons else where, f"bad pattern: {p!r}")
+
+    def map_pattern(self, fs: FnState, p: MapForm, reg: int, fails: list[int], seen: dict[Sym, int],
+                    where: Any) -> None:
+        """{'k p ...}: R[reg] is a map holding each literal key, its value matching p (UNMAPK per
+        key); `{}` matches any map."""
+        items = list(p.items)
+        if not items:
+            t = self.alloc(fs, 2)
+            self.emit(fs, "MOVE", A=t + 1, B=reg)
+            self.emit(fs, "CALLB", A=t, B=1, C=self._builtin_const(fs, "map?"))
+            self.emit(fs, "TEST", A=t, k=0)
+            fails.append(self.jump(fs))
+            return
+        for i in range(0, len(items), 2):
+            k, sub = items[i], items[i + 1]
+            if k.__class__ is Cons and k.head is QUOTE and k.tail.__class__ is Cons and k.tail.tail is None:
+                key = k.tail.head
+            elif k.__class__ in (int, float, str) or k is None or k is TRUE or k is FALSE:
+                key = k
+            else:
+                raise self.err(k if k.__class__ is Cons else where,
+                               "map pattern: a key must be a literal ('sym, a number, a string, true, false or nil)")
+            if key.__class__ in (Cons, Vec, MapForm):
+                raise self.err(k, "map pattern: a key must be a literal ('sym, a number, a string, true, false or nil)")
+            kv = self.const(fs, key)
+            if kv > 255:
+                raise CompileError(self.smap.file, *self.pos,
+                                   "function too large (too many constants for a map pattern)")
+            t = self.alloc(fs)
+            self.emit(fs, "UNMAPK", A=t, B=reg, C=kv)
+            fails.append(self.jump(fs))
+            self.pattern(fs, sub, t, fails, seen, where)
 
     def eq_const(self, fs: FnState, reg: int, value: Any, fails: list[int]) -> None:
         if _small(value):
@@ -887,7 +1027,8 @@ class Compiler:
 _SPECIAL = {
     QUOTE: Compiler.c_quote, IF: Compiler.c_if, DO: Compiler.c_do, AND: Compiler.c_andor,
     OR: Compiler.c_andor, LET: Compiler.c_let, SET: Compiler.c_set, DEF: Compiler.c_def,
-    FN: Compiler.c_fn, TRY: Compiler.c_try, RECEIVE: Compiler.c_receive, MATCH: Compiler.c_match,
+    FN: Compiler.c_fn, TRY: Compiler.c_try, RECEIVE: Compiler.c_receive, CASE: Compiler.c_case,
+    LOOP_FORM: Compiler.c_loop, RECUR: Compiler.c_recur,
 }
 
 _ARITH = {"+": "ADD", "-": "SUB", "*": "MUL", "/": "DIV", "div": "IDIV", "mod": "MOD"}
@@ -975,6 +1116,58 @@ def _boxed_names(body: list[Any]) -> set[Sym]:
                 todo.append((c2.head, deeper))
                 c2 = c2.tail
     return sets & nested
+
+
+def _mentions(forms: list[Any], name: Sym) -> bool:
+    """Does `name` occur anywhere in `forms` (quoted data aside)? A superset of its uses."""
+    todo = list(forms)
+    while todo:
+        x = todo.pop()
+        if x is name:
+            return True
+        c = x.__class__
+        if c is Cons:
+            if x.head is QUOTE:
+                continue
+            while x.__class__ is Cons:
+                todo.append(x.head)
+                x = x.tail
+        elif c is Vec or c is MapForm:
+            todo.extend(x.items)
+    return False
+
+
+def _tail_recurs(body: list[Any]) -> list[Any]:
+    """The `recur` forms in tail position of a loop body (core forms: if, do, let, case and
+    receive clause bodies, the last of and/or); a nested loop or fn has its own."""
+    out = []
+    todo = [body[-1]] if body else []
+    while todo:
+        x = todo.pop()
+        if x.__class__ is not Cons:
+            continue
+        head = x.head
+        args = to_pylist(x.tail)
+        if args is None:
+            continue
+        if head is RECUR:
+            out.append(x)
+        elif head is IF:
+            todo.extend(args[1:])
+        elif head is DO or head is AND or head is OR:
+            todo.extend(args[-1:])
+        elif head is LET and args:
+            todo.extend(args[-1:] if len(args) > 1 else [])
+        elif head is CASE or head is RECEIVE:
+            for clause in args[1:] if head is CASE else args:
+                parts = to_pylist(clause)
+                if not parts:
+                    continue
+                rest = parts[2:] if parts[0] is AFTER else parts[1:]
+                if rest and rest[0] is WHEN_KW and parts[0] is not AFTER:
+                    rest = rest[2:]
+                todo.extend(rest[-1:])
+    return out
 
 
 def _len(x: Any) -> int:

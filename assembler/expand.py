@@ -1,7 +1,9 @@
 """The expander: macros, quasiquote and the derived forms, down to the core forms.
 
 Owns: `defmacro` (a macro is a Lisp function that runs on this VM at compile time, on the
-unevaluated forms, and returns the form to compile instead), quasiquote, and `cond`. Must never:
+unevaluated forms, and returns the form to compile instead), quasiquote, and the derived forms
+`cond`, `when`, `unless` and `match` (a `case` of one clause); it checks `loop`, `case` and
+named `fn` and tells a `loop` form from a call of a program's own function `loop`. Must never:
 evaluate Lisp in Python. The core forms that come out are listed in assembler/compile.py.
 
 Positions: every cell the expander builds takes the position of the form it came from, so that
@@ -18,7 +20,7 @@ from typing import Any
 
 from ..vm.errors import CompileError, LispError, describe
 from ..vm.values import TRUE, Cons, Sym, Vec, from_list, intern, to_pylist
-from .reader import QUASIQUOTE, QUOTE, UNQUOTE, UNQUOTE_SPLICING, SourceMap
+from .reader import QUASIQUOTE, QUOTE, UNQUOTE, UNQUOTE_SPLICING, MapForm, SourceMap
 
 __all__ = ["Expander", "SPECIAL_FORMS", "MacroBudget", "MAX_NESTING", "MAX_EXPANSION"]
 
@@ -40,14 +42,25 @@ S = intern
 DEF, FN, LET, IF, COND, DO, SET, AND, OR = (S(n) for n in ("def", "fn", "let", "if", "cond", "do", "set", "and", "or"))
 DEFMACRO, RECEIVE, MATCH, TRY, CATCH, AFTER, APPLY = (S(n) for n in (
     "defmacro", "receive", "match", "try", "catch", "after", "apply"))
+CASE, WHEN, UNLESS, LOOP, RECUR = (S(n) for n in ("case", "when", "unless", "loop", "recur"))
+# `loop` stays an ordinary name too (programs define functions called loop): a (loop ((name
+# init) ...) body...) the expander recognises comes out headed by this uninterned symbol, which
+# only the compiler knows.
+LOOP_FORM = Sym("loop")
 WHEN_KW = S(":when")
 AMP = S("&")
 
 SPECIAL_FORMS = frozenset({DEF, FN, LET, IF, COND, DO, SET, AND, OR, QUOTE, QUASIQUOTE, DEFMACRO,
-                           RECEIVE, MATCH, TRY, UNQUOTE, UNQUOTE_SPLICING})
+                           RECEIVE, MATCH, TRY, UNQUOTE, UNQUOTE_SPLICING, CASE, WHEN, UNLESS,
+                           RECUR})
+
+# Derived forms a program may define as its own macros (programs written before they were
+# forms did): the program's macro takes over for the forms after it.
+_REDEFINABLE = frozenset({WHEN, UNLESS})
 
 # Uninterned: these name the builtins whatever the program binds locally.
 _LIST, _APPEND, _CONS, _TOVEC = Sym("list"), Sym("append"), Sym("cons"), Sym("list/to-vec")
+_MAPOF = Sym("sys/map-of")
 
 
 class Expander:
@@ -65,6 +78,7 @@ class Expander:
         self._near: tuple[int, int] = (1, 1)  # position of the form being expanded, for errors
         self.depth = 0  # forms being expanded, one inside the other
         self.produced = 0  # forms macros produced for the current top-level form (MAX_EXPANSION)
+        self.defined: set[Sym] = set()  # globals the program defines (a global `loop` is a function)
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -74,7 +88,7 @@ class Expander:
     def like(self, new: Any, old: Any) -> Any:
         """Give `new` (and any position-less cells of its spine) the position of `old`."""
         pos = self.smap.get(old)
-        if pos is not None and isinstance(new, (Cons, Vec)):
+        if pos is not None and isinstance(new, (Cons, Vec, MapForm)):
             self.smap.set(new, *pos)
         return new
 
@@ -103,7 +117,7 @@ class Expander:
         if len(args) < 3 or args[0].__class__ is not Sym or not _is_params(args[1]):
             raise self.err(form, "defmacro: expected (defmacro name (params...) body...)")
         name = args[0]
-        if name in SPECIAL_FORMS:
+        if name in SPECIAL_FORMS and name not in _REDEFINABLE:
             raise self.err(form, f"defmacro: cannot redefine the special form {name.name}")
         fn_form = self.like(Cons(FN, form.tail.tail), form)
         self.macros[name] = self.compile_macro(self.expand(fn_form, frozenset()), name)
@@ -165,7 +179,7 @@ class Expander:
 
     def expand(self, form: Any, bound: frozenset) -> Any:
         """Expand `form` with `bound` the set of local names in scope (they shadow macros)."""
-        if form.__class__ is not Cons and form.__class__ is not Vec:
+        if form.__class__ is not Cons and form.__class__ is not Vec and form.__class__ is not MapForm:
             return form
         self.depth += 1
         try:
@@ -178,6 +192,8 @@ class Expander:
     def _expand(self, form: Any, bound: frozenset) -> Any:
         if form.__class__ is Vec:
             return self.like(Vec(tuple(self.expand(x, bound) for x in form.items)), form)
+        if form.__class__ is MapForm:  # {k v ...} in code: keys and values are expressions
+            return self.like(MapForm(tuple(self.expand(x, bound) for x in form.items)), form)
         if form.__class__ is not Cons:
             return form
         pos = self.smap.get(form)
@@ -212,6 +228,7 @@ class Expander:
         args = self._args(form, DEF)
         if not args or args[0].__class__ is not Sym:
             raise self.err(form, "def: expected (def name value) or (def name (params...) body...)")
+        self.defined.add(args[0])
         if len(args) >= 3:
             if not _is_params(args[1]):
                 raise self.err(form, "def: the parameter list must be a list of symbols")
@@ -223,8 +240,16 @@ class Expander:
 
     def x_fn(self, form: Any, bound: frozenset) -> Any:
         args = self._args(form, FN)
+        if args and args[0].__class__ is Sym and args[0] is not None:  # (fn name (params) body...)
+            name = args[0]
+            if len(args) < 3 or not _is_params(args[1]):
+                raise self.err(form, "fn: expected (fn name (params...) body...)")
+            if name in SPECIAL_FORMS or name is AMP:
+                raise self.err(form, f"fn: cannot name a function {name.name} (a special form)")
+            inner = bound | {name} | _param_names(args[1])
+            return self._list(form, FN, name, args[1], *self._body(args[2:], inner))
         if len(args) < 2 or not _is_params(args[0]):
-            raise self.err(form, "fn: expected (fn (params...) body...)")
+            raise self.err(form, "fn: expected (fn (params...) body...) or (fn name (params...) body...)")
         inner = bound | _param_names(args[0])
         return self._list(form, FN, args[0], *self._body(args[1:], inner))
 
@@ -313,11 +338,56 @@ class Expander:
         clauses = self._clauses(form, self._args(form, RECEIVE), bound, True)
         return self._list(form, RECEIVE, *clauses)
 
-    def x_match(self, form: Any, bound: frozenset) -> Any:
-        args = self._args(form, MATCH)
+    def x_case(self, form: Any, bound: frozenset) -> Any:
+        args = self._args(form, CASE)
         if not args:
-            raise self.err(form, "match: expected (match value (pattern body...) ...)")
-        return self._list(form, MATCH, self.expand(args[0], bound), *self._clauses(form, args[1:], bound, False))
+            raise self.err(form, "case: expected (case value (pattern body...) ...)")
+        return self._list(form, CASE, self.expand(args[0], bound), *self._clauses(form, args[1:], bound, False))
+
+    def x_match(self, form: Any, bound: frozenset) -> Any:
+        """(match pattern expr body...) is a case of one clause: bind or raise badmatch."""
+        args = self._args(form, MATCH)
+        if len(args) < 2:
+            raise self.err(form, "match: expected (match pattern value body...)")
+        pattern, value, body = args[0], args[1], args[2:]
+        if body and body[0] is WHEN_KW:  # not a guard here: the body's first form
+            body = [self._list(form, DO, *body)]
+        clause = self._list(form, pattern, *body)
+        return self.expand(self._list(form, CASE, value, clause), bound)
+
+    def x_when(self, form: Any, bound: frozenset) -> Any:
+        """(when test body...) is (if test (do body...)); unless swaps the branches."""
+        args = self._args(form, form.head)
+        if not args:
+            raise self.err(form, f"{form.head.name}: expected ({form.head.name} test body...)")
+        body = self._list(form, DO, *args[1:])
+        branches = (body,) if form.head is WHEN else (None, body)
+        return self.expand(self._list(form, IF, args[0], *branches), bound)
+
+    def x_loop(self, form: Any, bound: frozenset) -> Any:
+        args = self._args(form, LOOP)
+        bindings = to_pylist(args[0]) if args else None
+        if LOOP in self.defined or (args and (bindings is None or any(
+                b.__class__ is not Cons or b.head.__class__ is not Sym or b.head is None for b in bindings))):
+            # a call of the program's own function `loop` (defined, or not a loop's bindings)
+            return self.like(from_list([self.expand(x, bound) for x in [form.head, *args]]), form)
+        if bindings is None:
+            raise self.err(form, "loop: expected (loop ((name init) ...) body...)")
+        out = []
+        names = set()
+        for b in bindings:
+            pair = to_pylist(b)
+            if pair is None or len(pair) != 2 or pair[0].__class__ is not Sym or pair[0] is None:
+                raise self.err(b if b.__class__ is Cons else form, "loop: each binding is (name init)")
+            if pair[0] in names:
+                raise self.err(b, f"loop: the name {pair[0].name} is bound twice")
+            names.add(pair[0])
+            out.append(self._list(b, pair[0], self.expand(pair[1], bound)))
+            bound = bound | {pair[0]}
+        return self._list(form, LOOP_FORM, self.like(from_list(out), args[0]), *self._body(args[1:], bound))
+
+    def x_recur(self, form: Any, bound: frozenset) -> Any:
+        return self._list(form, RECUR, *self._body(self._args(form, RECUR), bound))
 
     # --- quasiquote --------------------------------------------------------------------
 
@@ -331,6 +401,8 @@ class Expander:
         """The code that builds the quasiquoted form `x` at nesting `depth`."""
         if x.__class__ is Vec:
             return self._list(x, _TOVEC, self.qq_list(list(x.items), None, depth, x))
+        if x.__class__ is MapForm:  # its keys and values quasiquoted one by one
+            return self._list(x, _MAPOF, *[self.qq(i, depth, x) for i in x.items])
         if x.__class__ is not Cons:
             if x.__class__ is Sym:
                 return self._list(where, QUOTE, x)
@@ -396,7 +468,8 @@ _SPECIAL = {
     QUOTE: Expander.x_quote, DEF: Expander.x_def, FN: Expander.x_fn, LET: Expander.x_let,
     IF: Expander.x_if, COND: Expander.x_cond, DO: Expander.x_do, SET: Expander.x_set,
     AND: Expander.x_andor, OR: Expander.x_andor, TRY: Expander.x_try, RECEIVE: Expander.x_receive,
-    MATCH: Expander.x_match, QUASIQUOTE: Expander.x_quasiquote,
+    MATCH: Expander.x_match, QUASIQUOTE: Expander.x_quasiquote, CASE: Expander.x_case,
+    WHEN: Expander.x_when, UNLESS: Expander.x_when, LOOP: Expander.x_loop, RECUR: Expander.x_recur,
 }
 
 
@@ -426,6 +499,6 @@ def _pattern_names(p: Any) -> frozenset:
             if x.head is QUOTE:
                 continue
             todo.extend(x)
-        elif x.__class__ is Vec:
+        elif x.__class__ is Vec or x.__class__ is MapForm:
             todo.extend(x.items)
     return frozenset(out)

@@ -302,7 +302,7 @@ CATCH = """
     ('(error "boom")', "(error user)"),
     ("(throw 'oops)", "(thrown oops)"),
     ("(throw (list 'my 1))", "(my 1)"),
-    ("(match 5 (6 'six))", "(error badmatch)"),
+    ("(case 5 (6 'six))", "(error badmatch)"),
 ])
 def test_try_catches_each_error_kind(run_here: Runner, expr: str, expected: str, jit: bool) -> None:
     src = CATCH + f"(def two-args (a b) a)\n(print (kind (fn () {expr})))\n(print 'after)"

@@ -518,7 +518,7 @@ FAILING = [
     '(def f (x) (+ x 1)) | (def g (x) (f x)) | (print (g "a"))',
     '(def f (x) (head x)) | (print (f 5))',
     '(def f (a b) a) | (def g () (f 1)) | (print (g))',
-    '(def f (x) (match x ((list a b) a))) | (print (f 3))',
+    '(def f (x) (case x ((list a b) a))) | (print (f 3))',
     '(def f (x) (vec/get [1 2] x)) | (print (f 9))',
     '(def f (x) (nope x)) | (print (f 1))',
     '(def f (x) (apply + x)) | (print (f 3))',

@@ -37,9 +37,9 @@ PROGRAM = """
 (print (try (bad 10000) (catch e e)))
 (def v (x) (vec/get [1 2 3] x))
 (print (v 1) (try (v 5) (catch e (nth e 1))))
-(def m (x) (match x ((list 'a b) b) ((cons h t) (list h t)) (_ 'other)))
+(def m (x) (case x ((list 'a b) b) ((cons h t) (list h t)) (_ 'other)))
 (print (m (list 'a 5)) (m (list 1 2 3)) (m 7) (m nil))
-(def shape (x) (match x ((list a) (list 1 a)) ((list a b) (list 2 b)) ((list a b c) (list 3 c))
+(def shape (x) (case x ((list a) (list 1 a)) ((list a b) (list 2 b)) ((list a b c) (list 3 c))
                        ((list a b c d) (list 4 d)) (_ 0)))
 (def shapes (n acc)
   (if (== n 0) acc
@@ -234,8 +234,9 @@ def test_receive_loops_compiled(schedulers: int, monkeypatch: pytest.MonkeyPatch
 
 
 def test_receive_loop_shapes() -> None:
-    """Which receives the fast tier takes: a function that is one receive without `after`, whose
-    clauses end the function; any other receive stays interpreted."""
+    """Which receives the fast tier takes as server loops (resumed compiled at their wait): a
+    function that is one receive without `after`, whose clauses end the function. Any other
+    receive is compiled as a scan whose wait is the interpreter's (not a server)."""
     from lispvm.scheduler.node import load_program
     from lispvm.vm.process import Globals
     from support import compile_text
@@ -260,7 +261,8 @@ def test_receive_loop_shapes() -> None:
         source = next(i.source for i in tier.codes.values() if i.proto is by_name["echo"])
         assert " is lisp_" in source  # its self call is a loop (`continue` while the global names it)
         for name in ("timed", "inner", "late"):
-            assert not tier.compile(by_name[name]) and by_name[name] in tier.refused, name
+            assert tier.compile(by_name[name]) and by_name[name] not in tier.servers, name
+            assert tier.compiled[by_name[name]].wait < 0, name
     finally:
         fast.disable(vm)
     assert vm.fast is None and by_name["loop"].fast is None

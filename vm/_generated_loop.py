@@ -54,6 +54,7 @@ from ._generated_ops import (
     D_LIST,
     D_LOADK,
     D_LOADNIL,
+    D_LOOP,
     D_LT,
     D_MOD,
     D_MOVE,
@@ -70,6 +71,7 @@ from ._generated_ops import (
     D_RECVTAKE,
     D_RECVWAIT,
     D_RETURN,
+    D_SELF,
     D_SEND,
     D_SETBOX,
     D_SETGLOBAL,
@@ -83,6 +85,7 @@ from ._generated_ops import (
     D_UNBOX,
     D_UNCONS,
     D_UNLIST,
+    D_UNMAPK,
     D_UNVEC,
     D_VECTOR,
 )
@@ -169,7 +172,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(tier, proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt, regs)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -222,7 +225,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(tier, proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt, regs)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -242,7 +245,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(tier, proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt, regs)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -256,7 +259,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(tier, proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt, regs)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -276,7 +279,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(tier, proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt, regs)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -302,7 +305,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(tier, proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt, regs)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -368,9 +371,9 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                 p = cl.proto
                                 if p.fast is None:
                                     tier.woken(p)  # woken often: a server loop, maybe (vm/fast.py compiles it)
-                                else:
-                                    # compiled: a receive loop (the only way vm/fast.py compiles a function that
-                                    # receives), whose one RECVWAIT is this one: resume it there
+                                elif p in tier.servers:
+                                    # compiled as a receive loop, whose one RECVWAIT is this one: resume it there (any
+                                    # other compiled receive waits here interpreted, and goes on so)
                                     proc.regs = regs
                                     v = _resume_fast(tier, proc, cl, regs)
                                     if v is WAITING:
@@ -506,7 +509,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         budget -= 1
                         if budget <= 0:
                             budget = refill
-                            pc = _budget_out(tier, proc, cl, pc, preempt)
+                            pc = _budget_out(tier, proc, cl, pc, preempt, regs)
                             if pc < 0:
                                 pc = ~pc
                                 break
@@ -533,7 +536,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         budget -= 1
                         if budget <= 0:
                             budget = refill
-                            pc = _budget_out(tier, proc, cl, pc, preempt)
+                            pc = _budget_out(tier, proc, cl, pc, preempt, regs)
                             if pc < 0:
                                 pc = ~pc
                                 break
@@ -566,7 +569,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             budget -= 1
                             if budget <= 0:
                                 budget = refill
-                                pc = _budget_out(tier, proc, cl, pc, preempt)
+                                pc = _budget_out(tier, proc, cl, pc, preempt, regs)
                                 if pc < 0:
                                     pc = ~pc
                                     break
@@ -646,6 +649,16 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         regs[a] = regs[b] ^ regs[c]
                     elif op is D_BNOT:
                         regs[a] = ~regs[b]
+                    elif op is D_LOOP:
+                        pass
+                    elif op is D_UNMAPK:
+                        x = regs[b]
+                        if x.__class__ is _values.Map and (x := x.m.get(c[0], UNDEF)) is not UNDEF:
+                            regs[a] = x
+                        else:
+                            pc = c[1]
+                    elif op is D_SELF:
+                        regs[a] = cl
                     elif op is D_SETGLOBAL:
                         if b.v is UNDEF:
                             raise undefined_global(b, "set: ")

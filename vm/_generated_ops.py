@@ -86,11 +86,14 @@ D_DEFGLOBAL = 69
 D_BOR = 70
 D_BXOR = 71
 D_BNOT = 72
-D_SETGLOBAL = 73
-D_BAND = 74
-D_GOFAST = 75
-D_HALT = 76
-D_SKIPPED = 77
+D_LOOP = 73
+D_UNMAPK = 74
+D_SELF = 75
+D_SETGLOBAL = 76
+D_BAND = 77
+D_GOFAST = 78
+D_HALT = 79
+D_SKIPPED = 80
 
 DECODED = {
     "D_IFLTI_RET": D_IFLTI_RET,
@@ -166,6 +169,9 @@ DECODED = {
     "D_BOR": D_BOR,
     "D_BXOR": D_BXOR,
     "D_BNOT": D_BNOT,
+    "D_LOOP": D_LOOP,
+    "D_UNMAPK": D_UNMAPK,
+    "D_SELF": D_SELF,
     "D_SETGLOBAL": D_SETGLOBAL,
     "D_BAND": D_BAND,
     "D_GOFAST": D_GOFAST,
@@ -239,6 +245,9 @@ DECODES_TO = {
     "BOR": ('D_BOR',),
     "BXOR": ('D_BXOR',),
     "BNOT": ('D_BNOT',),
+    "UNMAPK": ('D_UNMAPK',),
+    "LOOP": ('D_LOOP',),
+    "SELF": ('D_SELF',),
 }
 FUSED = {
     "D_IFLTI_RET": ('IFLTI', 'RETURN'),
@@ -268,6 +277,7 @@ MATCH = {
     "UNLIST": D_UNLIST,
     "UNCONS": D_UNCONS,
     "UNVEC": D_UNVEC,
+    "UNMAPK": D_UNMAPK,
 }
 FUSED_WITH_NEXT = frozenset({
     D_TEST,
@@ -282,6 +292,7 @@ FUSED_WITH_NEXT = frozenset({
     D_UNLIST,
     D_UNCONS,
     D_UNVEC,
+    D_UNMAPK,
 })
 # File opcodes decoded by operand kind alone (vm/interp.py _decode_proto).
 PLAIN = {
@@ -333,6 +344,8 @@ PLAIN = {
     "BOR": D_BOR,
     "BXOR": D_BXOR,
     "BNOT": D_BNOT,
+    "LOOP": D_LOOP,
+    "SELF": D_SELF,
 }
 
 

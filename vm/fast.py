@@ -74,7 +74,7 @@ from .opcodes import BY_NAME, OPS, Op, decode_fields, render
 from .process import BLOCK, DONE, EXITED, FAILED, HALT, YIELD, Block, ctx
 from .registry import BUILTINS
 from .state import HALT_FRAME, VM, WAITING
-from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Vec, note_box, to_pylist, type_name
+from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Map, Vec, note_box, to_pylist, type_name
 
 __all__ = ["FastTier", "Preempt", "enable", "disable", "rearm"]
 
@@ -119,9 +119,11 @@ class _Info:
         # source line -> (first column, end column, pc) of each argument expression folded into
         # that line's call (the line's own pc is the call's)
         self.cols: dict[int, list[tuple[int, int, int]]] = {}
-        self.safe: frozenset[int] = frozenset()  # bytecode offsets of RESUME and JUMP_BACKWARD
+        # bytecode offsets of RESUME and JUMP_BACKWARD -> the pc a frame stopped there resumes
+        # at: 0 (the function's start, its parameters in place) or a `loop`'s head
+        self.safe: dict[int, int] = {}
         self.canonical = Closure(proto, ())  # stands for the closure of an upvalue-free function
-        self.upvals = bool(proto.upvals)
+        self.upvals = bool(proto.upvals)  # made per closure (upvalues, SELF): `_cl` is a local
         self.restart: dict[int, int] = {}  # call pc -> first folded instruction's pc
         self.wait = -1  # a receive loop's RECVWAIT pc (see _Gen.receive_loop), else -1
 
@@ -144,13 +146,16 @@ class FastTier:
         self.servers: set[Proto] = set()  # the compiled receive loops, resumed at their RECVWAIT
         self.refused: set[Proto] = set()  # prototypes it could not compile: they stay interpreted
         self.wakes: dict[Proto, int] = {}  # wake-ups left before an interpreted receive's function is tried
+        # (prototype, loop head pc) -> the loop compiled on its own, entered from the interpreter
+        # at that head (on-stack replacement), or None where it cannot be
+        self.osrs: dict[tuple[Proto, int], Any] = {}
         self.gnames: dict[str, str] = {}  # Lisp global name -> Python identifier suffix
         self.count = 0  # functions compiled, for unique names
         self.ns: dict[str, Any] = {
             "__builtins__": __builtins__, "_Box": Box, "_tolist": list_of, "_resolve": self.resolve,
             "_apply": self.apply, "_mkclosure": _mkclosure, "_unlist": _unlist, "_uncons": _uncons,
             "_unvec": _unvec, "_lisp_value": self.lisp_value, "_CATCH": _CATCHABLE, "_ctx": ctx,
-            "_WAITING": WAITING, "_rwait": _rwait, "_touch": _boxes.touch_current,
+            "_WAITING": WAITING, "_rwait": _rwait, "_touch": _boxes.touch_current, "_Map": Map,
             "_PK": None,  # the running process's key (the loop sets it at each slice)
         }
         # what the rows' templates name ($name, rendered _name): shared helpers, and this tier's
@@ -170,7 +175,15 @@ class FastTier:
         if p in self.refused:
             return False
         try:
-            fn, info = _Gen(self, p).build()
+            try:
+                fn, info = _Gen(self, p).build()
+            except _CannotCompile:
+                # not a server loop after all (a clause goes on after the receive): its receive
+                # as a scan whose wait is the interpreter's (_Gen.receive_block)
+                gen = _Gen(self, p, server=False)
+                if gen.recv is not None or not any(name == "RECVSTART" for name, _ in gen.ops):
+                    raise
+                fn, info = gen.build()
         except Exception as e:  # noqa: BLE001 - whatever went wrong, the interpreter runs it
             # _CannotCompile, or Python refusing the generated source (nesting deeper than its
             # parser or compiler allows: SyntaxError, RecursionError, MemoryError...): the
@@ -210,6 +223,7 @@ class FastTier:
                 for p in m.protos:
                     p.arity = -1 if p.rest else p.nparams
         self.compiled.clear()
+        self.osrs.clear()
         self.servers.clear()
         self.refused.clear()
         self.wakes.clear()
@@ -219,7 +233,25 @@ class FastTier:
         fn = f.fast
         if fn is None:
             p = f.proto
-            fn = f.fast = p.fast(*f.upvals, f) if p.upvals else p.fast
+            fn = f.fast = p.fast(*f.upvals, f) if self.compiled[p].upvals else p.fast
+        return fn
+
+    def osr(self, p: Proto, head: int) -> Any:
+        """The loop of `p` whose body starts at `head`, compiled on its own: a Python function
+        `(regs, closure) -> (pc, registers)` that runs the loop from its head with the frame's
+        registers and gives back where the interpreter goes on (the loop's end, or a return or
+        tail call inside it, which the interpreter then runs) with the registers then. None where
+        it cannot be compiled (the interpreter goes on)."""
+        key = (p, head)
+        if key in self.osrs:
+            return self.osrs[key]
+        fn = None
+        try:
+            fn, info = _Gen(self, p, osr=head).build()
+            self.codes[info.code] = info  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - whatever went wrong, the interpreter runs it
+            fn = None
+        self.osrs[key] = fn
         return fn
 
     def resolve(self, f: Any) -> Any:
@@ -370,18 +402,23 @@ class FastTier:
             frames.append(caller)
         innermost = len(compiled) - 1
         cur = None
+        if isinstance(exc, RecursionError):
+            self.too_deep(compiled)
         for k, (info, tb) in enumerate(compiled):
+            if k < innermost and tb.tb_lasti not in info.safe and \
+                    info.lines.get(tb.tb_lineno, (0, None))[1] == "tail":
+                continue  # its result is its callee's: the frame is not needed (nor its locals)
             f = tb.tb_frame
             loc = f.f_locals
             p = info.proto
             regs = [loc.get(f"r{i}") for i in range(p.nregs)]
             cl = loc.get("_cl", info.canonical) if info.upvals else info.canonical
             entry = tb.tb_lasti in info.safe
-            if entry:  # at RESUME or the loop head: the frame restarts its body with these params
-                if p.rest and regs[p.nparams].__class__ is tuple:
+            if entry:  # at RESUME or a loop head: the frame restarts its body (or a loop) from here
+                pc, kind, dst = info.safe[tb.tb_lasti], "entry", 0
+                if pc == 0 and p.rest and regs[p.nparams].__class__ is tuple:
                     regs[p.nparams] = list_of(regs[p.nparams])
-                pc, kind, dst = 0, "entry", 0
-                if info.wait >= 0 and (loc.get("_resume") or ("_resume" not in loc and loc.get("_top"))):
+                if pc == 0 and info.wait >= 0 and (loc.get("_resume") or ("_resume" not in loc and loc.get("_top"))):
                     # a server loop in the middle of its scan (after RECVNEXT, or resumed): go on
                     # at its RECVWAIT, from the scan position, instead of starting the receive
                     # again (guards would run twice)
@@ -417,6 +454,30 @@ class FastTier:
         outcome = YIELD if isinstance(exc, Preempt) else BLOCK if isinstance(exc, Block) else None
         assert cur is not None
         return _Unwound(cur[0], cur[1], cur[2], None, outcome)
+
+
+    def too_deep(self, compiled: list[tuple[_Info, Any]]) -> None:
+        """Compiled code recursed deeper than Python's stack (RecursionError): the functions that
+        did (a prototype with many frames on it) stay interpreted from now on, where recursion
+        costs no Python stack, instead of filling the stack and being unwound again and again
+        (docs/performance.md, "Deep recursion"). Compiled callers reach them through a nested
+        interpreter."""
+        counts: dict[Proto, int] = {}
+        for info, _ in compiled:
+            counts[info.proto] = counts.get(info.proto, 0) + 1
+        deep = {p for p, n in counts.items() if n >= _DEEP_FRAMES and p.fast is not None and p not in self.servers}
+        for p in deep:
+            p.fast = None
+            p.arity = -1 if p.rest else p.nparams
+            self.refused.add(p)
+        if deep:
+            for name in list(self.gnames):
+                v = self.globals.cell(name).v
+                if v.__class__ is Closure and v.proto in deep:
+                    self.on_define(name)
+
+
+_DEEP_FRAMES = 64  # frames of one prototype in a RecursionError's traceback that make it "deep"
 
 
 def _depth() -> int:
@@ -583,8 +644,9 @@ def _pure_expr(op: Op) -> str | None:
 
 _PURE = {op.name: e for op in OPS if (e := _pure_expr(op)) is not None}  # name -> expression template
 # Rows with a template whose shape here is written by hand: boxes resolved once per call (see
-# build), a box made inline, and a list built inline as the loop's own shape of LIST does.
-_WRITTEN_HERE = frozenset({"GETUPBOX", "SETUPBOX", "BOX", "LIST"})
+# build), a box made inline, a list built inline as the loop's own shape of LIST does, and a
+# `loop`'s marker, which opens a while loop (_Gen.loop_block).
+_WRITTEN_HERE = frozenset({"GETUPBOX", "SETUPBOX", "BOX", "LIST", "LOOP"})
 # The $names of the templates and what they are in compiled code (the tier adds its own four).
 _SHARED_NAMES: dict[str, Any] = {
     "TRUE": TRUE, "FALSE": FALSE, "UNDEF": UNDEF, "Cons": Cons, "Vec": Vec, "INT_MIN": INT_MIN,
@@ -614,14 +676,29 @@ def _reads_writes(name: str, f: dict[str, int], p: Proto) -> tuple[set[int], set
 class _Gen:
     """Python source for one prototype (see the module doc)."""
 
-    def __init__(self, tier: FastTier, p: Proto) -> None:
+    def __init__(self, tier: FastTier, p: Proto, osr: int | None = None, server: bool = True) -> None:
         self.tier = tier
         self.p = p
         self.ops: list[tuple[str, dict[str, int]]] = []
         for word in p.code:
             op, f = decode_fields(word)
             self.ops.append((op.name, f))
-        self.recv = self.receive_loop()  # (after reg, peek reg, RECVWAIT pc), or None
+        # made per closure: it has upvalues, or reads the running closure (SELF)
+        self.up = bool(p.upvals) or any(name == "SELF" for name, _ in self.ops)
+        self.osr = osr  # compiling only the loop whose head is this pc (FastTier.osr), or None
+        self.loops: list[tuple[int, int]] = []  # (head, end) of the loops being emitted, innermost last
+        self.loop_lines: dict[int, int] = {}  # first source lines of each `while` body -> its head pc
+        if osr is not None:
+            if osr < 1 or self.ops[osr - 1][0] != "LOOP":
+                raise _CannotCompile("no loop here")
+            if any(h[0] < osr <= h[1] for h in p.handlers):
+                raise _CannotCompile("a loop inside a try")  # its handler would see stale registers
+            end = osr + self.ops[osr - 1][1]["Bx"]
+            if any(name in _RECV for name, _ in self.ops[osr:end]):
+                raise _CannotCompile("receive in the loop")
+            self.recv = None
+        else:  # (after reg, peek reg, RECVWAIT pc), or None
+            self.recv = self.receive_loop() if server else None
         if p.handlers and len(p.handlers) > 0:
             # start pc -> the trys that start there, outermost first (p.handlers is innermost first)
             self.handlers: dict[int, list[tuple]] = {}
@@ -649,26 +726,67 @@ class _Gen:
         whose clauses each end the function (return, or call: a server loop such as
         `(def node (next) (receive (msg ... (node next))))`). Its wait resumes in compiled code
         (the loop calls the function with _top at its RECVWAIT: vm/loopgen.py), so a process serving
-        messages runs compiled between two waits. Any other receive is left to the interpreter.
-        Returns (after register, peek register, RECVWAIT pc), or None if there is no receive."""
+        messages runs compiled between two waits. Any other receive is a receive_block.
+        Returns (after register, peek register, RECVWAIT pc), or None if there is none."""
         ops = self.ops
         if not any(name in _RECV for name, _ in ops):
             return None
         p = self.p
-        if p.upvals or p.rest or p.handlers or len(ops) < 5:
-            raise _CannotCompile("receive")
+        if self.up or p.rest or p.handlers or len(ops) < 5:
+            return None
         (n0, f0), (n1, _), (n2, f2) = ops[0], ops[1], ops[2]
         if n0 != "LOADNIL" or f0.get("B", 0) != 0 or n1 != "RECVSTART" or n2 != "RECVPEEK":
-            raise _CannotCompile("receive")
+            return None
         w = 3 + f2["sBx"]
         if not 4 <= w < len(ops) or ops[w][0] != "RECVWAIT" or ops[w - 1][0] != "RECVNEXT":
-            raise _CannotCompile("receive")
+            return None
         if ops[w][1].get("A") != f0.get("A") or w + 1 + ops[w][1]["sBx"] != 2 or w + ops[w - 1][1]["sJ"] != 2:
-            raise _CannotCompile("receive")
+            return None
         for i, (name, _) in enumerate(ops):
             if name in _RECV and i not in (1, 2, w - 1, w) and not (name == "RECVTAKE" and 2 < i < w - 1):
-                raise _CannotCompile("receive")
+                return None
         return f0["A"], f2["A"], w
+
+    def receive_block(self, pc: int, e: int, ind: int) -> int:
+        """Any other receive (RECVSTART at pc): the scan of the mailbox as a Python while loop
+        whose clauses are any region. A message that matches is taken and its clause runs here,
+        compiled; when the mailbox holds no match the wait is the interpreter's: _Wait unwinds
+        this frame to its RECVWAIT, which waits, times out into the `after` body, or scans the
+        messages that come, interpreted. So the `after` body is never run here; the code goes
+        on after the receive."""
+        ops = self.ops
+        if pc + 1 >= len(ops) or ops[pc + 1][0] != "RECVPEEK":
+            raise _CannotCompile("receive layout")
+        peek = pc + 1
+        msg = ops[peek][1]["A"]
+        w = peek + 1 + ops[peek][1]["sBx"]
+        if not peek + 2 <= w < len(ops) or ops[w][0] != "RECVWAIT" or ops[w - 1][0] != "RECVNEXT" \
+                or w + ops[w - 1][1]["sJ"] != peek or w + 1 + ops[w][1]["sBx"] != peek:
+            raise _CannotCompile("receive layout")
+        end = e  # where a clause goes on after its body: past the `after` body
+        for i in range(peek + 1, w - 1):
+            if ops[i][0] == "JMP" and self.target(i) > w:
+                end = self.target(i)
+                break
+        if end > e:
+            raise _CannotCompile("receive range")
+        L = self.line
+        L(ind, "_p = _ctx.proc", pc)
+        L(ind, "_p.scan = _p.mbhead", pc)
+        L(ind, "_p.deadline = None", pc)
+        L(ind, "_p.timed_out = False", pc)
+        L(ind, "while True:", peek)
+        self.loop_lines[len(self.out)] = -1  # not a safe point: the scan is under way
+        self.loop_lines[len(self.out) + 1] = -1
+        L(ind + 1, "_mb = _p.mailbox", peek)
+        L(ind + 1, "if _mb is None or _p.scan >= len(_mb):", peek)
+        L(ind + 2, "_rwait()", w)  # the interpreter's RECVWAIT waits (unwound, see unwind)
+        L(ind + 1, f"{self.r(msg)} = _mb[_p.scan]", peek)
+        self.loops.append((-1, end))  # a clause's JMP to the end leaves the scan (break)
+        self.region(peek + 1, w - 1, ind + 1)
+        self.loops.pop()
+        L(ind + 1, "_p.scan += 1", w - 1)
+        return end
 
     def jump_targets(self) -> set[int]:
         out = set()
@@ -785,12 +903,19 @@ class _Gen:
         params = [self.r(i) for i in range(p.nparams)]
         if p.rest:
             params.append("*" + self.r(p.nparams))
-        up = bool(p.upvals)
+        up = self.up
+        self.info.upvals = up
         base = 1 if up else 0
-        if up:
+        if self.osr is not None:
+            up = False
+            self.info.upvals = True  # _cl is its parameter
+            self.osr_body()
+        elif up:
             ups = [f"U{i}" for i in range(len(p.upvals))]
             self.line(0, f"def make_{self.fname}({', '.join(ups + ['_cl'])}):")
-        if self.recv is not None:
+        if self.osr is not None:
+            pass
+        elif self.recv is not None:
             self.receive_body(params)
         else:
             self.line(base, f"def {self.fname}({', '.join(params)}):", 0, "entry")
@@ -805,6 +930,8 @@ class _Gen:
             if p.rest:
                 self.line(base + 1, f"{self.r(p.nparams)} = _tolist({self.r(p.nparams)})", 0, "entry")
             self.line(base + 1, "while True:", 0, "entry")
+            self.loop_lines[len(self.out)] = 0
+            self.loop_lines[len(self.out) + 1] = 0
             self.region(0, len(self.ops), base + 2)
         if up:
             self.line(1, f"return {self.fname}")
@@ -822,14 +949,48 @@ class _Gen:
             inner = next(c for c in made.__code__.co_consts if hasattr(c, "co_name") and c.co_name == self.fname)
         else:
             inner = made.__code__
-        self.info.safe = frozenset(i.offset for i in dis.get_instructions(inner)
-                                   if i.opname in ("RESUME", "JUMP_BACKWARD"))
+        self.info.safe = self.safe_points(inner)
         self.info.code = inner
         self.info.restart = dict(self.restart)
         self.info.source = src  # type: ignore[attr-defined]
         if not up:
             ns[self.fname] = made  # self tail calls compare F_<name> with this
         return made, self.info
+
+    def safe_points(self, code: types.CodeType) -> dict[int, int]:
+        """Where the tick handler may preempt: RESUME (the function's start; not in an OSR loop,
+        whose registers are not loaded yet) and each JUMP_BACKWARD, at the head of the loop it
+        jumps to (found by the source line of its target)."""
+        instrs = list(dis.get_instructions(code))
+        line_at: dict[int, int | None] = {}
+        line = None
+        for ins in instrs:
+            if ins.starts_line is not None:
+                line = ins.starts_line
+            line_at[ins.offset] = line
+        safe = {}
+        for ins in instrs:
+            if ins.opname == "RESUME" and self.osr is None:
+                safe[ins.offset] = 0
+            elif ins.opname == "JUMP_BACKWARD":
+                head = self.loop_lines.get(line_at.get(ins.argval))  # type: ignore[arg-type]
+                if head is not None and head >= 0:
+                    safe[ins.offset] = head
+        return safe
+
+    def osr_body(self) -> None:
+        """An OSR function: the registers from the frame, the loop, then the way out at its end."""
+        p, L = self.p, self.line
+        head = self.osr
+        L(0, f"def {self.fname}(_R, _cl):", head)
+        regs = ", ".join(self.r(i) for i in range(p.nregs))
+        L(1, f"{regs}, = _R", head)
+        if p.upvals:
+            L(1, f"{', '.join(f'U{i}' for i in range(len(p.upvals)))}, = _cl.upvals", head)
+            for b in sorted({f.get("B", 0) for name, f in self.ops if name in ("GETUPBOX", "SETUPBOX")}):
+                L(1, f"_B{b} = U{b} if U{b}.owner == _PK else _touch(U{b})", head)
+        end = self.loop_block(head - 1, self.ops[head - 1][1], len(self.ops), 1)
+        L(1, self.exit_to(end), end)
 
     def receive_body(self, params: list[str]) -> None:
         """A receive loop (see receive_loop): the receive's start, peek and scan written out, its
@@ -890,6 +1051,22 @@ class _Gen:
                 pc = self.if_block(pc, e, ind)
                 emitted = True
                 continue
+            if name == "LOOP":
+                pc = self.loop_block(pc, f, e, ind)
+                emitted = True
+                continue
+            if name == "RECVSTART":
+                pc = self.receive_block(pc, e, ind)
+                emitted = True
+                continue
+            if name == "JMP" and any(self.target(pc) == h for h, _ in self.loops[:-1]):
+                raise _CannotCompile("recur out of a receive")  # Python has no continue of an outer loop
+            if name == "JMP" and self.loops and self.target(pc) in self.loops[-1]:
+                # a recur (back to the head) or the loop's end
+                self.line(ind, "continue" if self.target(pc) == self.loops[-1][0] else "break", pc)
+                pc += 1
+                emitted = True
+                continue
             if name == "JMP":
                 t = self.target(pc)
                 if t == e and pc == e - 1:
@@ -905,6 +1082,28 @@ class _Gen:
             pc += 1
         if not emitted:
             self.line(ind, "pass")
+
+    def loop_block(self, pc: int, f: dict[str, int], e: int, ind: int) -> int:
+        """A `loop` (the LOOP marker at pc, its body up to its end) as a Python while loop: a
+        recur is `continue`, leaving it `break`; its JUMP_BACKWARD is a safe point that resumes
+        at the loop's head (see build)."""
+        head = pc + 1
+        end = head + f["Bx"]
+        if not end <= e:
+            raise _CannotCompile("loop range")
+        self.line(ind, "while True:", pc)
+        self.loop_lines[len(self.out)] = head  # the `while` line and the body's first
+        self.loop_lines[len(self.out) + 1] = head
+        self.loops.append((head, end))
+        self.region(head, end, ind + 1)
+        self.line(ind + 1, "break")
+        self.loops.pop()
+        return end
+
+    def exit_to(self, pc: int) -> str:
+        """An OSR loop's way out: back to the interpreter at pc with every register."""
+        regs = ", ".join(self.r(i) for i in range(self.p.nregs))
+        return f"return {pc}, ({regs},)"
 
     def cond_expr(self, pc: int) -> tuple[str, list[str]]:
         """(expression true when the instruction's test holds, statements to run when it does):
@@ -938,6 +1137,11 @@ class _Gen:
             return f"((_m := _unvec({self.r(b)}, {c})) is not None)", binds
         if name == "UNCONS":
             return f"((_m := _uncons({self.r(b)})) is not None)", [f"{self.r(a)}, {self.r(a + 1)} = _m"]
+        if name == "UNMAPK":
+            key = self.k(self.p.consts[c])
+            rb = self.r(b)
+            return f"({rb}.__class__ is _Map and (_m := {rb}.m.get({key}, _UNDEF)) is not _UNDEF)", \
+                [f"{self.r(a)} = _m"]
         raise _CannotCompile(name)  # pragma: no cover
 
     def if_block(self, pc: int, e: int, ind: int) -> int:
@@ -1060,6 +1264,12 @@ class _Gen:
             pname = self.k(sub)
             caps = ", ".join((self.r(i) if kind == 0 else f"U{i}") for kind, i in sub.upvals)
             L(ind, f"{ra} = _mkclosure({pname}, ({caps}{',' if sub.upvals else ''}))", pc)
+        elif name == "SELF":
+            L(ind, f"{ra} = _cl", pc)
+        elif self.osr is not None and name in _EXITS:
+            # a return or tail call inside an OSR loop: the interpreter does it (from the first
+            # instruction folded into its arguments, if any: they are pure)
+            L(ind, self.exit_to(self.restart.get(pc, pc)), pc)
         elif name in ("CALL", "TAILCALL"):
             call = f"({ra}.fast or _resolve({ra}))({self.args(a, b)})"
             if name == "CALL":
@@ -1072,7 +1282,7 @@ class _Gen:
             call = f"F_{g}({self.args(a, b, pc)})"
             if name == "CALLG":
                 L(ind, f"{ra} = {call}", pc, "call", a, args=True)
-            elif gname == p.name and not p.rest and b == p.nparams and not p.upvals:
+            elif gname == p.name and not p.rest and b == p.nparams and not self.up and not self.loops:
                 # a self tail call, while the global still names this function: loop (for a
                 # server loop without parameters too: as a call, each of its waits unwound)
                 L(ind, f"if F_{g} is {self.fname}:", pc)

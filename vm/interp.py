@@ -124,6 +124,8 @@ def _decode_proto(p: Proto, module: Module, g: Globals) -> list[tuple]:
         a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
         if name in MATCH:
             fail = i + 2 + decode_fields(code[i + 1])[1]["sJ"]
+            # C by its kind: a count (UNLIST, UNVEC) or a constant (UNMAPK's key)
+            c = _resolve(dict(op.operands).get("C", "N"), c, p, module, g)
             out.append((MATCH[name], a, b, (c, fail), i + 2))
         elif name == "LOADI":
             out.append((D_LOADK, a, f["sBx"], 0, nxt))

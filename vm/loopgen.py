@@ -64,7 +64,7 @@ MACROS = {
     "@COUNT": "budget -= 1\n"
               "if budget <= 0:\n"
               "    budget = refill\n"
-              "    pc = _budget_out(tier, proc, cl, pc, preempt)\n"
+              "    pc = _budget_out(tier, proc, cl, pc, preempt, regs)\n"
               "    if pc < 0:\n"
               "        pc = ~pc\n"
               "        break",
@@ -247,6 +247,13 @@ if x.__class__ is Cons:
     regs[a + 1] = x.tail
 else:
     pc = c[1]""",
+    "UNMAPK": """\
+x = regs[b]
+if x.__class__ is _values.Map and (x := x.m.get(c[0], UNDEF)) is not UNDEF:
+    regs[a] = x
+else:
+    pc = c[1]""",
+    "SELF": "regs[a] = cl",
     "UNVEC": """\
 n, fail = c
 x = regs[b]
@@ -296,9 +303,9 @@ if mb is not None and proc.scan < len(mb):
         p = cl.proto
         if p.fast is None:
             tier.woken(p)  # woken often: a server loop, maybe (vm/fast.py compiles it)
-        else:
-            # compiled: a receive loop (the only way vm/fast.py compiles a function that
-            # receives), whose one RECVWAIT is this one: resume it there
+        elif p in tier.servers:
+            # compiled as a receive loop, whose one RECVWAIT is this one: resume it there (any
+            # other compiled receive waits here interpreted, and goes on so)
             proc.regs = regs
             v = _resume_fast(tier, proc, cl, regs)
             if v is WAITING:

@@ -23,11 +23,13 @@ from .boxes import for_global, key_of, touch
 from .checks import short_repr
 from .errors import BadBytecode, LispError, badarg, badarity, limit_error, product_too_large, undef
 from .lbc import Proto
-from .opcodes import decode_fields
+from .opcodes import BY_NAME, decode_fields
 from .process import FAILED, Process
 from .registry import BUILTINS
 from .state import HALT_FRAME
 from .values import UNDEF, Builtin, Closure, Cons, intern, note_box, to_pylist, type_name
+
+_LOOP = BY_NAME["LOOP"].num  # the marker before a `loop`'s head (_budget_out's OSR entry)
 
 __all__ = ["python_error", "operand_error", "fault_index", "list_of", "undefined_global", "not_a_cons", "INFINITY",
            "for_global", "key_of", "touch", "note_box", "product_too_large", "short_repr", "BadBytecode"]
@@ -144,10 +146,11 @@ def _resume_fast(tier: Any, proc: Process, f: Closure, regs: list) -> Any:
         raise tier.unwind(e, proc, None) from None
 
 
-def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any) -> int:
+def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any, regs: list) -> int:
     """The budget is spent: compile the running function if it is hot, move a looping frame
-    into compiled code (the GOFAST tuple at the end of its code), or yield (~pc) if the host
-    wants the CPU back. Called once per budget, never per instruction."""
+    into compiled code (the GOFAST tuple at the end of its code, or at a `loop`'s head its OSR
+    function, vm/fast.py FastTier.osr), or yield (~pc) if the host wants the CPU back. Called
+    once per budget, never per instruction."""
     if tier is not None:
         p = cl.proto
         just = p.fast is None and tier.compile(p)  # False at once for a prototype it refused
@@ -158,6 +161,19 @@ def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any) ->
             # of a tick later (docs/performance.md, parallel). A yield resumes at GOFAST, which
             # compiles `p` if the process resumes in an OS process where it is not yet.
             return ~go if just and preempt() else go
+        if pc > 0 and p.code[pc - 1] & 0x7F == _LOOP:
+            if preempt():
+                return ~pc
+            fn = tier.osr(p, pc)
+            if fn is not None:
+                # the rest of the loop (and its way out) in compiled code, from these registers;
+                # the interpreter goes on where it leaves, with the registers it had then
+                try:
+                    pc, out = fn(regs, cl)
+                except BaseException as e:
+                    raise tier.unwind(e, proc, None) from None
+                regs[:] = out
+                return pc
     return ~pc if preempt() else pc
 
 

@@ -319,6 +319,13 @@ OPS: tuple[Op, ...] = (
         "A", template="R[A] = R[B] ^ R[C]", lisp="bit/xor", builtin="bit/xor"),
     _op(63, "BNOT", "ABC", "A:R B:R", "", "R[A] := ~R[B]  (bitwise not of an integer: -1 - R[B])", "B", "A",
         template="R[A] = ~R[B]", lisp="bit/not", builtin="bit/not"),
+    # -- language forms of section 10
+    _op(64, "UNMAPK", "ABC", "A:R B:R C:K", "match",
+        "if R[B] is a map holding the key K[C] then R[A] := its value; pc++", "B", "A"),
+    _op(65, "LOOP", "ABx", "Bx:N", "",
+        "a `loop` of the next Bx instructions starts here (no effect; the fast tier makes it a while loop)",
+        template="pass"),
+    _op(66, "SELF", "ABC", "A:R", "", "R[A] := the running closure (a named fn calling itself)", "", "A"),
 )
 
 BY_NAME: dict[str, Op] = {op.name: op for op in OPS}

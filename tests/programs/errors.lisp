@@ -25,7 +25,7 @@
 (print (kind (fn () (two 1))) (kind (fn () ((fn (x) x) 1 2))))
 (print (kind (fn () (no-such-function 1))) (kind (fn () no-such-global)))
 (print (try (error "custom") (catch e (list (nth e 1) (nth e 2)))))
-(print (kind (fn () (match 5 (6 'six)))))
+(print (kind (fn () (case 5 (6 'six)))))
 (print (try (try (head nil) (catch e (throw (list 'wrapped (nth e 1))))) (catch e e)))
 (print (try 'no-error (catch e 'unused)))
 (print (try (try (throw 1) (catch e (+ e 1))) (catch e 'outer)))
