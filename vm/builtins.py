@@ -1116,6 +1116,23 @@ def b_demonitor_flush(ref: Any) -> Any:
     return TRUE
 
 
+PRELUDE_FILE = "prelude.lisp"  # the source name vm/prelude.lbc's prototypes carry
+
+
+@builtin("sys/raise")
+def b_sys_raise(value: Any) -> None:
+    """`throw` for the prelude's gen/ and sup/: the error is reported at the call in the
+    program that led to it (the innermost caller frame outside the prelude), not in the prelude;
+    with no such frame (inside a server), where it was raised."""
+    err = LispError(copy_message(value))
+    for cl, _code, ret_pc, _regs, _dst in reversed(ctx.proc.frames):
+        module = cl.proto.module
+        if module is not None and module.file != PRELUDE_FILE and module.file != "<halt>":
+            err.pos = cl.proto.position(ret_pc - 1)  # the call instruction
+            break
+    raise err
+
+
 @builtin("sys/tagged?")
 def b_tagged(x: Any, tag: Any, n: Any) -> Bool:
     """A list of `n` elements whose first is `tag` (the shapes gen/ servers return): one call

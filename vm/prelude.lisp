@@ -38,7 +38,7 @@
 ; still monitors the server with that ref (kernel's "reply" signal), so a caller that gave up
 ; (timeout) demonitors and flushes, and no late reply can reach its mailbox afterwards.
 
-(def sys/fail (kind text) (throw (list 'error kind text)))
+(def sys/fail (kind text) (sys/raise (list 'error kind text)))
 
 (def sys/server-pid (who server)
   (cond ((pid? server) server)
@@ -60,7 +60,7 @@
 
 (def sys/init-failed (who reason)
   (if (sys/tagged? reason 'error 3)
-      (throw reason)
+      (sys/raise reason)
       (sys/fail 'noproc (str who ": the server ended during its init with reason " (repr reason)))))
 
 (def sys/gen-init (parent init handler args)
