@@ -167,9 +167,10 @@ def generate(spec: str) -> dict[str, str]:
         for sentence in _sentences(text):
             for name, call in _mentions(sentence):
                 plain = _plain(sentence)
-                if len(plain) > MAX_TEXT:
+                if len(plain) > MAX_TEXT or _CATEGORY.match(sentence):  # a long list: the clause naming it
                     prefix = sentence.split(":", 1)[0] + ": " if _CATEGORY.match(sentence) else ""
-                    clause = next((c for c in _split_top(sentence, ", ") if f"`{name}" in c or f"`({name}" in c
+                    clauses = [c for part in _split_top(sentence, "; ") for c in _split_top(part, ", ")]
+                    clause = next((c for c in clauses if f"`{name}" in c or f"`({name}" in c
                                    or f" {name} " in c or f" {name}`" in c), sentence)
                     plain = _plain(prefix + clause if not clause.startswith(prefix.strip()) else clause)
                 offer(name, low + (2 if call else 3), plain[:MAX_TEXT])

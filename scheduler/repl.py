@@ -499,8 +499,8 @@ def defined_names(session: Session | None) -> list[str]:
 # --- input -----------------------------------------------------------------------------------
 
 class _Writer:
-    """A stream that writes to `target`, which the input thread may swap for prompt_toolkit's
-    proxy (so that output appears above the prompt while one is shown)."""
+    """A stream that writes to `target`, which the input thread swaps for a _TerminalWriter on
+    a terminal."""
 
     def __init__(self, target: Any) -> None:
         self.target = target
@@ -510,6 +510,72 @@ class _Writer:
 
     def flush(self) -> None:
         self.target.flush()
+
+
+class _TerminalWriter:
+    """The node's output on a terminal: written at once while no prompt is shown, and above the
+    prompt (prompt_toolkit's run_in_terminal, in the prompt's own loop) while one is. What is
+    written meanwhile waits in `pending` under the lock until one of the two writes it, so that
+    nothing is lost when a prompt ends before its loop got to it. (prompt_toolkit's StdoutProxy
+    writes from a thread of its own, and a write of its racing a new prompt's first drawing
+    lost that drawing.)"""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real  # the terminal's stream
+        self.lock = threading.Lock()
+        self.pending: list[str] = []
+        self.app: Any = None  # the prompt's application while it runs
+        self.scheduled = False
+
+    def write(self, s: str) -> int:
+        with self.lock:
+            if self.app is None:
+                self.real.write(s)
+                self.real.flush()
+                return len(s)
+            self.pending.append(s)
+            if not self.scheduled:
+                self.scheduled = True
+                self.app.loop.call_soon_threadsafe(self._drain)
+        return len(s)
+
+    def flush(self) -> None:
+        pass  # written at once, or as soon as the prompt's loop can
+
+    def _drain(self) -> None:
+        from prompt_toolkit.application import run_in_terminal
+
+        with self.lock:
+            self.scheduled = False
+            if self.app is None:
+                return
+        run_in_terminal(self._write_pending, in_executor=False)
+
+    def _write_pending(self) -> None:
+        with self.lock:
+            text = "".join(self.pending)
+            self.pending.clear()
+        if text:
+            self.real.write(text)
+            self.real.flush()
+
+    def prompting(self, app: Any) -> None:
+        """The prompt runs (its pre_run): write above it from now on."""
+        with self.lock:
+            self.app = app
+            if self.pending and not self.scheduled:
+                self.scheduled = True
+                app.loop.call_soon_threadsafe(self._drain)
+
+    def prompted(self) -> None:
+        """The prompt has ended: write directly again, first what is still pending."""
+        with self.lock:
+            self.app = None
+            text = "".join(self.pending)
+            self.pending.clear()
+            if text:
+                self.real.write(text)
+                self.real.flush()
 
 
 def _read_pipe(session: Session, stream: Any) -> None:
@@ -536,10 +602,10 @@ def _read_terminal(session: Session, ready: threading.Event, fail: list) -> None
     """(Input thread) A terminal: prompt_toolkit, multi-line until balanced, history, completion."""
     try:
         from prompt_toolkit import PromptSession
+        from prompt_toolkit.application import get_app
         from prompt_toolkit.completion import Completer, Completion
         from prompt_toolkit.history import FileHistory, InMemoryHistory
         from prompt_toolkit.key_binding import KeyBindings
-        from prompt_toolkit.patch_stdout import StdoutProxy
 
         class Names(Completer):
             def get_completions(self, document: Any, complete_event: Any) -> Any:
@@ -569,8 +635,8 @@ def _read_terminal(session: Session, ready: threading.Event, fail: list) -> None
         prompt = PromptSession(history=history, completer=Names(), multiline=True, key_bindings=keys,
                                prompt_continuation=lambda width, line, soft: "." * (width - 1) + " ",
                                complete_while_typing=False)
-        proxy = StdoutProxy(raw=True, sleep_between_writes=0.05)
-        session.out.target = session.err.target = proxy
+        terminal = _TerminalWriter(session.out.target)
+        session.out.target = session.err.target = terminal
     except Exception as e:  # pragma: no cover - a terminal prompt_toolkit cannot drive
         fail.append(e)
         ready.set()
@@ -579,14 +645,15 @@ def _read_terminal(session: Session, ready: threading.Event, fail: list) -> None
     try:
         while True:
             try:
-                text = prompt.prompt(PROMPT)
+                text = prompt.prompt(PROMPT, pre_run=lambda: terminal.prompting(get_app()))
             except KeyboardInterrupt:
                 continue  # Ctrl-C at the prompt drops what was typed
             except EOFError:
                 break
+            finally:
+                terminal.prompted()
             if text.strip() and session.submit(text) == "end":
                 return
-            proxy.flush()
     finally:
         session.submit(None) if not session.ending else None
 

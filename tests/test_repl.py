@@ -52,7 +52,7 @@ class Terminal:
                 return before
             left = end - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no {what!r} in {clean[self.seen:]!r}")
+                raise AssertionError(f"no {what!r} in {clean[self.seen:]!r}{self.dump()}")
             r, _, _ = select.select([self.fd], [], [], min(left, 0.2))
             if r:
                 try:
@@ -62,6 +62,23 @@ class Terminal:
                 if not data:
                     raise AssertionError(f"the repl ended before {what!r}: {clean[self.seen:]!r}")
                 self.raw += data
+
+    def dump(self) -> str:
+        """The threads' stacks of a repl that is stuck (PYTHONFAULTHANDLER prints them on SIGABRT)."""
+        try:
+            os.kill(self.pid, signal.SIGABRT)
+        except ProcessLookupError:
+            return ""
+        end = time.monotonic() + 5
+        while time.monotonic() < end and select.select([self.fd], [], [], 0.2)[0]:
+            try:
+                data = os.read(self.fd, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            self.raw += data
+        return "\n" + self.text()[self.seen:]
 
     def send(self, keys: str) -> None:
         os.write(self.fd, keys.encode())
@@ -101,7 +118,7 @@ class Terminal:
 
 def _env(tmp_path) -> dict:
     env = dict(os.environ, LISPVM_HISTORY=str(tmp_path / "history"), PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm",
-               COLUMNS="120", LINES="40")
+               PYTHONFAULTHANDLER="1", COLUMNS="120", LINES="40")
     env.pop("LISPVM_CHAOS", None)
     return env
 
