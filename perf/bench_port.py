@@ -8,6 +8,10 @@
   writes the same 100-line chunks and closes stdin, the main thread counts `for line in
   proc.stdout`, then waits for cat; timed from Popen to wait.
 
+- lispvm, no port: the same program with `messages`: a process sends the main process the same N
+  (port p (line text)) messages itself, the lines made beforehand: what receiving them costs
+  the Lisp side alone, without cat and the pipes.
+
 Both make the same text (`str(i) + "\\n"` for each line, 100 lines a chunk) before the clock
 starts, and encode it to UTF-8 as they write. Output: lines per second, the median
 of ROUNDS alternated rounds, and the ratio lispvm / Python.
@@ -58,9 +62,9 @@ def python_cat(n: int) -> float:
     return elapsed
 
 
-def lispvm_cat(n: int, schedulers: int) -> float:
+def lispvm_cat(n: int, schedulers: int, *extra: str) -> float:
     out = subprocess.run(lispvm_command() + ["run", "--allow-run=cat", "--schedulers", str(schedulers),
-                                             str(PERF / "programs" / "port_cat.lisp"), str(n)],
+                                             str(PERF / "programs" / "port_cat.lisp"), str(n), *extra],
                          capture_output=True, text=True, check=True, timeout=600)
     count, ms = out.stdout.split()
     assert int(count) == n, out.stdout
@@ -74,7 +78,8 @@ def main() -> None:
     ns = ap.parse_args()
     runs = {"python subprocess": lambda: python_cat(ns.lines),
             "lispvm --schedulers 1": lambda: lispvm_cat(ns.lines, 1),
-            "lispvm --schedulers 2": lambda: lispvm_cat(ns.lines, 2)}
+            "lispvm --schedulers 2": lambda: lispvm_cat(ns.lines, 2),
+            "lispvm, no port": lambda: lispvm_cat(ns.lines, 1, "messages")}
     times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(ns.rounds):
         for name, fn in runs.items():
@@ -83,7 +88,7 @@ def main() -> None:
     print(f"{ns.lines:,} lines through cat, median of {ns.rounds} rounds (cpu count {os.cpu_count()})")
     for name, ts in times.items():
         rate = ns.lines / statistics.median(ts)
-        print(f"  {name:22s} {rate:12,.0f} lines/s   x{rate / base:5.2f} of Python   "
+        print(f"  {name:24s} {rate:12,.0f} lines/s   x{rate / base:5.2f} of Python   "
               f"(seconds: {', '.join(f'{t:.3f}' for t in ts)})")
 
 
