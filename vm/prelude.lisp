@@ -91,8 +91,8 @@
         (pid (sys/server-pid "gen/call" server)))
     (cond ((> (length opt) 1)
            (sys/fail 'badarity (str "gen/call takes 2 to 3 arguments, got " (+ 2 (length opt)))))
-          ((not (and (number? timeout) (>= timeout 0)))
-           (sys/fail 'badarg (str "gen/call: the timeout must be a number of milliseconds >= 0, got "
+          ((not (or (and (number? timeout) (>= timeout 0)) (== timeout 'infinity)))
+           (sys/fail 'badarg (str "gen/call: the timeout must be a number of milliseconds >= 0 or infinity, got "
                                   (repr timeout))))
           ((nil? pid) (sys/fail 'noproc (str "gen/call: no process is registered as " server)))
           ((== pid (self)) (sys/fail 'badarg "gen/call: a server cannot call itself"))

@@ -21,7 +21,7 @@
 (print (gen/cast c 'inc))                          ; expect: true
 (send c 'a-plain-message)
 (print (gen/call c 'get 1000))                     ; expect: 106
-(print (gen/call c 'from))                         ; expect: (true true)
+(print (gen/call c 'from 'infinity))              ; expect: (true true)
 (print (gen/call c 'later))                        ; expect: answered-later
 (register 'counter c)
 (print (gen/call 'counter 'hello))                 ; expect: (unknown hello)
