@@ -115,10 +115,11 @@ class Compiler:
         self.recurs: dict[int, LoopState] = {}
         self.scope: Any = None  # module name resolution (assembler/modules.py: Scope), or None
 
-    def global_name(self, sym: Sym) -> str:
-        """The global a free symbol names: itself, or under a module scope its qualified name
-        (a module's own def `f` is `NAME/f`; `NAME/x` is checked against module NAME's defs)."""
-        return sym.name if self.scope is None else self.scope.global_name(sym, self.pos)
+    def global_name(self, sym: Sym, define: bool = False) -> str:
+        """The global a free symbol names (or, with `define`, that a `def` defines): itself, or
+        under a module scope its qualified name (a module's own def `f` is `NAME/f`; `NAME/x` is
+        checked against module NAME's defs)."""
+        return sym.name if self.scope is None else self.scope.global_name(sym, self.pos, define)
 
     # --- output --------------------------------------------------------------------------
 
@@ -727,7 +728,7 @@ class Compiler:
             self.function(fs, args[1], args[2:], name.name, x, dest)
         else:
             self.expr(fs, args[1], dest)
-        self.emit(fs, "DEFGLOBAL", A=dest, Bx=self.const(fs, intern(self.global_name(name))))
+        self.emit(fs, "DEFGLOBAL", A=dest, Bx=self.const(fs, intern(self.global_name(name, define=True))))
         self.ret(fs, dest, tail)
 
     def c_fn(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:

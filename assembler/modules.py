@@ -202,21 +202,27 @@ class Scope:
         self.own = own  # this module's defs (short names), qualified as NAME/x
         self.loader = loader
 
-    def global_name(self, sym: Sym, pos: tuple[int, int]) -> str:
-        """The global `sym` names where it appears free (at `pos`, the enclosing form)."""
+    def global_name(self, sym: Sym, pos: tuple[int, int], define: bool = False) -> str:
+        """The global `sym` names where it appears free (at `pos`, the enclosing form); with
+        `define`, the global a `def` of `sym` defines (never another module's)."""
         if sym is REQUIRE:
             raise CompileError(self.file, *pos, "require is allowed only as a top-level form of a file")
         if sym is MODULE:
             raise CompileError(self.file, *pos, "(module NAME) is allowed only as the first form of a file")
         n = sym.name
-        if self.name and n in self.own:
-            return f"{self.name}/{n}"
         i = n.find("/")
-        if 0 < i < len(n) - 1:
+        if 0 < i < len(n) - 1:  # NAME/x of this module or of another one of the program
             prefix, rest = n[:i], n[i + 1:]
             defs = self.own if prefix == self.name else self.loader.defs_of(prefix)
-            if defs is not None and rest not in defs:
-                raise UnknownName(self.file, *pos, f"{n}: module {prefix} does not define {rest}", sym)
+            if defs is not None:
+                if define and prefix != self.name:
+                    raise CompileError(self.file, *pos, f"def: {n} belongs to module {prefix} (a file "
+                                                        "defines only its own names)")
+                if rest not in defs:
+                    raise UnknownName(self.file, *pos, f"{n}: module {prefix} does not define {rest}", sym)
+                return n
+        if self.name and n in self.own:
+            return f"{self.name}/{n}"
         return n
 
 

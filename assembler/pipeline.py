@@ -147,7 +147,10 @@ def _compile_unit(text: str, file: str, loader: Loader, reserved: frozenset[str]
             if dump == "expand":
                 out.write(to_repr(core) + "\n")
             expanded.append((form, core))
-        own = frozenset(n for n in defined_names([core for _, core in expanded]) if n not in reserved)
+        defs = defined_names([core for _, core in expanded])
+        if name:  # `(def NAME/f ...)` in module NAME is its `f`
+            defs = {n[len(name) + 1:] if n.startswith(name + "/") else n for n in defs}
+        own = frozenset(n for n in defs if n not in reserved)
         compiler.scope = Scope(name, file, own, loader)
         for form, core in expanded:
             try:

@@ -141,6 +141,12 @@ def test_search_path_comes_from_lispvm_path_after_the_requiring_files_directory(
         compile_source(main.read_text(), str(main))
 
 
+def test_a_module_may_define_and_use_its_names_in_full(tmp_path: Path) -> None:
+    tree(tmp_path, {"lib/m.lisp": "(module m)\n(def m/f () (g))\n(def g () (m/h))\n(def h () 'ok)\n",
+                    "app/main.lisp": "(require m)\n(print (m/f) (m/g))\n"})
+    assert run_here(lbc.dump(compile_main(tmp_path)))[0] == ["ok ok"]
+
+
 def test_a_module_file_compiled_on_its_own_runs(tmp_path: Path) -> None:
     tree(tmp_path, {"lib/util.lisp": UTIL})
     util = tmp_path / "lib" / "util.lisp"
@@ -192,6 +198,11 @@ CASES = {
                                ("lib/m.lisp", 2, 1), ""),
     "same-name-two-files": ({"app/util.lisp": UTIL}, "(require util)\n(require shapes)\n",
                             ("lib/shapes.lisp", 2, 1), "require util: found "),
+    "def-of-another-modules-name": ({}, "(require util)\n(def util/square (x) x)\n", ("app/main.lisp", 2, 1),
+                                    "def: util/square belongs to module util"),
+    "def-of-another-modules-name-in-a-module": ({"lib/m.lisp": "(module m)\n(require util)\n(def util/hits 1)\n"},
+                                                "(require m)\n", ("lib/m.lisp", 3, 1),
+                                                "def: util/hits belongs to module util"),
     "not-utf8": ({"lib/bin.lisp": b"(module bin)\n\xff\xfe\n"}, "(require bin)\n", ("app/main.lisp", 1, 1),
                  "require bin: cannot read "),
 }
