@@ -54,6 +54,8 @@ EVAL = intern("__repl-eval")
 OK = intern("ok")
 INTERRUPTED = intern("interrupted")
 ERROR = intern("error")
+REQUIRE = intern("require")
+QUOTE = intern("quote")
 
 _SESSION: Session | None = None  # the session of this OS process (the builtins below reach it)
 
@@ -114,16 +116,39 @@ class InputCompiler:
         self.expander = Expander(None, self.runner.run)  # type: ignore[arg-type]
         self.expander.compile_macro = self.runner.compile_macro
         self.docs: dict[str, tuple[str, str]] = {}  # name -> (kind and parameters, docstring)
+        self.loader = _loader(self.reserved)  # the modules required in this session, each compiled once
 
     def read(self, text: str) -> tuple[list[Any], Any]:
         from ..assembler.reader import read
 
         return read(text, FILE)
 
+    def require(self, form: Any, smap: Any) -> tuple[Sym, list[bytes]]:
+        """`(require NAME)` typed: the module's name and the bytes of each module compiled for it
+        now (itself after what it requires; none when it was required before). It is looked up
+        in the current directory, then LISPVM_PATH; its macros become usable as NAME/m."""
+        from ..assembler.expand import MAX_NESTING
+
+        before = len(self.loader.order)
+        old_limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(12 * MAX_NESTING + old_limit)
+        self.loader.begin("", FILE)
+        try:
+            unit = self.loader.require(form, smap)
+        except RecursionError:
+            raise CompileError(FILE, *(smap.get(form) or (1, 1)), "module nested too deeply to compile") from None
+        finally:
+            self.loader.end()
+            sys.setrecursionlimit(old_limit)
+        for mname, closure in unit.macros.items():
+            self.expander.macros[intern(f"{unit.name}/{mname.name}")] = closure
+        return intern(unit.name), [lbc.dump(u.module) for u in self.loader.order[before:]]
+
     def compile(self, form: Any, smap: Any) -> bytes:
         """One form as the bytes of a module whose top-level code returns its value."""
         from ..assembler.compile import Compiler, _boxed_names
         from ..assembler.expand import MAX_NESTING
+        from ..assembler.modules import Scope, UnknownName, refine
 
         self.expander.smap = self.runner.smap = smap
         self._note_doc(form)
@@ -132,12 +157,15 @@ class InputCompiler:
         try:
             core = self.expander.expand_toplevel(form)
             c = Compiler(smap, frozenset(BUILTINS), self.reserved)
+            c.scope = Scope("", FILE, frozenset(), self.loader)  # NAME/x checked against required modules
             fs = c.main
             fs.boxed = fs.boxed | _boxed_names([core])
             r = c.alloc(fs)
             c.expr(fs, core, r)
             c.emit(fs, "RETURN", A=r)
             c.finish(fs)
+        except UnknownName as e:
+            raise refine(e, form, smap) from None
         except RecursionError:
             raise CompileError(FILE, *(smap.get(form) or (1, 1)), "expression nested too deeply to compile") from None
         finally:
@@ -160,6 +188,17 @@ class InputCompiler:
         kind = "a macro" if head == "defmacro" else "a function"
         self.docs[name] = (f"({name}{' ' + params[1:-1] if params != '()' else ''}): {kind} defined in this session",
                            doc)
+
+
+def _loader(reserved: frozenset[str]) -> Any:
+    """A module loader for a session: modules compiled as lispvm asm compiles them."""
+    from ..assembler.modules import Loader
+    from ..assembler.pipeline import _compile_unit
+
+    def compile_unit(text: str, file: str, loader: Any) -> Any:
+        return _compile_unit(text, file, loader, reserved, False, None, sys.stdout)
+
+    return Loader(compile_unit, None, reserved)
 
 
 def _items(form: Any) -> list[Any]:
@@ -196,7 +235,9 @@ class Session:
         self.compiler = InputCompiler()
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()  # inputs from the input thread (None: the end)
         self.answers: queue.SimpleQueue = queue.SimpleQueue()  # to the input thread: one per input
-        self.units: list[tuple[Any, Any]] = []  # the forms of the input being evaluated, still to run
+        self.units: list[tuple[str, Any, Any]] = []  # what the input still has to run: ("form",
+        # form, source map) or ("module", .lbc bytes, None) for a module a require compiled
+        self.silent = False  # the evaluation in flight runs a module's top level: no value to print
         self.in_flight = False  # a form is being evaluated by the main process
         self.interrupt = False  # Ctrl-C came
         self.ending = False
@@ -262,15 +303,19 @@ class Session:
             if not forms:
                 self.answer()
                 continue
-            self.units = [(f, smap) for f in forms]
+            self.units = [("form", f, smap) for f in forms]
         return self.next_unit()
 
     def next_unit(self) -> bool:
         """Compile the next form of the input and give it to the main process."""
         while self.units:
-            form, smap = self.units.pop(0)
+            kind, form, smap = self.units.pop(0)
             try:
-                data = self.compiler.compile(form, smap)
+                if kind == "form" and form.__class__ is Cons and form.head is REQUIRE:
+                    name, new = self.compiler.require(form, smap)
+                    self.units[:0] = [*(("module", d, None) for d in new), ("form", from_list([QUOTE, name]), smap)]
+                    continue
+                data = form if kind == "module" else self.compiler.compile(form, smap)
                 module = load_module_bytes(data, self.node.globals)
             except CompileError as e:
                 self.error(str(e))
@@ -284,6 +329,7 @@ class Session:
             self.node.share_module(data)
             main = self.main_process()
             self.in_flight = True
+            self.silent = kind == "module"
             self.node.sched.deliver(main, from_list([EVAL, Closure(module.protos[0], ())]))
             return True
         self.answer()
@@ -293,7 +339,8 @@ class Session:
         """(The main process, through sys/repl-result) the form's value, or the error it raised."""
         items = _items(value)
         if len(items) == 2 and items[0] is OK:
-            self.node.output(to_repr(items[1]))
+            if not self.silent:
+                self.node.output(to_repr(items[1]))
         else:
             self.units = []
             self.error(f"error: {describe(items[1] if len(items) == 2 else value)}")

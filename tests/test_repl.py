@@ -192,6 +192,11 @@ PIPED = """\
     (recv)))
 (ask 1 10)
 (ask 2 100)
+(require geo)
+(geo/area 6 7)
+(let ((me (self))) (spawn-on 2 (fn () (send me (geo/area 2 3)))) (recv))
+(geo/nope 1)
+(require geo)
 (str/upper 42)
 (undefined-thing 1)
 (print "still" "here")
@@ -207,19 +212,24 @@ PIPED = """\
 
 def test_piped_session_on_three_schedulers(tmp_path):
     """Standard input not a terminal: each form's value, in order; defs and a macro reach the
-    other schedulers (a closure typed here runs on schedulers 1 and 2); an error and an exit of
+    other schedulers (a closure typed here runs on schedulers 1 and 2); a module required at the
+    prompt (from the current directory, compiled once, its top level run once, its names
+    checked, its code on every scheduler); an error and an exit of
     the main process each print one line and the session goes on; an unfinished form at the end
     is reported with its position; the exit status is 0."""
+    (tmp_path / "geo.lisp").write_text('(module geo)\n(def area (w h) (* w h))\n(print "geo loaded")\n')
     p = subprocess.run([*LISPVM, "repl", "--schedulers", "3"], input=PIPED, capture_output=True, text=True,
-                       timeout=120, env=_env(tmp_path))
+                       timeout=120, env=_env(tmp_path), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     out = p.stdout.splitlines()
-    assert out == ["unless2", "42", "#<fn worker>", "#<fn ask>", "(1 45)", "(2 4950)",
+    assert out == ["unless2", "42", "#<fn worker>", "#<fn ask>", "(1 45)", "(2 4950)", "geo loaded", "geo", "42", "6",
+                   "geo",
                    "still here", "nil", "3", "6", "((2 6) 3)",
                    "(worker n): a function defined in this session", "  Sums 0..n-1 on whichever scheduler runs it.",
                    "nil", "no help for no-such-name: not a builtin, special form or name defined in this session",
                    "nil"], p.stdout
     err = p.stderr.splitlines()
+    assert err.pop(0) == "<repl>:1:2: geo/nope: module geo does not define nope", err
     assert err[0].startswith("error: badarg: str/upper"), err
     assert err[1].startswith("error: undef:") and "undefined-thing" in err[1], err
     assert re.fullmatch(r"the main process #<pid 0\.\d+> exited \(bye\); a new one takes over", err[2]), err
