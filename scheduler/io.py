@@ -412,7 +412,7 @@ def _list_dir(path: str) -> Any:
 
 
 def _delete(path: str) -> Any:
-    if os.path.isdir(path) and not os.path.islink(path):
+    if not os.path.islink(path) and os.path.isdir(path):
         os.rmdir(path)  # (an empty directory; rmdir's error names a full one)
     else:
         os.unlink(path)

@@ -56,18 +56,22 @@ FILES = r"""
 (list/map (fn (i) (spawn reader (self) i)) (list/range 100))
 (def collect (n acc) (if (== n 0) acc (receive ((list i k) (collect (- n 1) (+ acc k))))))
 (print 'many (collect 100 0))
+; a symlink out of the allowed directory: reading through it is refused, deleting it removes the link
+(print (try (file/read (str dir "/link.txt")) (catch e (nth e 1))) (file/delete (str dir "/link.txt"))
+       (file/exists? (str dir "/link.txt")))
 """
 
 
 def _files_expected(where: int, d: Path) -> list[str]:
     return [
         str(where), "true", "true", "one", "two", "three é", '("one" "two" "three é")',
-        "(true false)", '("a.txt" "empty" "sub")',
+        "(true false)", '("a.txt" "empty" "link.txt" "sub")',
         "((error enoent) (error eisdir) (error enotdir) (error enotempty) (error enotdir) "
         "(error badarg) (error badarg) (error enoent) (error badarg))",
         f'(error enoent "file/read: {d.resolve()}/nope: No such file or directory")',
         '(true false nil "")',
         "many 300",
+        "eacces true false",
     ]
 
 
@@ -75,12 +79,15 @@ def _files_expected(where: int, d: Path) -> list[str]:
 def test_every_file_call(tmp_path: Path, nsched: int) -> None:
     d = tmp_path / "d"
     (d / "sub").mkdir(parents=True)
+    (tmp_path / "outside.txt").write_text("kept")
+    (d / "link.txt").symlink_to(tmp_path / "outside.txt")
     (tmp_path / "prog.lisp").write_text(FILES, encoding="utf-8")
     where = 0 if nsched == 1 else 2
     out, err, status = run_cli(["run", "--schedulers", str(nsched), "--allow-read=d", "--allow-write=d",
                                 "prog.lisp", "d", str(where)], cwd=tmp_path)
     assert (status, err) == (0, ""), err
     assert out.splitlines() == _files_expected(where, d)
+    assert (tmp_path / "outside.txt").read_text() == "kept" and not (d / "link.txt").is_symlink()
 
 
 READ_LINES = r"""
@@ -321,3 +328,14 @@ def test_an_unknown_io_operation_is_badarg() -> None:
 
     assert "no/such-op" not in io.IO_OPS
     assert io._provider("no/such-op") is None
+
+
+def test_grep_example(tmp_path: Path) -> None:
+    """docs/examples/grep.lisp: standard input filtered, the report written where allowed."""
+    example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "grep.lisp"
+    r = subprocess.run(lispvm_command() + ["run", f"--allow-write={tmp_path}", str(example), "ERROR",
+                                           str(tmp_path / "report.txt")],
+                       input="a ERROR 1\nb INFO\nc ERROR 2", capture_output=True, text=True, timeout=TIMEOUT)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == "a ERROR 1\nc ERROR 2\n2 matching\n"
+    assert (tmp_path / "report.txt").read_text() == "2 lines matched ERROR\n"

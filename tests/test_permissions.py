@@ -67,6 +67,13 @@ def test_path_tricks_do_not_get_past_a_prefix(tmp_path: Path, perms: object, mon
     _refused(P.check_path, "read", "file/read", str(a / "out" / "new-file"))  # (not there yet)
     _refused(P.check_path, "read", "file/read", str(tmp_path))
     _refused(P.check_path, "write", "file/write", str(a / "f"))  # read allows no writing
+    # deleting checks the link's own directory, not where it points
+    perms(write=[str(a)])
+    assert P.check_path("write", "file/delete", str(a / "out"), follow=False) == str(a.resolve() / "out")
+    _refused(P.check_path, "write", "file/delete", str(a / "out" / "secret"), False)
+    _refused(P.check_path, "write", "file/delete", str(a / ".."), False)
+    _refused(P.check_path, "write", "file/delete", str(ab / "secret"), False)
+    perms(read=[str(a)])
     monkeypatch.chdir(a / "inner")
     assert P.check_path("read", "file/read", "rel.txt") == str((a / "inner" / "rel.txt").resolve())
     _refused(P.check_path, "read", "file/read", "../../ab/secret")

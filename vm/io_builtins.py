@@ -21,12 +21,12 @@ from .values import type_name
 __all__: list[str] = []
 
 
-def _path(name: str, kind: str, path: Any) -> str:
+def _path(name: str, kind: str, path: Any, follow: bool = True) -> str:
     """The canonical path if `kind` allows it (after the argument's own check)."""
     check_str(name, path)
     if not path or "\0" in path:
         raise badarg(f"{name}: expected a file path, got {short_repr(path)}")
-    return check_path(kind, name, path)
+    return check_path(kind, name, path, follow)
 
 
 def _text(name: str, text: Any) -> str:
@@ -69,7 +69,7 @@ def b_file_list_dir(path: Any) -> Any:
 
 @builtin("file/delete")
 def b_file_delete(path: Any) -> Any:
-    raise Block(("io", "file/delete", _path("file/delete", "write", path)))
+    raise Block(("io", "file/delete", _path("file/delete", "write", path, follow=False)))
 
 
 @builtin("io/read-line")

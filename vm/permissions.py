@@ -21,7 +21,7 @@ from .errors import LispError, runtime_error
 from .values import Cons, intern
 
 __all__ = ["ALL", "Permissions", "check", "check_net", "check_path", "check_run", "current", "install",
-           "os_error", "os_lisp_error", "canonical"]
+           "os_error", "os_lisp_error", "canonical", "canonical_parent"]
 
 ALL = "all"  # a kind allowed without a list (a flag without `=...`)
 KINDS = ("read", "write", "net", "run", "env", "python")
@@ -85,6 +85,14 @@ def canonical(path: str) -> str:
     return os.path.realpath(os.path.abspath(os.path.expanduser(path)))
 
 
+def canonical_parent(path: str) -> str:
+    """`path` with its directory resolved as `canonical` does, and its last name kept as it is."""
+    head, name = os.path.split(os.path.abspath(os.path.expanduser(path)))
+    if name in ("", ".", ".."):
+        return canonical(path)
+    return os.path.join(canonical(head), name)
+
+
 def _refused(kind: str, who: str, what: str | None) -> LispError:
     flag = f"--allow-{kind}"
     about = f"{who}: {what}: " if what is not None else f"{who}: "
@@ -109,12 +117,13 @@ def under(path: str, prefix: str) -> bool:
     return path.startswith(prefix)
 
 
-def check_path(kind: str, who: str, path: str) -> str:
+def check_path(kind: str, who: str, path: str, follow: bool = True) -> str:
     """The canonical form of `path` if `kind` ("read" or "write") allows it; else raise
     `(error eacces "...")`. The builtin then uses the canonical path, so what was checked is
-    what is opened."""
+    what is opened. With `follow` false the last component is not resolved (deleting a symlink
+    removes the link, in its own directory, not what it points to)."""
     allowed = getattr(_current, kind)
-    real = canonical(path)
+    real = canonical(path) if follow else canonical_parent(path)
     if allowed is None or (allowed != ALL and not any(under(real, p) for p in allowed)):
         raise _refused(kind, who, path)
     return real
