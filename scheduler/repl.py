@@ -673,11 +673,36 @@ def _read_terminal(session: Session, ready: threading.Event, fail: list) -> None
             else:
                 buf.validate_and_handle()
 
+        class History(FileHistory):
+            """The history file, or the session's memory only when it cannot be read or written
+            (said once): a failing write raised inside the prompt and stopped it."""
+
+            failed = False
+
+            def load_history_strings(self) -> Any:
+                try:
+                    yield from super().load_history_strings()
+                except OSError as e:
+                    self.fail(e)
+
+            def store_string(self, string: str) -> None:
+                if not self.failed:
+                    try:
+                        super().store_string(string)
+                    except OSError as e:
+                        self.fail(e)
+
+            def fail(self, e: OSError) -> None:
+                if not self.failed:
+                    self.failed = True
+                    session.err.write(f"lispvm: the history is not kept: {path}: {e.strerror or e}\n")
+
         path = history_path()
         try:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            history: Any = FileHistory(path)
-        except OSError:
+            history: Any = History(path)
+        except OSError as e:
+            session.err.write(f"lispvm: the history is not kept: {path}: {e.strerror or e}\n")
             history = InMemoryHistory()
         prompt = PromptSession(history=history, completer=Names(), multiline=True, key_bindings=keys,
                                prompt_continuation=lambda width, line, soft: "." * (width - 1) + " ",

@@ -128,7 +128,8 @@ def test_terminal_session(tmp_path):
     lines, an error that leaves the session going, completion of a session's name, help from a
     docstring and from the language's definition, a process's print while the prompt waits,
     Ctrl-C stopping an endless loop but not the session, Ctrl-D ending it; then a second session
-    gets the first one's history with the Up key."""
+    gets the first one's history with the Up key, and a third, whose history file cannot be
+    written, says so once and goes on."""
     env = _env(tmp_path)
     t = Terminal(["--schedulers", "2"], env)
     try:
@@ -174,6 +175,17 @@ def test_terminal_session(tmp_path):
         t.send("\x03")  # Ctrl-C at the prompt drops the line, and the session goes on
         t.expect("lispvm>")
         t.line("(* 6 7)", "42")
+        t.send("\x04")
+        assert t.wait() == 0
+    finally:
+        t.kill()
+
+    env["LISPVM_HISTORY"] = str(tmp_path)  # a directory: the session goes on without a history file
+    t = Terminal(["--schedulers", "1"], env)
+    try:
+        t.expect(f"lispvm: the history is not kept: {tmp_path}: Is a directory")
+        t.line("(+ 1 2)", "3")
+        t.line("(+ 3 4)", "7")
         t.send("\x04")
         assert t.wait() == 0
     finally:
