@@ -346,6 +346,24 @@ COMPILE_ERRORS = [
     ("(def f (x)\n  (defmacro g () 1))", 2, 3),
     ("(defmacro m (x) (head nil))\n\n(m 1)", 3, 1),
     ("(defmacro m (x) `(m ,x))\n(m 1)", 2, 1),
+    # section 10: recur only in tail position of its loop, with as many values as variables
+    ("(loop ((i 0))\n  (+ 1 (recur i)))", 2, 8),
+    ("(recur 1)", 1, 1),
+    ("(loop ((i 0)) (if (recur 1) 2 3))", 1, 19),
+    ("(loop ((i 0)) (fn () (recur 1)))", 1, 22),
+    ("(loop ((i 0)) (try (recur 1) (catch e e)))", 1, 20),
+    ("(loop ((i 0)) (case i (1 :when (recur 2) 3)))", 1, 32),
+    ("(loop ((i 0) (j 1))\n   (recur 1))", 2, 4),
+    ("(loop ((i 0) (i 1)) i)", 1, 14),
+    ("(loop ((i)) i)", 1, 8),
+    ("(def f (n) (case n ((list 'a (recur 1)) 1)))", 1, 30),
+    ("(case 1 ({(list 1) x} x))", 1, 11),
+    ("(case)", 1, 1),
+    ("(match x)", 1, 1),
+    ("(when)", 1, 1),
+    ("(fn f 1)", 1, 1),
+    ("(fn if (x) x)", 1, 1),
+    ("(defmacro case (x) x)", 1, 1),
 ]
 
 
@@ -358,7 +376,8 @@ def test_compile_errors_have_positions(src: str, line: int, col: int) -> None:
     assert str(e).startswith(f"bad.lisp:{line}:{col}: ") and "\n" not in str(e)
 
 
-@pytest.mark.parametrize("src, line, col", [("(print \"ran\")\n(if)", 2, 1), ("(print \"ran\")\n(def + 1)", 2, 1)])
+@pytest.mark.parametrize("src, line, col", [("(print \"ran\")\n(if)", 2, 1), ("(print \"ran\")\n(def + 1)", 2, 1),
+                                           ("(print \"ran\")\n(loop ((i 0)) (+ 1 (recur i)))", 2, 20)])
 def test_compile_errors_through_the_command(run_lisp: Runner, src: str, line: int, col: int) -> None:
     out, err, status = run_lisp(src, name="bad.lisp")
     assert status == 1

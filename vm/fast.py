@@ -688,6 +688,7 @@ class _Gen:
         self.osr = osr  # compiling only the loop whose head is this pc (FastTier.osr), or None
         self.loops: list[tuple[int, int]] = []  # (head, end) of the loops being emitted, innermost last
         self.loop_lines: dict[int, int] = {}  # first source lines of each `while` body -> its head pc
+        self.again = False  # a self tail call left the innermost while being emitted (_again)
         if osr is not None:
             if osr < 1 or self.ops[osr - 1][0] != "LOOP":
                 raise _CannotCompile("no loop here")
@@ -775,6 +776,7 @@ class _Gen:
         L(ind, "_p.scan = _p.mbhead", pc)
         L(ind, "_p.deadline = None", pc)
         L(ind, "_p.timed_out = False", pc)
+        outer = self.open_while(ind)
         L(ind, "while True:", peek)
         self.loop_lines[len(self.out)] = -1  # not a safe point: the scan is under way
         self.loop_lines[len(self.out) + 1] = -1
@@ -786,6 +788,7 @@ class _Gen:
         self.region(peek + 1, w - 1, ind + 1)
         self.loops.pop()
         L(ind + 1, "_p.scan += 1", w - 1)
+        self.close_while(ind, outer)
         return end
 
     def jump_targets(self) -> set[int]:
@@ -1091,6 +1094,7 @@ class _Gen:
         end = head + f["Bx"]
         if not end <= e:
             raise _CannotCompile("loop range")
+        outer = self.open_while(ind)
         self.line(ind, "while True:", pc)
         self.loop_lines[len(self.out)] = head  # the `while` line and the body's first
         self.loop_lines[len(self.out) + 1] = head
@@ -1098,7 +1102,26 @@ class _Gen:
         self.region(head, end, ind + 1)
         self.line(ind + 1, "break")
         self.loops.pop()
+        self.close_while(ind, outer)
         return end
+
+    def open_while(self, ind: int) -> bool:
+        """Before an inner while: its self-tail-call flag starts false (see close_while)."""
+        outer, self.again = self.again, False
+        if self.osr is None and not self.up:
+            self.line(ind, "_again = False")
+        return outer
+
+    def close_while(self, ind: int, outer: bool) -> None:
+        """After an inner while: a self tail call in it (it set _again and broke out) goes on
+        leaving the whiles around it, up to the function's own loop, which it continues."""
+        if self.again:
+            self.line(ind, "if _again:")
+            if self.loops:
+                self.line(ind + 1, "break")
+            else:
+                self.line(ind + 1, "continue")
+        self.again = outer or (self.again and bool(self.loops))
 
     def exit_to(self, pc: int) -> str:
         """An OSR loop's way out: back to the interpreter at pc with every register."""
@@ -1282,14 +1305,20 @@ class _Gen:
             call = f"F_{g}({self.args(a, b, pc)})"
             if name == "CALLG":
                 L(ind, f"{ra} = {call}", pc, "call", a, args=True)
-            elif gname == p.name and not p.rest and b == p.nparams and not self.up and not self.loops:
+            elif gname == p.name and not p.rest and b == p.nparams and not self.up:
                 # a self tail call, while the global still names this function: loop (for a
-                # server loop without parameters too: as a call, each of its waits unwound)
+                # server loop without parameters too: as a call, each of its waits unwound);
+                # from inside a `loop` or a receive's scan, through their `break` (see again)
                 L(ind, f"if F_{g} is {self.fname}:", pc)
                 if b:
                     params = ", ".join(self.r(j) for j in range(b))
                     L(ind + 1, f"{params}, = {self.args(a, b, pc)},", pc, args=True)
-                L(ind + 1, "continue", pc, "loop")
+                if self.loops:
+                    L(ind + 1, "_again = True", pc)
+                    L(ind + 1, "break", pc)
+                    self.again = True
+                else:
+                    L(ind + 1, "continue", pc, "loop")
                 L(ind, f"return {call}", pc, "tail", a, args=True)
             else:
                 L(ind, f"return {call}", pc, "tail", a, args=True)
