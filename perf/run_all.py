@@ -28,7 +28,7 @@ from typing import Any
 
 from common import PERF_DIR, format_rows
 
-BENCHES = ["fib", "add", "startup", "ring", "spawn", "pingpong", "stream", "parallel", "memory", "gpu", "maps"]
+BENCHES = ["fib", "add", "startup", "ring", "spawn", "pingpong", "stream", "parallel", "memory", "gpu", "maps", "tiers"]
 
 
 def machine() -> str:
