@@ -5,11 +5,11 @@ reading errors. Forms are plain Lisp values (Cons, Sym, Vec, numbers, strings) s
 which run on the VM, receive and return ordinary data. Positions live beside the data in a
 SourceMap keyed by object identity, so they cost the data nothing.
 
-A `[a b]` literal reads as a Vec whose items (a pyrsistent PVector, as in every Vec) are the
-element forms: in code it is evaluated element by element, in a quoted form it is a vector
-constant, in a pattern a vector pattern. A `{k v ...}` literal reads as a MapForm holding the
-forms in order (LANGUAGE.md section 9): in code a `sys/map-of` call, quoted a map constant, in a
-pattern a map pattern. It is not a Map at read time because its keys are still unevaluated forms.
+A `[a b]` literal reads as a Vec whose items are the element forms: in code it is evaluated
+element by element, in a quoted form it is a vector constant, in a pattern a vector pattern. A
+`{k v ...}` literal reads as a MapForm holding the forms in order (LANGUAGE.md section 9): in
+code a `sys/map-of` call, quoted a map constant, in a pattern a map pattern. It is not a Map at
+read time because its keys are still unevaluated forms.
 
 The reader is a loop over tokens with an explicit stack: nesting depth is limited only by
 memory, never by Python's recursion limit.
@@ -20,8 +20,6 @@ from __future__ import annotations
 import re
 import sys
 from typing import Any
-
-from pyrsistent import pvector
 
 from ..vm.errors import CompileError
 from ..vm.values import FALSE, TRUE, Cons, Vec, from_list, intern, map_of, to_repr
@@ -264,7 +262,7 @@ def _add(cur: _Open, form: Any, line: int, col: int, smap: SourceMap) -> None:
 
 def _build(o: _Open, smap: SourceMap, err: Any, close_at: int) -> Any:
     if o.kind == "[":
-        v = Vec(pvector(o.items))
+        v = Vec(tuple(o.items))
         smap.set(v, o.line, o.col)
         for i, (ln, c) in enumerate(o.cells):
             smap.set_item(v, i, ln, c)

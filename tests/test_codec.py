@@ -430,14 +430,20 @@ def test_huge_packed_counts_fail_fast() -> None:
 
 def test_maps_decode_to_persistent_maps_with_their_own_hashes() -> None:
     """A map arrives as a Map whose keys are found by == (rebuilt with the receiver's hashes,
-    lists and vectors as keys included); a vector's items are a PVector; an unhashable key
-    (a Python list, which no Lisp value is) is a refused message."""
+    lists and vectors as keys included); an updated vector (its items a PVector) travels like any
+    other; an unhashable key (a Python list, which no Lisp value is) is a refused message."""
     m = map_of(from_list([1, 2]), "list", Vec((1, 2)), "vec", 1, "one", intern("s"), map_of("in", 2))
     y = roundtrip(m)
     assert y.__class__ is Map and lisp_eq(y, m) and y.m.get(from_list([1.0, 2])) == "list"
     assert y.m.get(1.0) == "one" and y.m.get(Vec((1, 2))) == "vec"
-    v = roundtrip(Vec(range(50)))
-    assert v.items.__class__.__name__ == "PVector" and v.items.set(0, "x")[0] == "x"
+    from lispvm.vm.values import persistent
+
+    src = Vec(range(50))
+    persistent(src)
+    v = roundtrip(src)
+    assert v.__class__ is Vec and list(v.items) == list(range(50)) and persistent(v).set(0, "x")[0] == "x"
+    updated = Vec(persistent(Vec(["a", 1.5, None] * 5)).set(0, "b"))
+    assert lisp_eq(roundtrip(updated), Vec(["b", 1.5, None] + ["a", 1.5, None] * 4))
     with pytest.raises(CodecError, match="unhashable"):
         decode(_msg(codec.T_MAP, 1, codec.T_LIST, 0, 0x80))
     with pytest.raises(CodecError):

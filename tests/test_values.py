@@ -29,6 +29,7 @@ from lispvm.vm.values import (
     lisp_eq,
     lisp_hash,
     map_of,
+    persistent,
     sort_key,
     to_repr,
 )
@@ -141,12 +142,17 @@ def test_maps_print_in_key_order_whatever_the_insertion_order() -> None:
         map_of(1)
 
 
-def test_every_vec_holds_a_pvector() -> None:
+def test_a_vec_holds_a_tuple_until_updated_then_a_pvector() -> None:
     for items in ((1, 2), [1, 2], range(1, 3), iter([1, 2])):
         v = Vec(items)
-        assert v.items.__class__ is PVector and list(v.items) == [1, 2]
-    v = Vec((1, 2))
-    assert Vec(v.items).items is v.items  # no copy of one already persistent
+        assert v.items.__class__ is tuple and list(v.items) == [1, 2]
+    v = Vec((1, 2, 3))
+    p = persistent(v)
+    assert p.__class__ is PVector and v.items is p and persistent(v) is p  # converted once, kept
+    w = Vec(p.set(0, "x"))
+    assert w.items.__class__ is PVector and Vec(w.items).items is w.items  # no copy of one
+    assert lisp_eq(v, Vec((1, 2, 3))) and lisp_eq(w, Vec(("x", 2, 3))) and hash(v) == hash(Vec((1, 2, 3)))
+    assert to_repr(w) == '["x" 2 3]' and compare(w, Vec(("x", 2, 3))) == 0
 
 
 def test_the_reader_reads_map_literals() -> None:

@@ -61,6 +61,7 @@ from .values import (
     map_items_sorted,
     map_of,
     note_box,
+    persistent,
     pvector,
     sort_key,
     to_pylist,
@@ -485,7 +486,7 @@ def b_vec_to_list(v: Any) -> Any:
 
 @builtin("list/to-vec")
 def b_list_to_vec(xs: Any) -> Vec:
-    return Vec(pvector(check_list("list/to-vec", xs)))
+    return Vec(tuple(check_list("list/to-vec", xs)))
 
 
 def _index(name: str, i: Any, n: int, end: bool = False) -> int:
@@ -500,9 +501,9 @@ def _index(name: str, i: Any, n: int, end: bool = False) -> int:
 def b_vec_set(v: Any, i: Any, x: Any) -> Vec:
     """A new vector with element i replaced by x: O(log n), sharing the rest."""
     if v.__class__ is Vec and i.__class__ is int and 0 <= i < len(v.items):  # the common case, inline
-        return Vec(v.items.set(i, x))
+        return Vec(persistent(v).set(i, x))
     items = _vec("vec/set", v).items
-    return Vec(items.set(_index("vec/set", i, len(items)), x))
+    return Vec(persistent(v).set(_index("vec/set", i, len(items)), x))
 
 
 @builtin("vec/push")
@@ -511,7 +512,7 @@ def b_vec_push(v: Any, x: Any) -> Vec:
     items = _vec("vec/push", v).items
     if len(items) >= MAX_LIST:
         raise system_limit(f"vec/push: more than the limit of {MAX_LIST} elements")
-    return Vec(items.append(x))
+    return Vec(persistent(v).append(x))
 
 
 @builtin("vec/slice")
@@ -534,7 +535,7 @@ def b_vec_make(n: Any, x: Any) -> Vec:
         raise badarg(f"vec/make: the length must be >= 0, got {n}")
     if n > MAX_LIST:
         raise system_limit(f"vec/make: more than the limit of {MAX_LIST} elements")
-    return Vec(pvector([x] * n))
+    return Vec(pvector([x] * n))  # made to be filled in: persistent from the start
 
 
 # --- maps (LANGUAGE.md section 9) --------------------------------------------------------------

@@ -16,7 +16,7 @@ without type guards wherever that is safe (docs/language.md, "Values"):
 | true, false     | TRUE, FALSE (class Bool)         | Python's bools are ints: `True + 1 == 2`, `True == 1` |
 | symbol          | Sym, interned                    | identity comparison |
 | list            | Cons                             | O(1) cons/head/tail |
-| vector          | Vec (wraps a pyrsistent PVector) | O(log n) set/push; a bare sequence would support `+` |
+| vector          | Vec (tuple; PVector once updated)| cheap literals, O(log n) set/push; a bare tuple has `+` |
 | map             | Map (wraps an immutables.Map)    | a persistent hash map (HAMT): O(log n) put/get |
 | function        | Closure, Builtin                 | |
 | pid, ref        | Pid, Ref                         | |
@@ -43,12 +43,11 @@ __all__ = [
     "Bool", "TRUE", "FALSE", "Sym", "intern", "Cons", "Vec", "Box", "Closure", "Builtin",
     "Pid", "Ref", "F32Array", "UNDEF", "UNCLAIMED", "from_list", "to_pylist", "is_list", "lisp_eq",
     "to_str", "to_repr", "type_name", "truthy", "note_box", "Map", "map_of", "EMPTY_IMAP",
-    "lisp_hash", "compare", "sort_key", "map_items_sorted", "PVector", "pvector", "EMPTY_PVEC",
+    "lisp_hash", "compare", "sort_key", "map_items_sorted", "PVector", "pvector", "persistent",
 ]
 
 
 PVector = type(pvector())  # the C class (pyrsistent.PVector is an abstract base)
-EMPTY_PVEC = pvector()
 
 
 class Bool:
@@ -173,16 +172,20 @@ def is_list(x: Any) -> bool:
 
 
 class Vec:
-    """An immutable vector; `items` is a pyrsistent PVector (O(log n) set and push, C-backed).
+    """An immutable vector. `items` is a tuple or a pyrsistent PVector: both are immutable
+    sequences, so readers index, slice, iterate and take len() without asking which.
 
-    Any iterable may be passed in; it is turned into a PVector here, so that no Vec at run time
-    holds a tuple or a list (the vector builtins call PVector methods on `items`).
+    A literal, `vector` or a decoded message makes a tuple (a PVector costs several times more to
+    build, and most vectors are never updated); the first vec/set or vec/push on a vector turns
+    its items into a PVector in place (the same elements: no one can tell) through `persistent`,
+    so that updates are O(log n) from then on and their results are PVectors too.
     """
 
     __slots__ = ("items",)
 
     def __init__(self, items: Any) -> None:
-        self.items = items if items.__class__ is PVector else pvector(items)  # the elements
+        c = items.__class__
+        self.items = items if c is tuple or c is PVector else tuple(items)  # the elements
 
     def __eq__(self, other: object) -> bool:
         return other.__class__ is Vec and lisp_eq(self, other)
@@ -195,6 +198,14 @@ class Vec:
 
     def __repr__(self) -> str:
         return to_repr(self)
+
+
+def persistent(v: Vec) -> Any:
+    """`v`'s items as a PVector, converted once and kept in `v` (O(n) once, then O(1))."""
+    items = v.items
+    if items.__class__ is not PVector:
+        items = v.items = pvector(items)
+    return items
 
 
 EMPTY_IMAP = _IMap()
