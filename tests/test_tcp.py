@@ -36,8 +36,13 @@ def test_tcp_program(schedulers: str) -> None:
     run_program("tcp.lisp", "--allow-net=127.0.0.1,localhost", "--schedulers", schedulers)
 
 
-def test_sockets_across_schedulers() -> None:
-    # a socket stays on scheduler 1; its new owner from scheduler 2 and a sender from there come to it
+@pytest.mark.parametrize("chaos", ["", "3"])
+def test_sockets_across_schedulers(chaos: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a socket stays on scheduler 1; its new owner from scheduler 2 and a sender from there come
+    # to it; owners are never moved (by balancing, nor by chaos mode's random moves)
+    monkeypatch.setenv("LISPVM_CHAOS", chaos)
+    if not chaos:
+        monkeypatch.delenv("LISPVM_CHAOS")
     run_program("tcp_schedulers.lisp", "--allow-net=127.0.0.1", "--schedulers", "3")
 
 

@@ -33,6 +33,24 @@
     (tcp/send sock "from afar\n")
     (send me (list 'sender before (sys/scheduler-id))))))
 (receive ((list 'sender a b) (print "sender moved from" a "to" b)))  ; expect: sender moved from 2 to 1
+; A process that owns a resource cannot be taken elsewhere by a call: it fails, as the main
+; process's does (the main process never moves).
+(spawn-on 2 (fn ()
+  (let ((mine (tcp/listen 0 "127.0.0.1")))
+    (send me (list 'pinned-call (try (tcp/send sock "x") (catch e (nth e 1))) (sys/scheduler-id))))))
+(receive ((list 'pinned-call what k) (print "owner elsewhere:" what "still on" k)))  ; expect: owner elsewhere: badarg still on 2
+(print "main:" (try (tcp/send sock "x") (catch e (nth e 1))))  ; expect: main: badarg
+
+; An owner is never moved, even when it is CPU-bound beside others (balancing moves those).
+(def spin (fn (k) (if (== k 0) 0 (spin (- k 1)))))
+(def busy-owner (fn ()
+  (let ((l (tcp/listen 0 "127.0.0.1")) (before (sys/scheduler-id)))
+    (spin 200000)
+    (send me (list 'owner-stayed (== before (sys/scheduler-id))))
+    (tcp/close l))))
+(spawn busy-owner)
+(list/map (fn (i) (spawn (fn () (spin 200000)))) (list/range 4))
+(receive ((list 'owner-stayed same) (print "busy owner stayed:" same)))  ; expect: busy owner stayed: true
 (tcp/close c)
 (receive ((list 'handler-saw-close k) (print "handler saw the close on" k)))  ; expect: handler saw the close on 1
 (send server 'done)
