@@ -19,12 +19,12 @@ import subprocess
 from collections import deque
 
 from ..vm import handles
-from ..vm.errors import MAX_TEXT
+from ..vm.errors import MAX_TEXT, LispError
 from ..vm.net_builtins import closed_error, encode_text
 from ..vm.process import Process
 from ..vm.values import TRUE, Cons, from_list, intern
 from .io import IoService, io_op
-from .tcp import CHUNK, HIGH_WATER, LOW_WATER, _here, _lisp_error, _raise, _Resource, _sync, os_error_value
+from .tcp import CHUNK, HIGH_WATER, LOW_WATER, _here, _Resource, _sync, os_error_value
 
 __all__ = ["Port", "close_all"]
 
@@ -134,7 +134,7 @@ class Port(_Resource):
         poll): the sends of one pass go in one write, where a write per send woke the child,
         and then this scheduler, once per send (docs/performance.md, "Ports")."""
         if self.closed or self.closing:
-            raise _raise(closed_error("port/send", self.handle).value)
+            raise closed_error("port/send", self.handle)
         self.wbuf += payload
         if not self.writing:
             self.writing = True
@@ -311,8 +311,8 @@ def op_send(io: IoService, proc: Process, args: tuple) -> None:
             if res.try_send(encode_text("port/send", args[1])):
                 io.complete(proc, TRUE)
                 return
-        except Exception as e:
-            io.complete(proc, error=_lisp_error(e))
+        except LispError as e:
+            io.complete(proc, error=e.value)
             return
     res.wait_send(proc)
 

@@ -26,8 +26,9 @@ from collections import deque
 from typing import Any
 
 from ..vm import handles
-from ..vm.errors import MAX_TEXT, badarg, runtime_error, system_limit
+from ..vm.errors import MAX_TEXT, LispError, badarg, runtime_error, system_limit
 from ..vm.net_builtins import WOULD_WAIT, closed_error, encode_text
+from ..vm.permissions import os_error
 from ..vm.process import Process
 from ..vm.values import TRUE, from_list, intern
 from .io import IoService, io_op
@@ -42,16 +43,9 @@ LOW_WATER = 64 * 1024
 BACKLOG = 128
 
 
-def os_error_value(name: str, exc: BaseException, what: str) -> Any:
+def os_error_value(name: str, exc: OSError, what: str) -> Any:
     """`(error KIND "NAME: WHAT: reason")`, KIND the errno's name in lower case (econnrefused)."""
-    code = getattr(exc, "errno", None)
-    kind = errno.errorcode.get(code, "eio").lower() if code else "eio"
-    reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
-    return runtime_error(intern(kind), f"{name}: {what}: {reason}").value
-
-
-def _lisp_error(exc: BaseException) -> Any:
-    return exc.value if hasattr(exc, "value") else exc
+    return os_error(OSError(exc.errno, exc.strerror or str(exc), what), name)
 
 
 class _Resource:
@@ -178,7 +172,7 @@ class TcpListener(_Resource):
         except (BlockingIOError, InterruptedError):
             return WOULD_WAIT
         except OSError as e:
-            raise _raise(os_error_value("tcp/accept", e, repr(self.handle))) from None
+            raise LispError(os_error_value("tcp/accept", e, repr(self.handle))) from None
         return TcpSocket(self.io, proc, conn).handle
 
     def wait_accept(self, proc: Process) -> None:
@@ -216,12 +210,6 @@ class TcpListener(_Resource):
             self.io.disown(owner, self)
         while self.acceptors:
             self.io.complete(self.acceptors.popleft(), error=closed_error("tcp/accept", self.handle).value)
-
-
-def _raise(value: Any) -> BaseException:
-    from ..vm.errors import LispError
-
-    return LispError(value)
 
 
 class TcpSocket(_Resource):
@@ -291,24 +279,21 @@ class TcpSocket(_Resource):
             if not self.eof:
                 return WOULD_WAIT
         if buf:
-            if not line and not self.eof and len(buf) == 0:  # pragma: no cover
-                return WOULD_WAIT
             self.rbuf = ""
             return buf
         if self.eof:
             if self.error is not None:
                 err, self.error = self.error, None
-                raise _raise(err)
+                raise LispError(err)
             return None
         return WOULD_WAIT
 
     def try_recv(self, name: str, line: bool) -> Any:
         """tcp/recv or tcp/recv-line without waiting: the answer, or WOULD_WAIT."""
         if self.closed:
-            raise _raise(closed_error(name, self.handle).value)
+            raise closed_error(name, self.handle)
         if self.active:
-            raise _raise(runtime_error(intern("badarg"), f"{name}: {self.handle!r} is active: its data "
-                                       "comes as (tcp sock data) messages").value)
+            raise badarg(f"{name}: {self.handle!r} is active: its data comes as (tcp sock data) messages")
         got = self._take(name, line)
         while got is WOULD_WAIT and self._fill():
             got = self._take(name, line)
@@ -340,9 +325,9 @@ class TcpSocket(_Resource):
             proc, name = reader
             try:
                 got = self._take(name, name == "tcp/recv-line")
-            except Exception as e:  # a LispError: the reader gets it
+            except LispError as e:  # the reader gets it
                 self.reader = None
-                self.io.complete(proc, error=_lisp_error(e))
+                self.io.complete(proc, error=e.value)
                 self._want_read()
                 return
             if got is not WOULD_WAIT:
@@ -386,14 +371,14 @@ class TcpSocket(_Resource):
         """Write `payload` (queued behind unsent bytes); whether the sender may go on now
         (False: it waits, wait_send, until the unsent bytes fall to LOW_WATER)."""
         if self.closed:
-            raise _raise(closed_error("tcp/send", self.handle).value)
+            raise closed_error("tcp/send", self.handle)
         if not self.wbuf:
             try:
                 n = self.sock.send(payload, socket.MSG_NOSIGNAL)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError as e:
-                raise _raise(os_error_value("tcp/send", e, repr(self.handle))) from None
+                raise LispError(os_error_value("tcp/send", e, repr(self.handle))) from None
             if n == len(payload):
                 return True
             payload = memoryview(payload)[n:]
@@ -608,8 +593,8 @@ def op_accept(io: IoService, proc: Process, args: tuple) -> None:
         return
     try:
         got = res.try_accept(proc)
-    except Exception as e:
-        io.complete(proc, error=_lisp_error(e))
+    except LispError as e:
+        io.complete(proc, error=e.value)
         return
     if got is WOULD_WAIT:
         res.wait_accept(proc)
@@ -683,8 +668,8 @@ def _passive(name: str) -> Any:
             return
         try:
             got = res.try_recv(name, name == "tcp/recv-line")
-        except Exception as e:
-            io.complete(proc, error=_lisp_error(e))
+        except LispError as e:
+            io.complete(proc, error=e.value)
             return
         if got is WOULD_WAIT:
             res.wait_recv(proc, name)
@@ -709,8 +694,8 @@ def op_send(io: IoService, proc: Process, args: tuple) -> None:
             if res.try_send(encode_text("tcp/send", args[1])):
                 io.complete(proc, TRUE)
                 return
-        except Exception as e:
-            io.complete(proc, error=_lisp_error(e))
+        except LispError as e:
+            io.complete(proc, error=e.value)
             return
     res.wait_send(proc)
 
@@ -728,8 +713,8 @@ def _sync(name: str, call: Any) -> Any:
         ctx.proc, ctx.host = proc, io.sched
         try:
             value = call(*args)
-        except Exception as e:
-            io.complete(proc, error=_lisp_error(e))
+        except LispError as e:
+            io.complete(proc, error=e.value)
             return
         finally:
             ctx.proc, ctx.host = saved

@@ -99,4 +99,5 @@
 (print (kind (fn () (tcp/accept l4))))                        ; expect: closed
 (print (kind (fn () (tcp/listen "80"))) (kind (fn () (tcp/listen 70000))) (kind (fn () (tcp/connect "127.0.0.1" 0))))  ; expect: badarg badarg badarg
 (print (kind (fn () (tcp/send c8 42))) (kind (fn () (tcp/recv l2))) (kind (fn () (tcp/owner c8 5))))  ; expect: badarg badarg badarg
+(print "active read:" (kind (fn () (tcp/recv c6))))             ; expect: active read: badarg
 (print "done")                                                ; expect: done
