@@ -73,6 +73,13 @@
 (exit holder 'kill)
 (print "after kill" (tcp/recv c7))                            ; expect: after kill nil
 
+; A listener whose owner ends is closed: connecting is refused.
+(spawn (fn () (send me (list 'gone-port (tcp/port (tcp/listen 0 "127.0.0.1"))))))
+(def gone-port (receive ((list 'gone-port p) p)))
+(timer/sleep 20)
+(print "listener of an ended process:"
+       (try (tcp/connect "127.0.0.1" gone-port) (catch e (nth e 1))))  ; expect: listener of an ended process: econnrefused
+
 ;; tcp/owner hands on the messages not yet received, in order, before new ones.
 (def wait-mail (fn () (when (< (map/get (sys/info (self)) 'mailbox) 1) (timer/sleep 5) (wait-mail))))
 (def two (fn ()
