@@ -4,10 +4,12 @@ Owns: placing a spawned process (`spawn-on`), shipping a process to another sche
 adopting one shipped here, choosing which runnable processes may move (CPU-bound ones, and jobs
 spawned with them), the idle protocol between schedulers (a grace before saying idle, `idle` and
 `busy` events, poking busy peers with POKE_SIGNAL), the idle report a worker sends the hub and
-the hub's test that the whole node is quiescent (deadlock detection), and chaos mode's random
-moves. Must never: move the main process, move a process that is running, or take a node for
-deadlocked while an event is in flight, a socket holds unsent bytes, or a worker's last report
-is void.
+the hub's test that the whole node is quiescent (deadlock detection), chaos mode's random
+moves, and where the owners of sockets and ports run (pinned; `migrate` takes a caller with its
+call to the scheduler that holds the resource, `pull`/`pulled` bring a new owner there:
+docs/processes.md, "Sockets and ports"). Must never: move the main process, move a process that
+is running or owns a socket, listener or port, or take a node for deadlocked while an event is in
+flight, a socket holds unsent bytes, or a worker's last report is void.
 
 A scheduler with two or more runnable processes ships an idle peer its share (push: idle
 schedulers never poll for work). The process travels as plain data, prototypes by (module key,

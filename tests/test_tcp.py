@@ -166,3 +166,17 @@ def test_lines_bytes_and_utf8(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert (out, err, proc.returncode) == (b"end\n", b"", 0)
+
+
+def test_handles_travel_in_the_codec() -> None:
+    from lispvm.vm import codec
+    from lispvm.vm.handles import Handle
+
+    h = Handle("socket", 2, 7)
+    assert repr(h) == "#<socket 2.7>"
+    back = codec.decode(codec.encode([h, Handle("port", 0, 1)]))
+    assert back == [h, Handle("port", 0, 1)] and hash(back[0]) == hash(h)
+    assert back[0] != Handle("listener", 2, 7)
+    bad = codec.encode(Handle("socket", 2, 7)).replace(b"socket", b"sucket")
+    with pytest.raises(codec.CodecError, match="malformed handle"):
+        codec.decode(bad)
