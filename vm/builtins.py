@@ -1172,7 +1172,7 @@ def b_gensym(prefix: Any = "g") -> Sym:
         raise badarg("gensym: the prefix must be at most 100 characters")
     try:
         where = ctx.host.scheduler_id()
-    except AttributeError:  # no scheduler (the compiler expanding a macro): the node's first
+    except (AttributeError, LispError):  # no scheduler (the compiler expanding a macro): as the first
         where = 0
     table = _values._SYMBOLS
     while True:

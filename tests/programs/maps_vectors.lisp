@@ -48,6 +48,7 @@
 ; expect: (badarg "vec/slice: end 1 is before start 2") (badarg "vec/slice: index 4 out of range for a vector of 3") (badarg "vec/make: the length must be >= 0, got -1")
 ; expect: (badarg "vec/push: expected a vector, got list (1)") (badarg "vec/make: expected an integer, got float 1.5")
 ; expect: true false false true
+; expect: (2 1 outer)
 ; expect: 0 ({a 1 seen 0} [1 2 0] 0 {deep [{"k" "v"}]} "map key" true {inner {a 1} v [1 2] [1 2] {deep [{"k" "v"}]} {k 1} "map key"})
 ; expect: 1 ({a 1 seen 1} [1 2 1] 10 {deep [{"k" "v"}]} "map key" true {inner {a 1} v [1 2] [1 2] {deep [{"k" "v"}]} {k 1} "map key"})
 ; expect: 2 ({a 1 seen 2} [1 2 2] 20 {deep [{"k" "v"}]} "map key" true {inner {a 1} v [1 2] [1 2] {deep [{"k" "v"}]} {k 1} "map key"})
@@ -116,6 +117,9 @@
 (def s1 (gensym))
 (def s2 (gensym "tmp"))
 (print (symbol? s1) (== s1 s2) (== s1 (gensym)) (str/starts-with? (str s2) "#:tmp"))
+(defmacro swap! (a b) (let ((tmp (gensym))) `(let ((,tmp ,a)) (set ,a ,b) (set ,b ,tmp))))
+(def swapped (x y) (let ((tmp 'outer)) (swap! x y) (list x y tmp)))
+(print (swapped 1 2))
 ; --- across schedulers: maps and vectors as messages, as keys, with closures inside ---
 (def me (self))
 (def payload {'inner {'a 1} 'v [1 2] 'f (fn (x) (* x 10)) [1 2] {'deep [{"k" "v"}]} {'k 1} "map key"})
