@@ -325,6 +325,12 @@ class Session:
                 self.error(f"error: {describe(e.value)}")
                 self.units = []
                 break
+            except Exception as e:  # a bug in lispvm: one line, and the session goes on
+                if os.environ.get("LISPVM_DEBUG"):
+                    raise
+                self.error(f"lispvm: internal error (a bug in lispvm): {type(e).__name__}: {e}")
+                self.units = []
+                break
             self.modules.append(module)
             self.node.share_module(data)
             main = self.main_process()
@@ -340,7 +346,11 @@ class Session:
         items = _items(value)
         if len(items) == 2 and items[0] is OK:
             if not self.silent:
-                self.node.output(to_repr(items[1]))
+                try:
+                    text = to_repr(items[1])
+                except RecursionError:  # a value nested deeper than printing goes
+                    text = "#<a value nested too deeply to print>"
+                self.node.output(text)
         else:
             self.units = []
             self.error(f"error: {describe(items[1] if len(items) == 2 else value)}")
@@ -715,19 +725,29 @@ def _read_terminal(session: Session, ready: threading.Event, fail: list) -> None
         return
     ready.set()
     try:
-        while True:
-            try:
-                text = prompt.prompt(PROMPT, pre_run=lambda: terminal.prompting(get_app()))
-            except KeyboardInterrupt:
-                continue  # Ctrl-C at the prompt drops what was typed
-            except EOFError:
-                break
-            finally:
-                terminal.prompted()
-            if text.strip() and session.submit(text) == "end":
-                return
+        _prompt_loop(session, prompt, terminal, get_app)
+    except Exception as e:  # the terminal went away, or prompt_toolkit failed: end, in one line
+        if os.environ.get("LISPVM_DEBUG"):
+            raise
+        session.err.write(f"lispvm: the terminal cannot be read any more ({type(e).__name__}: {e})\n")
     finally:
-        session.submit(None) if not session.ending else None
+        if not session.ending:
+            session.submit(None)
+
+
+def _prompt_loop(session: Session, prompt: Any, terminal: _TerminalWriter, get_app: Any) -> None:
+    """(Input thread) Prompt, hand each input over, until Ctrl-D or the end of the session."""
+    while True:
+        try:
+            text = prompt.prompt(PROMPT, pre_run=lambda: terminal.prompting(get_app()))
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the prompt drops what was typed
+        except EOFError:
+            return
+        finally:
+            terminal.prompted()
+        if text.strip() and session.submit(text) == "end":
+            return
 
 
 def _word_before(text: str) -> str:
