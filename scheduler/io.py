@@ -107,6 +107,7 @@ class IoService:
         self._threads: list[threading.Thread] = []
         self._idle = 0  # pool threads waiting for a job
         self._lock = threading.Lock()  # guards _idle against the pool threads
+        self._pipe_lock = threading.Lock()  # the pipe is closed only while no thread writes to it
         self._spin = False  # a job was handed to the pool since new_request was last asked
 
     # --- kernel.Service --------------------------------------------------------------------
@@ -194,12 +195,16 @@ class IoService:
                 self.call_soon_threadsafe(functools.partial(_raise, e))
 
     def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
-        """From any thread: run `callback()` in the scheduler's loop, at its next poll."""
+        """From any thread: run `callback()` in the scheduler's loop, at its next poll (never,
+        once the service is closed: a job still running at the node's end is forgotten)."""
         self._calls.append(callback)  # (deque.append is atomic)
-        try:
-            os.write(self._wfd, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full (a wake-up is pending anyway) or closed at the end
+        with self._pipe_lock:  # a closed pipe's number may already be another file's
+            if self._wfd < 0:
+                return
+            try:
+                os.write(self._wfd, b"\0")
+            except (BlockingIOError, OSError):
+                pass  # the pipe is full: a wake-up is pending anyway
 
     def _drain(self) -> None:
         try:
@@ -256,11 +261,13 @@ class IoService:
         for _ in self._threads:
             self._jobs.put(None)
         self.poller.remove(self._rfd)
-        for fd in (self._rfd, self._wfd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._pipe_lock:
+            for fd in (self._rfd, self._wfd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._rfd = self._wfd = -1
 
 
 def _raise(e: BaseException) -> None:  # pragma: no cover - a pool job's slip, reported in the loop
@@ -376,6 +383,20 @@ def _lines(path: str) -> Any:
 
 _gc_lock = threading.Lock()
 _gc_state = [0, False]  # pool jobs building a long list now; whether the collector ran before the first
+
+
+def _after_fork_in_child() -> None:
+    """A scheduler forked while a pool job had the collector paused: the child has no such job
+    (threads do not survive a fork), so its collector runs again and its lock is free."""
+    global _gc_lock
+    _gc_lock = threading.Lock()
+    if _gc_state[0]:
+        _gc_state[0] = 0
+        if _gc_state[1]:
+            gc.enable()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextlib.contextmanager

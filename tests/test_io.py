@@ -339,3 +339,22 @@ def test_grep_example(tmp_path: Path) -> None:
     assert (r.returncode, r.stderr) == (0, "")
     assert r.stdout == "a ERROR 1\nc ERROR 2\n2 matching\n"
     assert (tmp_path / "report.txt").read_text() == "2 lines matched ERROR\n"
+
+
+def test_a_scheduler_forked_while_the_collector_is_paused_runs_it() -> None:
+    """file/lines pauses the collector in a pool thread; a worker forked meanwhile has no such
+    job, so its collector must run (and the pause's lock be free) there."""
+    import gc
+
+    from lispvm.scheduler import io
+
+    assert gc.isenabled()
+    with io._no_gc():
+        assert not gc.isenabled()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            ok = gc.isenabled() and io._gc_state[0] == 0 and io._gc_lock.acquire(timeout=1)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert gc.isenabled()
