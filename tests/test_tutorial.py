@@ -132,3 +132,9 @@ def test_the_parser_reads_what_the_tutorial_holds():
     fact = next(s for s in repl if any("fact" in t for t in s[2]))
     assert "(def fact (n)\n  (if (< n 2) 1 (* n (fact (- n 1)))))" in fact[2]
     assert _matches(["a #<pid ...> b"], ["a #<pid 0.7> b"]) and not _matches(["a"], ["a", "b"])
+
+
+def test_the_tutorial_links_to_pages_that_exist():
+    for doc in (DOC, DOC.with_name("repl.md")):
+        for target in re.findall(r"\]\(([^)#]+\.md)\)", doc.read_text(encoding="utf-8")):
+            assert (doc.parent / target).is_file(), f"{doc.name} links to a missing page: {target}"
