@@ -489,8 +489,10 @@ def _register_builtins() -> None:
 
     @builtin("sys/repl-result")
     def b_repl_result(value: Any) -> None:
-        if _SESSION is not None:
-            _SESSION.result(value)
+        session = _SESSION
+        # (internal, like every sys/ helper: only the main process's answer to an input counts)
+        if session is not None and session.in_flight and B.ctx.proc is session.main_process():
+            session.result(value)
 
     @builtin("help")
     def b_help(*args: Any) -> None:
