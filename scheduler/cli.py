@@ -59,20 +59,27 @@ def _parser() -> argparse.ArgumentParser:
 
 _LISTED = ("read", "write", "net", "run")  # the kinds whose flag may carry a list after `=`
 _ALL_MARK = "\0all"  # what a listed flag given without `=` stands for (no path can hold NUL)
-_VALUE_OPTS = ("--schedulers", "--reductions", "--trace")  # run options whose value may follow apart
 
 
 def add_permission_flags(p: argparse.ArgumentParser) -> None:
     """The --allow-* flags and -A of `lispvm run` (and of any subcommand taking run options)."""
-    for kind, what in (("read", "PATHS"), ("write", "PATHS"), ("net", "HOST:PORT,..."), ("run", "PROGRAMS")):
+    for kind, what, doing in (("read", "PATHS", "reading files"), ("write", "PATHS", "writing files"),
+                              ("net", "HOST:PORT,...", "network access"), ("run", "PROGRAMS", "running programs")):
         p.add_argument(f"--allow-{kind}", action="append", metavar=what, dest=f"allow_{kind}",
-                       help=f"allow {kind} access (to these {what.lower()} only, comma-separated, after =)")
+                       help=f"allow {doing}: everywhere, or given as --allow-{kind}={what} only to those")
     p.add_argument("--allow-env", action="store_true", help="allow reading environment variables")
     p.add_argument("--allow-python", action="store_true", help="allow calling Python (py/...)")
     p.add_argument("-A", "--allow-all", action="store_true", help="allow everything")
 
 
-def mark_bare_flags(argv: list[str]) -> list[str]:
+def _value_options(p: argparse.ArgumentParser | None = None) -> frozenset[str]:
+    """The options of `lispvm run` (in the parser `p`) whose value may follow as the next argument."""
+    p = p or _parser()
+    run = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
+    return frozenset(o for a in run._actions if a.option_strings and a.nargs != 0 for o in a.option_strings)
+
+
+def mark_bare_flags(argv: list[str], p: argparse.ArgumentParser | None = None) -> list[str]:
     """A listed --allow-KIND flag without `=` allows all of its kind and takes no value: mark it
     before argparse, which would take the program's file for its value. Only the options before
     the program's file are looked at (what follows it is the program's own)."""
@@ -80,16 +87,18 @@ def mark_bare_flags(argv: list[str]) -> list[str]:
     i = 1 if out and out[0] in ("run", "repl") else None
     if i is None:
         return out
+    bare = tuple(f"--allow-{k}" for k in _LISTED)
+    takes_value = _value_options(p).difference(bare)
     while i < len(out):
         tok = out[i]
         if tok == "--":
             break
-        if tok in _VALUE_OPTS:
+        if tok in takes_value:
             i += 2
             continue
         if not tok.startswith("-"):
             break  # the program's file
-        if tok in tuple(f"--allow-{k}" for k in _LISTED):
+        if tok in bare:
             out[i] = tok + "=" + _ALL_MARK
         i += 1
     return out
@@ -144,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(signal, "SIGTERM"):  # end as cleanly on SIGTERM as on Ctrl-C (no process left behind)
         signal.signal(signal.SIGTERM, _on_sigterm)
     p = _parser()
-    ns = p.parse_args(mark_bare_flags(argv))
+    ns = p.parse_args(mark_bare_flags(argv, p))
     if ns.cmd is None:
         p.print_help(sys.stderr)
         return EXIT_USAGE

@@ -165,6 +165,9 @@ def test_flag_parsing(perms: object, tmp_path: Path) -> None:
     assert ns.file == "prog.lisp" and ns.args == ["--allow-write"]  # the program's own argument
     got = parsed("--schedulers", "2", "--allow-write=" + str(tmp_path), "--allow-env", "--allow-python", "x.lisp")
     assert (got.write, got.env, got.python, got.read) == ((str(tmp_path.resolve()),), P.ALL, P.ALL, None)
+    argv = ["run", "--trace", "t.json", "--reductions", "9", "--allow-run", "x.lisp"]
+    ns = p.parse_args(cli.mark_bare_flags(argv, p))
+    assert (ns.trace, ns.reductions, ns.allow_run, ns.file) == ("t.json", 9, [cli._ALL_MARK], "x.lisp")
     got = parsed("-A", "x.lisp")
     assert all(getattr(got, k) == P.ALL for k in P.KINDS)
     assert isinstance(p, argparse.ArgumentParser)
