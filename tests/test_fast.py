@@ -626,3 +626,118 @@ def test_simple_and_conditional_instructions_are_rendered_from_their_rows(monkey
                     assert shown in tier.compiled[p].source, (op.name, tier.compiled[p].source)
             finally:
                 fast.disable(vm)
+
+
+# --- section 10 forms in the fast tier ---------------------------------------------------------
+
+FORMS = """
+(def sum-to (n) (loop ((i 0) (s 0)) (if (< i n) (recur (+ i 1) (+ s i)) s)))
+(def fact (fn fact (n) (if (== n 0) 1 (* n (fact (- n 1))))))
+(def shape (m) (case m ({'kind 'pt 'x x 'y y} (list x y)) ({} 'map) (_ 'other)))
+(def drain (n acc)
+  (if (== n 0) acc (receive ((list 'v x) (drain (- n 1) (+ acc x))) (after 1000 'timeout))))
+(def pairs (n) (loop ((i 0) (out nil)) (if (== i n) out (recur (+ i 1) (cons {'i i} out)))))
+(print (sum-to 300000) (fact 20) (shape {'kind 'pt 'x 1 'y 2}) (shape {}) (shape 3))
+(list/map (fn (i) (send (self) (list 'v i))) (list/range 10000))
+(print (drain 10000 0) (length (pairs 3000)))
+"""
+FORMS_OUT = "44999850000 2432902008176640000 (1 2) map other\n49995000 3000\n"
+
+
+def test_section_10_forms_compile_and_a_running_loop_is_entered_at_its_head(monkeypatch: pytest.MonkeyPatch) -> None:
+    """loop, named fn, map patterns and a receive that is no server loop are compiled (nothing
+    refused); a long loop in a function called once is entered in compiled code at its head
+    (FastTier.osr); a self tail call from a receive clause loops instead of recursing."""
+    osr: list[str] = []
+    orig_osr = fast.FastTier.osr
+
+    def spy_osr(self: fast.FastTier, p: object, head: int) -> object:
+        fn = orig_osr(self, p, head)
+        if fn is not None:
+            osr.append(p.name)  # type: ignore[attr-defined]
+        return fn
+
+    monkeypatch.setattr(fast.FastTier, "osr", spy_osr)
+    result, compiled, refused = _compiles_and_refusals(FORMS)
+    assert result == (FORMS_OUT, "", 0)
+    assert run(FORMS, jit=False) == (FORMS_OUT, "", 0)
+    assert "sum-to" in osr and refused == [], (osr, refused)
+    assert {"sum-to", "drain"} <= set(compiled), compiled
+
+
+def test_a_loop_is_a_python_while_and_recur_out_of_a_receive_is_not_compiled() -> None:
+    from lispvm.scheduler.node import load_program
+    from lispvm.vm.process import Globals
+
+    src = """
+    (def sum-to (n) (loop ((i 0) (s 0)) (if (< i n) (recur (+ i 1) (+ s i)) s)))
+    (def named () (fn me (n) (if (< n 1) 0 (me (- n 1)))))
+    (def serve (n) (loop ((k n)) (receive (x (recur (- k 1))) (after 0 k))))
+    (def scan () (receive ((list 'v x) x) (after 10 'none)))
+    """
+    g = Globals()
+    module = load_program(compile_text(src), g)
+    vm = VM()
+    tier = fast.enable(vm, g)
+    assert tier is not None
+    try:
+        by_name = {p.name: p for p in module.protos}
+        assert tier.compile(by_name["sum-to"])
+        source = tier.compiled[by_name["sum-to"]].source
+        assert source.count("while True:") == 2 and "continue" in source, source
+        assert 0 < min(v for v in tier.compiled[by_name["sum-to"]].safe.values() if v) < len(by_name["sum-to"].code)
+        assert tier.compile(by_name["me"]) and "= _cl" in tier.compiled[by_name["me"]].source
+        assert tier.compile(by_name["scan"]) and by_name["scan"] not in tier.servers
+        assert not tier.compile(by_name["serve"])  # a recur from inside the receive's scan
+    finally:
+        fast.disable(vm)
+
+
+SPINNERS = """
+(def spin (parent tag n)
+  (send parent (list 'started tag))
+  (send parent (list tag (loop ((i 0) (c 0)) (if (< i n) (recur (+ i 1) (+ c 2)) c)))))
+(def me (self))
+(spawn (fn () (spin me 'a 1500000)))
+(spawn (fn () (spin me 'b 1500001)))
+(def got (list (recv) (recv) (recv) (recv)))
+(print (list/sort (list/map (fn (m) (if (== (head m) 'started) (nth m 1) (list (head m) (nth m 1)))) got)))
+"""
+
+
+@pytest.mark.parametrize("schedulers", [1, 2])
+def test_a_compiled_loop_is_preempted_at_its_head(schedulers: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes each in a long compiled loop: preempted at the loop's JUMP_BACKWARD, each
+    resumes at the loop's head (not the function's start: its first send would repeat) with
+    the values of that iteration, also after moving to another scheduler."""
+    preempted: list[int] = []
+    orig = fast.FastTier.unwind
+
+    def spy(self: fast.FastTier, exc: BaseException, proc: object, caller: object) -> BaseException:
+        out = orig(self, exc, proc, caller)
+        if isinstance(exc, fast.Preempt):
+            preempted.append(out.pc)  # type: ignore[attr-defined]
+        return out
+
+    monkeypatch.setattr(fast.FastTier, "unwind", spy)
+    out, err, status = run(SPINNERS, schedulers=schedulers)
+    assert (out, err, status) == ("(a b (a 3000000) (b 3000002))\n", "", 0)
+    if schedulers == 1:
+        assert preempted and all(pc > 0 for pc in preempted), preempted
+
+
+def test_recursion_deeper_than_python_stays_interpreted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """even?/odd? a million deep and count 100,000 deep: after one RecursionError the functions
+    that filled the stack stay interpreted (no round after round of unwinding)."""
+    deep: list[str] = []
+    orig = fast.FastTier.too_deep
+
+    def spy(self: fast.FastTier, compiled: list) -> None:
+        before = set(self.refused)
+        orig(self, compiled)
+        deep.extend(sorted(p.name for p in self.refused - before))
+
+    monkeypatch.setattr(fast.FastTier, "too_deep", spy)
+    src = PROGRAM.split("(def sum ")[0]
+    assert run(src) == ("100000\ntrue true\n", "", 0)
+    assert {"count", "even?", "odd?"} <= set(deep) and len(deep) == len(set(deep)), deep

@@ -35,6 +35,7 @@ from ._generated_ops import (
     D_GETUPBOX,
     D_GETUPVAL,
     D_GOFAST,
+    D_GOOSR,
     D_HALT,
     D_HEAD,
     D_IDIV,
@@ -97,6 +98,7 @@ from .loopsupport import (
     _budget_out,
     _enter,
     _enter_fast,
+    _enter_osr,
     _fused_rest,
     _make_closure,
     _not_callable,
@@ -678,6 +680,9 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         v = _enter_fast(tier, proc, cl, regs[:cl.proto.nparams], None)
                         cl, code, pc, regs, a = frames.pop()
                         regs[a] = v
+                    elif op is D_GOOSR:
+                        # a frame that yielded at a `loop`'s head (a = the head): on in the loop's compiled code
+                        pc = _enter_osr(tier, proc, cl, a, regs)
                     elif op is D_HALT:
                         # the bottom of every process's stack: its function returned
                         proc.result = regs[0]

@@ -92,8 +92,9 @@ D_SELF = 75
 D_SETGLOBAL = 76
 D_BAND = 77
 D_GOFAST = 78
-D_HALT = 79
-D_SKIPPED = 80
+D_GOOSR = 79
+D_HALT = 80
+D_SKIPPED = 81
 
 DECODED = {
     "D_IFLTI_RET": D_IFLTI_RET,
@@ -175,6 +176,7 @@ DECODED = {
     "D_SETGLOBAL": D_SETGLOBAL,
     "D_BAND": D_BAND,
     "D_GOFAST": D_GOFAST,
+    "D_GOOSR": D_GOOSR,
     "D_HALT": D_HALT,
     "D_SKIPPED": D_SKIPPED,
 }
@@ -259,7 +261,7 @@ FUSED = {
     "D_RECV_BEGIN": ('LOADNIL', 'RECVSTART', 'RECVPEEK'),
     "D_MOVE_TAILSELF1": ('MOVE', 'TAILCALLG'),
 }
-SYNTHETIC = ("D_GOFAST", "D_HALT",)
+SYNTHETIC = ("D_GOFAST", "D_GOOSR", "D_HALT",)
 # The decoded form of each conditional and match: fused with the JMP after it.
 COND = {
     "TEST": D_TEST,

@@ -42,6 +42,7 @@ from ._generated_ops import (
     D_CALLBN,
     D_CALLG,
     D_GOFAST,
+    D_GOOSR,
     D_IFEQK,
     D_IFEQK_RET,
     D_IFLTI,
@@ -80,6 +81,8 @@ from .values import FALSE, TRUE, Builtin, Closure, type_name
 __all__ = ["predecode", "run", "call_sync", "new_process_regs", "spawn_trampoline", "HALT_FRAME", "WAITING",
            "DECODED", "DECODES_TO", "FUSED", "SYNTHETIC", "SPECIALIZED", "python_error",
            "_enter", "_not_callable", "_Unwound"]  # the last three: the fast tier calls them through here
+
+_LOOP = BY_NAME["LOOP"].num
 
 # Builtins the loop calls without the Python function in between (same semantics, measured faster).
 SPECIALIZED = {"D_SEND": "send"}
@@ -157,6 +160,9 @@ def _decode_proto(p: Proto, module: Module, g: Globals) -> list[tuple]:
     assert len(out) == n
     _fuse(out, p.name)
     out.append((D_GOFAST, 0, 0, 0, n))  # index n: where _budget_out sends a loop into compiled code
+    for i, word in enumerate(code):  # after it, one GOOSR per `loop`: a yield at its head resumes there
+        if word & 0x7F == _LOOP:
+            out.append((D_GOOSR, i + 1, 0, 0, i + 1))
     return out
 
 

@@ -38,7 +38,7 @@ HOT: tuple[tuple[str, ...], ...] = (
     ("MUL", "EQ", "LT", "LE", "NE", "NOT", "RECVNEXT", "CALL|TAILCALL|APPLY|TAILAPPLY"),
     ("RECVSTART", "CLOSURE", "DIV", "IDIV", "MOD", "NEG", "VECTOR", "UNCONS"),
     ("UNVEC", "GETUPBOX", "SETUPBOX", "UNBOX", "SETBOX", "BOX", "LOADNIL", "DEFGLOBAL"),
-    ("SETGLOBAL", "BAND", "GOFAST", "HALT", "SKIPPED"),
+    ("SETGLOBAL", "BAND", "GOFAST", "GOOSR", "HALT", "SKIPPED"),
 )
 
 # File opcodes that decode as another one (the predecoder resolves their operand into its slot).
@@ -56,7 +56,8 @@ FUSED = {"IFLTI_RET": ("IFLTI", "RETURN"), "IFEQK_RET": ("IFEQK", "RETURN"), "AD
          "ADDI_TAILCALLG1": ("ADDI", "TAILCALLG"), "ADDRET": ("ADD", "RETURN"),
          "RECVSTART_PEEK": ("RECVSTART", "RECVPEEK"), "RECV_BEGIN": ("LOADNIL", "RECVSTART", "RECVPEEK"),
          "MOVE_TAILSELF1": ("MOVE", "TAILCALLG")}
-SYNTHETIC = ("GOFAST", "HALT")  # GOFAST ends every decoded function; HALT is the bottom frame's code
+# GOFAST ends every decoded function, a GOOSR per `loop` follows it; HALT is the bottom frame's code
+SYNTHETIC = ("GOFAST", "GOOSR", "HALT")
 
 # The macros of the hand-written handlers, written once.
 MACROS = {
@@ -349,6 +350,9 @@ if cl.proto.fast is None and (tier is None or not tier.compile(cl.proto)):
     continue
 v = _enter_fast(tier, proc, cl, regs[:cl.proto.nparams], None)
 @POP v""",
+    "GOOSR": """\
+# a frame that yielded at a `loop`'s head (a = the head): on in the loop's compiled code
+pc = _enter_osr(tier, proc, cl, a, regs)""",
     "HALT": """\
 # the bottom of every process's stack: its function returned
 proc.result = regs[0]
@@ -511,6 +515,7 @@ from .loopsupport import (
     _budget_out,
     _enter,
     _enter_fast,
+    _enter_osr,
     _fused_rest,
     _make_closure,
     _not_callable,

@@ -155,26 +155,33 @@ def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any, re
         p = cl.proto
         just = p.fast is None and tier.compile(p)  # False at once for a prototype it refused
         if p.fast is not None and pc == 0 and not p.rest:
-            go = len(p.dcode) - 1
+            go = len(p.code)  # the GOFAST tuple
             # Just compiled: compiled code is preempted only by CPU-time ticks, so the host gets
             # its look now: a scheduler that sees CPU-bound work starts another one here instead
             # of a tick later (docs/performance.md, parallel). A yield resumes at GOFAST, which
             # compiles `p` if the process resumes in an OS process where it is not yet.
             return ~go if just and preempt() else go
-        if pc > 0 and p.code[pc - 1] & 0x7F == _LOOP:
-            if preempt():
-                return ~pc
-            fn = tier.osr(p, pc)
-            if fn is not None:
-                # the rest of the loop (and its way out) in compiled code, from these registers;
-                # the interpreter goes on where it leaves, with the registers it had then
-                try:
-                    pc, out = fn(regs, cl)
-                except BaseException as e:
-                    raise tier.unwind(e, proc, None) from None
-                regs[:] = out
-                return pc
+        if pc > 0 and p.code[pc - 1] & 0x7F == _LOOP and tier.osr(p, pc) is not None:
+            if preempt():  # resume at this loop's GOOSR tuple: in compiled code, not interpreted
+                code = p.dcode
+                return ~next((j for j in range(len(p.code) + 1, len(code)) if code[j][1] == pc), pc)
+            return _enter_osr(tier, proc, cl, pc, regs)
     return ~pc if preempt() else pc
+
+
+def _enter_osr(tier: Any, proc: Process, cl: Closure, head: int, regs: list) -> int:
+    """Run the rest of the `loop` whose head is `head` in compiled code (vm/fast.py FastTier.osr)
+    from the frame's registers; its way out (the loop's end, or a return or tail call inside it)
+    is where the interpreter goes on, with the registers then. Interpreted where it cannot be."""
+    fn = tier.osr(cl.proto, head) if tier is not None else None
+    if fn is None:
+        return head
+    try:
+        pc, out = fn(regs, cl)
+    except BaseException as e:
+        raise tier.unwind(e, proc, None) from None
+    regs[:] = out
+    return pc
 
 
 # --- errors ----------------------------------------------------------------------------------
