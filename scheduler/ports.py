@@ -7,7 +7,7 @@ its end as `(port p (exit status))` (after the last line), and killing and reapi
 when its owner ends or the node stops. Must never: run a shell, block the scheduler (pipes are
 non-blocking; the child's end is watched through a pidfd), or leave a child behind: a killed
 child is reaped at once if it is gone, else when its pidfd says so, and at the latest when the
-node stops (`close_all`).
+node stops (the I/O service closes it again: Port.close).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from ..vm.net_builtins import closed_error, encode_text
 from ..vm.process import Process
 from ..vm.values import TRUE, Cons, from_list, intern
 from .io import IoService, io_op
-from .tcp import CHUNK, HIGH_WATER, LOW_WATER, _here, _Resource, _sync, os_error_value
+from .tcp import CHUNK, CLOSING, HIGH_WATER, LOW_WATER, _here, _Key, _Resource, _sync, os_error_value
 
-__all__ = ["Port", "close_all"]
+__all__ = ["Port", "exit_status"]
 
 PORT, LINE, EXIT = intern("port"), intern("line"), intern("exit")
 
@@ -197,9 +197,16 @@ class Port(_Resource):
         self._want_read()
 
     def close(self) -> None:
-        """The owner ended (or the node stops): the child is killed and reaped."""
+        """The owner ended (or the node stops): the child is killed and reaped. Called again by
+        the I/O service at the node's end on a child killed and not reaped yet: it waits for it."""
         if not self.closed:
             self._release(kill=True)
+        elif self.pidfd >= 0 and self.pidfd in _REAPING:
+            try:
+                self.child.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
+                return
+            self._reaped(self.pidfd)
 
     def _release(self, kill: bool) -> None:
         self.closed = True
@@ -229,6 +236,7 @@ class Port(_Resource):
                 pass
             if self.child.poll() is None and self.pidfd >= 0:
                 _REAPING[self.pidfd] = self  # reaped when its pidfd says it has ended
+                self.io.owned.setdefault(CLOSING, []).append(self)  # (or at the node's end)
                 poller.add_reader(self.pidfd, lambda fd=self.pidfd: self._reaped(fd))
                 return
         if self.pidfd >= 0:
@@ -241,30 +249,13 @@ class Port(_Resource):
         if self.child.returncode is None:  # pragma: no cover
             return
         _REAPING.pop(fd, None)
+        self.io.disown(_Key(CLOSING), self)
         self.io.poller.remove(fd)
         os.close(fd)
         self.pidfd = -1
 
 
 _REAPING: dict[int, Port] = {}  # pidfd -> a killed child not reaped yet
-
-
-def close_all() -> None:
-    """The node stops: every child of this OS process is killed and reaped before it goes."""
-    for res in handles.live():
-        if isinstance(res, Port):
-            res.close()
-    for fd, port in list(_REAPING.items()):
-        try:
-            port.child.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
-            pass
-        _REAPING.pop(fd, None)
-        try:
-            port.io.poller.remove(fd)
-            os.close(fd)
-        except OSError:  # pragma: no cover
-            pass
 
 
 def _drop_inherited() -> None:

@@ -127,6 +127,7 @@ class _Resource:
         pass
 
 
+CLOSING = "closing"  # IoService.owned key of resources still finishing (no pid has it): the node's end ends them
 AWAITED: dict[int, list] = {}  # pid key -> resources handed to it while it ran on another scheduler
 
 
@@ -431,8 +432,11 @@ class TcpSocket(_Resource):
 
     def close(self) -> None:
         """tcp/close, or its owner ended: nobody reads or sends any more; bytes already sent
-        are still written (the fd lingers until they are, or the node ends)."""
+        are still written (the fd lingers until they are, or the node ends: the I/O service
+        closes it again, and then it goes at once)."""
         if self.closed:
+            if self.lingering:
+                self._release()
             return
         self.closed = True
         handles.forget(self.handle)
@@ -449,11 +453,15 @@ class TcpSocket(_Resource):
         if self.wbuf:
             self.lingering = True
             _LINGERING.add(self)
+            self.io.owned.setdefault(CLOSING, []).append(self)  # (the node's end releases it)
         else:
             self._release()
 
     def _release(self) -> None:
-        _LINGERING.discard(self)
+        if self.lingering:
+            self.lingering = False
+            _LINGERING.discard(self)
+            self.io.disown(_Key(CLOSING), self)
         self.io.poller.remove(self.fd)
         self.writing = self.reading = False
         try:
@@ -464,15 +472,6 @@ class TcpSocket(_Resource):
 
 _LINGERING: set[TcpSocket] = set()  # closed sockets still writing their last bytes
 
-
-
-def close_all() -> None:
-    """The node stops: every socket and listener of this OS process is closed now."""
-    for res in handles.live():
-        if isinstance(res, (TcpSocket, TcpListener)):
-            res.close()
-    for s in list(_LINGERING):
-        s._release()
 
 
 def _drop_inherited() -> None:

@@ -180,3 +180,70 @@ def test_handles_travel_in_the_codec() -> None:
     bad = codec.encode(Handle("socket", 2, 7)).replace(b"socket", b"sucket")
     with pytest.raises(codec.CodecError, match="malformed handle"):
         codec.decode(bad)
+
+
+
+def test_close_writes_what_was_sent_first() -> None:
+    """A socket closed with bytes the kernel has not taken yet still delivers them all, then the
+    end (its descriptor lingers until they are written); the node's end releases it at once."""
+    from types import SimpleNamespace
+
+    from lispvm.scheduler.poller import Poller
+    from lispvm.scheduler.tcp import CLOSING, TcpSocket
+
+    class Io:  # what a TcpSocket asks of its scheduler's I/O service
+        def __init__(self) -> None:
+            self.sched = SimpleNamespace(id=0, procs={}, node=None)
+            self.poller = Poller()
+            self.owned: dict = {}
+
+        def own(self, proc, res) -> None:
+            self.owned.setdefault(proc.pid.key, []).append(res)
+
+        def disown(self, proc, res) -> None:
+            key = proc.key if hasattr(proc, "key") else proc.pid.key
+            if res in self.owned.get(key, []):
+                self.owned[key].remove(res)
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    listener.close()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the kernel takes little of it
+    io = Io()
+    owner = SimpleNamespace(pid=SimpleNamespace(key=1))
+    sock = TcpSocket(io, owner, server)
+    payload = b"0123456789" * 20_000
+    assert sock.try_send(payload)  # (under the high-water mark: the sender goes on)
+    assert sock.wbuf, "the kernel took everything: nothing would linger"
+    sock.close()
+    assert sock.lingering and io.owned[CLOSING] == [sock]
+    got = bytearray()
+    client.setblocking(False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        io.poller.poll(0.05)
+        try:
+            data = client.recv(1 << 20)
+        except BlockingIOError:
+            continue
+        if not data:
+            break
+        got += data
+    client.close()
+    assert bytes(got) == payload
+    assert not sock.lingering and io.owned[CLOSING] == [] and sock.sock.fileno() == -1
+    # the node's end closes what it holds again: a lingering socket goes at once
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    listener.close()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sock = TcpSocket(io, owner, server)
+    sock.try_send(payload)
+    sock.close()
+    assert sock.lingering
+    for res in list(io.owned[CLOSING]):
+        res.close()
+    assert not sock.lingering and sock.sock.fileno() == -1 and io.owned[CLOSING] == []
+    client.close()
