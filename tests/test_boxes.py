@@ -175,7 +175,9 @@ def test_storing_onto_the_previous_value_does_not_rescan_it(monkeypatch: pytest.
     monkeypatch.setattr(values, "BOXES_MADE", True)
     p = _proc(5)
     cell = GlobalCell("log")
-    old = Cons(Vec(_Poison()), None)  # type: ignore[arg-type]
+    poisoned = Vec(())
+    poisoned.items = _Poison()  # type: ignore[assignment]  # (the constructor would iterate it)
+    old = Cons(poisoned, None)
     cell.boxfree = old
     new = Cons(1, old)
     assert boxes.for_global(p, new, cell) is new and cell.boxfree is new
