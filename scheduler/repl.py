@@ -504,7 +504,7 @@ def help_text(what: Any) -> str:
     """The help for a name (a symbol, a string or a function value), or how to ask for it."""
     from .repl_help import HELP
 
-    if what is None:
+    if what is None or (what.__class__ is Sym and what.name == "help"):
         return ("(help 'name) shows what a builtin, special form or function does: (help 'list/map).\n"
                 "Functions defined at the prompt show their parameters and docstring:\n"
                 "  (def twice (x) \"Two times x.\" (* 2 x))\n"
