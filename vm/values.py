@@ -232,9 +232,6 @@ class Map:
     def __hash__(self) -> int:
         return lisp_hash(self)
 
-    def __len__(self) -> int:
-        return len(self.m)
-
     def __repr__(self) -> str:
         return to_repr(self)
 
