@@ -340,6 +340,7 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
     return doctor(sys.stdout)
 
 
+@_guard
 def cmd_trace(ns: argparse.Namespace) -> int:
     from .trace import to_chrome
 
