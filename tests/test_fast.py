@@ -727,17 +727,18 @@ def test_a_compiled_loop_is_preempted_at_its_head(schedulers: int, monkeypatch: 
 
 
 def test_recursion_deeper_than_python_stays_interpreted(monkeypatch: pytest.MonkeyPatch) -> None:
-    """even?/odd? a million deep and count 100,000 deep: after one RecursionError the functions
-    that filled the stack stay interpreted (no round after round of unwinding)."""
+    """even?/odd? a million deep (after one RecursionError) and count 100,000 deep (its budget
+    ends thousands of frames deep in itself) stay interpreted: no round after round of filling
+    Python's stack and unwinding it."""
     deep: list[str] = []
-    orig = fast.FastTier.too_deep
+    orig = fast.FastTier.stay_interpreted
 
-    def spy(self: fast.FastTier, compiled: list) -> None:
+    def spy(self: fast.FastTier, protos: set) -> None:
         before = set(self.refused)
-        orig(self, compiled)
+        orig(self, protos)
         deep.extend(sorted(p.name for p in self.refused - before))
 
-    monkeypatch.setattr(fast.FastTier, "too_deep", spy)
+    monkeypatch.setattr(fast.FastTier, "stay_interpreted", spy)
     src = PROGRAM.split("(def sum ")[0]
     assert run(src) == ("100000\ntrue true\n", "", 0)
     assert {"count", "even?", "odd?"} <= set(deep) and len(deep) == len(set(deep)), deep

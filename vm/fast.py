@@ -111,7 +111,8 @@ def _rwait() -> None:
 class _Info:
     """What the unwinder needs to know about one compiled prototype."""
 
-    __slots__ = ("proto", "lines", "cols", "safe", "canonical", "upvals", "code", "source", "restart", "wait")
+    __slots__ = ("proto", "lines", "cols", "safe", "canonical", "upvals", "code", "source", "restart", "wait",
+                 "names")
 
     def __init__(self, proto: Proto) -> None:
         self.proto = proto
@@ -126,6 +127,7 @@ class _Info:
         self.upvals = bool(proto.upvals)  # made per closure (upvalues, SELF): `_cl` is a local
         self.restart: dict[int, int] = {}  # call pc -> first folded instruction's pc
         self.wait = -1  # a receive loop's RECVWAIT pc (see _Gen.receive_loop), else -1
+        self.names = tuple(f"r{i}" for i in range(proto.nregs))  # the registers' local names
 
 
 class _CannotCompile(Exception):
@@ -405,13 +407,21 @@ class FastTier:
         if isinstance(exc, RecursionError):
             self.too_deep(compiled)
         for k, (info, tb) in enumerate(compiled):
-            if k < innermost and tb.tb_lasti not in info.safe and \
-                    info.lines.get(tb.tb_lineno, (0, None))[1] == "tail":
-                continue  # its result is its callee's: the frame is not needed (nor its locals)
+            if k < innermost and tb.tb_lasti not in info.safe:
+                # a frame waiting for its callee (thousands of them after a deep recursion):
+                # its interpreter frame goes on after the call with the callee's result
+                pc, kind, dst = info.lines.get(tb.tb_lineno, (None, None, 0))
+                if kind == "tail":
+                    continue  # its result is its callee's: the frame is not needed (nor its locals)
+                if pc is not None:
+                    loc = tb.tb_frame.f_locals
+                    frames.append((loc.get("_cl", info.canonical) if info.upvals else info.canonical,
+                                   info.proto.dcode, pc + 1, list(map(loc.get, info.names)), dst))
+                    continue
             f = tb.tb_frame
             loc = f.f_locals
             p = info.proto
-            regs = [loc.get(f"r{i}") for i in range(p.nregs)]
+            regs = list(map(loc.get, info.names))
             cl = loc.get("_cl", info.canonical) if info.upvals else info.canonical
             entry = tb.tb_lasti in info.safe
             if entry:  # at RESUME or a loop head: the frame restarts its body (or a loop) from here
@@ -465,7 +475,13 @@ class FastTier:
         counts: dict[Proto, int] = {}
         for info, _ in compiled:
             counts[info.proto] = counts.get(info.proto, 0) + 1
-        deep = {p for p, n in counts.items() if n >= _DEEP_FRAMES and p.fast is not None and p not in self.servers}
+        self.stay_interpreted({p for p, n in counts.items() if n >= _DEEP_FRAMES})
+
+    def stay_interpreted(self, protos: set[Proto]) -> None:
+        """These prototypes recurse too deep for compiled code (see too_deep, and the loop's
+        budget end in a deep self-recursion, vm/loopsupport.py _budget_out): interpreted from now
+        on (server loops aside), also when called from compiled code."""
+        deep = {p for p in protos if p not in self.servers}
         for p in deep:
             p.fast = None
             p.arity = -1 if p.rest else p.nparams

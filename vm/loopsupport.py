@@ -30,6 +30,7 @@ from .state import HALT_FRAME
 from .values import UNDEF, Builtin, Closure, Cons, intern, note_box, to_pylist, type_name
 
 _LOOP = BY_NAME["LOOP"].num  # the marker before a `loop`'s head (_budget_out's OSR entry)
+_DEEP_STACK = 3000  # interpreter frames under a function's budget end that make it a deep recursion
 
 __all__ = ["python_error", "operand_error", "fault_index", "list_of", "undefined_global", "not_a_cons", "INFINITY",
            "for_global", "key_of", "touch", "note_box", "product_too_large", "short_repr", "BadBytecode"]
@@ -153,6 +154,10 @@ def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any, re
     once per budget, never per instruction."""
     if tier is not None:
         p = cl.proto
+        if pc == 0 and len(proc.frames) > _DEEP_STACK and proc.frames[-1][0].proto is p and p not in tier.refused:
+            # a self-recursion thousands of frames deep: compiled, it would fill Python's stack
+            # and be unwound into interpreter frames, which costs more than it saved
+            tier.stay_interpreted({p})
         just = p.fast is None and tier.compile(p)  # False at once for a prototype it refused
         if p.fast is not None and pc == 0 and not p.rest:
             go = len(p.code)  # the GOFAST tuple
