@@ -1197,7 +1197,10 @@ def b_os_pid() -> int:
     return ctx.host.os_pid()
 
 
-from . import gpu  # noqa: E402,F401  (registers the gpu/ builtins, after these: the table keeps its order)
-from . import net_builtins  # noqa: E402,F401  (registers tcp/ and port/, LANGUAGE.md section 14)
-from . import io_builtins  # noqa: E402,F401  (files, standard input, environment: LANGUAGE.md section 14)
-from . import python  # noqa: E402,F401  (py/ builtins, behind --allow-python: LANGUAGE.md section 14)
+# The other modules of builtins register theirs after these (the table keeps its order).
+from . import (  # noqa: E402
+    gpu,  # noqa: F401  (the gpu/ builtins)
+    io_builtins,  # noqa: F401  (files, standard input, environment: LANGUAGE.md section 14)
+    net_builtins,  # noqa: F401  (tcp/ and port/, LANGUAGE.md section 14)
+    python,  # noqa: F401  (py/ builtins, behind --allow-python: LANGUAGE.md section 14)
+)
