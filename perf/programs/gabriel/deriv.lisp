@@ -1,0 +1,17 @@
+; Gabriel's deriv: the symbolic derivative of 3x^2 + ax^2 + bx + 5, taken R times (argument R,
+; default 1000); prints the number of leaves of all the results together.
+(def deriv (a)
+  (cond ((not (list? a)) (if (== a 'x) 1 0))
+        ((== (head a) '+) (cons '+ (list/map deriv (tail a))))
+        ((== (head a) '-) (cons '- (list/map deriv (tail a))))
+        ((== (head a) '*) (list '* a (cons '+ (list/map (fn (b) (list '/ (deriv b) b)) (tail a)))))
+        ((== (head a) '/)
+         (let ((u (nth a 1)) (v (nth a 2)))
+           (list '- (list '/ (deriv u) v) (list '/ u (list '* v v (deriv v))))))
+        (true (error "deriv: no rule"))))
+(def leaves (t)
+  (if (list? t) (list/reduce (fn (acc c) (+ acc (leaves c))) 0 t) 1))
+(def expr '(+ (* 3 x x) (* a x x) (* b x) 5))
+(def args (sys/args))
+(def r (if (empty? args) 1000 (parse-int (head args))))
+(print (loop ((i 0) (acc 0)) (if (== i r) acc (recur (+ i 1) (+ acc (leaves (deriv expr)))))))

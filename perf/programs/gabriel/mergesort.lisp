@@ -1,0 +1,26 @@
+; Mergesort of N pseudo-random integers (argument N, default 100000) on lists; prints a checksum
+; of the sorted list (the sum of index * value, modulo 1000000007).
+(def randoms (n)
+  (loop ((i 0) (x 42) (acc nil))
+    (if (== i n) acc
+        (let ((x2 (mod (+ (* x 1103515245) 12345) 2147483648)))
+          (recur (+ i 1) x2 (cons x2 acc))))))
+(def split-at (xs k)
+  (loop ((xs xs) (k k) (front nil))
+    (if (== k 0) (list (reverse front) xs) (recur (tail xs) (- k 1) (cons (head xs) front)))))
+(def merge (a b)
+  (loop ((a a) (b b) (acc nil))
+    (cond ((empty? a) (append (reverse acc) b))
+          ((empty? b) (append (reverse acc) a))
+          ((<= (head a) (head b)) (recur (tail a) b (cons (head a) acc)))
+          (true (recur a (tail b) (cons (head b) acc))))))
+(def msort (xs n)
+  (if (< n 2) xs
+      (let ((k (div n 2)) (halves (split-at xs k)))
+        (merge (msort (head halves) k) (msort (nth halves 1) (- n k))))))
+(def checksum (xs)
+  (loop ((xs xs) (i 0) (acc 0))
+    (if (empty? xs) acc (recur (tail xs) (+ i 1) (mod (+ acc (* i (head xs))) 1000000007)))))
+(def args (sys/args))
+(def n (if (empty? args) 100000 (parse-int (head args))))
+(print (checksum (msort (randoms n) n)))
