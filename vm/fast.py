@@ -34,13 +34,19 @@ How it holds the VM's promises:
   the line table maps a generated line to its pc, and the column table the bytecode's columns
   (co_positions) to an argument folded into that line's call. Caught by compiled `try` as Python
   try/except, or by interpreter frames below after the unwind.
-- Of the functions with `receive`, only server loops are compiled: a function that is one
-  `receive` without `after` whose clauses end the function (_Gen.receive_loop). The loop resumes
-  such a function in compiled code at its RECVWAIT when a message comes, and its wait then
-  returns WAITING instead of unwinding; called from elsewhere, its wait raises _Wait and unwinds
-  like a preemption. Every other receive is the interpreter's: calls from compiled code to such
-  a function run a nested interpreter; if it waits, its frames are stitched on top of the
-  unwound ones.
+- Server loops (a function that is one `receive` without `after` whose clauses end the
+  function, _Gen.receive_loop) are resumed by the loop in compiled code at their RECVWAIT when a
+  message comes, and their wait returns WAITING instead of unwinding; called from elsewhere, the
+  wait raises _Wait and unwinds like a preemption. Any other receive is compiled as a scan of the
+  mailbox whose clauses run compiled (_Gen.receive_block); when no message matches, _Wait
+  unwinds the frame to its RECVWAIT and the interpreter waits (and runs an `after` body).
+- A `loop` is a Python while loop (_Gen.loop_block); its JUMP_BACKWARD is a safe point that
+  resumes at the loop's head. A loop running in the interpreter is entered in compiled code at
+  its head when its budget ends there (FastTier.osr: the loop compiled on its own, on-stack
+  replacement).
+- Recursion deeper than Python's stack stays interpreted (FastTier.stay_interpreted): a
+  function whose compiled frames filled the stack (RecursionError), or whose budget ends
+  thousands of frames deep in itself.
 """
 
 from __future__ import annotations
