@@ -28,7 +28,8 @@ from typing import Any
 
 from common import PERF_DIR, format_rows
 
-BENCHES = ["fib", "add", "startup", "ring", "spawn", "pingpong", "stream", "parallel", "memory", "gpu", "maps", "tiers"]
+BENCHES = ["fib", "add", "startup", "ring", "spawn", "pingpong", "stream", "parallel", "memory", "gpu", "maps", "tiers",
+           "gabriel", "savina"]
 
 
 def machine() -> str:
@@ -53,6 +54,9 @@ def markdown(summaries: list[dict[str, Any]]) -> list[str]:
             out.append(f"| {r['label']} | {r['text']} | {r['target']} | {r['verdict']} | {r['raw']} |")
         for what, why in s["unavailable"]:
             out.append(f"| {what} | - | - | not available | {why} |")
+        for g in s.get("geomeans", []):
+            out.append(f"| geometric mean, {g['label']} ({g['rows']} rows) | {g['ratio']:.2f}x | {g['target']} "
+                       f"| {g['verdict']} | |")
     return out
 
 
@@ -99,6 +103,9 @@ def main() -> int:
           f"pyperf {'default runs' if a.full else '--fast'}, {time.monotonic() - started:.0f} s in all")
     for s in summaries:
         print("\n".join(format_rows(s["title"], s["rows"], [tuple(u) for u in s["unavailable"]])))
+        for g in s.get("geomeans", []):  # written by bench_gabriel and bench_savina
+            print(f"geometric mean, {g['label']} ({g['rows']} rows): {g['ratio']:.2f}x  "
+                  f"target {g['target']} {g['verdict']}")
     if a.markdown:
         print()
         print("\n".join(markdown(summaries)))

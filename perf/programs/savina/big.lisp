@@ -1,0 +1,30 @@
+; Savina big: W processes, each sends M pings to pseudo-randomly chosen others and counts the
+; pongs; each ping is answered at once (arguments M and W, default 2000 and 100); prints the
+; total number of pongs.
+(def next-rand (x) (mod (+ (* x 1103515245) 12345) 2147483648))
+(def worker (id main)
+  (receive ((list 'peers ps m) (run id main ps (list/to-vec ps) m (next-rand (+ id 1)) 0))))
+(def run (id main ps vs left seed got)
+  (when (> left 0)
+    (send (vec/get vs (mod seed (vec/len vs))) (list 'ping (self))))
+  (serve id main vs left seed got))
+(def serve (id main vs left seed got)
+  (receive
+    ((list 'ping from) (send from 'pong) (serve id main vs left seed got))
+    ('pong
+     (let ((g (+ got 1)))
+       (if (== left 1)
+           (do (send main (list 'done g)) (serve id main vs 0 seed g))
+           (let ((s (next-rand seed)))
+             (send (vec/get vs (mod s (vec/len vs))) (list 'ping (self)))
+             (serve id main vs (- left 1) s g)))))
+    ('stop 'ok)))
+(def args (sys/args))
+(def m (if (empty? args) 2000 (parse-int (head args))))
+(def w (if (< (length args) 2) 100 (parse-int (nth args 1))))
+(def me (self))
+(def ws (list/map (fn (i) (spawn worker i me)) (list/range w)))
+(loop ((p ws)) (when (not (empty? p)) (send (head p) (list 'peers ws m)) (recur (tail p))))
+(def total (if (== m 0) 0 (loop ((i 0) (acc 0)) (if (== i w) acc (recur (+ i 1) (+ acc (receive ((list 'done g) g))))))))
+(loop ((p ws)) (when (not (empty? p)) (send (head p) 'stop) (recur (tail p))))
+(print total)
