@@ -452,6 +452,77 @@ def b_contains(x: Any, xs: Any) -> Bool:
     return _b(any(lisp_eq(x, e) for e in check_list("list/contains?", xs)))
 
 
+# Builtins that list/map, list/filter and list/reduce may call in one Python loop (vm/prelude.lisp
+# asks sys/native-fn? first): they compute a value from their arguments and nothing else, so
+# calling them from a builtin cannot block the process, read its context or call back into Lisp.
+_NATIVE_NAMES = (
+    "+ - * / div mod abs min max == = != < > <= >= not compare quot rem float int "
+    "math/sin math/cos math/tan math/sqrt math/exp math/log math/pow math/floor math/ceil math/round "
+    "bit/and bit/or bit/xor bit/not bit/shl bit/shr "
+    "list cons head tail empty? length nth reverse append list/range list/sort list/contains? "
+    "vector vec/get vec/len vec/to-list list/to-vec vec/set vec/push vec/slice "
+    "map/get map/put map/remove map/has? map/size map/keys map/vals map/to-list map/merge "
+    "str str/length str/split str/join repr symbol parse-int parse-float str/sub str/upper str/lower "
+    "str/trim str/find str/replace str/starts-with? str/ends-with? str/chars "
+    "int? float? number? string? symbol? list? vector? fn? pid? nil? bool? map?"
+).split()
+_native: set[Any] = set()  # the Builtin objects of _NATIVE_NAMES, filled on first use
+
+
+def _native_fn(f: Any) -> Any:
+    """The Python callable of `f` if it is one of the builtins of _NATIVE_NAMES, else None."""
+    if not _native:
+        _native.update(BUILTINS[n] for n in _NATIVE_NAMES if n in BUILTINS)
+    return f.fn if f in _native else None
+
+
+@builtin("sys/native-fn?")
+def b_native_fn(f: Any) -> Bool:
+    """Whether list/map, list/filter and list/reduce may apply `f` in one builtin call."""
+    return _b(f.__class__ is Builtin and _native_fn(f) is not None)
+
+
+@builtin("sys/map-native")
+def b_map_native(f: Any, xs: Any) -> Any:
+    """list/map of a builtin that sys/native-fn? accepts: one Python loop."""
+    fn = _native_fn(f)
+    if fn is None:
+        raise badarg(f"sys/map-native: not a plain builtin: {short_repr(f)}")
+    return from_list([fn(x) for x in check_list("list/map", xs)])
+
+
+@builtin("sys/filter-native")
+def b_filter_native(f: Any, xs: Any) -> Any:
+    """list/filter of a builtin that sys/native-fn? accepts: Lisp truth is anything but false
+    and nil."""
+    fn = _native_fn(f)
+    if fn is None:
+        raise badarg(f"sys/filter-native: not a plain builtin: {short_repr(f)}")
+    out = []
+    for x in check_list("list/filter", xs):
+        r = fn(x)
+        if r is not None and r is not FALSE:
+            out.append(x)
+    return from_list(out)
+
+
+@builtin("sys/reduce-native")
+def b_reduce_native(f: Any, acc: Any, xs: Any) -> Any:
+    """list/reduce of a builtin that sys/native-fn? accepts; `+` over numbers is Python's sum."""
+    fn = _native_fn(f)
+    if fn is None:
+        raise badarg(f"sys/reduce-native: not a plain builtin: {short_repr(f)}")
+    items = check_list("list/reduce", xs)
+    if fn is b_add and acc.__class__ in _SUMMABLE and all(x.__class__ in _SUMMABLE for x in items):
+        return sum(items, acc)
+    for x in items:
+        acc = fn(acc, x)
+    return acc
+
+
+_SUMMABLE = frozenset((int, float))
+
+
 # --- vectors ------------------------------------------------------------------------------
 
 @builtin("vector")
@@ -641,8 +712,25 @@ def b_map_merge(m1: Any, m2: Any) -> Map:
 
 # --- strings ------------------------------------------------------------------------------
 
+_SMALL_INT = 1 << 64  # an int below this prints in at most 20 digits and a sign
+
+
 @builtin("str")
 def b_str(*args: Any) -> str:
+    # strings, floats and machine-size ints (what str is mostly given) are measured here in one
+    # pass; anything else takes the careful walk of _printable
+    size = 0
+    for x in args:
+        c = x.__class__
+        if c is str:
+            size += len(x)
+        elif c is float or (c is int and -_SMALL_INT < x < _SMALL_INT):
+            size += 32
+        else:
+            size = -1
+            break
+    if 0 <= size <= MAX_TEXT:
+        return "".join([x if x.__class__ is str else repr(x) for x in args])
     _printable("str", "the string", args)
     return "".join(to_str(x) for x in args)
 
@@ -662,7 +750,11 @@ def b_str_split(s: Any, sep: Any) -> Any:
 def b_str_join(sep: Any, xs: Any) -> str:
     sep = check_str("str/join", sep)
     items = check_list("str/join", xs)
-    _printable("str/join", "the joined string", items, extra=len(sep) * max(0, len(items) - 1))
+    extra = len(sep) * max(0, len(items) - 1)
+    if all(x.__class__ is str for x in items):  # the usual case: sizes at C speed, no conversion
+        if extra + sum(map(len, items)) <= MAX_TEXT:
+            return sep.join(items)
+    _printable("str/join", "the joined string", items, extra=extra)
     return sep.join(to_str(x) for x in items)
 
 

@@ -5,16 +5,20 @@
 
 (def sys/map-loop (f xs acc)
   (if (empty? xs) (reverse acc) (sys/map-loop f (tail xs) (cons (f (head xs)) acc))))
-(def list/map (f xs) (sys/map-loop f xs nil))
+; a builtin that only computes a value (sys/native-fn?) is applied in one Python loop instead
+(def list/map (f xs) (if (sys/native-fn? f) (sys/map-native f xs) (sys/map-loop f xs nil)))
 
 (def sys/filter-loop (pred xs acc)
   (if (empty? xs)
       (reverse acc)
       (sys/filter-loop pred (tail xs) (if (pred (head xs)) (cons (head xs) acc) acc))))
-(def list/filter (pred xs) (sys/filter-loop pred xs nil))
+(def list/filter (pred xs)
+  (if (sys/native-fn? pred) (sys/filter-native pred xs) (sys/filter-loop pred xs nil)))
 
+(def sys/reduce-loop (f acc xs)
+  (if (empty? xs) acc (sys/reduce-loop f (f acc (head xs)) (tail xs))))
 (def list/reduce (f acc xs)
-  (if (empty? xs) acc (list/reduce f (f acc (head xs)) (tail xs))))
+  (if (sys/native-fn? f) (sys/reduce-native f acc xs) (sys/reduce-loop f acc xs)))
 
 (def apply (f & args) (apply f (sys/spread args)))
 
