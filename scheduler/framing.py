@@ -9,6 +9,11 @@ Must never: block (a socket call that would wait returns, and the caller polls t
 what a frame means (scheduler/events.py and cluster.py do), unpickle anything, or drop bytes of
 a peer that is still connected.
 
+Frames: a message between processes (a cluster "ev" event of kind "m", the commonest by far)
+travels as a fixed header (MESSAGE: the receiver's pid key, the sender's key and the pair's
+sequence number) followed by the message's codec term, so that only the message itself is
+walked by the codec (encode_event, decode_event); every other event is one codec term.
+
 Use: queue, then flush (True while bytes are left: poll the fd for writability and call write
 again); read (decoded terms) or read_payloads (undecoded) when the fd is readable. The cluster's
 links are Channels (scheduler/transport.py, class Link). The device process's wire has a frame
@@ -19,16 +24,77 @@ of its own, with arrays and file descriptors beside the term and ends that block
 from __future__ import annotations
 
 import socket
+import struct
 import sys
 from typing import Any
 
-from ..vm.codec import MAX_MESSAGE, CodecError, FrameReader, decode, encode_frame
+from ..vm.codec import MAX_MESSAGE, CodecError, FrameReader, TooLarge, Unsendable, decode, encode, encode_frame
+from ..vm.values import Pid
 
-__all__ = ["Channel", "RECV_SIZE"]
+__all__ = ["Channel", "RECV_SIZE", "decode_event", "encode_event"]
 
 # Bytes asked of one recv: recv(n) allocates n bytes first, so a larger size costs every small
 # read (docs/performance.md, "Scheduler decisions").
 RECV_SIZE = 65536
+
+# The first byte of a message frame's payload (a codec term's first byte is codec.VERSION): a
+# message numbered within its pair (MSG_SEQ), or one without a sender process (a timer's, MSG_BARE).
+MSG_SEQ, MSG_BARE = 0xF1, 0xF0
+MESSAGE = struct.Struct("<QBQQQ")  # frame length, mark, receiver's pid key, sender's pid key, sequence number
+_HEAD = struct.Struct("<BQQQ")  # the same header read back, without the frame length
+_HEAD_SIZE = _HEAD.size
+_U64 = 1 << 64
+_PIDS: dict[int, Pid] = {}  # receivers' pids decoded (immutable values), reused up to _PIDS_MAX
+_PIDS_MAX = 4096
+
+
+def encode_event(ev: tuple) -> bytes:
+    """The frame for a cluster event (decode_event reads it back): a message to a process as
+    a MESSAGE header and its item's codec term, anything else as one codec term. TooLarge (with
+    nothing queued) if the payload is over vm.codec.MAX_MESSAGE, as encode_frame."""
+    if ev[0] == "ev" and len(ev) == 6 and ev[4] == "m":
+        pid, skey, seq = ev[1], ev[2], ev[3]
+        if pid.__class__ is Pid and pid.node < 4096 and 0 <= pid.key < _U64:
+            if skey is None and seq is None:
+                mark, skey, seq = MSG_BARE, 0, 0
+            elif skey.__class__ is int and seq.__class__ is int and 0 <= skey < _U64 and 0 <= seq < _U64:
+                mark = MSG_SEQ
+            else:
+                return encode_frame(ev)
+            try:
+                body = encode(ev[5], limit=MAX_MESSAGE - _HEAD_SIZE)
+            except Unsendable:
+                raise
+            except TooLarge as e:  # said of the whole message, as encode_frame says it
+                size = getattr(e, "size", 0) + _HEAD_SIZE
+                err = TooLarge(f"encoded message larger than the limit of {MAX_MESSAGE:,} bytes "
+                               f"(at least {size:,})")
+                err.size, err.limit = size, MAX_MESSAGE
+                raise err from None
+            return MESSAGE.pack(len(body) + _HEAD_SIZE, mark, pid.key, skey, seq) + body
+    return encode_frame(ev)
+
+
+def decode_event(payload: bytes) -> Any:
+    """The event in one frame's payload (encode_event's); CodecError for anything malformed.
+    The message itself is decoded by the codec, with all its checks."""
+    if not payload or payload[0] < MSG_BARE:
+        return decode(payload)
+    if len(payload) < _HEAD_SIZE:
+        raise CodecError("truncated message header")
+    mark, key, skey, seq = _HEAD.unpack_from(payload)
+    if mark == MSG_SEQ:
+        pass
+    elif mark == MSG_BARE and skey == 0 and seq == 0:
+        skey = seq = None
+    else:
+        raise CodecError(f"unknown frame mark {mark}")
+    pid = _PIDS.get(key)
+    if pid is None:
+        if len(_PIDS) >= _PIDS_MAX:
+            _PIDS.clear()
+        pid = _PIDS[key] = Pid(key & 0xFFF, key >> 12)
+    return ("ev", pid, skey, seq, "m", decode(payload[_HEAD_SIZE:]))
 
 
 class Channel:
@@ -113,7 +179,7 @@ class Channel:
         if not payloads:
             return payloads
         try:
-            return [decode(payload) for payload in payloads]
+            return [decode_event(payload) for payload in payloads]
         except CodecError as e:
             self.malformed(e)
             return None
