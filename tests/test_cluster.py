@@ -962,8 +962,9 @@ def test_events_queued_for_a_starting_scheduler_are_sent_when_it_connects_first(
     exists: the waiting events must go first on that link (they stayed in pending_out for
     ever, and the process was lost, under chaos on 4 schedulers)."""
     from lispvm.scheduler.cluster import Worker
+    from lispvm.scheduler.framing import decode_event
     from lispvm.scheduler.node import load_program
-    from lispvm.vm.codec import FrameReader, decode
+    from lispvm.vm.codec import FrameReader
     from lispvm.vm.process import Globals
     from lispvm.vm.values import Pid
     from support import compile_text
@@ -981,7 +982,8 @@ def test_events_queued_for_a_starting_scheduler_are_sent_when_it_connects_first(
         node.emit(3, ("ev", pid, None, None, "m", "second"))
         node.on_peer(link, ("peer", 3))  # the hub's news that 3 exists
         assert 3 not in node.pending_out
-        sent = [decode(p)[5] for p in FrameReader().feed(b"".join(link.out)) if decode(p)[0] == "ev"]
+        evs = [decode_event(p) for p in FrameReader().feed(b"".join(link.out))]
+        sent = [ev[5] for ev in evs if ev[0] == "ev"]
         assert sent == ["first", "second"]
     finally:
         b.close()
