@@ -17,7 +17,7 @@ from ..vm import builtins as B
 from ..vm import fast, lbc, process
 from ..vm.process import Globals
 from ..vm.state import VM
-from . import chaos
+from . import chaos, gc_policy
 from .node import LocalNode, load_program
 
 __all__ = ["run_program"]
@@ -53,6 +53,7 @@ def _run(data: bytes, argv: list[str], schedulers: int | None, reductions: int, 
         tracer = make_tracer(trace, 0)
     vm = VM()  # this OS process's: its scheduler and fast tier share it
     tier = fast.enable(vm, globals_, reductions) if jit else None
+    gc_saved = gc_policy.apply()  # what is loaded now lives as long as the run
     try:
         if n <= 1 or clock is not None:  # a virtual clock only makes sense in one OS process
             return LocalNode(module, globals_, list(argv), reductions, tracer, out, err, clock, vm=vm).run()
@@ -60,6 +61,7 @@ def _run(data: bytes, argv: list[str], schedulers: int | None, reductions: int, 
 
         return run_cluster(data, module, globals_, list(argv), n, reductions, tracer, trace, jit, out, err, vm=vm)
     finally:
+        gc_policy.restore(gc_saved)
         if tier is not None:
             fast.disable(vm)
         # Nothing of this OS process may keep the finished run's values alive for later runs here
