@@ -32,7 +32,11 @@ from functools import cmp_to_key
 from typing import Any
 
 from immutables import Map as _IMap
-from pyrsistent import pvector
+
+try:  # pyrsistent's C vector alone: the whole pyrsistent package is slow to import (start-up)
+    from pvectorc import pvector
+except ImportError:  # no C extension on this platform: pyrsistent's Python one
+    from pyrsistent import pvector
 
 from .registry import Builtin  # a function written in Python: defined with the table of builtins
 
@@ -327,12 +331,16 @@ class Pid:
     slower (see docs/performance.md, "Pid keys").
     """
 
-    __slots__ = ("node", "num", "key")
+    __slots__ = ("node", "key")  # num is read from key: a waiting process is smaller without it
 
     def __init__(self, node: int, num: int) -> None:
         self.node = node  # index of the scheduler that spawned the process (part of the name only)
-        self.num = num  # serial number within that scheduler
         self.key = (num << 12) | node  # node-wide integer name (up to 4096 schedulers)
+
+    @property
+    def num(self) -> int:
+        """The serial number within the scheduler that spawned the process."""
+        return self.key >> 12
 
     def __eq__(self, other: object) -> bool:
         return other.__class__ is Pid and other.key == self.key  # type: ignore[attr-defined]
