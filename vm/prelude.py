@@ -15,7 +15,6 @@ from .lbc import Module, load, register
 from .opcodes import BY_NAME, decode_fields
 from .process import Globals
 from .values import Closure
-from .verify import verify
 
 __all__ = ["module", "names", "install", "LBC_PATH", "SOURCE_PATH"]
 
@@ -25,7 +24,11 @@ _CACHE: list[Module] = []
 
 
 def module(fresh: bool = False) -> Module:
-    """The prelude module, loaded and verified once per OS process.
+    """The prelude module, loaded once per OS process.
+
+    It is not verified here: the shipped prelude.lbc is made by our compiler and is part of the
+    installed package, like a .pyc, and tests/test_prelude.py verifies it; verifying it again at
+    every start was a large part of a hello world's start-up (docs/performance.md).
 
     Decoded code embeds the global cells of one table, so a second table in the same OS process
     (the compiler's, for macros) takes a `fresh` copy that is not registered for transport.
@@ -33,7 +36,6 @@ def module(fresh: bool = False) -> Module:
     if fresh or not _CACHE:
         with open(LBC_PATH, "rb") as f:
             m = load(f.read())
-        verify(m, frozenset(BUILTINS))
         if fresh:
             return m
         register(m)
