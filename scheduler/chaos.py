@@ -15,8 +15,10 @@ seed gives each scheduler the same sequence of choices on every run.
 from __future__ import annotations
 
 import os
-import random
-import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # random and socket are imported when chaos is on (Chaos), not by every start
+    import socket
 
 __all__ = ["ENV", "Chaos", "make", "seed"]
 
@@ -41,6 +43,8 @@ class Chaos:
     __slots__ = ("seed", "rng")
 
     def __init__(self, seed_: int, sid: int) -> None:
+        import random
+
         self.seed = seed_  # what LISPVM_CHAOS said, repeated in the failure line
         self.rng = random.Random(seed_ * 1000003 + sid)  # one stream per scheduler
 
@@ -71,6 +75,8 @@ class Chaos:
 
     def shrink(self, sock: socket.socket) -> None:
         """Give a new socket buffers of a few KB, so that writes fill them and must wait."""
+        import socket
+
         size = self.rng.choice((2048, 4096, 8192))
         for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
             try:
