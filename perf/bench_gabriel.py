@@ -2,8 +2,8 @@
 write (issue 16 item 6; the figure "geometric mean <= 1.5x, none above 3x").
 
 Programs (perf/programs/gabriel/*.lisp; their Python twins in perf/gabriel_py.py):
-tak (tak 18 12 6, 10 times), nqueens (8 queens on lists, 10 times), deriv (Gabriel's symbolic
-derivative, 2000 times), sieve (the primes below 20000 by filtering lists, 10 times), strings
+tak (tak 18 12 6, 50 times), nqueens (8 queens on lists, 10 times), deriv (Gabriel's symbolic
+derivative, 20,000 times), sieve (the primes below 20000 by filtering lists, 10 times), strings
 (join 10,000 numbers, split, bracket each, join again, 10 times), mandelbrot (a 120 x 120 grid,
 50 iterations), mergesort (a Lisp mergesort of 100,000 integers on lists), listsort (list/sort of
 the same integers). Each Lisp program prints a checksum; the manager runs every program once and

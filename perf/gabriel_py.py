@@ -152,9 +152,9 @@ def listsort(n: int) -> int:
 
 # name -> (function, argument of the measured run, argument of the start-up run)
 PROGRAMS = {
-    "tak": (tak_r, 10, 0),
+    "tak": (tak_r, 50, 0),
     "nqueens": (nqueens_r, 10, 0),
-    "deriv": (deriv_r, 2000, 0),
+    "deriv": (deriv_r, 20000, 0),
     "sieve": (sieve_r, 10, 0),
     "strings": (strings_r, 10, 0),
     "mandelbrot": (mandelbrot, 120, 0),
