@@ -22,6 +22,7 @@ freeze still happens). docs/performance.md ("The collector") has the measurement
 
 from __future__ import annotations
 
+import _thread  # (threading itself is not needed by a start that runs no threads)
 import gc
 import os
 
@@ -50,17 +51,25 @@ def settings(environ: dict | None = None) -> tuple[int, int, int] | None:
     return THRESHOLDS
 
 
+_LOCK = _thread.allocate_lock()
+_RUNS: list = [0, None]  # runs going on in this OS process, and what the first one found
+
+
 def apply() -> tuple | None:
     """Set up the collector for a run, once the program and the prelude are loaded: freeze what
     is loaded, raise the thresholds. Returns what `restore` needs to put things back (None when
-    nothing was changed)."""
+    nothing was changed). Runs that overlap in one OS process (threads) share the settings: the
+    last one to end puts back what the first one found."""
     wanted = settings()
     if wanted is None:
         return None
-    saved = (gc.get_threshold(), gc.get_freeze_count() == 0)
-    gc.freeze()  # everything allocated so far is the load's: it lives as long as the run
-    gc.set_threshold(*wanted)
-    return saved
+    with _LOCK:
+        _RUNS[0] += 1
+        if _RUNS[0] == 1:
+            _RUNS[1] = (gc.get_threshold(), gc.get_freeze_count() == 0)
+        gc.freeze()  # everything allocated so far is the load's: it lives as long as the run
+        gc.set_threshold(*wanted)
+    return ()
 
 
 def restore(saved: tuple | None) -> None:
@@ -68,7 +77,12 @@ def restore(saved: tuple | None) -> None:
     run: a test runner, the REPL, an embedding)."""
     if saved is None:
         return
-    thresholds, unfreeze = saved
-    gc.set_threshold(*thresholds)
-    if unfreeze:  # what this run froze becomes collectable again; an earlier freeze is not ours
-        gc.unfreeze()
+    with _LOCK:
+        _RUNS[0] -= 1
+        if _RUNS[0]:
+            return
+        thresholds, unfreeze = _RUNS[1]
+        _RUNS[1] = None
+        gc.set_threshold(*thresholds)
+        if unfreeze:  # what the runs froze becomes collectable again; an earlier freeze is not ours
+            gc.unfreeze()

@@ -114,6 +114,16 @@ def test_a_run_puts_the_collector_back_as_it_was(lbc: bytes) -> None:
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == frozen  # and put back
 
 
+def test_overlapping_runs_put_back_what_the_first_found() -> None:
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    first = gc_policy.apply()
+    second = gc_policy.apply()
+    gc_policy.restore(first)  # the first to end: the second still runs with the raised settings
+    assert gc.get_threshold() == gc_policy.THRESHOLDS
+    gc_policy.restore(second)
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == frozen
+
+
 def test_lispvm_gc_setting() -> None:
     assert gc_policy.settings({"LISPVM_GC": "default"}) is None
     assert gc_policy.settings({"LISPVM_GC": "1000, 5, 7"}) == (1000, 5, 7)
