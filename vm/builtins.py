@@ -213,6 +213,13 @@ builtin(">=")(lambda *args: _compare(">=", args, lambda a, b: a >= b))
 
 
 def _eq(*args: Any) -> Bool:
+    if len(args) == 2:  # the usual case, without the generator; symbols are interned
+        a, b = args
+        if a is b:
+            return TRUE
+        if a.__class__ is Sym or b.__class__ is Sym:
+            return FALSE
+        return TRUE if lisp_eq(a, b) else FALSE
     check_arity("==", args, 1)
     return _b(all(lisp_eq(args[i], args[i + 1]) for i in range(len(args) - 1)))
 
@@ -943,19 +950,20 @@ def b_str_format(fmt: Any, *args: Any) -> str:
 
 
 # --- predicates ---------------------------------------------------------------------------
+# (each a single expression: a call of _b per test was a measurable share of list-walking code)
 
-builtin("int?")(lambda x: _b(x.__class__ is int))
-builtin("float?")(lambda x: _b(x.__class__ is float))
-builtin("number?")(lambda x: _b(x.__class__ is int or x.__class__ is float))
-builtin("string?")(lambda x: _b(x.__class__ is str))
-builtin("symbol?")(lambda x: _b(x.__class__ is Sym))
-builtin("list?")(lambda x: _b(x is None or x.__class__ is Cons))
-builtin("vector?")(lambda x: _b(x.__class__ is Vec))
-builtin("fn?")(lambda x: _b(x.__class__ is Closure or x.__class__ is Builtin))
-builtin("pid?")(lambda x: _b(x.__class__ is Pid))
-builtin("ref?")(lambda x: _b(x.__class__ is Ref))
-builtin("nil?")(lambda x: _b(x is None))
-builtin("bool?")(lambda x: _b(x is TRUE or x is FALSE))
+builtin("int?")(lambda x: TRUE if x.__class__ is int else FALSE)
+builtin("float?")(lambda x: TRUE if x.__class__ is float else FALSE)
+builtin("number?")(lambda x: TRUE if x.__class__ is int or x.__class__ is float else FALSE)
+builtin("string?")(lambda x: TRUE if x.__class__ is str else FALSE)
+builtin("symbol?")(lambda x: TRUE if x.__class__ is Sym else FALSE)
+builtin("list?")(lambda x: TRUE if x is None or x.__class__ is Cons else FALSE)
+builtin("vector?")(lambda x: TRUE if x.__class__ is Vec else FALSE)
+builtin("fn?")(lambda x: TRUE if x.__class__ is Closure or x.__class__ is Builtin else FALSE)
+builtin("pid?")(lambda x: TRUE if x.__class__ is Pid else FALSE)
+builtin("ref?")(lambda x: TRUE if x.__class__ is Ref else FALSE)
+builtin("nil?")(lambda x: TRUE if x is None else FALSE)
+builtin("bool?")(lambda x: TRUE if x is TRUE or x is FALSE else FALSE)
 
 
 # --- output, errors, time, program ----------------------------------------------------------
