@@ -12,7 +12,10 @@ a peer that is still connected.
 Frames: a message between processes (a cluster "ev" event of kind "m", the commonest by far)
 travels as a fixed header (MESSAGE: the receiver's pid key, the sender's key and the pair's
 sequence number) followed by the message's codec term, so that only the message itself is
-walked by the codec (encode_event, decode_event); every other event is one codec term.
+walked by the codec (encode_event, decode_event); every other event is one codec term. Small
+messages (small_message: bounded immutable terms) may be queued unencoded; each run of them is
+encoded at the flush as one batch frame, their headers then one codec tuple of the messages
+(encode_queued, decode_batch), so that the codec's fixed cost is paid once per batch.
 
 Use: queue, then flush (True while bytes are left: poll the fd for writability and call write
 again); read (decoded terms) or read_payloads (undecoded) when the fd is readable. The cluster's
@@ -29,17 +32,26 @@ import sys
 from typing import Any
 
 from ..vm.codec import MAX_MESSAGE, CodecError, FrameReader, TooLarge, Unsendable, decode, encode, encode_frame
-from ..vm.values import Pid
+from ..vm.values import Bool, Cons, Pid, Sym
 
-__all__ = ["Channel", "RECV_SIZE", "decode_event", "encode_event"]
+__all__ = ["Channel", "RECV_SIZE", "decode_batch", "decode_event", "encode_event", "small_message"]
 
 # Bytes asked of one recv: recv(n) allocates n bytes first, so a larger size costs every small
 # read (docs/performance.md, "Scheduler decisions").
 RECV_SIZE = 65536
 
 # The first byte of a message frame's payload (a codec term's first byte is codec.VERSION): a
-# message numbered within its pair (MSG_SEQ), or one without a sender process (a timer's, MSG_BARE).
-MSG_SEQ, MSG_BARE = 0xF1, 0xF0
+# message numbered within its pair (MSG_SEQ), or one without a sender process (a timer's,
+# MSG_BARE); a batch of small messages (MSG_BATCH: a count, their headers, one codec tuple).
+MSG_SEQ, MSG_BARE, MSG_BATCH = 0xF1, 0xF0, 0xF2
+_COUNT = struct.Struct("<BI")  # a batch's mark and count
+_LEN = struct.Struct("<Q")
+BATCH_MAX = 1024  # messages in one batch frame (with small_message's bounds: far under MAX_MESSAGE)
+SMALL_ESTIMATE = 64  # bytes counted for a message queued unencoded (Transport.emit's PUSH_BYTES)
+_ATOMS = frozenset({int, float, Bool, bool, type(None), Pid})
+_I64 = 1 << 63
+_TEXT_MAX = 256  # characters of a string or symbol name in a small message
+_ELEMS_MAX = 8  # elements of a list or tuple in a small message
 MESSAGE = struct.Struct("<QBQQQ")  # frame length, mark, receiver's pid key, sender's pid key, sequence number
 _HEAD = struct.Struct("<BQQQ")  # the same header read back, without the frame length
 _HEAD_SIZE = _HEAD.size
@@ -75,14 +87,108 @@ def encode_event(ev: tuple) -> bytes:
     return encode_frame(ev)
 
 
-def decode_event(payload: bytes) -> Any:
-    """The event in one frame's payload (encode_event's); CodecError for anything malformed.
-    The message itself is decoded by the codec, with all its checks."""
-    if not payload or payload[0] < MSG_BARE:
-        return decode(payload)
-    if len(payload) < _HEAD_SIZE:
-        raise CodecError("truncated message header")
-    mark, key, skey, seq = _HEAD.unpack_from(payload)
+def _small_atom(x: Any) -> bool:
+    t = x.__class__
+    if t in _ATOMS:
+        return t is not int or -_I64 <= x < _I64
+    if t is str:
+        return len(x) <= _TEXT_MAX
+    return t is Sym and len(x.name) <= _TEXT_MAX
+
+
+def small_message(ev: tuple) -> bool:
+    """Is `ev` a message event whose item is an immutable term of bounded size (an atom, or a
+    short list or tuple of atoms), with a header encode_event writes? Such a message cannot be
+    refused for its size, so it may be queued unencoded and encoded with the others queued on
+    its link in one codec call at the flush (encode_queued)."""
+    if ev[0] != "ev" or len(ev) != 6 or ev[4] != "m":
+        return False
+    pid, skey, seq = ev[1], ev[2], ev[3]
+    if pid.__class__ is not Pid or pid.node >= 4096 or not 0 <= pid.key < _U64:
+        return False
+    if skey is None:
+        if seq is not None:
+            return False
+    elif not (skey.__class__ is int and seq.__class__ is int and 0 <= skey < _U64 and 0 <= seq < _U64):
+        return False
+    item = ev[5]
+    t = item.__class__
+    if t is Cons:
+        n = 0
+        c = item
+        while c.__class__ is Cons:
+            if n == _ELEMS_MAX or not _small_atom(c.head):
+                return False
+            n += 1
+            c = c.tail
+        return c is None
+    if t is tuple:
+        return len(item) <= _ELEMS_MAX and all(_small_atom(x) for x in item)
+    return _small_atom(item)
+
+
+def _head(ev: tuple) -> bytes:
+    skey = ev[2]
+    if skey is None:
+        return _HEAD.pack(MSG_BARE, ev[1].key, 0, 0)
+    return _HEAD.pack(MSG_SEQ, ev[1].key, skey, ev[3])
+
+
+def encode_queued(queued: list) -> bytes:
+    """The frames for what a link has queued, in order: frames already encoded as they are, and
+    each run of small messages queued unencoded (small_message) as batch frames of up to
+    BATCH_MAX messages, one codec call each (a lone one as a message frame)."""
+    out = []
+    run: list = []
+    for x in queued:
+        if x.__class__ is bytes:
+            if run:
+                _batches(out, run)
+                run = []
+            out.append(x)
+        else:
+            run.append(x)
+    if run:
+        _batches(out, run)
+    return b"".join(out)
+
+
+def _batches(out: list, run: list) -> None:
+    for i in range(0, len(run), BATCH_MAX):
+        evs = run[i:i + BATCH_MAX]
+        if len(evs) == 1:
+            out.append(encode_event(evs[0]))
+            continue
+        body = encode(tuple([ev[5] for ev in evs]))
+        heads = b"".join([_head(ev) for ev in evs])
+        out.append(_LEN.pack(_COUNT.size + len(heads) + len(body)))
+        out.append(_COUNT.pack(MSG_BATCH, len(evs)))
+        out.append(heads)
+        out.append(body)
+
+
+def decode_batch(payload: bytes) -> list[tuple]:
+    """The message events of a batch frame's payload, in order; CodecError if it is malformed."""
+    if len(payload) < _COUNT.size:
+        raise CodecError("truncated batch header")
+    mark, n = _COUNT.unpack_from(payload)
+    end = _COUNT.size + n * _HEAD_SIZE
+    if mark != MSG_BATCH or n < 2 or n > BATCH_MAX or len(payload) < end:
+        raise CodecError("malformed batch header")
+    items = decode(payload[end:])
+    if items.__class__ is not tuple or len(items) != n:
+        raise CodecError("a batch's messages do not match its headers")
+    evs = []
+    pos = _COUNT.size
+    for item in items:
+        evs.append(_message(payload, pos, item))
+        pos += _HEAD_SIZE
+    return evs
+
+
+def _message(payload: bytes, pos: int, item: Any) -> tuple:
+    """The event of the message header at `pos`, with its decoded item."""
+    mark, key, skey, seq = _HEAD.unpack_from(payload, pos)
     if mark == MSG_SEQ:
         pass
     elif mark == MSG_BARE and skey == 0 and seq == 0:
@@ -94,7 +200,19 @@ def decode_event(payload: bytes) -> Any:
         if len(_PIDS) >= _PIDS_MAX:
             _PIDS.clear()
         pid = _PIDS[key] = Pid(key & 0xFFF, key >> 12)
-    return ("ev", pid, skey, seq, "m", decode(payload[_HEAD_SIZE:]))
+    return ("ev", pid, skey, seq, "m", item)
+
+
+def decode_event(payload: bytes) -> Any:
+    """The event in one frame's payload (encode_event's); CodecError for anything malformed.
+    The message itself is decoded by the codec, with all its checks."""
+    if not payload or payload[0] < MSG_BARE:
+        return decode(payload)
+    if len(payload) < _HEAD_SIZE:
+        raise CodecError("truncated message header")
+    if payload[0] == MSG_BATCH:
+        raise CodecError("a batch where one event was expected")
+    return _message(payload, 0, decode(payload[_HEAD_SIZE:]))
 
 
 class Channel:
@@ -117,16 +235,15 @@ class Channel:
 
     def queue(self, obj: Any) -> None:
         """Queue a term, or a frame already encoded (bytes from vm.codec.encode_frame); TooLarge
-        if a term is over vm.codec.MAX_MESSAGE (then nothing is queued)."""
+        if a term is over vm.codec.MAX_MESSAGE (then nothing is queued). (Transport.emit also
+        appends small messages to `out` unencoded: small_message.)"""
         self.out.append(obj if obj.__class__ is bytes else encode_frame(obj))
 
     def flush(self) -> bool:
         """Move the queued frames to the write buffer and write as much as the socket takes now;
         whether bytes are left unsent (the caller then polls the fd for writability)."""
         if self.out:
-            wbuf = self.wbuf
-            for data in self.out:
-                wbuf += data
+            self.wbuf += encode_queued(self.out)
             self.out = []
             self.nout = 0
         return self.write()
@@ -179,7 +296,8 @@ class Channel:
         if not payloads:
             return payloads
         try:
-            return [decode_event(payload) for payload in payloads]
+            return [ev for payload in payloads
+                    for ev in (decode_batch(payload) if payload[:1] == b"\xf2" else (decode_event(payload),))]
         except CodecError as e:
             self.malformed(e)
             return None

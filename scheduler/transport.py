@@ -26,7 +26,16 @@ from ..vm.codec import CodecError
 from ..vm.process import Block
 from .chaos import Chaos
 from .events import COUNTED, Refused
-from .framing import MSG_BARE, Channel, decode_event, encode_event
+from .framing import (
+    MSG_BARE,
+    MSG_BATCH,
+    SMALL_ESTIMATE,
+    Channel,
+    decode_batch,
+    decode_event,
+    encode_event,
+    small_message,
+)
 from .kernel import Scheduler
 from .poller import Poller
 
@@ -38,6 +47,7 @@ SEND_BUFFER_LIMIT = 64 << 20
 # Bytes queued for one peer after which emit writes them at once, inside the slice, and the
 # sending process is charged for them (Transport.push, give_way).
 PUSH_BYTES = 256 << 10
+_BATCH = bytes((MSG_BATCH,))
 GIVE_WAY = "give-way"  # Block request of a sender charged for its bytes (never a device request)
 
 
@@ -123,22 +133,23 @@ class Transport:
         nothing changed, so that `send` can refuse it (deliver_or_route)."""
         if peer in self.dead:
             return
-        data = encode_event(ev)
+        small = small_message(ev)
+        data = ev if small else encode_event(ev)
         if ev[0] in COUNTED:
             self.sent += 1  # counted when sent, queued or not: quiescence must see it in flight
         link = self.links.get(peer)
         if link is None or self.pending_out:  # (connect's work: nothing else to do when neither)
             link = self.connect(peer)
         if link is None:
-            self.pending_out.setdefault(peer, []).append(data)
+            self.pending_out.setdefault(peer, []).append(encode_event(ev) if small else data)
             if self.sid == 0:
                 self.start_worker(peer)
             elif peer not in self.asked_start and peer != 0:
                 self.asked_start.add(peer)
                 self.emit(0, ("start", peer))
             return
-        link.out.append(data)
-        n = link.nout + len(data)
+        link.out.append(data)  # (a small message unencoded: the flush encodes it with the others)
+        n = link.nout + (SMALL_ESTIMATE if small else len(data))
         link.nout = n
         if n > PUSH_BYTES:
             self.push(link)
@@ -242,10 +253,20 @@ class Transport:
                 # decodable (the `load` of a module typed at lispvm repl, then its closures)
                 for payload in payloads:
                     try:
-                        ev = decode_event(payload)
+                        if payload[:1] == _BATCH:
+                            evs = decode_batch(payload)
+                        else:
+                            ev = decode_event(payload)
+                            evs = None
                     except CodecError as e:
                         link.malformed(e)
                         break
+                    if evs is not None:
+                        if link.peer is None:
+                            self.handle(link, evs[0])  # refused: no hello yet (raises Refused)
+                        for ev in evs:
+                            self.on_message(link, ev)
+                        continue
                     if payload[0] >= MSG_BARE and link.peer is not None:
                         self.on_message(link, ev)
                     else:

@@ -98,3 +98,112 @@ def test_a_message_frame_before_a_hello_is_refused() -> None:
     ev = decode_event(_payload(encode_event(("ev", Pid(0, 1), 5, 0, "m", 1))))
     with pytest.raises(events.Refused, match="ev before a hello"):
         cluster.ClusterNode.handle(Node(), NoPeer(), ev)  # type: ignore[arg-type]
+
+
+# --- small messages queued unencoded and sent in batches (framing.small_message, encode_queued)
+
+def _ev(i: int, item: object, skey: int | None = 7) -> tuple:
+    return ("ev", Pid(1, 5 + i % 3), skey, None if skey is None else i, "m", item)
+
+
+def test_small_messages_are_bounded_immutable_terms() -> None:
+    from lispvm.vm.values import Box
+
+    small = [5, -(1 << 63), 2.5, intern("s"), "t" * 256, None, Pid(1, 2), (1, "a"), Cons(intern("n"), Cons(3, None))]
+    for item in small:
+        assert framing.small_message(_ev(1, item)), item
+    long_list = None
+    for i in range(9):
+        long_list = Cons(i, long_list)
+    for item in [1 << 63, "t" * 257, intern("y" * 257), Box(1), (1,) * 9, long_list, Cons(1, 2), [1, 2],
+                 Cons(Cons(1, None), None), map_of(1, 2), (Box(1),)]:
+        assert not framing.small_message(_ev(1, item)), item
+    assert not framing.small_message(("ev", Pid(1, 5), 3, 4, "s", ("exit", 1)))
+    assert not framing.small_message(("ev", Pid(1, 5), 3, None, "m", 1))
+    assert not framing.small_message(("ev", Pid(1, 1 << 60), 3, 4, "m", 1))
+    assert framing.small_message(("ev", Pid(1, 5), None, None, "m", 1))
+
+
+def test_a_queue_of_frames_and_small_messages_reads_back_in_order() -> None:
+    """Runs of small messages become batch frames (split at BATCH_MAX, a lone one a message
+    frame) between the frames already encoded, and a channel reads every event back in order."""
+    big = "x" * 1000  # not small: encoded at once
+    queued: list = []
+    want = []
+    for i in range(2 * framing.BATCH_MAX + 5):
+        ev = _ev(i, Cons(intern("n"), Cons(i, None)), None if i % 7 == 0 else 9)
+        if i % 500 == 3:
+            ev = _ev(i, big)
+            queued.append(encode_event(ev))
+        else:
+            queued.append(ev)
+        want.append(ev)
+    queued.append(encode_event(("idle", 1)))
+    want.append(("idle", 1))
+    data = framing.encode_queued(queued)
+    payloads = codec.FrameReader().feed(data)
+    assert sum(p[0] == framing.MSG_BATCH for p in payloads) >= 4
+    got = []
+    for p in payloads:
+        got.extend(framing.decode_batch(p) if p[0] == framing.MSG_BATCH else [decode_event(p)])
+    assert got == want
+    a, b = socket.socketpair()
+    ends = [framing.Channel(a), framing.Channel(b)]
+    try:
+        ends[0].out = list(queued)
+        ends[0].flush()
+        read: list = []
+        while len(read) < len(want):
+            ends[0].write()  # (whatever the socket did not take at the flush)
+            frames = ends[1].read()
+            assert frames is not None
+            read.extend(frames)
+        assert read == want
+    finally:
+        for ch in ends:
+            ch.close()
+
+
+def test_malformed_batches_are_codec_errors() -> None:
+    evs = [_ev(i, i) for i in range(3)]
+    good = _payload(framing.encode_queued(evs))
+    assert good[0] == framing.MSG_BATCH and framing.decode_batch(good) == evs
+    count = struct.Struct("<BI")
+    rest = good[count.size:]
+    head = 25
+    bad = [good[:3], count.pack(framing.MSG_BATCH, 4) + rest,  # more headers announced than there are messages
+           count.pack(framing.MSG_BATCH, 2) + rest,  # fewer
+           count.pack(framing.MSG_BATCH, 1) + rest[:head] + codec.encode((1,)),  # a batch of one is never sent
+           count.pack(framing.MSG_BATCH, framing.BATCH_MAX + 1) + rest,
+           good[:count.size + 2 * head],  # headers cut short
+           good[:count.size] + bytes([0xF3]) + rest[1:],  # a header with a wrong mark
+           good[:count.size + 3 * head] + codec.encode([0, 1, 2]),  # not a tuple
+           good[:count.size + 3 * head] + codec.encode(5)]
+    for payload in bad:
+        with pytest.raises(codec.CodecError):
+            framing.decode_batch(payload)
+    with pytest.raises(codec.CodecError):
+        decode_event(good)  # where a single event is read
+
+
+def test_a_batch_from_a_connection_without_a_hello_is_refused(tmp_path: object,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    from lispvm.scheduler.cluster import Worker
+    from lispvm.scheduler.node import load_program
+    from lispvm.vm.process import Globals
+    from support import compile_text
+
+    globals_ = Globals()
+    module = load_program(compile_text("(print 1)"), globals_)
+    node = Worker(1, 2, str(tmp_path), module, globals_, [], 4000)
+    a, b = socket.socketpair()
+    try:
+        link = node._add_link(a, None)
+        b.sendall(framing.encode_queued([_ev(i, i) for i in range(3)]))
+        node._read(link)
+        assert link.closed and node.recvd == 0
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "a malformed event from an unknown connection" in err, err
+    finally:
+        b.close()
+        node.close()
