@@ -199,3 +199,38 @@ def test_the_codec_sends_modules_by_name_and_refuses_other_python_objects() -> N
     with pytest.raises(codec.TooLarge):  # so a process holding one is not moved (scheduler/balance.py)
         codec.encode_frame(PyObj(object()))
     assert module_named("math").obj.pi > 3
+
+
+EVIL = '''class BadStr(Exception):
+    def __str__(self):
+        raise RuntimeError("str fails too")
+class Opaque:
+    def __repr__(self):
+        raise RuntimeError("repr fails")
+def bad():
+    raise BadStr()
+def stop():
+    raise KeyboardInterrupt("stop")
+def gen_exit():
+    raise GeneratorExit()
+def opaque():
+    return Opaque()
+'''
+
+
+def test_exceptions_that_cannot_print_and_base_exceptions_are_lisp_errors(tmp_path: Path) -> None:
+    """An exception whose __str__ raises, KeyboardInterrupt and GeneratorExit: each a python
+    error in py/call and in py/call-async's message, and the node goes on (it crashed with 70)."""
+    (tmp_path / "evilmod.py").write_text(EVIL)
+    prog = tmp_path / "evil.lisp"
+    prog.write_text('''(def ev (py/import "evilmod"))
+(def t (fn (f) (print (try (py/call ev f) (catch e e)))))
+(def ta (fn (f) (let ((r (py/call-async ev f))) (print (receive ((list 'py-error x e) :when (== x r) e))))))
+(t "bad") (t "stop") (t "gen_exit") (ta "bad") (ta "stop")
+(print (py/call ev "opaque") 'end)
+''')
+    r = lispvm("run", "--allow-python", str(prog), env={"PYTHONPATH": str(tmp_path)})
+    bad = '(error python "BadStr: (the exception could not be printed)")'
+    stop = '(error python "KeyboardInterrupt: stop")'
+    assert (r.stdout, r.stderr, r.returncode) == (
+        f'{bad}\n{stop}\n(error python "GeneratorExit")\n{bad}\n{stop}\n#<py Opaque> end\n', "", 0)

@@ -8,8 +8,8 @@ turning a Python exception into (error python "TYPE: message"), and the request 
 hands to the scheduler (scheduler/pyio.py runs it in the I/O thread pool and sends the result
 as a message).
 
-Must never: import scheduler/ or assembler/, let a Python exception other than KeyboardInterrupt
-escape as anything but a Lisp error, or hand Python a Lisp value it could change (an f32
+Must never: import scheduler/ or assembler/, let a Python exception (KeyboardInterrupt and
+SystemExit included) escape as anything but a Lisp error, or hand Python a Lisp value it could change (an f32
 array goes as a read-only view).
 """
 
@@ -88,15 +88,26 @@ def module_named(name: str) -> PyObj:
             return PyObj(_Unavailable(name, "calling Python is not allowed (allowed by --allow-python)"))
         try:
             mod = importlib.import_module(name)
-        except (Exception, SystemExit) as e:
+        except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too: they must not end the node
             return PyObj(_Unavailable(name, f"{type(e).__name__}: {e}"))
     return PyObj(mod)
 
 
 def python_error(e: BaseException) -> LispError:
-    """(error python "TYPE: message") for a Python exception."""
-    text = str(e)
-    return runtime_error(PYTHON, f"{type(e).__name__}: {text}" if text else type(e).__name__)
+    """(error python "TYPE: message") for a Python exception; an exception whose __str__ fails
+    (or gives no string) is named by its type with a fixed message instead of crashing the node."""
+    try:
+        tname = type(e).__name__
+        tname = tname if tname.__class__ is str else "Exception"
+    except Exception:  # noqa: BLE001 - a metaclass can make even the name fail
+        tname = "Exception"
+    try:
+        text = str(e)
+        if text.__class__ is not str:
+            raise TypeError
+    except BaseException:  # noqa: BLE001 - any failure of the exception's own __str__
+        text = "(the exception could not be printed)"
+    return runtime_error(PYTHON, f"{tname}: {text}" if text else tname)
 
 
 # --- Lisp -> Python -------------------------------------------------------------------------------
@@ -224,16 +235,17 @@ def _callable(name: str, obj: Any, attr: Any) -> Any:
     check_str(name, attr)
     try:
         return getattr(target, attr)
-    except Exception as e:
+    except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too: they must not end the node
         raise python_error(e) from None
 
 
 def call(fn: Any, args: tuple) -> Any:
     """Call a Python callable; its result converted, its exception a Lisp python error. A
-    SystemExit raised by Python code is an error too (it must not end the node)."""
+    SystemExit or KeyboardInterrupt raised by Python code is an error too (it must not end the
+    node)."""
     try:
         result = fn(*args)
-    except (Exception, SystemExit) as e:
+    except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too: they must not end the node
         raise python_error(e) from None
     return to_lisp(result)
 
@@ -244,7 +256,7 @@ def b_py_import(module: Any) -> Any:
     check_str("py/import", module)
     try:
         return to_lisp(importlib.import_module(module), 0, "py/import")
-    except (Exception, SystemExit) as e:
+    except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too: they must not end the node
         raise python_error(e) from None
 
 
@@ -255,7 +267,7 @@ def b_py_attr(obj: Any, attr: Any) -> Any:
     check_str("py/attr", attr)
     try:
         value = getattr(target, attr)
-    except (Exception, SystemExit) as e:
+    except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too: they must not end the node
         raise python_error(e) from None
     return to_lisp(value, 0, "py/attr")
 
