@@ -149,6 +149,7 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
+    command = argv is None  # the console script itself: this process ends when main returns
     argv = sys.argv[1:] if argv is None else argv
     if hasattr(signal, "SIGTERM"):  # end as cleanly on SIGTERM as on Ctrl-C (no process left behind)
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -162,8 +163,13 @@ def main(argv: list[str] | None = None) -> int:
             from ..vm.permissions import install
 
             install(permissions_from(ns, p))
-        return {"asm": cmd_asm, "dis": cmd_dis, "run": cmd_run, "trace": cmd_trace, "doctor": cmd_doctor,
-                "repl": cmd_repl}[ns.cmd](ns)
+        status = {"asm": cmd_asm, "dis": cmd_dis, "run": cmd_run, "trace": cmd_trace, "doctor": cmd_doctor,
+                  "repl": cmd_repl}[ns.cmd](ns)
+        if command:
+            from .gc_policy import before_exit
+
+            before_exit()
+        return status
     except KeyboardInterrupt:
         sys.stderr.write("lispvm: interrupted\n")
         return 130
