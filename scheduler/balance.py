@@ -276,27 +276,30 @@ class Balancing:
         """After a device request: poll without sleeping for a moment, never past the next
         timer's `deadline` (ms); whether input came."""
         delay = None if deadline is None else (deadline - self.clock.now_ms()) / 1000.0
-        return spin_for_services(self.services, self.poll, self.busy_wait, delay)
+        return spin_for_services(self.services, self.poll, self.busy_wait, delay) or bool(self.sched.runq)
 
     def grace(self, deadline: float | None) -> bool:
         """Wait briefly for input before telling anyone this scheduler is idle: a reply usually
         comes within tens of microseconds, and announcing every wait woke the peers for nothing
-        (docs/performance.md, "Messages between OS processes")."""
+        (docs/performance.md, "Messages between OS processes"). True when input came or a
+        process became runnable meanwhile."""
         if self.said_idle:
             return False
         if not self.sched.procs or self.cpu_bound:
             # no process here can get a reply, or this scheduler has just run out of CPU-bound
             # work (a budget was used up since it was last idle): say so at once, while a busy
             # peer still has work to share
-            return self.poll(0)
+            return self.poll(0) or bool(self.sched.runq)
         t = IDLE_GRACE
         if deadline is not None:
             t = min(t, max(0.0, (deadline - self.clock.now_ms()) / 1000.0))
         # Not when a timer falls due within the grace: poll() waits whole milliseconds, so a
         # spin before it makes every such timer fire one spin late (docs/performance.md).
-        if t >= IDLE_GRACE and self.grace_wait.spin(lambda: self.poll(0), t):
+        if t >= IDLE_GRACE and self.grace_wait.spin(lambda: self.poll(0) or bool(self.sched.runq), t):
             return True
-        return self.poll(t)
+        # A writable descriptor is not input to the poller, but its callback may have resumed a
+        # process (a tcp/connect that completed, a drained tcp/send): that is work, not idleness.
+        return self.poll(t) or bool(self.sched.runq)
 
     def not_idle(self) -> None:
         if self.said_idle:
@@ -339,11 +342,12 @@ class Balancing:
             self.emit(0, report)
 
     def quiescent(self, deadline: float | None, reports: dict[int, tuple], workers: list[int]) -> bool:
-        """(Hub) Is the whole node deadlocked? Only when nothing waits here (no timer, no device
-        request, no unsent or undelivered bytes), every started worker's last idle report
-        (`reports`, voided by its next `busy`) says the same, and every Lisp event sent has been
-        received (a node that looked idle while a message was in flight is not deadlocked)."""
-        if deadline is not None or any(svc.outstanding() for svc in self.services):
+        """(Hub) Is the whole node deadlocked? Only when nothing runs or waits here (no runnable
+        process, no timer, no device request, no unsent or undelivered bytes), every started
+        worker's last idle report (`reports`, voided by its next `busy`) says the same, and every
+        Lisp event sent has been received (a node that looked idle while a message was in flight
+        is not deadlocked)."""
+        if deadline is not None or self.sched.runq or any(svc.outstanding() for svc in self.services):
             return False
         if not all(k in reports for k in workers) or self.pending_out or self.writing:
             return False

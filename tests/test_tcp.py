@@ -247,3 +247,27 @@ def test_close_writes_what_was_sent_first() -> None:
         res.close()
     assert not sock.lingering and sock.sock.fileno() == -1 and io.owned[CLOSING] == []
     client.close()
+
+
+CONNECT_AFTER_OWNER = """(def l (tcp/listen 0 "127.0.0.1"))
+(def port (tcp/port l))
+(def me (self))
+(def h (spawn-on 1 (fn () (receive ((list 'sock s) (send me (list 'got (tcp/recv-line s))))))))
+(def c (tcp/connect "127.0.0.1" port))
+(def s (tcp/accept l))
+(tcp/owner s h)
+(send h (list 'sock s))
+(tcp/send c "hi\\n")
+(print (receive (m m)))
+(def more (fn (n) (if (== n 0) 'connected (do (tcp/close (tcp/connect "127.0.0.1" port)) (more (- n 1))))))
+(print (more 5))
+"""
+
+
+def test_a_connect_completing_while_the_hub_is_idle_is_not_a_deadlock(tmp_path: Path) -> None:
+    """A connect completes through a writable descriptor, which the poller does not count as
+    input: the hub resumed the main process and still took the node for deadlocked."""
+    (tmp_path / "c.lisp").write_text(CONNECT_AFTER_OWNER, encoding="utf-8")
+    out, err, status = run_cli(["run", "--schedulers", "2", "--allow-net=127.0.0.1", "c.lisp"], cwd=tmp_path,
+                               timeout=60)
+    assert (out, err, status) == ('(got "hi")\nconnected\n', "", 0)
