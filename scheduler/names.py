@@ -20,6 +20,7 @@ from ..vm.builtins import badarg
 from ..vm.codec import TooLarge, Unsendable
 from ..vm.errors import system_limit
 from ..vm.values import Pid, Sym
+from .framing import encode_event
 from .kernel import Scheduler
 from .transport import Link
 
@@ -124,8 +125,11 @@ class Names:
         for k in self.started:
             if k != 0 and k != skip and k not in self.dead:
                 self.emit(k, ev)
-        for k in self.forked:  # not connected yet: queued for its hello (see Hub.on_hello)
-            self.pending_out.setdefault(k, []).append(ev)
+        if self.forked:  # not connected yet: queued for its hello (see Hub.on_hello), encoded
+            # now so that what cannot be sent (a Python object) is refused here as for a started one
+            frame = encode_event(ev)
+            for k in self.forked:
+                self.pending_out.setdefault(k, []).append(frame)
 
     def define(self, sched: Scheduler, name: str, value: Any) -> None:
         try:

@@ -113,6 +113,10 @@ class Routing:
                 if isinstance(e, Unsendable):  # a Python object (vm/python.py): LANGUAGE.md section 14
                     raise badarg(f"send: {e} ({pid!r} is on scheduler {k})") from None
                 raise system_limit(f"send: the message is too large to reach {pid!r} on scheduler {k} ({e})") from None
+            if item[0] == "xsignal" and isinstance(e, Unsendable):  # (exit pid reason): refused as send is
+                if seq is not None:
+                    sender.seqs[pid.key] = seq  # type: ignore[union-attr]
+                raise badarg(f"exit: the reason: {e} ({pid!r} is on scheduler {k})") from None
             # a signal still arrives (a link must not be lost): its reason becomes a system_limit error
             why = system_limit(f"the reason is too large to reach scheduler {k} ({e})").value
             self.emit(k, ("ev", pid, skey, seq, kind, tuple(x if i == 0 or x.__class__ is Pid or x.__class__ is Ref

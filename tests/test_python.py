@@ -234,3 +234,21 @@ def test_exceptions_that_cannot_print_and_base_exceptions_are_lisp_errors(tmp_pa
     stop = '(error python "KeyboardInterrupt: stop")'
     assert (r.stdout, r.stderr, r.returncode) == (
         f'{bad}\n{stop}\n(error python "GeneratorExit")\n{bad}\n{stop}\n#<py Opaque> end\n', "", 0)
+
+
+def test_exit_with_a_python_reason_to_another_scheduler_is_badarg(tmp_path: Path) -> None:
+    """Refused in the sender as send refuses it (it was dropped); a def of a Python object while a
+    scheduler is forked but not yet connected is refused too (it broke that scheduler's hello)."""
+    prog = tmp_path / "x.lisp"
+    prog.write_text('''(def th (py/import "threading"))
+(def p (spawn-on 1 (fn () (receive (never nil)))))
+(monitor p)
+(print (try (exit p (py/call th "Event")) (catch e e)))
+(exit p 'bye)
+(print (receive (m m) (after 30000 'no-down)))
+(print (try (def ev (py/call th "Event")) (catch e (nth e 1))))
+''')
+    r = lispvm("run", "--schedulers", "3", "--allow-python", str(prog))
+    assert (r.stdout, r.stderr, r.returncode) == (
+        '(error badarg "exit: the reason: a Python object (#<py Event>) cannot be sent to another scheduler '
+        '(#<pid 0.2> is on scheduler 1)")\n(DOWN #<ref 0.1> #<pid 0.2> bye)\nbadarg\n', "", 0)
