@@ -4,10 +4,12 @@ Owns: the resource behind a `#<port ...>` handle (vm/handles.py): the child proc
 without a shell), its standard input (port/send, port/close, with back-pressure), its standard
 output read on the scheduler's Poller and cut into `(port p (line text))` messages to the owner,
 its end as `(port p (exit status))` (after the last line), and killing and reaping the child
-when its owner ends or the node stops. Must never: run a shell, block the scheduler (pipes are
-non-blocking; the child's end is watched through a pidfd), or leave a child behind: a killed
-child is reaped at once if it is gone, else when its pidfd says so, and at the latest when the
-node stops (the I/O service closes it again: Port.close).
+when its owner ends or the node stops. The child runs in a session of its own, and the kill is
+for its whole process group, so that what it started (a shell's commands) dies with it.
+Must never: run a shell, block the scheduler (pipes are non-blocking; the child's end is
+watched through a pidfd), or leave a child behind: a killed child is reaped at once if it is
+gone, else when its pidfd says so, and at the latest when the node stops (the I/O service closes
+it again: Port.close).
 """
 
 from __future__ import annotations
@@ -230,10 +232,7 @@ class Port(_Resource):
         while self.senders:
             self.io.complete(self.senders.popleft(), error=err)
         if kill and self.status is None:
-            try:
-                self.child.send_signal(signal.SIGKILL)
-            except OSError:  # pragma: no cover - already reaped
-                pass
+            _kill_group(self.child)
             if self.child.poll() is None and self.pidfd >= 0:
                 _REAPING[self.pidfd] = self  # reaped when its pidfd says it has ended
                 self.io.owned.setdefault(CLOSING, []).append(self)  # (or at the node's end)
@@ -256,6 +255,20 @@ class Port(_Resource):
 
 
 _REAPING: dict[int, Port] = {}  # pidfd -> a killed child not reaped yet
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    """SIGKILL the child's process group (the child and what it started: a shell's sleep), while
+    the child is not reaped yet, so that its pid, the group's id, cannot name anyone else."""
+    if child.returncode is not None:
+        return
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except OSError:  # (the child left its group: at least the child itself)
+        try:
+            child.send_signal(signal.SIGKILL)
+        except OSError:  # pragma: no cover - already reaped
+            pass
 
 
 def _drop_inherited() -> None:
@@ -284,8 +297,9 @@ os.register_at_fork(after_in_child=_drop_inherited)
 def op_open(io: IoService, proc: Process, args: tuple) -> None:
     program, argv = args
     try:
+        # its own session, so its process group holds what it starts too: killed with it
         child = subprocess.Popen([program, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 close_fds=True, shell=False)
+                                 close_fds=True, shell=False, start_new_session=True)
     except OSError as e:
         io.complete(proc, error=os_error_value("port/open", e, program))
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -132,3 +133,55 @@ def test_log_pipeline_example(tmp_path: Path) -> None:
     refused_out, refused_err, refused = run_cli(["run", "--allow-run=cat", str(EXAMPLES / "log_pipeline.lisp"),
                                                  str(log)], cwd=tmp_path, timeout=60)
     assert refused == 1 and "eacces" in refused_err and "--allow-run" in refused_err, refused_err
+
+
+GROUP = """
+(def me (self))
+(def sh-sleep (fn (n) (port/open "sh" (list "-c" (str "sleep " (nth (sys/args) n) "; true")))))
+(def owner (spawn (fn () (sh-sleep 0) (send me 'started) (receive (never nil)))))
+(receive ('started nil))
+(print "started")
+(io/read-line)
+(exit owner 'kill)
+(sh-sleep 1)
+(print "killed")
+(io/read-line)
+"""
+
+
+def _gone(mark: str) -> bool:
+    """Whether no live `sleep MARK` is left, waiting up to 30 s for a SIGKILL to land."""
+    deadline = time.monotonic() + 30
+    while _children_with(mark) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _children_with(mark) == []
+
+
+def test_a_ports_whole_process_group_dies_with_its_owner_and_the_node(tmp_path: Path) -> None:
+    """`sh -c "sleep N; true"`: the shell's own child, a grandchild of the node, is killed with
+    the port (its owner killed, the node ended), and it ran in a group of its own."""
+    marks = [f"1{uuid.uuid4().int % 10**9}.{i}5" for i in (1, 2)]
+    (tmp_path / "g.lisp").write_text(GROUP, encoding="utf-8")
+    proc = subprocess.Popen(lispvm_command() + ["run", "--allow-run=sh", "--schedulers", "1", "g.lisp", *marks],
+                            cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline() == "started\n"
+        deadline = time.monotonic() + 30
+        while not _children_with(marks[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (pid, _state), = _children_with(marks[0])
+        assert os.getpgid(pid) != os.getpgid(proc.pid)  # a group (and session) of its own
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "killed\n"
+        assert _gone(marks[0])
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (out, err, proc.returncode) == ("", "", 0)
+    assert _gone(marks[1])
