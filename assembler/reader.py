@@ -46,7 +46,7 @@ _TOKEN = re.compile(
 )
 _INT = re.compile(r"[+-]?[0-9]+\Z")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
-_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 _CLOSER = {"(": ")", "[": "]", "{": "}"}
 
 
@@ -313,7 +313,7 @@ def _read_string(text: str, pos: int, line: int, line_start: int, err: Any, star
             raise err(start, "unterminated string")
         esc = _ESCAPES.get(text[j + 1])
         if esc is None:
-            raise err(j, f"bad escape '\\{text[j + 1]}' in string (use \\n, \\t, \\\", \\\\)")
+            raise err(j, f"bad escape '\\{text[j + 1]}' in string (use \\n, \\t, \\r, \\\", \\\\)")
         out.append(esc)
         i = j + 2
     chunk = text[pos:i]

@@ -245,3 +245,13 @@ def test_an_integer_literal_over_the_digit_limit_is_an_error_at_the_literal() ->
     with pytest.raises(CompileError) as info:
         read("(a\n  " + "1" * (MAX_INT_DIGITS + 1) + ")", "big.lisp")
     assert (info.value.line, info.value.col) == (2, 3)
+
+
+def test_a_carriage_return_escape_reads_and_prints_back() -> None:
+    """`\\r` (docs/io.md's HTTP request needs CRLF): read as CR, and repr writes it as `\\r`, so
+    a printed string reads back as itself."""
+    from lispvm.vm.values import to_repr
+
+    assert one(r'"GET / HTTP/1.0\r\n\r\n"') == "GET / HTTP/1.0\r\n\r\n"
+    assert to_repr("a\r\nb") == r'"a\r\nb"'
+    assert one(to_repr("x\r\t\"\\y\n")) == "x\r\t\"\\y\n"

@@ -664,7 +664,7 @@ _RANKS: dict[type, int] = {
     F32Array: _R_F32,
 }
 
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def _str_repr(s: str) -> str:
