@@ -18,10 +18,12 @@ A builtin that must wait checks its permission and arguments, then raises
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import gc
 import os
 import queue
+import stat
 import sys
 import threading
 from collections import deque
@@ -365,13 +367,37 @@ class StdinReader:
 
 # --- files: each call is one job in the pool (a regular file cannot be polled) ---------------
 
+_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                (stat.S_ISSOCK, "a socket"))
+
+
+def _open_regular(path: str, flags: int, mode: str) -> Any:
+    """The text file at `path`, refused unless it is a regular file: a FIFO, a terminal or a
+    device would hold a pool thread for ever (or, like /dev/zero, read without end), and a few
+    such calls would starve every file call of the scheduler. Opened without blocking (a FIFO
+    without a writer or reader answers at once), checked with fstat, then read or written."""
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            what = next((w for test, w in _NOT_REGULAR if test(st.st_mode)), "not a file")
+            raise OSError(errno.EINVAL, f"Not a regular file ({what})", path)
+        os.set_blocking(fd, True)
+        return open(fd, mode, encoding="utf-8", newline="")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read_text(path: str) -> str:
-    with open(path, encoding="utf-8", newline="") as f:
+    with _open_regular(path, os.O_RDONLY, "r") as f:
         return f.read()
 
 
 def _lines(path: str) -> Any:
-    with open(path, encoding="utf-8", newline="") as f:
+    with _open_regular(path, os.O_RDONLY, "r") as f:
         text = f.read()
     lines = text.split("\n")
     del text
@@ -419,7 +445,10 @@ def _no_gc() -> Any:
 
 
 def _write(path: str, text: str, mode: str) -> Any:
-    with open(path, mode, encoding="utf-8", newline="") as f:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else 0)
+    with _open_regular(path, flags, mode) as f:
+        if mode == "w":
+            f.truncate(0)  # (after the check: a FIFO or device is refused untouched)
         f.write(text)
     return TRUE
 

@@ -358,3 +358,37 @@ def test_a_scheduler_forked_while_the_collector_is_paused_runs_it() -> None:
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert gc.isenabled()
+
+
+NOT_REGULAR = r"""
+(def t (fn (thunk) (try (thunk) (catch e (list (nth e 1) (if (str/find (nth e 2) "Not a regular file") 'not-regular 'other))))))
+(def me (self))
+; more readers of the FIFO than the pool has threads: each is refused at once, none blocks
+(list/map (fn (i) (spawn (fn () (send me (t (fn () (file/read "d/fifo"))))))) (list 1 2 3 4 5 6 7 8 9))
+(def collect (fn (n acc) (if (== n 0) acc (collect (- n 1) (cons (receive (m m)) acc)))))
+(print (collect 9 nil))
+(print (t (fn () (file/lines "d/fifo"))) (t (fn () (file/append "d/fifo" "x"))) (t (fn () (file/write "d/fifo" "x"))))
+(print (t (fn () (file/read "/dev/zero"))) (t (fn () (file/read "d"))))
+(file/write "d/f" "long text")
+(file/write "d/f" "short")
+(file/append "d/f" "+more")
+(print (file/read "d/f") (file/lines "d/f"))
+"""
+
+
+def test_a_fifo_or_device_is_refused_not_read_for_ever(tmp_path: Path) -> None:
+    """file/read of a FIFO (no writer) held a pool thread for ever and /dev/zero read without end:
+    every reading or writing file call refuses what is not a regular file, at once."""
+    (tmp_path / "d").mkdir()
+    os.mkfifo(tmp_path / "d" / "fifo")
+    (tmp_path / "prog.lisp").write_text(NOT_REGULAR, encoding="utf-8")
+    out, err, status = run_cli(["run", "--schedulers", "1", "--allow-read=d,/dev/zero", "--allow-write=d",
+                                "prog.lisp"], cwd=tmp_path)
+    assert (status, err) == (0, ""), err
+    refused = "(einval not-regular)"
+    assert out.splitlines() == [
+        "(" + " ".join([refused] * 9) + ")",
+        f"{refused} (enxio other) (enxio other)",  # (opening a FIFO to write without a reader: ENXIO at once)
+        f"{refused} (eisdir other)",
+        'short+more ("short+more")',
+    ]
