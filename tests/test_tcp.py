@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -78,7 +79,7 @@ def _line(f) -> str:
 
 def test_chat_example() -> None:
     """docs/examples/chat.lisp: two clients, a message from one reaches the other, a client that
-    leaves is announced, and the server ends on SIGTERM with nothing left behind."""
+    leaves is announced (one whose connection is reset too), and the server ends on SIGTERM with nothing left behind."""
     proc = subprocess.Popen(lispvm_command() + ["run", "--allow-net=127.0.0.1", str(EXAMPLES / "chat.lisp"), "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -97,6 +98,15 @@ def test_chat_example() -> None:
         assert _line(fb) == "ann: hello, bob ✓\n"
         b.sendall(b"hi\n")
         assert _line(fa) == "bob: hi\n"
+        c = socket.create_connection(("127.0.0.1", port), timeout=30)
+        fc = c.makefile("rb")
+        c.sendall(b"/nick cal\n")
+        assert _line(fc) == "* you are cal\n"
+        assert (_line(fa), _line(fb)) == ("* cal joined\n", "* cal joined\n")
+        fc.close()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # a reset, not an end: its handler reads econnreset, and cal is still announced
+        assert (_line(fa), _line(fb)) == ("* cal left\n", "* cal left\n")
         fa.close()
         a.close()  # (the file made from it held the socket open)
         assert _line(fb) == "* ann left\n"
@@ -108,7 +118,7 @@ def test_chat_example() -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 143, err
-    assert b"Traceback" not in err
+    assert b"Traceback" not in err and b"crashed" not in err, err
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # the node's schedulers are gone with it
         try:

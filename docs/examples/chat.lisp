@@ -5,8 +5,8 @@
 ;
 ; The acceptor hands each accepted socket to a new client process (tcp/owner), which reads its
 ; lines (tcp/recv-line) and tells the room; the room sends every line to the other members.
-; A client that disconnects, or is killed, is announced to the others: its socket is closed
-; with it. tests/test_tcp.py runs this with two clients.
+; A client that disconnects (its connection ended or reset), or is killed, is announced to the
+; others: the room monitors each member, and the socket is closed with its process. tests/test_tcp.py runs this with two clients.
 
 (def port (if (empty? (sys/args)) 7000 (parse-int (head (sys/args)))))
 
@@ -21,27 +21,35 @@
 (def room (fn (members)
   (receive
     ((list 'join pid sock nick)
+     (monitor pid)  ; (its DOWN announces a client that crashed or was killed)
      (broadcast members pid (str "* " nick " joined\n"))
      (room (map/put members pid (list sock nick))))
     ((list 'say pid text)
      (let ((nick (nth (map/get members pid) 1)))
        (broadcast members pid (str nick ": " text "\n")))
      (room members))
-    ((list 'leave pid)
-     (let ((entry (map/get members pid)))
-       (when entry (broadcast members pid (str "* " (nth entry 1) " left\n"))))
-     (room (map/remove members pid))))))
+    ((list 'leave pid) (room (leave members pid)))
+    ((list 'DOWN _ pid _) (room (leave members pid))))))
+
+(def leave (fn (members pid)
+  (let ((entry (map/get members pid)))
+    (when entry (broadcast members pid (str "* " (nth entry 1) " left\n"))))
+  (map/remove members pid)))
+
+; The next line, or nil at the end of the connection and when it was reset (econnreset).
+(def next-line (fn (sock)
+  (try (tcp/recv-line sock) (catch e nil))))
 
 ; A client: first /nick NAME, then lines until /quit or the end of the connection.
 (def chat (fn (r sock)
-  (let ((line (tcp/recv-line sock)))
+  (let ((line (next-line sock)))
     (cond
       ((nil? line) (send r (list 'leave (self))))
       ((== line "/quit") (tcp/send sock "* bye\n") (send r (list 'leave (self))) (tcp/close sock))
       (true (send r (list 'say (self) line)) (chat r sock))))))
 
 (def login (fn (r sock)
-  (let ((line (tcp/recv-line sock)))
+  (let ((line (next-line sock)))
     (cond
       ((nil? line) nil)
       ((str/starts-with? line "/nick ")
