@@ -315,8 +315,8 @@ def test_scheduler_killed_mid_run(tmp_path: os.PathLike) -> None:
     (trap-exit true)
     (def v2 (spawn-on 1 victim))
     (link v2)
-    (print (receive ((list 'pid p) p)))
     (receive ((list 'pid p) p))
+    (print (receive ((list 'pid p) p)))  ; after both: a kill before v2 reported would leave main waiting
     (print (receive ((list 'DOWN ref p why) why)))
     (print (receive ((list 'EXIT p why) why)))
     (print 'still-running)
