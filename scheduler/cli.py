@@ -123,10 +123,9 @@ def permissions_from(ns: argparse.Namespace, p: argparse.ArgumentParser) -> Any:
             p.error(f"--allow-{kind}: expected a comma-separated list after =, got {','.join(given)!r}")
         if kind == "net":
             for e in entries:
-                host, sep, port = e.rpartition(":")
-                if sep and not host.startswith("[") and ":" not in host and not (
-                        port.isdigit() and 0 <= int(port) <= 65535):
-                    p.error(f"--allow-net: expected HOST or HOST:PORT (a port 0-65535), got {e!r}")
+                if not _net_entry_ok(e):
+                    p.error(f"--allow-net: expected HOST or HOST:PORT (a port 0-65535, an IPv6 address as "
+                            f"[ADDR] or [ADDR]:PORT), got {e!r}")
         if kind == "run" and any("\0" in e for e in entries):
             p.error("--allow-run: a program name cannot hold NUL")
         kinds[kind] = entries
@@ -135,6 +134,32 @@ def permissions_from(ns: argparse.Namespace, p: argparse.ArgumentParser) -> Any:
     if ns.allow_python:
         kinds["python"] = ALL
     return Permissions(**kinds)
+
+
+def _net_entry_ok(entry: str) -> bool:
+    """Is `entry` a --allow-net HOST, HOST:PORT, [IPV6], [IPV6]:PORT or bare IPv6 address? (`:80`
+    has no host, `[::1` no bracket closing it, `a:b:c` is no address: each a usage error.)"""
+    import ipaddress
+
+    def port_ok(port: str) -> bool:
+        return port.isdigit() and 0 <= int(port) <= 65535
+
+    def v6(addr: str) -> bool:
+        try:
+            ipaddress.IPv6Address(addr)
+        except ValueError:
+            return False
+        return True
+
+    if entry.startswith("["):
+        addr, sep, rest = entry[1:].partition("]")
+        return bool(sep) and v6(addr) and (rest == "" or (rest[:1] == ":" and port_ok(rest[1:])))
+    if "]" in entry:
+        return False
+    if entry.count(":") >= 2:
+        return v6(entry)
+    host, sep, port = entry.partition(":")
+    return bool(host) and (not sep or port_ok(port))
 
 
 def _positive(text: str) -> int:

@@ -134,6 +134,10 @@ def test_os_errors_are_named_by_errno() -> None:
     (["--allow-write=a,,b", "p.lisp"], "--allow-write: expected a comma-separated list"),
     (["--allow-net=host:99999", "p.lisp"], "--allow-net: expected HOST or HOST:PORT"),
     (["--allow-net=host:http", "p.lisp"], "--allow-net: expected HOST or HOST:PORT"),
+    (["--allow-net=:80", "p.lisp"], "--allow-net: expected HOST or HOST:PORT"),  # no host
+    (["--allow-net=[::1", "p.lisp"], "--allow-net: expected HOST or HOST:PORT"),  # no closing bracket
+    (["--allow-net=a:b:c", "p.lisp"], "--allow-net: expected HOST or HOST:PORT"),  # no IPv6 address
+    (["--allow-net=[::1]:x", "p.lisp"], "--allow-net: expected HOST or HOST:PORT"),
     (["--allow-env=HOME", "p.lisp"], "--allow-env: ignored explicit argument"),
     (["--allow-python=x", "p.lisp"], "--allow-python: ignored explicit argument"),
     (["--allow-everything", "p.lisp"], "unrecognized arguments"),
@@ -158,6 +162,7 @@ def test_flag_parsing(perms: object, tmp_path: Path) -> None:
     def parsed(*argv: str) -> P.Permissions:
         return cli.permissions_from(p.parse_args(cli.mark_bare_flags(["run", *argv])), p)
 
+    assert parsed("--allow-net=::1,[::1]:80,[fe80::1]", "p.lisp").net == ("::1", "[::1]:80", "[fe80::1]")
     got = parsed("--allow-read", "--allow-net=a:1,b", "--allow-net=c", "--allow-run=cat", "prog.lisp",
                  "--allow-write")
     assert (got.read, got.net, got.run, got.write, got.env) == (P.ALL, ("a:1", "b", "c"), ("cat",), None, None)
