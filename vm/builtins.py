@@ -19,7 +19,7 @@ from typing import Any
 
 from . import values as _values
 from .boxes import for_message
-from .checks import check_arity, check_int, check_list, check_number, check_str, short_repr, text_size
+from .checks import arity_refused, check_arity, check_int, check_list, check_number, check_str, short_repr, text_size
 from .errors import (
     BADMATCH,
     INT_LIMIT,
@@ -495,7 +495,10 @@ def b_map_native(f: Any, xs: Any) -> Any:
     fn = _native_fn(f)
     if fn is None:
         raise badarg(f"sys/map-native: not a plain builtin: {short_repr(f)}")
-    return from_list([fn(x) for x in check_list("list/map", xs)])
+    try:
+        return from_list([fn(x) for x in check_list("list/map", xs)])
+    except TypeError as e:  # f takes other than 1 argument: say so, by its signature
+        raise arity_refused(f.name, fn, 1) or e from None
 
 
 @builtin("sys/filter-native")
@@ -506,10 +509,13 @@ def b_filter_native(f: Any, xs: Any) -> Any:
     if fn is None:
         raise badarg(f"sys/filter-native: not a plain builtin: {short_repr(f)}")
     out = []
-    for x in check_list("list/filter", xs):
-        r = fn(x)
-        if r is not None and r is not FALSE:
-            out.append(x)
+    try:
+        for x in check_list("list/filter", xs):
+            r = fn(x)
+            if r is not None and r is not FALSE:
+                out.append(x)
+    except TypeError as e:  # f takes other than 1 argument: say so, by its signature
+        raise arity_refused(f.name, fn, 1) or e from None
     return from_list(out)
 
 
@@ -522,8 +528,11 @@ def b_reduce_native(f: Any, acc: Any, xs: Any) -> Any:
     items = check_list("list/reduce", xs)
     if fn is b_add and acc.__class__ in _SUMMABLE and all(x.__class__ in _SUMMABLE for x in items):
         return sum(items, acc)
-    for x in items:
-        acc = fn(acc, x)
+    try:
+        for x in items:
+            acc = fn(acc, x)
+    except TypeError as e:  # f takes other than 2 arguments: say so, by its signature
+        raise arity_refused(f.name, fn, 2) or e from None
     return acc
 
 

@@ -7,12 +7,14 @@ bounded whatever the value. Must never: import a module of builtins (they import
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from .errors import MAX_INT_DIGITS, badarg, badarity
+from .errors import MAX_INT_DIGITS, LispError, badarg, badarity
 from .values import Cons, Map, Sym, Vec, to_pylist, to_repr, type_name
 
-__all__ = ["short_repr", "text_size", "check_number", "check_int", "check_list", "check_str", "check_arity"]
+__all__ = ["short_repr", "described", "text_size", "check_number", "check_int", "check_list", "check_str",
+           "check_arity", "arity_text", "python_arity", "arity_refused", "call_refused"]
 
 
 def short_repr(x: Any, limit: int = 60) -> str:
@@ -23,6 +25,14 @@ def short_repr(x: Any, limit: int = 60) -> str:
         return f"#<{type_name(x)} too large to print>"
     s = to_repr(x)
     return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def described(x: Any) -> str:
+    """A value for a message, its type then its printed form ("integer 5", "string \"a\""); nil
+    is just "nil" (its type's name and its printed form are the same word)."""
+    if x is None:
+        return "nil"
+    return f"{type_name(x)} {short_repr(x)}"
 
 
 _DIGITS_PER_BIT = 0.30103  # log10(2): an int of b bits has about b * this decimal digits
@@ -112,9 +122,59 @@ def check_str(name: str, x: Any) -> str:
     raise badarg(f"{name}: expected a string, got {type_name(x)} {short_repr(x)}")
 
 
+def arity_text(name: str, n: int, lo: int, hi: int | None) -> str:
+    """"NAME takes LO to HI arguments, got N": the wording of every badarity of a builtin."""
+    want = f"{lo}" if hi == lo else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
+    return f"{name} takes {want} argument{'s' * (want not in ('1', 'at least 1'))}, got {n}"
+
+
 def check_arity(name: str, args: tuple, lo: int, hi: int | None = None) -> None:
     """badarity unless `args` holds from `lo` to `hi` (None: any number of) arguments."""
     n = len(args)
     if n < lo or (hi is not None and n > hi):
-        want = f"{lo}" if hi == lo else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
-        raise badarity(f"{name} takes {want} argument{'s' * (want != '1')}, got {n}")
+        raise badarity(arity_text(name, n, lo, hi))
+
+
+@lru_cache(maxsize=1024)  # one signature per builtin: inspect is slow, and only errors ask
+def python_arity(fn: Any) -> tuple[int, int | None] | None:
+    """(fewest, most) positional arguments the Python callable `fn` takes (most None: any number
+    of), read from its declared signature; None when it has no signature to read."""
+    import inspect  # only on an error path: inspect costs start-up time
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    lo, hi = 0, 0
+    for p in params:
+        if p.kind is p.VAR_POSITIONAL:
+            return lo, None
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            hi += 1
+            if p.default is p.empty:
+                lo = hi
+    return lo, hi
+
+
+def arity_refused(name: str, fn: Any, n: int) -> LispError | None:
+    """badarity if the builtin `name` (Python callable `fn`) cannot take `n` arguments by its
+    declared signature, else None."""
+    arity = python_arity(fn)
+    if arity is not None:
+        lo, hi = arity
+        if n < lo or (hi is not None and n > hi):
+            return badarity(arity_text(name, n, lo, hi))
+    return None
+
+
+def call_refused(name: str, fn: Any, args: Any) -> LispError:
+    """The Lisp error for a TypeError out of calling the builtin `name` (Python callable `fn`)
+    with `args`: badarity when its signature refuses that many, judged by the signature and never
+    by the exception's text; else a badarg naming the builtin and the arguments it refused."""
+    n = len(args)
+    refused = arity_refused(name, fn, n)
+    if refused is not None:
+        return refused
+    shown = ", ".join(described(x) for x in list(args)[:4]) or "no arguments"
+    more = f" and {n - 4} more" if n > 4 else ""
+    return badarg(f"{name}: cannot take {shown}{more}")

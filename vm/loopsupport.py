@@ -20,7 +20,7 @@ from typing import Any
 
 from ._generated_ops import D_ADDI_CALLG1, D_ADDI_TAILCALLG1, operand_error
 from .boxes import for_global, key_of, touch
-from .checks import short_repr
+from .checks import call_refused, short_repr
 from .errors import BadBytecode, LispError, badarg, badarity, limit_error, product_too_large, undef
 from .lbc import Proto
 from .opcodes import BY_NAME, decode_fields
@@ -206,33 +206,17 @@ def fault_index(code: list[tuple], ins: tuple | None, pc: int) -> int:
     return max(0, pc - 1)
 
 
-def _signature_refuses(fn: Any, nargs: int) -> bool:
-    """Whether the Python callable `fn` cannot take `nargs` arguments (by its declared
-    parameters, not by an exception's message)."""
-    import inspect  # only on this error path: inspect costs start-up time
-
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return False
-    try:
-        sig.bind(*([None] * nargs))
-    except TypeError:
-        return True
-    return False
-
-
-def _callee(name: str, f: dict[str, int], proto: Proto, pc: int, regs: list) -> tuple[Any, int]:
-    """(the called value, the number of arguments) of the call instruction `name` at `pc`."""
+def _callee(name: str, f: dict[str, int], proto: Proto, pc: int, regs: list) -> tuple[Any, list]:
+    """(the called value, its arguments) of the call instruction `name` at `pc`."""
     a, b = f.get("A", 0), f.get("B", 0)
     if name == "CALLB":
-        return BUILTINS[proto.consts[f["C"]].name], b
-    if name in ("CALLG", "TAILCALLG"):
-        return proto.dcode[pc][3].v, b  # the decoded CALLG holds the global's cell
+        return BUILTINS[proto.consts[f["C"]].name], regs[a + 1:a + b + 1]
+    if name in ("CALLG", "TAILCALLG"):  # the decoded CALLG holds the global's cell
+        return proto.dcode[pc][3].v, regs[a + 1:a + b + 1]
     if name in ("APPLY", "TAILAPPLY"):
         spread = to_pylist(regs[a + b])
-        return regs[a], b - 1 + (len(spread) if spread is not None else 0)
-    return regs[a], b
+        return regs[a], regs[a + 1:a + b] + (spread if spread is not None else [])
+    return regs[a], regs[a + 1:a + b + 1]
 
 
 def python_error(proto: Proto, pc: int, regs: list, exc: BaseException) -> LispError:
@@ -255,12 +239,11 @@ def python_error(proto: Proto, pc: int, regs: list, exc: BaseException) -> LispE
     if "call" in op.flags:
         if isinstance(exc, TypeError):
             try:
-                callee, nargs = _callee(op.name, f, proto, pc, regs)
+                callee, args = _callee(op.name, f, proto, pc, regs)
             except (IndexError, KeyError, AttributeError, TypeError):
-                callee, nargs = None, 0
-            fn = callee.fn if callee.__class__ is Builtin else callee
-            if fn is not None and callable(fn) and _signature_refuses(fn, nargs):
-                return badarity(f"wrong number of arguments ({text})")
+                callee, args = None, []
+            if callee.__class__ is Builtin:  # its signature, not the message, says if it was arity
+                return call_refused(callee.name, callee.fn, args)
         return badarg(f"not a function ({text})")
     lisp = op.lisp or "operation"
     if isinstance(exc, ZeroDivisionError):

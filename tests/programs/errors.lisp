@@ -15,6 +15,12 @@
 ; expect: (caught 1 caught)
 ; expect: true true
 ; expect: done
+; expect: (error badarity "map/put takes 3 arguments, got 2")
+; expect: (error badarity "str/upper takes 1 argument, got 0") (error badarity "head takes 1 argument, got 0")
+; expect: (error badarity "map/get takes 2 to 3 arguments, got 1") (error badarity "str/format takes at least 1 argument, got 0")
+; expect: (error badarity "map/put takes 3 arguments, got 2") (error badarity "map/put takes 3 arguments, got 1")
+; expect: (error badarity "map/put takes 3 arguments, got 1") (error badarity "str/upper takes 1 argument, got 2")
+; expect: (error badarity "vector? takes 1 argument, got 2") (error badarity "str/join takes 2 arguments, got 3")
 
 (def kind (thunk) (try (thunk) (catch e (nth e 1))))
 (print (try (throw (list 'bad 42)) (catch e (nth e 1))))
@@ -36,3 +42,14 @@
 (def msg (try (+ 1 "a") (catch e (nth e 2))))
 (print (string? msg) (> (str/length msg) 0))
 (print "done")
+
+; a builtin called with the wrong number of arguments: its name and its signature's counts, in
+; every tier and through every path (a direct call, a call of a value, apply, list/map's loop)
+(def err (thunk) (try (thunk) (catch e e)))
+(print (err (fn () (map/put {} 1))))
+(print (err (fn () (str/upper))) (err (fn () (head))))
+(print (err (fn () (apply map/get (list {})))) (err (fn () (apply str/format nil))))
+(def call2 (g) (g {} 1))
+(print (err (fn () (call2 map/put))) (err (fn () (list/map map/put (list 1)))))
+(print (err (fn () (list/filter map/put (list 1)))) (err (fn () (list/reduce str/upper 0 (list 1)))))
+(print (err (fn () (vector? 1 2))) (err (fn () (apply str/join (list 1 2 3)))))
