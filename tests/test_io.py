@@ -361,7 +361,8 @@ def test_a_scheduler_forked_while_the_collector_is_paused_runs_it() -> None:
 
 
 NOT_REGULAR = r"""
-(def t (fn (thunk) (try (thunk) (catch e (list (nth e 1) (if (str/find (nth e 2) "Not a regular file") 'not-regular 'other))))))
+(def why (fn (e) (if (str/find (nth e 2) "Not a regular file") 'not-regular 'other)))
+(def t (fn (thunk) (try (thunk) (catch e (list (nth e 1) (why e))))))
 (def me (self))
 ; more readers of the FIFO than the pool has threads: each is refused at once, none blocks
 (list/map (fn (i) (spawn (fn () (send me (t (fn () (file/read "d/fifo"))))))) (list 1 2 3 4 5 6 7 8 9))
@@ -392,3 +393,28 @@ def test_a_fifo_or_device_is_refused_not_read_for_ever(tmp_path: Path) -> None:
         f"{refused} (eisdir other)",
         'short+more ("short+more")',
     ]
+
+
+POSIX_PATHS = r"""
+(def t (fn (thunk) (try (thunk) (catch e (nth e 1)))))
+(print (t (fn () (file/read "d/f/"))) (t (fn () (file/read "d/f/."))) (t (fn () (file/lines "d/f/"))))
+(print (t (fn () (file/delete "d/sub/."))) (t (fn () (file/delete "d/sub/.."))) (t (fn () (file/delete "d/f/"))))
+(print (file/read "d/f") (file/list-dir "d/sub/") (file/exists? "d/f/"))
+(print (file/write "d/~/x" "tilde") (file/read "d/~/x"))
+"""
+
+
+def test_paths_keep_posix_meaning_and_no_tilde(tmp_path: Path) -> None:
+    """`f/` and `f/.` of a file are enotdir and deleting `d/.` is einval, as the system says
+    (resolving the path dropped the marks and read the file, or removed the directory); `~` is
+    a name like any other, relative to the start directory."""
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    (d / "~").mkdir()
+    (d / "f").write_text("text")
+    (tmp_path / "prog.lisp").write_text(POSIX_PATHS, encoding="utf-8")
+    out, err, status = run_cli(["run", "--schedulers", "1", "--allow-read=d", "--allow-write=d", "prog.lisp"],
+                               cwd=tmp_path, env={"HOME": str(tmp_path / "home")})
+    assert (status, err) == (0, ""), err
+    assert out.splitlines() == ["enotdir enotdir enotdir", "einval einval enotdir", "text nil false", "true tilde"]
+    assert (d / "sub").is_dir() and (d / "~" / "x").read_text() == "tilde"

@@ -8,12 +8,13 @@ file system or standard input itself (that would block the scheduler), or import
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
 from .checks import check_str, short_repr
 from .errors import badarg
-from .permissions import check, check_path
+from .permissions import check, check_path, os_lisp_error
 from .process import Block
 from .registry import builtin
 from .values import type_name
@@ -69,7 +70,10 @@ def b_file_list_dir(path: Any) -> Any:
 
 @builtin("file/delete")
 def b_file_delete(path: Any) -> Any:
-    raise Block(("io", "file/delete", _path("file/delete", "write", path, follow=False)))
+    real = _path("file/delete", "write", path, follow=False)
+    if os.path.basename(path.rstrip(os.sep)) in (".", ".."):  # as rmdir("d/.") is (POSIX)
+        raise os_lisp_error(OSError(errno.EINVAL, os.strerror(errno.EINVAL), path), "file/delete")
+    raise Block(("io", "file/delete", real))
 
 
 @builtin("io/read-line")

@@ -82,12 +82,12 @@ def current() -> Permissions:
 
 def canonical(path: str) -> str:
     """`path` made absolute with `..` and every symlink resolved (of the part that exists)."""
-    return os.path.realpath(os.path.abspath(os.path.expanduser(path)))
+    return os.path.realpath(os.path.abspath(path))  # (no `~`: a path is relative to the start directory)
 
 
 def canonical_parent(path: str) -> str:
     """`path` with its directory resolved as `canonical` does, and its last name kept as it is."""
-    head, name = os.path.split(os.path.abspath(os.path.expanduser(path)))
+    head, name = os.path.split(os.path.abspath(path))
     if name in ("", ".", ".."):
         return canonical(path)
     return os.path.join(canonical(head), name)
@@ -126,6 +126,10 @@ def check_path(kind: str, who: str, path: str, follow: bool = True) -> str:
     real = canonical(path) if follow else canonical_parent(path)
     if allowed is None or (allowed != ALL and not any(under(real, p) for p in allowed)):
         raise _refused(kind, who, path)
+    if not real.endswith(os.sep) and (path.endswith(os.sep) or os.path.basename(path) in (".", "..")):
+        # the path names a directory: realpath drops the mark, and with it the system's ENOTDIR
+        # for `f/` or `f/.` where f is a file (POSIX): it is kept for the call to meet
+        real += os.sep
     return real
 
 
