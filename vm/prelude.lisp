@@ -236,13 +236,14 @@
         (and (== how 'transient) (not (== reason 'normal)) (not (== reason 'shutdown))))))
 
 ; A child ended with reason: one-for-one starts it again; one-for-all stops the others that
-; run (last started first) and starts them all again, in order.
+; run (last started first) and starts them all again, in order, except the temporary ones: those
+; are never restarted (as in Erlang), so they stay stopped, nil in sup/children.
 (def sys/sup-restart (st child reason)
   (cond ((not (sys/sup-restart? child reason)) (list 'noreply st))
         ((== (nth st 0) 'one-for-one) (sys/sup-count st (list (head child))))
-        (true (let ((ids (list/map (fn (c) (head c))
-                                   (list/filter (fn (c) (or (nth c 3) (== (head c) (head child)))) (nth st 3)))))
-                (sys/sup-count (sys/sup-stop-ids st ids) ids)))))
+        (true (let ((stop (list/filter (fn (c) (or (nth c 3) (== (head c) (head child)))) (nth st 3)))
+                    (ids (list/map head (list/filter (fn (c) (!= (nth c 2) 'temporary)) stop))))
+                (sys/sup-count (sys/sup-stop-ids st (list/map head stop)) ids)))))
 
 ; One restart more: past intensity restarts within period ms, stop every child and end the
 ; supervisor with 'shutdown; else start the children of ids (a failed start counts again).

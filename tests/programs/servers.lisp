@@ -147,6 +147,20 @@
 (print (list/map (fn (p) (sys/info p)) before))    ; expect: (nil nil nil)
 (print (gen/call 'wx 'ping) (gen/call 'wy 'ping) (gen/call 'wz 'ping))       ; expect: pong pong pong
 
+; one-for-all never starts a temporary child again (it is stopped with the others and stays
+; nil), and a transient child that ended normally stays down
+(def sup6 (sup/start 'one-for-all 5 60000
+                     (list (list 'p (start-w 'wp6) 'permanent)
+                           (list 't (start-w 'wt6) 'transient)
+                           (list 'q (start-w 'wq6) 'temporary))))
+(def q1 (whereis 'wq6))
+(gen/cast 'wt6 'quit)
+(print (await-running sup6 '((p true) (t false) (q true)) 2000))   ; expect: ((p true) (t false) (q true))
+(def p1 (whereis 'wp6))
+(gen/cast 'wp6 'crash)
+(await-new sup6 'p p1)
+(print (running sup6) (sys/info q1) (whereis 'wt6) (whereis 'wq6))  ; expect: ((p true) (t false) (q false)) nil nil nil
+
 ; a supervisor whose caller ends stops its children and ends with it
 (def boss (spawn (fn () (send me (list 'sup (sup/start 'one-for-one 1 1000 (list (list 'k (start-w 'wk) 'permanent)))))
                         (receive ('stop (exit 'boss-left))))))
