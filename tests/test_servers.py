@@ -84,6 +84,11 @@ def test_crashes_restarts_and_an_uncaught_timeout(schedulers: str, tmp_path: Pat
     assert len(crashes) == 7, err
     assert sum("badarg: head: " in ln for ln in crashes) == 4, err
     assert sum("gen: the handler returned nonsense" in ln for ln in crashes) == 1, err
+    # a bad handler result and a start function's non-pid are the program's mistakes: reported at
+    # the handler and at the start function (lines 14 and 34), never inside the prelude
+    assert not any(ln.startswith("prelude.lisp") for ln in lines), err
+    assert any(ln.startswith("prog.lisp:14:") and "handler returned nonsense" in ln for ln in crashes), err
+    assert any(ln.startswith("prog.lisp:34:") and "returned 42, not a pid" in ln for ln in crashes), err
     # reported at the program's line, not in the prelude where gen/call raised it
     assert lines[-1].startswith("prog.lisp:39:1: error: timeout: gen/call: no reply from #<pid"), err
     assert lines[-1].endswith("within 20 ms"), err

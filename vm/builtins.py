@@ -19,7 +19,17 @@ from typing import Any
 
 from . import values as _values
 from .boxes import for_message
-from .checks import arity_refused, check_arity, check_int, check_list, check_number, check_str, short_repr, text_size
+from .checks import (
+    arity_refused,
+    check_arity,
+    check_int,
+    check_list,
+    check_number,
+    check_str,
+    described,
+    short_repr,
+    text_size,
+)
 from .errors import (
     BADMATCH,
     INT_LIMIT,
@@ -1230,17 +1240,27 @@ PRELUDE_FILE = "prelude.lisp"  # the source name vm/prelude.lbc's prototypes car
 
 
 @builtin("sys/raise")
-def b_sys_raise(value: Any) -> None:
-    """`throw` for the prelude's gen/ and sup/: the error is reported at the call in the
-    program that led to it (the innermost caller frame outside the prelude), not in the prelude;
-    with no such frame (inside a server), where it was raised."""
+def b_sys_raise(value: Any, at: Any = None) -> None:
+    """`throw` for the prelude's gen/ and sup/: the error is reported in the program, not in
+    the prelude: at the body of the program's function `at` when given (a server's handler that
+    returned a bad value: no frame of the program is on a server's stack), else at the call that
+    led to it (the innermost caller frame outside the prelude), else where it was raised."""
     err = LispError(copy_message(value))
+    if at.__class__ is Closure and at.proto.module is not None and at.proto.module.file != PRELUDE_FILE:
+        err.pos = at.proto.position(0)
+        raise err
     for cl, _code, ret_pc, _regs, _dst in reversed(ctx.proc.frames):
         module = cl.proto.module
         if module is not None and module.file != PRELUDE_FILE and module.file != "<halt>":
             err.pos = cl.proto.position(ret_pc - 1)  # the call instruction
             break
     raise err
+
+
+@builtin("sys/describe")
+def b_sys_describe(x: Any) -> str:
+    """A value as the prelude's error messages show it: its type, then its printed form."""
+    return described(x)
 
 
 @builtin("sys/tagged?")

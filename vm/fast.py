@@ -75,7 +75,16 @@ from .errors import (
     undef,
 )
 from .lbc import Proto
-from .loopsupport import _enter, _not_callable, _Unwound, list_of, not_a_cons, python_error, undefined_global
+from .loopsupport import (
+    _PRELUDE_FILE,
+    _enter,
+    _not_callable,
+    _Unwound,
+    list_of,
+    not_a_cons,
+    python_error,
+    undefined_global,
+)
 from .opcodes import BY_NAME, OPS, Op, decode_fields, render
 from .process import BLOCK, DONE, EXITED, FAILED, HALT, YIELD, Block, ctx
 from .registry import BUILTINS
@@ -404,7 +413,7 @@ class FastTier:
             return _positioned(self, exc, None)
         if isinstance(exc, _CATCHABLE) or not isinstance(exc, (Preempt, RecursionError, Block,
                                                                 _NestedSuspend, _Wait)):
-            return _positioned(self, exc, compiled[-1])
+            return _positioned(self, exc, compiled[-1], compiled)
         frames = proc.frames
         if caller is not None:
             frames.append(caller)
@@ -561,9 +570,11 @@ def _fault_pc(info: _Info, tb: Any) -> int:
     return pc
 
 
-def _positioned(tier: FastTier | None, exc: BaseException, where: tuple | None) -> BaseException:
+def _positioned(tier: FastTier | None, exc: BaseException, where: tuple | None,
+                outer: list | None = None) -> BaseException:
     """`exc` as a LispError carrying the position of the compiled frame `where` (info, tb),
-    with the same message the interpreter gives (python_error)."""
+    with the same message the interpreter gives (python_error). `outer`: the compiled frames it
+    passed through, outermost first, where a position in the prelude moves to the program's call."""
     if not isinstance(exc, (LispError, RecursionError) + _CATCHABLE):
         return exc
     if where is None:
@@ -584,6 +595,13 @@ def _positioned(tier: FastTier | None, exc: BaseException, where: tuple | None) 
         err = _call_error(tier, info.proto, pc, regs, exc) or python_error(info.proto, pc, regs, exc)
     if err.pos is None:
         err.pos = info.proto.position(pc)
+    if outer and err.pos[0] == _PRELUDE_FILE:
+        # the prelude's builtins fail only on what they were given: report the program's call
+        for oinfo, otb in reversed(outer):
+            m = oinfo.proto.module
+            if m is not None and m.file != _PRELUDE_FILE:
+                err.pos = oinfo.proto.position(_fault_pc(oinfo, otb))
+                break
     return err
 
 

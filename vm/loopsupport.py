@@ -29,6 +29,7 @@ from .registry import BUILTINS
 from .state import HALT_FRAME
 from .values import UNDEF, Builtin, Closure, Cons, intern, note_box, to_pylist, type_name
 
+_PRELUDE_FILE = "prelude.lisp"  # the source name of vm/prelude.lbc's prototypes (builtins.PRELUDE_FILE)
 _LOOP = BY_NAME["LOOP"].num  # the marker before a `loop`'s head (_budget_out's OSR entry)
 _DEEP_STACK = 3000  # interpreter frames under a function's budget end that make it a deep recursion
 
@@ -285,6 +286,9 @@ def _on_error(proc: Process, exc: Exception, code: list, ins: tuple | None, pc: 
     value = err.value
     frames = proc.frames
     at = i if i is not None else pc - 1
+    in_prelude = where[0] == _PRELUDE_FILE
+    if in_prelude and i is None and cl.proto.module is not None and cl.proto.module.file != _PRELUDE_FILE:
+        where, in_prelude = cl.proto.position(at), False  # it came back from the program's call
     while True:
         for start, end, handler, reg in cl.proto.handlers:
             if start <= at < end:
@@ -298,3 +302,6 @@ def _on_error(proc: Process, exc: Exception, code: list, ins: tuple | None, pc: 
             return FAILED
         cl, _code, ret_pc, regs, _dst = frames.pop()
         at = ret_pc - 1  # the call instruction
+        if in_prelude and cl.proto.module is not None and cl.proto.module.file != _PRELUDE_FILE:
+            # the prelude's builtins fail only on what they were given: report the program's call
+            where, in_prelude = cl.proto.position(at), False

@@ -6,19 +6,26 @@
 (def sys/map-loop (f xs acc)
   (if (empty? xs) (reverse acc) (sys/map-loop f (tail xs) (cons (f (head xs)) acc))))
 ; a builtin that only computes a value (sys/native-fn?) is applied in one Python loop instead
-(def list/map (f xs) (if (sys/native-fn? f) (sys/map-native f xs) (sys/map-loop f xs nil)))
+(def list/map (f xs)
+  (cond ((sys/native-fn? f) (sys/map-native f xs))
+        ((fn? f) (sys/map-loop f xs nil))
+        (true (sys/expected "list/map" "a function" f))))
 
 (def sys/filter-loop (pred xs acc)
   (if (empty? xs)
       (reverse acc)
       (sys/filter-loop pred (tail xs) (if (pred (head xs)) (cons (head xs) acc) acc))))
 (def list/filter (pred xs)
-  (if (sys/native-fn? pred) (sys/filter-native pred xs) (sys/filter-loop pred xs nil)))
+  (cond ((sys/native-fn? pred) (sys/filter-native pred xs))
+        ((fn? pred) (sys/filter-loop pred xs nil))
+        (true (sys/expected "list/filter" "a function" pred))))
 
 (def sys/reduce-loop (f acc xs)
   (if (empty? xs) acc (sys/reduce-loop f (f acc (head xs)) (tail xs))))
 (def list/reduce (f acc xs)
-  (if (sys/native-fn? f) (sys/reduce-native f acc xs) (sys/reduce-loop f acc xs)))
+  (cond ((sys/native-fn? f) (sys/reduce-native f acc xs))
+        ((fn? f) (sys/reduce-loop f acc xs))
+        (true (sys/expected "list/reduce" "a function" f))))
 
 (def apply (f & args) (apply f (sys/spread args)))
 
@@ -28,14 +35,14 @@
 
 ; --- sorting by a key and updating a map (LANGUAGE.md section 9; the rest is in vm/builtins.py) --
 (def list/sort-by (f xs)
-  (if (list? xs)
-      (sys/sort-keyed (list/map (fn (x) (cons (f x) x)) xs))
-      (throw (list 'error 'badarg (str "list/sort-by: expected a list, got " (repr xs))))))
+  (cond ((not (fn? f)) (sys/expected "list/sort-by" "a function" f))
+        ((not (list? xs)) (sys/expected "list/sort-by" "a list" xs))
+        (true (sys/sort-keyed (list/map (fn (x) (cons (f x) x)) xs)))))
 
 (def map/update (m k f default)
-  (if (map? m)
-      (map/put m k (f (map/get m k default)))
-      (throw (list 'error 'badarg (str "map/update: expected a map, got " (repr m))))))
+  (cond ((not (map? m)) (sys/expected "map/update" "a map" m))
+        ((not (fn? f)) (sys/expected "map/update" "a function" f))
+        (true (map/put m k (f (map/get m k default))))))
 
 ; --- servers and supervisors (LANGUAGE.md section 12; docs/servers.md) -----------------------
 ; A call is (gen/call (caller monitor-ref) request); its reply is delivered only while the caller
@@ -43,6 +50,8 @@
 ; (timeout) demonitors and flushes, and no late reply can reach its mailbox afterwards.
 
 (def sys/fail (kind text) (sys/raise (list 'error kind text)))
+; a prelude builtin's argument of the wrong kind: "WHO: expected WHAT, got integer 5"
+(def sys/expected (who what x) (sys/fail 'badarg (str who ": expected " what ", got " (sys/describe x))))
 
 (def sys/server-pid (who server)
   (cond ((pid? server) server)
@@ -87,8 +96,10 @@
         ((sys/tagged? result 'stop 4)
          (if from (gen/reply from (nth result 2)) nil)
          (exit (nth result 1)))
-        (true (sys/fail 'badarg (str "gen: the handler returned " (repr result)
-                                     ", not (reply value state), (noreply state) or (stop reason state)")))))
+        (true (sys/raise (list 'error 'badarg
+                               (str "gen: the handler returned " (repr result)
+                                    ", not (reply value state), (noreply state) or (stop reason state)"))
+                         handler))))
 
 (def gen/call (server request & opt)
   (let ((timeout (if (empty? opt) 5000 (head opt)))
@@ -171,7 +182,7 @@
         (if (== (head r) 'ok)
             (sys/sup-start-all (tail todo) (cons (sys/child-pid c (nth r 1)) done))
             (do (sys/sup-stop-all done)
-                (throw (nth r 1)))))))
+                (sys/raise (nth r 1) (nth c 1)))))))  ; reported at the start function
 
 (def sys/child-pid (c pid) (list (nth c 0) (nth c 1) (nth c 2) pid))
 

@@ -28,7 +28,7 @@
 ; expect: (badarg "map/put: expected a map, got nil nil")
 ; expect: (badarg "sys/map-of: expected keys and values in pairs, got 3 values")
 ; expect: (badarg "map/from-list: expected a list of (key value) lists, got (b)")
-; expect: (badarg "map/update: expected a map, got 5")
+; expect: (badarg "map/update: expected a map, got integer 5")
 ; expect: (badarg "map/keys: expected a map, got vector [1 2]")
 ; expect: (badarg "vec/get: expected a vector, got map #<map too large to print>")
 ; expect: -1 1 0 -1 -1
@@ -39,7 +39,7 @@
 ; expect: ((0 e) (1 b) (1 d) (2 a) (2 c))
 ; expect: ("a" "d" "bb" "ee" "ccc")
 ; expect: (3 2 1)
-; expect: (badarg "list/sort: expected a list, got integer 5") (badarg "list/sort-by: expected a list, got 5")
+; expect: (badarg "list/sort: expected a list, got integer 5") (badarg "list/sort-by: expected a list, got integer 5")
 ; expect: [a 2 3] [1 2 3 4] [2 3] [2 3] [] [x x x] [1 2 3]
 ; expect: [] [1] 1000
 ; expect: 30000 0 59998 mid 24690
