@@ -139,7 +139,15 @@
   (sys/sup-check strategy intensity period children)
   (gen/start sys/sup-init sys/sup-handle strategy intensity period children (self)))
 
-(def sup/children (sup) (gen/call sup 'sup/children))
+(def sup/children (sup)
+  (let ((pid (sys/server-pid "sup/children" sup))
+        (r (cond ((nil? pid) (sys/fail 'noproc (str "sup/children: no process is registered as " sup)))
+                 ((== pid (self)) (sys/fail 'badarg "sup/children: a supervisor cannot ask itself"))
+                 (true (sys/call pid 'sup/children 5000)))))
+    ; a supervisor's answer is tagged: any other server's reply to the same request is refused
+    (if (sys/tagged? r 'sup/children 2)
+        (nth r 1)
+        (sys/fail 'badarg (str "sup/children: " (repr sup) " is not a supervisor")))))
 
 (def sys/sup-check (strategy intensity period children)
   (cond ((not (or (== strategy 'one-for-one) (== strategy 'one-for-all)))
@@ -213,7 +221,7 @@
 
 (def sys/sup-handle (kind msg from st)
   (cond ((and (== kind 'call) (== msg 'sup/children))
-         (list 'reply (list/map (fn (c) (list (nth c 0) (nth c 3))) (nth st 3)) st))
+         (list 'reply (list 'sup/children (list/map (fn (c) (list (nth c 0) (nth c 3))) (nth st 3))) st))
         ((and (== kind 'info) (sys/tagged? msg 'EXIT 3))
          (sys/sup-exit st (nth msg 1) (nth msg 2)))
         (true (list 'noreply st))))

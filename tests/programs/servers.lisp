@@ -185,6 +185,13 @@
 (receive ((list 'EXIT p r) :when (== p sup5) (print "supervisor EXIT" r)))   ; expect: supervisor EXIT shutdown
 (print (whereis 'wx5) (whereis 'wy5))              ; expect: nil nil
 
+;  sup/children of what is not a supervisor names sup/children and refuses the reply
+(def echo (gen/start (fn () 0) (fn (k m f s) (list 'reply 'hello s))))
+(def child-err (x) (try (sup/children x) (catch e (list (nth e 1) (nth e 2)))))
+(print (head (child-err echo)) (str/ends-with? (nth (child-err echo) 1) "is not a supervisor"))   ; expect: badarg true
+(print (child-err (self)))                    ; expect: (badarg "sup/children: a supervisor cannot ask itself")
+(print (child-err 5) (child-err 'nobody))     ; expect: (badarg "sup/children: expected a pid or a registered name, got 5") (noproc "sup/children: no process is registered as nobody")
+
 ; bad specs
 (def bad (fn (& args) (try (apply sup/start args) (catch err (list (head (tail err)) (nth err 2))))))
 (print (bad 'one-for-some 1 1 nil))                ; expect: (badarg "sup/start: the strategy must be one-for-one or one-for-all, got one-for-some")
