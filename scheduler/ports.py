@@ -21,12 +21,12 @@ import subprocess
 from collections import deque
 
 from ..vm import handles
-from ..vm.errors import MAX_TEXT, LispError
-from ..vm.net_builtins import closed_error, encode_text
+from ..vm.errors import MAX_TEXT
+from ..vm.net_builtins import closed_error
 from ..vm.process import Process
 from ..vm.values import TRUE, Cons, from_list, intern
 from .io import IoService, io_op
-from .tcp import CHUNK, CLOSING, HIGH_WATER, LOW_WATER, _here, _Key, _Resource, _sync, os_error_value
+from .tcp import CHUNK, CLOSING, HIGH_WATER, LOW_WATER, _Key, _Resource, _sync, os_error_value, send_on
 
 __all__ = ["Port", "exit_status"]
 
@@ -308,18 +308,7 @@ def op_open(io: IoService, proc: Process, args: tuple) -> None:
 
 @io_op("port/send")
 def op_send(io: IoService, proc: Process, args: tuple) -> None:
-    res = _here(io, proc, "port/send", args[0], args)
-    if res is None:
-        return
-    if len(args) == 2:
-        try:
-            if res.try_send(encode_text("port/send", args[1])):
-                io.complete(proc, TRUE)
-                return
-        except LispError as e:
-            io.complete(proc, error=e.value)
-            return
-    res.wait_send(proc)
+    send_on(io, proc, "port/send", args)
 
 
 def _register_sync() -> None:

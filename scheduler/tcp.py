@@ -681,22 +681,26 @@ io_op("tcp/recv")(_passive("tcp/recv"))
 io_op("tcp/recv-line")(_passive("tcp/recv-line"))
 
 
-@io_op("tcp/send")
-def op_send(io: IoService, proc: Process, args: tuple) -> None:
-    """A send whose unsent bytes passed HIGH_WATER (args: the socket), or one from another
-    scheduler (args: the socket and the data, not sent yet)."""
-    res = _here(io, proc, "tcp/send", args[0], args)
+def send_on(io: IoService, proc: Process, name: str, args: tuple) -> None:
+    """A send whose unsent bytes passed HIGH_WATER (args: the resource), or one from another
+    scheduler (args: the resource and the data, not sent yet): sockets' and ports' alike."""
+    res = _here(io, proc, name, args[0], args)
     if res is None:
         return
     if len(args) == 2:
         try:
-            if res.try_send(encode_text("tcp/send", args[1])):
+            if res.try_send(encode_text(name, args[1])):
                 io.complete(proc, TRUE)
                 return
         except LispError as e:
             io.complete(proc, error=e.value)
             return
     res.wait_send(proc)
+
+
+@io_op("tcp/send")
+def op_send(io: IoService, proc: Process, args: tuple) -> None:
+    send_on(io, proc, "tcp/send", args)
 
 
 def _sync(name: str, call: Any) -> Any:
