@@ -329,7 +329,12 @@ def run_cluster(data: bytes, module: lbc.Module, globals_: Globals, argv: list[s
     # A new token per run, known only to its schedulers (inherited at fork, or in the node's
     # private directory): a connection whose hello lacks it is closed (events._hello_bad).
     hub.secret = os.urandom(16)
-    main = main_process(hub.sched.new_pid(), module)
+    return run_hub(hub, main_process(hub.sched.new_pid(), module), jit)
+
+
+def run_hub(hub: Hub, main: Process, jit: bool) -> int:
+    """Run `main` on a prepared hub with the poke signal installed, then shut the node down and
+    put the signal back (run_cluster's hub and the repl's); returns the exit status."""
     hub.main_pid = main.pid
     previous: Any = False
     try:
