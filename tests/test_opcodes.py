@@ -295,7 +295,7 @@ BAND_PROGRAM = """
 BAND_OUTPUT = """8 255 0 2 5
 (error badarg "bit/and: expected integers, got float 1.5 and integer 2")
 (error badarg "bit/and: expected integers, got string \\"a\\" and integer 2")
-(error badarg "bit/and: expected integers, got boolean true and nil nil")
+(error badarg "bit/and: expected integers, got boolean true and nil")
 (error badarg "bit/and: expected integers, got float 1.5 and integer 2")
 badarity
 """

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .checks import short_repr
+from .checks import described
 from .errors import LispError, badarg
 from .registry import builtin
-from .values import type_name
 
 D_IFLTI_RET = 0
 D_ADDI_CALLG1 = 1
@@ -357,7 +356,7 @@ def operand_error(lisp: str, args: Any) -> LispError:
         kinds = "integers"
     else:
         kinds = "numbers" if lisp in ("+", "-", "*", "/", "div", "mod") else "numbers or strings"
-    got = " and ".join(f"{type_name(x)} {short_repr(x)}" for x in args)
+    got = " and ".join(described(x) for x in args)
     return badarg(f"{lisp}: expected {kinds}, got {got}")
 
 

@@ -77,7 +77,6 @@ from .values import (
     to_pylist,
     to_repr,
     to_str,
-    type_name,
 )
 
 __all__ = ["BUILTINS", "ctx", "short_repr", "copy_message", "INFINITY", "CONSTANTS", "runtime_error_value",
@@ -178,7 +177,7 @@ def b_abs(x: Any) -> Any:
 def _ordered(name: str, x: Any) -> Any:
     if x.__class__ is int or x.__class__ is float or x.__class__ is str:
         return x
-    raise badarg(f"{name}: expected a number or a string, got {type_name(x)} {short_repr(x)}")
+    raise badarg(f"{name}: expected a number or a string, got {described(x)}")
 
 
 def _compare(name: str, args: tuple, test: Any) -> Bool:
@@ -189,8 +188,8 @@ def _compare(name: str, args: tuple, test: Any) -> Bool:
             if not test(a, b):
                 return FALSE
         except TypeError:
-            raise badarg(f"{name}: cannot compare {type_name(a)} {short_repr(a)} with "
-                         f"{type_name(b)} {short_repr(b)}") from None
+            raise badarg(f"{name}: cannot compare {described(a)} with "
+                         f"{described(b)}") from None
     if len(args) == 1:
         _ordered(name, args[0])
     return TRUE
@@ -339,7 +338,7 @@ def b_empty(x: Any) -> Bool:
         return _b(not x)
     if c is Map:
         return _b(not x.m)
-    raise badarg(f"empty?: expected a list, vector, string or map, got {type_name(x)} {short_repr(x)}")
+    raise badarg(f"empty?: expected a list, vector, string or map, got {described(x)}")
 
 
 @builtin("length")
@@ -354,7 +353,7 @@ def b_length(x: Any) -> int:
         n += 1
         x = x.tail
     if x is not None:
-        raise badarg(f"length: expected a list, vector or string, got {type_name(x)} {short_repr(x)}")
+        raise badarg(f"length: expected a list, vector or string, got {described(x)}")
     return n
 
 
@@ -373,7 +372,7 @@ def b_nth(xs: Any, i: Any) -> Any:
             c = c.tail
             k -= 1
         if c is not None:
-            raise badarg(f"nth: expected a list, got {type_name(xs)} {short_repr(xs)}")
+            raise badarg(f"nth: expected a list, got {described(xs)}")
     raise badarg(f"nth: index {i} out of range for a list of {b_length(xs)}")
 
 
@@ -397,7 +396,7 @@ def b_reverse(x: Any) -> Any:
         out = Cons(c.head, out)
         c = c.tail
     if c is not None:
-        raise badarg(f"reverse: expected a list, got {type_name(x)} {short_repr(x)}")
+        raise badarg(f"reverse: expected a list, got {described(x)}")
     return out
 
 
@@ -559,7 +558,7 @@ def b_vector(*args: Any) -> Vec:
 def _vec(name: str, v: Any) -> Vec:
     if v.__class__ is Vec:
         return v
-    raise badarg(f"{name}: expected a vector, got {type_name(v)} {short_repr(v)}")
+    raise badarg(f"{name}: expected a vector, got {described(v)}")
 
 
 @builtin("vec/get")
@@ -640,7 +639,7 @@ def b_vec_make(n: Any, x: Any) -> Vec:
 def _map(name: str, m: Any) -> Map:
     if m.__class__ is Map:
         return m
-    raise badarg(f"{name}: expected a map, got {type_name(m)} {short_repr(m)}")
+    raise badarg(f"{name}: expected a map, got {described(m)}")
 
 
 @builtin("sys/map-of")
@@ -1061,7 +1060,7 @@ def copy_message(msg: Any) -> Any:
 def _fn(name: str, f: Any) -> Any:
     if f.__class__ is Closure or f.__class__ is Builtin:
         return f
-    raise badarg(f"{name}: expected a function, got {type_name(f)} {short_repr(f)}")
+    raise badarg(f"{name}: expected a function, got {described(f)}")
 
 
 @builtin("spawn")
@@ -1090,7 +1089,7 @@ def b_self() -> Pid:
 def _dest(name: str, d: Any) -> Any:
     if d.__class__ is Pid or d.__class__ is Sym:
         return d
-    raise badarg(f"{name}: expected a pid or a registered name, got {type_name(d)} {short_repr(d)}")
+    raise badarg(f"{name}: expected a pid or a registered name, got {described(d)}")
 
 
 @builtin("send")
@@ -1104,7 +1103,7 @@ def b_send(dest: Any, msg: Any) -> Any:
 def _pid(name: str, p: Any) -> Pid:
     if p.__class__ is Pid:
         return p
-    raise badarg(f"{name}: expected a pid, got {type_name(p)} {short_repr(p)}")
+    raise badarg(f"{name}: expected a pid, got {described(p)}")
 
 
 @builtin("register")

@@ -97,21 +97,21 @@ def check_number(name: str, x: Any) -> Any:
     """`x` if it is a number, else badarg naming the builtin `name`."""
     if x.__class__ is int or x.__class__ is float:
         return x
-    raise badarg(f"{name}: expected a number, got {type_name(x)} {short_repr(x)}")
+    raise badarg(f"{name}: expected a number, got {described(x)}")
 
 
 def check_int(name: str, x: Any) -> int:
     """`x` if it is an integer, else badarg naming the builtin `name`."""
     if x.__class__ is int:
         return x
-    raise badarg(f"{name}: expected an integer, got {type_name(x)} {short_repr(x)}")
+    raise badarg(f"{name}: expected an integer, got {described(x)}")
 
 
 def check_list(name: str, x: Any) -> list:
     """The elements of the proper list `x` as a Python list, else badarg naming `name`."""
     items = to_pylist(x)
     if items is None:
-        raise badarg(f"{name}: expected a list, got {type_name(x)} {short_repr(x)}")
+        raise badarg(f"{name}: expected a list, got {described(x)}")
     return items
 
 
@@ -119,7 +119,7 @@ def check_str(name: str, x: Any) -> str:
     """`x` if it is a string, else badarg naming the builtin `name`."""
     if x.__class__ is str:
         return x
-    raise badarg(f"{name}: expected a string, got {type_name(x)} {short_repr(x)}")
+    raise badarg(f"{name}: expected a string, got {described(x)}")
 
 
 def arity_text(name: str, n: int, lo: int, hi: int | None) -> str:

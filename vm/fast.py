@@ -61,7 +61,7 @@ from typing import Any
 
 from . import boxes as _boxes
 from . import interp, lbc
-from .checks import short_repr
+from .checks import described, short_repr
 from .errors import (
     INT_LIMIT,
     INT_MIN,
@@ -89,7 +89,7 @@ from .opcodes import BY_NAME, OPS, Op, decode_fields, render
 from .process import BLOCK, DONE, EXITED, FAILED, HALT, YIELD, Block, ctx
 from .registry import BUILTINS
 from .state import HALT_FRAME, VM, WAITING
-from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Map, Vec, note_box, to_pylist, type_name
+from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Map, Vec, note_box, to_pylist
 
 __all__ = ["FastTier", "Preempt", "enable", "disable", "rearm"]
 
@@ -277,7 +277,7 @@ class FastTier:
         if c is Builtin:
             return f.fn
         if c is not Closure:
-            raise badarg(f"not a function: {type_name(f)} {short_repr(f)}")
+            raise badarg(f"not a function: {described(f)}")
         if self.compile(f.proto):
             return self.fn_for(f)
         fn = f.fast = lambda *args: _nested(f, args)
@@ -321,7 +321,7 @@ class FastTier:
             fn = self.fn_for(v) if self.compile(v.proto) else (lambda *args: _nested(v, args))
         else:
             def not_fn(*args: Any) -> Any:
-                raise badarg(f"{name} is not a function: {type_name(v)} {short_repr(v)}")
+                raise badarg(f"{name} is not a function: {described(v)}")
             fn = not_fn
         self.ns["F_" + self.gname(name)] = fn
         return fn

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .checks import check_arity, check_int, short_repr
+from .checks import check_arity, check_int, described
 from .errors import badarg, badarity
 from .process import Block
 from .registry import builtin
-from .values import Cons, F32Array, from_list, type_name
+from .values import Cons, F32Array, from_list
 
 __all__ = ["Kernel", "SCALARS"]
 
@@ -55,7 +55,7 @@ def _np() -> Any:
 def _array(name: str, a: Any) -> Any:
     if a.__class__ is F32Array:
         return a.data
-    raise badarg(f"{name}: expected an f32 array, got {type_name(a)} {short_repr(a)}")
+    raise badarg(f"{name}: expected an f32 array, got {described(a)}")
 
 
 @builtin("gpu/array")
@@ -66,11 +66,11 @@ def b_array(items: Any) -> F32Array:
     while c.__class__ is Cons:
         x = c.head
         if x.__class__ is not int and x.__class__ is not float:
-            raise badarg(f"gpu/array: expected numbers, got {type_name(x)} {short_repr(x)}")
+            raise badarg(f"gpu/array: expected numbers, got {described(x)}")
         values.append(x)
         c = c.tail
     if c is not None:
-        raise badarg(f"gpu/array: expected a list, got {type_name(items)} {short_repr(items)}")
+        raise badarg(f"gpu/array: expected a list, got {described(items)}")
     arr = np.array(values, dtype=np.float32)
     arr.setflags(write=False)  # arrays are values: nothing may change one after it is made
     return F32Array(arr)
@@ -118,7 +118,7 @@ def b_dispatch(*args: Any) -> Any:
     check_arity("gpu/dispatch", args, 2)
     kernel, n, rest = args[0], args[1], args[2:]
     if kernel.__class__ is not Kernel:
-        raise badarg(f"gpu/dispatch: expected a kernel, got {type_name(kernel)} {short_repr(kernel)}")
+        raise badarg(f"gpu/dispatch: expected a kernel, got {described(kernel)}")
     n = check_int("gpu/dispatch", n)
     if n < 1:
         raise badarg(f"gpu/dispatch: the global size must be >= 1, got {n}")
@@ -128,11 +128,11 @@ def b_dispatch(*args: Any) -> Any:
         if is_buffer:
             if x.__class__ is not F32Array:
                 raise badarg(f"gpu/dispatch: argument {i} of kernel {kernel.name} is {tname}: "
-                             f"expected an f32 array, got {type_name(x)} {short_repr(x)}")
+                             f"expected an f32 array, got {described(x)}")
             if len(x.data) < n:
                 raise badarg(f"gpu/dispatch: argument {i} of kernel {kernel.name} has {len(x.data)} "
                              f"elements, fewer than the global size {n}")
         elif x.__class__ is not int and x.__class__ is not float:
             raise badarg(f"gpu/dispatch: argument {i} of kernel {kernel.name} is {tname}: "
-                         f"expected a number, got {type_name(x)} {short_repr(x)}")
+                         f"expected a number, got {described(x)}")
     raise Block(("gpu-dispatch", kernel, n, tuple(x.data if x.__class__ is F32Array else x for x in rest)))

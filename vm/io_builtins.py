@@ -12,12 +12,11 @@ import errno
 import os
 from typing import Any
 
-from .checks import check_str, short_repr
+from .checks import check_str, described, short_repr
 from .errors import badarg
 from .permissions import check, check_path, os_lisp_error
 from .process import Block
 from .registry import builtin
-from .values import type_name
 
 __all__: list[str] = []
 
@@ -32,7 +31,7 @@ def _path(name: str, kind: str, path: Any, follow: bool = True) -> str:
 
 def _text(name: str, text: Any) -> str:
     if text.__class__ is not str:
-        raise badarg(f"{name}: expected the text to write as a string, got {type_name(text)} {short_repr(text)}")
+        raise badarg(f"{name}: expected the text to write as a string, got {described(text)}")
     return text
 
 

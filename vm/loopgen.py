@@ -464,10 +464,10 @@ def ops_source() -> str:
              'instruction table define (Op.builtin), registered when this module is imported."""', "",
              "from __future__ import annotations", "",
              "from typing import Any", "",
-             "from .checks import short_repr",
+             "from .checks import described",
              "from .errors import LispError, badarg",
              "from .registry import builtin",
-             "from .values import type_name", ""]
+             ""]
     for i, n in enumerate(names):
         lines.append(f"D_{n} = {i}")
     lines += ["", "DECODED = {"] + [f'    "D_{n}": D_{n},' for n in names] + ["}", ""]
@@ -664,7 +664,7 @@ def operand_error(lisp: str, args: Any) -> LispError:
         kinds = "integers"
     else:
         kinds = "numbers" if lisp in ("+", "-", "*", "/", "div", "mod") else "numbers or strings"
-    got = " and ".join(f"{type_name(x)} {short_repr(x)}" for x in args)
+    got = " and ".join(described(x) for x in args)
     return badarg(f"{lisp}: expected {kinds}, got {got}")
 '''
 

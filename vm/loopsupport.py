@@ -20,14 +20,14 @@ from typing import Any
 
 from ._generated_ops import D_ADDI_CALLG1, D_ADDI_TAILCALLG1, operand_error
 from .boxes import for_global, key_of, touch
-from .checks import call_refused, short_repr
+from .checks import call_refused, described, short_repr
 from .errors import BadBytecode, LispError, badarg, badarity, limit_error, product_too_large, undef
 from .lbc import Proto
 from .opcodes import BY_NAME, decode_fields
 from .process import FAILED, Process
 from .registry import BUILTINS
 from .state import HALT_FRAME
-from .values import UNDEF, Builtin, Closure, Cons, intern, note_box, to_pylist, type_name
+from .values import UNDEF, Builtin, Closure, Cons, intern, note_box, to_pylist
 
 _PRELUDE_FILE = "prelude.lisp"  # the source name of vm/prelude.lbc's prototypes (builtins.PRELUDE_FILE)
 _LOOP = BY_NAME["LOOP"].num  # the marker before a `loop`'s head (_budget_out's OSR entry)
@@ -85,7 +85,7 @@ def _not_callable(f: Any, name: str | None = None) -> LispError:
     if f is UNDEF:
         return undef(f"undefined function {name}")
     what = f"{name} is not a function" if name else "not a function"
-    return badarg(f"{what}: {type_name(f)} {short_repr(f)}")
+    return badarg(f"{what}: {described(f)}")
 
 
 def _make_closure(p: Proto, regs: list, upvals: tuple) -> Closure:

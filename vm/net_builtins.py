@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import handles
-from .checks import check_int, check_str, short_repr
+from .checks import check_int, check_str, described, short_repr
 from .errors import badarg, runtime_error
 from .handles import Handle
 from .permissions import check_net, check_run
@@ -187,7 +187,7 @@ def hand_over(name: str, x: Any, pid: Any, kinds: tuple, tags: tuple) -> Any:
     about it that its old owner had not received yet, before any new one."""
     h = _handle(name, x, *kinds)
     if pid.__class__ is not Pid:
-        raise badarg(f"{name}: expected a pid, got {type_name(pid)} {short_repr(pid)}")
+        raise badarg(f"{name}: expected a pid, got {described(pid)}")
     res = _local(name, h, (h, pid))
     proc = ctx.proc
     if res.owner != proc.pid:
@@ -234,11 +234,11 @@ def b_port_open(program: Any, args: Any = None) -> Handle:
     while c.__class__ is Cons:
         a = c.head
         if a.__class__ is not str or "\x00" in a:
-            raise badarg(f"port/open: the arguments must be strings, got {type_name(a)} {short_repr(a)}")
+            raise badarg(f"port/open: the arguments must be strings, got {described(a)}")
         argv.append(a)
         c = c.tail
     if c is not None:
-        raise badarg(f"port/open: expected a list of arguments, got {type_name(args)} {short_repr(args)}")
+        raise badarg(f"port/open: expected a list of arguments, got {described(args)}")
     check_run("port/open", program)
     raise Block(("io", "port/open", program, tuple(argv)))
 

@@ -21,6 +21,8 @@
 ; expect: (error badarity "map/put takes 3 arguments, got 2") (error badarity "map/put takes 3 arguments, got 1")
 ; expect: (error badarity "map/put takes 3 arguments, got 1") (error badarity "str/upper takes 1 argument, got 2")
 ; expect: (error badarity "vector? takes 1 argument, got 2") (error badarity "str/join takes 2 arguments, got 3")
+; expect: (error badarg "sys/info: expected a pid, got nil") (error badarg "map/merge: expected a map, got nil")
+; expect: (error badarg "+: expected numbers, got nil and integer 1")
 
 (def kind (thunk) (try (thunk) (catch e (nth e 1))))
 (print (try (throw (list 'bad 42)) (catch e (nth e 1))))
@@ -53,3 +55,6 @@
 (print (err (fn () (call2 map/put))) (err (fn () (list/map map/put (list 1)))))
 (print (err (fn () (list/filter map/put (list 1)))) (err (fn () (list/reduce str/upper 0 (list 1)))))
 (print (err (fn () (vector? 1 2))) (err (fn () (apply str/join (list 1 2 3)))))
+; nil is named once ("got nil"), not as its type and then its printed form
+(print (err (fn () (sys/info nil))) (err (fn () (map/merge nil {}))))
+(print (err (fn () (+ nil 1))))

@@ -25,7 +25,7 @@
 ; expect: 20000 399960001 nil 19999
 ; expect: true
 ; expect: (badarg "map/get: expected a map, got list (1)")
-; expect: (badarg "map/put: expected a map, got nil nil")
+; expect: (badarg "map/put: expected a map, got nil")
 ; expect: (badarg "sys/map-of: expected keys and values in pairs, got 3 values")
 ; expect: (badarg "map/from-list: expected a list of (key value) lists, got (b)")
 ; expect: (badarg "map/update: expected a map, got integer 5")
