@@ -64,15 +64,16 @@ _SESSION: Session | None = None  # the session of this OS process (the builtins 
 
 def incomplete(text: str) -> bool:
     """Is `text` an unfinished form: an open parenthesis, bracket or brace, or an open string?
-    (A closing one too many is finished: the reader reports it.)"""
-    depth = 0
+    (A closing one too many, or one that does not match the open one, as in `(list {)`, is
+    finished: the reader reports it at once, instead of waiting for input that cannot mend it.)"""
+    open_ = []
     i, n = 0, len(text)
     while i < n:
         c = text[i]
         if c == ";":
             j = text.find("\n", i)
             if j < 0:
-                return depth > 0
+                return bool(open_)
             i = j
         elif c == '"':
             i += 1
@@ -81,13 +82,15 @@ def incomplete(text: str) -> bool:
             if i >= n:
                 return True
         elif c in "([{":
-            depth += 1
+            open_.append(_CLOSER[c])
         elif c in ")]}":
-            depth -= 1
-            if depth < 0:
+            if not open_ or open_.pop() != c:
                 return False
         i += 1
-    return depth > 0
+    return bool(open_)
+
+
+_CLOSER = {"(": ")", "[": "]", "{": "}"}
 
 
 def history_path() -> str:

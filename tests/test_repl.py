@@ -218,6 +218,8 @@ PIPED = """\
 (help 'worker)
 (help 'no-such-name)
 (help 42)
+(list {)
+(print "after")
 [1 {2 3}
 """
 
@@ -239,15 +241,17 @@ def test_piped_session_on_three_schedulers(tmp_path):
                    "still here", "nil", "3", "6", "((2 6) 3)",
                    "(worker n): a function defined in this session", "  Sums 0..n-1 on whichever scheduler runs it.",
                    "nil", "no help for no-such-name: not a builtin, special form or name defined in this session",
-                   "nil"], p.stdout
+                   "nil", "after", "nil"], p.stdout
     err = p.stderr.splitlines()
     assert err.pop(0) == "<repl>:1:2: geo/nope: module geo does not define nope", err
     assert err[0].startswith("error: badarg: str/upper"), err
     assert err[1].startswith("error: undef:") and "undefined-thing" in err[1], err
     assert re.fullmatch(r"the main process #<pid 0\.\d+> exited \(bye\); a new one takes over", err[2]), err
     assert err[3].startswith("error: badarg: help:"), err
-    assert err[4] == "<repl>:1:1: unbalanced parenthesis: '[' is never closed", err
-    assert len(err) == 5, err
+    # a closing bracket that does not match is reported at once: the next line is a form of its own
+    assert err[4] == "<repl>:1:8: '{' opened at 1:7 is closed by ')'", err
+    assert err[5] == "<repl>:1:1: unbalanced parenthesis: '[' is never closed", err
+    assert len(err) == 6, err
     assert "Traceback" not in p.stderr
 
 
@@ -267,6 +271,8 @@ def test_incomplete():
     assert incomplete('(print "a\\")') and incomplete("(f ; )\n")
     assert not incomplete("(+ 1 2)") and not incomplete('(print ")")') and not incomplete("; (\n")
     assert not incomplete("(+ 1))")  # one too many closes: finished, and the reader says so
+    assert not incomplete("(list {)") and not incomplete("(help (quote {))")  # a mismatch: the same
+    assert incomplete("(list {)") is False and incomplete("(a [b {c}]") is True
     assert not incomplete("") and not incomplete("x")
 
 
