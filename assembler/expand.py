@@ -367,9 +367,9 @@ class Expander:
     def x_loop(self, form: Any, bound: frozenset) -> Any:
         args = self._args(form, LOOP)
         bindings = to_pylist(args[0]) if args else None
-        if LOOP in self.defined or (args and (bindings is None or any(
-                b.__class__ is not Cons or b.head.__class__ is not Sym or b.head is None for b in bindings))):
-            # a call of the program's own function `loop` (defined, or not a loop's bindings)
+        if LOOP in self.defined or (args and (bindings is None or any(b.__class__ is not Cons for b in bindings))):
+            # a call of the program's own function `loop` (defined, or its first argument is not
+            # a list of lists); a list of lists is a loop's bindings, checked below
             return self.like(from_list([self.expand(x, bound) for x in [form.head, *args]]), form)
         if bindings is None:
             raise self.err(form, "loop: expected (loop ((name init) ...) body...)")

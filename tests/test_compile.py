@@ -356,6 +356,8 @@ COMPILE_ERRORS = [
     ("(loop ((i 0) (j 1))\n   (recur 1))", 2, 4),
     ("(loop ((i 0) (i 1)) i)", 1, 14),
     ("(loop ((i)) i)", 1, 8),
+    ("(loop ((1 2)) 7)", 1, 8),  # a list of lists is a loop's bindings: a bad one is a compile error
+    ("(def f ()\n  (loop ((i 0) (\"j\" 1)) i))", 2, 16),
     ("(def f (n) (case n ((list 'a (recur 1)) 1)))", 1, 30),
     ("(case 1 ({(list 1) x} x))", 1, 11),
     ("(case)", 1, 1),
