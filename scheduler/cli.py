@@ -276,7 +276,7 @@ def compile_file(path: str, dump: str | None = None) -> bytes:
     from ..vm import lbc
     from ..vm.builtins import BUILTINS
     from ..vm.errors import BadBytecode, CompileError
-    from ..vm.verify import verify
+    from ..vm.verify import reserved_globals, verify
 
     text = _read(path, False)
     if text.startswith("\ufeff"):  # a byte order mark some editors write: not part of the text
@@ -284,8 +284,9 @@ def compile_file(path: str, dump: str | None = None) -> bytes:
     if path.endswith(".lasm"):
         module = assemble(text, path)
         try:
+            reserved = reserved_globals()
             for unit in module.units():  # the bundled modules too (docs/modules.md)
-                verify(unit, frozenset(BUILTINS))
+                verify(unit, frozenset(BUILTINS), reserved)
         except BadBytecode as e:
             raise CompileError(path, 1, 1, f"invalid code: {e.reason}") from None
     else:
@@ -305,12 +306,13 @@ def load_bytecode(path: str, data: bytes) -> Any:
     from ..vm import lbc
     from ..vm.builtins import BUILTINS
     from ..vm.errors import BadBytecode
-    from ..vm.verify import verify
+    from ..vm.verify import reserved_globals, verify
 
     try:
         module = lbc.load(data)
+        reserved = reserved_globals()  # no def of a builtin's name, as in source
         for unit in module.units():  # the bundled modules too (docs/modules.md)
-            verify(unit, frozenset(BUILTINS))
+            verify(unit, frozenset(BUILTINS), reserved)
     except BadBytecode as e:
         raise _Fail(EXIT_USAGE, f"{path}: not a valid bytecode file ({e.reason})") from None
     return module

@@ -45,12 +45,13 @@ def load_program(data: bytes, globals_: Globals) -> lbc.Module:
     """Load, verify and decode a program's bytecode into `globals_` (prelude first), with every
     module bundled in it: each scheduler OS process loads them all (docs/modules.md)."""
     from ..vm import process as vmprocess
-    from ..vm.verify import verify
+    from ..vm.verify import reserved_globals, verify
 
     module = lbc.load(data)
     units = module.units()
+    reserved = reserved_globals()  # no def of a builtin's name, as in source
     for unit in units:
-        verify(unit, frozenset(BUILTINS))
+        verify(unit, frozenset(BUILTINS), reserved)
     for unit in units:
         lbc.register(unit)
     vmprocess.CURRENT_GLOBALS = globals_

@@ -506,6 +506,15 @@ HOSTILE = {
      1: RETURN 0 @1:1
 .end
 """, "function 0 (main) at 0: register 1 read before it is written"),
+    # (def map/get ...) in bytecode: refused as the compiler refuses it in source
+    "defines-a-builtin": (""".module "h.lisp"
+.function 0 "main" params=0 rest=0 regs=1
+.const 0 s"map/get"
+     0: LOADNIL 0 0 @1:1
+     1: DEFGLOBAL 0 0 @1:1
+     2: RETURN 0 @1:1
+.end
+""", "function 0 (main) at 1: defines the builtin map/get"),
 }
 
 
@@ -526,3 +535,25 @@ def test_every_compiled_program_verifies() -> None:
     assert files
     for path in files:
         verify(lbc.load(lbc.dump(compile_source(path.read_text(encoding="utf-8"), path.name))), NAMES)
+
+
+@pytest.mark.parametrize("op", ["def", "set"])
+def test_bytecode_that_defines_a_builtin_is_refused(op: str) -> None:
+    """As source is refused (`def: cannot redefine the builtin map/get`), so is bytecode that
+    defines or assigns a builtin's, a constant's or a prelude function's name: the loader passes
+    reserved_globals() to the verifier."""
+    from lispvm.vm.values import intern
+    from lispvm.vm.verify import reserved_globals
+
+    src = "(def mine (x) x)" if op == "def" else "(def mine 1)\n(set mine 2)"
+    reserved = reserved_globals()
+    for name in ("map/get", "list/map", "nil"):
+        if name not in reserved:
+            continue
+        module = compile_source(src, "p.lisp")
+        verify(module, frozenset(BUILTINS), reserved)  # the program as compiled is fine
+        main = module.protos[0]
+        main.consts = [intern(name) if getattr(c, "name", None) == "mine" else c for c in main.consts]
+        with pytest.raises(BadBytecode, match=f"(defines|assigns) the builtin {name}"):
+            verify(module, frozenset(BUILTINS), reserved)
+    assert {"map/get", "list/map"} <= reserved

@@ -19,19 +19,39 @@ from .lbc import Module, Proto
 from .opcodes import BY_NAME, BY_NUM, decode_fields, unused_bits_clear
 from .values import Sym
 
-__all__ = ["verify"]
+__all__ = ["verify", "reserved_globals"]
 
 _JMP = BY_NAME["JMP"].num
+_SETS = (BY_NAME["DEFGLOBAL"].num, BY_NAME["SETGLOBAL"].num)
 
 
-def verify(module: Module, builtin_names: frozenset[str] | set[str]) -> None:
-    """Raise BadBytecode unless every prototype of `module` is well formed."""
+def verify(module: Module, builtin_names: frozenset[str] | set[str],
+           reserved: frozenset[str] | set[str] = frozenset()) -> None:
+    """Raise BadBytecode unless every prototype of `module` is well formed, and (for a program's
+    code) defines or assigns no global named in `reserved` (reserved_globals(): as the compiler
+    refuses `(def map/get ...)` in source, so the loader refuses it in bytecode)."""
     protos = module.protos
     main = protos[0]
     if main.nparams or main.rest or main.upvals:
         raise BadBytecode("top-level code must take no arguments and capture nothing")
     for p in protos:
         _verify_proto(p, module, builtin_names)
+        if reserved:
+            for i, word in enumerate(p.code):
+                op, f = decode_fields(word)
+                if op.num in _SETS:
+                    name = p.consts[f["Bx"]]
+                    if name.name in reserved:
+                        what = "defines" if op.num == _SETS[0] else "assigns"
+                        raise _fail(p, i, f"{what} the builtin {name.name}")
+
+
+def reserved_globals() -> frozenset[str]:
+    """The globals a program may not define: the builtins, their constants and the prelude's."""
+    from . import prelude  # only where a program is loaded: the prelude's names
+    from .registry import BUILTINS, CONSTANTS
+
+    return frozenset(BUILTINS) | frozenset(CONSTANTS) | prelude.names()
 
 
 def _fail(p: Proto, i: int | None, why: str) -> BadBytecode:
