@@ -846,7 +846,7 @@ def _run_hub(session: Session, data: bytes, driver: lbc.Module, globals_: Global
     """run_cluster's work with the session's hub (hub.run_cluster builds a plain Hub)."""
     import tempfile
 
-    from .balance import POKE_SIGNAL, install_poke
+    from .hub import run_hub
     from .workers import reap, remove_dir
 
     reap()
@@ -859,17 +859,9 @@ def _run_hub(session: Session, data: bytes, driver: lbc.Module, globals_: Global
     hub.secret = os.urandom(16)
     proto = driver.protos[0]
     main = Process(hub.sched.new_pid(), Closure(proto, ()), [None] * proto.nregs)
-    hub.main_pid = main.pid
     hub.add_reader(session.rfd, session.woken)
-    previous: Any = False
     try:
-        previous = install_poke(jit, hub.sched.vm)
-        hub.pokeable = previous is not False
-        return hub.run(main)
+        return run_hub(hub, main, jit)
     finally:
-        hub.shutdown()
-        if previous is not False:
-            keep = previous is None or previous == signal.SIG_DFL
-            signal.signal(POKE_SIGNAL, signal.SIG_IGN if keep else previous)
         remove_dir(sockdir)
 
