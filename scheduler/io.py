@@ -469,39 +469,21 @@ def _delete(path: str) -> Any:
     return TRUE
 
 
-@io_op("file/read")
-def _op_read(svc: IoService, proc: Process, args: tuple) -> None:
-    svc.run_in_thread(proc, _read_text, args[0])
+def _pool_op(job: Any, *extra: Any) -> Any:
+    """An io handler that runs `job(*args, *extra)` in the pool (every file/ call is one)."""
+
+    def op(svc: IoService, proc: Process, args: tuple) -> None:
+        svc.run_in_thread(proc, job, *args, *extra)
+
+    return op
 
 
-@io_op("file/lines")
-def _op_lines(svc: IoService, proc: Process, args: tuple) -> None:
-    svc.run_in_thread(proc, _lines, args[0])
-
-
-@io_op("file/write")
-def _op_write(svc: IoService, proc: Process, args: tuple) -> None:
-    svc.run_in_thread(proc, _write, args[0], args[1], "w")
-
-
-@io_op("file/append")
-def _op_append(svc: IoService, proc: Process, args: tuple) -> None:
-    svc.run_in_thread(proc, _write, args[0], args[1], "a")
-
-
-@io_op("file/exists?")
-def _op_exists(svc: IoService, proc: Process, args: tuple) -> None:
-    svc.run_in_thread(proc, _exists, args[0])
-
-
-@io_op("file/list-dir")
-def _op_list_dir(svc: IoService, proc: Process, args: tuple) -> None:
-    svc.run_in_thread(proc, _list_dir, args[0])
-
-
-@io_op("file/delete")
-def _op_delete(svc: IoService, proc: Process, args: tuple) -> None:
-    svc.run_in_thread(proc, _delete, args[0])
+for _name, _job, _extra in (
+    ("file/read", _read_text, ()), ("file/lines", _lines, ()), ("file/write", _write, ("w",)),
+    ("file/append", _write, ("a",)), ("file/exists?", _exists, ()), ("file/list-dir", _list_dir, ()),
+    ("file/delete", _delete, ()),
+):
+    io_op(_name)(_pool_op(_job, *_extra))
 
 
 # --- standard input ----------------------------------------------------------------------------
