@@ -682,10 +682,10 @@ class Compiler:
         if exits:
             self.ret(fs, dest, tail)
 
-    def c_let(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
-        bindings = to_pylist(x.tail.head)
-        saved = fs.free
-        fs.scopes.append({})
+    def bind(self, fs: FnState, bindings: list[Any]) -> list[Var]:
+        """Evaluate `(name init)` bindings in order into new registers of the innermost scope,
+        each visible to the next (let's and loop's); their variables."""
+        variables = []
         for b in bindings:
             name, value = b.head, b.tail.head
             r = self.alloc(fs)
@@ -695,6 +695,13 @@ class Compiler:
             v = self.declare(fs, name, r, b)
             if v.boxed:
                 self.emit(fs, "BOX", A=r)
+            variables.append(v)
+        return variables
+
+    def c_let(self, fs: FnState, x: Any, dest: int, tail: bool) -> None:
+        saved = fs.free
+        fs.scopes.append({})
+        self.bind(fs, to_pylist(x.tail.head))
         self.body(fs, to_pylist(x.tail.tail), dest, tail)
         fs.scopes.pop()
         fs.free = saved
@@ -835,17 +842,7 @@ class Compiler:
         body = to_pylist(x.tail.tail)
         saved = fs.free
         fs.scopes.append({})
-        variables = []
-        for b in bindings:
-            name, value = b.head, b.tail.head
-            r = self.alloc(fs)
-            saved_pos, self.pos = self.pos, self.smap.get(b) or self.pos
-            self.expr(fs, value, r)
-            self.pos = saved_pos
-            v = self.declare(fs, name, r, b)
-            if v.boxed:
-                self.emit(fs, "BOX", A=r)
-            variables.append(v)
+        variables = self.bind(fs, bindings)
         mark = self.emit(fs, "LOOP", Bx=0)
         loop = LoopState(len(fs.code), variables)
         for r in _tail_recurs(body):
