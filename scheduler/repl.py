@@ -24,7 +24,7 @@ from typing import Any
 
 from ..vm import builtins as B
 from ..vm import fast, interp, lbc, prelude
-from ..vm.errors import CompileError, LispError, describe
+from ..vm.errors import ERROR, CompileError, LispError, describe
 from ..vm.process import Globals, Process
 from ..vm.registry import BUILTINS, CONSTANTS, builtin
 from ..vm.state import VM
@@ -53,7 +53,6 @@ DRIVER = """
 EVAL = intern("__repl-eval")
 OK = intern("ok")
 INTERRUPTED = intern("interrupted")
-ERROR = intern("error")
 REQUIRE = intern("require")
 QUOTE = intern("quote")
 

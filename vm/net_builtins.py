@@ -124,14 +124,19 @@ def b_connect(host: Any, port: Any) -> Handle:
     raise Block(("io", "tcp/connect", host, port))
 
 
-@builtin("tcp/send")
-def b_send(sock: Any, data: Any) -> Any:
-    h = _handle("tcp/send", sock, "socket")
-    payload = encode_text("tcp/send", data)
-    res = _local("tcp/send", h, (h, data))
+def _send(name: str, kind: str, target: Any, data: Any) -> Any:
+    """tcp/send and port/send: write now when the resource is here and its queue has room."""
+    h = _handle(name, target, kind)
+    payload = encode_text(name, data)
+    res = _local(name, h, (h, data))
     if res.try_send(payload):
         return TRUE
-    raise Block(("io", "tcp/send", h))  # (queued: it waits for the unsent bytes to drain)
+    raise Block(("io", name, h))  # (queued: it waits for the unsent bytes to drain)
+
+
+@builtin("tcp/send")
+def b_send(sock: Any, data: Any) -> Any:
+    return _send("tcp/send", "socket", sock, data)
 
 
 def _recv(name: str, sock: Any, line: bool) -> Any:
@@ -245,12 +250,7 @@ def b_port_open(program: Any, args: Any = None) -> Handle:
 
 @builtin("port/send")
 def b_port_send(port: Any, data: Any) -> Any:
-    h = _handle("port/send", port, "port")
-    payload = encode_text("port/send", data)
-    res = _local("port/send", h, (h, data))
-    if res.try_send(payload):
-        return TRUE
-    raise Block(("io", "port/send", h))  # (queued: it waits for the unsent bytes to drain)
+    return _send("port/send", "port", port, data)
 
 
 @builtin("port/close")
