@@ -46,7 +46,7 @@ from .expand import (
 )
 from .reader import QUOTE, MapForm, SourceMap, datum
 
-__all__ = ["Compiler", "MAX_REGS"]
+__all__ = ["Compiler", "MAX_REGS", "boxed_names"]
 
 MAX_REGS = 250  # registers per function; R[A] has 8 bits, and a few stay free for safety
 MAX_ARGS = 200  # arguments passed in registers; a call with more passes them as one list
@@ -136,7 +136,7 @@ class Compiler:
         """Compile one expanded top-level form into the main chunk, for effect."""
         fs = self.main
         saved = fs.free
-        fs.boxed = fs.boxed | _boxed_names([form])
+        fs.boxed = fs.boxed | boxed_names([form])
         self.expr(fs, form, self.alloc(fs))
         fs.free = saved
 
@@ -758,7 +758,7 @@ class Compiler:
         if len(params) + (1 if rest else 0) > 200:
             raise self.err(where, "more than 200 parameters")
         proto = Proto(name, len(params), rest is not None, 1)
-        fs = FnState(parent, proto, _boxed_names(body))
+        fs = FnState(parent, proto, boxed_names(body))
         for p in params + ([rest] if rest else []):
             v = self.declare(fs, p, self.alloc(fs), where)
             if v.boxed:
@@ -1085,7 +1085,7 @@ def _depth(x: Any) -> int:
     return best
 
 
-def _boxed_names(body: list[Any]) -> set[Sym]:
+def boxed_names(body: list[Any]) -> set[Sym]:
     """Names that are assigned with `set` and also used inside a nested function.
 
     An over-approximation by name over the whole body: boxing a variable that did not need it

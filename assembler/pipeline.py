@@ -24,7 +24,7 @@ from .expand import MAX_NESTING, Expander, MacroBudget
 from .modules import REQUIRE, Loader, Scope, Unit, UnknownName, defined_names, module_form_name, refine
 from .reader import SourceMap, read
 
-__all__ = ["compile_source", "PASSES", "reserved_names", "MACRO_REDUCTIONS"]
+__all__ = ["compile_source", "compile_unit", "MacroRunner", "PASSES", "reserved_names", "MACRO_REDUCTIONS"]
 
 MACRO_REDUCTIONS = 1_000_000  # reductions one macro call may spend (docs/language.md, Macros)
 _SLICE = 4000  # reductions between the budget host's checks
@@ -39,7 +39,7 @@ def reserved_names() -> frozenset[str]:
     return frozenset(BUILTINS) | frozenset(CONSTANTS) | prelude.names()
 
 
-class _MacroRunner:
+class MacroRunner:
     """Compiles macro functions and runs them on the VM, in a compile-time globals table."""
 
     def __init__(self, smap: SourceMap, reserved: frozenset[str]) -> None:
@@ -95,10 +95,10 @@ def compile_source(text: str, file: str = "<string>", dump: str | None = None, o
     reserved = (frozenset(BUILTINS) | _INLINE_PRELUDE) if allow_reserved else reserved_names()
 
     def compile_module(module_text: str, module_file: str, loader: Loader) -> Unit:
-        return _compile_unit(module_text, module_file, loader, reserved, False, None, sys.stdout)
+        return compile_unit(module_text, module_file, loader, reserved, False, None, sys.stdout)
 
     loader = Loader(compile_module, path, reserved)  # (the prelude itself may be stale while it is rebuilt)
-    unit = _compile_unit(text, file, loader, reserved, allow_reserved, dump, out or sys.stdout)
+    unit = compile_unit(text, file, loader, reserved, allow_reserved, dump, out or sys.stdout)
     module = unit.module
     module.bundled = [u.module for u in loader.order]
     if dump == "compile":
@@ -108,7 +108,7 @@ def compile_source(text: str, file: str = "<string>", dump: str | None = None, o
     return module
 
 
-def _compile_unit(text: str, file: str, loader: Loader, reserved: frozenset[str], allow_reserved: bool,
+def compile_unit(text: str, file: str, loader: Loader, reserved: frozenset[str], allow_reserved: bool,
                   dump: str | None, out: TextIO) -> Unit:
     """Read, expand and compile one file (the program or a module), compiling what it requires
     first; every form is expanded before any is compiled, so that a module's defs are all known
@@ -122,7 +122,7 @@ def _compile_unit(text: str, file: str, loader: Loader, reserved: frozenset[str]
         loader.check_name(declared, smap, forms[0], "module")
         name = declared
         forms = forms[1:]
-    runner = _MacroRunner(smap, reserved)
+    runner = MacroRunner(smap, reserved)
     expander = Expander(smap, runner.run)
     expander.compile_macro = runner.compile_macro
     compiler = Compiler(smap, frozenset(BUILTINS), reserved, allow_reserved=allow_reserved)

@@ -111,10 +111,10 @@ class InputCompiler:
 
     def __init__(self) -> None:
         from ..assembler.expand import Expander
-        from ..assembler.pipeline import _MacroRunner, reserved_names
+        from ..assembler.pipeline import MacroRunner, reserved_names
 
         self.reserved = reserved_names()
-        self.runner = _MacroRunner(None, self.reserved)  # type: ignore[arg-type]
+        self.runner = MacroRunner(None, self.reserved)  # type: ignore[arg-type]
         self.expander = Expander(None, self.runner.run)  # type: ignore[arg-type]
         self.expander.compile_macro = self.runner.compile_macro
         self.docs: dict[str, tuple[str, str]] = {}  # name -> (kind and parameters, docstring)
@@ -148,7 +148,7 @@ class InputCompiler:
 
     def compile(self, form: Any, smap: Any) -> bytes:
         """One form as the bytes of a module whose top-level code returns its value."""
-        from ..assembler.compile import Compiler, _boxed_names
+        from ..assembler.compile import Compiler, boxed_names
         from ..assembler.expand import MAX_NESTING
         from ..assembler.modules import Scope, UnknownName, refine
 
@@ -161,7 +161,7 @@ class InputCompiler:
             c = Compiler(smap, frozenset(BUILTINS), self.reserved)
             c.scope = Scope("", FILE, frozenset(), self.loader)  # NAME/x checked against required modules
             fs = c.main
-            fs.boxed = fs.boxed | _boxed_names([core])
+            fs.boxed = fs.boxed | boxed_names([core])
             r = c.alloc(fs)
             c.expr(fs, core, r)
             c.emit(fs, "RETURN", A=r)
@@ -195,12 +195,12 @@ class InputCompiler:
 def _loader(reserved: frozenset[str]) -> Any:
     """A module loader for a session: modules compiled as lispvm asm compiles them."""
     from ..assembler.modules import Loader
-    from ..assembler.pipeline import _compile_unit
+    from ..assembler.pipeline import compile_unit
 
-    def compile_unit(text: str, file: str, loader: Any) -> Any:
-        return _compile_unit(text, file, loader, reserved, False, None, sys.stdout)
+    def compile_module(text: str, file: str, loader: Any) -> Any:
+        return compile_unit(text, file, loader, reserved, False, None, sys.stdout)
 
-    return Loader(compile_unit, None, reserved)
+    return Loader(compile_module, None, reserved)
 
 
 def _items(form: Any) -> list[Any]:
