@@ -385,6 +385,8 @@ def _open_regular(path: str, flags: int, mode: str) -> Any:
             what = next((w for test, w in _NOT_REGULAR if test(st.st_mode)), "not a file")
             raise OSError(errno.EINVAL, f"Not a regular file ({what})", path)
         os.set_blocking(fd, True)
+        if "b" in mode:
+            return open(fd, mode)
         return open(fd, mode, encoding="utf-8", newline="")
     except BaseException:
         os.close(fd)
@@ -396,15 +398,56 @@ def _read_text(path: str) -> str:
         return f.read()
 
 
+LINES_CHUNK = 1 << 20  # bytes file/lines reads at a time into one reused buffer
+
+
 def _lines(path: str) -> Any:
-    with _open_regular(path, os.O_RDONLY, "r") as f:
-        text = f.read()
-    lines = text.split("\n")
-    del text
-    if lines and lines[-1] == "":
-        lines.pop()  # (the newline that ends the last line starts no other)
+    with _open_regular(path, os.O_RDONLY, "rb") as f:
+        lines = split_lines(f.fileno())
     with _no_gc():
         return from_list(lines)
+
+
+def split_lines(fd: int, chunk: int = LINES_CHUNK) -> list[str]:
+    """The lines of the UTF-8 text read from `fd` to its end, without their `\\n` (a last line
+    without one counts). Read a chunk at a time into one buffer, each chunk decoded and split up
+    to its last newline: the same memory is read into again and again, where reading the whole
+    file first, then decoding it, then splitting it wrote three copies of it into fresh pages
+    (docs/performance.md, "Files: reading a large log"). A newline byte never occurs inside a
+    UTF-8 sequence, so a chunk cut after one decodes alone."""
+    out: list[str] = []
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    rest = bytearray()  # the start of a line that the chunks read so far have not ended
+    offset = 0  # bytes of the file before `rest` (for the position of a decoding error)
+    while True:
+        n = os.readv(fd, [buf])
+        if n == 0:
+            break
+        end = buf.rfind(b"\n", 0, n)
+        if end < 0:  # (a line longer than a chunk)
+            rest += view[:n]
+            continue
+        if rest:
+            rest += view[:end]
+            text = _decode(rest, offset)
+            offset += len(rest) + 1
+            rest = bytearray()
+        else:
+            text = _decode(view[:end], offset)
+            offset += end + 1
+        out += text.split("\n")
+        rest += view[end + 1:n]
+    if rest:
+        out.append(_decode(rest, offset))
+    return out
+
+
+def _decode(data: Any, offset: int) -> str:
+    try:
+        return str(data, "utf-8")
+    except UnicodeDecodeError as e:  # (a ValueError: the pool makes it badarg)
+        raise ValueError(f"not UTF-8 text: byte 0x{data[e.start]:02x} at offset {offset + e.start:,}") from None
 
 
 _gc_lock = threading.Lock()

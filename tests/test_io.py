@@ -418,3 +418,40 @@ def test_paths_keep_posix_meaning_and_no_tilde(tmp_path: Path) -> None:
     assert (status, err) == (0, ""), err
     assert out.splitlines() == ["enotdir enotdir enotdir", "einval einval enotdir", "text nil false", "true tilde"]
     assert (d / "sub").is_dir() and (d / "~" / "x").read_text() == "tilde"
+
+
+def test_file_lines_splits_across_chunks_as_one_read_would(tmp_path: Path) -> None:
+    """file/lines reads a chunk at a time: lines cut by a chunk's end, multi-byte characters,
+    lines longer than a chunk, a last line without a newline and an empty file come out as
+    `text.split("\\n")` of the whole file would give them (less the empty string after a final
+    newline); a byte that is not UTF-8 is reported with its offset in the file."""
+    import random
+
+    from lispvm.scheduler.io import split_lines
+
+    rng = random.Random(15)
+    pieces = ["a", "é", "\n", "\r\n", "€", "𝄞", "x" * 50, "\n\n"]
+    f = tmp_path / "t"
+    for _ in range(400):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 40)))
+        f.write_bytes(text.encode())
+        want = text.split("\n")
+        if want[-1] == "":
+            want.pop()
+        for chunk in (1, 2, 3, 7, 64, 1 << 20):
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                assert split_lines(fd, chunk) == want, (text, chunk)
+            finally:
+                os.close(fd)
+    f.write_bytes(b"ok\nline two \xff here\n")
+    for chunk in (4, 1 << 20):
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            with pytest.raises(ValueError, match="byte 0xff at offset 12"):
+                split_lines(fd, chunk)
+        finally:
+            os.close(fd)
+    (tmp_path / "p.lisp").write_text(f'(print (try (file/lines "{f}") (catch e e)))')
+    out, err, rc = run_cli(["run", f"--allow-read={tmp_path}", tmp_path / "p.lisp"])
+    assert '(error badarg "file/lines: not UTF-8 text: byte 0xff at offset 12")' in out, (out, err, rc)
