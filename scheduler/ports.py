@@ -31,6 +31,7 @@ from .tcp import CHUNK, CLOSING, HIGH_WATER, LOW_WATER, _Key, _Resource, _sync, 
 __all__ = ["Port", "exit_status"]
 
 PORT, LINE, EXIT = intern("port"), intern("line"), intern("exit")
+READS_PER_WAKE = 16  # chunks read from a child's output at one wake-up at most
 
 
 def exit_status(returncode: int) -> int:
@@ -82,12 +83,23 @@ class Port(_Resource):
         self.tell_owner(Cons(PORT, Cons(self.handle, Cons(Cons(LINE, Cons(text, None)), None))))
 
     def _on_output(self) -> None:
+        """Standard output is readable: read what the pipe holds (a few chunks at most, so one
+        busy child cannot hold the scheduler), cut it into lines, and hand the owner all their
+        messages at once: one mailbox extend and one wake-up for the lot."""
+        data = b""
         try:
-            data = os.read(self.stdout, CHUNK)
+            for _ in range(READS_PER_WAKE):
+                got = os.read(self.stdout, CHUNK)
+                if not got:
+                    break
+                data += got
+                if len(got) < CHUNK:  # (the pipe is empty now: save the read that would say so)
+                    got = None
+                    break
         except (BlockingIOError, InterruptedError):
-            return
+            got = None
         except OSError:
-            data = b""
+            got = b""
         if data:
             text = self.partial + self.decoder.decode(data)
             lines = text.split("\n")
@@ -95,14 +107,10 @@ class Port(_Resource):
             if len(self.partial) > MAX_TEXT:  # a line that never ends is cut rather than held whole
                 lines.append(self.partial)
                 self.partial = ""
-            proc = self.owner_proc()
-            if proc is None or self.backlog is not None:
-                for line in lines:
-                    self._line(line)
-                return
-            deliver, h = self.io.sched.deliver, self.handle
-            for line in lines:  # (the owner is here: _line's checks once per chunk, not per line)
-                deliver(proc, Cons(PORT, Cons(h, Cons(Cons(LINE, Cons(line, None)), None))))
+            if lines:
+                h = self.handle
+                self._tell_all([Cons(PORT, Cons(h, Cons(Cons(LINE, Cons(line, None)), None))) for line in lines])
+        if got != b"":
             return
         self.partial += self.decoder.decode(b"", final=True)
         if self.partial:
@@ -111,6 +119,23 @@ class Port(_Resource):
         self.out_done = True
         self._want_read()
         self._finish()
+
+    def _tell_all(self, msgs: list) -> None:
+        """Deliver `msgs` to the owner in order: appended to its mailbox in one go and one
+        wake-up, when it runs here; kept for it otherwise (tell_owner)."""
+        proc = self.owner_proc()
+        if proc is None or self.backlog is not None:
+            for msg in msgs:
+                self.tell_owner(msg)
+            return
+        last = msgs.pop()
+        if msgs:
+            mb = proc.mailbox
+            if mb is None:
+                proc.mailbox = msgs
+            else:
+                mb += msgs
+        self.io.sched.deliver(proc, last)  # (the last one through the scheduler: it wakes the owner)
 
     def _on_exit(self) -> None:
         """The child ended (its pidfd is readable): reap it; the exit message follows the last line."""

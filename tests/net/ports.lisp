@@ -21,17 +21,21 @@
 (def killed (port/open "sh" '("-c" "kill -9 $$")))
 (print (lines-of killed nil))                                 ; expect: (nil 137)
 
-; Many lines both ways: back-pressure on standard input, every line comes back in order.
-(def n 20000)
+; Many lines both ways: back-pressure on standard input, every line comes back in order (many
+; chunks of output, each delivered as one batch behind messages that the receive leaves alone).
+(def n 60000)
 (def big (port/open "cat" nil))
 (def me (self))
+(send me 'noise-1)
+(send me 'noise-2)
 (spawn (fn () (port/send big (str/join "" (list/map (fn (i) (str i "\n")) (list/range n)))) (port/close big)))
 (def count-lines (fn (p k)
   (receive
     ((list 'port q (list 'line text)) :when (== q p)
      (if (== text (str k)) (count-lines p (+ k 1)) (list 'wrong k text)))
     ((list 'port q (list 'exit st)) :when (== q p) (list k st)))))
-(print (count-lines big 0))                                   ; expect: (20000 0)
+(print (count-lines big 0))                                   ; expect: (60000 0)
+(print (receive (x x) (after 0 nil)) (receive (x x) (after 0 nil)) (receive (x x) (after 0 nil))) ; expect: noise-1 noise-2 nil
 
 ; port/owner hands the lines not yet received on, in order.
 (def relay (port/open "sh" '("-c" "echo a; echo b; echo c; read x")))
