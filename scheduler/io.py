@@ -21,11 +21,13 @@ import contextlib
 import errno
 import functools
 import gc
+import heapq
 import os
 import queue
 import stat
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -111,6 +113,7 @@ class IoService:
         self._lock = threading.Lock()  # guards _idle against the pool threads
         self._pipe_lock = threading.Lock()  # the pipe is closed only while no thread writes to it
         self._spin = False  # a job was handed to the pool since new_request was last asked
+        self._timers: _Timers | None = None  # deadlines of calls that wait with a timeout (started on first use)
 
     # --- kernel.Service --------------------------------------------------------------------
 
@@ -218,6 +221,23 @@ class IoService:
         while calls:
             calls.popleft()()
 
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> list:
+        """Run `callback()` in the scheduler's loop once `seconds` have passed (a deadline of a
+        call that waits on the outside world: tcp/connect's timeout); give the entry to
+        `cancel_timer` to forget it. A thread of the service sleeps until the earliest deadline
+        and hands the callback to call_soon_threadsafe: the scheduler's own timers are its
+        processes' (receive ... after), and a deadline here must wake a scheduler asleep in
+        its poll as any other I/O does."""
+        if self._timers is None:
+            self._timers = _Timers(self)
+        return self._timers.add(seconds, callback)
+
+    @staticmethod
+    def cancel_timer(entry: list | None) -> None:
+        """The deadline `entry` (from call_later) is not wanted any more."""
+        if entry is not None:
+            entry[2] = None
+
     # --- resources -------------------------------------------------------------------------
 
     def own(self, proc: Process, resource: Any) -> None:
@@ -260,6 +280,8 @@ class IoService:
         self.owned.clear()
         if self.stdin is not None:
             self.stdin.close()
+        if self._timers is not None:
+            self._timers.stop()
         for _ in self._threads:
             self._jobs.put(None)
         self.poller.remove(self._rfd)
@@ -270,6 +292,59 @@ class IoService:
                 except OSError:
                     pass
             self._rfd = self._wfd = -1
+
+
+class _Timers:
+    """The I/O service's deadlines: a heap of [when, seq, callback] and one daemon thread that
+    sleeps until the earliest, then hands its callback to the scheduler's loop. A cancelled
+    entry has callback None and is dropped when it comes up."""
+
+    def __init__(self, svc: IoService) -> None:
+        self.svc = svc
+        self.heap: list[list] = []
+        self.cond = threading.Condition()
+        self.seq = 0
+        self.stopped = False
+        threading.Thread(target=self._run, name="lispvm-io-timers", daemon=True).start()
+
+    def add(self, seconds: float, callback: Callable[[], None]) -> list:
+        with self.cond:
+            self.seq += 1
+            entry = [time.monotonic() + max(0.0, seconds), self.seq, callback]
+            heapq.heappush(self.heap, entry)
+            if self.heap[0] is entry:
+                self.cond.notify()
+        return entry
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.heap.clear()
+            self.cond.notify()
+
+    def _run(self) -> None:
+        heap, cond = self.heap, self.cond
+        with cond:
+            while not self.stopped:
+                while heap and heap[0][2] is None:
+                    heapq.heappop(heap)
+                if not heap:
+                    cond.wait()
+                    continue
+                delay = heap[0][0] - time.monotonic()
+                if delay > 0:
+                    cond.wait(delay)
+                    continue
+                self.svc.call_soon_threadsafe(functools.partial(_fire, heapq.heappop(heap)))
+
+
+def _fire(entry: list) -> None:
+    """In the scheduler's loop: a deadline came. Its callback runs unless cancel_timer blanked
+    it first (both happen in the loop, so a cancel is never overtaken)."""
+    callback = entry[2]
+    if callback is not None:
+        entry[2] = None
+        callback()
 
 
 def _raise(e: BaseException) -> None:  # pragma: no cover - a pool job's slip, reported in the loop

@@ -528,9 +528,11 @@ def _addrs(host: str, port: int, passive: bool) -> list:
             socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE if passive else 0)]
 
 
-def _resolved(io: IoService, proc: Process, name: str, host: str, port: int, passive: bool, then: Any) -> None:
+def _resolved(io: IoService, proc: Process, name: str, host: str, port: int, passive: bool, then: Any,
+              conn: Any = None) -> None:
     """`then(addrs)` with host:port's addresses: at once for a numeric host, else after a
-    lookup in the thread pool; a failed lookup fails the call with (error nxdomain ...)."""
+    lookup in the thread pool; a failed lookup fails the call with (error nxdomain ...) unless
+    `conn` (a _Connect) has been answered meanwhile (its timeout came first)."""
     if _numeric(host):
         then(_addrs(host, port, passive))
         return
@@ -540,15 +542,23 @@ def _resolved(io: IoService, proc: Process, name: str, host: str, port: int, pas
             addrs, err = _addrs(host, port, passive), None
         except OSError as e:
             addrs, err = None, e
-        io.call_soon_threadsafe(lambda: _after_lookup(io, proc, name, host, port, addrs, err, then))
+        io.call_soon_threadsafe(lambda: _after_lookup(io, proc, name, host, port, addrs, err, then, conn))
 
     io.submit_job(job)
 
 
 def _after_lookup(io: IoService, proc: Process, name: str, host: str, port: int, addrs: Any, err: Any,
-                  then: Any) -> None:
-    if proc.status == _DEAD:
+                  then: Any, conn: Any = None) -> None:
+    if conn is not None and conn.over:
         return
+    if proc.status == _DEAD:
+        if conn is not None:
+            conn.over = True
+            io.cancel_timer(conn.timer)
+        return
+    if conn is not None and err is not None:
+        conn.over = True
+        io.cancel_timer(conn.timer)
     if err is not None:
         if isinstance(err, socket.gaierror):
             io.complete(proc, error=runtime_error(intern("nxdomain"), f"{name}: {host}: {err.strerror}").value)
@@ -602,13 +612,24 @@ def op_accept(io: IoService, proc: Process, args: tuple) -> None:
 
 
 class _Connect:
-    """One tcp/connect in progress: the addresses in turn, each a non-blocking connect."""
+    """One tcp/connect in progress: the name looked up, then the addresses in turn, each a
+    non-blocking connect, all within one deadline (`timeout_ms`; None: the system's own)."""
 
-    def __init__(self, io: IoService, proc: Process, host: str, port: int, addrs: list) -> None:
+    def __init__(self, io: IoService, proc: Process, host: str, port: int, timeout_ms: int | None) -> None:
         self.io, self.proc, self.what = io, proc, f"{host}:{port}"
-        self.addrs = list(addrs)
+        self.addrs: list = []
         self.sock: socket.socket | None = None
         self.last: Any = None
+        self.over = False  # answered (connected, failed or timed out), or its process ended
+        self.timeout_ms = timeout_ms
+        self.timer = None if timeout_ms is None else io.call_later(timeout_ms / 1000.0, self.timed_out)
+
+    def start(self, addrs: list) -> None:
+        """The addresses are known (at once for a numeric host, or after the lookup)."""
+        if self.over:
+            return
+        self.addrs = list(addrs)
+        self.next()
 
     def next(self) -> None:
         while self.addrs:
@@ -625,11 +646,10 @@ class _Connect:
                 return
             sock.close()
             self.last = OSError(err, os.strerror(err))
-        self.io.complete(self.proc, error=os_error_value("tcp/connect", self.last or OSError(errno.EHOSTUNREACH,
-                                                         "no address"), self.what))
+        self.fail(os_error_value("tcp/connect", self.last or OSError(errno.EHOSTUNREACH, "no address"), self.what))
 
     def on_writable(self) -> None:
-        sock = self.sock
+        sock, self.sock = self.sock, None
         self.io.poller.remove(sock.fileno())
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
@@ -640,16 +660,37 @@ class _Connect:
         self.done(sock)
 
     def done(self, sock: socket.socket) -> None:
+        self.over = True
+        self.io.cancel_timer(self.timer)
         if self.proc.status == _DEAD:  # killed while it waited
             sock.close()
             return
         self.io.complete(self.proc, TcpSocket(self.io, self.proc, sock).handle)
 
+    def fail(self, error: Any) -> None:
+        self.over = True
+        self.io.cancel_timer(self.timer)
+        self.io.complete(self.proc, error=error)
+
+    def timed_out(self) -> None:
+        """The deadline came first: the connection in progress is dropped (a lookup still
+        running in the pool finishes there and is ignored)."""
+        if self.over:
+            return
+        if self.sock is not None:
+            self.io.poller.remove(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+        self.addrs = []
+        self.fail(os_error_value("tcp/connect", OSError(errno.ETIMEDOUT, f"Connection timed out (after "
+                                                        f"{self.timeout_ms:,} ms)"), self.what))
+
 
 @io_op("tcp/connect")
 def op_connect(io: IoService, proc: Process, args: tuple) -> None:
-    host, port = args
-    _resolved(io, proc, "tcp/connect", host, port, False, lambda addrs: _Connect(io, proc, host, port, addrs).next())
+    host, port, timeout_ms = args
+    conn = _Connect(io, proc, host, port, timeout_ms)
+    _resolved(io, proc, "tcp/connect", host, port, False, conn.start, conn)
 
 
 def _passive(name: str) -> Any:

@@ -281,3 +281,57 @@ def test_a_connect_completing_while_the_hub_is_idle_is_not_a_deadlock(tmp_path: 
     out, err, status = run_cli(["run", "--schedulers", "2", "--allow-net=127.0.0.1", "c.lisp"], cwd=tmp_path,
                                timeout=60)
     assert (out, err, status) == ('(got "hi")\nconnected\n', "", 0)
+
+
+CONNECT_TIMEOUT = """
+(def port (parse-int (head (sys/args))))
+(def t (fn (f) (try (f) (catch e (list (nth e 1) (nth e 2))))))
+(def t0 (now-ms))
+(print (t (fn () (tcp/connect "127.0.0.1" port 300))))
+(print (>= (- (now-ms) t0) 290))
+(print (t (fn () (tcp/connect "localhost" port 200))))
+(print (t (fn () (tcp/connect "127.0.0.1" port -1))) (t (fn () (tcp/connect "127.0.0.1" port "x")))
+       (t (fn () (tcp/connect "127.0.0.1" port 1.5))) (t (fn () (tcp/connect "127.0.0.1" port 2147483648))))
+(def me (self))
+(spawn-on 1 (fn () (send me (list (sys/scheduler-id) (t (fn () (tcp/connect "127.0.0.1" port 200)))))))
+(receive (x (print 'far x)))
+; killed while it connects: its deadline still comes and drops the attempt, nothing is reported
+(def k (spawn (fn () (tcp/connect "127.0.0.1" port 300))))
+(timer/sleep 50)
+(exit k 'kill)
+(timer/sleep 400)
+; a connection that is made in time: its deadline is forgotten (nothing raised later), nil waits
+; for the system's own
+(def l (tcp/listen 0 "127.0.0.1"))
+(def c (tcp/connect "127.0.0.1" (tcp/port l) 300))
+(def c2 (tcp/connect "127.0.0.1" (tcp/port l) nil))
+(timer/sleep 400)
+(print 'connected (tcp/send c "x") (tcp/send c2 "y"))
+"""
+
+
+@pytest.mark.parametrize("schedulers", ["1", "3"])
+def test_connect_timeout(tmp_path: Path, schedulers: str) -> None:
+    # a listener with a backlog of 0 and one connection queued that nobody accepts: the
+    # kernel answers no further connection attempt, which waits until tcp/connect's deadline
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(0)
+    port = hung.getsockname()[1]
+    queued = socket.create_connection(("127.0.0.1", port))
+    try:
+        prog = tmp_path / "connect.lisp"
+        prog.write_text(CONNECT_TIMEOUT)
+        out, err, status = run_cli(["run", "--allow-net", "--schedulers", schedulers, prog, port], timeout=120)
+    finally:
+        queued.close()
+        hung.close()
+    assert status == 0 and err == "", err
+    lines = out.splitlines()
+    assert lines[0] == f'(etimedout "tcp/connect: 127.0.0.1:{port}: Connection timed out (after 300 ms)")', lines
+    assert lines[1] == "true"
+    assert lines[2] == f'(etimedout "tcp/connect: localhost:{port}: Connection timed out (after 200 ms)")', lines
+    assert lines[3].count('(badarg "tcp/connect: the timeout is milliseconds from 0 to 2,147,483,647, or nil') == 4
+    far = 0 if schedulers == "1" else 1
+    assert lines[4] == f'far ({far} (etimedout "tcp/connect: 127.0.0.1:{port}: Connection timed out (after 200 ms)"))'
+    assert lines[5:] == ["connected true true"], lines

@@ -114,14 +114,22 @@ def b_accept(listener: Any) -> Handle:
     return got
 
 
+CONNECT_TIMEOUT_MS = 30_000  # tcp/connect's deadline when the call names none (docs/io.md)
+MAX_TIMEOUT_MS = 2**31 - 1  # about 24.8 days: the longest a timeout may be (poll's own limit)
+
+
 @builtin("tcp/connect")
-def b_connect(host: Any, port: Any) -> Handle:
+def b_connect(host: Any, port: Any, timeout: Any = CONNECT_TIMEOUT_MS) -> Handle:
     host = _host("tcp/connect", host)
     port = _port_number("tcp/connect", port)
     if port == 0:
         raise badarg("tcp/connect: port 0 cannot be connected to")
+    if timeout is not None:
+        if timeout.__class__ is not int or not 0 <= timeout <= MAX_TIMEOUT_MS:
+            raise badarg(f"tcp/connect: the timeout is milliseconds from 0 to {MAX_TIMEOUT_MS:,}, or nil for "
+                         f"none, got {described(timeout)}")
     check_net("tcp/connect", host, port)
-    raise Block(("io", "tcp/connect", host, port))
+    raise Block(("io", "tcp/connect", host, port, timeout))
 
 
 def _send(name: str, kind: str, target: Any, data: Any) -> Any:
