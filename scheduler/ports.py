@@ -43,6 +43,8 @@ class Port(_Resource):
     """A running program: stdin written from tcp-like sends, stdout as line messages."""
 
     kind = "port"
+    mailbox_high = 10_000  # (a line is a message: more of them than a socket's chunks)
+    mailbox_low = 2_500
     __slots__ = ("child", "pidfd", "stdin", "stdout", "decoder", "partial", "wbuf", "senders", "out_done",
                  "status", "closing", "writing", "reading", "program")
 
@@ -70,7 +72,8 @@ class Port(_Resource):
     # --- standard output -> messages -------------------------------------------------------
 
     def _want_read(self) -> None:
-        want = not self.out_done and self.backlog is None and self.owner_proc() is not None
+        want = (not self.out_done and self.backlog is None and (proc := self.owner_proc()) is not None
+                and self.room(proc))
         if want != self.reading:
             self.reading = want
             if want:
@@ -87,6 +90,8 @@ class Port(_Resource):
         busy child cannot hold the scheduler), cut it into lines, and hand the owner all their
         messages at once: one mailbox extend and one wake-up for the lot."""
         data = b""
+        got: bytes | None = None
+        proc = self.owner_proc()
         try:
             for _ in range(READS_PER_WAKE):
                 got = os.read(self.stdout, CHUNK)
@@ -96,6 +101,9 @@ class Port(_Resource):
                 if len(got) < CHUNK:  # (the pipe is empty now: save the read that would say so)
                     got = None
                     break
+                if proc is not None and not self.room(proc, data.count(b"\n")):
+                    got = None
+                    break  # (flow control: the owner has enough to receive for now)
         except (BlockingIOError, InterruptedError):
             got = None
         except OSError:
@@ -111,6 +119,7 @@ class Port(_Resource):
                 h = self.handle
                 self._tell_all([Cons(PORT, Cons(h, Cons(Cons(LINE, Cons(line, None)), None))) for line in lines])
         if got != b"":
+            self._want_read()  # (flow control: the owner's mailbox may be full now)
             return
         self.partial += self.decoder.decode(b"", final=True)
         if self.partial:

@@ -34,13 +34,15 @@ from ..vm.values import TRUE, from_list, intern
 from .io import IoService, io_op
 from .kernel import DEAD as _DEAD
 
-__all__ = ["TcpListener", "TcpSocket", "os_error_value", "HIGH_WATER", "LOW_WATER", "CHUNK"]
+__all__ = ["TcpListener", "TcpSocket", "os_error_value", "pending", "HIGH_WATER", "LOW_WATER", "CHUNK"]
 
-TCP, TCP_CLOSED = intern("tcp"), intern("tcp-closed")
+TCP, TCP_CLOSED, TCP_PASSIVE = intern("tcp"), intern("tcp-closed"), intern("tcp-passive")
 CHUNK = 65536  # bytes read at once from a socket
 HIGH_WATER = 256 * 1024  # unsent bytes past which tcp/send waits until they fall to LOW_WATER
 LOW_WATER = 64 * 1024
 BACKLOG = 128
+RECHECK_S = 0.005  # how often a resource paused on its owner's full mailbox looks at it again
+MAX_ACTIVE_COUNT = 1 << 20  # the most messages (tcp/active sock n) may have to come at once
 
 
 def os_error_value(name: str, exc: OSError, what: str) -> Any:
@@ -52,7 +54,9 @@ class _Resource:
     """What tcp/ and port/ resources share: a handle, an owner, a home I/O service."""
 
     kind = ""
-    __slots__ = ("io", "handle", "owner", "closed", "backlog")
+    mailbox_high = 256  # the owner's messages not yet received past which this stops reading...
+    mailbox_low = 64  # ...until they fall to this many (flow control: docs/io.md)
+    __slots__ = ("io", "handle", "owner", "closed", "backlog", "paused", "recheck")
 
     def __init__(self, io: IoService, owner: Process) -> None:
         self.io = io
@@ -60,7 +64,41 @@ class _Resource:
         self.owner = owner.pid
         self.closed = False
         self.backlog: list | None = None  # messages for an owner not on this scheduler yet
+        self.paused = False  # reading stopped: the owner's mailbox is full
+        self.recheck: list | None = None  # the I/O service's deadline to look at the mailbox again
         io.own(owner, self)
+
+    def room(self, proc: Process, coming: int = 0) -> bool:
+        """May more messages go to `proc`, the owner, which has `coming` more on their way?
+        Past `mailbox_high` messages not yet received, no: the resource stops reading (the
+        data waits in the kernel, and the peer or child is slowed down by its own buffers) and
+        looks again every RECHECK_S, reading again once they fall to `mailbox_low`. The owner's
+        receive has no hook to say when it took a message; a look every few milliseconds while
+        paused costs nothing while not."""
+        n = pending(proc) + coming
+        if self.paused:
+            if n > self.mailbox_low:
+                self._look_later()
+                return False
+            self.paused = False
+            return True
+        if n >= self.mailbox_high:
+            self.paused = True
+            self._look_later()
+            return False
+        return True
+
+    def _look_later(self) -> None:
+        if self.recheck is None:
+            self.recheck = self.io.call_later(RECHECK_S, self._look_again)
+
+    def _look_again(self) -> None:
+        self.recheck = None
+        if not self.closed:
+            self._want_read()
+
+    def _want_read(self) -> None:  # pragma: no cover - overridden
+        pass
 
     def owner_proc(self) -> Process | None:
         """The owner, if it runs on this scheduler now."""
@@ -125,6 +163,12 @@ class _Resource:
 
     def owner_left(self) -> None:  # pragma: no cover - overridden
         pass
+
+
+def pending(proc: Process) -> int:
+    """How many messages `proc` has not received yet."""
+    mb = proc.mailbox
+    return 0 if mb is None else len(mb) - proc.mbhead
 
 
 CLOSING = "closing"  # IoService.owned key of resources still finishing (no pid has it): the node's end ends them
@@ -218,7 +262,7 @@ class TcpSocket(_Resource):
 
     kind = "socket"
     __slots__ = ("sock", "fd", "decoder", "rbuf", "eof", "error", "active", "reader", "wbuf", "senders",
-                 "reading", "writing", "lingering", "port")
+                 "reading", "writing", "lingering", "port", "count")
 
     def __init__(self, io: IoService, owner: Process, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -237,6 +281,7 @@ class TcpSocket(_Resource):
         self.eof = False  # the peer closed its side (or reading failed: self.error)
         self.error: Any = None  # the Lisp error value that ended reading, given once
         self.active = False
+        self.count: int | None = None  # active for this many more data messages (None: no limit)
         self.reader: tuple[Process, str] | None = None  # the owner waiting in tcp/recv(-line)
         self.wbuf = bytearray()  # bytes the kernel has not taken yet
         self.senders: deque[Process] = deque()  # waiting until wbuf falls to LOW_WATER
@@ -306,9 +351,10 @@ class TcpSocket(_Resource):
 
     def _want_read(self) -> None:
         """Poll the fd for input only while someone will take it: a waiting reader, or an
-        active socket whose owner is here (data stays in the kernel otherwise)."""
-        want = not self.closed and not self.eof and (
-            self.reader is not None or (self.active and self.backlog is None and self.owner_proc() is not None))
+        active socket whose owner is here and has room in its mailbox (data stays in the
+        kernel otherwise)."""
+        want = not self.closed and not self.eof and (self.reader is not None or (
+            self.active and self.backlog is None and (proc := self.owner_proc()) is not None and self.room(proc)))
         if want != self.reading:
             self.reading = want
             if want:
@@ -336,17 +382,46 @@ class TcpSocket(_Resource):
                 self.io.complete(proc, got)
         self._want_read()
 
-    def set_active(self) -> None:
-        """tcp/active: from now on the owner gets (tcp sock data) and (tcp-closed sock)."""
+    def set_active(self, mode: Any = True) -> None:
+        """tcp/active: from now on the owner gets (tcp sock data) and (tcp-closed sock); with a
+        count, that many more data messages, then (tcp-passive sock) and the socket is passive
+        again (a count adds to what is left of an earlier one); False: passive now."""
+        if mode is False:
+            self.active = False
+            self.count = None
+            self._want_read()
+            return
+        if mode is True:
+            self.count = None
+        elif self.active and self.count is not None:
+            self.count = min(self.count + mode, MAX_ACTIVE_COUNT)
+        else:
+            self.count = mode
         if self.active:
+            self._want_read()
             return
         self.active = True
         if self.rbuf:
             data, self.rbuf = self.rbuf, ""
-            self.tell_owner(from_list([TCP, self.handle, data]))
-        if self.eof:
+            self._data_message(data, None)
+        if self.eof and self.active:
             self._closed_message()
         self._want_read()
+
+    def _data_message(self, data: str, proc: Process | None) -> None:
+        """(tcp sock data) to the owner (`proc` when it is here, known to be), counted against
+        an active count: the last one it allows is followed by (tcp-passive sock)."""
+        msg = from_list([TCP, self.handle, data])
+        if proc is not None:
+            self.io.sched.deliver(proc, msg)
+        else:
+            self.tell_owner(msg)
+        if self.count is not None:
+            self.count -= 1
+            if self.count <= 0:
+                self.active = False
+                self.count = None
+                self.tell_owner(from_list([TCP_PASSIVE, self.handle]))
 
     def _closed_message(self) -> None:
         self.error = None
@@ -361,8 +436,8 @@ class TcpSocket(_Resource):
         if self._fill():
             if self.rbuf:
                 data, self.rbuf = self.rbuf, ""
-                self.io.sched.deliver(proc, from_list([TCP, self.handle, data]))
-            if self.eof:
+                self._data_message(data, proc)
+            if self.eof and self.active:
                 self._closed_message()
         self._want_read()
 

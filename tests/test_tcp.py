@@ -335,3 +335,8 @@ def test_connect_timeout(tmp_path: Path, schedulers: str) -> None:
     far = 0 if schedulers == "1" else 1
     assert lines[4] == f'far ({far} (etimedout "tcp/connect: 127.0.0.1:{port}: Connection timed out (after 200 ms)"))'
     assert lines[5:] == ["connected true true"], lines
+
+
+@pytest.mark.parametrize("schedulers", ["1", "3"])
+def test_flow_control(schedulers: str) -> None:
+    run_program("flow.lisp", "-A", "--schedulers", schedulers)

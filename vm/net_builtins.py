@@ -23,7 +23,7 @@ from .handles import Handle
 from .permissions import check_net, check_run
 from .process import Block, ctx
 from .registry import builtin
-from .values import TRUE, Cons, Pid, intern, type_name
+from .values import FALSE, TRUE, Cons, Pid, intern, type_name
 
 __all__ = ["encode_text", "not_owner", "closed_error"]
 
@@ -168,13 +168,31 @@ def b_recv_line(sock: Any) -> Any:
     return _recv("tcp/recv-line", sock, True)
 
 
+ONCE = intern("once")
+MAX_ACTIVE_COUNT = 1 << 20  # (scheduler/tcp.py caps the sum of counts at the same number)
+
+
+def _active_mode(mode: Any) -> Any:
+    """tcp/active's second argument: true (no limit), false (passive again), 'once (1) or a
+    count of messages from 1 to MAX_ACTIVE_COUNT."""
+    if mode is TRUE or mode is FALSE:
+        return mode is TRUE
+    if mode is ONCE:
+        return 1
+    if mode.__class__ is int and 1 <= mode <= MAX_ACTIVE_COUNT:
+        return mode
+    raise badarg(f"tcp/active: expected true, false, 'once or a count of messages from 1 to {MAX_ACTIVE_COUNT:,}, "
+                 f"got {described(mode)}")
+
+
 @builtin("tcp/active")
-def b_active(sock: Any) -> Any:
+def b_active(sock: Any, mode: Any = TRUE) -> Any:
     h = _handle("tcp/active", sock, "socket")
-    res = _local("tcp/active", h, (h,))
+    how = _active_mode(mode)
+    res = _local("tcp/active", h, (h, mode))
     if res.owner != ctx.proc.pid:
         raise not_owner("tcp/active", h, res.owner)
-    res.set_active()
+    res.set_active(how)
     return TRUE
 
 
@@ -213,7 +231,7 @@ def hand_over(name: str, x: Any, pid: Any, kinds: tuple, tags: tuple) -> Any:
     return TRUE
 
 
-TCP_TAGS = (intern("tcp"), intern("tcp-closed"))
+TCP_TAGS = (intern("tcp"), intern("tcp-closed"), intern("tcp-passive"))
 PORT_TAGS = (intern("port"),)
 
 
