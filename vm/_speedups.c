@@ -1,0 +1,716 @@
+/* lispvm.vm._speedups: the cons cell and the list walkers in C.
+ *
+ * Owns: `Cons`, a drop-in for the pure-Python class of vm/values.py (read-only `head` and
+ * `tail`, construction through vectorcall, equality, hashing, printing and pickling delegated to
+ * the Python functions values.py registers with `_register`), and the list functions that gain
+ * from running without a Python frame per cell: from_list, to_pylist, reverse, append, length,
+ * nth.
+ *
+ * Must never: recurse in C along a list's spine (lists are a million cells long: deallocation
+ * goes through CPython's trashcan, every walker is a loop), leave a cell's head or tail NULL
+ * (the walkers and the members read them without checks), or untrack a cell that may be part of
+ * a reference cycle.
+ *
+ * The collector: a cell is tracked by CPython's cyclic GC only when its head or its tail may be
+ * tracked, the rule CPython applies to tuples (_PyObject_GC_MAY_BE_TRACKED): objects of non-GC
+ * types (int, float, str, None), exact tuples the collector has untracked and untracked cells
+ * cannot hold a reference back to the cell, so a list of numbers or strings is never walked by
+ * the collector. values.py adds a few "atom" types whose instances hold only such values (the
+ * symbol, the booleans, pids and refs): a cell holding one is untracked too.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *head;
+    PyObject *tail;
+} ConsObject;
+
+static PyTypeObject ConsType;
+static PyTypeObject ConsIterType;
+
+#define Cons_Check(o) Py_IS_TYPE((o), &ConsType)
+#define HEAD(o) (((ConsObject *)(o))->head)
+#define TAIL(o) (((ConsObject *)(o))->tail)
+
+/* What values.py registers (module state of a single-phase module: one interpreter). */
+static PyObject *fn_eq = NULL;       /* lisp_eq(a, b) -> bool */
+static PyObject *fn_hash = NULL;     /* lisp_hash(x) -> int */
+static PyObject *fn_repr = NULL;     /* to_repr(x) -> str */
+static PyObject *fn_rebuild = NULL;  /* _rebuild_list(items, last): the unpickling side */
+
+#define MAX_ATOMS 8
+static PyTypeObject *atom_types[MAX_ATOMS];
+static int n_atoms = 0;
+
+/* Whether `o` may be (now or later) tracked by the cyclic GC: CPython's tuple rule, plus cells
+ * and the registered atom types. */
+static inline int
+may_be_tracked(PyObject *o)
+{
+    PyTypeObject *t = Py_TYPE(o);
+    if (!PyType_IS_GC(t)) {
+        return 0;
+    }
+    if (t == &ConsType || t == &PyTuple_Type) {
+        return PyObject_GC_IsTracked(o);
+    }
+    for (int i = 0; i < n_atoms; i++) {
+        if (t == atom_types[i]) {
+            return 0;
+        }
+    }
+    if (t->tp_is_gc != NULL && !t->tp_is_gc(o)) {
+        return 0;  /* a static type object */
+    }
+    return 1;
+}
+
+/* A new cell; steals nothing. `tracked_tail` is -1 when unknown, else whether `tail` may be
+ * tracked (the builders know it from the cell they made just before). */
+static inline PyObject *
+cons_make(PyObject *head, PyObject *tail, int tracked_tail)
+{
+    ConsObject *op = PyObject_GC_New(ConsObject, &ConsType);
+    if (op == NULL) {
+        return NULL;
+    }
+    Py_INCREF(head);
+    op->head = head;
+    Py_INCREF(tail);
+    op->tail = tail;
+    if (tracked_tail < 0) {
+        tracked_tail = may_be_tracked(tail);
+    }
+    if (tracked_tail || may_be_tracked(head)) {
+        PyObject_GC_Track(op);
+    }
+    return (PyObject *)op;
+}
+
+static PyObject *
+cons_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"head", "tail", NULL};
+    PyObject *head, *tail;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:Cons", kwlist, &head, &tail)) {
+        return NULL;
+    }
+    return cons_make(head, tail, -1);
+}
+
+static PyObject *
+cons_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    if (kwnames == NULL && n == 2) {
+        return cons_make(args[0], args[1], -1);
+    }
+    /* keywords or a wrong count: the tuple-and-dict path, for its argument errors */
+    PyObject *tup = PyTuple_New(n);
+    if (tup == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(tup, i, args[i]);
+    }
+    PyObject *kw = NULL;
+    if (kwnames != NULL) {
+        kw = PyDict_New();
+        if (kw == NULL) {
+            Py_DECREF(tup);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[n + i]) < 0) {
+                Py_DECREF(tup);
+                Py_DECREF(kw);
+                return NULL;
+            }
+        }
+    }
+    PyObject *r = cons_new((PyTypeObject *)type, tup, kw);
+    Py_DECREF(tup);
+    Py_XDECREF(kw);
+    return r;
+}
+
+static int
+cons_traverse(ConsObject *op, visitproc visit, void *arg)
+{
+    Py_VISIT(op->head);
+    Py_VISIT(op->tail);
+    return 0;
+}
+
+/* Breaking a cycle: head and tail become nil rather than NULL, so a finalizer that still sees
+ * the cell reads a short list instead of crashing a walker. */
+static int
+cons_clear(ConsObject *op)
+{
+    PyObject *h = op->head, *t = op->tail;
+    if (h != Py_None) {
+        Py_INCREF(Py_None);
+        op->head = Py_None;
+        Py_DECREF(h);
+    }
+    if (t != Py_None) {
+        Py_INCREF(Py_None);
+        op->tail = Py_None;
+        Py_DECREF(t);
+    }
+    return 0;
+}
+
+static void
+cons_dealloc(ConsObject *op)
+{
+    PyObject_GC_UnTrack(op);
+    /* the trashcan defers cells past a small nesting depth: freeing a long list is a loop */
+    Py_TRASHCAN_BEGIN(op, cons_dealloc)
+    Py_XDECREF(op->head);
+    Py_XDECREF(op->tail);
+    PyObject_GC_Del(op);
+    Py_TRASHCAN_END
+}
+
+static PyObject *
+cons_richcompare(PyObject *a, PyObject *b, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) || fn_eq == NULL) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    PyObject *args[2] = {a, b};
+    PyObject *r = PyObject_Vectorcall(fn_eq, args, 2, NULL);
+    if (r == NULL || op == Py_EQ) {
+        return r;
+    }
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (t < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(!t);
+}
+
+static Py_hash_t
+cons_hash(PyObject *self)
+{
+    if (fn_hash == NULL) {
+        PyErr_SetString(PyExc_TypeError, "lispvm.vm._speedups: values.py registered no hash");
+        return -1;
+    }
+    PyObject *r = PyObject_CallOneArg(fn_hash, self);
+    if (r == NULL) {
+        return -1;
+    }
+    if (!PyLong_Check(r)) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_TypeError, "lisp_hash must return an int");
+        return -1;
+    }
+    /* as CPython's slot for a Python-level __hash__ does */
+    Py_hash_t h = PyLong_AsSsize_t(r);
+    if (h == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        h = PyLong_Type.tp_hash(r);
+    }
+    else if (h == -1) {
+        h = -2;
+    }
+    Py_DECREF(r);
+    return h;
+}
+
+static PyObject *
+cons_repr(PyObject *self)
+{
+    if (fn_repr == NULL) {
+        return PyUnicode_FromFormat("<Cons at %p>", self);
+    }
+    return PyObject_CallOneArg(fn_repr, self);
+}
+
+static PyObject *
+cons_iter(PyObject *self)
+{
+    PyObject *it = (PyObject *)PyObject_New(ConsObject, &ConsIterType);
+    if (it == NULL) {
+        return NULL;
+    }
+    Py_INCREF(self);
+    ((ConsObject *)it)->head = self;  /* the cell whose head comes next */
+    ((ConsObject *)it)->tail = NULL;
+    return it;
+}
+
+/* The elements of the chain from `x` as a new list; *last gets the value after the last cell
+ * (borrowed: nil for a proper list). Two passes: counting first sizes the list once. */
+static PyObject *
+heads_of(PyObject *x, PyObject **last)
+{
+    Py_ssize_t n = 0;
+    PyObject *c = x;
+    while (Cons_Check(c)) {
+        n++;
+        c = TAIL(c);
+    }
+    *last = c;
+    PyObject *out = PyList_New(n);
+    if (out == NULL) {
+        return NULL;
+    }
+    c = x;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(HEAD(c));
+        PyList_SET_ITEM(out, i, HEAD(c));
+        c = TAIL(c);
+    }
+    return out;
+}
+
+/* Flat, so that pickling a million-element list does not recurse a million deep. */
+static PyObject *
+cons_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (fn_rebuild == NULL) {
+        PyErr_SetString(PyExc_TypeError, "lispvm.vm._speedups: values.py registered no rebuild");
+        return NULL;
+    }
+    PyObject *last;
+    PyObject *items = heads_of(self, &last);
+    if (items == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue("O(NO)", fn_rebuild, items, last);
+}
+
+static PyMemberDef cons_members[] = {
+    {"head", T_OBJECT_EX, offsetof(ConsObject, head), READONLY, "the first element"},
+    {"tail", T_OBJECT_EX, offsetof(ConsObject, tail), READONLY,
+     "the rest: another Cons, None (nil) or any value (an improper list)"},
+    {NULL},
+};
+
+static PyMethodDef cons_methods[] = {
+    {"__reduce__", (PyCFunction)cons_reduce, METH_NOARGS, "flat pickling: (rebuild, (items, last))"},
+    {NULL},
+};
+
+static PyTypeObject ConsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lispvm.vm._speedups.Cons",
+    .tp_doc = "A cons cell. Lists are chains of cells ending in None (nil).",
+    .tp_basicsize = sizeof(ConsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = cons_new,
+    .tp_vectorcall = cons_vectorcall,
+    .tp_dealloc = (destructor)cons_dealloc,
+    .tp_traverse = (traverseproc)cons_traverse,
+    .tp_clear = (inquiry)cons_clear,
+    .tp_richcompare = cons_richcompare,
+    .tp_hash = cons_hash,
+    .tp_repr = cons_repr,
+    .tp_iter = cons_iter,
+    .tp_members = cons_members,
+    .tp_methods = cons_methods,
+};
+
+/* --- iteration over a list's elements (stops at the first non-cell, as the Python class) --- */
+
+static void
+consiter_dealloc(ConsObject *it)
+{
+    Py_XDECREF(it->head);
+    PyObject_Free(it);
+}
+
+static PyObject *
+consiter_next(ConsObject *it)
+{
+    PyObject *c = it->head;
+    if (c == NULL) {
+        return NULL;
+    }
+    if (!Cons_Check(c)) {
+        it->head = NULL;
+        Py_DECREF(c);
+        return NULL;
+    }
+    PyObject *h = HEAD(c);
+    Py_INCREF(h);
+    it->head = TAIL(c);
+    Py_INCREF(it->head);
+    Py_DECREF(c);
+    return h;
+}
+
+static PyTypeObject ConsIterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lispvm.vm._speedups.ConsIterator",
+    .tp_basicsize = sizeof(ConsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)consiter_dealloc,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)consiter_next,
+};
+
+/* --- module functions ---------------------------------------------------------------------- */
+
+/* Builds the list items[0..n) ending in `tail`, from the end. `items` must stay valid while
+ * cells are allocated (an allocation may run a collection, so finalizers): a C array the caller
+ * owns or the items of a tuple. */
+static PyObject *
+build(PyObject *const *items, Py_ssize_t n, PyObject *tail)
+{
+    Py_INCREF(tail);
+    PyObject *out = tail;
+    int tracked = may_be_tracked(tail);
+    for (Py_ssize_t i = n - 1; i >= 0; i--) {
+        ConsObject *op = PyObject_GC_New(ConsObject, &ConsType);
+        if (op == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *h = items[i];
+        Py_INCREF(h);
+        op->head = h;
+        op->tail = out;  /* the reference `out` held moves into the cell */
+        tracked = tracked || may_be_tracked(h);
+        if (tracked) {
+            PyObject_GC_Track(op);
+        }
+        out = (PyObject *)op;
+    }
+    return out;
+}
+
+/* As build, from a Python list that finalizers run by a collection during an allocation could
+ * change: each item is read after the cell's allocation, with the list's current size. */
+static PyObject *
+build_from_pylist(PyObject *list, PyObject *tail)
+{
+    Py_INCREF(tail);
+    PyObject *out = tail;
+    int tracked = may_be_tracked(tail);
+    for (Py_ssize_t i = PyList_GET_SIZE(list) - 1; i >= 0; i--) {
+        ConsObject *op = PyObject_GC_New(ConsObject, &ConsType);
+        if (op == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (i >= PyList_GET_SIZE(list)) {
+            op->head = Py_NewRef(Py_None);
+            op->tail = out;
+            Py_DECREF(op);
+            PyErr_SetString(PyExc_RuntimeError, "from_list: the list changed size");
+            return NULL;
+        }
+        PyObject *h = PyList_GET_ITEM(list, i);
+        Py_INCREF(h);
+        op->head = h;
+        op->tail = out;
+        tracked = tracked || may_be_tracked(h);
+        if (tracked) {
+            PyObject_GC_Track(op);
+        }
+        out = (PyObject *)op;
+    }
+    return out;
+}
+
+PyDoc_STRVAR(from_list_doc,
+"from_list(items, tail=None)\n--\n\n"
+"A Lisp list of the elements of a Python sequence or iterable, ending in `tail`.");
+
+static PyObject *
+sp_from_list(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "from_list takes 1 or 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *seq = args[0];
+    PyObject *tail = nargs == 2 ? args[1] : Py_None;
+    if (PyList_CheckExact(seq)) {
+        return build_from_pylist(seq, tail);
+    }
+    if (PyTuple_CheckExact(seq)) {
+        return build(((PyTupleObject *)seq)->ob_item, PyTuple_GET_SIZE(seq), tail);
+    }
+    PyObject *tup = PySequence_Tuple(seq);  /* ranges, iterators, generators: a copy we own */
+    if (tup == NULL) {
+        return NULL;
+    }
+    PyObject *r = build(((PyTupleObject *)tup)->ob_item, PyTuple_GET_SIZE(tup), tail);
+    Py_DECREF(tup);
+    return r;
+}
+
+PyDoc_STRVAR(to_pylist_doc,
+"to_pylist(x)\n--\n\n"
+"The elements of a proper Lisp list as a Python list, or None if `x` is not one.");
+
+static PyObject *
+sp_to_pylist(PyObject *Py_UNUSED(module), PyObject *x)
+{
+    PyObject *last;
+    PyObject *items = heads_of(x, &last);
+    if (items == NULL) {
+        return NULL;
+    }
+    if (last != Py_None) {
+        Py_DECREF(items);
+        Py_RETURN_NONE;
+    }
+    return items;
+}
+
+PyDoc_STRVAR(reverse_doc,
+"reverse(x)\n--\n\n"
+"The proper list `x` reversed; ValueError if `x` is not a proper list.");
+
+static PyObject *
+sp_reverse(PyObject *Py_UNUSED(module), PyObject *x)
+{
+    PyObject *out = Py_None;
+    Py_INCREF(out);
+    int tracked = 0;
+    PyObject *c = x;
+    while (Cons_Check(c)) {
+        PyObject *h = HEAD(c);
+        ConsObject *op = PyObject_GC_New(ConsObject, &ConsType);
+        if (op == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_INCREF(h);
+        op->head = h;
+        op->tail = out;
+        tracked = tracked || may_be_tracked(h);
+        if (tracked) {
+            PyObject_GC_Track(op);
+        }
+        out = (PyObject *)op;
+        c = TAIL(c);
+    }
+    if (c != Py_None) {
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_ValueError, "not a proper list");
+        return NULL;
+    }
+    return out;
+}
+
+/* The heads of the proper list `x` into a new C array (borrowed references: `x` keeps them
+ * alive); *n gets the count. NULL with ValueError if `x` is not a proper list. */
+static PyObject **
+borrowed_heads(PyObject *x, Py_ssize_t *n)
+{
+    Py_ssize_t k = 0;
+    PyObject *c = x;
+    while (Cons_Check(c)) {
+        k++;
+        c = TAIL(c);
+    }
+    if (c != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "not a proper list");
+        return NULL;
+    }
+    PyObject **buf = PyMem_Malloc((k ? k : 1) * sizeof(PyObject *));
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    c = x;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        buf[i] = HEAD(c);
+        c = TAIL(c);
+    }
+    *n = k;
+    return buf;
+}
+
+PyDoc_STRVAR(append_doc,
+"append(*lists)\n--\n\n"
+"The lists joined; the last argument is shared, not copied (and may be any value). "
+"ValueError(i) if argument i (not the last) is not a proper list (the rightmost such i).");
+
+static PyObject *
+sp_append(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 0) {
+        Py_RETURN_NONE;
+    }
+    /* every argument but the last must be a proper list: check them all before building,
+     * from the right as the builder goes (the error names the rightmost bad one) */
+    for (Py_ssize_t a = nargs - 2; a >= 0; a--) {
+        PyObject *c = args[a];
+        while (Cons_Check(c)) {
+            c = TAIL(c);
+        }
+        if (c != Py_None) {
+            PyObject *i = PyLong_FromSsize_t(a);
+            if (i != NULL) {
+                PyErr_SetObject(PyExc_ValueError, i);
+                Py_DECREF(i);
+            }
+            return NULL;
+        }
+    }
+    PyObject *out = args[nargs - 1];
+    Py_INCREF(out);
+    for (Py_ssize_t a = nargs - 2; a >= 0; a--) {
+        if (args[a] == Py_None) {
+            continue;
+        }
+        Py_ssize_t n;
+        PyObject **heads = borrowed_heads(args[a], &n);
+        if (heads == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *next = build(heads, n, out);
+        PyMem_Free(heads);
+        Py_DECREF(out);
+        if (next == NULL) {
+            return NULL;
+        }
+        out = next;
+    }
+    return out;
+}
+
+PyDoc_STRVAR(length_doc,
+"length(x)\n--\n\n"
+"The number of cells of the proper list `x` (0 for nil), or None if `x` is not one.");
+
+static PyObject *
+sp_length(PyObject *Py_UNUSED(module), PyObject *x)
+{
+    Py_ssize_t n = 0;
+    while (Cons_Check(x)) {
+        n++;
+        x = TAIL(x);
+    }
+    if (x != Py_None) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromSsize_t(n);
+}
+
+PyDoc_STRVAR(nth_doc,
+"nth(xs, i)\n--\n\n"
+"Element `i` (an int >= 0) of the list `xs`; IndexError when the list is shorter, "
+"ValueError when the walk ends at something other than nil.");
+
+static PyObject *
+sp_nth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "nth takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_ssize_t i = PyLong_AsSsize_t(args[1]);
+    if (i == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (i < 0) {
+        PyErr_SetString(PyExc_IndexError, "negative index");
+        return NULL;
+    }
+    PyObject *c = args[0];
+    while (Cons_Check(c)) {
+        if (i == 0) {
+            Py_INCREF(HEAD(c));
+            return HEAD(c);
+        }
+        i--;
+        c = TAIL(c);
+    }
+    PyErr_SetNone(c == Py_None ? PyExc_IndexError : PyExc_ValueError);
+    return NULL;
+}
+
+PyDoc_STRVAR(register_doc,
+"_register(eq, hash, repr, rebuild, atoms)\n--\n\n"
+"values.py's functions that Cons delegates to, and the types whose instances hold no "
+"reference a cell could be reached back through (cells holding them stay untracked).");
+
+static PyObject *
+sp_register(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *eq, *hash, *repr, *rebuild, *atoms;
+    if (!PyArg_ParseTuple(args, "OOOOO!:_register", &eq, &hash, &repr, &rebuild,
+                          &PyTuple_Type, &atoms)) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(atoms);
+    if (n > MAX_ATOMS) {
+        PyErr_SetString(PyExc_ValueError, "_register: too many atom types");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyType_Check(PyTuple_GET_ITEM(atoms, i))) {
+            PyErr_SetString(PyExc_TypeError, "_register: atoms must be types");
+            return NULL;
+        }
+    }
+    /* only the cells made from now on use the new atoms: earlier untracked cells stay valid,
+     * since types are only ever added */
+    for (int i = 0; i < n_atoms; i++) {
+        Py_DECREF(atom_types[i]);
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        atom_types[i] = (PyTypeObject *)Py_NewRef(PyTuple_GET_ITEM(atoms, i));
+    }
+    n_atoms = (int)n;
+    Py_XSETREF(fn_eq, Py_NewRef(eq));
+    Py_XSETREF(fn_hash, Py_NewRef(hash));
+    Py_XSETREF(fn_repr, Py_NewRef(repr));
+    Py_XSETREF(fn_rebuild, Py_NewRef(rebuild));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"from_list", (PyCFunction)(void (*)(void))sp_from_list, METH_FASTCALL, from_list_doc},
+    {"to_pylist", (PyCFunction)sp_to_pylist, METH_O, to_pylist_doc},
+    {"reverse", (PyCFunction)sp_reverse, METH_O, reverse_doc},
+    {"append", (PyCFunction)(void (*)(void))sp_append, METH_FASTCALL, append_doc},
+    {"length", (PyCFunction)sp_length, METH_O, length_doc},
+    {"nth", (PyCFunction)(void (*)(void))sp_nth, METH_FASTCALL, nth_doc},
+    {"_register", (PyCFunction)sp_register, METH_VARARGS, register_doc},
+    {NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "lispvm.vm._speedups",
+    .m_doc = "The cons cell and list walkers of vm/values.py in C (optional: values.py falls "
+             "back to its pure-Python classes without it or with LISPVM_PURE=1).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (PyType_Ready(&ConsType) < 0 || PyType_Ready(&ConsIterType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&speedups_module);
+    if (m == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&ConsType);
+    if (PyModule_AddObject(m, "Cons", (PyObject *)&ConsType) < 0) {
+        Py_DECREF(&ConsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
