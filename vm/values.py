@@ -28,6 +28,7 @@ strings, so arithmetic checks its result for `str` instead of checking both oper
 
 from __future__ import annotations
 
+import os
 from functools import cmp_to_key
 from typing import Any
 
@@ -40,6 +41,17 @@ except ImportError:  # no C extension on this platform: pyrsistent's Python one
 
 from .registry import Builtin  # a function written in Python: defined with the table of builtins
 
+# The C extension (vm/_speedups.c): Cons and the list walkers without a Python frame per cell, and
+# cells the cyclic collector never walks. Optional: without it (no compiler at install) or with
+# LISPVM_PURE=1 set, the pure-Python definitions below are the ones used.
+_speedups: Any = None
+if os.environ.get("LISPVM_PURE", "") in ("", "0"):
+    try:
+        from . import _speedups
+    except ImportError:
+        _speedups = None
+SPEEDUPS = _speedups is not None  # whether this process runs on the C cells
+
 # CPython's limit on int <-> str conversion stays on: vm/errors.py sets it to MAX_INT_DIGITS
 # (the conversion is quadratic, so an unlimited one blocks a scheduler for seconds).
 
@@ -48,6 +60,7 @@ __all__ = [
     "Pid", "Ref", "F32Array", "UNDEF", "UNCLAIMED", "from_list", "to_pylist", "is_list", "lisp_eq",
     "to_str", "to_repr", "type_name", "truthy", "note_box", "Map", "map_of", "EMPTY_IMAP",
     "lisp_hash", "compare", "sort_key", "map_items_sorted", "PVector", "pvector", "persistent",
+    "SPEEDUPS", "PyCons", "list_reverse", "list_append", "list_length", "list_nth",
 ]
 
 
@@ -110,7 +123,11 @@ def intern(name: str) -> Sym:
 
 
 class Cons:
-    """A cons cell. Lists are chains of cells ending in None (nil)."""
+    """A cons cell. Lists are chains of cells ending in None (nil).
+
+    The pure-Python definition; with the C extension, `Cons` is `_speedups.Cons` (the same
+    members and behaviour: read-only head and tail) and this class stays reachable as PyCons.
+    """
 
     __slots__ = ("head", "tail")
 
@@ -128,8 +145,9 @@ class Cons:
         return lisp_hash(self)  # structural, agreeing with lisp_eq: lists are map keys
 
     def __iter__(self):
+        cls = self.__class__
         c: Any = self
-        while c.__class__ is Cons:
+        while c.__class__ is cls:
             yield c.head
             c = c.tail
 
@@ -138,23 +156,27 @@ class Cons:
 
     def __reduce__(self) -> tuple:
         # Flat, so that pickling a million-element list does not recurse a million deep.
+        cls = self.__class__
         items = []
         c: Any = self
-        while c.__class__ is Cons:
+        while c.__class__ is cls:
             items.append(c.head)
             c = c.tail
         return (_rebuild_list, (items, c))
 
 
+PyCons = Cons  # the pure-Python class, whichever Cons is in use
+
+
 def _rebuild_list(items: list, last: Any) -> Any:
-    out = last
-    for x in reversed(items):
-        out = Cons(x, out)
-    return out
+    """The unpickling side of a list's flat __reduce__ (in either implementation)."""
+    return from_list(items, last)
 
 
 def from_list(items: Any, tail: Any = None) -> Any:
-    """Build a Lisp list from a Python sequence (an optional improper tail)."""
+    """Build a Lisp list from a Python sequence or iterable (an optional improper tail)."""
+    if items.__class__ is not list and items.__class__ is not tuple:
+        items = tuple(items)
     out = tail
     for x in reversed(items):
         out = Cons(x, out)
@@ -168,6 +190,63 @@ def to_pylist(x: Any) -> list | None:
         out.append(x.head)
         x = x.tail
     return out if x is None else None
+
+
+def list_reverse(x: Any) -> Any:
+    """The proper list `x` reversed; ValueError if `x` is not a proper list."""
+    out = None
+    while x.__class__ is Cons:
+        out = Cons(x.head, out)
+        x = x.tail
+    if x is not None:
+        raise ValueError("not a proper list")
+    return out
+
+
+def list_append(*lists: Any) -> Any:
+    """The lists joined, the last shared (any value); ValueError(i) if argument i (not the
+    last) is not a proper list (the rightmost such i)."""
+    if not lists:
+        return None
+    for i in range(len(lists) - 2, -1, -1):
+        if to_pylist(lists[i]) is None:
+            raise ValueError(i)
+    out = lists[-1]
+    for x in reversed(lists[:-1]):
+        out = from_list(to_pylist(x), out)
+    return out
+
+
+def list_length(x: Any) -> int | None:
+    """The number of cells of the proper list `x` (0 for nil), or None if it is not one."""
+    n = 0
+    while x.__class__ is Cons:
+        n += 1
+        x = x.tail
+    return n if x is None else None
+
+
+def list_nth(xs: Any, i: int) -> Any:
+    """Element `i` (an int >= 0) of the list `xs`; IndexError when the list is shorter,
+    ValueError when the walk ends at something other than nil."""
+    if i < 0:
+        raise IndexError("negative index")
+    while xs.__class__ is Cons:
+        if i == 0:
+            return xs.head
+        i -= 1
+        xs = xs.tail
+    raise IndexError() if xs is None else ValueError()
+
+
+if _speedups is not None:
+    Cons = _speedups.Cons  # noqa: F811 - the C cell replaces the class above everywhere
+    from_list = _speedups.from_list
+    to_pylist = _speedups.to_pylist
+    list_reverse = _speedups.reverse
+    list_append = _speedups.append
+    list_length = _speedups.length
+    list_nth = _speedups.nth
 
 
 def is_list(x: Any) -> bool:
@@ -757,3 +836,9 @@ class _Val:
 
     def __init__(self, v: Any) -> None:
         self.v = v
+
+
+if _speedups is not None:
+    # what the C cell delegates to, and the types whose instances hold only ints, strings or
+    # bools (never a cell): cells holding them stay untracked by the collector
+    _speedups._register(lisp_eq, lisp_hash, to_repr, _rebuild_list, (Sym, Bool, Pid, Ref))

@@ -1,0 +1,260 @@
+"""The C cells and list walkers (vm/_speedups.c) and the pure-Python fallback (LISPVM_PURE=1).
+
+Guards: the two implementations agree (construction, equality, hashing, printing, iteration,
+pickling, the walkers and their errors); a C cell is left alone by the cyclic collector exactly
+when it cannot be part of a cycle, and a cycle through a cell is still collected; a million-long
+or million-deep list is freed and pickled without recursion; programs print the same either
+way; an install on a machine with a C compiler builds the extension.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import importlib.util
+import os
+import pickle
+import random
+import re
+import subprocess
+import sys
+import sysconfig
+import weakref
+from pathlib import Path
+from shutil import which
+from typing import Any
+
+import pytest
+from conftest import run_cli
+from test_examples import PROGRAMS, parse_expectations
+
+from lispvm.vm import values
+
+HAVE_C = values.SPEEDUPS
+needs_c = pytest.mark.skipif(not HAVE_C, reason="lispvm.vm._speedups not built or LISPVM_PURE set")
+
+
+def _load_pure() -> Any:
+    """A second copy of vm/values.py, loaded with LISPVM_PURE=1: the pure-Python definitions."""
+    spec = importlib.util.spec_from_file_location("lispvm.vm._values_pure_for_tests", values.__file__)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # pickling finds its functions by module name
+    old = os.environ.get("LISPVM_PURE")
+    os.environ["LISPVM_PURE"] = "1"
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        if old is None:
+            del os.environ["LISPVM_PURE"]
+        else:
+            os.environ["LISPVM_PURE"] = old
+    assert not mod.SPEEDUPS and mod.Cons is mod.PyCons
+    return mod
+
+
+PURE = _load_pure()
+
+
+@pytest.fixture(params=["c", "pure"])
+def v(request: pytest.FixtureRequest) -> Any:
+    """The values module of one implementation."""
+    if request.param == "c":
+        if not HAVE_C:
+            pytest.skip("lispvm.vm._speedups not built or LISPVM_PURE set")
+        return values
+    return PURE
+
+
+def test_an_install_with_a_c_compiler_builds_the_extension() -> None:
+    if os.environ.get("LISPVM_PURE", "") not in ("", "0"):
+        pytest.skip("LISPVM_PURE is set")
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if which(cc) is None:
+        pytest.skip(f"no C compiler ({cc}): the extension is optional")
+    assert HAVE_C, "a C compiler is here, yet lispvm.vm._speedups did not build: pip install -e . again"
+    assert values.Cons.__module__ == "lispvm.vm._speedups"
+
+
+def test_cells_lists_and_their_values(v: Any) -> None:
+    Cons, L = v.Cons, v.from_list
+    c = Cons(1, Cons(2, None))
+    assert (c.head, c.tail.head, c.tail.tail) == (1, 2, None)
+    assert Cons(head=1, tail=2).tail == 2
+    with pytest.raises(TypeError):
+        Cons(1)
+    with pytest.raises(TypeError):
+        Cons(1, 2, 3)
+    assert c == L([1, 2]) and c == L([1.0, 2]) and not (c != L([1, 2])) and c != L([1, 2, 3])
+    assert c != 1 and not (c == None) and 1 != c and c != (1, 2)  # noqa: E711
+    assert hash(c) == hash(L([1.0, 2])) and {L([1, 2]): "k"}[L([1, 2])] == "k"
+    assert hash(L([1, 2])) != hash(L([2, 1]))
+    assert repr(Cons(1, Cons("a", 2))) == '(1 "a" . 2)' and v.to_repr(L([L([]), L([v.intern("x")])])) == "(nil (x))"
+    assert list(Cons(1, Cons(2, 3))) == [1, 2] and list(L(range(5))) == [0, 1, 2, 3, 4]
+    assert v.type_name(c) == "list" and v.is_list(c) and v.compare(L([1, 2]), L([1, 3])) == -1
+    for x in (c, Cons(1, 2), L([L([1]), v.Vec((1, 2)), v.intern("s"), v.TRUE])):
+        assert pickle.loads(pickle.dumps(x)) == x and copy.deepcopy(x) == x and copy.copy(x) is not None
+
+
+def test_from_list_and_to_pylist(v: Any) -> None:
+    L = v.from_list
+    assert L([]) is None and L((), 5) == 5 and L([1, 2], 3) == v.Cons(1, v.Cons(2, 3))
+    assert list(L(range(3))) == [0, 1, 2] and list(L(x * 2 for x in range(3))) == [0, 2, 4]
+    assert list(L("ab")) == ["a", "b"] and list(L((1, 2))) == [1, 2]
+    assert v.to_pylist(L([1, 2, 3])) == [1, 2, 3] and v.to_pylist(None) == []
+    assert v.to_pylist(v.Cons(1, 2)) is None and v.to_pylist(7) is None and v.to_pylist("ab") is None
+    with pytest.raises(TypeError):
+        L(5)
+
+
+def _lists(v: Any, rng: random.Random) -> list:
+    """Proper and improper lists of assorted lengths and elements."""
+    out: list[Any] = [None, v.Cons(1, 2), 7, "s", v.Vec((1,))]
+    for n in (1, 2, 3, 17, 200):
+        items = [rng.choice([rng.randint(-5, 5), "x", v.intern("a"), None, [n], (n,)]) for _ in range(n)]
+        out.append(v.from_list(items))
+        out.append(v.from_list(items, "end"))
+    return out
+
+
+def test_walkers_agree_with_plain_python(v: Any) -> None:
+    rng = random.Random(16)
+    lists = _lists(v, rng)
+    for x in lists:
+        items = v.to_pylist(x)
+        if items is None:  # not a proper list
+            assert v.list_length(x) is None
+            with pytest.raises(ValueError):
+                v.list_reverse(x)
+            with pytest.raises(ValueError) as e:
+                v.list_append(v.from_list([1]), x, None)
+            assert e.value.args[0] == 1
+            continue
+        assert v.list_length(x) == len(items)
+        assert v.to_pylist(v.list_reverse(x)) == items[::-1]
+        for i in (0, 1, len(items) - 1, len(items), len(items) + 5):
+            if 0 <= i < len(items):
+                assert v.list_nth(x, i) is items[i]
+            else:
+                with pytest.raises(IndexError):
+                    v.list_nth(x, i)
+        for y in rng.sample(lists, 4):
+            joined = v.list_append(x, x, y)
+            assert v.to_pylist(v.list_append(x, x, None)) == items * 2
+            last = joined
+            for _ in range(2 * len(items)):
+                last = last.tail
+            assert last is y  # the last argument is shared, not copied
+    assert v.list_append() is None and v.list_append(5) == 5 and v.list_append(None, None) is None
+    with pytest.raises(ValueError) as e:  # the rightmost list that is not proper is named
+        v.list_append(7, v.from_list([1]), v.Cons(1, 2), None)
+    assert e.value.args[0] == 2
+    with pytest.raises(ValueError):
+        v.list_nth(v.Cons(1, 2), 3)
+    with pytest.raises(IndexError):
+        v.list_nth(v.from_list([1]), -1)
+
+
+@needs_c
+def test_c_cells_are_read_only_and_not_subclassable() -> None:
+    c = values.Cons(1, None)
+    with pytest.raises(AttributeError):
+        c.head = 2
+    with pytest.raises(AttributeError):
+        c.tail = 2
+    with pytest.raises(TypeError):
+        type("Sub", (values.Cons,), {})
+
+
+@needs_c
+def test_c_cells_untracked_only_when_no_cycle_can_pass_through_them() -> None:
+    Cons, L, tracked = values.Cons, values.from_list, gc.is_tracked
+    # atoms: non-GC values, symbols, booleans, pids and refs, untracked tuples and cells
+    assert not tracked(L([1, 2.5, "s", None, values.intern("a"), values.TRUE, values.Pid(0, 1), values.Ref(0, 1)]))
+    assert not tracked(Cons((1, "a"), None)) and not tracked(Cons(L([1, 2]), L([3])))
+    assert not tracked(values.list_reverse(L(range(50)))) and not tracked(values.list_append(L([1]), L([2]), 3))
+    # anything that may hold a reference back makes the cell tracked, and every cell before it
+    for holder in ([], {}, values.Vec((1,)), values.Map(), (1, []), values.Box(1), lambda: 0):
+        assert tracked(Cons(holder, None)) and tracked(Cons(1, holder))
+        xs = L([1, 2, holder, 3, 4])
+        assert [tracked(xs), tracked(xs.tail.tail), tracked(xs.tail.tail.tail)] == [True, True, False]
+        assert tracked(values.list_reverse(L([holder, 1])))  # the head of the reversed list
+        assert tracked(values.list_append(L([1]), L([holder])))
+        assert tracked(L([1], holder)) and tracked(Cons(1, Cons(holder, None)))
+    # a cycle through a cell (a dict holding the list that holds it) is still collected
+    gc.collect()
+
+    class Marker(dict):
+        pass
+
+    d = Marker()
+    ref = weakref.ref(d)
+    d["me"] = L([1, d])
+    del d
+    gc.collect()
+    assert ref() is None
+
+
+@needs_c
+def test_c_long_and_deep_lists_free_and_pickle_without_recursion() -> None:
+    n = 1_000_000
+    xs = values.from_list(range(n))
+    data = pickle.dumps(xs)
+    ys = pickle.loads(data)
+    assert values.list_length(ys) == n and ys == xs
+    del xs, ys  # a million cells freed: the trashcan, not a million nested deallocations
+    deep = None
+    for _ in range(n):  # nested through the heads, with a mutable value at the bottom
+        deep = values.Cons(deep, [])
+    assert gc.is_tracked(deep)
+    del deep
+
+
+def _run(program: Path, env: dict[str, str], *flags: str) -> tuple[str, str, int]:
+    exp = parse_expectations(program.read_text(encoding="utf-8"))
+    return run_cli(["run", *flags, program.name, *exp.args], cwd=program.parent, timeout=120, env=env)
+
+
+PURE_ENV = {"LISPVM_PURE": "1"}
+
+
+def test_pure_mode_is_pure_in_a_fresh_process() -> None:
+    code = "from lispvm.vm import values as v; print(v.SPEEDUPS, v.Cons is v.PyCons)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **PURE_ENV}).stdout
+    assert out == "False True\n"
+
+
+@pytest.mark.parametrize("name", ["lists", "native_lists", "maps_vectors", "printing", "strings", "prelude_errors"])
+def test_programs_in_pure_mode(name: str) -> None:
+    """tests/test_examples.py runs these with the extension; here the same expectations hold
+    without it (on three schedulers: lists cross OS processes through the codec)."""
+    program = PROGRAMS / f"{name}.lisp"
+    exp = parse_expectations(program.read_text(encoding="utf-8"))
+    out, err, status = _run(program, PURE_ENV, "--schedulers", "3")
+    assert "Traceback" not in err, err
+    assert out.splitlines() == exp.lines
+    assert status == exp.status, err
+
+
+def test_a_list_heavy_program_prints_the_same_both_ways(tmp_path: Path) -> None:
+    src = tmp_path / "both.lisp"
+    src.write_text(
+        "(def merge (a b) (cond ((empty? a) b) ((empty? b) a)\n"
+        "  ((< (head a) (head b)) (cons (head a) (merge (tail a) b))) (true (cons (head b) (merge a (tail b))))))\n"
+        "(def split (xs a b) (if (empty? xs) (list a b) (split (tail xs) b (cons (head xs) a))))\n"
+        "(def msort (xs) (if (or (empty? xs) (empty? (tail xs))) xs\n"
+        "  (let ((p (split xs nil nil))) (merge (msort (head p)) (msort (nth p 1))))))\n"
+        "(def xs (list/map (fn (i) (mod (* i 7919) 1009)) (list/range 2000)))\n"
+        "(def s (msort xs))\n"
+        "(print (== s (list/sort xs)) (length s) (nth s 1000) (reverse (list/range 5))\n"
+        "  (length (append s nil s nil)) '(a . b))\n"
+        "(def me (self))\n"
+        "(send (spawn-on (mod 1 (sys/schedulers)) (fn () (receive (x (send me (reverse x)))))) (list 'a \"b\" 1.5 s))\n"
+        "(receive (y (print (length y) (length (head y)) (== (tail (reverse y)) (list \"b\" 1.5 s)))))\n",
+        encoding="utf-8")
+    runs = [run_cli(["run", "--schedulers", "2", src.name], cwd=tmp_path, timeout=120, env=env)
+            for env in ({}, PURE_ENV)]
+    assert runs[0] == runs[1]
+    out, err, status = runs[0]
+    assert status == 0 and err == "", err
+    assert re.fullmatch(r"true 2000 \d+ \(4 3 2 1 0\) 4000 \(a \. b\)\n4 2000 true\n", out), out
