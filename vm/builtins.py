@@ -68,6 +68,10 @@ from .values import (
     from_list,
     intern,
     lisp_eq,
+    list_append,
+    list_length,
+    list_nth,
+    list_reverse,
     map_items_sorted,
     map_of,
     note_box,
@@ -348,11 +352,10 @@ def b_length(x: Any) -> int:
         return len(x.items)
     if c is str:
         return len(x)
-    n = 0
-    while x.__class__ is Cons:
-        n += 1
-        x = x.tail
-    if x is not None:
+    n = list_length(x)
+    if n is None:
+        while x.__class__ is Cons:
+            x = x.tail
         raise badarg(f"length: expected a list, vector or string, got {described(x)}")
     return n
 
@@ -365,39 +368,31 @@ def b_nth(xs: Any, i: Any) -> Any:
             return xs.items[i]
         raise badarg(f"nth: index {i} out of range for a vector of {len(xs.items)}")
     if i >= 0:
-        c, k = xs, i
-        while c.__class__ is Cons:
-            if k == 0:
-                return c.head
-            c = c.tail
-            k -= 1
-        if c is not None:
-            raise badarg(f"nth: expected a list, got {described(xs)}")
+        try:
+            return list_nth(xs, i)
+        except ValueError:
+            raise badarg(f"nth: expected a list, got {described(xs)}") from None
+        except (IndexError, OverflowError):  # past the end (an index past a machine word too)
+            if list_length(xs) is None:
+                raise badarg(f"nth: expected a list, got {described(xs)}") from None
     raise badarg(f"nth: index {i} out of range for a list of {b_length(xs)}")
 
 
 @builtin("append")
 def b_append(*args: Any) -> Any:
-    if not args:
-        return None
-    out = args[-1]
-    for x in reversed(args[:-1]):
-        items = check_list("append", x)
-        for e in reversed(items):
-            out = Cons(e, out)
-    return out
+    try:
+        return list_append(*args)
+    except ValueError as e:  # argument e.args[0] is not a proper list: check_list says so
+        check_list("append", args[e.args[0]])
+        raise
 
 
 @builtin("reverse")
 def b_reverse(x: Any) -> Any:
-    out = None
-    c = x
-    while c.__class__ is Cons:
-        out = Cons(c.head, out)
-        c = c.tail
-    if c is not None:
-        raise badarg(f"reverse: expected a list, got {described(x)}")
-    return out
+    try:
+        return list_reverse(x)
+    except ValueError:
+        raise badarg(f"reverse: expected a list, got {described(x)}") from None
 
 
 @builtin("list/range")
@@ -483,6 +478,9 @@ _NATIVE_NAMES = (
     "int? float? number? string? symbol? list? vector? fn? pid? nil? bool? map?"
 ).split()
 _native: set[Any] = set()  # the Builtin objects of _NATIVE_NAMES, filled on first use
+# the same names for the fast tier, which applies a Lisp function that calls only these in one
+# Python loop too (vm/fast.py, FastTier.fused)
+PURE_BUILTINS = frozenset(_NATIVE_NAMES)
 
 
 def _native_fn(f: Any) -> Any:
