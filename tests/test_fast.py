@@ -742,3 +742,93 @@ def test_recursion_deeper_than_python_stays_interpreted(monkeypatch: pytest.Monk
     src = PROGRAM.split("(def sum ")[0]
     assert run(src) == ("100000\ntrue true\n", "", 0)
     assert {"count", "even?", "odd?"} <= set(deep) and len(deep) == len(set(deep)), deep
+
+
+# --- the prelude's list loops over a leaf: one Python loop (FastTier.fused) --------------------
+
+LEAVES = """
+(def k 3)
+(def twice (x) (* 2 x))
+(def leaves (n)
+  (list (list/map (fn (x) (* x k)) (list/range n)) (list/filter (fn (x) (!= (mod x k) 0)) (list/range n))
+        (list/reduce (fn (a x) (+ a x)) 0 (list/range n)) (list/map (fn (x) (str "<" x ">")) '("a"))))
+(def others (n)
+  (list (list/map (fn (x) (twice x)) (list/range n)) (list/map (fn (x) (print x) x) '(p))
+        (list/filter (fn (x) (send (self) x) true) '(s)) (receive (m m))))
+(print (leaves 4) (others 2))
+"""
+LEAVES_OUT = "p\n((0 3 6 9) (1 2) 6 (\"<a>\")) ((0 2) (p) (s) s)\n"
+
+
+def test_a_leaf_is_applied_in_one_python_loop_and_nothing_else_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """list/map, list/filter and list/reduce given a leaf (a function computing a value with
+    pure builtins only) run it over the list in one Python loop; a function that calls another
+    Lisp function, prints or sends runs in the prelude's Lisp loop as before."""
+    taken: list[tuple[str, int]] = []
+    orig = fast.FastTier.fused
+
+    def spy(self: fast.FastTier, kind: str, f: object, a: object, b: object) -> tuple:
+        out = orig(self, kind, f, a, b)
+        taken.append((kind, out[0]))
+        return out
+
+    monkeypatch.setattr(fast.FastTier, "fused", spy)
+    monkeypatch.setenv("LISPVM_JIT", "eager")
+    assert run(LEAVES) == (LEAVES_OUT, "", 0)
+    assert sorted(taken) == [("filter", 0), ("filter", 1), ("map", 0), ("map", 0), ("map", 1), ("map", 1),
+                             ("reduce", 1)], taken
+    monkeypatch.delenv("LISPVM_JIT")
+    assert run(LEAVES, jit=False) == (LEAVES_OUT, "", 0)
+
+
+def test_what_is_a_leaf() -> None:
+    """A leaf computes a value: no call of a Lisp function (list/map is one) or of a builtin that
+    is not pure, no loop, no receive, no assignment of a global or a captured variable (a local
+    one is a register move)."""
+    from lispvm.scheduler.node import load_program
+    from lispvm.vm.process import Globals
+
+    src = """
+    (def g (x) x)
+    (def a1 (x) (if (list? x) (str/join "," (list x)) (+ (* x 2) (mod x 3))))
+    (def a2 (x) (try (head x) (catch e (list 'no e))))
+    (def a3 (x) (fn (y) (+ x y)))
+    (def n1 (x) (g x))
+    (def n2 (x) (print x))
+    (def n3 (x) (loop ((i 0)) (if (< i x) (recur (+ i 1)) i)))
+    (def n4 (x) (receive (m m) (after 0 x)))
+    (def n5 (x) (set g x))
+    (def a4 (x) (let ((y 1)) (set y x) y))
+    (def n6 (x) (let ((y 1)) (fn () (set y x))))
+    (def n7 (x) (send (self) x))
+    (def n8 (x) (x 1))
+    """
+    module = load_program(compile_text(src), Globals())
+    kinds = {p.name: fast._leaf(p) for p in module.protos if p.name[:1] in "an" and p.name[1:].isdigit()}
+    assert kinds == {**{f"a{i}": True for i in range(1, 5)}, **{f"n{i}": False for i in range(1, 9)}}, kinds
+
+
+HANDBACK = """
+(def me (self))
+(spawn (fn () (send me 'other-ran)))
+(def n (length (list/map (fn (x) (+ x 1)) (list/range 1000000))))
+(print n (receive ('other-ran 'before-the-map-ended) (after 0 'after)))
+"""
+
+
+def test_a_long_fused_loop_gives_way_at_the_end_of_its_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fused loop has no safe point of its own: when its slice is over and another process is
+    waiting, it hands the rest of the list to the Lisp loop, whose head is one, so the other
+    process runs before the map ends (on one scheduler)."""
+    taken: list[int] = []
+    orig = fast.FastTier.fused
+
+    def spy(self: fast.FastTier, kind: str, f: object, a: object, b: object) -> tuple:
+        out = orig(self, kind, f, a, b)
+        taken.append(out[0])
+        return out
+
+    monkeypatch.setattr(fast.FastTier, "fused", spy)
+    monkeypatch.setenv("LISPVM_JIT", "eager")
+    assert run(HANDBACK) == ("1000000 before-the-map-ended\n", "", 0)
+    assert 2 in taken, taken

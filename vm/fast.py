@@ -87,9 +87,26 @@ from .loopsupport import (
 )
 from .opcodes import BY_NAME, OPS, Op, decode_fields, render
 from .process import BLOCK, DONE, EXITED, FAILED, HALT, YIELD, Block, ctx
+from .builtins import PURE_BUILTINS, b_empty
 from .registry import BUILTINS
 from .state import HALT_FRAME, VM, WAITING
-from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Map, Vec, note_box, to_pylist
+from .values import (
+    FALSE,
+    TRUE,
+    UNDEF,
+    Box,
+    Builtin,
+    Closure,
+    Cons,
+    Map,
+    Pid,
+    Ref,
+    Sym,
+    Vec,
+    from_list,
+    note_box,
+    to_pylist,
+)
 
 __all__ = ["FastTier", "Preempt", "enable", "disable", "rearm"]
 
@@ -98,6 +115,19 @@ COMPILED = 0  # functions compiled in this OS process so far (tests check that a
 REFUSED = 0  # functions the tier tried and left to the interpreter (refused)
 
 _RECV = frozenset({"RECVSTART", "RECVPEEK", "RECVNEXT", "RECVTAKE", "RECVWAIT"})
+# The prelude's list loops (vm/prelude.lisp) that run as one Python loop when their function is a
+# leaf (see FastTier.fused): loop name -> (kind, the function's arity, the instruction whose error
+# a list ending in a non-list raises first: map and filter take the tail before calling)
+_FUSED_LOOPS = {"sys/map-loop": ("map", 1, "TAIL"), "sys/filter-loop": ("filter", 1, "TAIL"),
+                "sys/reduce-loop": ("reduce", 2, "HEAD")}
+# Rows a leaf may hold: they compute values, read variables and globals, make closures, branch
+# forward and return; none calls Lisp code, waits, loops, or writes a variable, a box or a global.
+_LEAF_ROWS = frozenset((
+    "MOVE LOADK LOADI LOADNIL LOADBOOL GETUPVAL GETUPBOX UNBOX GETGLOBAL CLOSURE SELF RETURN ADD SUB MUL DIV "
+    "IDIV MOD ADDI NEG NOT EQ NE LT LE TEST IFEQ IFLT IFLE IFEQK IFEQI IFLTI IFLEI IFGTI IFGEI LIST VECTOR "
+    "CONS HEAD TAIL UNLIST UNCONS UNVEC UNMAPK BAND BOR BXOR BNOT").split())
+_LEAF_CALLS = frozenset({"CALLB", "CALLG", "TAILCALLG"})  # calls a leaf may make: of PURE_BUILTINS only
+
 _CATCHABLE = (LispError, TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError,
               MemoryError)
 
@@ -166,6 +196,10 @@ class FastTier:
         # (prototype, loop head pc) -> the loop compiled on its own, entered from the interpreter
         # at that head (on-stack replacement), or None where it cannot be
         self.osrs: dict[tuple[Proto, int], Any] = {}
+        # (kind, prototype) -> the leaf `p` run over a list in one Python loop (see fused), or
+        # None where `p` is no leaf
+        self.fusions: dict[tuple[str, Proto], Any] = {}
+        self.loop_errs: dict[str, tuple] = {}  # kind -> positions of its prelude loop's errors
         self.gnames: dict[str, str] = {}  # Lisp global name -> Python identifier suffix
         self.count = 0  # functions compiled, for unique names
         self.ns: dict[str, Any] = {
@@ -174,6 +208,8 @@ class FastTier:
             "_unvec": _unvec, "_lisp_value": self.lisp_value, "_CATCH": _CATCHABLE, "_ctx": ctx,
             "_WAITING": WAITING, "_rwait": _rwait, "_touch": _boxes.touch_current, "_Map": Map,
             "_PK": None,  # the running process's key (the loop sets it at each slice)
+            "_Closure": Closure, "_fused": self.fused, "_VM": vm, "_Builtin": Builtin, "_Sym": Sym,
+            "_Pid": Pid, "_Ref": Ref,
         }
         # what the rows' templates name ($name, rendered _name): shared helpers, and this tier's
         # own global stores and boxes
@@ -244,6 +280,7 @@ class FastTier:
         self.servers.clear()
         self.refused.clear()
         self.wakes.clear()
+        self.fusions.clear()
 
     def fn_for(self, f: Closure) -> Any:
         """The Python callable for a closure whose prototype is compiled (cached in f.fast)."""
@@ -290,6 +327,81 @@ class FastTier:
             raise badarg(f"apply: the last argument must be a list, got {short_repr(last)}")
         fn = f.fast if f.__class__ is Builtin else self.resolve(f)
         return fn(*args, *spread)
+
+    def fused(self, kind: str, f: Closure, a: Any, b: Any) -> tuple:
+        """The prelude's list loop `kind` (sys/map-loop f xs acc, sys/filter-loop f xs acc,
+        sys/reduce-loop f acc xs) run as one Python loop, when `f` is a leaf: a function whose
+        code only computes a value from its arguments and upvalues with the pure builtins
+        (PURE_BUILTINS), forward branches and no call of any other function (_leaf).
+
+        Why that is safe: a leaf cannot wait, block, send, loop or call back into code that
+        could; it writes no variable, box or global, so running it over part of a list and then
+        running the Lisp loop again from the start (after a RecursionError) changes nothing; and
+        its fused loop has no safe point (info.safe is empty), so the tick handler never
+        preempts inside it. Instead the loop checks the slice between elements: when the slice is
+        over and the scheduler wants the CPU, it hands the rest of the list back to the Lisp loop,
+        whose head is a safe point. Errors are raised in the fused frame, which the unwinder maps
+        to the leaf's instructions as it does the leaf's own frame; a list ending in a non-list
+        raises what the Lisp loop raises (empty?, then tail or head) at the loop's own position.
+
+        Returns (0, None, None): not fused here, run the Lisp loop; (1, value, None): done;
+        (2, x, y): go on in the Lisp loop with its second and third parameters x and y."""
+        p = f.proto
+        fz = self.fusions.get((kind, p), False)
+        if fz is False:
+            fz = self.fusions[kind, p] = self.make_fused(kind, p)
+        if fz is None:
+            return _NOT_FUSED
+        if kind == "reduce":
+            acc, c = a, b
+        else:
+            c, acc = a, to_pylist(b)
+            if acc is None:
+                return _NOT_FUSED
+            acc.reverse()
+        ups = (*f.upvals, f) if self.compiled_up(p) else ()
+        vm = self.vm
+        try:
+            while True:
+                acc, c, stopped = fz(*ups, c, acc)
+                if not stopped:
+                    break
+                host = ctx.host
+                if host is not None and host.preempt():
+                    if kind == "reduce":
+                        return 2, acc, c
+                    return 2, c, from_list(acc[::-1])
+                vm.ticks_left = vm.slice_ticks  # nobody else wants the CPU: a new slice, as on_tick does
+        except RecursionError:
+            return _NOT_FUSED  # nothing was changed: the Lisp loop does it all, and meets the limit itself
+        if c is not None:  # as the Lisp loop: empty? of what ends the list, then tail (or head) of it
+            empty_pos, cell_pos, cell = self.loop_errs[kind]
+            try:
+                done = b_empty(c)
+            except LispError as e:
+                e.pos = empty_pos
+                raise
+            if done is FALSE:
+                e = not_a_cons(cell, c)
+                e.pos = cell_pos
+                raise e
+        return 1, (acc if kind == "reduce" else from_list(acc)), None
+
+    def compiled_up(self, p: Proto) -> bool:
+        """Whether compiled code of `p` takes its closure's upvalues (and the closure)."""
+        return bool(p.upvals) or any(op & 0x7F == _SELF for op in p.code)
+
+    def make_fused(self, kind: str, p: Proto) -> Any:
+        """`p` compiled as the body of the Python loop `kind` (see fused), or None where `p` is
+        not a leaf taking the loop's arguments, or cannot be compiled."""
+        if p.rest or p.nparams != (2 if kind == "reduce" else 1) or not _leaf(p):
+            return None
+        try:
+            fn, info = _Gen(self, p, fuse=kind).build()
+        except Exception:  # noqa: BLE001 - whatever went wrong, the Lisp loop runs it
+            return None
+        self.codes[info.code] = info
+        return fn
 
     def gname(self, name: str) -> str:
         g = self.gnames.get(name)
@@ -511,6 +623,26 @@ class FastTier:
 _DEEP_FRAMES = 64  # frames of one prototype in a RecursionError's traceback that make it "deep"
 
 
+_NOT_FUSED = (0, None, None)
+_SELF = BY_NAME["SELF"].num
+
+
+def _leaf(p: Proto) -> bool:
+    """Whether `p` is a leaf (see FastTier.fused): only _LEAF_ROWS, forward jumps, and calls of
+    PURE_BUILTINS (their names cannot be redefined: the compiler and the loader refuse it)."""
+    for word in p.code:
+        op, f = decode_fields(word)
+        name = op.name
+        if name in _LEAF_ROWS:
+            continue
+        if name == "JMP" and f["sJ"] >= 0:
+            continue
+        if name in _LEAF_CALLS and p.consts[f["C"]].name in PURE_BUILTINS:
+            continue
+        return False
+    return True
+
+
 def _depth() -> int:
     """Python frames on the stack now (only asked when compiling failed)."""
     n, f = 0, sys._getframe()
@@ -598,6 +730,8 @@ def _positioned(tier: FastTier | None, exc: BaseException, where: tuple | None,
     if outer and err.pos[0] == _PRELUDE_FILE:
         # the prelude's builtins fail only on what they were given: report the program's call
         for oinfo, otb in reversed(outer):
+            if oinfo.lines.get(otb.tb_lineno, (0, ""))[1] == "tail":
+                continue  # a frame that tail-called is gone in the interpreter: its caller's call it is
             m = oinfo.proto.module
             if m is not None and m.file != _PRELUDE_FILE:
                 err.pos = oinfo.proto.position(_fault_pc(oinfo, otb))
@@ -694,6 +828,31 @@ _SHARED_NAMES: dict[str, Any] = {
     "not_a_cons": not_a_cons, "list_of": list_of,
 }
 _TEMPLATE_NAMES = frozenset(_SHARED_NAMES) | {"set_global", "def_global", "own_box", "new_box"}
+# Builtins that compiled code computes inline instead of calling (CALLB of NAME with N arguments):
+# NAME -> (N, expression). {0} {1} are the argument registers, {f} the builtin itself, which the
+# expression calls for any case it does not decide, so that errors and their messages are the
+# builtin's own; x and y are temporaries. Each expression must give what the builtin gives.
+_INLINE: dict[str, tuple[int, str]] = {
+    "not": (1, "_TRUE if (x := {0}) is _FALSE or x is None else _FALSE"),
+    "nil?": (1, "_TRUE if {0} is None else _FALSE"),
+    "list?": (1, "_TRUE if (x := {0}) is None or x.__class__ is _Cons else _FALSE"),
+    "empty?": (1, "_TRUE if (x := {0}) is None else _FALSE if x.__class__ is _Cons else {f}(x)"),
+    "int?": (1, "_TRUE if {0}.__class__ is int else _FALSE"),
+    "float?": (1, "_TRUE if {0}.__class__ is float else _FALSE"),
+    "number?": (1, "_TRUE if (x := {0}.__class__) is int or x is float else _FALSE"),
+    "string?": (1, "_TRUE if {0}.__class__ is str else _FALSE"),
+    "symbol?": (1, "_TRUE if {0}.__class__ is _Sym else _FALSE"),
+    "vector?": (1, "_TRUE if {0}.__class__ is _Vec else _FALSE"),
+    "fn?": (1, "_TRUE if (x := {0}.__class__) is _Closure or x is _Builtin else _FALSE"),
+    "pid?": (1, "_TRUE if {0}.__class__ is _Pid else _FALSE"),
+    "ref?": (1, "_TRUE if {0}.__class__ is _Ref else _FALSE"),
+    "bool?": (1, "_TRUE if (x := {0}) is _TRUE or x is _FALSE else _FALSE"),
+    # a closure is never one of the builtins list/map and friends apply natively
+    "sys/native-fn?": (1, "_FALSE if (x := {0}).__class__ is not _Builtin else {f}(x)"),
+    "str": (1, "x if (x := {0}).__class__ is str else {f}(x)"),
+    "str/find": (2, "(None if (y := x.find(y)) < 0 else y) if (x := {0}).__class__ is str "
+                    "and (y := {1}).__class__ is str else {f}({0}, {1})"),
+}
 # Calls written by hand below whose argument registers may hold folded expressions.
 _FOLDING_CALLS = frozenset({"CALLG", "TAILCALLG", "CALLB"})
 
@@ -716,7 +875,8 @@ def _reads_writes(name: str, f: dict[str, int], p: Proto) -> tuple[set[int], set
 class _Gen:
     """Python source for one prototype (see the module doc)."""
 
-    def __init__(self, tier: FastTier, p: Proto, osr: int | None = None, server: bool = True) -> None:
+    def __init__(self, tier: FastTier, p: Proto, osr: int | None = None, server: bool = True,
+                 fuse: str | None = None) -> None:
         self.tier = tier
         self.p = p
         self.ops: list[tuple[str, dict[str, int]]] = []
@@ -739,7 +899,18 @@ class _Gen:
                 raise _CannotCompile("receive in the loop")
             self.recv = None
         else:  # (after reg, peek reg, RECVWAIT pc), or None
-            self.recv = self.receive_loop() if server else None
+            self.recv = self.receive_loop() if server and fuse is None else None
+        self.fuse = fuse  # compiling the leaf `p` as the body of FastTier.fused's loop of this kind, or None
+        # this is one of the prelude's list loops (_FUSED_LOOPS): its entry tries FastTier.fused
+        self.fusing = None
+        loop = _FUSED_LOOPS.get(p.name)
+        if loop is not None and osr is None and fuse is None and p.module is not None \
+                and p.module.file == _PRELUDE_FILE and p.nparams == 3 and not p.rest and not self.up:
+            names = [name for name, _ in self.ops]
+            if "CALLB" in names and loop[2] in names:
+                self.fusing = loop[0]
+                tier.loop_errs[loop[0]] = (p.position(names.index("CALLB")), p.position(names.index(loop[2])),
+                                           loop[2].lower())
         if p.handlers and len(p.handlers) > 0:
             # start pc -> the trys that start there, outermost first (p.handlers is innermost first)
             self.handlers: dict[int, list[tuple]] = {}
@@ -844,7 +1015,7 @@ class _Gen:
         """Fold pure instructions that compute a call's arguments into the call expression,
         when the register dies at the call: `r2 = F(r0 - 1)` instead of two statements."""
         for j, (name, f) in enumerate(self.ops):
-            if name not in _FOLDING_CALLS or j in self.targets:
+            if name not in _FOLDING_CALLS or j in self.targets or self.inline_call(name, f) is not None:
                 continue
             a, b = f.get("A", 0), f.get("B", 0)
             args = set(range(a + 1, a + b + 1))
@@ -864,6 +1035,18 @@ class _Gen:
                 for k in group:
                     self.inlined[k] = self.expr_of(k)
                 self.restart[j] = min(group)
+
+    def inline_call(self, name: str, f: dict[str, int]) -> str | None:
+        """The inline expression of a CALLB of a builtin in _INLINE with its number of
+        arguments (they are then never folded: plain registers), or None."""
+        if name != "CALLB":
+            return None
+        bname = self.p.consts[f["C"]].name
+        row = _INLINE.get(bname)
+        a, b = f.get("A", 0), f.get("B", 0)
+        if row is None or row[0] != b:
+            return None
+        return row[1].format(*(self.r(a + 1 + j) for j in range(b)), f=self.k(BUILTINS[bname].fn))
 
     def dead_after(self, reg: int, j: int) -> bool:
         """Is `reg` written (or the function left) before any read, after instruction j?"""
@@ -953,11 +1136,15 @@ class _Gen:
             up = False
             self.info.upvals = True  # _cl is its parameter
             self.osr_body()
+        elif self.fuse is not None:
+            up = False  # one function taking the upvalues, not a factory of one per closure
         elif up:
             ups = [f"U{i}" for i in range(len(p.upvals))]
             self.line(0, f"def make_{self.fname}({', '.join(ups + ['_cl'])}):")
         if self.osr is not None:
             pass
+        elif self.fuse is not None:
+            self.fused_body()
         elif self.recv is not None:
             self.receive_body(params)
         else:
@@ -972,6 +1159,15 @@ class _Gen:
                     self.line(base + 1, f"_B{b} = U{b} if U{b}.owner == _PK else _touch(U{b})", 0, "entry")
             if p.rest:
                 self.line(base + 1, f"{self.r(p.nparams)} = _tolist({self.r(p.nparams)})", 0, "entry")
+            if self.fusing is not None:
+                # one of the prelude's list loops: its function a leaf, the whole list in one
+                # Python loop (FastTier.fused); else, or for the rest of a long list, the Lisp loop
+                self.line(base + 1, "if r0.__class__ is _Closure:", 0, "entry")
+                self.line(base + 2, f"_k, _x, _y = _fused({self.fusing!r}, r0, r1, r2)", 0, "entry")
+                self.line(base + 2, "if _k == 1:", 0, "entry")
+                self.line(base + 3, "return _x", 0, "entry")
+                self.line(base + 2, "if _k == 2:", 0, "entry")
+                self.line(base + 3, "r1, r2 = _x, _y", 0, "entry")
             self.line(base + 1, "while True:", 0, "entry")
             self.loop_lines[len(self.out)] = 0
             self.loop_lines[len(self.out) + 1] = 0
@@ -992,11 +1188,12 @@ class _Gen:
             inner = next(c for c in made.__code__.co_consts if hasattr(c, "co_name") and c.co_name == self.fname)
         else:
             inner = made.__code__
-        self.info.safe = self.safe_points(inner)
+        # a fused loop has no safe point: it checks the slice itself (FastTier.fused)
+        self.info.safe = {} if self.fuse is not None else self.safe_points(inner)
         self.info.code = inner
         self.info.restart = dict(self.restart)
         self.info.source = src  # type: ignore[attr-defined]
-        if not up:
+        if not up and self.fuse is None:
             ns[self.fname] = made  # self tail calls compare F_<name> with this
         return made, self.info
 
@@ -1020,6 +1217,39 @@ class _Gen:
                 if head is not None and head >= 0:
                     safe[ins.offset] = head
         return safe
+
+    def fused_body(self) -> None:
+        """The leaf `p` as the body of a Python loop over a list (FastTier.fused): map appends
+        each value, filter each element whose value is true, reduce carries the value on. It
+        stops at the first cell after the slice ended (ticks_left spent), returning
+        (values or accumulator, the rest of the list, whether it stopped early)."""
+        p, L = self.p, self.line
+        kind = self.fuse
+        acc = "_acc" if kind == "reduce" else "_out"
+        ups = [f"U{i}" for i in range(len(p.upvals))] + ["_cl"] if self.up else []
+        L(0, f"def {self.fname}({', '.join(ups + ['_c', acc])}):")
+        L(1, "_T = _VM")
+        for b in sorted({f.get("B", 0) for name, f in self.ops if name == "GETUPBOX"}):
+            L(1, f"_B{b} = U{b} if U{b}.owner == _PK else _touch(U{b})")
+        L(1, "while _c.__class__ is _Cons:")
+        L(2, "if _T.ticks_left <= 0:")
+        L(3, f"return {acc}, _c, True")
+        L(2, "_e = _c.head")
+        if kind == "reduce":
+            L(2, "r0, r1 = _acc, _e")
+        else:
+            L(2, "r0 = _e")
+        L(2, "while True:")
+        self.region(0, len(self.ops), 3)
+        if kind == "map":
+            L(2, "_out.append(_v)")
+        elif kind == "filter":
+            L(2, "if _v is not _FALSE and _v is not None:")
+            L(3, "_out.append(_e)")
+        else:
+            L(2, "_acc = _v")
+        L(2, "_c = _c.tail")
+        L(1, f"return {acc}, _c, False")
 
     def osr_body(self) -> None:
         """An OSR function: the registers from the frame, the loop, then the way out at its end."""
@@ -1345,6 +1575,9 @@ class _Gen:
             call = f"F_{g}({self.args(a, b, pc)})"
             if name == "CALLG":
                 L(ind, f"{ra} = {call}", pc, "call", a, args=True)
+            elif self.fuse is not None:  # a leaf's tail call of a pure builtin: the loop body's value
+                L(ind, f"_v = {call}", pc, "call", a, args=True)
+                L(ind, "break", pc)
             elif gname == p.name and not p.rest and b == p.nparams and not self.up:
                 # a self tail call, while the global still names this function: loop (for a
                 # server loop without parameters too: as a call, each of its waits unwound);
@@ -1362,6 +1595,8 @@ class _Gen:
                 L(ind, f"return {call}", pc, "tail", a, args=True)
             else:
                 L(ind, f"return {call}", pc, "tail", a, args=True)
+        elif name == "CALLB" and (expr := self.inline_call(name, f)) is not None:
+            L(ind, f"{ra} = {expr}", pc, "call", a)
         elif name == "CALLB":
             bname = p.consts[c].name
             fn = self.k(BUILTINS[bname].fn)
@@ -1373,6 +1608,9 @@ class _Gen:
                 L(ind, f"{ra} = {call}", pc, "call", a)
             else:
                 L(ind, f"return {call}", pc, "tail", a)
+        elif name == "RETURN" and self.fuse is not None:  # the loop's body: its value, then on
+            L(ind, f"_v = {ra}", pc)
+            L(ind, "break", pc)
         elif name == "RETURN":
             L(ind, f"return {ra}", pc)
         elif name == "RECVTAKE":  # only inside a receive loop's clauses (see receive_loop)
