@@ -61,6 +61,7 @@ from typing import Any
 
 from . import boxes as _boxes
 from . import interp, lbc
+from .builtins import PURE_BUILTINS, b_empty
 from .checks import described, short_repr
 from .errors import (
     INT_LIMIT,
@@ -87,7 +88,6 @@ from .loopsupport import (
 )
 from .opcodes import BY_NAME, OPS, Op, decode_fields, render
 from .process import BLOCK, DONE, EXITED, FAILED, HALT, YIELD, Block, ctx
-from .builtins import PURE_BUILTINS, b_empty
 from .registry import BUILTINS
 from .state import HALT_FRAME, VM, WAITING
 from .values import (
