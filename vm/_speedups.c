@@ -170,11 +170,31 @@ static void
 cons_dealloc(ConsObject *op)
 {
     PyObject_GC_UnTrack(op);
-    /* the trashcan defers cells past a small nesting depth: freeing a long list is a loop */
+    /* the trashcan defers cells past a small nesting depth (lists nested through their heads) */
     Py_TRASHCAN_BEGIN(op, cons_dealloc)
+    PyObject *tail = op->tail;
     Py_XDECREF(op->head);
-    Py_XDECREF(op->tail);
     PyObject_GC_Del(op);
+    /* The spine in a loop: each following cell that only this one held (nobody else can see
+     * it) is freed here, and the walk goes on with its tail, so a long list does not nest. */
+    while (tail != NULL && Cons_Check(tail) && Py_REFCNT(tail) == 1) {
+        ConsObject *c = (ConsObject *)tail;
+        tail = c->tail;
+#if defined(Py_REF_DEBUG) || defined(Py_GIL_DISABLED)
+        /* builds that count references or share them between threads: the public way, the
+         * cell cut from its tail and released (it then ends in nil and does not recurse) */
+        Py_INCREF(Py_None);
+        c->tail = Py_None;
+        Py_DECREF(c);
+#else
+        /* what Py_DECREF to zero does in a release build (call tp_dealloc), inlined */
+        Py_SET_REFCNT(c, 0);
+        PyObject_GC_UnTrack(c);
+        Py_XDECREF(c->head);
+        PyObject_GC_Del(c);
+#endif
+    }
+    Py_XDECREF(tail);
     Py_TRASHCAN_END
 }
 
