@@ -9,15 +9,21 @@ non-blocking; name lookups go to the I/O service's thread pool), deliver a messa
 that is not on this scheduler (it waits in the resource until the owner arrives), or read from
 a socket whose data nobody would take.
 
-Where sockets live (docs/processes.md, "Sockets and ports"): in the OS process of the scheduler
-that made them; their owners are pinned there (scheduler/balance.py never moves them), a process
-that calls tcp/ on a socket held elsewhere is moved there with its call, and a new owner named
-by tcp/owner is asked to come (a "pull").
+Where sockets live (docs/processes.md, "Sockets and ports"; docs/io.md, "Spreading connections
+over schedulers"): in the OS process of the scheduler that holds them; their owners are pinned
+there (scheduler/balance.py never moves them), and a process that calls tcp/ on a socket held
+elsewhere is moved there with its call. A connected socket handed by tcp/owner to a process on
+another scheduler is offered there: the new owner's first call on it takes the descriptor
+(SCM_RIGHTS over a Unix socket in the node's private directory) with its state and waiting
+messages, and the handle, unchanged, is forwarded from the old scheduler. Unclaimed for a
+moment, the new owner is asked to come instead (a "pull"); listeners and ports always pull.
 """
 
 from __future__ import annotations
 
+import array
 import codecs
+import contextlib
 import errno
 import ipaddress
 import os
@@ -26,6 +32,7 @@ from collections import deque
 from typing import Any
 
 from ..vm import handles
+from ..vm.codec import CodecError, decode, encode
 from ..vm.errors import MAX_TEXT, LispError, badarg, runtime_error, system_limit
 from ..vm.net_builtins import WOULD_WAIT, closed_error, encode_text
 from ..vm.permissions import os_error
@@ -58,9 +65,13 @@ class _Resource:
     mailbox_low = 64  # ...until they fall to this many (flow control: docs/io.md)
     __slots__ = ("io", "handle", "owner", "closed", "backlog", "paused", "recheck")
 
-    def __init__(self, io: IoService, owner: Process) -> None:
+    def __init__(self, io: IoService, owner: Process, handle: Any = None) -> None:
         self.io = io
-        self.handle = handles.register(self.kind, io.sched.id, self)
+        if handle is None:
+            self.handle = handles.register(self.kind, io.sched.id, self)
+        else:  # (a socket handed over by another scheduler keeps its handle: _adopt)
+            self.handle = handle
+            handles.adopt(handle, self, io.sched.id)
         self.owner = owner.pid
         self.closed = False
         self.backlog: list | None = None  # messages for an owner not on this scheduler yet
@@ -148,7 +159,11 @@ class _Resource:
             # held for it under a key no pid has, so that the node's end still closes it
             self.io.owned.setdefault(-1 - pid.key, []).append(self)
             self.owner_left()
-            sched.node.pull(sched, old, pid)
+            if not self.offer():  # (a socket goes to its new owner's scheduler if it asks in time)
+                sched.node.pull(sched, old, pid)
+
+    def offer(self) -> bool:  # pragma: no cover - overridden by sockets
+        return False
 
     def arrived(self, proc: Process) -> None:
         """The owner runs here (again, or for the first time): deliver what waited for it."""
@@ -262,9 +277,9 @@ class TcpSocket(_Resource):
 
     kind = "socket"
     __slots__ = ("sock", "fd", "decoder", "rbuf", "eof", "error", "active", "reader", "wbuf", "senders",
-                 "reading", "writing", "lingering", "port", "count")
+                 "reading", "writing", "lingering", "port", "count", "offered")
 
-    def __init__(self, io: IoService, owner: Process, sock: socket.socket) -> None:
+    def __init__(self, io: IoService, owner: Process, sock: socket.socket, handle: Any = None) -> None:
         sock.setblocking(False)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -288,7 +303,8 @@ class TcpSocket(_Resource):
         self.reading = False  # registered as a reader on the poller
         self.writing = False  # registered as a writer
         self.lingering = False  # closed for Lisp; the fd stays until wbuf is written
-        super().__init__(io, owner)
+        self.offered: tuple | None = None  # (listener, path, deadline): offered to a new owner's scheduler
+        super().__init__(io, owner, handle)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -491,6 +507,95 @@ class TcpSocket(_Resource):
             if self.lingering:
                 self._release()
 
+    # --- handing the socket to an owner on another scheduler (docs/io.md) -------------------
+
+    def offer(self) -> bool:
+        """tcp/owner named a process on another scheduler: offer the socket there for a while.
+        The new owner's first tcp/ call on it, on its scheduler, connects to the offer's Unix
+        socket in the node's private directory (`claim`), and this scheduler sends it the
+        descriptor (SCM_RIGHTS) with the socket's state and the messages waiting for the owner
+        (`_on_claim`). Unclaimed after OFFER_GRACE_S, the offer is withdrawn and the owner is
+        pulled here instead, as before (an owner that only receives never calls)."""
+        path = offer_path(self.io.node, self.handle)
+        if path is None or self.closed or self.offered is not None:
+            return False
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            lsock.bind(path)
+            lsock.listen(4)
+            lsock.setblocking(False)
+        except OSError:
+            lsock.close()
+            return False
+        self.offered = (lsock, path, self.io.call_later(OFFER_GRACE_S, self._offer_expired))
+        self.io.poller.add_reader(lsock.fileno(), self._on_claim)
+        return True
+
+    def _withdraw(self) -> None:
+        if self.offered is None:
+            return
+        lsock, path, timer = self.offered
+        self.offered = None
+        self.io.cancel_timer(timer)
+        self.io.poller.remove(lsock.fileno())
+        lsock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+    def _offer_expired(self) -> None:
+        if self.offered is None:
+            return
+        self._withdraw()
+        if not self.closed and self.owner_proc() is None:
+            self.io.sched.node.pull(self.io.sched, None, self.owner)
+
+    def _on_claim(self) -> None:
+        """A scheduler connects to the offer: if the claim comes from the owner, send it the
+        socket and forget it here; otherwise (or if sending fails) it stays here, offered."""
+        if self.offered is None:
+            return
+        try:
+            conn, peer = self.offered[0].accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        with conn:
+            k, key = _claimer(peer)
+            if key != self.owner.key or k is None or self.closed or self.senders or self.reader is not None:
+                return  # (the caller then comes here, as any caller of a socket held elsewhere)
+            state = (self.rbuf, self.eof, self.error, self.active, self.count, self.decoder.getstate(),
+                     bytes(self.wbuf), self.backlog or [], self.port)
+            try:
+                payload = encode(state, limit=MAX_OFFER)
+                conn.settimeout(1.0)
+                conn.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [self.fd]))])
+            except (OSError, CodecError):
+                return  # (too much waiting for the owner, or the claimer gave up: it comes here)
+        self._gone_to(k)
+
+    def _gone_to(self, k: int) -> None:
+        """The socket was sent to scheduler k: this scheduler's copy of it goes, and calls here
+        on its handle are sent on to k."""
+        self._withdraw()
+        self.closed = True
+        handles.forget(self.handle)
+        handles.set_moved(self.handle, k)
+        key = self.owner.key
+        waiting = AWAITED.get(key)
+        if waiting is not None and self in waiting:
+            waiting.remove(self)
+            if not waiting:
+                del AWAITED[key]
+        self.io.disown(_Key(-1 - key), self)
+        self.io.poller.remove(self.fd)
+        self.reading = self.writing = False
+        self.backlog = None
+        with contextlib.suppress(OSError):
+            self.sock.close()  # (this process's descriptor only: the connection lives on there)
+
     # --- owner and close -------------------------------------------------------------------
 
     @property
@@ -514,6 +619,9 @@ class TcpSocket(_Resource):
                 self._release()
             return
         self.closed = True
+        self._withdraw()
+        if handles.was_adopted(self.handle):  # calls here fail, and do not go back where it came from
+            handles.set_moved(self.handle, handles.CLOSED_HERE)
         handles.forget(self.handle)
         owner = self.owner_proc()
         if owner is not None:
@@ -556,6 +664,8 @@ def _drop_inherited() -> None:
         if isinstance(res, (TcpSocket, TcpListener)):
             try:
                 res.sock.close()
+                if isinstance(res, TcpSocket) and res.offered is not None:
+                    res.offered[0].close()  # (the offer is the parent's to answer)
             except OSError:  # pragma: no cover
                 pass
             handles.forget(res.handle)
@@ -573,14 +683,111 @@ os.register_at_fork(after_in_child=_drop_inherited)
 # --- io handlers: ("io", NAME, *args) requests from vm/net_builtins.py ----------------------
 
 
+OFFER_GRACE_S = 0.5  # how long a socket handed to a process on another scheduler waits for its claim
+CLAIM_TIMEOUT_S = 5.0  # how long a claim waits for the socket's scheduler to answer
+MAX_OFFER = 1 << 20  # bytes of state and waiting messages a handed-over socket may carry
+
+
+def offer_path(node: Any, h: Any) -> str | None:
+    """The Unix socket in the node's private directory where `h`'s socket is offered (None for
+    a node of one OS process, which has no such directory and nowhere to send it)."""
+    d = getattr(node, "sockdir", None)
+    return None if d is None else os.path.join(d, f"offer-{h.sched}-{h.serial}")
+
+
+def _claimer(peer: Any) -> tuple[int | None, int | None]:
+    """(scheduler, pid key) of a claim, from the address the claimer bound: claim-K-KEY-N."""
+    name = os.path.basename(peer) if isinstance(peer, str) else ""
+    parts = name.split("-")
+    if len(parts) == 4 and parts[0] == "claim" and parts[1].isdigit() and parts[2].isdigit():
+        return int(parts[1]), int(parts[2])
+    return None, None
+
+
+_claims = [0]
+
+
+def _claim(io: IoService, proc: Process, name: str, h: Any) -> bool:
+    """The calling process may be the new owner of a socket offered by the scheduler that
+    holds it: ask for it in the pool (connect, receive the descriptor and state), then run the
+    call here (or, refused, where the socket is). Whether a claim was started."""
+    path = offer_path(io.node, h)
+    if path is None or h.kind != "socket" or not os.path.exists(path):
+        return False
+    _claims[0] += 1
+    mine = os.path.join(os.path.dirname(path), f"claim-{io.sched.id}-{proc.pid.key}-{_claims[0]}")
+
+    def job() -> None:
+        got = None
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            c.bind(mine)
+            c.settimeout(CLAIM_TIMEOUT_S)
+            c.connect(path)
+            msg, anc, _flags, _addr = c.recvmsg(MAX_OFFER + 4096, socket.CMSG_SPACE(array.array("i").itemsize))
+            fds = [fd for level, kind, data in anc if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+                   for fd in array.array("i", data[:len(data) - len(data) % 4])]
+            got = (msg, fds)
+        except OSError:
+            pass
+        finally:
+            c.close()
+            with contextlib.suppress(OSError):
+                os.unlink(mine)
+        io.call_soon_threadsafe(lambda: _claimed(io, proc, name, h, got))
+
+    io.submit_job(job)
+    return True
+
+
+def _claimed(io: IoService, proc: Process, name: str, h: Any, got: Any) -> None:
+    """In the loop: the claim's answer. The socket is made here and the call runs again."""
+    fds = got[1] if got else []
+    if not fds:  # refused, or the offer was withdrawn: the caller goes where the socket is
+        if proc.status != _DEAD:
+            io.sched.node.migrate(io.sched, proc, h.sched)
+        return
+    for extra in fds[1:]:
+        os.close(extra)
+    sock = socket.socket(fileno=fds[0])
+    try:
+        rbuf, eof, error, active, count, dec, wbuf, backlog, port = decode(got[0], limit=MAX_OFFER)
+    except (CodecError, ValueError, TypeError):
+        sock.close()
+        handles.set_moved(h, handles.CLOSED_HERE)
+        if proc.status != _DEAD:
+            io.complete(proc, error=closed_error(name, h).value)
+        return
+    if proc.status == _DEAD:  # the owner ended meanwhile: its socket closes, as it would have there
+        sock.close()
+        handles.set_moved(h, handles.CLOSED_HERE)
+        return
+    res = TcpSocket(io, proc, sock, handle=h)
+    res.rbuf, res.eof, res.error, res.active, res.count, res.port = rbuf, eof, error, active, count, port
+    res.decoder.setstate(dec)
+    res.backlog = list(backlog)
+    if wbuf:
+        res.wbuf += wbuf
+        res.writing = True
+        io.poller.add_writer(res.fd, res._on_writable)
+    res.arrived(proc)
+    io.submit(io.sched, proc)  # (the call it made, now that the socket is here)
+
+
 def _here(io: IoService, proc: Process, name: str, h: Any, args: tuple) -> Any:
     """The resource `h` names on this scheduler, or None after sending the process (with its
-    call) to the scheduler that holds it, or after failing the call."""
+    call) to the scheduler that holds it, after claiming a socket offered to it, or after
+    failing the call."""
     res = handles.lookup(h)
     if res is not None:
         return res
-    if h.sched != io.sched.id:
-        io.sched.node.migrate(io.sched, proc, h.sched)
+    where = handles.moved(h)
+    if where is not None and where != handles.CLOSED_HERE and where != io.sched.id:
+        io.sched.node.migrate(io.sched, proc, where)  # (handed to a process there since)
+        return None
+    if where is None and h.sched != io.sched.id:
+        if not _claim(io, proc, name, h):
+            io.sched.node.migrate(io.sched, proc, h.sched)
         return None
     io.complete(proc, error=closed_error(name, h).value)
     return None

@@ -340,3 +340,13 @@ def test_connect_timeout(tmp_path: Path, schedulers: str) -> None:
 @pytest.mark.parametrize("schedulers", ["1", "3"])
 def test_flow_control(schedulers: str) -> None:
     run_program("flow.lisp", "-A", "--schedulers", schedulers)
+
+
+@pytest.mark.parametrize("chaos", ["", "3"])
+def test_sockets_spread_over_schedulers(chaos: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a socket handed to a process on another scheduler goes there (its descriptor is passed),
+    # with what was received for it; under chaos mode's random moves too
+    monkeypatch.setenv("LISPVM_CHAOS", chaos)
+    if not chaos:
+        monkeypatch.delenv("LISPVM_CHAOS")
+    run_program("spread.lisp", "--allow-net=127.0.0.1", "--schedulers", "3")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Handle", "KINDS", "register", "lookup", "forget", "live"]
+__all__ = ["Handle", "KINDS", "register", "lookup", "forget", "live", "adopt", "moved", "set_moved", "CLOSED_HERE"]
 
 KINDS = ("socket", "listener", "port")
 
@@ -48,6 +48,8 @@ class Handle:
 
 
 _LIVE: dict[tuple[int, int], Any] = {}  # (sched, serial) -> the resource object, in this OS process
+_MOVED: dict[tuple[int, int], int] = {}  # (sched, serial) -> the scheduler it was handed to, or CLOSED_HERE
+CLOSED_HERE = -1  # (in _MOVED) a resource handed to this scheduler and closed here since
 _serial = [0]
 
 
@@ -67,6 +69,38 @@ def lookup(h: Handle) -> Any:
 def forget(h: Handle) -> None:
     """`h`'s resource is closed: it names nothing from now on."""
     _LIVE.pop((h.sched, h.serial), None)
+
+
+def adopt(h: Handle, resource: Any, here: int) -> None:
+    """`h`'s resource now lives in this OS process (scheduler `here`), handed over by the
+    scheduler `h` names (a socket given to an owner here: scheduler/tcp.py). The handle keeps
+    its name: it is a value the program holds."""
+    _LIVE[h.key] = resource
+    _MOVED.pop(h.key, None)
+    if h.sched != here:
+        _ADOPTED.add(h.key)
+
+
+_ADOPTED: set[tuple[int, int]] = set()  # keys of resources adopted here from another scheduler
+
+
+def moved(h: Handle) -> int | None:
+    """Where `h`'s resource went from here: a scheduler, CLOSED_HERE (adopted here and closed
+    since), or None (never here, still here, or closed by its own scheduler)."""
+    return _MOVED.get(h.key)
+
+
+def set_moved(h: Handle, where: int) -> None:
+    """`h`'s resource left this OS process for scheduler `where` (CLOSED_HERE: it was adopted
+    here and is closed now, so calls here fail instead of going back to where it came from).
+    One small entry per moved socket stays for the node's life: a handle may be used late."""
+    _MOVED[h.key] = where
+    _ADOPTED.discard(h.key)
+
+
+def was_adopted(h: Handle) -> bool:
+    """Was `h`'s resource handed to this OS process by another scheduler (and is it live)?"""
+    return h.key in _ADOPTED
 
 
 def live() -> list[Any]:

@@ -67,8 +67,9 @@ def _local(name: str, h: Handle, args: tuple) -> Any:
     res = handles.lookup(h)
     if res is not None:
         return res
-    if h.sched != ctx.host.scheduler_id():
-        raise Block(("io", name, *args))
+    where = handles.moved(h)
+    if (h.sched != ctx.host.scheduler_id() and where is None) or (where is not None and where != handles.CLOSED_HERE):
+        raise Block(("io", name, *args))  # (held elsewhere, or handed to a process elsewhere since)
     raise closed_error(name, h)
 
 
@@ -245,7 +246,9 @@ def b_close(sock: Any) -> Any:
     h = _handle("tcp/close", sock, "socket", "listener")
     res = handles.lookup(h)
     if res is None:
-        if h.sched != ctx.host.scheduler_id():
+        where = handles.moved(h)
+        if (h.sched != ctx.host.scheduler_id() and where is None) or (
+                where is not None and where != handles.CLOSED_HERE):
             raise Block(("io", "tcp/close", h))
         return TRUE  # closed already: closing again is harmless, as in Erlang
     res.close()
