@@ -560,6 +560,8 @@ class FastTier:
                     # at its RECVWAIT, from the scan position, instead of starting the receive
                     # again (guards would run twice)
                     pc = info.wait
+                    if "_resume" not in loc:  # stopped before reading the frame's registers back
+                        regs = list(proc.regs)
             else:
                 pc, kind, dst = info.lines.get(tb.tb_lineno, (None, None, 0))
                 if pc is None:  # pragma: no cover - every line of generated code is mapped
@@ -933,31 +935,38 @@ class _Gen:
         self.arg_cols: dict[int, tuple[str, list[tuple[int, int, int]]]] = {}  # see args()
         self.plan_inlining()
 
-    def receive_loop(self) -> tuple[int, int, int] | None:
-        """The one receive shape compiled: a function whose body is a `receive` without `after`
-        whose clauses each end the function (return, or call: a server loop such as
-        `(def node (next) (receive (msg ... (node next))))`). Its wait resumes in compiled code
-        (the loop calls the function with _top at its RECVWAIT: vm/loopgen.py), so a process serving
-        messages runs compiled between two waits. Any other receive is a receive_block.
-        Returns (after register, peek register, RECVWAIT pc), or None if there is none."""
+    def receive_loop(self) -> tuple[int, int, int, int] | None:
+        """The one receive shape compiled resumable: a function whose last act is a `receive`
+        without `after` whose clauses each end the function (return, or call: a server loop such
+        as `(def node (next) (receive (msg ... (node next))))`, or an actor step such as
+        `(def ping (p n) (send p 'ping) (receive ('pong (ping p (- n 1)))))`), with any code
+        before it that falls into it. Its wait resumes in compiled code (the loop calls the
+        function with _top at its RECVWAIT: vm/loopgen.py), so a process serving messages runs
+        compiled between two waits. Any other receive is a receive_block.
+        Returns (after register, peek register, RECVWAIT pc, the receive's first pc), or None if
+        there is none."""
         ops = self.ops
         if not any(name in _RECV for name, _ in ops):
             return None
         p = self.p
         if self.up or p.rest or p.handlers or len(ops) < 5:
             return None
-        (n0, f0), (n1, _), (n2, f2) = ops[0], ops[1], ops[2]
+        k = next(i for i, (name, _) in enumerate(ops) if name == "RECVSTART") - 1
+        if k < 0 or k + 2 >= len(ops):
+            return None
+        (n0, f0), (n1, _), (n2, f2) = ops[k], ops[k + 1], ops[k + 2]
         if n0 != "LOADNIL" or f0.get("B", 0) != 0 or n1 != "RECVSTART" or n2 != "RECVPEEK":
             return None
-        w = 3 + f2["sBx"]
-        if not 4 <= w < len(ops) or ops[w][0] != "RECVWAIT" or ops[w - 1][0] != "RECVNEXT":
+        peek = k + 2
+        w = peek + 1 + f2["sBx"]
+        if not peek + 2 <= w < len(ops) or ops[w][0] != "RECVWAIT" or ops[w - 1][0] != "RECVNEXT":
             return None
-        if ops[w][1].get("A") != f0.get("A") or w + 1 + ops[w][1]["sBx"] != 2 or w + ops[w - 1][1]["sJ"] != 2:
+        if ops[w][1].get("A") != f0.get("A") or w + 1 + ops[w][1]["sBx"] != peek or w + ops[w - 1][1]["sJ"] != peek:
             return None
         for i, (name, _) in enumerate(ops):
-            if name in _RECV and i not in (1, 2, w - 1, w) and not (name == "RECVTAKE" and 2 < i < w - 1):
+            if name in _RECV and i not in (k + 1, peek, w - 1, w) and not (name == "RECVTAKE" and peek < i < w - 1):
                 return None
-        return f0["A"], f2["A"], w
+        return f0["A"], f2["A"], w, k
 
     def receive_block(self, pc: int, e: int, ind: int) -> int:
         """Any other receive (RECVSTART at pc): the scan of the mailbox as a Python while loop
@@ -1266,39 +1275,55 @@ class _Gen:
         L(1, self.exit_to(end), end)
 
     def receive_body(self, params: list[str]) -> None:
-        """A receive loop (see receive_loop): the receive's start, peek and scan written out, its
-        clauses as any region. `_resume` (the loop resuming the function at its RECVWAIT) skips
-        the start, so the scan goes on from where it stopped, and `_top` (the function is the
-        process's current frame, called by the loop) makes a wait a return of WAITING with the
-        parameters written back to the frame's registers, instead of a _Wait to unwind. One flag
-        for both (only the loop resumes, and it resumes only the current frame), keyword-only: a
-        call with one argument too many must be a badarity, as for any function."""
-        after, peek, w = self.recv
+        """A receive loop (see receive_loop): the code before the receive, then its start, peek
+        and scan written out, its clauses as any region. `_resume` (the loop resuming the
+        function at its RECVWAIT) skips the code before and the start, so the scan goes on from
+        where it stopped, and `_top` (the function is the process's current frame, called by the
+        loop) makes a wait a return of WAITING with the registers written back to the frame's,
+        instead of a _Wait to unwind. One flag for both (only the loop resumes, and it resumes
+        only the current frame, with the frame's registers in proc.regs, read back here),
+        keyword-only: a call with one argument too many must be a badarity, as for any function.
+        Every register is bound from the start (None, as the interpreter's frame has it), so the
+        write-back and the unwinder always find them all."""
+        after, msg, w, k = self.recv
+        peek = k + 2  # the RECVPEEK
         p, L = self.p, self.line
         self.info.wait = w
         L(0, f"def {self.fname}({', '.join(params + ['*', '_top=False'])}):", 0, "entry")
         L(1, "_p = _ctx.proc", 0, "entry")
+        allregs = ", ".join(self.r(i) for i in range(p.nregs))
+        if k:
+            L(1, "if _top:", 0, "entry")
+            L(2, f"{allregs}, = _p.regs", 0, "entry")
+            if p.nregs > p.nparams:
+                L(1, "else:", 0, "entry")
+                L(2, " = ".join(self.r(i) for i in range(p.nparams, p.nregs)) + " = None", 0, "entry")
         L(1, "_resume = _top", 0, "entry")
         L(1, "while True:", 0, "entry")
-        L(2, f"{self.r(after)} = None", 0)
-        L(2, "if _resume:", 1)
-        L(3, "_resume = False", 1)
-        L(2, "else:", 1)
-        L(3, "_p.scan = _p.mbhead", 1)
-        L(3, "_p.deadline = None", 1)
-        L(3, "_p.timed_out = False", 1)
-        L(2, "_mb = _p.mailbox", 2)
-        L(2, "if _mb is not None and _p.scan < len(_mb):", 2)
-        L(3, f"{self.r(peek)} = _mb[_p.scan]", 2)
+        L(2, f"{self.r(after)} = None", k)
+        L(2, "if _resume:", k + 1)
+        L(3, "_resume = False", k + 1)
+        L(2, "else:", k + 1)
+        if k:
+            self.region(0, k, 3)
+            L(3, f"{self.r(after)} = None", k)  # the code before may have used its register
+        L(3, "_p.scan = _p.mbhead", k + 1)
+        L(3, "_p.deadline = None", k + 1)
+        L(3, "_p.timed_out = False", k + 1)
+        L(2, "_mb = _p.mailbox", peek)
+        L(2, "if _mb is not None and _p.scan < len(_mb):", peek)
+        L(3, f"{self.r(msg)} = _mb[_p.scan]", peek)
         L(2, "elif _top:", w)
-        if p.nparams:
+        if k:
+            L(3, f"_p.regs[:] = {allregs},", w)
+        elif p.nparams:
             L(3, "_R = _p.regs", w)
             for i in range(p.nparams):
                 L(3, f"_R[{i}] = {self.r(i)}", w)
         L(3, "return _WAITING", w)
         L(2, "else:", w)
         L(3, "_rwait()", w)
-        self.region(3, w - 1, 2)
+        self.region(peek + 1, w - 1, 2)
         L(2, "_p.scan += 1", w - 1)
         L(2, "_resume = True", w - 1)
         L(2, "continue", w - 1)
