@@ -12,7 +12,10 @@ echo before the next; it counts completed round trips over a timed window after 
 Output: round trips per second, the median over ROUNDS alternated rounds, and the ratio of
 lispvm to asyncio (>= 1 means lispvm serves at least as many).
 
-Usage: python perf/bench_echo.py [--clients 100] [--seconds 3] [--rounds 3]
+The handlers are spread over the node's schedulers (spawn-on, round robin): on two schedulers
+each connection's socket goes to its handler's scheduler (docs/io.md, "Spreading connections").
+
+Usage: python perf/bench_echo.py [--clients 100] [--seconds 3] [--rounds 3] [--before DIR]
 """
 
 from __future__ import annotations
@@ -102,9 +105,11 @@ def client(port: int, clients: int, warmup: float, seconds: float) -> None:
     print(json.dumps({"round_trips": count, "seconds": elapsed}))
 
 
-def measure(server_cmd: list[str], clients: int, warmup: float, seconds: float) -> float:
+def measure(server_cmd: list[str], clients: int, warmup: float, seconds: float,
+            env: dict[str, str] | None = None) -> float:
     """Start a server, load it with the client process, stop it; round trips per second."""
-    srv = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    srv = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, text=True, start_new_session=True,
+                           env=None if env is None else {**os.environ, **env})
     try:
         port = int(srv.stdout.readline())
         out = subprocess.run([sys.executable, __file__, "--client", str(port), "--clients", str(clients),
@@ -123,6 +128,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--before", help="also run the lispvm rows with the `lispvm` package found in this directory "
+                                     "(another tree, e.g. a git archive of an earlier commit), for a before/after")
     ap.add_argument("--client", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--asyncio-server", action="store_true", help=argparse.SUPPRESS)
     ns = ap.parse_args()
@@ -138,10 +145,17 @@ def main() -> None:
         "lispvm --schedulers 1": lispvm_command() + ["run", "--allow-net=127.0.0.1", "--schedulers", "1", program],
         "lispvm --schedulers 2": lispvm_command() + ["run", "--allow-net=127.0.0.1", "--schedulers", "2", program],
     }
+    envs: dict[str, dict[str, str]] = {}
+    if ns.before:
+        for k in ("1", "2"):
+            name = f"before: lispvm --schedulers {k}"
+            servers[name] = [sys.executable, "-m", "lispvm.scheduler.cli", "run", "--allow-net=127.0.0.1",
+                             "--schedulers", k, program]
+            envs[name] = {"PYTHONPATH": os.path.abspath(ns.before)}
     rates: dict[str, list[float]] = {name: [] for name in servers}
     for _ in range(ns.rounds):
         for name, cmd in servers.items():
-            rates[name].append(measure(cmd, ns.clients, ns.warmup, ns.seconds))
+            rates[name].append(measure(cmd, ns.clients, ns.warmup, ns.seconds, envs.get(name)))
     base = statistics.median(rates["asyncio.start_server"])
     print(f"TCP echo, {ns.clients} clients, {len(MESSAGE)}-byte messages, median of {ns.rounds} rounds "
           f"of {ns.seconds:g} s (cpu count {os.cpu_count()})")
