@@ -66,6 +66,7 @@ from .checks import described, short_repr
 from .errors import (
     INT_LIMIT,
     INT_MIN,
+    MAX_TEXT,
     Halt,
     LispError,
     ProcessExit,
@@ -822,7 +823,9 @@ _PURE = {op.name: e for op in OPS if (e := _pure_expr(op)) is not None}  # name 
 # Rows with a template whose shape here is written by hand: boxes resolved once per call (see
 # build), a box made inline, a list built inline as the loop's own shape of LIST does, and a
 # `loop`'s marker, which opens a while loop (_Gen.loop_block).
-_WRITTEN_HERE = frozenset({"GETUPBOX", "SETUPBOX", "BOX", "LIST", "LOOP"})
+# HEAD and TAIL read the cell's slot without testing its class first: any other Lisp value has
+# no such attribute, and the AttributeError is the row's error (python_error names head or tail).
+_WRITTEN_HERE = frozenset({"GETUPBOX", "SETUPBOX", "BOX", "LIST", "LOOP", "HEAD", "TAIL"})
 # The $names of the templates and what they are in compiled code (the tier adds its own four).
 _SHARED_NAMES: dict[str, Any] = {
     "TRUE": TRUE, "FALSE": FALSE, "UNDEF": UNDEF, "Cons": Cons, "Vec": Vec, "INT_MIN": INT_MIN,
@@ -1053,6 +1056,13 @@ class _Gen:
         bname = self.p.consts[f["C"]].name
         row = _INLINE.get(bname)
         a, b = f.get("A", 0), f.get("B", 0)
+        if bname == "str" and 2 <= b <= 8:
+            # strings joined by +, when all are strings and the result is no longer than str allows
+            regs = [self.r(a + 1 + j) for j in range(b)]
+            test = " and ".join(f"{r}.__class__ is str" for r in regs)
+            size = " + ".join(f"len({r})" for r in regs)
+            fn = self.k(BUILTINS[bname].fn)
+            return f"({' + '.join(regs)}) if {test} and {size} <= {MAX_TEXT} else {fn}({', '.join(regs)})"
         if row is None or row[0] != b:
             return None
         return row[1].format(*(self.r(a + 1 + j) for j in range(b)), f=self.k(BUILTINS[bname].fn))
@@ -1238,23 +1248,24 @@ class _Gen:
         ups = [f"U{i}" for i in range(len(p.upvals))] + ["_cl"] if self.up else []
         L(0, f"def {self.fname}({', '.join(ups + ['_c', acc])}):")
         L(1, "_T = _VM")
+        if kind != "reduce":
+            L(1, "_add = _out.append")
         for b in sorted({f.get("B", 0) for name, f in self.ops if name == "GETUPBOX"}):
             L(1, f"_B{b} = U{b} if U{b}.owner == _PK else _touch(U{b})")
         L(1, "while _c.__class__ is _Cons:")
         L(2, "if _T.ticks_left <= 0:")
         L(3, f"return {acc}, _c, True")
-        L(2, "_e = _c.head")
         if kind == "reduce":
-            L(2, "r0, r1 = _acc, _e")
+            L(2, "r0, r1 = _acc, _c.head")
         else:
-            L(2, "r0 = _e")
+            L(2, "r0 = _e = _c.head")
         L(2, "while True:")
         self.region(0, len(self.ops), 3)
         if kind == "map":
-            L(2, "_out.append(_v)")
+            L(2, "_add(_v)")
         elif kind == "filter":
             L(2, "if _v is not _FALSE and _v is not None:")
-            L(3, "_out.append(_e)")
+            L(3, "_add(_e)")
         else:
             L(2, "_acc = _v")
         L(2, "_c = _c.tail")
@@ -1565,7 +1576,9 @@ class _Gen:
             for text in self.render(op.template, f).split("\n"):
                 L(ind, text, pc, "op", dst)
             return
-        if name == "GETUPBOX":  # _B<b>: the box resolved at entry (see build)
+        if name in ("HEAD", "TAIL"):
+            L(ind, f"{ra} = {self.r(b)}.{name.lower()}", pc, "op", a)
+        elif name == "GETUPBOX":  # _B<b>: the box resolved at entry (see build)
             L(ind, f"{ra} = _B{b}.v", pc)
         elif name == "SETUPBOX":
             L(ind, f"_B{b}.v = {ra}", pc)
