@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from ..vm import interp
 from ..vm.errors import badarg, describe, report_repr
+from ..vm.opcodes import BY_NAME
 from ..vm.process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Process
 from ..vm.state import VM
 from ..vm.values import Cons, Pid, Ref, Sym, from_list, intern, map_of
@@ -42,6 +43,8 @@ from .clock import MonotonicClock
 __all__ = ["Policy", "Scheduler", "Service", "RUNNABLE", "WAITING", "BLOCKED", "DEAD", "YIELDED"]
 
 NEW, RUNNABLE, WAITING, BLOCKED, DEAD = range(5)
+HOT_SPAWNS = 32  # processes started with one function before the fast tier compiles it
+_RECVSTART = BY_NAME["RECVSTART"].num
 YIELDED = object()  # Process.sched marker: its last slice used the whole budget (CPU-bound)
 NORMAL, KILL, KILLED, NOPROC = intern("normal"), intern("kill"), intern("killed"), intern("noproc")
 EXIT_SYM, DOWN_SYM = intern("EXIT"), intern("DOWN")
@@ -114,6 +117,9 @@ class Scheduler:
         self.yields = 0  # processes that used a whole budget in the last pass (CPU-bound work)
         self.chaos = chaos.make(sid)  # LISPVM_CHAOS's seeded choices, or None (then one test per slice)
         self.io: Any = None  # its scheduler/io.py IoService, once a process asks for I/O
+        # prototype -> processes spawned with it so far, until the fast tier decides (see spawn):
+        # then whether its processes start in compiled code
+        self.spawned: dict[Any, int | bool] = {}
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -417,6 +423,23 @@ class Scheduler:
     def spawn(self, parent: Process, fn: Any, args: list, link: bool, where: int | None) -> Pid:
         cl, regs = interp.new_process_regs(fn, args)
         proc = Process(self.new_pid(), cl, regs)
+        tier = self.vm.fast
+        if tier is not None:
+            # A function that many processes start with is compiled, and its processes start
+            # in compiled code (the GOFAST tuple at the end of its code): each of them may run
+            # it too briefly for its budget ever to end, which is where the loop compiles. Not
+            # one whose compiled waits would unwind (a receive that is not resumed compiled,
+            # vm/fast.py receive_loop): the interpreter waits for less.
+            p = cl.proto
+            start = self.spawned.get(p, 0)
+            if start.__class__ is int:
+                start += 1
+                if start >= HOT_SPAWNS or p.fast is not None:
+                    start = (p.fast is not None or tier.compile(p)) and not p.rest and (
+                        p in tier.servers or not any(w & 0x7F == _RECVSTART for w in p.code))
+                self.spawned[p] = start
+            if start is True:
+                proc.pc = len(p.code)
         proc.fn = fn.name  # (a builtin runs in a trampoline closure: the name is the builtin's)
         if link:
             proc.links = {parent.pid}

@@ -1,0 +1,140 @@
+"""Actors in compiled code (issue 16, Savina on one scheduler): a function whose last act is a
+`receive` with code before it (send, then wait: ping-pong, chameneos, a worker) is resumed in
+compiled code at its wait, like a server loop, with every register of its frame kept across the
+wait; a function spawned often starts its processes in compiled code."""
+
+from __future__ import annotations
+
+import pytest
+
+from lispvm.vm import fast
+from lispvm.vm.state import VM
+from support import compile_text, run
+
+# Each shape below waits hundreds of times, so that after its first wait (unwound) every later
+# one is the resumable wait: a wrong register, a prefix run twice or a lost scan position shows
+# in the printed sums.
+ACTORS = """
+(def echo () (receive ((list from x) (send from x) (echo)) ('stop 'ok)))
+(def e (spawn echo))
+(def me (self))
+; code before the receive, a let-bound temporary read in a clause after many waits
+(def step (n acc)
+  (if (== n 0) acc
+      (let ((t (* n 3)) (u (list 'x n)))
+        (send e (list me t))
+        (receive (v (step (- n 1) (+ acc v t (nth u 1))))))))
+(print (step 300 0))
+; a selective receive after a send: the other messages stay, in order, and the send before it
+; runs once per call (a prefix run again on a resume would send twice)
+(def sel (n got)
+  (send e (list me (list 'want n)))
+  (send me (list 'noise n))
+  (receive ((list 'want k) (if (== k 1) (reverse (cons k got)) (sel (- k 1) (cons k got))))))
+(print (length (sel 200 nil)))
+(def drain (acc) (receive ((list 'noise k) (drain (+ acc k))) (after 0 acc)))
+(print (drain 0))
+; a worker that tests its count before waiting, as fork-join does
+(def worker (main m acc)
+  (if (== m 0) (send main acc)
+      (receive (x (worker main (- m 1) (+ acc (* x x)))))))
+(def ws (list/map (fn (i) (spawn worker me 50 i)) (list/range 8)))
+(def feed (j) (when (< j 50) (list/map (fn (w) (send w j)) ws) (feed (+ j 1))))
+(feed 0)
+(print (list/reduce + 0 (list/map (fn (w) (receive (s s))) ws)))
+(send e 'stop)
+"""
+
+ACTORS_OUT = "316050\n200\n20100\n323428\n"  # 7 * (1 + ... + 300); noise 1 + ... + 200; 8 * 40425 + 28
+
+
+def test_actor_steps_resume_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both tiers print the same, and the compiled run really took the resumable shape for the
+    functions with code before their receive (the servers' set of the tier)."""
+    servers: set[str] = set()
+    real = fast.FastTier.compile
+
+    def spy(self: fast.FastTier, p: object) -> bool:
+        ok = real(self, p)
+        if ok and p in self.servers:
+            servers.add(p.name)  # type: ignore[attr-defined]
+        return ok
+
+    monkeypatch.setattr(fast.FastTier, "compile", spy)
+    assert run(ACTORS, jit=True) == (ACTORS_OUT, "", 0)
+    assert {"echo", "step", "sel"} <= servers, servers
+    assert run(ACTORS, jit=False) == (ACTORS_OUT, "", 0)
+    assert run(ACTORS, jit=True, schedulers=2) == (ACTORS_OUT, "", 0)
+
+
+def test_resumable_receive_shapes() -> None:
+    """Which functions are resumed compiled at their wait: code that falls into a last receive
+    without `after` whose clauses end the function. A receive inside one branch, one whose value
+    is used after it, one with `after`, or two receives stay scans whose wait is the
+    interpreter's."""
+    from lispvm.scheduler.node import load_program
+    from lispvm.vm.process import Globals
+
+    src = """
+    (def ping (p n) (if (== n 0) 'done (do (send p n) (receive ('pong (ping p (- n 1)))))))
+    (def held (p n) (let ((t (* n 2))) (send p t) (receive (x (+ x t)))))
+    (def branch (n) (if (> n 0) (receive (x x)) 0))
+    (def used (n) (print (receive (x x))) (used n))
+    (def timed (p) (send p 1) (receive (x x) (after 10 'none)))
+    (def two (p) (send p 1) (+ (receive (a a)) (receive (b b))))
+    """
+    g = Globals()
+    module = load_program(compile_text(src), g)
+    vm = VM()
+    tier = fast.enable(vm, g)
+    assert tier is not None
+    try:
+        by_name = {p.name: p for p in module.protos}
+        for name in ("ping", "held"):
+            assert tier.compile(by_name[name]) and tier.compiled[by_name[name]].wait > 0, name
+            source = tier.compiled[by_name[name]].source  # type: ignore[attr-defined]
+            assert "return _WAITING" in source and "_p.regs[:] =" in source, source
+        for name in ("branch", "used", "timed", "two"):
+            assert tier.compile(by_name[name]) and by_name[name] not in tier.servers, name
+        assert tier.servers == {by_name["ping"], by_name["held"]}
+    finally:
+        fast.disable(vm)
+
+
+SPAWNED = """
+(def work (x) (loop ((i 0) (a x)) (if (== i 40) a (recur (+ i 1) (mod (+ (* a 31) i) 1000003)))))
+(def child (main) (receive (x (send main (work x)))))
+(def pair (main) (send main (+ (receive (a a)) (receive (b b)))))
+(def me (self))
+(loop ((i 0)) (when (< i 100) (send (spawn child me) i) (recur (+ i 1))))
+(print (loop ((i 0) (acc 0)) (if (== i 100) acc (recur (+ i 1) (+ acc (receive (s s)))))))
+(loop ((i 0)) (when (< i 100) (let ((p (spawn pair me))) (send p i) (send p 1)) (recur (+ i 1))))
+(print (loop ((i 0) (acc 0)) (if (== i 100) acc (recur (+ i 1) (+ acc (receive (s s)))))))
+"""
+
+
+def test_a_function_spawned_often_starts_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Processes that each run their function too briefly for a budget to end (fork-join
+    creation) get it compiled once it was spawned HOT_SPAWNS times, and the next ones start in
+    compiled code (their first pc is the GOFAST tuple after the code); a function whose compiled
+    waits would unwind (two receives) is left to start interpreted. Both tiers print the same."""
+    from lispvm.scheduler import kernel
+
+    starts: dict[str, list[int]] = {}
+    real = kernel.Scheduler.spawn
+
+    def spy(self: kernel.Scheduler, parent: object, fn: object, args: list, link: bool, where: object) -> object:
+        pid = real(self, parent, fn, args, link, where)  # type: ignore[arg-type]
+        proc = self.procs[pid.key]
+        starts.setdefault(proc.cl.proto.name, []).append(proc.pc)
+        return pid
+
+    monkeypatch.setattr(kernel.Scheduler, "spawn", spy)
+    interpreted = run(SPAWNED, jit=False)
+    starts.clear()
+    out = run(SPAWNED, jit=True)
+    assert out == interpreted and out[0].split()[1] == "5050", out
+    child, pair = starts["child"], starts["pair"]
+    hot = kernel.HOT_SPAWNS
+    assert set(child[:hot - 1]) == {0} and child[-1] > 0 and len(set(child[hot:])) == 1, child
+    assert set(pair) == {0}, pair
