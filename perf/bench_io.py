@@ -6,6 +6,8 @@
   counting the lines for which (str/find line PATTERN) is not nil; timed inside the program from
   before file/lines to the count (start-up not counted), with --schedulers 1. Its two parts
   (reading the file into a list, the Lisp loop) are shown apart too.
+- lispvm, streaming: the same program with `stream`: file/open, then file/read-lines batch after
+  batch (the next read ahead in the I/O pool), each counted by the same loop.
 - CPU time too (a loaded machine stretches wall times): the Python loop's process time, and the
   lispvm run's (as a child process) less that of a run of an empty program.
 
@@ -99,7 +101,7 @@ def main() -> None:
             nlines = sum(1 for _ in f)
         empty = tmp / "empty.lisp"
         empty.write_text("(print 0 0 0)\n")
-        py, py_cpu, lisp, lisp_cpu, read, loop = [], [], [], [], [], []
+        py, py_cpu, lisp, lisp_cpu, read, loop, stream, stream_cpu = [], [], [], [], [], [], [], []
         for _ in range(ns.rounds):
             n, t, c = python_loop(path)
             assert n == expected, (n, expected)
@@ -108,7 +110,12 @@ def main() -> None:
             out, cpu = lispvm_run(path, PERF / "programs" / "count_matches.lisp")
             count, read_ms, loop_ms = out.split()
             assert int(count) == expected, (count, expected)
+            out, cpu_s = lispvm_run(path, PERF / "programs" / "count_matches.lisp", "stream")
+            count, _, stream_ms = out.split()
+            assert int(count) == expected, (count, expected)
             _, startup_cpu = lispvm_run(path, empty)
+            stream.append(float(stream_ms) / 1000.0)
+            stream_cpu.append(cpu_s - startup_cpu)
             lisp.append((float(read_ms) + float(loop_ms)) / 1000.0)
             lisp_cpu.append(cpu - startup_cpu)
             read.append(float(read_ms) / 1000.0)
@@ -122,7 +129,11 @@ def main() -> None:
               f"(seconds: {', '.join(f'{t:.3f}' for t in lisp)})")
         print(f"    of which file/lines    {statistics.median(read):7.3f} s")
         print(f"    of which the Lisp loop {statistics.median(loop):7.3f} s")
-        print(f"  CPU time: python {pc:.3f} s, lispvm {mc:.3f} s (its start-up's taken off): x{mc / pc:5.2f}")
+        sm, smc = statistics.median(stream), statistics.median(stream_cpu)
+        print(f"  lispvm, streaming        {sm:7.3f} s   x{sm / p:5.2f} of Python   "
+              f"(seconds: {', '.join(f'{t:.3f}' for t in stream)})")
+        print(f"  CPU time: python {pc:.3f} s, lispvm {mc:.3f} s (its start-up's taken off): x{mc / pc:5.2f}; "
+              f"streaming {smc:.3f} s: x{smc / pc:5.2f}")
     finally:
         if not ns.keep:
             shutil.rmtree(tmp, ignore_errors=True)

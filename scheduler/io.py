@@ -32,7 +32,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..vm.errors import LispError, badarg
+from ..vm import handles
+from ..vm.errors import LispError, badarg, runtime_error
+from ..vm.net_builtins import NOT_OWNER, WOULD_WAIT, closed_error
 from ..vm.permissions import os_error
 from ..vm.process import Process
 from ..vm.values import FALSE, TRUE, from_list
@@ -534,6 +536,10 @@ def _after_fork_in_child() -> None:
     (threads do not survive a fork), so its collector runs again and its lock is free."""
     global _gc_lock
     _gc_lock = threading.Lock()
+    for res in handles.live():  # the parent's open files are not this process's to read
+        if isinstance(res, FileReader):
+            res._close_fd()
+            handles.forget(res.handle)
     if _gc_state[0]:
         _gc_state[0] = 0
         if _gc_state[1]:
@@ -602,6 +608,205 @@ for _name, _job, _extra in (
     ("file/delete", _delete, ()),
 ):
     io_op(_name)(_pool_op(_job, *_extra))
+
+
+# --- reading a file a batch of lines at a time (file/open, file/read-lines, file/close) ---------
+
+class FileReader:
+    """An open file read a batch of lines at a time: `#<file S.N>`, owned by the process that
+    opened it (closed when it ends). Each batch is the complete lines of the next chunk of
+    LINES_CHUNK bytes (more if a line is longer), read, decoded, split and made a Lisp list in
+    the pool; the next batch is read ahead while the program works on one, so a program that
+    keeps up rarely waits. The same buffer is read into again and again, and a batch becomes
+    garbage once the program has gone past it: a file of any size is read in bounded memory.
+    vm/io_builtins.py calls `take` (a batch ready now, or WOULD_WAIT) and `close`."""
+
+    kind = "file"
+    wakes = False  # (it sends no messages: io.IoService.outstanding)
+
+    def __init__(self, svc: IoService, proc: Process, fd: int, path: str) -> None:
+        self.svc = svc
+        self.fd = fd
+        self.path = path
+        self.owner = proc.pid
+        self.buf = bytearray(LINES_CHUNK)
+        self.rest = bytearray()  # the start of a line not ended by the chunks read so far
+        self.offset = 0  # bytes of the file before `rest`
+        self.ahead: Any = WOULD_WAIT  # the next batch read ahead: a list, None (the end), or a LispError
+        self.reading = False  # a pool job is reading the next batch
+        self.waiter: Process | None = None  # the owner, waiting for that batch
+        self.closed = False
+        self.handle = handles.register(self.kind, svc.sched.id, self)
+        svc.own(proc, self)
+        self._read_ahead()
+
+    def take(self) -> Any:
+        """The next batch (a Lisp list, or None at the end) if it is there; WOULD_WAIT if not.
+        Raises the read's error (a LispError) where it happened."""
+        got = self.ahead
+        if got is WOULD_WAIT:
+            return WOULD_WAIT
+        if isinstance(got, LispError):  # (raised once; the end after it)
+            self.ahead = None
+            raise got
+        if got is not None:  # (the end stays the end: nil again at every later call)
+            self.ahead = WOULD_WAIT
+            self._read_ahead()
+        return got
+
+    def wait(self, proc: Process) -> None:
+        """The owner waits in file/read-lines: answered when the batch read ahead is there."""
+        self.waiter = proc
+        self._read_ahead()
+
+    def _read_ahead(self) -> None:
+        if self.reading or self.closed or self.ahead is not WOULD_WAIT:
+            return
+        self.reading = True
+        self.svc.submit_job(self._job)
+
+    def _job(self) -> None:
+        """In the pool: read and split the next batch (the loop gets it through the self-pipe)."""
+        try:
+            batch: Any = self._next_lines()
+            with _no_gc():
+                batch = from_list(batch) if batch is not None else None
+        except OSError as e:
+            batch = LispError(os_error(e, "file/read-lines"))
+        except ValueError as e:
+            batch = badarg(f"file/read-lines: {e}")
+        self.svc.call_soon_threadsafe(lambda: self._arrived(batch))
+
+    def _next_lines(self) -> list[str] | None:
+        buf, rest = self.buf, self.rest
+        while True:
+            n = os.readv(self.fd, [buf])
+            if n == 0:
+                if not rest:
+                    return None
+                line = _decode(rest, self.offset)
+                self.offset += len(rest)
+                rest.clear()
+                return [line]
+            end = buf.rfind(b"\n", 0, n)
+            if end < 0:  # (a line longer than a chunk: keep reading)
+                rest += memoryview(buf)[:n]
+                continue
+            rest += memoryview(buf)[:end]
+            text = _decode(rest, self.offset)
+            self.offset += len(rest) + 1
+            rest.clear()
+            rest += memoryview(buf)[end + 1:n]
+            return text.split("\n")
+
+    def _arrived(self, batch: Any) -> None:
+        self.reading = False
+        if self.closed:
+            self._close_fd()
+            return
+        self.ahead = batch
+        proc, self.waiter = self.waiter, None
+        if proc is not None:
+            try:
+                got = self.take()
+            except LispError as e:
+                self.svc.complete(proc, error=e.value)
+                return
+            self.svc.complete(proc, got)
+
+    def close(self) -> None:
+        """file/close, or the owner ended: the file is closed (once a read in the pool is done)."""
+        if self.closed:
+            return
+        self.closed = True
+        handles.forget(self.handle)
+        self.svc.disown(self.owner, self)
+        self.ahead = None
+        if self.waiter is not None:
+            proc, self.waiter = self.waiter, None
+            self.svc.complete(proc, error=closed_error("file/read-lines", self.handle).value)
+        if not self.reading:
+            self._close_fd()
+
+    def _close_fd(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+
+@io_op("file/open")
+def _op_open(svc: IoService, proc: Process, args: tuple) -> None:
+    path = args[0]
+
+    def job() -> None:
+        try:
+            f = _open_regular(path, os.O_RDONLY, "rb")
+            fd, err = os.dup(f.fileno()), None
+            f.close()
+        except OSError as e:
+            fd, err = -1, os_error(e, "file/open")
+        svc.call_soon_threadsafe(lambda: _opened(svc, proc, path, fd, err))
+
+    svc.submit_job(job)
+
+
+def _opened(svc: IoService, proc: Process, path: str, fd: int, err: Any) -> None:
+    if err is not None:
+        svc.complete(proc, error=err)
+    elif proc.status == _dead_status():  # (it ended while the file was opened)
+        os.close(fd)
+    else:
+        os.set_inheritable(fd, False)
+        svc.complete(proc, FileReader(svc, proc, fd, path).handle)
+
+
+def _dead_status() -> Any:
+    from .kernel import DEAD
+
+    return DEAD
+
+
+def _file_here(svc: IoService, proc: Process, name: str, h: Any) -> FileReader | None:
+    """The reader `h` names here, or None after sending the caller where it is (or failing)."""
+    res = handles.lookup(h)
+    if res is not None:
+        return res
+    if h.sched != svc.sched.id and hasattr(svc.node, "migrate"):
+        svc.node.migrate(svc.sched, proc, h.sched)
+        return None
+    svc.complete(proc, error=closed_error(name, h).value)
+    return None
+
+
+def _not_owner(name: str, res: FileReader, proc: Process) -> Any:
+    return runtime_error(NOT_OWNER, f"{name}: {res.handle!r} is owned by {res.owner!r}, not by {proc.pid!r}").value
+
+
+@io_op("file/read-lines")
+def _op_read_lines(svc: IoService, proc: Process, args: tuple) -> None:
+    res = _file_here(svc, proc, "file/read-lines", args[0])
+    if res is None:
+        return
+    if res.owner != proc.pid:
+        svc.complete(proc, error=_not_owner("file/read-lines", res, proc))
+        return
+    got = res.take()
+    if got is WOULD_WAIT:
+        res.wait(proc)
+    else:
+        svc.complete(proc, got)
+
+
+@io_op("file/close")
+def _op_close(svc: IoService, proc: Process, args: tuple) -> None:
+    res = _file_here(svc, proc, "file/close", args[0])
+    if res is not None:
+        if res.owner != proc.pid:
+            svc.complete(proc, error=_not_owner("file/close", res, proc))
+            return
+        res.close()
+        svc.complete(proc, TRUE)
 
 
 # --- standard input ----------------------------------------------------------------------------

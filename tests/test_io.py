@@ -9,6 +9,7 @@ the resources a process owns closed when it ends.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -455,3 +456,74 @@ def test_file_lines_splits_across_chunks_as_one_read_would(tmp_path: Path) -> No
     (tmp_path / "p.lisp").write_text(f'(print (try (file/lines "{f}") (catch e e)))')
     out, err, rc = run_cli(["run", f"--allow-read={tmp_path}", tmp_path / "p.lisp"])
     assert '(error badarg "file/lines: not UTF-8 text: byte 0xff at offset 12")' in out, (out, err, rc)
+
+
+READER = r"""
+; file/open, file/read-lines, file/close: by a process on scheduler WHERE
+(def dir (head (sys/args)))
+(def where (parse-int (nth (sys/args) 1)))
+(def t (fn (f) (try (f) (catch e (list (nth e 1) (nth e 2))))))
+(def kind (fn (f) (try (f) (catch e (nth e 1)))))
+(def me (self))
+(def batches (fn (f acc k)
+  (let ((b (file/read-lines f)))
+    (if (nil? b) (list k (reverse acc)) (batches f (list/reduce (fn (a x) (cons x a)) acc b) (+ k 1))))))
+(def work (fn ()
+  (let ((f (file/open (str dir "/big")))
+        (got (batches f nil 0))
+        (lines (nth got 1)))
+    (send me (list 'big (sys/scheduler-id) (> (head got) 2) (length lines) (head lines) (nth lines 99999)
+                   (== lines (file/lines (str dir "/big")))
+                   (file/read-lines f) (file/read-lines f) (file/close f) (file/close f)
+                   (t (fn () (file/read-lines f)))))
+    (let ((g (file/open (str dir "/small"))))
+      (send me (list 'small (file/read-lines g) (file/read-lines g))))
+    (let ((e (file/open (str dir "/empty"))))
+      (send me (list 'empty (file/read-lines e))))
+    (let ((b (file/open (str dir "/bad"))))
+      (send me (list 'bad (t (fn () (file/read-lines b))) (file/read-lines b))))
+    (send me (list 'errors (kind (fn () (file/open (str dir "/nope")))) (kind (fn () (file/open dir)))
+                   (kind (fn () (file/open (str dir "/fifo")))) (kind (fn () (file/open 7)))
+                   (kind (fn () (file/read-lines "x"))) (kind (fn () (file/close nil)))
+                   (kind (fn () (file/open "/etc/hostname")))))
+    ; only the owner reads; its end closes the file
+    (let ((h (file/open (str dir "/small"))))
+      (send me (list 'handle h))
+      (receive ('done nil))))))
+(spawn-on where work)
+(receive ((list 'big k more n first last same a b c d closed)
+  (print k more n first last same a b c d closed)))
+(receive ((list 'small a b) (print a b)))
+(receive ((list 'empty a) (print a)))
+(receive ((list 'bad a b) (print a b)))
+(receive ((list 'errors a b c d e f g) (print a b c d e f g)))
+(def h (receive ((list 'handle h) h)))
+(spawn-on where (fn () (send me (kind (fn () (file/read-lines h))))))
+(receive (r (print r)))
+"""
+
+
+@pytest.mark.parametrize("where", ["0", "1"])
+def test_read_a_file_a_batch_of_lines_at_a_time(tmp_path: Path, where: str) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "big").write_text("".join(f"line {i} é\n" for i in range(300_000)))  # about 4 MB: batches of 1 MiB
+    (d / "small").write_text("a\r\n\nb")
+    (d / "empty").write_text("")
+    (d / "bad").write_bytes(b"ok\n\xff\n")
+    os.mkfifo(d / "fifo")
+    prog = tmp_path / "reader.lisp"
+    prog.write_text(READER)
+    out, err, status = run_cli(["run", f"--allow-read={d}", "--schedulers", "3" if where == "1" else "1",
+                                prog, d, where], timeout=120)
+    assert status == 0 and err == "", err
+    lines = out.splitlines()
+    assert re.fullmatch(f'{where} true 300000 line 0 é line 99999 é true nil nil true true '
+                        f'\\(closed "file/read-lines: #<file {where}\\.\\d+> is closed"\\)', lines[0]), lines
+    assert lines[1:] == [
+        '("a\\r" "") ("b")',
+        "nil",
+        '(badarg "file/read-lines: not UTF-8 text: byte 0xff at offset 3") nil',
+        "enoent eisdir einval badarg badarg badarg eacces",
+        "not_owner",
+    ], lines

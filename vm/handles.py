@@ -1,4 +1,5 @@
-"""Handles: the Lisp values that name an outside resource (a TCP socket, a listener, a port).
+"""Handles: the Lisp values that name an outside resource (a TCP socket, a listener, a port, a
+file open for reading).
 
 Owns: the Handle value (plain data: its kind, the scheduler that holds the resource, a serial
 number), how it prints (`#<socket 0.7>`), and this OS process's table of live resources by
@@ -17,7 +18,7 @@ from typing import Any
 
 __all__ = ["Handle", "KINDS", "register", "lookup", "forget", "live", "adopt", "moved", "set_moved", "CLOSED_HERE"]
 
-KINDS = ("socket", "listener", "port")
+KINDS = ("socket", "listener", "port", "file")
 
 
 class Handle:

@@ -12,11 +12,15 @@ import errno
 import os
 from typing import Any
 
+from . import handles
 from .checks import check_str, described, short_repr
 from .errors import badarg
+from .handles import Handle
+from .net_builtins import WOULD_WAIT
 from .permissions import check, check_path, os_lisp_error
-from .process import Block
+from .process import Block, ctx
 from .registry import builtin
+from .values import TRUE
 
 __all__: list[str] = []
 
@@ -43,6 +47,36 @@ def b_file_read(path: Any) -> Any:
 @builtin("file/lines")
 def b_file_lines(path: Any) -> Any:
     raise Block(("io", "file/lines", _path("file/lines", "read", path)))
+
+
+@builtin("file/open")
+def b_file_open(path: Any) -> Any:
+    raise Block(("io", "file/open", _path("file/open", "read", path)))
+
+
+def _reader(name: str, f: Any) -> Any:
+    if f.__class__ is not Handle or f.kind != "file":
+        raise badarg(f"{name}: expected a file opened by file/open, got {described(f)}")
+    return f
+
+
+@builtin("file/read-lines")
+def b_file_read_lines(f: Any) -> Any:
+    h = _reader("file/read-lines", f)
+    res = handles.lookup(h)
+    if res is not None and res.owner == ctx.proc.pid:  # (the batch read ahead, without waiting)
+        got = res.take()
+        if got is not WOULD_WAIT:
+            return got
+    raise Block(("io", "file/read-lines", h))
+
+
+@builtin("file/close")
+def b_file_close(f: Any) -> Any:
+    h = _reader("file/close", f)
+    if handles.lookup(h) is None and h.sched == ctx.host.scheduler_id():
+        return TRUE  # closed already: closing again is harmless
+    raise Block(("io", "file/close", h))
 
 
 @builtin("file/write")
