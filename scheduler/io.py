@@ -612,14 +612,21 @@ for _name, _job, _extra in (
 
 # --- reading a file a batch of lines at a time (file/open, file/read-lines, file/close) ---------
 
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0)  # preadv's flag: read only what the page cache holds (Linux)
+
+
 class FileReader:
     """An open file read a batch of lines at a time: `#<file S.N>`, owned by the process that
     opened it (closed when it ends). Each batch is the complete lines of the next chunk of
-    LINES_CHUNK bytes (more if a line is longer), read, decoded, split and made a Lisp list in
-    the pool; the next batch is read ahead while the program works on one, so a program that
-    keeps up rarely waits. The same buffer is read into again and again, and a batch becomes
-    garbage once the program has gone past it: a file of any size is read in bounded memory.
-    vm/io_builtins.py calls `take` (a batch ready now, or WOULD_WAIT) and `close`."""
+    LINES_CHUNK bytes (more if a line is longer), decoded, split and made a Lisp list in the
+    scheduler's loop when the program asks (`take`: a megabyte of work at most). The chunk is
+    read at once when the page cache holds it (preadv with RWF_NOWAIT never waits for the
+    disk), else in the pool while the owner waits. A read ahead in a pool thread was measured
+    first: the thread and the program then took turns for the one GIL at every chunk, and the
+    handoffs cost more than the reads (docs/performance.md, "I/O remainders"). The same buffer
+    is read into again and again, and a batch becomes garbage once the program has gone past
+    it: a file of any size is read in bounded memory. vm/io_builtins.py calls `take` (a batch
+    now, or WOULD_WAIT) and `close`."""
 
     kind = "file"
     wakes = False  # (it sends no messages: io.IoService.outstanding)
@@ -630,89 +637,125 @@ class FileReader:
         self.path = path
         self.owner = proc.pid
         self.buf = bytearray(LINES_CHUNK)
-        self.rest = bytearray()  # the start of a line not ended by the chunks read so far
+        self.pos = 0  # the file offset of the next read
+        self.nowait = bool(_NOWAIT)  # this system's preadv takes RWF_NOWAIT (found out on first use)
+        self.got: Any = None  # bytes read by the pool, or its OSError
+        self.rest = bytearray()  # the start of a line not ended by the chunks taken so far
         self.offset = 0  # bytes of the file before `rest`
-        self.ahead: Any = WOULD_WAIT  # the next batch read ahead: a list, None (the end), or a LispError
-        self.reading = False  # a pool job is reading the next batch
-        self.waiter: Process | None = None  # the owner, waiting for that batch
+        self.ended = False  # the end was given (or an error): nil from now on
+        self.reading = False  # a pool job is reading the next chunk
+        self.waiter: Process | None = None  # the owner, waiting for that chunk
         self.closed = False
         self.handle = handles.register(self.kind, svc.sched.id, self)
         svc.own(proc, self)
-        self._read_ahead()
 
     def take(self) -> Any:
-        """The next batch (a Lisp list, or None at the end) if it is there; WOULD_WAIT if not.
-        Raises the read's error (a LispError) where it happened."""
-        got = self.ahead
-        if got is WOULD_WAIT:
-            return WOULD_WAIT
-        if isinstance(got, LispError):  # (raised once; the end after it)
-            self.ahead = None
-            raise got
-        if got is not None:  # (the end stays the end: nil again at every later call)
-            self.ahead = WOULD_WAIT
-            self._read_ahead()
-        return got
+        """The next batch (a Lisp list, or None at the end) if the chunks it needs can be read
+        without waiting; WOULD_WAIT if not (a read is then under way in the pool). Raises a read
+        or decoding error (a LispError) once; the file then reads as ended."""
+        while not self.ended:
+            n = self.got
+            if n is None:
+                if self.reading:
+                    return WOULD_WAIT
+                n = self._read_cached()
+                if n is None:
+                    self._read_in_pool()
+                    return WOULD_WAIT
+            else:
+                self.got = None
+            if isinstance(n, OSError):
+                self.ended = True
+                raise LispError(os_error(n, "file/read-lines"))
+            self.pos += n
+            try:
+                lines = self._lines_of(n)
+            except ValueError as e:
+                self.ended = True
+                raise badarg(f"file/read-lines: {e}") from None
+            if lines:
+                with _no_gc():
+                    return from_list(lines)
+        return None
 
-    def wait(self, proc: Process) -> None:
-        """The owner waits in file/read-lines: answered when the batch read ahead is there."""
-        self.waiter = proc
-        self._read_ahead()
-
-    def _read_ahead(self) -> None:
-        if self.reading or self.closed or self.ahead is not WOULD_WAIT:
-            return
-        self.reading = True
-        self.svc.submit_job(self._job)
-
-    def _job(self) -> None:
-        """In the pool: read and split the next batch (the loop gets it through the self-pipe)."""
+    def _read_cached(self) -> Any:
+        """Bytes read into buf now from the page cache, an OSError, or None (it would wait)."""
+        if not self.nowait:
+            return None
         try:
-            batch: Any = self._next_lines()
-            with _no_gc():
-                batch = from_list(batch) if batch is not None else None
+            return os.preadv(self.fd, [self.buf], self.pos, _NOWAIT)
+        except BlockingIOError:
+            return None
         except OSError as e:
-            batch = LispError(os_error(e, "file/read-lines"))
-        except ValueError as e:
-            batch = badarg(f"file/read-lines: {e}")
-        self.svc.call_soon_threadsafe(lambda: self._arrived(batch))
+            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                self.nowait = False  # (an older kernel or another file system: the pool reads)
+                return None
+            return e
 
-    def _next_lines(self) -> list[str] | None:
+    def _read_in_pool(self) -> None:
+        self.reading = True
+        fd, buf, pos = self.fd, self.buf, self.pos
+
+        def job() -> None:
+            try:
+                got: Any = os.preadv(fd, [buf], pos)
+            except OSError as e:
+                got = e
+            self.svc.call_soon_threadsafe(lambda: self._arrived(got))
+
+        self.svc.submit_job(job)
+
+    def _lines_of(self, n: int) -> list[str] | None:
+        """The complete lines of the chunk `buf[:n]` after `rest` (none if no newline ended one:
+        a line longer than a chunk); at the end (n == 0), the last line, if any."""
         buf, rest = self.buf, self.rest
-        while True:
-            n = os.readv(self.fd, [buf])
-            if n == 0:
-                if not rest:
-                    return None
-                line = _decode(rest, self.offset)
-                self.offset += len(rest)
-                rest.clear()
-                return [line]
-            end = buf.rfind(b"\n", 0, n)
-            if end < 0:  # (a line longer than a chunk: keep reading)
-                rest += memoryview(buf)[:n]
-                continue
-            rest += memoryview(buf)[:end]
+        if n == 0:
+            self.ended = True
+            if not rest:
+                return None
+            line = _decode(rest, self.offset)
+            rest.clear()
+            return [line]
+        view = memoryview(buf)
+        end = buf.rfind(b"\n", 0, n)
+        if end < 0:
+            rest += view[:n]
+            return None
+        if rest:
+            rest += view[:end]
             text = _decode(rest, self.offset)
             self.offset += len(rest) + 1
             rest.clear()
-            rest += memoryview(buf)[end + 1:n]
-            return text.split("\n")
+        else:
+            text = _decode(view[:end], self.offset)
+            self.offset += end + 1
+        rest += view[end + 1:n]
+        return text.split("\n")
 
-    def _arrived(self, batch: Any) -> None:
+    def wait(self, proc: Process) -> None:
+        """The owner waits in file/read-lines: answered when the pool's read is there."""
+        self.waiter = proc
+        if not self.reading and self.got is None:
+            self._read_in_pool()
+
+    def _arrived(self, got: Any) -> None:
         self.reading = False
         if self.closed:
             self._close_fd()
             return
-        self.ahead = batch
-        proc, self.waiter = self.waiter, None
-        if proc is not None:
-            try:
-                got = self.take()
-            except LispError as e:
-                self.svc.complete(proc, error=e.value)
-                return
-            self.svc.complete(proc, got)
+        self.got = got
+        proc = self.waiter
+        if proc is None:
+            return
+        try:
+            batch = self.take()
+        except LispError as e:
+            self.waiter = None
+            self.svc.complete(proc, error=e.value)
+            return
+        if batch is not WOULD_WAIT:
+            self.waiter = None
+            self.svc.complete(proc, batch)
 
     def close(self) -> None:
         """file/close, or the owner ended: the file is closed (once a read in the pool is done)."""
@@ -721,7 +764,7 @@ class FileReader:
         self.closed = True
         handles.forget(self.handle)
         self.svc.disown(self.owner, self)
-        self.ahead = None
+        self.ended = True
         if self.waiter is not None:
             proc, self.waiter = self.waiter, None
             self.svc.complete(proc, error=closed_error("file/read-lines", self.handle).value)
