@@ -527,3 +527,28 @@ def test_read_a_file_a_batch_of_lines_at_a_time(tmp_path: Path, where: str) -> N
         "enoent eisdir einval badarg badarg badarg eacces",
         "not_owner",
     ], lines
+
+
+def test_read_lines_through_the_pool_when_the_page_cache_would_wait(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without RWF_NOWAIT (another system, or data not in the page cache) every chunk is read in
+    the pool while the owner waits: the same lines come, in the same batches."""
+    from lispvm.scheduler import io
+    from lispvm.vm import permissions
+
+    monkeypatch.setattr(io, "_NOWAIT", 0)
+    (tmp_path / "f").write_text("".join(f"{i}\n" for i in range(400_000)) + "last")  # about 2.7 MB
+    src = f"""
+(def f (file/open "{tmp_path}/f"))
+(def go (fn (k n last)
+  (let ((b (file/read-lines f)))
+    (if (nil? b) (list k n last) (go (+ k 1) (+ n (length b)) (nth b (- (length b) 1)))))))
+(print (go 0 0 nil) (file/read-lines f) (file/close f))
+"""
+    old = permissions.current()
+    permissions.install(permissions.Permissions(read=[str(tmp_path)]))
+    try:
+        out, err, status = _run_here(src)
+    finally:
+        permissions.install(old)
+    assert (out, err, status) == ('(4 400001 "last") nil true\n', "", 0)
