@@ -197,9 +197,9 @@ class FastTier:
         # (prototype, loop head pc) -> the loop compiled on its own, entered from the interpreter
         # at that head (on-stack replacement), or None where it cannot be
         self.osrs: dict[tuple[Proto, int], Any] = {}
-        # (kind, prototype) -> the leaf `p` run over a list in one Python loop (see fused), or
-        # None where `p` is no leaf
-        self.fusions: dict[tuple[str, Proto], Any] = {}
+        # kind -> {prototype: the leaf run over a list in one Python loop (see fused), or None
+        # where it is no leaf}; compiled list loops look a function up here before calling fused
+        self.fusions: dict[str, dict[Proto, Any]] = {kind: {} for kind, _, _ in _FUSED_LOOPS.values()}
         self.loop_errs: dict[str, tuple] = {}  # kind -> positions of its prelude loop's errors
         self.gnames: dict[str, str] = {}  # Lisp global name -> Python identifier suffix
         self.count = 0  # functions compiled, for unique names
@@ -210,7 +210,8 @@ class FastTier:
             "_WAITING": WAITING, "_rwait": _rwait, "_touch": _boxes.touch_current, "_Map": Map,
             "_PK": None,  # the running process's key (the loop sets it at each slice)
             "_Closure": Closure, "_fused": self.fused, "_VM": vm, "_Builtin": Builtin, "_Sym": Sym,
-            "_Pid": Pid, "_Ref": Ref,
+            "_Pid": Pid, "_Ref": Ref, "_mkclosure0": _mkclosure0,
+            **{f"_FZ_{kind}": known for kind, known in self.fusions.items()},
         }
         # what the rows' templates name ($name, rendered _name): shared helpers, and this tier's
         # own global stores and boxes
@@ -281,7 +282,8 @@ class FastTier:
         self.servers.clear()
         self.refused.clear()
         self.wakes.clear()
-        self.fusions.clear()
+        for known in self.fusions.values():
+            known.clear()
 
     def fn_for(self, f: Closure) -> Any:
         """The Python callable for a closure whose prototype is compiled (cached in f.fast)."""
@@ -348,9 +350,10 @@ class FastTier:
         Returns (0, None, None): not fused here, run the Lisp loop; (1, value, None): done;
         (2, x, y): go on in the Lisp loop with its second and third parameters x and y."""
         p = f.proto
-        fz = self.fusions.get((kind, p), False)
+        known = self.fusions[kind]
+        fz = known.get(p, False)
         if fz is False:
-            fz = self.fusions[kind, p] = self.make_fused(kind, p)
+            fz = known[p] = self.make_fused(kind, p)
         if fz is None:
             return _NOT_FUSED
         if kind == "reduce":
@@ -660,6 +663,14 @@ def _mkclosure(p: Proto, upvals: tuple) -> Closure:
     return Closure(p, upvals)
 
 
+def _mkclosure0(p: Proto) -> Closure:
+    """A closure of a prototype without upvalues (nor SELF): its compiled function, if any, is
+    the prototype's own, so calls need not resolve it (FastTier.fn_for would give the same)."""
+    c = Closure(p, ())
+    c.fast = p.fast
+    return c
+
+
 def _unlist(x: Any, n: int) -> tuple | None:
     items = []
     while x.__class__ is Cons and len(items) < n:
@@ -825,7 +836,9 @@ _PURE = {op.name: e for op in OPS if (e := _pure_expr(op)) is not None}  # name 
 # `loop`'s marker, which opens a while loop (_Gen.loop_block).
 # HEAD and TAIL read the cell's slot without testing its class first: any other Lisp value has
 # no such attribute, and the AttributeError is the row's error (python_error names head or tail).
-_WRITTEN_HERE = frozenset({"GETUPBOX", "SETUPBOX", "BOX", "LIST", "LOOP", "HEAD", "TAIL"})
+# MUL tests a float product first: `- 0`, which makes a repeated string an error, is a mixed
+# float and int subtraction that Python does not specialise.
+_WRITTEN_HERE = frozenset({"GETUPBOX", "SETUPBOX", "BOX", "LIST", "LOOP", "HEAD", "TAIL", "MUL"})
 # The $names of the templates and what they are in compiled code (the tier adds its own four).
 _SHARED_NAMES: dict[str, Any] = {
     "TRUE": TRUE, "FALSE": FALSE, "UNDEF": UNDEF, "Cons": Cons, "Vec": Vec, "INT_MIN": INT_MIN,
@@ -1181,7 +1194,8 @@ class _Gen:
             if self.fusing is not None:
                 # one of the prelude's list loops: its function a leaf, the whole list in one
                 # Python loop (FastTier.fused); else, or for the rest of a long list, the Lisp loop
-                self.line(base + 1, "if r0.__class__ is _Closure:", 0, "entry")
+                self.line(base + 1, f"if r0.__class__ is _Closure and _FZ_{self.fusing}.get(r0.proto, 0) is not None:",
+                          0, "entry")
                 self.line(base + 2, f"_k, _x, _y = _fused({self.fusing!r}, r0, r1, r2)", 0, "entry")
                 self.line(base + 2, "if _k == 1:", 0, "entry")
                 self.line(base + 3, "return _x", 0, "entry")
@@ -1578,6 +1592,13 @@ class _Gen:
             return
         if name in ("HEAD", "TAIL"):
             L(ind, f"{ra} = {self.r(b)}.{name.lower()}", pc, "op", a)
+        elif name == "MUL":
+            L(ind, f"x = {self.r(b)} * {self.r(c)}", pc, "op", a)
+            L(ind, "if x.__class__ is not float:", pc, "op", a)
+            L(ind + 1, "x = x - 0", pc, "op", a)
+            L(ind + 1, "if x.__class__ is int and not _INT_MIN < x < _INT_LIMIT:", pc, "op", a)
+            L(ind + 2, "raise _product_too_large()", pc, "op", a)
+            L(ind, f"{ra} = x", pc, "op", a)
         elif name == "GETUPBOX":  # _B<b>: the box resolved at entry (see build)
             L(ind, f"{ra} = _B{b}.v", pc)
         elif name == "SETUPBOX":
@@ -1594,7 +1615,10 @@ class _Gen:
             sub = p.module.protos[f["Bx"]]
             pname = self.k(sub)
             caps = ", ".join((self.r(i) if kind == 0 else f"U{i}") for kind, i in sub.upvals)
-            L(ind, f"{ra} = _mkclosure({pname}, ({caps}{',' if sub.upvals else ''}))", pc)
+            if not sub.upvals and not self.tier.compiled_up(sub):
+                L(ind, f"{ra} = _mkclosure0({pname})", pc)
+            else:
+                L(ind, f"{ra} = _mkclosure({pname}, ({caps}{',' if sub.upvals else ''}))", pc)
         elif name == "SELF":
             L(ind, f"{ra} = _cl", pc)
         elif self.osr is not None and name in _EXITS:

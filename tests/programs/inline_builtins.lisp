@@ -1,5 +1,6 @@
 ; The builtins compiled code computes inline (vm/fast.py _INLINE, str of strings, head and tail
-; without a class test) give what the builtins give, on every kind of value, and the same errors.
+; without a class test, * testing for a float product first) give what the builtins give, on
+; every kind of value, and the same errors.
 ;
 ; expect: (true false false false false false false false false false)
 ; expect: (false true false false false false false false false false)
@@ -9,6 +10,7 @@
 ; expect: (false false false false false false false true false false)
 ; expect: 3 nil 0 nil ab a1 x(1 2)y 1.5  badarg badarg
 ; expect: 1 (2) badarg badarg "tail: expected a non-empty list, got \"s\"" badarg system_limit
+; expect: 6 3.0 3.0 0.25 badarg badarg badarg (badarg "*: expected numbers, got list (1) and integer 2") -0.0 inf 0.0
 (def kind (thunk) (try (thunk) (catch e (nth e 1))))
 (def why (thunk) (try (thunk) (catch e (repr (nth e 2)))))
 (def values (list nil 1 2.5 (list 1) "" "s" 'a true [] {}))
@@ -34,3 +36,7 @@
 (def tl (x) (tail x))
 (print (hd (list 1 2)) (tl (list 1 2)) (kind (fn () (hd nil))) (kind (fn () (hd 5))) (why (fn () (tl "s")))
        (kind (fn () (tl [1]))) (kind (fn () (s2 big big))))
+(def m (a b) (* a b))
+(def t (thunk) (try (thunk) (catch e (list (nth e 1) (nth e 2)))))
+(print (m 2 3) (m 1.5 2) (m 2 1.5) (m 0.5 0.5) (kind (fn () (m "ab" 3))) (kind (fn () (m 3 "ab"))) (kind (fn () (m "a" -1)))
+       (t (fn () (m (list 1) 2))) (m -0.0 1) (m 1e308 10.0) (m 0 1.5))
