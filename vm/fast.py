@@ -836,8 +836,8 @@ _PURE = {op.name: e for op in OPS if (e := _pure_expr(op)) is not None}  # name 
 # `loop`'s marker, which opens a while loop (_Gen.loop_block).
 # HEAD and TAIL read the cell's slot without testing its class first: any other Lisp value has
 # no such attribute, and the AttributeError is the row's error (python_error names head or tail).
-# MUL tests a float product first: `- 0`, which makes a repeated string an error, is a mixed
-# float and int subtraction that Python does not specialise.
+# MUL tests the product's class instead of computing `- 0` (which makes a repeated string an
+# error) on every product: for a float that is a mixed float and int subtraction, not specialised.
 _WRITTEN_HERE = frozenset({"GETUPBOX", "SETUPBOX", "BOX", "LIST", "LOOP", "HEAD", "TAIL", "MUL"})
 # The $names of the templates and what they are in compiled code (the tier adds its own four).
 _SHARED_NAMES: dict[str, Any] = {
@@ -1594,10 +1594,11 @@ class _Gen:
             L(ind, f"{ra} = {self.r(b)}.{name.lower()}", pc, "op", a)
         elif name == "MUL":
             L(ind, f"x = {self.r(b)} * {self.r(c)}", pc, "op", a)
-            L(ind, "if x.__class__ is not float:", pc, "op", a)
-            L(ind + 1, "x = x - 0", pc, "op", a)
-            L(ind + 1, "if x.__class__ is int and not _INT_MIN < x < _INT_LIMIT:", pc, "op", a)
+            L(ind, "if x.__class__ is int:", pc, "op", a)
+            L(ind + 1, "if not _INT_MIN < x < _INT_LIMIT:", pc, "op", a)
             L(ind + 2, "raise _product_too_large()", pc, "op", a)
+            L(ind, "elif x.__class__ is not float:", pc, "op", a)
+            L(ind + 1, "x - 0  # a repeated string is no number: the TypeError is *'s error", pc, "op", a)
             L(ind, f"{ra} = x", pc, "op", a)
         elif name == "GETUPBOX":  # _B<b>: the box resolved at entry (see build)
             L(ind, f"{ra} = _B{b}.v", pc)
