@@ -773,12 +773,15 @@ def b_str_split(s: Any, sep: Any) -> Any:
     return from_list(list(s) if sep == "" else s.split(sep))
 
 
+_STR_ONLY = frozenset((str,))
+
+
 @builtin("str/join")
 def b_str_join(sep: Any, xs: Any) -> str:
     sep = check_str("str/join", sep)
     items = check_list("str/join", xs)
     extra = len(sep) * max(0, len(items) - 1)
-    if all(x.__class__ is str for x in items):  # the usual case: sizes at C speed, no conversion
+    if set(map(type, items)) <= _STR_ONLY:  # the usual case: the test and sizes at C speed, no conversion
         if extra + sum(map(len, items)) <= MAX_TEXT:
             return sep.join(items)
     _printable("str/join", "the joined string", items, extra=extra)
