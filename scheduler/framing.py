@@ -31,10 +31,22 @@ import struct
 import sys
 from typing import Any
 
-from ..vm.codec import MAX_MESSAGE, CodecError, FrameReader, TooLarge, Unsendable, decode, encode, encode_frame
+from ..vm.codec import (
+    MAX_MESSAGE,
+    CodecError,
+    FrameReader,
+    TooLarge,
+    Unsendable,
+    c_encode_queued,
+    c_small,
+    decode,
+    encode,
+    encode_frame,
+)
 from ..vm.values import Bool, Cons, Pid, Sym
 
-__all__ = ["Channel", "RECV_SIZE", "decode_batch", "decode_event", "encode_event", "small_message"]
+__all__ = ["Channel", "RECV_SIZE", "batch_parts", "decode_batch", "decode_event", "encode_event", "message_event",
+           "small_item", "small_message"]
 
 # Bytes asked of one recv: recv(n) allocates n bytes first, so a larger size costs every small
 # read (docs/performance.md, "Scheduler decisions").
@@ -56,6 +68,7 @@ MESSAGE = struct.Struct("<QBQQQ")  # frame length, mark, receiver's pid key, sen
 _HEAD = struct.Struct("<BQQQ")  # the same header read back, without the frame length
 _HEAD_SIZE = _HEAD.size
 _U64 = 1 << 64
+_QUEUED_LIMIT = 1 << 62  # (no bound of its own: the queue is bounded by Transport's PUSH_BYTES)
 _PIDS: dict[int, Pid] = {}  # receivers' pids decoded (immutable values), reused up to _PIDS_MAX
 _PIDS_MAX = 4096
 
@@ -111,7 +124,12 @@ def small_message(ev: tuple) -> bool:
             return False
     elif not (skey.__class__ is int and seq.__class__ is int and 0 <= skey < _U64 and 0 <= seq < _U64):
         return False
-    item = ev[5]
+    return small_item(ev[5])
+
+
+def small_item(item: Any) -> bool:
+    """Is `item` an immutable term of bounded size (an atom, or a short list or tuple of atoms),
+    that may wait unencoded in a link's queue (small_message)?"""
     t = item.__class__
     if t is Cons:
         n = 0
@@ -127,6 +145,11 @@ def small_message(ev: tuple) -> bool:
     return _small_atom(item)
 
 
+py_small_item = small_item  # (the C path must answer as this does: tests/test_codec.py)
+if c_small is not None:
+    small_item = c_small  # noqa: F811 - the same answer from vm/_ccodec.c
+
+
 def _head(ev: tuple) -> bytes:
     skey = ev[2]
     if skey is None:
@@ -138,6 +161,16 @@ def encode_queued(queued: list) -> bytes:
     """The frames for what a link has queued, in order: frames already encoded as they are, and
     each run of small messages queued unencoded (small_message) as batch frames of up to
     BATCH_MAX messages, one codec call each (a lone one as a message frame)."""
+    if c_encode_queued is not None:  # the same bytes, written in C (vm/_ccodec.c), or None
+        b = c_encode_queued(queued, BATCH_MAX, _QUEUED_LIMIT)
+        if b is not None:
+            return b
+    return py_encode_queued(queued)
+
+
+def py_encode_queued(queued: list) -> bytes:
+    """encode_queued in Python (the C path must write frames that decode to the same events:
+    tests/test_codec.py)."""
     out = []
     run: list = []
     for x in queued:
@@ -167,8 +200,10 @@ def _batches(out: list, run: list) -> None:
         out.append(body)
 
 
-def decode_batch(payload: bytes) -> list[tuple]:
-    """The message events of a batch frame's payload, in order; CodecError if it is malformed."""
+def batch_parts(payload: bytes) -> tuple[Any, tuple]:
+    """A batch frame's payload split and checked: an iterator over its headers (mark, receiver's
+    pid key, sender's pid key, sequence number), and the tuple of its decoded messages, as many;
+    CodecError if it is malformed. (A mark is checked by whoever reads the header: _message.)"""
     if len(payload) < _COUNT.size:
         raise CodecError("truncated batch header")
     mark, n = _COUNT.unpack_from(payload)
@@ -178,17 +213,24 @@ def decode_batch(payload: bytes) -> list[tuple]:
     items = decode(payload[end:])
     if items.__class__ is not tuple or len(items) != n:
         raise CodecError("a batch's messages do not match its headers")
-    evs = []
-    pos = _COUNT.size
-    for item in items:
-        evs.append(_message(payload, pos, item))
-        pos += _HEAD_SIZE
-    return evs
+    return _HEAD.iter_unpack(payload[_COUNT.size:end]), items
+
+
+def decode_batch(payload: bytes) -> list[tuple]:
+    """The message events of a batch frame's payload, in order; CodecError if it is malformed."""
+    heads, items = batch_parts(payload)
+    return [message_event(head, item) for head, item in zip(heads, items)]
 
 
 def _message(payload: bytes, pos: int, item: Any) -> tuple:
     """The event of the message header at `pos`, with its decoded item."""
-    mark, key, skey, seq = _HEAD.unpack_from(payload, pos)
+    return message_event(_HEAD.unpack_from(payload, pos), item)
+
+
+def message_event(head: tuple, item: Any) -> tuple:
+    """The event of a message header read back (mark, keys, number), with its decoded item;
+    CodecError for an unknown mark."""
+    mark, key, skey, seq = head
     if mark == MSG_SEQ:
         pass
     elif mark == MSG_BARE and skey == 0 and seq == 0:

@@ -31,6 +31,7 @@ from .framing import (
     MSG_BATCH,
     SMALL_ESTIMATE,
     Channel,
+    batch_parts,
     decode_batch,
     decode_event,
     encode_event,
@@ -254,6 +255,9 @@ class Transport:
                 for payload in payloads:
                     try:
                         if payload[:1] == _BATCH:
+                            if link.peer is not None:  # the commonest frame of a stream: routing.on_batch
+                                self.on_batch(link, *batch_parts(payload))
+                                continue
                             evs = decode_batch(payload)
                         else:
                             ev = decode_event(payload)

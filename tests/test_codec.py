@@ -759,3 +759,132 @@ def test_a_frame_states_the_limit_on_the_message_itself() -> None:
     assert str(info.value).startswith(f"encoded message larger than the limit of {n - 1:,} bytes")
     doc = (Path(__file__).parent.parent / "docs" / "codec.md").read_text(encoding="utf-8")
     assert MAX_MESSAGE == 256 << 20 and f"{MAX_MESSAGE:,} bytes" in doc and "256 MiB" in doc
+
+
+# --- the C path for the common terms (vm/_ccodec.c) agrees with the Python walks -----------------
+
+needs_c = pytest.mark.skipif(codec._C is None, reason="vm/_ccodec.c is not built here (or LISPVM_PURE=1)")
+
+
+def _python_only(fn: Any, *args: Any) -> Any:
+    """fn(*args) with the C path switched off (codec's hooks set to None meanwhile)."""
+    saved = codec._c_encode, codec._c_decode
+    codec._c_encode = codec._c_decode = None
+    try:
+        return fn(*args)
+    finally:
+        codec._c_encode, codec._c_decode = saved
+
+
+_ATOM_MAKERS = [
+    lambda r: None, lambda r: TRUE, lambda r: FALSE, lambda r: True, lambda r: False,
+    lambda r: r.randrange(-40, 100), lambda r: r.randrange(-2**31, 2**31), lambda r: r.randrange(-2**63, 2**63),
+    lambda r: r.choice([2**63, -2**63 - 1, 10**30]), lambda r: r.random(), lambda r: "s" * r.randrange(200),
+    lambda r: "\udc80 lone", lambda r: "ünï ✓", lambda r: intern(f"sym{r.randrange(5)}"),
+    lambda r: Pid(r.randrange(4), r.randrange(2**33)), lambda r: Pid(5000, 1), lambda r: b"x",
+    lambda r: Vec((1,)), lambda r: map_of(1, 2),
+]
+
+
+def _random_term(rnd: Any, depth: int = 0) -> Any:
+    """A term of the kinds the C path handles, with a few it leaves to Python mixed in."""
+    if depth > 4 or rnd.random() < 0.4:
+        return _ATOM_MAKERS[rnd.randrange(len(_ATOM_MAKERS))](rnd)
+    xs = [_random_term(rnd, depth + 1) for _ in range(rnd.randrange(10))]
+    kind = rnd.randrange(3)
+    if kind == 0:
+        return tuple(xs)
+    if kind == 1:
+        return xs
+    return from_list(xs, None if rnd.random() < 0.8 else _random_term(rnd, 5))
+
+
+@needs_c
+def test_c_path_writes_the_python_bytes_and_reads_the_same_values() -> None:
+    import random
+
+    rnd = random.Random(5)
+    in_c = 0
+    for _ in range(600):
+        x = _random_term(rnd)
+        expected = _python_only(encode, x)
+        got = codec._C.encode(x, codec.MAX_MESSAGE, False)
+        if got is not None:  # None: a kind (or a length) for Python's walk
+            in_c += 1
+            assert got == expected
+        assert encode(x) == expected and codec.encode_frame(x) == frame(expected)
+        value = codec._C.decode(expected)
+        if value is not NotImplemented:
+            assert canon(value) == canon(_python_only(decode, expected))
+    assert in_c > 150  # (the generator does reach the C path)
+    with pytest.raises(TooLarge):  # the limit: C leaves it to Python, which says it
+        encode(("x" * 1000,), limit=100)
+
+
+@needs_c
+def test_c_path_refuses_hostile_bytes_as_python_does() -> None:
+    """Mutated and truncated messages: the same value or the same error, with or without C."""
+    import random
+
+    rnd = random.Random(11)
+    refused = 0
+    for _ in range(1500):
+        data = bytearray(_python_only(encode, _random_term(rnd)))
+        for _ in range(rnd.randrange(1, 4)):
+            data[rnd.randrange(len(data))] = rnd.randrange(256)
+        if rnd.random() < 0.3:
+            data = data[:rnd.randrange(1, len(data) + 1)]
+        outcomes = []
+        for fn in (decode, lambda b: _python_only(decode, b)):
+            try:
+                outcomes.append(("value", repr(canon(fn(bytes(data))))))
+            except CodecError as e:
+                outcomes.append(("refused", str(e)))
+        assert outcomes[0] == outcomes[1], bytes(data)
+        refused += outcomes[0][0] == "refused"
+    assert refused > 150
+    # lengths and counts past the end, deep nesting (C hands it to Python's walk)
+    for data in (b"\x01\x10\xff\xff\xff\xff\x0f", b"\x01\x12\x05\x80", b"\x01\x0a\x7f", b"\x01\x0d\x00",
+                 b"\x01" + b"\x10\x01" * 100_000 + b"\x00", b"\x01\x0a\x01\xff", b"\x01\x00\x00"):
+        try:
+            want = ("value", repr(canon(_python_only(decode, data)) if len(data) < 1000 else "deep"))
+        except CodecError as e:
+            want = ("refused", str(e))
+        try:
+            got = ("value", repr(canon(decode(data)) if len(data) < 1000 else "deep"))
+        except CodecError as e:
+            got = ("refused", str(e))
+        assert got == want
+
+
+@needs_c
+def test_c_small_messages_and_queued_frames_agree_with_python() -> None:
+    import random
+
+    from lispvm.scheduler import framing
+
+    rnd = random.Random(3)
+    edge = ["x" * 256, "x" * 257, intern("y" * 257), 2**63 - 1, 2**63, -2**63, -2**63 - 1, (1,) * 8, (1,) * 9,
+            from_list([1] * 8), from_list([1] * 9), Cons(1, 2), 1.5, b"x", [1], ((1,),), Pid(1, 2), TRUE]
+    for x in edge + [_random_term(rnd) for _ in range(1000)]:
+        assert framing.small_item(x) == framing.py_small_item(x), x
+
+    def events(data: bytes) -> list:
+        out = []
+        for p in FrameReader().feed(data):
+            out += framing.decode_batch(p) if p[:1] == b"\xf2" else [framing.decode_event(p)]
+        return [canon(ev) for ev in out]
+
+    for _ in range(100):
+        queued: list = []
+        for _ in range(rnd.randrange(40)):
+            if rnd.random() < 0.1:
+                queued.append(codec.encode_frame(("hello", 1)))
+                continue
+            item = _random_term(rnd)
+            if framing.small_item(item):
+                skey, seq = (rnd.randrange(2**40), rnd.randrange(2**20)) if rnd.random() < 0.9 else (None, None)
+                queued.append(("ev", Pid(1, rnd.randrange(99)), skey, seq, "m", item))
+        assert events(framing.encode_queued(queued)) == events(framing.py_encode_queued(queued))
+    many = [("ev", Pid(1, 7), 9, i, "m", i) for i in range(3000)]  # more than one batch, all ints
+    assert events(framing.encode_queued(many)) == events(framing.py_encode_queued(many))

@@ -39,6 +39,7 @@ the box); nothing else does: a sublist that occurs twice is written twice.
 
 from __future__ import annotations
 
+import os as _os
 import struct
 from array import array
 from gc import disable as _gc_disable
@@ -142,6 +143,26 @@ if array("i").itemsize != 4 or array("I").itemsize != 4 or array("q").itemsize !
 _LITTLE = array("H", [1]).tobytes() == b"\x01\x00"
 
 
+def _c_path() -> Any:
+    """vm/_ccodec.c, the C path for the common terms (None where it is not built, on a
+    big-endian host, or with LISPVM_PURE=1: this module's walks do everything then)."""
+    if _os.environ.get("LISPVM_PURE") == "1" or not _LITTLE:
+        return None
+    try:
+        from . import _ccodec
+    except ImportError:
+        return None
+    _ccodec.setup(Cons, Sym, Pid, TRUE, FALSE, _SYMBOLS, intern, _PID_OBJS, _CACHE_MAX)
+    return _ccodec
+
+
+_C = _c_path()
+_c_encode = _C.encode if _C is not None else None
+_c_decode = _C.decode if _C is not None else None
+c_encode_queued = _C.encode_queued if _C is not None else None  # (scheduler/framing.py's queued frames)
+c_small = _C.small if _C is not None else None  # (and its small_item)
+
+
 def _uvarint(n: int) -> bytes:
     """n >= 0 as LEB128 (7 bits a byte, low first)."""
     if n < 0x80:
@@ -237,6 +258,10 @@ class _Enc:
 
 def encode(obj: Any, *, buffers: list | None = None, oob_min: int = 0, limit: int = MAX_MESSAGE) -> bytes:
     """The message for `obj` (see the module's docstring)."""
+    if _c_encode is not None and buffers is None:
+        b = _c_encode(obj, limit, False)
+        if b is not None:
+            return b
     out = bytearray((VERSION,))
     gc_was = _gc_isenabled()
     if gc_was:  # the walk's iterators and lists are garbage-free: collecting them is wasted work
@@ -251,6 +276,10 @@ def encode(obj: Any, *, buffers: list | None = None, oob_min: int = 0, limit: in
 
 def encode_frame(obj: Any, *, limit: int = MAX_MESSAGE) -> bytes:
     """frame(encode(obj)), written in one buffer."""
+    if _c_encode is not None:
+        b = _c_encode(obj, limit, True)
+        if b is not None:
+            return b
     out = bytearray(HEADER)
     out.append(VERSION)
     gc_was = _gc_isenabled()
@@ -572,6 +601,10 @@ def decode(data: Any, *, buffers: Any = None, limit: int = MAX_MESSAGE) -> Any:
     if gc_was:  # a large value is made of new containers only: no cycle to collect while it is built
         _gc_disable()
     try:
+        if _c_decode is not None:
+            v = _c_decode(data)
+            if v is not NotImplemented:
+                return v
         return _decode(data, buffers)
     except CodecError:
         raise
