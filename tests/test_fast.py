@@ -832,3 +832,33 @@ def test_a_long_fused_loop_gives_way_at_the_end_of_its_slice(monkeypatch: pytest
     monkeypatch.setenv("LISPVM_JIT", "eager")
     assert run(HANDBACK) == ("1000000 before-the-map-ended\n", "", 0)
     assert 2 in taken, taken
+
+
+def test_inline_str_refuses_what_the_builtin_refuses() -> None:
+    """A string longer than str may build (file/read can return one) is refused by the inline
+    str of compiled code and by list/map's native str as by the builtin: system_limit."""
+    from lispvm.scheduler.node import load_program
+    from lispvm.vm.builtins import BUILTINS, b_map_native
+    from lispvm.vm.errors import MAX_TEXT, LispError
+    from lispvm.vm.process import Globals
+    from lispvm.vm.values import from_list
+
+    g = Globals()
+    module = load_program(compile_text('(def one (x) (str x))\n(def two (x) (str x "!"))\n'), g)
+    vm = VM()
+    tier = fast.enable(vm, g)
+    assert tier is not None
+    big = "x" * (MAX_TEXT + 1)
+    try:
+        for p in module.protos:
+            if p.name in ("one", "two"):
+                assert tier.compile(p) and "len(" in tier.compiled[p].source, p.name
+                assert p.fast("ok") in ("ok", "ok!")
+                with pytest.raises(LispError) as e:
+                    p.fast(big)
+                assert str(e.value.value.tail.head) == "system_limit", p.name
+        with pytest.raises(LispError) as e:
+            b_map_native(BUILTINS["str"], from_list(["a", big]))
+        assert str(e.value.value.tail.head) == "system_limit"
+    finally:
+        fast.disable(vm)

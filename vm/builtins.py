@@ -504,7 +504,7 @@ def b_map_native(f: Any, xs: Any) -> Any:
         raise badarg(f"sys/map-native: not a plain builtin: {short_repr(f)}")
     items = check_list("list/map", xs)
     if fn is b_str:  # strings and machine-size numbers without a call each (what b_str gives them)
-        return from_list([x if (c := x.__class__) is str else repr(x) if c is float or
+        return from_list([x if (c := x.__class__) is str and len(x) <= MAX_TEXT else repr(x) if c is float or
                           (c is int and -_SMALL_INT < x < _SMALL_INT) else b_str(x) for x in items])
     try:
         return from_list([fn(x) for x in items])

@@ -867,7 +867,7 @@ _INLINE: dict[str, tuple[int, str]] = {
     "bool?": (1, "_TRUE if (x := {0}) is _TRUE or x is _FALSE else _FALSE"),
     # a closure is never one of the builtins list/map and friends apply natively
     "sys/native-fn?": (1, "_FALSE if (x := {0}).__class__ is not _Builtin else {f}(x)"),
-    "str": (1, "x if (x := {0}).__class__ is str else {f}(x)"),
+    "str": (1, "x if (x := {0}).__class__ is str and len(x) <= " + str(MAX_TEXT) + " else {f}(x)"),
     "str/find": (2, "(None if (y := x.find(y)) < 0 else y) if (x := {0}).__class__ is str "
                     "and (y := {1}).__class__ is str else {f}({0}, {1})"),
 }
