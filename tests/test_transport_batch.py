@@ -1,0 +1,113 @@
+"""A batch frame's messages reach their mailboxes in each pair's order (routing.on_batch).
+
+on_batch delivers at once only the message that is next in its pair's order to a process that
+holds nothing back; everything else takes the general path (apply_ordered), which holds back
+early ones. These tests drive that choice directly with frames made by the transport's own
+encoder, no sockets: a fast path that skipped the order check would reorder them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from lispvm.scheduler import framing
+from lispvm.scheduler.kernel import DEAD, RUNNABLE, WAITING
+from lispvm.scheduler.routing import Routing
+from lispvm.scheduler.transport import Transport
+from lispvm.vm.process import Process
+from lispvm.vm.values import Pid, from_list, intern
+
+
+class _Sched:
+    def __init__(self) -> None:
+        self.procs: dict[int, Process] = {}
+        self.runq: deque = deque()
+
+    def deliver(self, proc: Process, msg: Any) -> None:
+        proc.deliver(msg)
+        if proc.status == WAITING:
+            proc.status = RUNNABLE
+            self.runq.append(proc)
+
+
+class _Node(Routing):
+    """Routing with a scheduler that only holds processes and a run queue."""
+
+    on_message = Transport.on_message  # (the general path, as the cluster node has it)
+
+    def __init__(self) -> None:
+        self.sched = _Sched()
+        self.sid = 1
+        self.recvd = 0
+        self.named: dict = {}
+        self.dead: set = set()
+        self.init_routing()
+
+    def proc(self, num: int, status: int = WAITING) -> Process:
+        p = Process(Pid(1, num), None, [])
+        p.status = status
+        self.sched.procs[p.pid.key] = p
+        return p
+
+    def feed(self, evs: list) -> None:
+        """The events as one batch frame, read back and handed over as Transport._read does."""
+        data = framing.encode_queued(evs)
+        (payload,) = framing.FrameReader().feed(data)
+        assert payload[:1] == b"\xf2"
+        self.on_batch(None, *framing.batch_parts(payload))  # type: ignore[arg-type]
+
+
+def _ev(to: Process, skey: int | None, seq: int | None, item: Any) -> tuple:
+    return ("ev", to.pid, skey, seq, "m", item)
+
+
+def _mailbox(p: Process) -> list:
+    return [x for x in (p.mailbox or ())[p.mbhead:]]
+
+
+def test_in_order_messages_are_delivered_and_wake_their_process() -> None:
+    node = _Node()
+    a, b = node.proc(1), node.proc(2, RUNNABLE)
+    node.feed([_ev(a, 77, i, from_list([intern("n"), i])) for i in range(3)] + [_ev(b, 77, 0, "x"), _ev(b, 77, 1, 2.5)])
+    assert [x.tail.head for x in _mailbox(a)] == [0, 1, 2]
+    assert _mailbox(b) == ["x", 2.5]
+    assert list(node.sched.runq) == [a]  # woken once; b was runnable already
+    assert a.seqin == {77: 3} and b.seqin == {77: 2} and node.recvd == 5
+    node.feed([_ev(a, 77, 3, 3), _ev(a, 77, 4, 4)])  # the next batch goes on from there
+    assert _mailbox(a)[3:] == [3, 4] and node.recvd == 7
+
+
+def test_early_messages_are_held_back_until_the_gap_is_filled() -> None:
+    node = _Node()
+    a = node.proc(1)
+    node.feed([_ev(a, 9, 2, "third"), _ev(a, 9, 3, "fourth")])  # 0 and 1 still on their way
+    assert _mailbox(a) == [] and a.held
+    node.feed([_ev(a, 9, 0, "first"), _ev(a, 9, 1, "second"), _ev(a, 9, 4, "fifth")])
+    assert _mailbox(a) == ["first", "second", "third", "fourth", "fifth"]
+    assert not a.held and a.seqin == {9: 5} and node.recvd == 5
+
+
+def test_pairs_are_ordered_apart_and_unnumbered_messages_go_straight_in() -> None:
+    node = _Node()
+    a = node.proc(1)
+    node.feed([_ev(a, 5, 1, "5b"), _ev(a, 6, 0, "6a"), _ev(a, None, None, "bare"), _ev(a, 5, 0, "5a"),
+               _ev(a, 6, 1, "6b")])
+    assert _mailbox(a) == ["6a", "bare", "5a", "5b", "6b"]
+
+
+def test_messages_to_a_dead_or_absent_process_are_not_delivered() -> None:
+    node = _Node()
+    a, gone = node.proc(1), node.proc(2, DEAD)
+    elsewhere = Process(Pid(2, 3), None, [])  # made on scheduler 2, never here: kept for when it arrives
+    node.feed([_ev(gone, 1, 0, "lost"), _ev(elsewhere, 1, 0, "early"), _ev(a, 1, 0, "ok")])
+    assert _mailbox(gone) == [] and _mailbox(a) == ["ok"]
+    assert [ev[5] for ev in node.early[elsewhere.pid.key]] == ["early"]
+
+
+def test_a_gap_after_delivered_messages_is_held_back() -> None:
+    node = _Node()
+    a = node.proc(1)
+    node.feed([_ev(a, 9, 0, 0), _ev(a, 9, 1, 1)])  # the pair is known and nothing is held
+    node.feed([_ev(a, 9, 3, 3), _ev(a, 9, 2, 2), _ev(a, 9, 4, 4)])  # 3 overtook 2
+    assert _mailbox(a) == [0, 1, 2, 3, 4] and not a.held and a.seqin == {9: 5}
