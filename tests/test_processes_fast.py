@@ -138,3 +138,35 @@ def test_a_function_spawned_often_starts_compiled(monkeypatch: pytest.MonkeyPatc
     hot = kernel.HOT_SPAWNS
     assert set(child[:hot - 1]) == {0} and child[-1] > 0 and len(set(child[hot:])) == 1, child
     assert set(pair) == {0}, pair
+
+
+WAKE_EDGES = """
+(def collect (n acc) (receive ((list 'v x) (if (== n 1) (+ acc (head x)) (collect (- n 1) (+ acc (head x)))))))
+(def me (self))
+(def echo () (receive ((list from x) (send from x) (echo))))
+(def e (spawn echo))
+; each message wakes its receiver: the feeder waits for an echo before the next one
+(def feed (to i bad)
+  (when (> i 0)
+    (send to (list 'v (if (== i bad) 5 (list i))))
+    (send e (list (self) 'go))
+    (receive ('go (feed to (- i 1) bad)))))
+(spawn feed me 200 0)
+(print (collect 200 0))
+(spawn feed me 200 50)
+(print (try (collect 200 0) (catch e (list 'caught (nth e 1)))))
+(def bad (n) (receive ((list 'v x) (bad (+ n (head x))))))
+(def b (spawn bad 0))
+(monitor b)
+(spawn feed b 200 20)
+(print (receive ((list 'DOWN r p why) (nth why 1))))
+"""
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_a_woken_receive_loop_returns_and_fails_as_interpreted(jit: bool) -> None:
+    """A compiled receive loop woken by each of hundreds of messages (resumed at the start of
+    the loop's run, vm/loopgen.py) returns its value to its caller, raises an error into a
+    caller's `try`, and crashes at the clause's own position, as the interpreter does."""
+    crash = "test.lisp:16:46: process #<pid 0.5> crashed: badarg: head: expected a non-empty list, got 5\n"
+    assert run(WAKE_EDGES, jit=jit) == ("20100\n(caught badarg)\nbadarg\n", crash, 0)

@@ -547,21 +547,39 @@ def run(proc: Process, budget: int, host: Any) -> int:
     ctx.host = host
     vm = host.vm
     tier = vm.fast
-    eager = vm.eager
     pkey = key_of(proc)  # boxes this process owns carry it (vm/boxes.py)
+    vm.ticks_left = vm.slice_ticks  # the fast tier's preemption counts this slice from here
+    cl = proc.cl
+    pc = proc.pc
+    pending: BaseException | None = None
     if tier is not None:
         tier.ns["_PK"] = pkey  # compiled code's owner test reads it
-    vm.ticks_left = vm.slice_ticks  # the fast tier's preemption counts this slice from here
+        p = cl.proto
+        if (p in tier.servers and p.fast is not None and (mb := proc.mailbox) is not None and proc.scan < len(mb)
+                and p.dcode[pc][0] is D_RECVWAIT and proc.reply_error is None):
+            # The usual wake-up of an actor: a compiled receive loop waiting at its RECVWAIT and a
+            # message to scan. Resumed here as RECVWAIT would, without the loop's set-up; whatever
+            # does not end in another wait goes on in the loop below as it would there.
+            try:
+                v = _resume_fast(tier, proc, cl, proc.regs)
+            except BaseException as e:  # unwound or positioned (_resume_fast): the loop handles it
+                pending = e
+                pc += 1  # as RECVWAIT raised it
+            else:
+                if v is WAITING:
+                    vm.used = 0
+                    return WAIT
+                cl, _, pc, regs, a = proc.frames.pop()
+                regs[a] = v
+                proc.cl, proc.pc, proc.regs = cl, pc, regs
+    eager = vm.eager
     refill = budget
     preempt = host.preempt
     int_min, int_limit = INT_MIN, INT_LIMIT  # locals: MUL tests every integer product against them
     frames = proc.frames
-    cl = proc.cl
     code = cl.proto.dcode
     regs = proc.regs
-    pc = proc.pc
     op = a = b = c = ins = None
-    pending: BaseException | None = None
     if proc.reply_error is not None:  # a BLOCK request failed: raise its error at the call
         pending = LispError(proc.reply_error)
         proc.reply_error = None
