@@ -476,6 +476,7 @@ def _read_text(path: str) -> str:
 
 
 LINES_CHUNK = 1 << 20  # bytes file/lines reads at a time into one reused buffer
+BATCH_CHUNK = 1 << 16  # bytes of a file/read-lines batch: small enough that its text stays in the CPU's cache
 
 
 def _lines(path: str) -> Any:
@@ -618,8 +619,11 @@ _NOWAIT = getattr(os, "RWF_NOWAIT", 0)  # preadv's flag: read only what the page
 class FileReader:
     """An open file read a batch of lines at a time: `#<file S.N>`, owned by the process that
     opened it (closed when it ends). Each batch is the complete lines of the next chunk of
-    LINES_CHUNK bytes (more if a line is longer), decoded, split and made a Lisp list in the
-    scheduler's loop when the program asks (`take`: a megabyte of work at most). The chunk is
+    BATCH_CHUNK bytes (more if a line is longer), decoded, split and made a Lisp list in the
+    scheduler's loop when the program asks (`take`: a small piece of work). A chunk that small
+    is decoded, split and made a list while it is still in the CPU's cache, and its strings and
+    cells are freed before the next: about three times cheaper than a megabyte at a time
+    (docs/performance.md, "I/O remainders"). The chunk is
     read at once when the page cache holds it (preadv with RWF_NOWAIT never waits for the
     disk), else in the pool while the owner waits. A read ahead in a pool thread was measured
     first: the thread and the program then took turns for the one GIL at every chunk, and the
@@ -636,7 +640,7 @@ class FileReader:
         self.fd = fd
         self.path = path
         self.owner = proc.pid
-        self.buf = bytearray(LINES_CHUNK)
+        self.buf = bytearray(BATCH_CHUNK)
         self.pos = 0  # the file offset of the next read
         self.nowait = bool(_NOWAIT)  # this system's preadv takes RWF_NOWAIT (found out on first use)
         self.got: Any = None  # bytes read by the pool, or its OSError

@@ -551,4 +551,5 @@ def test_read_lines_through_the_pool_when_the_page_cache_would_wait(tmp_path: Pa
         out, err, status = _run_here(src)
     finally:
         permissions.install(old)
-    assert (out, err, status) == ('(4 400001 "last") nil true\n', "", 0)
+    batches, rest = out.split(" ", 1)
+    assert (int(batches[1:]) > 10, rest, err, status) == (True, '400001 "last") nil true\n', "", 0)
