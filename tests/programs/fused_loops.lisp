@@ -10,7 +10,7 @@
 ; expect: badarg "+: expected numbers, got string \"b\" and integer 1" badarg badarg badarg
 ; expect: "tail: expected a non-empty list, got \"ab\"" "tail: expected a non-empty list, got \"ab\"" badarg "head: expected a non-empty list, got [7]"
 ; expect: badarg "empty?: expected a list, vector, string or map, got integer 3"
-; expect: (2 3 4) 4 leaf 1000000 (10 11 12) (error badarity "#<fn fn> takes 2 arguments, got 1")
+; expect: (2 3 4) 4 leaf 200000 (10 11 12) (error badarity "#<fn fn> takes 2 arguments, got 1")
 
 (def kind (thunk) (try (thunk) (catch e (nth e 1))))
 (def why (thunk) (try (thunk) (catch e (repr (nth e 2)))))
@@ -36,5 +36,5 @@
        (kind (fn () (list/reduce (fn (a x) x) 0 [7]))) (why (fn () (list/reduce (fn (a x) x) 0 (cons 1 [7])))))
 (print (kind (fn () (list/map (fn (x) x) 3))) (why (fn () (list/filter (fn (x) x) (cons 1 (cons 2 3))))))
 (print (list/map (fn (x) (+ x 1)) '(1 2 3)) (length (list/filter (fn (x) (< x 4)) (list/range 10)))
-       (head (list/map (fn (x) "leaf") '(1))) (length (list/map (fn (x) (bit/and x 1)) (list/range 1000000)))
+       (head (list/map (fn (x) "leaf") '(1))) (length (list/map (fn (x) (bit/and x 1)) (list/range 200000)))
        (list/map (fn (x) (+ x 10)) (list/range 3)) (try (list/map (fn (a b) a) '(1)) (catch e (list (nth e 0) (nth e 1) (nth e 2)))))
