@@ -56,7 +56,8 @@ def b_file_open(path: Any) -> Any:
 
 def _reader(name: str, f: Any) -> Any:
     if f.__class__ is not Handle or f.kind != "file":
-        raise badarg(f"{name}: expected a file opened by file/open, got {described(f)}")
+        got = f"{f.kind} {f!r}" if f.__class__ is Handle else described(f)
+        raise badarg(f"{name}: expected a file opened by file/open, got {got}")
     return f
 
 
