@@ -192,6 +192,14 @@ def test_c_cells_untracked_only_when_no_cycle_can_pass_through_them() -> None:
     del d
     gc.collect()
     assert ref() is None
+    # and one through an iterator over a cell (an object holding the iterator over its own list)
+    d = Marker()
+    ref = weakref.ref(d)
+    d["it"] = iter(L([d, 1]))
+    assert tracked(d["it"]) and d["it"] in gc.get_referrers(gc.get_referents(d["it"])[0])
+    del d
+    gc.collect()
+    assert ref() is None
 
 
 @needs_c

@@ -258,13 +258,15 @@ cons_repr(PyObject *self)
 static PyObject *
 cons_iter(PyObject *self)
 {
-    PyObject *it = (PyObject *)PyObject_New(ConsObject, &ConsIterType);
+    /* a GC type: an iterator held by a value that the list holds is a cycle the collector must see */
+    PyObject *it = (PyObject *)PyObject_GC_New(ConsObject, &ConsIterType);
     if (it == NULL) {
         return NULL;
     }
     Py_INCREF(self);
     ((ConsObject *)it)->head = self;  /* the cell whose head comes next */
     ((ConsObject *)it)->tail = NULL;
+    PyObject_GC_Track(it);
     return it;
 }
 
@@ -345,8 +347,16 @@ static PyTypeObject ConsType = {
 static void
 consiter_dealloc(ConsObject *it)
 {
+    PyObject_GC_UnTrack(it);
     Py_XDECREF(it->head);
-    PyObject_Free(it);
+    PyObject_GC_Del(it);
+}
+
+static int
+consiter_traverse(ConsObject *it, visitproc visit, void *arg)
+{
+    Py_VISIT(it->head);
+    return 0;
 }
 
 static PyObject *
@@ -373,8 +383,9 @@ static PyTypeObject ConsIterType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "lispvm.vm._speedups.ConsIterator",
     .tp_basicsize = sizeof(ConsObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_dealloc = (destructor)consiter_dealloc,
+    .tp_traverse = (traverseproc)consiter_traverse,
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)consiter_next,
 };
