@@ -607,7 +607,7 @@ def test_simple_and_conditional_instructions_are_rendered_from_their_rows(monkey
     from lispvm.vm.process import Globals
 
     rows = [op for op in OPS if op.template is not None and op.name not in fast._WRITTEN_HERE]
-    assert {"ADD", "ADDI", "CONS", "DIV", "GETGLOBAL", "TEST", "IFLTI"} <= {op.name for op in rows}
+    assert {"SUB", "ADDI", "CONS", "DIV", "GETGLOBAL", "TEST", "IFLTI"} <= {op.name for op in rows}
     for op in rows:
         # a comment after a statement; an expression's test, or one that is always false
         added, shown = ("  # from the row", "  # from the row") if "cond" not in op.flags else \
@@ -862,3 +862,105 @@ def test_inline_str_refuses_what_the_builtin_refuses() -> None:
         assert str(e.value.value.tail.head) == "system_limit"
     finally:
         fast.disable(vm)
+
+
+_LEAF_SRC = """def lisp_9_fn(_c, _out):
+    _T = _VM
+    _add = _out.append
+    while _c.__class__ is _Cons:
+        if _T.ticks_left <= 0:
+            return _out, _c, True
+        r0 = _e = _c.head
+        while True:
+{body}
+            _v = r1
+            break
+        _add(_v)
+        _c = _c.tail
+    return _out, _c, False
+"""
+
+
+@pytest.mark.parametrize(("body", "folds"), [
+    (["r2 = r0 % 3", "r1 = r2 + 1"], [1, 2, 3, 1]),
+    (["r2 = 1", "r1 = r0 if r0 else r2"], [1, 1, 2, 3]),  # a constant may go anywhere
+    (["r2 = r0 % 3", "r1 = r2 if r0 else 0"], None),  # a computed value only where always evaluated
+    (["r2 = r0 % 3", "r1 = r0 and r2"], None),
+    (["r2 = r0 % 3", "r1 = r0"], None),  # a value that might raise is never dropped
+    (["r2 = r0 % 3", "r1 = r2 + r2"], None),  # nor computed twice
+    (["r2 = (x := r0) % 3", "r1 = r2 + x"], None),  # temporaries stay in statements
+    (["r0 = 1", "r1 = r0"], None),  # the loop's variable is not written
+    (["r1 = r5 + 1"], None),  # a register not written here
+    (["if r0:", "    r1 = 1"], None),  # not straight-line
+])
+def test_a_straight_line_leaf_folds_into_one_comprehension(body: list[str], folds: list | None) -> None:
+    """FastTier.fused runs a straight-line leaf as one expression in a list comprehension: only
+    when the expression computes what the statements do and raises whenever one of them would."""
+    ns: dict = {}
+    chunk = fast._chunk_of(ns, "map", _LEAF_SRC.format(body="\n".join(" " * 12 + t for t in body)))
+    if folds is None:
+        assert chunk is None
+    else:
+        assert chunk is not None and chunk([0, 1, 2, 3]) == folds
+
+
+FOLDED = """
+(def xs (append (list/range 2000) (list "a" 7)))
+(def why (thunk) (try (thunk) (catch e (list (nth e 1) (nth e 2)))))
+(print (length (list/filter (fn (x) (!= (mod x 3) 0)) (list/range 2000)))
+       (list/reduce + 0 (list/map (fn (x) (+ (* x 2) 1)) (list/range 2000)))
+       (why (fn () (list/filter (fn (x) (!= (mod x 3) 0)) xs)))
+       (why (fn () (list/map (fn (x) (+ (mod x 3) 1)) xs))))
+"""
+
+
+def test_a_folded_leaf_gives_the_values_and_errors_of_the_lisp_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comprehension of a straight-line leaf (taken here, over several chunks) gives what the
+    Lisp loop gives, and an error at an element past the first chunk is the leaf's own."""
+    made: list = []
+    orig = fast._chunk_of
+
+    def spy(ns: dict, kind: str, src: str) -> object:
+        made.append(orig(ns, kind, src))
+        return made[-1]
+
+    monkeypatch.setattr(fast, "_chunk_of", spy)
+    monkeypatch.setenv("LISPVM_JIT", "eager")
+    want = ('1333 4000000 (badarg "mod: expected numbers, got string \\"a\\" and integer 3") '
+            '(badarg "mod: expected numbers, got string \\"a\\" and integer 3")\n', "", 0)
+    assert run(FOLDED) == want
+    assert sum(c is not None for c in made) >= 2, made
+    monkeypatch.setenv("LISPVM_JIT", "off")
+    assert run(FOLDED) == want
+
+
+NESTED = """
+(def grid (n)
+  (loop ((y 0) (acc 0))
+    (if (== y n) acc
+        (recur (+ y 1) (loop ((x 0) (a acc)) (if (== x 200) a (recur (+ x 1) (+ a (mod (* x y) 7)))))))))
+(print (grid 1000) (try (loop ((y 0))
+                          (if (== y 1000) 'none
+                              (do (loop ((x 0)) (if (== x 200) x (recur (+ x (if (== y 999) "s" 1)))))
+                                  (recur (+ y 1)))))
+                        (catch e (nth e 2))))
+"""
+
+
+def test_an_inner_loop_once_compiled_is_entered_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `loop` compiled on its own (OSR) inside a loop that stays interpreted runs compiled each
+    time the interpreter enters it again, not only when a budget runs out inside it; its values
+    and errors are the interpreter's."""
+    entered: list[int] = []
+    orig = fast.FastTier.osr
+
+    def spy(self: fast.FastTier, p: object, head: int) -> object:
+        entered.append(head)
+        return orig(self, p, head)
+
+    monkeypatch.setattr(fast.FastTier, "osr", spy)
+    want = ('512910 +: expected numbers, got integer 0 and string "s"\n', "", 0)
+    assert run(NESTED) == want
+    assert len(entered) > 500, len(entered)
+    monkeypatch.setenv("LISPVM_JIT", "off")
+    assert run(NESTED) == want

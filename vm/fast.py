@@ -10,7 +10,7 @@ process state that the interpreter frames do not also hold once a process is sus
 Code: each simple or conditional instruction is its row's template (vm/opcodes.py), rendered
 with registers as locals; reads, writes and which rows may be folded into a call's arguments
 come from the rows too. Written here: the control instructions (calls, returns, closures,
-matches, receive, try) and the four rows in _WRITTEN_HERE whose shape here is faster.
+matches, receive, try) and the rows in _WRITTEN_HERE whose shape here is faster.
 
 State: the VM object it is enabled with (vm/state.py: `vm.fast`, `vm.eager`, the slice's ticks),
 and its own table of prototypes (compiled, refused, how often woken). The one slot it writes on a
@@ -365,6 +365,25 @@ class FastTier:
             acc.reverse()
         ups = (*f.upvals, f) if self.compiled_up(p) else ()
         vm = self.vm
+        chunk = fz.chunk
+        if chunk is not None and (xs := to_pylist(c)) is not None:
+            # the leaf as one expression in a list comprehension, a chunk of elements at a time,
+            # the slice checked between chunks; an exception sends the chunk (and the rest) to the
+            # loop below, which raises it at the leaf's own instruction (a leaf writes nothing, so
+            # running it again changes nothing)
+            i, n = 0, len(xs)
+            try:
+                while i < n:
+                    if vm.ticks_left <= 0:
+                        host = ctx.host
+                        if host is not None and host.preempt():
+                            return 2, from_list(xs[i:]), from_list(acc[::-1])
+                        vm.ticks_left = vm.slice_ticks
+                    acc += chunk(*ups, xs if n <= _CHUNK else xs[i:i + _CHUNK])
+                    i += _CHUNK
+                return 1, from_list(acc), None
+            except Exception:  # noqa: BLE001 - the loop below raises it at its instruction
+                c = from_list(xs[i:])
         try:
             while True:
                 acc, c, stopped = fz(*ups, c, acc)
@@ -405,6 +424,7 @@ class FastTier:
         except Exception:  # noqa: BLE001 - whatever went wrong, the Lisp loop runs it
             return None
         self.codes[info.code] = info
+        fn.chunk = _chunk_of(self.ns, kind, info.source) if kind != "reduce" else None
         return fn
 
     def gname(self, name: str) -> str:
@@ -633,6 +653,133 @@ _NOT_FUSED = (0, None, None)
 _SELF = BY_NAME["SELF"].num
 
 
+_CHUNK = 512  # elements of a fused list comprehension between two looks at the slice (FastTier.fused)
+_REG = re.compile(r"r\d+")
+
+
+def _chunk_of(ns: dict, kind: str, src: str) -> Any:
+    """The fused loop of a straight-line leaf (every instruction one assignment of a register)
+    as a list comprehension over a Python list of elements, or None. The assignments are folded
+    into one expression: a constant or a name anywhere; any other value only where it is always
+    evaluated (not in a branch of a conditional or after the first operand of `and`/`or`), used
+    once, and holding no temporary. So the expression computes what the statements compute,
+    and raises when one of them would (which one may differ: FastTier.fused runs the statements
+    again to raise the right error)."""
+    import ast
+
+    lines = src.split("\n")
+    try:
+        start = lines.index("        while True:") + 1
+        header = lines[0]
+    except ValueError:
+        return None
+    defs: dict[str, tuple[ast.expr, bool]] = {}  # register -> (its expression, a computed one not yet used)
+    result = None
+    for text in lines[start:]:
+        if text == "            break":
+            break
+        if not text.startswith("            ") or text[12] == " ":
+            return None
+        try:
+            stmt = ast.parse(text[12:]).body[0]
+        except SyntaxError:
+            return None
+        if stmt.__class__ is not ast.Assign or len(stmt.targets) != 1 or stmt.targets[0].__class__ is not ast.Name:
+            return None
+        target = stmt.targets[0].id
+        expr = _fold(stmt.value, defs, True)
+        if expr is None:
+            return None
+        if target == "_v":
+            result = expr
+            continue
+        if not _REG.fullmatch(target) or target == "r0" or defs.get(target, (None, False))[1]:
+            return None  # the loop's variable written, or a value dropped that might raise
+        if any(n.__class__ is ast.NamedExpr for n in ast.walk(expr)):
+            return None  # a temporary: moving it could interleave with another's
+        defs[target] = (expr, expr.__class__ not in (ast.Name, ast.Constant))
+    else:
+        return None
+    if result is None or any(left for _, left in defs.values()):
+        return None
+    for n in ast.walk(result):
+        if n.__class__ is ast.Name and _REG.fullmatch(n.id) and n.id != "r0":
+            return None
+    body = ast.unparse(result)
+    if kind == "map":
+        comp = f"[{body} for r0 in _xs]"
+    else:
+        test = result
+        if (test.__class__ is ast.IfExp and test.body.__class__ is ast.Name and test.orelse.__class__ is ast.Name
+                and {test.body.id, test.orelse.id} == {"_TRUE", "_FALSE"}):
+            cond = ast.unparse(test.test)
+            cond = f"not ({cond})" if test.body.id == "_FALSE" else f"({cond})"
+        else:
+            cond = f"(_v := {body}) is not _FALSE and _v is not None"
+        comp = f"[r0 for r0 in _xs if {cond}]"
+    params = header[header.index("(") + 1:header.index(")")].split(", ")
+    params = [q for q in params if q not in ("_c", "_acc", "_out")]
+    out = [f"def _chunk({', '.join(params + ['_xs'])}):"]
+    out += [t for t in lines[1:start] if t.startswith("    _B")]
+    out.append(f"    return {comp}")
+    try:
+        exec("\n".join(out) + "\n", ns)
+    except SyntaxError:
+        return None
+    return ns.pop("_chunk")
+
+
+def _fold(expr: Any, defs: dict, always: bool) -> Any:
+    """`expr` with each register defined before replaced by its expression (see _chunk_of), or
+    None where that is not allowed. `always`: this node is evaluated whenever its line is."""
+    import ast
+
+    if expr.__class__ is ast.Name and _REG.fullmatch(expr.id):
+        if expr.id == "r0":
+            return expr
+        d = defs.get(expr.id)
+        if d is None:
+            return None  # a register this leaf did not write here: not straight-line
+        value, unused = d
+        if not unused:
+            return value if value.__class__ in (ast.Name, ast.Constant) else None  # used twice
+        if not always:
+            return None
+        defs[expr.id] = (value, False)
+        return value
+    for field, old in ast.iter_fields(expr):
+        if isinstance(old, ast.AST):
+            sub = _fold(old, defs, always and not _conditional(expr, field, 0)) if isinstance(old, ast.expr) else old
+            if sub is None:
+                return None
+            setattr(expr, field, sub)
+        elif isinstance(old, list):
+            for k, item in enumerate(old):
+                if isinstance(item, ast.expr):
+                    sub = _fold(item, defs, always and not _conditional(expr, field, k))
+                    if sub is None:
+                        return None
+                    old[k] = sub
+                elif isinstance(item, ast.AST) and not isinstance(item, (ast.operator, ast.cmpop, ast.boolop,
+                                                                              ast.unaryop, ast.expr_context)):
+                    return None
+    return expr
+
+
+def _conditional(node: Any, field: str, k: int) -> bool:
+    """Whether node's `field` (item k) is evaluated only on some paths of the node."""
+    import ast
+
+    c = node.__class__
+    if c is ast.IfExp:
+        return field != "test"
+    if c is ast.BoolOp:
+        return k > 0
+    if c is ast.Compare:
+        return field == "comparators" and k > 0  # a chain stops at its first false comparison
+    return c in (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
 def _leaf(p: Proto) -> bool:
     """Whether `p` is a leaf (see FastTier.fused): only _LEAF_ROWS, forward jumps, and calls of
     PURE_BUILTINS (their names cannot be redefined: the compiler and the loader refuse it)."""
@@ -831,6 +978,14 @@ def _pure_expr(op: Op) -> str | None:
 
 
 _PURE = {op.name: e for op in OPS if (e := _pure_expr(op)) is not None}  # name -> expression template
+# ADD and MOD: a unary + where the row has `- 0` (both raise for a string, the one value whose +
+# or % is no number, and leave every number as it is): for a float, `- 0` is a mixed float and
+# int subtraction that CPython does not specialise, while unary + of an int or a float is one
+# call returning it
+_SIGNED = ("ADD", "MOD")
+for _name in _SIGNED:
+    assert _PURE[_name].endswith(" - 0"), _name
+    _PURE[_name] = "+(" + _PURE[_name][:-4] + ")"
 # Rows with a template whose shape here is written by hand: boxes resolved once per call (see
 # build), a box made inline, a list built inline as the loop's own shape of LIST does, and a
 # `loop`'s marker, which opens a while loop (_Gen.loop_block).
@@ -838,7 +993,8 @@ _PURE = {op.name: e for op in OPS if (e := _pure_expr(op)) is not None}  # name 
 # no such attribute, and the AttributeError is the row's error (python_error names head or tail).
 # MUL tests the product's class instead of computing `- 0` (which makes a repeated string an
 # error) on every product: for a float that is a mixed float and int subtraction, not specialised.
-_WRITTEN_HERE = frozenset({"GETUPBOX", "SETUPBOX", "BOX", "LIST", "LOOP", "HEAD", "TAIL", "MUL"})
+# ADD and MOD take a unary + instead of their `- 0` (see _SIGNED below).
+_WRITTEN_HERE = frozenset({"GETUPBOX", "SETUPBOX", "BOX", "LIST", "LOOP", "HEAD", "TAIL", "MUL", "ADD", "MOD"})
 # The $names of the templates and what they are in compiled code (the tier adds its own four).
 _SHARED_NAMES: dict[str, Any] = {
     "TRUE": TRUE, "FALSE": FALSE, "UNDEF": UNDEF, "Cons": Cons, "Vec": Vec, "INT_MIN": INT_MIN,
@@ -1590,15 +1746,19 @@ class _Gen:
             for text in self.render(op.template, f).split("\n"):
                 L(ind, text, pc, "op", dst)
             return
-        if name in ("HEAD", "TAIL"):
+        if name in _SIGNED:
+            L(ind, f"{ra} = {self.render(_PURE[name], f)}", pc, "op", a)
+        elif name in ("HEAD", "TAIL"):
             L(ind, f"{ra} = {self.r(b)}.{name.lower()}", pc, "op", a)
         elif name == "MUL":
             L(ind, f"x = {self.r(b)} * {self.r(c)}", pc, "op", a)
-            L(ind, "if x.__class__ is int:", pc, "op", a)
-            L(ind + 1, "if not _INT_MIN < x < _INT_LIMIT:", pc, "op", a)
-            L(ind + 2, "raise _product_too_large()", pc, "op", a)
-            L(ind, "elif x.__class__ is not float:", pc, "op", a)
-            L(ind + 1, "x - 0  # a repeated string is no number: the TypeError is *'s error", pc, "op", a)
+            # a float first: one test for it, two for an int (whose range test costs more anyway)
+            L(ind, "if x.__class__ is not float:", pc, "op", a)
+            L(ind + 1, "if x.__class__ is int:", pc, "op", a)
+            L(ind + 2, "if not _INT_MIN < x < _INT_LIMIT:", pc, "op", a)
+            L(ind + 3, "raise _product_too_large()", pc, "op", a)
+            L(ind + 1, "else:", pc, "op", a)
+            L(ind + 2, "x - 0  # a repeated string is no number: the TypeError is *'s error", pc, "op", a)
             L(ind, f"{ra} = x", pc, "op", a)
         elif name == "GETUPBOX":  # _B<b>: the box resolved at entry (see build)
             L(ind, f"{ra} = _B{b}.v", pc)

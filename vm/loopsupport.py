@@ -168,9 +168,15 @@ def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any, re
             # compiles `p` if the process resumes in an OS process where it is not yet.
             return ~go if just and preempt() else go
         if pc > 0 and p.code[pc - 1] & 0x7F == _LOOP and tier.osr(p, pc) is not None:
+            code = p.dcode
+            go = next((j for j in range(len(p.code) + 1, len(code)) if code[j][1] == pc), None)
+            if go is not None:
+                # the loop's marker (no effect) becomes its GOOSR: the next time the interpreter
+                # enters this loop (an inner loop, entered again at each turn of the outer one
+                # that stays interpreted), it runs compiled from its first turn
+                code[pc - 1] = code[go]
             if preempt():  # resume at this loop's GOOSR tuple: in compiled code, not interpreted
-                code = p.dcode
-                return ~next((j for j in range(len(p.code) + 1, len(code)) if code[j][1] == pc), pc)
+                return ~go if go is not None else ~pc
             return _enter_osr(tier, proc, cl, pc, regs)
     return ~pc if preempt() else pc
 
