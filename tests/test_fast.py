@@ -4,6 +4,8 @@ and can be suspended and moved to another scheduler."""
 
 from __future__ import annotations
 
+import dis
+
 import pytest
 
 from lispvm.vm import fast
@@ -964,3 +966,16 @@ def test_an_inner_loop_once_compiled_is_entered_compiled(monkeypatch: pytest.Mon
     assert len(entered) > 500, len(entered)
     monkeypatch.setenv("LISPVM_JIT", "off")
     assert run(NESTED) == want
+
+
+@pytest.mark.parametrize(("k1", "xs", "folds"), [("[", ["a", 5, "abcdefghij"], ["[a", 0, 0]), (5, [1], [0])])
+def test_a_folded_leaf_knows_its_string_constants(k1: object, xs: list, folds: list) -> None:
+    """The class test and the length of a string constant are written as constants (the inline
+    str of a constant and an argument); any other constant keeps its test."""
+    body = " " * 12 + "r1 = K1 + r0 if K1.__class__ is str and r0.__class__ is str and len(K1) + len(r0) <= 9 else 0"
+    ns = {"K1": k1}
+    chunk = fast._chunk_of(ns, "map", _LEAF_SRC.format(body=body))
+    assert chunk is not None and chunk(xs) == folds
+    inner = next(c for c in chunk.__code__.co_consts if hasattr(c, "co_code"))  # the comprehension's code
+    lens = sum(i.argval == "len" for i in dis.get_instructions(inner) if i.opname == "LOAD_GLOBAL")
+    assert lens == (1 if k1.__class__ is str else 2)

@@ -705,6 +705,7 @@ def _chunk_of(ns: dict, kind: str, src: str) -> Any:
     for n in ast.walk(result):
         if n.__class__ is ast.Name and _REG.fullmatch(n.id) and n.id != "r0":
             return None
+    result = _known(result, ns)
     body = ast.unparse(result)
     if kind == "map":
         comp = f"[{body} for r0 in _xs]"
@@ -764,6 +765,46 @@ def _fold(expr: Any, defs: dict, always: bool) -> Any:
                                                                               ast.unaryop, ast.expr_context)):
                     return None
     return expr
+
+
+def _known(expr: Any, ns: dict) -> Any:
+    """`expr` with what its string constants make known written as constants: the class test
+    of one (`K.__class__ is str`: True) and its length (`len(K)`), `and` without its true
+    operands (the inline str tests each argument's class and the total length)."""
+    import ast
+
+    def text(node: Any) -> bool:
+        return node.__class__ is ast.Name and node.id[:1] == "K" and ns.get(node.id).__class__ is str
+
+    class Fold(ast.NodeTransformer):
+        def visit_Compare(self, node: Any) -> Any:
+            self.generic_visit(node)
+            left = node.left
+            if (len(node.ops) == 1 and node.ops[0].__class__ is ast.Is and left.__class__ is ast.Attribute
+                    and left.attr == "__class__" and text(left.value) and node.comparators[0].__class__ is ast.Name
+                    and node.comparators[0].id == "str"):
+                return ast.Constant(True)
+            return node
+
+        def visit_Call(self, node: Any) -> Any:
+            self.generic_visit(node)
+            if (node.func.__class__ is ast.Name and node.func.id == "len" and len(node.args) == 1
+                    and not node.keywords and text(node.args[0])):
+                return ast.Constant(len(ns[node.args[0].id]))
+            return node
+
+        def visit_BoolOp(self, node: Any) -> Any:
+            self.generic_visit(node)
+            if node.op.__class__ is ast.And:
+                rest = [v for v in node.values if not (v.__class__ is ast.Constant and v.value is True)]
+                if not rest:
+                    return ast.Constant(True)
+                if len(rest) == 1:
+                    return rest[0]
+                node.values = rest
+            return node
+
+    return Fold().visit(expr)
 
 
 def _conditional(node: Any, field: str, k: int) -> bool:
