@@ -504,8 +504,10 @@ def b_map_native(f: Any, xs: Any) -> Any:
         raise badarg(f"sys/map-native: not a plain builtin: {short_repr(f)}")
     items = check_list("list/map", xs)
     if fn is b_str:  # strings and machine-size numbers without a call each (what b_str gives them)
-        return from_list([x if (c := x.__class__) is str and len(x) <= MAX_TEXT else repr(x) if c is float or
-                          (c is int and -_SMALL_INT < x < _SMALL_INT) else b_str(x) for x in items])
+        # a machine-size int tested first (the usual element), its lower bound a constant
+        return from_list([repr(x) if (c := x.__class__) is int and _NEG_SMALL_INT < x < _SMALL_INT else
+                          x if c is str and len(x) <= MAX_TEXT else repr(x) if c is float else b_str(x)
+                          for x in items])
     try:
         return from_list([fn(x) for x in items])
     except TypeError as e:  # f takes other than 1 argument: say so, by its signature
@@ -740,6 +742,7 @@ def b_map_merge(m1: Any, m2: Any) -> Map:
 # --- strings ------------------------------------------------------------------------------
 
 _SMALL_INT = 1 << 64  # an int below this prints in at most 20 digits and a sign
+_NEG_SMALL_INT = -_SMALL_INT
 
 
 @builtin("str")
