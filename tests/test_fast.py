@@ -979,3 +979,37 @@ def test_a_folded_leaf_knows_its_string_constants(k1: object, xs: list, folds: l
     inner = next(c for c in chunk.__code__.co_consts if hasattr(c, "co_code"))  # the comprehension's code
     lens = sum(i.argval == "len" for i in dis.get_instructions(inner) if i.opname == "LOAD_GLOBAL")
     assert lens == (1 if k1.__class__ is str else 2)
+
+
+FLOATS = """
+(def f (x) (* 2.0 x))
+(def g (x) (let ((y (* 1.5 x))) (* y x)))
+(def h (x c) (let ((y (if c "s" 2.0))) (* y x)))
+(def why (thunk) (try (thunk) (catch e (list (nth e 1) (nth e 2)))))
+(print (f 3) (g 2) (g 2.0) (h 3 false) (why (fn () (f "s"))) (why (fn () (g "ab"))) (why (fn () (h 3 true)))
+       (why (fn () (f (list 1)))))
+"""
+
+
+def test_a_product_with_a_known_float_is_not_tested(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A product with an operand known to be a float (a float constant, or such a product, on
+    straight-line code) skips the product's tests and gives the same values and errors; a value
+    that is a float on one path only (h's y, a jump target) keeps them: "s" times 3 is an error."""
+    sources: dict[str, str] = {}
+    orig = fast._Gen.build
+
+    def spy(self: object) -> tuple:
+        out = orig(self)
+        sources[self.p.name] = out[1].source  # type: ignore[attr-defined]
+        return out
+
+    monkeypatch.setattr(fast._Gen, "build", spy)
+    monkeypatch.setenv("LISPVM_JIT", "eager")
+    want = ('6.0 6.0 6.0 6.0 (badarg "*: expected numbers, got float 2.0 and string \\"s\\"") '
+            '(badarg "*: expected numbers, got float 1.5 and string \\"ab\\"") '
+            '(badarg "*: expected numbers, got string \\"s\\" and integer 3") '
+            '(badarg "*: expected numbers, got float 2.0 and list (1)")\n', "", 0)
+    assert run(FLOATS) == want
+    assert "__class__" not in sources["f"] and "__class__" not in sources["g"] and "__class__" in sources["h"]
+    monkeypatch.setenv("LISPVM_JIT", "off")
+    assert run(FLOATS) == want

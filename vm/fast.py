@@ -1142,6 +1142,8 @@ class _Gen:
         self.fname = f"lisp_{tier.count}_{safe[:40]}"
         tier.count += 1
         self.consts: dict[int, str] = {}
+        self.floats: set[int] = set()  # registers known to hold a float here (see known_floats)
+        self.floats_at = -1  # the instruction they are known before
         self.targets = self.jump_targets()
         self.inlined: dict[int, str] = {}  # pc of a pure instruction folded into the next call
         self.restart: dict[int, int] = {}  # call pc -> first pc to re-run after deep recursion
@@ -1774,6 +1776,38 @@ class _Gen:
 
         return render(template, reg, operand, name)
 
+    def known_floats(self, pc: int, name: str, f: dict[str, int]) -> bool:
+        """Follow the registers known to hold a float along straight-line code (a float
+        constant, a copy of one, a product, sum or difference with one); whether an operand of
+        this instruction is one. Forgotten at a jump target, after any other instruction, and
+        in a function with a try or a receive (a handler is entered from anywhere in its try)."""
+        kf = self.floats
+        if self.floats_at != pc or pc in self.targets or self.p.handlers or self.recv is not None:
+            kf.clear()
+        self.floats_at = pc + 1
+        a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
+        if name == "LOADK":
+            if self.p.consts[f["Bx"]].__class__ is float:
+                kf.add(a)
+            else:
+                kf.discard(a)
+            return False
+        if name == "MOVE":
+            if b in kf:
+                kf.add(a)
+            else:
+                kf.discard(a)
+            return False
+        if name in ("MUL", "ADD", "SUB"):
+            known = b in kf or c in kf
+            if known:
+                kf.add(a)
+            else:
+                kf.discard(a)
+            return known
+        kf.clear()
+        return False
+
     def simple(self, pc: int, name: str, f: dict[str, int], ind: int) -> None:
         """Emit a straight-line instruction: its row's template, or, for the control
         instructions (calls, returns, closures, receive) and the few whose shape here differs
@@ -1782,6 +1816,12 @@ class _Gen:
         ra, L = self.r(a), self.line
         p = self.p
         op = BY_NAME[name]
+        floats = self.known_floats(pc, name, f)
+        if name == "MUL" and floats:
+            # a float times any Lisp value is a float, or the TypeError (or OverflowError) that
+            # the tested product raises too: nothing to test
+            L(ind, f"{ra} = {self.r(b)} * {self.r(c)}", pc, "op", a)
+            return
         if op.template is not None and name not in _WRITTEN_HERE:
             dst = op.windows(f, "writes")[0][0] if op.writes else 0
             for text in self.render(op.template, f).split("\n"):
