@@ -845,7 +845,10 @@ def test_c_path_refuses_hostile_bytes_as_python_does() -> None:
     assert refused > 150
     # lengths and counts past the end, deep nesting (C hands it to Python's walk)
     for data in (b"\x01\x10\xff\xff\xff\xff\x0f", b"\x01\x12\x05\x80", b"\x01\x0a\x7f", b"\x01\x0d\x00",
-                 b"\x01" + b"\x10\x01" * 100_000 + b"\x00", b"\x01\x0a\x01\xff", b"\x01\x00\x00"):
+                 b"\x01" + b"\x10\x01" * 100_000 + b"\x00", b"\x01\x0a\x01\xff", b"\x01\x00\x00",
+                 # 10-byte lengths and counts with bits past 64: they must not wrap to a small number
+                 b"\x01\x0a" + b"\x80" * 9 + b"\x02", b"\x01\x11\x81" + b"\x80" * 8 + b"\x02\x85",
+                 b"\x01\x12" + b"\x80" * 9 + b"\x7e\x00"):
         try:
             want = ("value", repr(canon(_python_only(decode, data)) if len(data) < 1000 else "deep"))
         except CodecError as e:

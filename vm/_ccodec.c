@@ -518,6 +518,8 @@ static int get_uvarint(In *in, uint64_t *v) {
         if (in->pos >= in->end || shift >= 64)
             return -1;
         unsigned char b = in->p[in->pos++];
+        if (shift == 63 && (b & 0x7F) > 1)
+            return -1; /* past 64 bits: Python's decoder keeps the whole value (and refuses it) */
         result |= (uint64_t)(b & 0x7F) << shift;
         if (b < 0x80)
             break;
