@@ -48,6 +48,8 @@ SEND_BUFFER_LIMIT = 64 << 20
 # Bytes queued for one peer after which emit writes them at once, inside the slice, and the
 # sending process is charged for them (Transport.push, give_way).
 PUSH_BYTES = 256 << 10
+HELLO_MAX = 1024  # bytes: a connection's first frame is its hello (sid, OS pid, token), far smaller
+
 _BATCH = bytes((MSG_BATCH,))
 GIVE_WAY = "give-way"  # Block request of a sender charged for its bytes (never a device request)
 
@@ -253,6 +255,9 @@ class Transport:
                 # each event is decoded just before it is applied: an event may make the next one
                 # decodable (the `load` of a module typed at lispvm repl, then its closures)
                 for payload in payloads:
+                    if link.peer is None and len(payload) > HELLO_MAX:
+                        # refused before decoding: a stranger's frame must not intern symbols for ever
+                        raise Refused(f"a first frame of {len(payload)} bytes, where a hello takes at most {HELLO_MAX}")
                     try:
                         if payload[:1] == _BATCH:
                             if link.peer is not None:  # the commonest frame of a stream: routing.on_batch

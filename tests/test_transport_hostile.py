@@ -117,6 +117,8 @@ PAYLOADS = {
     "forged message to 0.0": ("ev", Pid(0, 0), None, None, "m", "forged"),
     "forged message to 0.1": ("ev", Pid(0, 1), None, None, "m", "forged"),
     "forged output": ("out", "INJECTED LINE"),
+    # larger than any hello: refused before it is decoded (its symbols would be interned for ever)
+    "a large first frame": ("hello", 0, None, tuple(intern(f"stranger{i}") for i in range(300))),
     "forged scheduler death": ("sched_down", 1),
     "forged end": ("main_done", 3, None),
 }
@@ -165,6 +167,7 @@ def test_wrongly_shaped_or_forged_events_close_their_connection_and_the_node_goe
     assert (out, proc.returncode) == ("main got ready\nmain timeout\n", 0), (out, proc.returncode, err)
     refused = [line for line in err.splitlines() if "a malformed event from an unknown connection" in line]
     assert len(refused) == len(PAYLOADS), err
+    assert sum("a first frame of" in line for line in refused) == 1, err  # refused undecoded
     assert err.count("\n") == len(PAYLOADS), err  # one line each, nothing else
 
 
