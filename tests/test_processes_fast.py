@@ -170,3 +170,32 @@ def test_a_woken_receive_loop_returns_and_fails_as_interpreted(jit: bool) -> Non
     caller's `try`, and crashes at the clause's own position, as the interpreter does."""
     crash = "test.lisp:16:46: process #<pid 0.5> crashed: badarg: head: expected a non-empty list, got 5\n"
     assert run(WAKE_EDGES, jit=jit) == ("20100\n(caught badarg)\nbadarg\n", crash, 0)
+
+
+BURST = """
+(def main (self))
+(def sink (n) (receive (x (if (== x 'end) (send main n) (sink (+ n 1))))))
+(def s (spawn (fn () (send main 'ready) (sink 0))))
+(receive ('ready nil))
+(def burst (i) (when (< i 100) (send s i) (burst (+ i 1))))
+(burst 0)
+(send s 'end)
+(print (receive (n n)))
+"""
+
+
+def test_a_receive_woken_once_by_many_messages_is_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tier counts the messages that woke an interpreted receive, not the wake-ups: a burst
+    (a batch from another scheduler wakes its receiver once for hundreds) compiles it at once."""
+    compiled: list[str] = []
+    real = fast.FastTier.compile
+
+    def spy(self: fast.FastTier, p: object) -> bool:
+        ok = real(self, p)
+        if ok:
+            compiled.append(p.name)  # type: ignore[attr-defined]
+        return ok
+
+    monkeypatch.setattr(fast.FastTier, "compile", spy)
+    assert run(BURST, jit=True) == ("100\n", "", 0)
+    assert "sink" in compiled, compiled

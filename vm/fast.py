@@ -111,7 +111,7 @@ from .values import (
 
 __all__ = ["FastTier", "Preempt", "enable", "disable", "rearm"]
 
-HOT_WAKES = 64  # wake-ups of an interpreted receive before the tier tries to compile its function
+HOT_WAKES = 64  # messages that woke an interpreted receive before the tier tries to compile its function
 COMPILED = 0  # functions compiled in this OS process so far (tests check that a mode compiled any)
 REFUSED = 0  # functions the tier tried and left to the interpreter (refused)
 
@@ -259,10 +259,12 @@ class FastTier:
         p.arity = -1  # the interpreter's inline call path now defers to p.fast
         return True
 
-    def woken(self, p: Proto) -> None:
-        """A message woke an interpreted receive of `p` (not compiled): once this happened
-        HOT_WAKES times, try to compile `p` (a server loop, maybe: see _Gen.receive_loop)."""
-        left = self.wakes.get(p, HOT_WAKES) - 1
+    def woken(self, p: Proto, waiting: int = 1) -> None:
+        """Messages woke an interpreted receive of `p` (not compiled), `waiting` of them: once
+        HOT_WAKES messages came so, try to compile `p` (a server loop, maybe: see
+        _Gen.receive_loop). Counted in messages, not wake-ups: a batch from another scheduler
+        wakes its receiver once for hundreds of messages, all handled interpreted otherwise."""
+        left = self.wakes.get(p, HOT_WAKES) - waiting
         self.wakes[p] = left
         if left <= 0:
             self.compile(p)
