@@ -303,7 +303,7 @@ if mb is not None and proc.scan < len(mb):
     if tier is not None:
         p = cl.proto
         if p.fast is None:
-            tier.woken(p, len(mb) - proc.scan)  # woken often or to many messages: a server loop, maybe
+            tier.woken(p, len(mb) - proc.scan)  # by many messages: a server loop, maybe
         elif p in tier.servers:
             # compiled as a receive loop, whose one RECVWAIT is this one: resume it there (any
             # other compiled receive waits here interpreted, and goes on so)
