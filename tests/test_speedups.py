@@ -266,3 +266,15 @@ def test_a_list_heavy_program_prints_the_same_both_ways(tmp_path: Path) -> None:
     out, err, status = runs[0]
     assert status == 0 and err == "", err
     assert re.fullmatch(r"true 2000 \d+ \(4 3 2 1 0\) 4000 \(a \. b\)\n4 2000 true\n", out), out
+
+
+def test_join_strs_joins_or_leaves_it_to_the_general_path(v: Any) -> None:
+    """str/join's one-pass path: the joined string, or None for anything str/join must convert,
+    refuse or say more about (a non-string, an improper list, a result over the limit)."""
+    L = v.from_list
+    assert v.join_strs(",", L(["a", "bb", "c"]), 6) == "a,bb,c"
+    assert v.join_strs(",", L(["a", "bb", "c"]), 5) is None  # one character over
+    assert v.join_strs("", None, 0) == "" and v.join_strs("--", L(["x"]), 1) == "x"
+    assert v.join_strs(",", L(["a", 1]), 100) is None and v.join_strs(",", L(["a", v.intern("b")]), 100) is None
+    assert v.join_strs(",", v.Cons("a", "b"), 100) is None and v.join_strs(",", "ab", 100) is None
+    assert v.join_strs("é", L(["ü", "\udc80"]), 3) == "üé\udc80"

@@ -667,6 +667,54 @@ sp_nth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     return NULL;
 }
 
+PyDoc_STRVAR(join_strs_doc,
+"join_strs(sep, xs, limit)\n--\n\n"
+"The strings of the proper list `xs` joined by the string `sep`, or None when an element is not "
+"a string, the list is improper, or the result would pass `limit` characters (the caller's "
+"general path then says which).");
+
+static PyObject *
+sp_join_strs(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyUnicode_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "join_strs(sep: str, xs, limit: int)");
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *sep = args[0];
+    Py_ssize_t count = 0, total = 0, seplen = PyUnicode_GET_LENGTH(sep);
+    PyObject *c = args[1];
+    /* one pass to test and measure (nothing is allocated, so nothing can change the cells) */
+    for (; Cons_Check(c); c = TAIL(c)) {
+        PyObject *h = HEAD(c);
+        if (!PyUnicode_CheckExact(h)) {
+            Py_RETURN_NONE;
+        }
+        total += PyUnicode_GET_LENGTH(h) + (count ? seplen : 0);
+        count++;
+        if (total > limit) {
+            Py_RETURN_NONE;
+        }
+    }
+    if (c != Py_None) {
+        Py_RETURN_NONE;
+    }
+    PyObject *items = PyList_New(count);
+    if (items == NULL) {
+        return NULL;
+    }
+    c = args[1];
+    for (Py_ssize_t i = 0; i < count; i++, c = TAIL(c)) {
+        PyList_SET_ITEM(items, i, Py_NewRef(HEAD(c)));
+    }
+    PyObject *r = PyUnicode_Join(sep, items);
+    Py_DECREF(items);
+    return r;
+}
+
 PyDoc_STRVAR(register_doc,
 "_register(eq, hash, repr, rebuild, atoms)\n--\n\n"
 "values.py's functions that Cons delegates to, and the types whose instances hold no "
@@ -714,6 +762,7 @@ static PyMethodDef module_methods[] = {
     {"append", (PyCFunction)(void (*)(void))sp_append, METH_FASTCALL, append_doc},
     {"length", (PyCFunction)sp_length, METH_O, length_doc},
     {"nth", (PyCFunction)(void (*)(void))sp_nth, METH_FASTCALL, nth_doc},
+    {"join_strs", (PyCFunction)(void (*)(void))sp_join_strs, METH_FASTCALL, join_strs_doc},
     {"_register", (PyCFunction)sp_register, METH_VARARGS, register_doc},
     {NULL},
 };

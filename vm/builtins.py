@@ -67,6 +67,7 @@ from .values import (
     compare,
     from_list,
     intern,
+    join_strs,
     lisp_eq,
     list_append,
     list_length,
@@ -782,6 +783,9 @@ _STR_ONLY = frozenset((str,))
 @builtin("str/join")
 def b_str_join(sep: Any, xs: Any) -> str:
     sep = check_str("str/join", sep)
+    joined = join_strs(sep, xs, MAX_TEXT)  # the usual case (strings only, in bounds) in one pass
+    if joined is not None:
+        return joined
     items = check_list("str/join", xs)
     extra = len(sep) * max(0, len(items) - 1)
     if set(map(type, items)) <= _STR_ONLY:  # the usual case: the test and sizes at C speed, no conversion

@@ -60,7 +60,7 @@ __all__ = [
     "Pid", "Ref", "F32Array", "UNDEF", "UNCLAIMED", "from_list", "to_pylist", "is_list", "lisp_eq",
     "to_str", "to_repr", "type_name", "truthy", "note_box", "Map", "map_of", "EMPTY_IMAP",
     "lisp_hash", "compare", "sort_key", "map_items_sorted", "PVector", "pvector", "persistent",
-    "SPEEDUPS", "PyCons", "list_reverse", "list_append", "list_length", "list_nth",
+    "SPEEDUPS", "PyCons", "list_reverse", "list_append", "list_length", "list_nth", "join_strs",
 ]
 
 
@@ -239,6 +239,17 @@ def list_nth(xs: Any, i: int) -> Any:
     raise IndexError() if xs is None else ValueError()
 
 
+def join_strs(sep: str, xs: Any, limit: int) -> str | None:
+    """The strings of the proper list `xs` joined by `sep`, or None when an element is not a
+    string, the list is improper, or the result would pass `limit` characters."""
+    items = to_pylist(xs)
+    if items is None or not set(map(type, items)) <= {str}:
+        return None
+    if len(sep) * max(0, len(items) - 1) + sum(map(len, items)) > limit:
+        return None
+    return sep.join(items)
+
+
 if _speedups is not None:
     Cons = _speedups.Cons  # noqa: F811 - the C cell replaces the class above everywhere
     from_list = _speedups.from_list
@@ -247,6 +258,7 @@ if _speedups is not None:
     list_append = _speedups.append
     list_length = _speedups.length
     list_nth = _speedups.nth
+    join_strs = _speedups.join_strs
 
 
 def is_list(x: Any) -> bool:
