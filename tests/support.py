@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from lispvm.assembler.pipeline import compile_source
 from lispvm.scheduler.runner import run_program
@@ -190,3 +191,22 @@ class BusyLoops:
         for p in self.procs:
             p.wait()
         self.procs.clear()
+
+
+def spy_compiled(monkeypatch: Any, which: Any = None) -> list[str]:
+    """The names of the prototypes the fast tier compiles from now on (in this process), in
+    order; `which(tier, proto)`, if given, keeps only those it accepts (a tier's servers, say).
+    Tests use it to show the tier really took the shape they test."""
+    from lispvm.vm import fast
+
+    names: list[str] = []
+    real = fast.FastTier.compile
+
+    def spy(self: Any, p: Any) -> bool:
+        ok = real(self, p)
+        if ok and (which is None or which(self, p)):
+            names.append(p.name)
+        return ok
+
+    monkeypatch.setattr(fast.FastTier, "compile", spy)
+    return names

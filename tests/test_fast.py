@@ -10,7 +10,7 @@ import pytest
 
 from lispvm.vm import fast
 from lispvm.vm.state import VM
-from support import compile_text, run
+from support import compile_text, run, spy_compiled
 
 PROGRAM = """
 (def count (n) (if (== n 0) 0 (+ 1 (count (- n 1)))))
@@ -218,16 +218,7 @@ def test_receive_loops_compiled(schedulers: int, monkeypatch: pytest.MonkeyPatch
     self calls, a selective receive that leaves messages and keeps its scan position across
     waits, a loop called (not tail-called) that waits inside its caller, CPU-bound clause bodies
     preempted (and moved), a redefined loop. The compiler must really have taken them."""
-    compiled: list[str] = []
-    real = fast.FastTier.compile
-
-    def spy(self: fast.FastTier, p: object) -> bool:
-        ok = real(self, p)
-        if ok and p in self.servers:
-            compiled.append(p.name)  # type: ignore[attr-defined]
-        return ok
-
-    monkeypatch.setattr(fast.FastTier, "compile", spy)
+    compiled = spy_compiled(monkeypatch, lambda tier, p: p in tier.servers)
     out, err, status = run(RECEIVE_LOOPS, schedulers=schedulers, jit=True)
     assert (out, status) == (RECEIVE_LOOPS_OUT, 0), err
     if schedulers == 1:
@@ -563,16 +554,7 @@ def test_an_error_in_a_folded_argument_is_reported_at_its_own_instruction(monkey
     failing instruction and the call share one line of generated source; the column of the
     bytecode that raised (the column table) names the folded instruction, whose position and
     message are the interpreter's (not the call's: `badarg: not a function (...)` at line 3)."""
-    compiled: list[object] = []
-    real = fast.FastTier.compile
-
-    def spy(self: fast.FastTier, p: object) -> bool:
-        ok = real(self, p)
-        if ok and any(self.compiled[p].cols.values()):  # type: ignore[index]
-            compiled.append(p.name)  # type: ignore[attr-defined]
-        return ok
-
-    monkeypatch.setattr(fast.FastTier, "compile", spy)
+    compiled = spy_compiled(monkeypatch, lambda tier, p: any(tier.compiled[p].cols.values()))
     out, err, status = run(FOLDED_ARGUMENT_ERRORS, jit=True)
     assert "f" in compiled, "f was not compiled with a folded argument: the test tested nothing"
     assert (out, err, status) == run(FOLDED_ARGUMENT_ERRORS, jit=False)

@@ -9,7 +9,7 @@ import pytest
 
 from lispvm.vm import fast
 from lispvm.vm.state import VM
-from support import compile_text, run
+from support import compile_text, run, spy_compiled
 
 # Each shape below waits hundreds of times, so that after its first wait (unwound) every later
 # one is the resumable wait: a wrong register, a prefix run twice or a lost scan position shows
@@ -51,18 +51,9 @@ ACTORS_OUT = "316050\n200\n20100\n323428\n"  # 7 * (1 + ... + 300); noise 1 + ..
 def test_actor_steps_resume_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
     """Both tiers print the same, and the compiled run really took the resumable shape for the
     functions with code before their receive (the servers' set of the tier)."""
-    servers: set[str] = set()
-    real = fast.FastTier.compile
-
-    def spy(self: fast.FastTier, p: object) -> bool:
-        ok = real(self, p)
-        if ok and p in self.servers:
-            servers.add(p.name)  # type: ignore[attr-defined]
-        return ok
-
-    monkeypatch.setattr(fast.FastTier, "compile", spy)
+    servers = spy_compiled(monkeypatch, lambda tier, p: p in tier.servers)
     assert run(ACTORS, jit=True) == (ACTORS_OUT, "", 0)
-    assert {"echo", "step", "sel"} <= servers, servers
+    assert {"echo", "step", "sel"} <= set(servers), servers
     assert run(ACTORS, jit=False) == (ACTORS_OUT, "", 0)
     assert run(ACTORS, jit=True, schedulers=2) == (ACTORS_OUT, "", 0)
 
@@ -187,15 +178,6 @@ BURST = """
 def test_a_receive_woken_once_by_many_messages_is_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
     """The tier counts the messages that woke an interpreted receive, not the wake-ups: a burst
     (a batch from another scheduler wakes its receiver once for hundreds) compiles it at once."""
-    compiled: list[str] = []
-    real = fast.FastTier.compile
-
-    def spy(self: fast.FastTier, p: object) -> bool:
-        ok = real(self, p)
-        if ok:
-            compiled.append(p.name)  # type: ignore[attr-defined]
-        return ok
-
-    monkeypatch.setattr(fast.FastTier, "compile", spy)
+    compiled = spy_compiled(monkeypatch)
     assert run(BURST, jit=True) == ("100\n", "", 0)
     assert "sink" in compiled, compiled
