@@ -39,6 +39,7 @@ from ..vm.permissions import os_error
 from ..vm.process import Process
 from ..vm.values import TRUE, from_list, intern
 from .io import IoService, io_op
+from .kernel import BLOCKED as _BLOCKED
 from .kernel import DEAD as _DEAD
 
 __all__ = ["TcpListener", "TcpSocket", "os_error_value", "pending", "HIGH_WATER", "LOW_WATER", "CHUNK"]
@@ -85,7 +86,13 @@ class _Resource:
         data waits in the kernel, and the peer or child is slowed down by its own buffers) and
         looks again every RECHECK_S, reading again once they fall to `mailbox_low`. The owner's
         receive has no hook to say when it took a message; a look every few milliseconds while
-        paused costs nothing while not."""
+        paused costs nothing while not. An owner blocked in a call (its own port/send or tcp/send,
+        say) is not receiving anyway, and what it waits for may wait on this very output (cat's
+        stdout full, so cat stops reading its stdin): reading goes on for it, as before flow
+        control, rather than deadlock."""
+        if proc.status == _BLOCKED:
+            self.paused = False
+            return True
         n = pending(proc) + coming
         if self.paused:
             if n > self.mailbox_low:

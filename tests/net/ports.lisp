@@ -53,6 +53,14 @@
   (send me (list 'far (lines-of p nil))))))
 (receive ((list 'far got) (print got)))                       ; expect: (("far") 0)
 
+; The owner itself writes 60,000 lines through cat before it reads any: its mailbox passes the
+; port's bound while its port/send waits on cat, which waits on its own full output. Reading goes
+; on while the owner is blocked in a call (flow control would deadlock here otherwise).
+(def echo (port/open "cat" nil))
+(loop ((i 0)) (when (< i 60000) (port/send echo (str i "\n")) (recur (+ i 1))))
+(port/close echo)
+(print (count-lines echo 0))                                  ; expect: (60000 0)
+
 ; Refused, missing and bad calls.
 (def kind (fn (thunk) (try (thunk) (catch e (nth e 1)))))
 (print (kind (fn () (port/open "ls" nil))) (kind (fn () (port/open "no-such-program" nil))))  ; expect: eacces enoent
