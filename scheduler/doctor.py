@@ -79,6 +79,23 @@ def _confinement() -> str:
     return ", ".join(parts)
 
 
+def _c_extensions() -> str:
+    """Whether the optional C cells and codec were built (pip skips them quietly without a C
+    compiler, and lispvm then runs on their pure-Python twins, slower)."""
+    import importlib.util
+
+    from ..vm import codec, values
+
+    found = [m for m in ("_speedups", "_ccodec") if importlib.util.find_spec(f"lispvm.vm.{m}") is not None]
+    used = values.SPEEDUPS and codec._C is not None
+    if used:
+        return "built and used (lists and the codec in C)"
+    if os.environ.get("LISPVM_PURE") and len(found) == 2:
+        return "built, not used: LISPVM_PURE is set"
+    return (f"{'only ' + ', '.join(found) if found else 'not'} built: lists and the codec run in pure Python, "
+            "slower (install a C compiler and Python's headers, then install lispvm again)")
+
+
 def doctor(out: TextIO) -> int:
     """Write the report to `out`; always 0 (CLI.md: doctor says, it does not fail)."""
     w = out.write
@@ -86,6 +103,7 @@ def doctor(out: TextIO) -> int:
     w(f"lispvm      {_version('lispvm') or 'not installed (running from a checkout)'}\n")
     for dist in ("numpy", "pyopencl", "pocl-binary-distribution", "intel-opencl-rt"):
         w(f"{dist:<27} {_version(dist) or 'not installed'}\n")
+    w(f"C extensions   {_c_extensions()}\n")
     lines, failure = _probe()
     head = next((x for x in lines if "extra_runtimes" in x), {})
     extra = head.get("extra_runtimes") or []

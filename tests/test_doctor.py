@@ -37,3 +37,15 @@ def test_doctor_with_a_device_choice_that_names_nothing_says_so_and_exits_0() ->
 def test_doctor_takes_no_arguments() -> None:
     r = lispvm("doctor", "extra")
     assert r.returncode == 2 and "unrecognized arguments" in r.stderr and r.stdout == ""
+
+
+def test_doctor_says_whether_the_c_extensions_run() -> None:
+    """pip skips the optional C cells and codec quietly without a compiler: doctor tells."""
+    from lispvm.vm import codec, values
+
+    d = lispvm("doctor")
+    line = next(ln for ln in d.stdout.splitlines() if ln.startswith("C extensions"))
+    if values.SPEEDUPS and codec._C is not None:
+        assert "built and used" in line, line
+    else:
+        assert "pure Python" in line or "LISPVM_PURE" in line, line
