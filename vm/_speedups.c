@@ -392,64 +392,41 @@ static PyTypeObject ConsIterType = {
 
 /* --- module functions ---------------------------------------------------------------------- */
 
+/* Puts a new cell holding `h` in front of *out, whose reference the cell takes over. *tracked
+ * says whether a cell behind it is tracked by the collector, and becomes whether this one is
+ * (a cell in front of a tracked one is tracked: it can reach what that one reaches). On no
+ * memory: -1, with *out released. `h` must stay alive across the allocation (which may run a
+ * collection, so finalizers): the caller holds it. */
+static int
+push_cell(PyObject *h, PyObject **out, int *tracked)
+{
+    ConsObject *op = PyObject_GC_New(ConsObject, &ConsType);
+    if (op == NULL) {
+        Py_CLEAR(*out);
+        return -1;
+    }
+    op->head = Py_NewRef(h);
+    op->tail = *out;
+    *tracked = *tracked || may_be_tracked(h);
+    if (*tracked) {
+        PyObject_GC_Track(op);
+    }
+    *out = (PyObject *)op;
+    return 0;
+}
+
 /* Builds the list items[0..n) ending in `tail`, from the end. `items` must stay valid while
- * cells are allocated (an allocation may run a collection, so finalizers): a C array the caller
- * owns or the items of a tuple. */
+ * cells are allocated: a C array the caller owns or the items of a tuple (never a Python list,
+ * which a finalizer run by an allocation could change). */
 static PyObject *
 build(PyObject *const *items, Py_ssize_t n, PyObject *tail)
 {
-    Py_INCREF(tail);
-    PyObject *out = tail;
+    PyObject *out = Py_NewRef(tail);
     int tracked = may_be_tracked(tail);
     for (Py_ssize_t i = n - 1; i >= 0; i--) {
-        ConsObject *op = PyObject_GC_New(ConsObject, &ConsType);
-        if (op == NULL) {
-            Py_DECREF(out);
+        if (push_cell(items[i], &out, &tracked) < 0) {
             return NULL;
         }
-        PyObject *h = items[i];
-        Py_INCREF(h);
-        op->head = h;
-        op->tail = out;  /* the reference `out` held moves into the cell */
-        tracked = tracked || may_be_tracked(h);
-        if (tracked) {
-            PyObject_GC_Track(op);
-        }
-        out = (PyObject *)op;
-    }
-    return out;
-}
-
-/* As build, from a Python list that finalizers run by a collection during an allocation could
- * change: each item is read after the cell's allocation, with the list's current size. */
-static PyObject *
-build_from_pylist(PyObject *list, PyObject *tail)
-{
-    Py_INCREF(tail);
-    PyObject *out = tail;
-    int tracked = may_be_tracked(tail);
-    for (Py_ssize_t i = PyList_GET_SIZE(list) - 1; i >= 0; i--) {
-        ConsObject *op = PyObject_GC_New(ConsObject, &ConsType);
-        if (op == NULL) {
-            Py_DECREF(out);
-            return NULL;
-        }
-        if (i >= PyList_GET_SIZE(list)) {
-            op->head = Py_NewRef(Py_None);
-            op->tail = out;
-            Py_DECREF(op);
-            PyErr_SetString(PyExc_RuntimeError, "from_list: the list changed size");
-            return NULL;
-        }
-        PyObject *h = PyList_GET_ITEM(list, i);
-        Py_INCREF(h);
-        op->head = h;
-        op->tail = out;
-        tracked = tracked || may_be_tracked(h);
-        if (tracked) {
-            PyObject_GC_Track(op);
-        }
-        out = (PyObject *)op;
     }
     return out;
 }
@@ -467,13 +444,12 @@ sp_from_list(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     }
     PyObject *seq = args[0];
     PyObject *tail = nargs == 2 ? args[1] : Py_None;
-    if (PyList_CheckExact(seq)) {
-        return build_from_pylist(seq, tail);
-    }
     if (PyTuple_CheckExact(seq)) {
         return build(((PyTupleObject *)seq)->ob_item, PyTuple_GET_SIZE(seq), tail);
     }
-    PyObject *tup = PySequence_Tuple(seq);  /* ranges, iterators, generators: a copy we own */
+    /* lists (a snapshot: finalizers run by an allocation could change a list), ranges,
+     * iterators, generators: a tuple we own */
+    PyObject *tup = PySequence_Tuple(seq);
     if (tup == NULL) {
         return NULL;
     }
@@ -508,25 +484,13 @@ PyDoc_STRVAR(reverse_doc,
 static PyObject *
 sp_reverse(PyObject *Py_UNUSED(module), PyObject *x)
 {
-    PyObject *out = Py_None;
-    Py_INCREF(out);
+    PyObject *out = Py_NewRef(Py_None);
     int tracked = 0;
     PyObject *c = x;
     while (Cons_Check(c)) {
-        PyObject *h = HEAD(c);
-        ConsObject *op = PyObject_GC_New(ConsObject, &ConsType);
-        if (op == NULL) {
-            Py_DECREF(out);
+        if (push_cell(HEAD(c), &out, &tracked) < 0) {  /* (x, held by the caller, holds the heads) */
             return NULL;
         }
-        Py_INCREF(h);
-        op->head = h;
-        op->tail = out;
-        tracked = tracked || may_be_tracked(h);
-        if (tracked) {
-            PyObject_GC_Track(op);
-        }
-        out = (PyObject *)op;
         c = TAIL(c);
     }
     if (c != Py_None) {
