@@ -777,21 +777,14 @@ def b_str_split(s: Any, sep: Any) -> Any:
     return from_list(list(s) if sep == "" else s.split(sep))
 
 
-_STR_ONLY = frozenset((str,))
-
-
 @builtin("str/join")
 def b_str_join(sep: Any, xs: Any) -> str:
     sep = check_str("str/join", sep)
     joined = join_strs(sep, xs, MAX_TEXT)  # the usual case (strings only, in bounds) in one pass
     if joined is not None:
         return joined
-    items = check_list("str/join", xs)
-    extra = len(sep) * max(0, len(items) - 1)
-    if set(map(type, items)) <= _STR_ONLY:  # the usual case: the test and sizes at C speed, no conversion
-        if extra + sum(map(len, items)) <= MAX_TEXT:
-            return sep.join(items)
-    _printable("str/join", "the joined string", items, extra=extra)
+    items = check_list("str/join", xs)  # (its error for a non-list), then what to convert or refuse
+    _printable("str/join", "the joined string", items, extra=len(sep) * max(0, len(items) - 1))
     return sep.join(to_str(x) for x in items)
 
 
