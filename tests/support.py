@@ -3,11 +3,13 @@ process (fast, and a VirtualClock can be used) or through the `lispvm` command."
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +212,24 @@ def spy_compiled(monkeypatch: Any, which: Any = None) -> list[str]:
 
     monkeypatch.setattr(fast.FastTier, "compile", spy)
     return names
+
+
+@contextlib.contextmanager
+def fast_tier(src: str) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """A fast tier enabled on a fresh VM over the program `src` loaded into fresh globals:
+    yields the tier and the program's prototypes by name (for tests that compile them one by
+    one), and disables the tier after."""
+    from lispvm.scheduler.node import load_program
+    from lispvm.vm import fast
+    from lispvm.vm.process import Globals
+    from lispvm.vm.state import VM
+
+    g = Globals()
+    module = load_program(compile_text(src), g)
+    vm = VM()
+    tier = fast.enable(vm, g)
+    assert tier is not None and vm.fast is tier
+    try:
+        yield tier, {p.name: p for p in module.protos}
+    finally:
+        fast.disable(vm)

@@ -10,7 +10,7 @@ import pytest
 
 from lispvm.vm import fast
 from lispvm.vm.state import VM
-from support import compile_text, run, spy_compiled
+from support import compile_text, fast_tier, run, spy_compiled
 
 PROGRAM = """
 (def count (n) (if (== n 0) 0 (+ 1 (count (- n 1)))))
@@ -230,10 +230,6 @@ def test_receive_loop_shapes() -> None:
     """Which receives the fast tier takes as server loops (resumed compiled at their wait): a
     function that is one receive without `after`, whose clauses end the function. Any other
     receive is compiled as a scan whose wait is the interpreter's (not a server)."""
-    from lispvm.scheduler.node import load_program
-    from lispvm.vm.process import Globals
-    from support import compile_text
-
     src = """
     (def loop (n) (receive (x (loop (+ n x))) ('stop n)))
     (def echo () (receive ((list from x) (send from x) (echo))))
@@ -241,13 +237,7 @@ def test_receive_loop_shapes() -> None:
     (def inner (n) (print (receive (x x))) (inner n))
     (def late (n) (if (> n 0) (receive (x x)) 0))
     """
-    g = Globals()
-    module = load_program(compile_text(src), g)
-    vm = VM()
-    tier = fast.enable(vm, g)
-    assert tier is not None and vm.fast is tier
-    try:
-        by_name = {p.name: p for p in module.protos}
+    with fast_tier(src) as (tier, by_name):
         assert tier.compile(by_name["loop"]) and tier.compiled[by_name["loop"]].wait > 0
         assert tier.compile(by_name["echo"]) and tier.compiled[by_name["echo"]].wait > 0
         assert tier.servers == {by_name["loop"], by_name["echo"]}
@@ -256,9 +246,7 @@ def test_receive_loop_shapes() -> None:
         for name in ("timed", "inner", "late"):
             assert tier.compile(by_name[name]) and by_name[name] not in tier.servers, name
             assert tier.compiled[by_name[name]].wait < 0, name
-    finally:
-        fast.disable(vm)
-    assert vm.fast is None and by_name["loop"].fast is None
+    assert tier.vm.fast is None and by_name["loop"].fast is None
 
 
 LOOP_EDGES = {
@@ -650,22 +638,13 @@ def test_section_10_forms_compile_and_a_running_loop_is_entered_at_its_head(monk
 
 
 def test_a_loop_is_a_python_while_and_recur_out_of_a_receive_is_not_compiled() -> None:
-    from lispvm.scheduler.node import load_program
-    from lispvm.vm.process import Globals
-
     src = """
     (def sum-to (n) (loop ((i 0) (s 0)) (if (< i n) (recur (+ i 1) (+ s i)) s)))
     (def named () (fn me (n) (if (< n 1) 0 (me (- n 1)))))
     (def serve (n) (loop ((k n)) (receive (x (recur (- k 1))) (after 0 k))))
     (def scan () (receive ((list 'v x) x) (after 10 'none)))
     """
-    g = Globals()
-    module = load_program(compile_text(src), g)
-    vm = VM()
-    tier = fast.enable(vm, g)
-    assert tier is not None
-    try:
-        by_name = {p.name: p for p in module.protos}
+    with fast_tier(src) as (tier, by_name):
         assert tier.compile(by_name["sum-to"])
         source = tier.compiled[by_name["sum-to"]].source
         assert source.count("while True:") == 2 and "continue" in source, source
@@ -673,8 +652,6 @@ def test_a_loop_is_a_python_while_and_recur_out_of_a_receive_is_not_compiled() -
         assert tier.compile(by_name["me"]) and "= _cl" in tier.compiled[by_name["me"]].source
         assert tier.compile(by_name["scan"]) and by_name["scan"] not in tier.servers
         assert not tier.compile(by_name["serve"])  # a recur from inside the receive's scan
-    finally:
-        fast.disable(vm)
 
 
 SPINNERS = """
@@ -821,20 +798,13 @@ def test_a_long_fused_loop_gives_way_at_the_end_of_its_slice(monkeypatch: pytest
 def test_inline_str_refuses_what_the_builtin_refuses() -> None:
     """A string longer than str may build (file/read can return one) is refused by the inline
     str of compiled code and by list/map's native str as by the builtin: system_limit."""
-    from lispvm.scheduler.node import load_program
     from lispvm.vm.builtins import BUILTINS, b_map_native
     from lispvm.vm.errors import MAX_TEXT, LispError
-    from lispvm.vm.process import Globals
     from lispvm.vm.values import from_list
 
-    g = Globals()
-    module = load_program(compile_text('(def one (x) (str x))\n(def two (x) (str x "!"))\n'), g)
-    vm = VM()
-    tier = fast.enable(vm, g)
-    assert tier is not None
     big = "x" * (MAX_TEXT + 1)
-    try:
-        for p in module.protos:
+    with fast_tier('(def one (x) (str x))\n(def two (x) (str x "!"))\n') as (tier, by_name):
+        for p in by_name.values():
             if p.name in ("one", "two"):
                 assert tier.compile(p) and "len(" in tier.compiled[p].source, p.name
                 assert p.fast("ok") in ("ok", "ok!")
@@ -844,8 +814,6 @@ def test_inline_str_refuses_what_the_builtin_refuses() -> None:
         with pytest.raises(LispError) as e:
             b_map_native(BUILTINS["str"], from_list(["a", big]))
         assert str(e.value.value.tail.head) == "system_limit"
-    finally:
-        fast.disable(vm)
 
 
 _LEAF_SRC = """def lisp_9_fn(_c, _out):

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from lispvm.vm import fast
-from lispvm.vm.state import VM
-from support import compile_text, run, spy_compiled
+from support import fast_tier, run, spy_compiled
 
 # Each shape below waits hundreds of times, so that after its first wait (unwound) every later
 # one is the resumable wait: a wrong register, a prefix run twice or a lost scan position shows
@@ -63,9 +61,6 @@ def test_resumable_receive_shapes() -> None:
     without `after` whose clauses end the function. A receive inside one branch, one whose value
     is used after it, one with `after`, or two receives stay scans whose wait is the
     interpreter's."""
-    from lispvm.scheduler.node import load_program
-    from lispvm.vm.process import Globals
-
     src = """
     (def ping (p n) (if (== n 0) 'done (do (send p n) (receive ('pong (ping p (- n 1)))))))
     (def held (p n) (let ((t (* n 2))) (send p t) (receive (x (+ x t)))))
@@ -74,13 +69,7 @@ def test_resumable_receive_shapes() -> None:
     (def timed (p) (send p 1) (receive (x x) (after 10 'none)))
     (def two (p) (send p 1) (+ (receive (a a)) (receive (b b))))
     """
-    g = Globals()
-    module = load_program(compile_text(src), g)
-    vm = VM()
-    tier = fast.enable(vm, g)
-    assert tier is not None
-    try:
-        by_name = {p.name: p for p in module.protos}
+    with fast_tier(src) as (tier, by_name):
         for name in ("ping", "held"):
             assert tier.compile(by_name[name]) and tier.compiled[by_name[name]].wait > 0, name
             source = tier.compiled[by_name[name]].source  # type: ignore[attr-defined]
@@ -88,8 +77,6 @@ def test_resumable_receive_shapes() -> None:
         for name in ("branch", "used", "timed", "two"):
             assert tier.compile(by_name[name]) and by_name[name] not in tier.servers, name
         assert tier.servers == {by_name["ping"], by_name["held"]}
-    finally:
-        fast.disable(vm)
 
 
 SPAWNED = """
