@@ -278,3 +278,171 @@ def test_join_strs_joins_or_leaves_it_to_the_general_path(v: Any) -> None:
     assert v.join_strs(",", L(["a", 1]), 100) is None and v.join_strs(",", L(["a", v.intern("b")]), 100) is None
     assert v.join_strs(",", v.Cons("a", "b"), 100) is None and v.join_strs(",", "ab", 100) is None
     assert v.join_strs("é", L(["ü", "\udc80"]), 3) == "üé\udc80"
+
+
+def _outcome(fn: Any, args: tuple) -> tuple:
+    """What calling `fn(*args)` gives: ("ok", the value's type, its printed form) or ("error",
+    the exception's type, its Lisp value or text)."""
+    try:
+        r = fn(*args)
+    except Exception as e:  # noqa: BLE001 - the kind and the message are what is compared
+        return ("error", type(e).__name__, values.to_repr(e.value) if hasattr(e, "value") else str(e))
+    return ("ok", type(r).__name__, values.to_repr(r))
+
+
+def _builtin_cases() -> dict[str, list[tuple]]:
+    """Arguments for each builtin the extension decides in C: the usual cases and what it must
+    hand to the Python definition (other types, huge ints, NaN, over-long text, improper lists,
+    wrong argument counts)."""
+    from lispvm.vm.errors import INT_LIMIT, MAX_TEXT
+
+    L, sym = values.from_list, values.intern
+    big = "x" * MAX_TEXT
+    numbers = [0, -1, 7, 2**63 - 1, -(2**63), 2**63, 2**64 - 1, 2**64, -(2**64) + 1, -(2**64), INT_LIMIT,
+               -INT_LIMIT, 1.5, -0.0, float("inf"), float("nan"), 1e300, 0.1]
+    atoms = [None, values.TRUE, values.FALSE, sym("a"), "", "é\udc80", L([1, "a"]), values.Cons(1, 2),
+             values.Vec((1, 2)), {}.get, True]
+    str_cases = [(x,) for x in numbers + atoms] + [
+        (), ("[", "p", "]"), ("a", 1, 2.5, sym("s"), None), (big,), (big, ""), (big, "x"), (big[:-1], 7),
+        ("x" * (MAX_TEXT - 3), 12), ("x" * (MAX_TEXT - 2), 123), tuple(range(16)), tuple(range(17)),
+        tuple("ab" * 20), ("a", L([big])), (big + "y",)]
+    lists = [None, L([1]), L([1, "b", None]), L(list(range(50))), values.Cons(1, 2), L([1, 2], 3), 5, "abc",
+             values.Vec((1, 2, 3)), sym("x"), values.TRUE]
+    return {
+        "str": str_cases,
+        "reverse": [(x,) for x in lists] + [(), (None, None)],
+        "length": [(x,) for x in lists] + [(), (None, None)],
+        "append": [(), (None,), (5,), (L([1]), 5), (L([1]), L([2]), L([3])), (5, L([1])), (L([1]), 5, L([2])),
+                   (values.Cons(1, 2), None), (None, values.Cons(1, 2)), (L([1]), "ab", None, L([2]))],
+        "nth": [(xs, i) for xs in lists for i in (0, 1, 2, 49, 50, -1, 2**63, 2**64, INT_LIMIT + 1, 1.0, True,
+                                                  values.TRUE, None)] + [(L([1]),), (L([1]), 0, 0)],
+    }
+
+
+@needs_c
+def test_c_builtins_answer_as_their_python_definitions() -> None:
+    """str, reverse, append, nth and length run in C with the extension; for every argument
+    list, usual or not, they give what the pure definitions in vm/builtins.py give: the same
+    value or the same error (kind and message), a wrong number of arguments included."""
+    from lispvm.vm import _speedups
+    from lispvm.vm import builtins as b
+
+    pure = {"str": b.b_str, "reverse": b.b_reverse, "append": b.b_append, "nth": b.b_nth, "length": b.b_length}
+    c = {"str": _speedups.str, "reverse": _speedups.b_reverse, "append": _speedups.b_append,
+         "nth": _speedups.b_nth, "length": _speedups.b_length}
+    for name, cases in _builtin_cases().items():
+        assert b.BUILTINS[name].fn is c[name] and b.BUILTINS[name].fast is c[name]
+        assert pure[name] is not c[name]
+        for args in cases:
+            assert _outcome(c[name], args) == _outcome(pure[name], args), (name, args)
+    # the arity a badarity message is made from is read from the C function's signature
+    from lispvm.vm.checks import python_arity
+    for name in c:
+        assert python_arity(c[name]) == python_arity(pure[name]), name
+
+
+@needs_c
+def test_c_builtins_keep_reference_counts() -> None:
+    """Neither the values decided in C nor those handed to Python (errors included) gain or
+    lose a reference over many calls."""
+    from lispvm.vm import _speedups
+
+    fns = {"str": _speedups.str, "reverse": _speedups.b_reverse, "append": _speedups.b_append,
+           "nth": _speedups.b_nth, "length": _speedups.b_length}
+    cases = _builtin_cases()
+    probes = [values.intern("a"), values.TRUE, 2**64, 1.5, "é\udc80", None]
+    heads = [values.from_list(["s", 10**30, probes[0], 2.5]), values.Cons("t", 3)]
+
+    def calls() -> None:
+        for _ in range(20):
+            for name, fn in fns.items():
+                for args in cases[name]:
+                    _outcome(fn, args)
+            for xs in heads:
+                _outcome(_speedups.map_str, (xs,))
+
+    calls()  # (first calls may cache: interned text, a signature)
+    before = [sys.getrefcount(x) for x in probes + heads]
+    calls()
+    assert [sys.getrefcount(x) for x in probes + heads] == before
+
+
+@needs_c
+def test_c_map_str_maps_as_the_python_loop() -> None:
+    """list/map of str over a list: one C loop, the registered Python str for the elements it
+    does not decide; the same list (or error) as the Python comprehension, None for an
+    improper list (list/map's own check then raises), and cells the collector never sees."""
+    from lispvm.vm import _speedups
+    from lispvm.vm import builtins as b
+    from lispvm.vm.errors import MAX_TEXT
+
+    L = values.from_list
+    items = [1, -5, 2**63, 2**64, 1.25, float("nan"), "s", values.intern("q"), None, L([1, 2]), values.TRUE, ""]
+    out = _speedups.map_str(L(items))
+    assert out == L([b.b_str(x) for x in items])
+    assert all(not gc.is_tracked(c) for c in _cells(out))
+    assert _speedups.map_str(None) is None and _speedups.map_str(values.Cons(1, 2)) is None
+    assert _speedups.map_str(5) is None
+    too_long = L(["a", "x" * (MAX_TEXT + 1)])
+    assert _outcome(_speedups.map_str, (too_long,)) == _outcome(lambda xs: [b.b_str(x) for x in xs], (too_long,))
+    native = b.BUILTINS["sys/map-native"].fn
+    assert _outcome(native, (b.BUILTINS["str"], values.Cons(1, 2)))[2] == \
+        '(error badarg "list/map: expected a list, got list (1 . 2)")'
+
+
+def _cells(xs: Any) -> list:
+    out = []
+    while xs.__class__ is values.Cons:
+        out.append(xs)
+        xs = xs.tail
+    return out
+
+
+@needs_c
+def test_c_native_order_as_the_python_test() -> None:
+    """list/sort's test for sorting without a key, in C: the same answers as its Python
+    definition (exact types only, NaN refused)."""
+    from lispvm.vm import _speedups
+
+    def py(items: list) -> bool:
+        if not items:
+            return True
+        c0 = items[0].__class__
+        if c0 is str:
+            return all(x.__class__ is str for x in items)
+        if c0 is int or c0 is float:
+            return all(x.__class__ is int or (x.__class__ is float and x == x) for x in items)
+        return False
+
+    nan = float("nan")
+    for items in ([], [1], ["a", "b"], ["a", 1], [1, "a"], [1, 2.5, -3], [1.5, 2], [1, nan], [nan], [True, 1],
+                  [1, True], [values.intern("a")], [2**100, -2.5], [None], [1, None], ["a", values.intern("b")]):
+        assert _speedups.native_order(items) is py(items), items
+    with pytest.raises(TypeError):
+        _speedups.native_order((1, 2))
+
+
+def test_list_builtins_errors_in_a_program_both_ways(tmp_path: Path) -> None:
+    """The builtins decided in C report, from a Lisp program, the errors the pure path reports."""
+    src = tmp_path / "errs.lisp"
+    src.write_text(
+        "(def err (thunk) (try (thunk) (catch e e)))\n"
+        "(print (err (fn () (nth (list 1 2) 5))) (err (fn () (nth (list 1 2) -1))) (err (fn () (nth 5 0))))\n"
+        "(print (err (fn () (nth (cons 1 2) 1))) (err (fn () (nth (list 1) 1.0))) (nth (list 1 2 3) 2))\n"
+        "(print (err (fn () (reverse (cons 1 2)))) (err (fn () (append (list 1) 2 nil))) (append (list 1) 2))\n"
+        "(print (err (fn () (length 5))) (length \"abc\") (length (list 1 2)) (err (fn () (reverse))))\n"
+        "(print (str 1 \"a\" 2.5 'b nil (list 1)) (str 18446744073709551615 -9223372036854775809) (str))\n"
+        "(print (list/map str (list 1 \"a\" 'b 2.5)) (err (fn () (list/map str (cons 1 2)))))\n"
+        "(def a (str/join \"\" (list/map (fn (i) \"xx\") (list/range 2048))))\n"
+        "(def big (str/join \"\" (list/map (fn (i) a) (list/range 1024))))\n"
+        "(print (str/length (str big)) (err (fn () (str big \"c\")))\n"
+        "  (err (fn () (list/map str (list 1 (str big 1))))))\n"
+        "(print (list/sort (list 3 1.5 2)) (list/sort (list \"b\" \"a\")) (list/sort (list 2 'a 1)))\n",
+        encoding="utf-8")
+    runs = [run_cli(["run", src.name], cwd=tmp_path, timeout=120, env=env) for env in ({}, PURE_ENV)]
+    assert runs[0] == runs[1]
+    out, err, status = runs[0]
+    assert status == 0 and err == "", err
+    assert 'nth: index 5 out of range for a list of 2' in out and "(1 . 2)" in out
+    assert "\n1a2.5bnil(1) 18446744073709551615-9223372036854775809 \n" in out
+    assert "would be longer than" in out

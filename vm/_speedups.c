@@ -679,6 +679,315 @@ sp_join_strs(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     return r;
 }
 
+/* --- builtins in C, each with its pure definition behind it ---------------------------------
+ *
+ * str, reverse, append, nth and length as vm/builtins.py registers them when the extension is
+ * there: each decides the usual case (strings and machine-size numbers; proper lists) here and
+ * hands every other call, unchanged, to the Python definition registered with
+ * _register_builtins, so that what those give (results, and every error with its message and
+ * kind, a wrong argument count included) is the pure path's by construction. */
+
+static PyObject *fb_str = NULL;      /* vm/builtins.py's b_str, b_reverse, b_append, b_nth, b_length */
+static PyObject *fb_reverse = NULL;
+static PyObject *fb_append = NULL;
+static PyObject *fb_nth = NULL;
+static PyObject *fb_length = NULL;
+static Py_ssize_t max_text = -1;     /* errors.MAX_TEXT: the longest string str may build */
+
+static PyObject *
+fallback(PyObject *fb, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (fb == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_speedups: builtins not registered");
+        return NULL;
+    }
+    return PyObject_Vectorcall(fb, args, nargs, NULL);
+}
+
+/* What b_str gives a string, a float or an int of at most 64 bits without its careful walk
+ * (the string itself or repr), as a new reference; NULL without an exception for anything else
+ * (the caller asks the Python definition), NULL with one on no memory. Ints of 64 bits or more
+ * (b_str's bound is 2**64 exclusive) also go to the Python side, which gives the same text. */
+static inline PyObject *
+plain_text(PyObject *x)
+{
+    if (PyUnicode_CheckExact(x)) {
+        return PyUnicode_GET_LENGTH(x) <= max_text ? Py_NewRef(x) : NULL;
+    }
+    if (PyLong_CheckExact(x)) {
+        int overflow;
+        (void)PyLong_AsLongLongAndOverflow(x, &overflow);
+        return overflow ? NULL : PyLong_Type.tp_repr(x);
+    }
+    if (PyFloat_CheckExact(x)) {
+        return PyFloat_Type.tp_repr(x);
+    }
+    return NULL;
+}
+
+#define STR_ARGS 16  /* str of more arguments than this goes to the Python definition */
+
+PyDoc_STRVAR(str_doc,
+"str(*args)\n--\n\n"
+"The builtin str: strings as they are, numbers as repr, joined; anything else, or a result "
+"longer than the limit, by the registered Python definition.");
+
+static PyObject *
+sp_str(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs > STR_ARGS || max_text < 0) {
+        return fallback(fb_str, args, nargs);
+    }
+    PyObject *parts[STR_ARGS];
+    Py_ssize_t k, total = 0;
+    for (k = 0; k < nargs; k++) {
+        PyObject *t = plain_text(args[k]);
+        if (t == NULL) {
+            break;
+        }
+        parts[k] = t;
+        /* b_str's own measure, so that this decides exactly the calls its fast path decides:
+         * a number counts 32 (the Python side's careful walk refuses some results that would
+         * just fit, and must be the one to) */
+        total += PyUnicode_CheckExact(args[k]) ? PyUnicode_GET_LENGTH(t) : 32;
+    }
+    if (k < nargs || total > max_text) {
+        for (Py_ssize_t j = 0; j < k; j++) {
+            Py_DECREF(parts[j]);
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        return fallback(fb_str, args, nargs);
+    }
+    PyObject *r;
+    if (nargs == 1) {
+        return parts[0];
+    }
+    else if (nargs == 2) {
+        r = PyUnicode_Concat(parts[0], parts[1]);
+    }
+    else {
+        PyObject *empty = PyUnicode_New(0, 0);
+        if (empty == NULL) {
+            r = NULL;
+        }
+        else {
+#if PY_VERSION_HEX < 0x030D0000
+            r = _PyUnicode_JoinArray(empty, parts, nargs);  /* no tuple (public until 3.13) */
+#else
+            PyObject *tup = PyTuple_New(nargs);
+            r = NULL;
+            if (tup != NULL) {
+                for (Py_ssize_t j = 0; j < nargs; j++) {
+                    PyTuple_SET_ITEM(tup, j, Py_NewRef(parts[j]));
+                }
+                r = PyUnicode_Join(empty, tup);
+                Py_DECREF(tup);
+            }
+#endif
+            Py_DECREF(empty);
+        }
+    }
+    for (Py_ssize_t j = 0; j < nargs; j++) {
+        Py_DECREF(parts[j]);
+    }
+    return r;
+}
+
+PyDoc_STRVAR(map_str_doc,
+"map_str(xs)\n--\n\n"
+"list/map of str over the proper list `xs` (the registered Python str for any element that is "
+"not a string or a machine-size number), or None if `xs` is not a proper list.");
+
+static PyObject *
+sp_map_str(PyObject *Py_UNUSED(module), PyObject *xs)
+{
+    if (fb_str == NULL || max_text < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "_speedups: builtins not registered");
+        return NULL;
+    }
+    Py_ssize_t n = 0;
+    PyObject *c = xs;
+    while (Cons_Check(c)) {
+        n++;
+        c = TAIL(c);
+    }
+    if (c != Py_None) {
+        Py_RETURN_NONE;
+    }
+    PyObject **buf = PyMem_Malloc((n ? n : 1) * sizeof(PyObject *));
+    if (buf == NULL) {
+        return PyErr_NoMemory();
+    }
+    /* the caller holds `xs`, and cells never change, so the walk stays valid across the
+     * Python calls for the elements this does not decide */
+    Py_ssize_t i = 0;
+    PyObject *out = NULL;
+    for (c = xs; i < n; i++, c = TAIL(c)) {
+        PyObject *t = plain_text(HEAD(c));
+        if (t == NULL) {
+            if (PyErr_Occurred()) {
+                goto done;
+            }
+            t = PyObject_CallOneArg(fb_str, HEAD(c));
+            if (t == NULL) {
+                goto done;
+            }
+        }
+        buf[i] = t;
+    }
+    out = build(buf, n, Py_None);
+done:
+    for (Py_ssize_t j = 0; j < i; j++) {
+        Py_DECREF(buf[j]);
+    }
+    PyMem_Free(buf);
+    return out;
+}
+
+PyDoc_STRVAR(b_reverse_doc,
+"b_reverse(x)\n--\n\n"
+"The builtin reverse: a proper list reversed here, any other call by the Python definition.");
+
+static PyObject *
+sp_b_reverse(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 1) {
+        PyObject *r = sp_reverse(module, args[0]);
+        if (r != NULL || !PyErr_ExceptionMatches(PyExc_ValueError)) {
+            return r;
+        }
+        PyErr_Clear();
+    }
+    return fallback(fb_reverse, args, nargs);
+}
+
+PyDoc_STRVAR(b_append_doc,
+"b_append(*lists)\n--\n\n"
+"The builtin append: proper lists joined here, any other call by the Python definition.");
+
+static PyObject *
+sp_b_append(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *r = sp_append(module, args, nargs);
+    if (r != NULL || !PyErr_ExceptionMatches(PyExc_ValueError)) {
+        return r;
+    }
+    PyErr_Clear();
+    return fallback(fb_append, args, nargs);
+}
+
+PyDoc_STRVAR(b_nth_doc,
+"b_nth(xs, i)\n--\n\n"
+"The builtin nth: element i (an int) of a list that has it, here; any other call by the "
+"Python definition.");
+
+static PyObject *
+sp_b_nth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 2 && PyLong_CheckExact(args[1])) {
+        int overflow;
+        long long i = PyLong_AsLongLongAndOverflow(args[1], &overflow);
+        if (!overflow && i >= 0) {
+            for (PyObject *c = args[0]; Cons_Check(c); c = TAIL(c), i--) {
+                if (i == 0) {
+                    return Py_NewRef(HEAD(c));
+                }
+            }
+        }
+    }
+    return fallback(fb_nth, args, nargs);
+}
+
+PyDoc_STRVAR(b_length_doc,
+"b_length(x)\n--\n\n"
+"The builtin length: a proper list's length here, any other call by the Python definition.");
+
+static PyObject *
+sp_b_length(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 1) {
+        Py_ssize_t n = 0;
+        PyObject *c = args[0];
+        while (Cons_Check(c)) {
+            n++;
+            c = TAIL(c);
+        }
+        if (c == Py_None) {
+            return PyLong_FromSsize_t(n);
+        }
+    }
+    return fallback(fb_length, args, nargs);
+}
+
+PyDoc_STRVAR(native_order_doc,
+"native_order(items)\n--\n\n"
+"Whether Python's own order of the Python list `items` is the term order: empty, all strings, "
+"or all ints and floats with no NaN (exact types only).");
+
+static PyObject *
+sp_native_order(PyObject *Py_UNUSED(module), PyObject *items)
+{
+    if (!PyList_CheckExact(items)) {
+        PyErr_SetString(PyExc_TypeError, "native_order: expected a list");
+        return NULL;
+    }
+    /* reads only: nothing runs Python code during the loop, so the list cannot change */
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    if (n == 0) {
+        Py_RETURN_TRUE;
+    }
+    PyObject **v = ((PyListObject *)items)->ob_item;
+    if (PyUnicode_CheckExact(v[0])) {
+        for (Py_ssize_t i = 1; i < n; i++) {
+            if (!PyUnicode_CheckExact(v[i])) {
+                Py_RETURN_FALSE;
+            }
+        }
+        Py_RETURN_TRUE;
+    }
+    if (!PyLong_CheckExact(v[0]) && !PyFloat_CheckExact(v[0])) {
+        Py_RETURN_FALSE;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *x = v[i];
+        if (PyLong_CheckExact(x)) {
+            continue;
+        }
+        if (!PyFloat_CheckExact(x) || Py_IS_NAN(PyFloat_AS_DOUBLE(x))) {
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(register_builtins_doc,
+"_register_builtins(str, reverse, append, nth, length, max_text)\n--\n\n"
+"The Python definitions the C builtins hand what they do not decide to, and the longest "
+"string str may build.");
+
+static PyObject *
+sp_register_builtins(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *s, *rev, *app, *nth, *len;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "OOOOOn:_register_builtins", &s, &rev, &app, &nth, &len, &limit)) {
+        return NULL;
+    }
+    if (limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "_register_builtins: max_text must be >= 0");
+        return NULL;
+    }
+    Py_XSETREF(fb_str, Py_NewRef(s));
+    Py_XSETREF(fb_reverse, Py_NewRef(rev));
+    Py_XSETREF(fb_append, Py_NewRef(app));
+    Py_XSETREF(fb_nth, Py_NewRef(nth));
+    Py_XSETREF(fb_length, Py_NewRef(len));
+    max_text = limit;
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(register_doc,
 "_register(eq, hash, repr, rebuild, atoms)\n--\n\n"
 "values.py's functions that Cons delegates to, and the types whose instances hold no "
@@ -728,6 +1037,14 @@ static PyMethodDef module_methods[] = {
     {"nth", (PyCFunction)(void (*)(void))sp_nth, METH_FASTCALL, nth_doc},
     {"join_strs", (PyCFunction)(void (*)(void))sp_join_strs, METH_FASTCALL, join_strs_doc},
     {"_register", (PyCFunction)sp_register, METH_VARARGS, register_doc},
+    {"str", (PyCFunction)(void (*)(void))sp_str, METH_FASTCALL, str_doc},
+    {"map_str", (PyCFunction)sp_map_str, METH_O, map_str_doc},
+    {"b_reverse", (PyCFunction)(void (*)(void))sp_b_reverse, METH_FASTCALL, b_reverse_doc},
+    {"b_append", (PyCFunction)(void (*)(void))sp_b_append, METH_FASTCALL, b_append_doc},
+    {"b_nth", (PyCFunction)(void (*)(void))sp_b_nth, METH_FASTCALL, b_nth_doc},
+    {"b_length", (PyCFunction)(void (*)(void))sp_b_length, METH_FASTCALL, b_length_doc},
+    {"native_order", (PyCFunction)sp_native_order, METH_O, native_order_doc},
+    {"_register_builtins", (PyCFunction)sp_register_builtins, METH_VARARGS, register_builtins_doc},
     {NULL},
 };
 

@@ -425,16 +425,19 @@ def _native_order(items: list) -> bool:
     return False
 
 
-def _sorted(items: list) -> list:
-    """`items` in term order (compare), stably."""
-    return sorted(items) if _native_order(items) else sorted(items, key=sort_key)
+if _values._speedups is not None:
+    _native_order = _values._speedups.native_order  # noqa: F811 - the same test, one C loop
 
 
 @builtin("list/sort")
 def b_sort(xs: Any) -> Any:
     """Any values, by the term order of LANGUAGE.md section 9; stable."""
-    items = check_list("list/sort", xs)
-    return from_list(_sorted(items))
+    items = check_list("list/sort", xs)  # a new list, ours to sort in place
+    if _native_order(items):
+        items.sort()
+    else:
+        items.sort(key=sort_key)
+    return from_list(items)
 
 
 @builtin("sys/sort-keyed")
@@ -503,6 +506,10 @@ def b_map_native(f: Any, xs: Any) -> Any:
     fn = _native_fn(f)
     if fn is None:
         raise badarg(f"sys/map-native: not a plain builtin: {short_repr(f)}")
+    if fn is _C_STR:  # one C loop; None: not a proper list (check_list below says so)
+        out = _values._speedups.map_str(xs)
+        if out is not None:
+            return out
     items = check_list("list/map", xs)
     if fn is b_str:  # strings and machine-size numbers without a call each (what b_str gives them)
         # a machine-size int tested first (the usual element), its lower bound a constant
@@ -786,6 +793,19 @@ def b_str_join(sep: Any, xs: Any) -> str:
     items = check_list("str/join", xs)  # (its error for a non-list), then what to convert or refuse
     _printable("str/join", "the joined string", items, extra=len(sep) * max(0, len(items) - 1))
     return sep.join(to_str(x) for x in items)
+
+
+# With the C extension, str, reverse, append, nth and length are its functions: each decides
+# the usual case (strings and machine-size numbers, proper lists) without a Python frame and hands
+# every other call to the definition above, so results and errors stay those of the pure path.
+_C_STR: Any = None  # the C str (b_map_native maps it, as b_str, in one C loop), or None
+if _values._speedups is not None:
+    _values._speedups._register_builtins(b_str, b_reverse, b_append, b_nth, b_length, MAX_TEXT)
+    _C_STR = _values._speedups.str
+    for _name, _fn in (("str", _C_STR), ("reverse", _values._speedups.b_reverse),
+                       ("append", _values._speedups.b_append), ("nth", _values._speedups.b_nth),
+                       ("length", _values._speedups.b_length)):
+        BUILTINS[_name].fn = BUILTINS[_name].fast = _fn
 
 
 @builtin("repr")
