@@ -203,6 +203,35 @@ def test_c_cells_untracked_only_when_no_cycle_can_pass_through_them() -> None:
 
 
 @needs_c
+def test_c_cells_reused_from_the_free_stack_start_clean() -> None:
+    """Freed cells are kept for the next ones (vm/_speedups.c, cons_alloc): a reused cell holds
+    what it is given, is tracked exactly when a new one would be, and a cycle through one is
+    collected; lists freed in a loop and by a collection give back their cells without harm."""
+    Cons, L, tracked = values.Cons, values.from_list, gc.is_tracked
+
+    class Marker(dict):
+        pass
+
+    for _ in range(3):
+        held = L([[] for _ in range(20000)])  # tracked cells, freed at once: they fill the stack
+        assert all(tracked(c) for c in _cells(held))
+        del held
+        xs = L(range(20000))  # taken from the stack: untracked, as new ones
+        assert not any(tracked(c) for c in _cells(xs)) and values.to_pylist(xs) == list(range(20000))
+        del xs
+        ys = L([1, 2, 3], [])  # one that must be tracked
+        assert all(tracked(c) for c in _cells(ys)) and ys.tail.tail.tail == []
+        d = Marker()
+        ref = weakref.ref(d)
+        d["me"] = Cons(1, Cons(d, None))
+        del d, ys
+        gc.collect()  # frees the cycle's cells onto the stack
+        assert ref() is None
+        zs = [Cons(i, None) for i in range(100)]
+        assert [z.head for z in zs] == list(range(100)) and all(z.tail is None for z in zs)
+
+
+@needs_c
 def test_c_long_and_deep_lists_free_and_pickle_without_recursion() -> None:
     n = 1_000_000
     xs = values.from_list(range(n))
