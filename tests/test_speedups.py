@@ -475,3 +475,97 @@ def test_list_builtins_errors_in_a_program_both_ways(tmp_path: Path) -> None:
     assert 'nth: index 5 out of range for a list of 2' in out and "(1 . 2)" in out
     assert "\n1a2.5bnil(1) 18446744073709551615-9223372036854775809 \n" in out
     assert "would be longer than" in out
+
+
+class _Proto:
+    """A stand-in prototype: what a closure reads of one (its name, its compiled function)."""
+
+    def __init__(self, name: Any, fast: Any = None) -> None:
+        self.name = name
+        self.fast = fast
+
+    def __reduce__(self) -> tuple:
+        return (_Proto, (self.name,))
+
+
+@pytest.mark.parametrize("impl", ["c", "pure"])
+def test_closures_made_read_written_printed_and_pickled(impl: str) -> None:
+    """The C closure (values.Closure with the extension) and the pure class behave alike:
+    attributes, the default name, repr, identity equality, pickling without `fast`, an empty
+    one from __new__ (vm/codec.py fills it), a wrong argument count refused."""
+    if impl == "c" and not HAVE_C:
+        pytest.skip("lispvm.vm._speedups not built or LISPVM_PURE set")
+    mod = values if impl == "c" else PURE
+    Closure = mod.Closure
+    assert (Closure is mod.PyClosure) == (impl == "pure")
+    p = _Proto("f")
+    c = Closure(p, (1, "a"))
+    assert (c.proto, c.upvals, c.fast, c.name, repr(c)) == (p, (1, "a"), None, "f", "#<fn f>")
+    assert Closure(p, (), "g").name == "g" and Closure(p, (), "").name == "f" and Closure(p, (), None).name == "f"
+    assert Closure(proto=p, upvals=(), name="k").name == "k" and repr(Closure(_Proto(None), ())) == "#<fn None>"
+    c.fast = len
+    c.name = "h"
+    assert (c.fast, repr(c)) == (len, "#<fn h>")
+    d = Closure(p, (1, "a"))
+    assert c == c and c != d and hash(c) != hash(d) and len({c, d, c}) == 2
+    back = pickle.loads(pickle.dumps(c))
+    assert back.__class__ is Closure
+    assert (back.upvals, back.name, back.fast, back.proto.name) == ((1, "a"), "h", None, "f")
+    e = Closure.__new__(Closure)
+    e.proto, e.upvals, e.name, e.fast = p, (), "x", None
+    assert repr(e) == "#<fn x>"
+    for bad in ((), (p,), (p, (), "n", 4)):
+        with pytest.raises(TypeError):
+            Closure(*bad)
+    with pytest.raises(AttributeError):
+        Closure(object(), ())  # no name to take
+    with pytest.raises(AttributeError):
+        c.other = 1  # noqa: B018 - slots only
+
+
+@needs_c
+def test_c_closures_collected_freed_deep_and_made_by_closure0() -> None:
+    """A C closure is tracked by the collector (a cycle through its upvalues or its fast
+    function is freed), a chain of 200,000 closures each holding the next is freed without
+    recursion, closure0 gives the fast tier's upvalue-free closure, and no reference leaks."""
+    from lispvm.vm import _speedups
+
+    Closure = values.Closure
+    gc.collect()
+
+    class Marker(dict):
+        pass
+
+    m = Marker()
+    ref = weakref.ref(m)
+    c = Closure(_Proto("f"), (m,))
+    m["c"] = c
+    assert gc.is_tracked(c)
+    del m, c
+    gc.collect()
+    assert ref() is None
+    m = Marker()
+    ref = weakref.ref(m)
+    c = Closure(_Proto("f"), ())
+    c.fast = [c, m]  # a cycle through its fast function's place
+    del m, c
+    gc.collect()
+    assert ref() is None
+    chain = None
+    for _ in range(200_000):
+        chain = Closure(_Proto("n"), (chain,))
+    del chain
+    p = _Proto("z", fast=len)
+    z = _speedups.closure0(p)
+    assert (z.__class__, z.proto, z.upvals, z.fast, z.name) == (Closure, p, (), len, "z")
+    with pytest.raises(AttributeError):
+        _speedups.closure0(object())
+    name, fast = "w", abs
+    q = _Proto(name, fast)
+    before = [sys.getrefcount(x) for x in (name, fast, q)]
+    for _ in range(1000):
+        _speedups.closure0(q)
+        Closure(q, (name,), name)
+        Closure(q, ())
+        pickle.loads(pickle.dumps(Closure(q, (fast,))))
+    assert [sys.getrefcount(x) for x in (name, fast, q)] == before

@@ -720,6 +720,247 @@ sp_join_strs(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     return r;
 }
 
+/* --- the closure ---------------------------------------------------------------------------
+ *
+ * `Closure`: vm/values.py's Closure class in C (a prototype, its captured values, the fast
+ * tier's function for it, a name), so that making one, which compiled code does for every `fn`
+ * it evaluates, runs no Python frame. Attributes read and written as the pure class's slots;
+ * `Closure.__new__(Closure)` gives one whose attributes are all None (vm/codec.py fills them);
+ * identity equality and hashing; pickled through values.py's _closure without `fast`. Always
+ * tracked by the collector: its upvalues and its fast function can lead back to it. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *proto;
+    PyObject *upvals;
+    PyObject *fast;
+    PyObject *name;
+} ClosureObject;
+
+static PyTypeObject ClosureType;
+static PyObject *fn_closure = NULL;  /* values._closure(proto, upvals, name): the unpickling side */
+static PyObject *str_name = NULL;    /* "name" */
+static PyObject *str_fast = NULL;    /* "fast" */
+
+/* A new closure; steals nothing. `name` NULL or false: the prototype's name, as the pure
+ * class's `name or proto.name`. */
+static PyObject *
+closure_make(PyTypeObject *type, PyObject *proto, PyObject *upvals, PyObject *name)
+{
+    PyObject *nm;
+    if (name != NULL) {
+        int truth = PyObject_IsTrue(name);
+        if (truth < 0) {
+            return NULL;
+        }
+        nm = truth ? Py_NewRef(name) : NULL;
+    }
+    else {
+        nm = NULL;
+    }
+    if (nm == NULL) {
+        nm = PyObject_GetAttr(proto, str_name);
+        if (nm == NULL) {
+            return NULL;
+        }
+    }
+    ClosureObject *op = PyObject_GC_New(ClosureObject, type);
+    if (op == NULL) {
+        Py_DECREF(nm);
+        return NULL;
+    }
+    op->proto = Py_NewRef(proto);
+    op->upvals = Py_NewRef(upvals);
+    op->fast = Py_NewRef(Py_None);
+    op->name = nm;
+    PyObject_GC_Track(op);
+    return (PyObject *)op;
+}
+
+/* Closure.__new__(cls, *args): every attribute None; __init__ fills them. */
+static PyObject *
+closure_tp_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwds))
+{
+    ClosureObject *op = (ClosureObject *)type->tp_alloc(type, 0);
+    if (op == NULL) {
+        return NULL;
+    }
+    op->proto = Py_NewRef(Py_None);
+    op->upvals = Py_NewRef(Py_None);
+    op->fast = Py_NewRef(Py_None);
+    op->name = Py_NewRef(Py_None);
+    return (PyObject *)op;
+}
+
+static int
+closure_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"proto", "upvals", "name", NULL};
+    PyObject *proto, *upvals, *name = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:Closure", kwlist, &proto, &upvals, &name)) {
+        return -1;
+    }
+    int truth = PyObject_IsTrue(name);
+    if (truth < 0) {
+        return -1;
+    }
+    PyObject *nm = truth ? Py_NewRef(name) : PyObject_GetAttr(proto, str_name);
+    if (nm == NULL) {
+        return -1;
+    }
+    ClosureObject *op = (ClosureObject *)self;
+    Py_XSETREF(op->proto, Py_NewRef(proto));
+    Py_XSETREF(op->upvals, Py_NewRef(upvals));
+    Py_XSETREF(op->fast, Py_NewRef(Py_None));
+    Py_XSETREF(op->name, nm);
+    return 0;
+}
+
+static PyObject *
+closure_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    if (kwnames == NULL && (n == 2 || n == 3)) {
+        return closure_make((PyTypeObject *)type, args[0], args[1], n == 3 ? args[2] : NULL);
+    }
+    /* keywords or a wrong count: __new__ and __init__ through a tuple, for their errors */
+    PyObject *tup = PyTuple_New(n);
+    if (tup == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTuple_SET_ITEM(tup, i, Py_NewRef(args[i]));
+    }
+    PyObject *kw = NULL;
+    if (kwnames != NULL) {
+        kw = PyDict_New();
+        for (Py_ssize_t i = 0; kw != NULL && i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[n + i]) < 0) {
+                Py_CLEAR(kw);
+            }
+        }
+        if (kw == NULL) {
+            Py_DECREF(tup);
+            return NULL;
+        }
+    }
+    PyObject *r = closure_tp_new((PyTypeObject *)type, tup, kw);
+    if (r != NULL && closure_init(r, tup, kw) < 0) {
+        Py_CLEAR(r);
+    }
+    Py_DECREF(tup);
+    Py_XDECREF(kw);
+    return r;
+}
+
+static int
+closure_traverse(ClosureObject *op, visitproc visit, void *arg)
+{
+    Py_VISIT(op->proto);
+    Py_VISIT(op->upvals);
+    Py_VISIT(op->fast);
+    Py_VISIT(op->name);
+    return 0;
+}
+
+static int
+closure_clear(ClosureObject *op)
+{
+    Py_CLEAR(op->proto);
+    Py_CLEAR(op->upvals);
+    Py_CLEAR(op->fast);
+    Py_CLEAR(op->name);
+    return 0;
+}
+
+static void
+closure_dealloc(ClosureObject *op)
+{
+    PyObject_GC_UnTrack(op);
+    /* closures nest through their upvalues: the trashcan bounds the C recursion */
+    Py_TRASHCAN_BEGIN(op, closure_dealloc)
+    closure_clear(op);
+    Py_TYPE(op)->tp_free((PyObject *)op);
+    Py_TRASHCAN_END
+}
+
+static PyObject *
+closure_repr(PyObject *self)
+{
+    PyObject *name = ((ClosureObject *)self)->name;
+    if (name == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "name");
+        return NULL;
+    }
+    return PyUnicode_FromFormat("#<fn %S>", name);
+}
+
+static PyObject *
+closure_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    ClosureObject *op = (ClosureObject *)self;
+    if (fn_closure == NULL || op->proto == NULL || op->upvals == NULL || op->name == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Closure: cannot pickle this closure");
+        return NULL;
+    }
+    /* `fast` is a Python function of this OS process: the receiver makes its own */
+    return Py_BuildValue("O(OOO)", fn_closure, op->proto, op->upvals, op->name);
+}
+
+static PyMemberDef closure_members[] = {
+    {"proto", T_OBJECT_EX, offsetof(ClosureObject, proto), 0, "the prototype (vm.lbc.Proto)"},
+    {"upvals", T_OBJECT_EX, offsetof(ClosureObject, upvals), 0, "the captured values (a tuple)"},
+    {"fast", T_OBJECT_EX, offsetof(ClosureObject, fast), 0, "the fast tier's function, or None"},
+    {"name", T_OBJECT_EX, offsetof(ClosureObject, name), 0, "the name #<fn NAME> shows"},
+    {NULL},
+};
+
+static PyMethodDef closure_methods[] = {
+    {"__reduce__", (PyCFunction)closure_reduce, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyTypeObject ClosureType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lispvm.vm._speedups.Closure",
+    .tp_basicsize = sizeof(ClosureObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Closure(proto, upvals, name=None)\n--\n\n"
+              "A Lisp function: a prototype plus its captured values (upvalues).",
+    .tp_traverse = (traverseproc)closure_traverse,
+    .tp_clear = (inquiry)closure_clear,
+    .tp_dealloc = (destructor)closure_dealloc,
+    .tp_repr = closure_repr,
+    .tp_members = closure_members,
+    .tp_methods = closure_methods,
+    .tp_new = closure_tp_new,
+    .tp_init = closure_init,
+    .tp_vectorcall = closure_vectorcall,
+};
+
+PyDoc_STRVAR(closure0_doc,
+"closure0(proto)\n--\n\n"
+"A closure of a prototype without upvalues, its `fast` the prototype's own compiled function "
+"(the fast tier's _mkclosure0).");
+
+static PyObject *
+sp_closure0(PyObject *Py_UNUSED(module), PyObject *proto)
+{
+    PyObject *fast = PyObject_GetAttr(proto, str_fast);
+    if (fast == NULL) {
+        return NULL;
+    }
+    PyObject *empty = PyTuple_New(0);
+    PyObject *c = empty == NULL ? NULL : closure_make(&ClosureType, proto, empty, NULL);
+    Py_XDECREF(empty);
+    if (c == NULL) {
+        Py_DECREF(fast);
+        return NULL;
+    }
+    Py_SETREF(((ClosureObject *)c)->fast, fast);
+    return c;
+}
+
 /* --- builtins in C, each with its pure definition behind it ---------------------------------
  *
  * str, reverse, append, nth and length as vm/builtins.py registers them when the extension is
@@ -1003,6 +1244,17 @@ sp_native_order(PyObject *Py_UNUSED(module), PyObject *items)
     Py_RETURN_TRUE;
 }
 
+PyDoc_STRVAR(register_closure_doc,
+"_register_closure(rebuild)\n--\n\n"
+"values.py's _closure(proto, upvals, name), which unpickles a closure.");
+
+static PyObject *
+sp_register_closure(PyObject *Py_UNUSED(module), PyObject *rebuild)
+{
+    Py_XSETREF(fn_closure, Py_NewRef(rebuild));
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(register_builtins_doc,
 "_register_builtins(str, reverse, append, nth, length, max_text)\n--\n\n"
 "The Python definitions the C builtins hand what they do not decide to, and the longest "
@@ -1085,6 +1337,8 @@ static PyMethodDef module_methods[] = {
     {"b_nth", (PyCFunction)(void (*)(void))sp_b_nth, METH_FASTCALL, b_nth_doc},
     {"b_length", (PyCFunction)(void (*)(void))sp_b_length, METH_FASTCALL, b_length_doc},
     {"native_order", (PyCFunction)sp_native_order, METH_O, native_order_doc},
+    {"closure0", (PyCFunction)sp_closure0, METH_O, closure0_doc},
+    {"_register_closure", (PyCFunction)sp_register_closure, METH_O, register_closure_doc},
     {"_register_builtins", (PyCFunction)sp_register_builtins, METH_VARARGS, register_builtins_doc},
     {NULL},
 };
@@ -1101,7 +1355,12 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&ConsType) < 0 || PyType_Ready(&ConsIterType) < 0) {
+    if (PyType_Ready(&ConsType) < 0 || PyType_Ready(&ConsIterType) < 0 || PyType_Ready(&ClosureType) < 0) {
+        return NULL;
+    }
+    str_name = PyUnicode_InternFromString("name");
+    str_fast = PyUnicode_InternFromString("fast");
+    if (str_name == NULL || str_fast == NULL) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&speedups_module);
@@ -1111,6 +1370,12 @@ PyInit__speedups(void)
     Py_INCREF(&ConsType);
     if (PyModule_AddObject(m, "Cons", (PyObject *)&ConsType) < 0) {
         Py_DECREF(&ConsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ClosureType);
+    if (PyModule_AddObject(m, "Closure", (PyObject *)&ClosureType) < 0) {
+        Py_DECREF(&ClosureType);
         Py_DECREF(m);
         return NULL;
     }

@@ -61,6 +61,7 @@ from typing import Any
 
 from . import boxes as _boxes
 from . import interp, lbc
+from . import values as _values
 from .builtins import PURE_BUILTINS, b_empty
 from .checks import described, short_repr
 from .errors import (
@@ -859,6 +860,11 @@ def _mkclosure0(p: Proto) -> Closure:
     c = Closure(p, ())
     c.fast = p.fast
     return c
+
+
+if _values._speedups is not None:  # the C closure: made without a Python frame (an edit by S)
+    _mkclosure = Closure  # noqa: F811 - the same call, Closure(p, upvals)
+    _mkclosure0 = _values._speedups.closure0  # noqa: F811 - the same closure as above, in C
 
 
 def _unlist(x: Any, n: int) -> tuple | None:

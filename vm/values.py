@@ -60,7 +60,7 @@ __all__ = [
     "Pid", "Ref", "F32Array", "UNDEF", "UNCLAIMED", "from_list", "to_pylist", "is_list", "lisp_eq",
     "to_str", "to_repr", "type_name", "truthy", "note_box", "Map", "map_of", "EMPTY_IMAP",
     "lisp_hash", "compare", "sort_key", "map_items_sorted", "PVector", "pvector", "persistent",
-    "SPEEDUPS", "PyCons", "list_reverse", "list_append", "list_length", "list_nth", "join_strs",
+    "SPEEDUPS", "PyCons", "PyClosure", "list_reverse", "list_append", "list_length", "list_nth", "join_strs",
 ]
 
 
@@ -412,6 +412,14 @@ class Closure:
 
 def _closure(proto: Any, upvals: tuple, name: str) -> Closure:
     return Closure(proto, upvals, name)
+
+
+PyClosure = Closure  # the pure-Python class (tests compare the C one with it)
+if _speedups is not None:
+    # the C closure (vm/_speedups.c): the same attributes, repr and pickling, made without a
+    # Python frame (compiled code makes one for every `fn` it evaluates)
+    Closure = _speedups.Closure  # type: ignore[misc]  # noqa: F811
+    _speedups._register_closure(_closure)
 
 
 class Pid:
