@@ -561,7 +561,7 @@ def _one_instruction(op: object) -> str:
               "I": lambda: 1, "S": lambda: 5, "F": lambda: 0}
     text = " ".join(str(values[kind]()) for _, kind in op.operands)
     body = [f"{op.name} {text}", "JMP ->3", "LOADI 0 1", "RETURN 0"] if "cond" in op.flags else \
-        [f"{op.name} {text}", "RETURN 0"]
+        [f"{op.name} {text}", "MOVE 3 0", "RETURN 0"]  # r0 read twice: no copy of it is forwarded
     lines = ['.module "one.lisp"', '.function 0 "one" params=3 rest=0 regs=8', '.const 0 7', '.const 1 s"g"']
     if any(kind == "U" for _, kind in op.operands):
         lines.append(".upval 0 0")
@@ -963,3 +963,50 @@ def test_a_product_with_a_known_float_is_not_tested(monkeypatch: pytest.MonkeyPa
     assert "__class__" not in sources["f"] and "__class__" not in sources["g"] and "__class__" in sources["h"]
     monkeypatch.setenv("LISPVM_JIT", "off")
     assert run(FLOATS) == want
+
+
+COPIES = """
+(def e (a) (if (empty? a) 'yes 'no))
+(def lp (a b) (if (list? a) (< a b) (<= a b)))
+(def t2 (a b) (let ((c (< a b))) (if c 'lt 'ge)))
+(def ne (a b) (if (!= a b) 'ne 'eq))
+(def k (x) (mod (+ (* x 31) 7) 1000003))
+(def w (x) (loop ((i 0) (a x)) (if (== i 40) a (recur (+ i 1) (mod (+ (* a 31) i) 1000003)))))
+(def c (xs) (loop ((xs xs) (acc 0)) (if (empty? xs) acc (recur (tail xs) (+ acc (head xs))))))
+(def g (x) (let ((y (k x))) (list y y)))
+(print (e nil) (e (list 1)) (e []) (e "") (try (e 5) (catch e e)))
+(print (lp 1 2) (lp 2 1) (try (lp "a" 1) (catch e e)) (t2 1 2) (t2 2 1) (try (t2 1 "b") (catch e e)))
+(print (ne 1 2) (ne 'a 'a) (k 5) (try (k "s") (catch e e)) (try (k 1.5) (catch e e)))
+(print (w 7) (w 2.5) (try (w "s") (catch e e)) (try (w (bit/shl 1 1048573)) (catch e (nth e 1))))
+(print (c (list 1 2 3)) (try (c (cons 1 2)) (catch e e)) (try (c (list 1 "a")) (catch e e)) (g 3))
+"""
+
+
+def test_copies_are_forwarded_and_a_predicate_is_its_branch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy or constant read once is named by its reader (`x * 31`, no `r8 = 31`), a value that
+    a MOVE takes is written to the MOVE's register, and a predicate that only its branch reads is
+    the branch's condition (no _TRUE made and tested): the same values and the same errors,
+    whose messages still name the copied operands (the constant 31, the copied "a")."""
+    sources: dict[str, str] = {}
+    orig = fast._Gen.build
+
+    def spy(self: object) -> tuple:
+        out = orig(self)
+        sources[self.p.name] = out[1].source  # type: ignore[attr-defined]
+        return out
+
+    monkeypatch.setattr(fast._Gen, "build", spy)
+    monkeypatch.setenv("LISPVM_JIT", "eager")
+    compiled = run(COPIES)
+    monkeypatch.setenv("LISPVM_JIT", "off")
+    assert compiled == run(COPIES)
+    out = compiled[0].splitlines()
+    assert out[0] == 'yes no yes yes (error badarg "empty?: expected a list, vector, string or map, got integer 5")'
+    assert '(error badarg "<: expected numbers or strings, got integer 1 and string \\"b\\"")' in out[1]
+    assert '(error badarg "*: expected numbers, got string \\"s\\" and integer 31")' in out[2]
+    assert out[3].startswith("870456 631867.5 (error badarg") and out[3].endswith(" system_limit")
+    assert '"+: expected numbers, got integer 1 and string \\"a\\""' in out[4]
+    for name in ("e", "t2", "ne", "c"):
+        assert "_TRUE" not in sources[name] and "_FALSE if" not in sources[name], sources[name]
+    assert "* 31" in sources["k"] and "= 31" not in sources["k"] and "= 1000003" not in sources["w"]
+    assert "r2 = F_" in sources["g"]  # (let ((y (k x))) ...): k's value straight into y's register

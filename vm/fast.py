@@ -112,6 +112,9 @@ from .values import (
 
 __all__ = ["FastTier", "Preempt", "enable", "disable", "rearm"]
 
+# LISPVM_FAST_DUMP=1: write the Python source of every function the tier compiles to stderr
+# (a debugging aid: read once at import, so the hot path pays nothing)
+_DUMP = bool(os.environ.get("LISPVM_FAST_DUMP"))
 HOT_WAKES = 64  # messages that woke an interpreted receive before the tier tries to compile its function
 COMPILED = 0  # functions compiled in this OS process so far (tests check that a mode compiled any)
 REFUSED = 0  # functions the tier tried and left to the interpreter (refused)
@@ -159,7 +162,7 @@ class _Info:
     """What the unwinder needs to know about one compiled prototype."""
 
     __slots__ = ("proto", "lines", "cols", "safe", "canonical", "upvals", "code", "source", "restart", "wait",
-                 "names")
+                 "names", "aliases")
 
     def __init__(self, proto: Proto) -> None:
         self.proto = proto
@@ -175,6 +178,10 @@ class _Info:
         self.restart: dict[int, int] = {}  # call pc -> first folded instruction's pc
         self.wait = -1  # a receive loop's RECVWAIT pc (see _Gen.receive_loop), else -1
         self.names = tuple(f"r{i}" for i in range(proto.nregs))  # the registers' local names
+        # source line -> {register: ("r", register) or ("k", constant)}: a register that line
+        # reads under another name (a copy or constant the generator did not store, _Gen.plan_copies);
+        # an error's message names its operands' values from these
+        self.aliases: dict[int, dict[int, tuple[str, Any]]] = {}
 
 
 class _CannotCompile(Exception):
@@ -934,6 +941,8 @@ def _positioned(tier: FastTier | None, exc: BaseException, where: tuple | None,
     else:
         loc = tb.tb_frame.f_locals
         regs = [loc.get(f"r{i}") for i in range(info.proto.nregs)]
+        for i, (kind, v) in info.aliases.get(tb.tb_lineno, {}).items():
+            regs[i] = regs[v] if kind == "r" else v
         err = _call_error(tier, info.proto, pc, regs, exc) or python_error(info.proto, pc, regs, exc)
     if err.pos is None:
         err.pos = info.proto.position(pc)
@@ -1076,6 +1085,44 @@ _INLINE: dict[str, tuple[int, str]] = {
     "str/find": (2, "(None if (y := x.find(y)) < 0 else y) if (x := {0}).__class__ is str "
                     "and (y := {1}).__class__ is str else {f}({0}, {1})"),
 }
+# The same builtins as the test of a branch (`(if (empty? xs) ...)`: a CALLB whose register
+# only the TEST after it reads): an expression true when the builtin's value is truthy, so
+# that no _TRUE or _FALSE is made and tested again (see _Gen.plan_copies).
+_INLINE_TEST: dict[str, str] = {
+    "not": "(x := {0}) is _FALSE or x is None",
+    "nil?": "{0} is None",
+    "list?": "(x := {0}) is None or x.__class__ is _Cons",
+    # b_empty decides what is neither nil nor a cell (and raises for a non-collection)
+    "empty?": "(x := {0}) is None or x.__class__ is not _Cons and ((y := {f}(x)) is not _FALSE and y is not None)",
+    "int?": "{0}.__class__ is int",
+    "float?": "{0}.__class__ is float",
+    "number?": "(x := {0}.__class__) is int or x is float",
+    "string?": "{0}.__class__ is str",
+    "symbol?": "{0}.__class__ is _Sym",
+    "vector?": "{0}.__class__ is _Vec",
+    "fn?": "(x := {0}.__class__) is _Closure or x is _Builtin",
+    "pid?": "{0}.__class__ is _Pid",
+    "ref?": "{0}.__class__ is _Ref",
+    "bool?": "(x := {0}) is _TRUE or x is _FALSE",
+}
+# Rows whose value a TEST right after may read as a condition instead (R[B], R[C] their operands).
+_ROW_TEST: dict[str, str] = {
+    "NOT": "(x := {B}) is _FALSE or x is None",
+    "EQ": "{B} == {C}",
+    "NE": "not ({B} == {C})",
+    "LT": "{B} < {C}",
+    "LE": "{B} <= {C}",
+}
+# Straight-line rows that never leave the frame but by an error: no call, wait or jump. Between a
+# copy (MOVE, LOADK, LOADI) and its one reader, or a value and the MOVE that takes it, only these
+# may run for the generator to skip the copy (nothing can unwind the frame to the interpreter
+# while the skipped register is out of date: see _Gen.plan_copies).
+_QUIET = frozenset((
+    "MOVE LOADK LOADI LOADBOOL GETUPVAL UNBOX GETGLOBAL ADD SUB MUL DIV IDIV MOD ADDI NEG NOT EQ NE LT LE "
+    "CONS HEAD TAIL LIST VECTOR BAND BOR BXOR BNOT SELF").split())
+# Of those, the rows that write R[A] once at their end (`R[A] = ...` last), never reading it
+# after: they may write a MOVE's destination instead of their own register.
+_RETARGETABLE = _QUIET - {"LOADBOOL", "MOVE"}
 # Calls written by hand below whose argument registers may hold folded expressions.
 _FOLDING_CALLS = frozenset({"CALLG", "TAILCALLG", "CALLB"})
 
@@ -1156,7 +1203,12 @@ class _Gen:
         self.inlined: dict[int, str] = {}  # pc of a pure instruction folded into the next call
         self.restart: dict[int, int] = {}  # call pc -> first pc to re-run after deep recursion
         self.arg_cols: dict[int, tuple[str, list[tuple[int, int, int]]]] = {}  # see args()
+        self.skip: set[int] = set()  # instructions not emitted: a copy forwarded, a fused test's value
+        self.subst: dict[int, dict[int, tuple[str, Any]]] = {}  # pc -> registers it names otherwise
+        self.fused_tests: dict[int, int] = {}  # TEST pc -> pc of the instruction whose value it tests
+        self.alias: dict[int, tuple[str, Any]] | None = None  # self.subst of the instruction being emitted
         self.plan_inlining()
+        self.plan_copies()
 
     def receive_loop(self) -> tuple[int, int, int, int] | None:
         """The one receive shape compiled resumable: a function whose last act is a `receive`
@@ -1268,6 +1320,151 @@ class _Gen:
                     self.inlined[k] = self.expr_of(k)
                 self.restart[j] = min(group)
 
+    def live_out(self) -> list[set[int]] | None:
+        """The registers live after each instruction (read on some path before written), or None
+        where the function's control flow is not this simple graph (a try, whose handler is
+        entered from anywhere in it, or a receive)."""
+        ops, p = self.ops, self.p
+        if p.handlers or any(name in _RECV for name, _ in ops):
+            return None
+        n = len(ops)
+        succ: list[tuple[int, ...]] = []
+        effects = []
+        for i, (name, f) in enumerate(ops):
+            op = BY_NAME[name]
+            if name == "JMP":
+                succ.append((self.target(i),))
+            elif name in _BRANCHES:
+                succ.append((i + 1, i + 2))
+            elif not op.falls:
+                succ.append(())  # a return or tail call (a self tail call reads its arguments only)
+            else:
+                succ.append((i + 1,))
+            reads, writes = _reads_writes(name, f, p)
+            # a match writes its registers only when it matches: it kills nothing
+            effects.append((reads, set() if "match" in op.flags else writes))
+        live_in: list[set[int]] = [set() for _ in range(n)]
+        out: list[set[int]] = [set() for _ in range(n)]
+        changed = True
+        while changed:
+            changed = False
+            for i in range(n - 1, -1, -1):
+                o: set[int] = set()
+                for j in succ[i]:
+                    if j < n:
+                        o |= live_in[j]
+                reads, kills = effects[i]
+                li = reads | (o - kills)
+                if li != live_in[i] or o != out[i]:
+                    live_in[i], out[i] = li, o
+                    changed = True
+        return out
+
+    def quiet(self, i: int) -> bool:
+        """Is instruction i one that cannot leave the frame but by an error (_QUIET, or an inline builtin)?"""
+        name, f = self.ops[i]
+        return name in _QUIET or (name == "CALLB" and self.inline_call(name, f) is not None)
+
+    def plan_copies(self) -> None:
+        """Fewer stores of registers that die at once (none changes what the interpreter would
+        see if the frame were unwound: each skipped register is dead or not yet needed there):
+        - a copy (MOVE, LOADK, LOADI) read by one later instruction only, with nothing but quiet
+          rows between that touch neither register: that reader names the source instead
+          (`r8 = 31; x = r3 * r8` is `x = r3 * 31`);
+        - a value (a quiet row or a call) whose register a later MOVE copies and nothing else
+          reads: it is written straight to the MOVE's destination (`r7 = F(...); r4 = r7` is
+          `r4 = F(...)`; unwound inside the call, the interpreter goes on at the call's next
+          instruction and does the copy itself);
+        - a comparison, `not` or type predicate whose value only the TEST right after reads:
+          the test is the predicate (`if r3 is None:` instead of making _TRUE and testing it).
+        An error in such a line still names its operands' values: the line's aliases (_Info)."""
+        if self.fuse is not None:
+            return
+        out = self.live_out()
+        if out is None:
+            return
+        ops, p, targets = self.ops, self.p, self.targets
+        n = len(ops)
+        # each instruction's registers as emitted: a retargeted value writes the MOVE's
+        # destination, a reader of a forwarded copy reads the copy's source
+        rw = [_reads_writes(name, f, p) for name, f in ops]
+        for i, (name, f) in enumerate(ops):  # values written straight to a MOVE's destination
+            a = f.get("A", 0)
+            if i in self.inlined or not (name in _RETARGETABLE or name in ("CALL", "CALLG", "CALLB")):
+                continue
+            reads, writes = rw[i]
+            if writes != {a} or a in reads:
+                continue
+            for j in range(i + 1, n):
+                if j in targets or j in self.inlined:
+                    break
+                jname, jf = ops[j]
+                if jname == "MOVE" and jf.get("B", 0) == a:
+                    d = jf.get("A", 0)
+                    if a not in out[j] and d != a and \
+                            not any(d in rw[k][0] or d in rw[k][1] for k in range(i + 1, j)):
+                        self.skip.add(j)
+                        self.subst[i] = {a: ("r", d)}
+                        rw[i] = (reads, {d})
+                    break
+                if not self.quiet(j) or a in rw[j][0] or a in rw[j][1]:
+                    break
+        for i, (name, f) in enumerate(ops):  # copies read by one later instruction only
+            if name not in ("MOVE", "LOADK", "LOADI") or i in self.inlined or i in self.skip or i in self.subst:
+                continue
+            a, b = f.get("A", 0), f.get("B", 0)
+            src: tuple[str, Any] = ("r", b) if name == "MOVE" else \
+                ("k", p.consts[f["Bx"]] if name == "LOADK" else f["sBx"])
+            if name == "MOVE" and b == a:
+                continue
+            if src[0] == "k" and not (src[1] is None or src[1].__class__ in (int, float, str, Sym)):
+                continue  # only a literal or a constant's name: each use is one load
+            for j in range(i + 1, n):
+                if j in self.skip and j not in targets:
+                    continue  # a copy not made: its value is written where it is made
+                if j in targets or j in self.inlined:
+                    break
+                jname, jf = ops[j]
+                reads, writes = rw[j]
+                if a in reads:
+                    consumer = (jname in _QUIET or jname == "RETURN" or "cond" in BY_NAME[jname].flags
+                                or (jname == "CALLB" and self.inline_call(jname, jf) is not None))
+                    if consumer and a not in out[j] and a not in writes and \
+                            not (src[0] == "r" and b in writes) and a not in self.subst.get(j, {}):
+                        self.skip.add(i)
+                        self.subst.setdefault(j, {})[a] = src
+                        rw[j] = ((reads - {a}) | ({b} if src[0] == "r" else set()), writes)
+                    break
+                if not self.quiet(j) or a in writes or (src[0] == "r" and b in writes):
+                    break
+        # a predicate only the next TEST reads
+        for i in range(n - 1):
+            name, f = ops[i]
+            tname, tf = ops[i + 1]
+            if tname != "TEST" or i + 1 in targets or i in self.skip or i in self.inlined:
+                continue
+            a = f.get("A", 0)
+            if tf.get("A", 0) != a or a in out[i + 1] or a in self.subst.get(i, {}) or i + 1 in self.subst:
+                continue
+            if name in _ROW_TEST or (name == "CALLB" and p.consts[f["C"]].name in _INLINE_TEST
+                                     and self.inline_call(name, f) is not None):
+                self.skip.add(i)
+                self.fused_tests[i + 1] = i
+
+    def test_form(self, pc: int) -> str:
+        """The condition form of the predicate at pc (see plan_copies), its registers aliased."""
+        name, f = self.ops[pc]
+        self.alias = self.subst.get(pc)
+        try:
+            if name == "CALLB":
+                bname = self.p.consts[f["C"]].name
+                a = f.get("A", 0)
+                return _INLINE_TEST[bname].format(*(self.r(a + 1 + j) for j in range(f.get("B", 0))),
+                                                  f=self.k(BUILTINS[bname].fn))
+            return _ROW_TEST[name].format(B=self.r(f.get("B", 0)), C=self.r(f.get("C", 0)))
+        finally:
+            self.alias = None
+
     def inline_call(self, name: str, f: dict[str, int]) -> str | None:
         """The inline expression of a CALLB of a builtin in _INLINE with its number of
         arguments (they are then never folded: plain registers), or None."""
@@ -1316,6 +1513,8 @@ class _Gen:
         """Emit a line of source for instruction pc; `args`: it ends with the argument list of
         pc's call (then the columns of its folded expressions go to the column table)."""
         self.out.append("    " * indent + text)
+        if self.alias:
+            self.info.aliases[len(self.out)] = self.alias
         if pc is not None:
             self.info.lines[len(self.out)] = (pc, kind, dst)
             if args and pc in self.arg_cols:
@@ -1340,6 +1539,10 @@ class _Gen:
         return name
 
     def r(self, i: int) -> str:
+        alias = self.alias
+        if alias is not None and i in alias:
+            kind, v = alias[i]
+            return f"r{v}" if kind == "r" else self.k(v)
         return f"r{i}"
 
     def args(self, a: int, n: int, pc: int | None = None) -> str:
@@ -1420,6 +1623,8 @@ class _Gen:
         # cost (docs/performance.md); exec does not. The file name is put on the code objects
         # after, for tracebacks and profilers.
         ns = self.tier.ns
+        if _DUMP:
+            sys.stderr.write(f"# lispvm fast tier: {p.name}\n{src}\n")
         exec(src, ns)
         made = ns.pop(f"make_{self.fname}" if up else self.fname)
         made.__code__ = _named(made.__code__, f"<lispvm fast {p.name}>")
@@ -1577,6 +1782,9 @@ class _Gen:
                 emitted = True
                 continue
             name, f = self.ops[pc]
+            if pc in self.skip and pc + 1 in self.fused_tests:
+                pc += 1  # the TEST after it is this predicate (plan_copies)
+                continue
             if name in _BRANCHES:
                 pc = self.if_block(pc, e, ind)
                 emitted = True
@@ -1606,8 +1814,12 @@ class _Gen:
                     pc = t  # over code that nothing jumps to (a test the compiler decided)
                     continue
                 raise _CannotCompile("unstructured jump")
-            if pc not in self.inlined:
+            if pc in self.skip:
+                self.known_floats(pc, name, f)  # a skipped copy still carries what it copies
+            elif pc not in self.inlined:
+                self.alias = self.subst.get(pc)
                 self.simple(pc, name, f, ind)
+                self.alias = None
                 emitted = True
             pc += 1
         if not emitted:
@@ -1696,7 +1908,13 @@ class _Gen:
 
     def if_block(self, pc: int, e: int, ind: int) -> int:
         name, f = self.ops[pc]
-        expr, binds = self.cond_expr(pc)
+        at = self.fused_tests.get(pc, pc)  # the predicate's pc, when the test is its predicate
+        if at != pc:
+            expr, binds = f"({self.test_form(at)})", []
+        else:
+            self.alias = self.subst.get(pc)
+            expr, binds = self.cond_expr(pc)
+            self.alias = None
         jt = self.target(pc + 1)  # the JMP after the test
         match = "match" in BY_NAME[name].flags
         k = 0 if match else f.get("k", 0)
@@ -1711,7 +1929,9 @@ class _Gen:
         if jt - 1 >= pc + 2 and self.ops[jt - 1][0] == "JMP" and jt < self.target(jt - 1) <= e:
             join = self.target(jt - 1)
             then_end = jt - 1
-        self.line(ind, f"if {expr}:", pc)
+        self.alias = self.subst.get(at)
+        self.line(ind, f"if {expr}:", at)
+        self.alias = None
         for stmt in binds:
             self.line(ind + 1, stmt, pc)
         if then_end > pc + 2:
