@@ -647,7 +647,8 @@ def test_a_loop_is_a_python_while_and_recur_out_of_a_receive_is_not_compiled() -
     with fast_tier(src) as (tier, by_name):
         assert tier.compile(by_name["sum-to"])
         source = tier.compiled[by_name["sum-to"]].source
-        assert source.count("while True:") == 2 and "continue" in source, source
+        # the function's own while, the loop's typed copy (i and s ints) and its plain one
+        assert source.count("while True:") == 3 and "continue" in source, source
         assert 0 < min(v for v in tier.compiled[by_name["sum-to"]].safe.values() if v) < len(by_name["sum-to"].code)
         assert tier.compile(by_name["me"]) and "= _cl" in tier.compiled[by_name["me"]].source
         assert tier.compile(by_name["scan"]) and by_name["scan"] not in tier.servers
@@ -1010,3 +1011,49 @@ def test_copies_are_forwarded_and_a_predicate_is_its_branch(monkeypatch: pytest.
         assert "_TRUE" not in sources[name] and "_FALSE if" not in sources[name], sources[name]
     assert "* 31" in sources["k"] and "= 31" not in sources["k"] and "= 1000003" not in sources["w"]
     assert "r2 = F_" in sources["g"]  # (let ((y (k x))) ...): k's value straight into y's register
+
+
+NUMBER_LOOPS = """
+(def w (x) (loop ((i 0) (a x)) (if (== i 40) a (recur (+ i 1) (mod (+ (* a 31) i) 1000003)))))
+(def m (cr ci)
+  (loop ((zr 0.0) (zi 0.0) (k 0))
+    (cond ((== k 50) k)
+          ((> (+ (* zr zr) (* zi zi)) 4.0) k)
+          (true (recur (+ (- (* zr zr) (* zi zi)) cr) (+ (* 2.0 zr zi) ci) (+ k 1))))))
+(def flip (n) (loop ((i 0) (a 1)) (if (== i n) a (recur (+ i 1) (if (== i 5) 0.5 (* a 2))))))
+(def divs (n) (loop ((i 1) (s 0)) (if (> i n) s (recur (+ i 1) (+ s (/ 1 i))))))
+(def zero (n) (loop ((i 0) (a 7)) (if (== i n) a (recur (+ i 1) (mod a (- 2 i))))))
+(def grow (x n) (loop ((i 0) (a x)) (if (== i n) a (recur (+ i 1) (* a 1.5)))))
+(print (w 7) (w 2.5) (try (w "s") (catch e e)) (try (w (bit/shl 1 1048573)) (catch e (nth e 1))))
+(print (m 0.1 0.2) (m 1 1) (m -0.5 0.5) (try (m "a" 0.1) (catch e e)) (try (m 0.1 "b") (catch e e)) (m 1 0.0))
+(print (flip 10) (divs 10) (try (zero 5) (catch e e)) (grow 2.0 3) (try (grow (bit/shl 1 2000) 2) (catch e e)))
+"""
+
+
+def test_a_loop_of_numbers_runs_its_arithmetic_untested(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop whose numbers keep their class from turn to turn is written twice: entered with
+    those classes (one test at entry), its sums and remainders take no unary + and its int
+    products only the range test; entered with anything else (a float where an int was
+    expected, a string, an int where the loop makes floats), the plain copy runs. Both give
+    the interpreter's values and errors: the Lisp int limit, division by zero, a float too
+    large, a value whose class changes in the middle (flip: not guarded)."""
+    sources: dict[str, str] = {}
+    orig = fast._Gen.build
+
+    def spy(self: object) -> tuple:
+        out = orig(self)
+        sources[self.p.name] = out[1].source  # type: ignore[attr-defined]
+        return out
+
+    monkeypatch.setattr(fast._Gen, "build", spy)
+    monkeypatch.setenv("LISPVM_JIT", "eager")
+    compiled = run(NUMBER_LOOPS)
+    monkeypatch.setenv("LISPVM_JIT", "off")
+    assert compiled == run(NUMBER_LOOPS)
+    out = compiled[0].splitlines()
+    assert out[0].startswith("870456 631867.5 (error badarg") and out[0].endswith(" system_limit"), out
+    assert out[1].startswith("50 2 50 (error badarg") and 'string \\"a\\"' in out[1], out
+    assert "mod: division by zero" in out[2] and "int too large to convert to float" in out[2], out
+    assert "r2.__class__ is int and r3.__class__ is int" in sources["w"] and sources["w"].count("x - 0") == 1
+    assert "r0.__class__ is float and r1.__class__ is float" in sources["m"]
+    assert "while True:" in sources["flip"] and sources["flip"].count("while True:") == 2  # a is int, then float

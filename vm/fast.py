@@ -1207,6 +1207,8 @@ class _Gen:
         self.subst: dict[int, dict[int, tuple[str, Any]]] = {}  # pc -> registers it names otherwise
         self.fused_tests: dict[int, int] = {}  # TEST pc -> pc of the instruction whose value it tests
         self.alias: dict[int, tuple[str, Any]] | None = None  # self.subst of the instruction being emitted
+        self.live: list[set[int]] | None = None  # registers live after each instruction (plan_copies)
+        self.facts: dict[int, dict[int, type]] | None = None  # pc -> number registers' classes there (typed loop)
         self.plan_inlining()
         self.plan_copies()
 
@@ -1383,6 +1385,7 @@ class _Gen:
         out = self.live_out()
         if out is None:
             return
+        self.live = out
         ops, p, targets = self.ops, self.p, self.targets
         n = len(ops)
         # each instruction's registers as emitted: a retargeted value writes the MOVE's
@@ -1828,12 +1831,32 @@ class _Gen:
     def loop_block(self, pc: int, f: dict[str, int], e: int, ind: int) -> int:
         """A `loop` (the LOOP marker at pc, its body up to its end) as a Python while loop: a
         recur is `continue`, leaving it `break`; its JUMP_BACKWARD is a safe point that resumes
-        at the loop's head (see build)."""
+        at the loop's head (see build). A loop whose numbers keep their class from turn to turn
+        (loop_types) is written twice: under a test of those classes at entry, a copy whose
+        arithmetic on them is untested (see typed), else the plain one."""
         head = pc + 1
         end = head + f["Bx"]
         if not end <= e:
             raise _CannotCompile("loop range")
         outer = self.open_while(ind)
+        guard = self.loop_types(pc, head, end) if self.facts is None else None
+        if guard is not None:
+            facts, test = guard
+            self.line(ind, f"if {test}:", pc)
+            self.facts = facts
+            try:
+                self.while_loop(pc, head, end, ind + 1)
+            finally:
+                self.facts = None
+            self.line(ind, "else:", pc)
+            self.while_loop(pc, head, end, ind + 1)
+        else:
+            self.while_loop(pc, head, end, ind)
+        self.close_while(ind, outer)
+        return end
+
+    def while_loop(self, pc: int, head: int, end: int, ind: int) -> None:
+        """The Python while loop of the `loop` whose LOOP marker is at pc (see loop_block)."""
         self.line(ind, "while True:", pc)
         self.loop_lines[len(self.out)] = head  # the `while` line and the body's first
         self.loop_lines[len(self.out) + 1] = head
@@ -1841,8 +1864,155 @@ class _Gen:
         self.region(head, end, ind + 1)
         self.line(ind + 1, "break")
         self.loops.pop()
-        self.close_while(ind, outer)
-        return end
+
+    def operand_class(self, pc: int, reg: int, st: dict[int, type]) -> type | None:
+        """The class of register `reg` as instruction pc reads it (through its aliases), per `st`."""
+        alias = self.subst.get(pc)
+        if alias is not None and reg in alias:
+            kind, v = alias[reg]
+            if kind == "k":
+                return v.__class__ if v.__class__ in (int, float) else None
+            reg = v
+        return st.get(reg)
+
+    def step_types(self, pc: int, st: dict[int, type]) -> dict[int, type]:
+        """The number registers' classes after instruction pc as emitted (a skipped copy does
+        nothing; a value written to a MOVE's register is that register's), given `st` before.
+        Only int and float are followed; anything else a register gets is forgotten."""
+        name, f = self.ops[pc]
+        st = dict(st)
+        b, c = f.get("B", 0), f.get("C", 0)
+        _, writes = _reads_writes(name, f, self.p)
+        if pc in self.skip:
+            if pc in self.fused_tests.values():  # the predicate is its test: its register is dead
+                for r in writes:
+                    st.pop(r, None)
+            return st  # else a copy forwarded to its reader, or a MOVE done by its value's writer
+        got: type | None = None
+        if name == "LOADI":
+            got = int
+        elif name == "LOADK":
+            v = self.p.consts[f["Bx"]]
+            got = v.__class__ if v.__class__ in (int, float) else None
+        elif name == "MOVE":
+            got = self.operand_class(pc, b, st)
+        elif name in ("ADDI", "NEG"):
+            got = self.operand_class(pc, b, st)
+        elif name in ("ADD", "SUB", "MUL", "MOD", "IDIV", "DIV"):
+            x, y = self.operand_class(pc, b, st), self.operand_class(pc, c, st)
+            if x in (int, float) and y in (int, float):
+                # a number and a number give a number or raise: an int only of two ints
+                got = float if (x is float or y is float or name == "DIV") else int
+        for r in writes:
+            st.pop(r, None)
+        if got is not None and len(writes) == 1:
+            dst = next(iter(writes))
+            alias = self.subst.get(pc)
+            if alias is not None and dst in alias and alias[dst][0] == "r" and name not in ("MOVE",):
+                dst = alias[dst][1]  # written straight to the MOVE's register
+            st[dst] = got
+        elif len(writes) == 1:
+            alias = self.subst.get(pc)
+            dst = next(iter(writes))
+            if alias is not None and dst in alias and alias[dst][0] == "r":
+                st.pop(alias[dst][1], None)
+        return st
+
+    def loop_types(self, pc: int, head: int, end: int) -> tuple[dict[int, dict[int, type]], str] | None:
+        """Classes (int or float) for registers live at the loop's head that every turn keeps,
+        when some arithmetic in the loop reads them: (the classes known before each instruction
+        of the loop when those hold at its head, the entry test). None where nothing is gained
+        or the function's flow is not simple (no liveness: a try or a receive)."""
+        live = self.live
+        if live is None or self.fuse is not None or end - head > 400:
+            return None
+        ops = self.ops
+        cands = sorted(live[pc])
+        arith = {"ADD", "SUB", "MUL", "MOD", "IDIV", "DIV", "ADDI", "NEG"}
+        if not any(ops[j][0] in arith for j in range(head, end)):
+            return None
+        written = set()
+        for j in range(head, end):
+            written |= _reads_writes(ops[j][0], ops[j][1], self.p)[1]
+        # a guess: an int, or a float where the loop starts it as one or mixes it with one
+        guess: dict[int, type] = {r: int for r in cands}
+        for _ in range(6):
+            facts, back = self.flow_types(head, end, guess)
+            new: dict[int, type] = {}
+            for r, t in guess.items():
+                bt = back.get(r, t) if r in written else t
+                if r not in written:
+                    # read-only: a float if some arithmetic mixes it with a float
+                    for j in range(head, end):
+                        name, f = ops[j]
+                        if name in ("ADD", "SUB", "MUL", "DIV") and j in facts:
+                            regs = (f.get("B", 0), f.get("C", 0))
+                            if r in regs:
+                                other = regs[1] if regs[0] == r else regs[0]
+                                if self.operand_class(j, other, facts[j]) is float:
+                                    bt = float
+                if bt in (int, float):
+                    new[r] = bt
+            if new == guess:
+                break
+            guess = new
+        else:
+            return None
+        facts, back = self.flow_types(head, end, guess)
+        if any(back.get(r) is not t for r, t in guess.items() if r in written):
+            return None
+        # only the registers some arithmetic of the loop reads
+        used = set()
+        for j in range(head, end):
+            name, f = ops[j]
+            if name in arith:
+                used |= _reads_writes(name, f, self.p)[0]
+        guess = {r: t for r, t in guess.items() if r in used}
+        if not guess:
+            return None
+        facts, back = self.flow_types(head, end, guess)
+        if any(back.get(r) is not t for r, t in guess.items() if r in written):
+            return None
+        test = " and ".join(f"r{r}.__class__ is {t.__name__}" for r, t in sorted(guess.items()))
+        return facts, test
+
+    def flow_types(self, head: int, end: int, at_head: dict[int, type]) -> tuple[dict[int, dict[int, type]], dict]:
+        """(classes before each instruction of the loop [head, end) reached from its head with
+        `at_head`, the classes at the jumps back to the head: a register in one only where
+        every jump back agrees)."""
+        ops = self.ops
+        before: dict[int, dict[int, type]] = {head: dict(at_head)}
+        back: dict[int, type] | None = None
+        work = [head]
+        seen_back = False
+        while work:
+            j = work.pop()
+            st = self.step_types(j, before[j])
+            name, f = ops[j]
+            if name == "JMP":
+                succ: tuple[int, ...] = (self.target(j),)
+            elif name in _BRANCHES:
+                succ = (j + 1, j + 2)
+            elif not BY_NAME[name].falls:
+                succ = ()
+            else:
+                succ = (j + 1,)
+            for k in succ:
+                if k == head and name == "JMP":
+                    back = dict(st) if not seen_back else {r: t for r, t in back.items() if st.get(r) is t}
+                    seen_back = True
+                    continue
+                if not head <= k < end:
+                    continue
+                if k not in before:
+                    before[k] = dict(st)
+                    work.append(k)
+                else:
+                    merged = {r: t for r, t in before[k].items() if st.get(r) is t}
+                    if merged != before[k]:
+                        before[k] = merged
+                        work.append(k)
+        return before, (back or {})
 
     def open_while(self, ind: int) -> bool:
         """Before an inner while: its self-tail-call flag starts false (see close_while)."""
@@ -2045,6 +2215,20 @@ class _Gen:
         p = self.p
         op = BY_NAME[name]
         floats = self.known_floats(pc, name, f)
+        if self.facts is not None and name in ("ADD", "MOD", "MUL") and pc in self.facts:
+            # in a typed loop (loop_types): two numbers, whose sum or remainder is a number
+            # (no unary + to refuse a string) and whose product needs only the int range test
+            st = self.facts[pc]
+            x, y = self.operand_class(pc, b, st), self.operand_class(pc, c, st)
+            if x in (int, float) and y in (int, float):
+                rb, rc = self.r(b), self.r(c)
+                if name == "MUL" and x is int and y is int:
+                    L(ind, f"{ra} = {rb} * {rc}", pc, "op", a)
+                    L(ind, f"if not _INT_MIN < {ra} < _INT_LIMIT:", pc, "op", a)
+                    L(ind + 1, "raise _product_too_large()", pc, "op", a)
+                else:
+                    L(ind, f"{ra} = {rb} {'+' if name == 'ADD' else '%' if name == 'MOD' else '*'} {rc}", pc, "op", a)
+                return
         if name == "MUL" and floats:
             # a float times any Lisp value is a float, or the TypeError (or OverflowError) that
             # the tested product raises too: nothing to test
