@@ -1056,4 +1056,6 @@ def test_a_loop_of_numbers_runs_its_arithmetic_untested(monkeypatch: pytest.Monk
     assert "mod: division by zero" in out[2] and "int too large to convert to float" in out[2], out
     assert "r2.__class__ is int and r3.__class__ is int" in sources["w"] and sources["w"].count("x - 0") == 1
     assert "r0.__class__ is float and r1.__class__ is float" in sources["m"]
+    # a sum that cannot raise is written into its one reader: no register holds it
+    assert ") % 1000003" in sources["w"] and "4.0 < ((" in sources["m"], (sources["w"], sources["m"])
     assert "while True:" in sources["flip"] and sources["flip"].count("while True:") == 2  # a is int, then float

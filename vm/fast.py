@@ -1123,6 +1123,10 @@ _QUIET = frozenset((
 # Of those, the rows that write R[A] once at their end (`R[A] = ...` last), never reading it
 # after: they may write a MOVE's destination instead of their own register.
 _RETARGETABLE = _QUIET - {"LOADBOOL", "MOVE"}
+# Rows written by hand in a typed loop (_Gen.simple), and their Python operator.
+_TYPED = {"ADD": "+", "SUB": "-", "MUL": "*", "MOD": "%"}
+# Rows that read each operand once, as the one reader of a folded sum in a typed loop (_Gen.fold_into).
+_NUMBER_READERS = frozenset("ADD SUB MUL MOD ADDI IFEQ IFLT IFLE IFEQI IFLTI IFLEI IFGTI IFGEI LT LE EQ".split())
 # Calls written by hand below whose argument registers may hold folded expressions.
 _FOLDING_CALLS = frozenset({"CALLG", "TAILCALLG", "CALLB"})
 
@@ -1209,6 +1213,8 @@ class _Gen:
         self.alias: dict[int, tuple[str, Any]] | None = None  # self.subst of the instruction being emitted
         self.live: list[set[int]] | None = None  # registers live after each instruction (plan_copies)
         self.facts: dict[int, dict[int, type]] | None = None  # pc -> number registers' classes there (typed loop)
+        self.eff: list[tuple[set[int], set[int]]] | None = None  # (reads, writes) as emitted (plan_copies)
+        self.pending: dict[int, tuple[str, int]] = {}  # register -> (expression, pc of its one reader): see fold_into
         self.plan_inlining()
         self.plan_copies()
 
@@ -1440,6 +1446,7 @@ class _Gen:
                     break
                 if not self.quiet(j) or a in writes or (src[0] == "r" and b in writes):
                     break
+        self.eff = rw  # what each instruction reads and writes as emitted (see fold_into)
         # a predicate only the next TEST reads
         for i in range(n - 1):
             name, f = ops[i]
@@ -1542,6 +1549,8 @@ class _Gen:
         return name
 
     def r(self, i: int) -> str:
+        if self.pending and i in self.pending:
+            return self.pending.pop(i)[0]
         alias = self.alias
         if alias is not None and i in alias:
             kind, v = alias[i]
@@ -1862,8 +1871,54 @@ class _Gen:
         self.loop_lines[len(self.out) + 1] = head
         self.loops.append((head, end))
         self.region(head, end, ind + 1)
+        if self.pending:  # pragma: no cover - fold_into picks readers that name their operands
+            raise _CannotCompile("a folded value was not read")
         self.line(ind + 1, "break")
         self.loops.pop()
+
+    def fold_into(self, i: int, name: str, f: dict[str, int], x: type, y: type) -> int | None:
+        """In a typed loop: the one instruction that reads the value of arithmetic i, when i
+        cannot raise (a sum or difference of two ints or two floats, a product of floats, a
+        remainder of ints by a constant other than 0) and that reader is a number operation whose
+        operands are all numbers (so that no error of it names i's value, which no register
+        holds): i's expression is then written into the reader's. Only quiet rows between them,
+        none writing i's operands; None otherwise."""
+        eff, live, facts = self.eff, self.live, self.facts
+        a, c = f.get("A", 0), f.get("C", 0)
+        if eff is None or live is None or facts is None or a in self.subst.get(i, {}):
+            return None  # (its value written to a MOVE's register: that MOVE is its reader)
+        if name in ("ADD", "SUB") and x is not y:
+            return None  # an int and a float: a huge int raises OverflowError
+        if name == "MUL" and (x is not float or y is not float):
+            return None  # an int product has its range test
+        if name == "MOD":
+            k = self.subst.get(i, {}).get(c)
+            if not (x is int and y is int and k is not None and k[0] == "k" and k[1].__class__ is int and k[1] != 0):
+                return None
+        reads = eff[i][0]
+        for j in range(i + 1, len(self.ops)):
+            if j in self.targets or j in self.inlined:
+                return None
+            if j in self.skip and j not in self.fused_tests.values():
+                continue  # a forwarded copy reads at its reader (eff), a skipped MOVE at its value
+            jname, jf = self.ops[j]
+            jreads, jwrites = eff[j]
+            if a in jreads:
+                # (a typed row names its operands before its own register: it may write it)
+                if jname not in _NUMBER_READERS or (a in jwrites and jname not in _TYPED) \
+                        or (a in live[j] and a not in jwrites) \
+                        or j not in facts \
+                        or a in self.subst.get(j, {}):
+                    return None
+                st = facts[j]
+                if any(self.operand_class(j, r, st) not in (int, float) for r in _reads_writes(jname, jf, self.p)[0]):
+                    return None
+                if sum(1 for r in _reads_writes(jname, jf, self.p)[0] if r == a) != 1:
+                    return None
+                return j
+            if not self.quiet(j) or a in jwrites or jwrites & reads:
+                return None
+        return None
 
     def operand_class(self, pc: int, reg: int, st: dict[int, type]) -> type | None:
         """The class of register `reg` as instruction pc reads it (through its aliases), per `st`."""
@@ -2211,23 +2266,30 @@ class _Gen:
         instructions (calls, returns, closures, receive) and the few whose shape here differs
         from the template for speed, the code written below."""
         a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
+        held = self.pending.pop(a, None)  # its own operand, folded (fold_into): not this name
         ra, L = self.r(a), self.line
+        if held is not None:
+            self.pending[a] = held
         p = self.p
         op = BY_NAME[name]
         floats = self.known_floats(pc, name, f)
-        if self.facts is not None and name in ("ADD", "MOD", "MUL") and pc in self.facts:
+        if self.facts is not None and name in _TYPED and pc in self.facts:
             # in a typed loop (loop_types): two numbers, whose sum or remainder is a number
             # (no unary + to refuse a string) and whose product needs only the int range test
             st = self.facts[pc]
             x, y = self.operand_class(pc, b, st), self.operand_class(pc, c, st)
             if x in (int, float) and y in (int, float):
+                j = self.fold_into(pc, name, f, x, y)
                 rb, rc = self.r(b), self.r(c)
+                if j is not None:
+                    self.pending[a] = (f"({rb} {_TYPED[name]} {rc})", j)
+                    return
                 if name == "MUL" and x is int and y is int:
                     L(ind, f"{ra} = {rb} * {rc}", pc, "op", a)
                     L(ind, f"if not _INT_MIN < {ra} < _INT_LIMIT:", pc, "op", a)
                     L(ind + 1, "raise _product_too_large()", pc, "op", a)
                 else:
-                    L(ind, f"{ra} = {rb} {'+' if name == 'ADD' else '%' if name == 'MOD' else '*'} {rc}", pc, "op", a)
+                    L(ind, f"{ra} = {rb} {_TYPED[name]} {rc}", pc, "op", a)
                 return
         if name == "MUL" and floats:
             # a float times any Lisp value is a float, or the TypeError (or OverflowError) that
