@@ -1483,8 +1483,9 @@ class _Gen:
         bname = self.p.consts[f["C"]].name
         row = _INLINE.get(bname)
         a, b = f.get("A", 0), f.get("B", 0)
-        if bname == "str" and 2 <= b <= 8:
+        if bname == "str" and 2 <= b <= 8 and not _values.SPEEDUPS:
             # strings joined by +, when all are strings and the result is no longer than str allows
+            # (with the extension, str is one C call, which costs less than these tests)
             regs = [self.r(a + 1 + j) for j in range(b)]
             test = " and ".join(f"{r}.__class__ is str" for r in regs)
             size = " + ".join(f"len({r})" for r in regs)
