@@ -58,23 +58,37 @@ class Routing:
             # What deliver_or_route and emit would do for it, without their general cases.
             key = dest.key
             seqs = sender.seqs
-            if seqs is not None and self.trace is None and not self.pending_out:
+            if seqs is not None and self.trace is None:
                 seq = seqs.get(key)
                 if seq is not None and key not in sched.procs:
                     k = self.loc.get(key)
                     if k is None:
                         k = self.moved.get(key, dest.node)
                     link = self.links.get(k)
-                    if (link is not None and k != self.sid and k not in self.dead and dest.node < 4096
-                            and 0 <= key < _U64 and small_item(msg)):
-                        seqs[key] = seq + 1
-                        link.out.append(("ev", dest, sender.pid.key, seq, "m", msg))
-                        self.sent += 1
-                        n = link.nout = link.nout + SMALL_ESTIMATE
-                        if n > PUSH_BYTES:
-                            self.push(link)
-                            self.give_way(sched, msg)
-                        return
+                    if link is not None:
+                        if (not self.pending_out and k != self.sid and k not in self.dead and dest.node < 4096
+                                and 0 <= key < _U64 and small_item(msg)):
+                            seqs[key] = seq + 1
+                            link.out.append(("ev", dest, sender.pid.key, seq, "m", msg))
+                            self.sent += 1
+                            n = link.nout = link.nout + SMALL_ESTIMATE
+                            if n > PUSH_BYTES:
+                                self.push(link)
+                                self.give_way(sched, msg)
+                            return
+                    elif self.pending_out:
+                        # The peer is still starting (a stream's first thousands of messages,
+                        # sent while the new scheduler forks and says hello): what emit does
+                        # then, the message kept unencoded in its queue (Link.queue batches it).
+                        queued = self.pending_out.get(k)
+                        if (queued is not None and k != self.sid and k not in self.started and k not in self.dead
+                                and dest.node < 4096 and 0 <= key < _U64 and small_item(msg)):
+                            seqs[key] = seq + 1
+                            queued.append(("ev", dest, sender.pid.key, seq, "m", msg))
+                            self.sent += 1
+                            if self.charged:
+                                self.give_way(sched, msg)
+                            return
         if sender.__class__ is not Process:  # a timer's message: no process runs to raise in
             try:
                 pid = self.resolve(dest)

@@ -66,6 +66,16 @@ class Link(Channel):
     def who(self) -> str:
         return f"peer {self.peer}"
 
+    def queue(self, obj: Any) -> None:
+        """As Channel.queue; a small message event (framing.small_message: what emit keeps
+        unencoded for a peer still starting, in pending_out) waits unencoded here too, so that
+        it is sent in a batch with the others."""
+        if obj.__class__ is tuple and small_message(obj):
+            self.out.append(obj)
+            self.nout += SMALL_ESTIMATE
+        else:
+            super().queue(obj)
+
 
 class Transport:
     """The node's sockets (a mixin of cluster.ClusterNode)."""
@@ -75,7 +85,9 @@ class Transport:
         self.poller = Poller()  # every descriptor this OS process waits on
         self.links: dict[int, Link] = {}  # peer -> the link this scheduler sends on
         self.all_links: list[Link] = []  # every link, including accepted ones used only to read
-        self.pending_out: dict[int, list[tuple | bytes]] = {}  # events (or their frames) for peers not connected yet
+        # frames for peers not connected yet, and small message events unencoded (small_message):
+        # Link.queue takes both when the link is made
+        self.pending_out: dict[int, list[tuple | bytes]] = {}
         self.writing: set[Link] = set()  # links with unsent bytes: polled for POLLOUT as well
         self.charged = False  # a send pushed PUSH_BYTES out during this slice: its process may give way
         self.eof: set[int] = set()  # peers whose connection ended (they closed it, or exited)
@@ -144,7 +156,7 @@ class Transport:
         if link is None or self.pending_out:  # (connect's work: nothing else to do when neither)
             link = self.connect(peer)
         if link is None:
-            self.pending_out.setdefault(peer, []).append(encode_event(ev) if small else data)
+            self.pending_out.setdefault(peer, []).append(data)
             if self.sid == 0:
                 self.start_worker(peer)
             elif peer not in self.asked_start and peer != 0:
