@@ -38,6 +38,7 @@ from ..vm.codec import (
     TooLarge,
     Unsendable,
     c_encode_queued,
+    c_runs,
     c_small,
     decode,
     encode,
@@ -45,8 +46,8 @@ from ..vm.codec import (
 )
 from ..vm.values import Bool, Cons, Pid, Sym
 
-__all__ = ["Channel", "RECV_SIZE", "batch_parts", "decode_batch", "decode_event", "encode_event", "message_event",
-           "small_item", "small_message"]
+__all__ = ["Channel", "RECV_SIZE", "batch_parts", "batch_runs", "decode_batch", "decode_event", "encode_event",
+           "message_event", "py_runs", "small_item", "small_message"]
 
 # Bytes asked of one recv: recv(n) allocates n bytes first, so a larger size costs every small
 # read (docs/performance.md, "Scheduler decisions").
@@ -200,10 +201,9 @@ def _batches(out: list, run: list) -> None:
         out.append(body)
 
 
-def batch_parts(payload: bytes) -> tuple[Any, tuple]:
-    """A batch frame's payload split and checked: an iterator over its headers (mark, receiver's
-    pid key, sender's pid key, sequence number), and the tuple of its decoded messages, as many;
-    CodecError if it is malformed. (A mark is checked by whoever reads the header: _message.)"""
+def _checked_batch(payload: bytes) -> tuple[int, tuple]:
+    """A batch frame's count and its decoded messages, as many; CodecError if it is malformed
+    (its headers are then known to fit in the payload)."""
     if len(payload) < _COUNT.size:
         raise CodecError("truncated batch header")
     mark, n = _COUNT.unpack_from(payload)
@@ -213,7 +213,42 @@ def batch_parts(payload: bytes) -> tuple[Any, tuple]:
     items = decode(payload[end:])
     if items.__class__ is not tuple or len(items) != n:
         raise CodecError("a batch's messages do not match its headers")
-    return _HEAD.iter_unpack(payload[_COUNT.size:end]), items
+    return n, items
+
+
+def batch_parts(payload: bytes) -> tuple[Any, tuple]:
+    """A batch frame's payload split and checked: an iterator over its headers (mark, receiver's
+    pid key, sender's pid key, sequence number), and the tuple of its decoded messages, as many;
+    CodecError if it is malformed. (A mark is checked by whoever reads the header: _message.)"""
+    n, items = _checked_batch(payload)
+    return _HEAD.iter_unpack(payload[_COUNT.size:_COUNT.size + n * _HEAD_SIZE]), items
+
+
+def batch_runs(payload: bytes) -> tuple[list[tuple], tuple]:
+    """batch_parts with the headers as runs (py_runs): a stream's messages to one process come
+    as one run per batch, which the receiver puts in the mailbox at once (routing.on_batch)
+    instead of one header at a time."""
+    n, items = _checked_batch(payload)
+    return runs(payload, _COUNT.size, n), items
+
+
+def py_runs(payload: bytes, start: int, n: int) -> list[tuple]:
+    """The n message headers at payload[start:] as runs of consecutive headers that only count
+    up: (mark, key, skey, seq, count), the k-th header of a run being (mark, key, skey, seq + k)
+    for a numbered message (MSG_SEQ) and (mark, key, skey, seq) for any other mark."""
+    out: list[list] = []
+    last: list = [None, None, None, None, 0]
+    for mark, key, skey, seq in _HEAD.iter_unpack(payload[start:start + n * _HEAD_SIZE]):
+        if (mark == last[0] and key == last[1] and skey == last[2]
+                and seq == (last[3] + last[4] if mark == MSG_SEQ else last[3])):
+            last[4] += 1
+        else:
+            last = [mark, key, skey, seq, 1]
+            out.append(last)
+    return [tuple(r) for r in out]
+
+
+runs = c_runs if c_runs is not None else py_runs  # (the C path answers as py_runs: tests/test_codec.py)
 
 
 def decode_batch(payload: bytes) -> list[tuple]:

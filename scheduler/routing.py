@@ -161,34 +161,39 @@ class Routing:
             self.emit(k, ("ev", pid, skey, seq, kind, tuple(x if i == 0 or x.__class__ is Pid or x.__class__ is Ref
                                                           else why for i, x in enumerate(item))))
 
-    def on_batch(self, link: Link, heads: Any, items: tuple) -> None:
-        """The messages of a batch frame from a greeted peer (framing.batch_parts), in order.
-        A message that is next in its pair's order to a process here that holds none back is
-        put in the mailbox at once, as apply_ordered would; any other takes on_message's path.
-        CodecError (from a header's unknown mark) leaves the messages before it delivered."""
+    def on_batch(self, link: Link, runs: list, items: tuple) -> None:
+        """The messages of a batch frame from a greeted peer (framing.batch_runs: its headers as
+        runs of one pair's consecutive numbers), in order. A run that is next in its pair's order,
+        to a process here that holds none back, goes into the mailbox at once, as apply_ordered
+        would put each of its messages; any other message takes on_message's path. CodecError
+        (from a header's unknown mark) leaves the messages before it delivered."""
         procs = self.sched.procs
-        n = 0
-        for head, item in zip(heads, items):
-            proc = procs.get(head[1])
-            if proc is not None and head[0] == MSG_SEQ and not proc.held and proc.status != DEAD:
+        i = 0
+        for mark, key, skey, seq, count in runs:
+            proc = procs.get(key)
+            if proc is not None and mark == MSG_SEQ and not proc.held and proc.status != DEAD:
                 seqin = proc.seqin
-                skey = head[2]
-                if seqin is not None and seqin.get(skey) == head[3]:
-                    seqin[skey] = head[3] + 1
+                if seqin is not None and seqin.get(skey) == seq:
+                    seqin[skey] = seq + count
                     mb = proc.mailbox
-                    if mb is None:
-                        proc.mailbox = [item]
+                    if count == 1:
+                        if mb is None:
+                            proc.mailbox = [items[i]]
+                        else:
+                            mb.append(items[i])
+                    elif mb is None:
+                        proc.mailbox = list(items[i:i + count])
                     else:
-                        mb.append(item)
+                        mb.extend(items[i:i + count])
                     if proc.status == WAITING:
                         proc.status = RUNNABLE
                         self.sched.runq.append(proc)
-                    n += 1
+                    self.recvd += count
+                    i += count
                     continue
-            self.recvd += n
-            n = 0
-            self.on_message(link, message_event(head, item))
-        self.recvd += n
+            for j in range(count):  # one at a time, each held back or refused as it must be
+                self.on_message(link, message_event((mark, key, skey, seq + j if mark == MSG_SEQ else seq), items[i]))
+                i += 1
 
     def dead_target(self, pid: Pid, sig: tuple, lost: bool) -> None:
         kind = sig[0]

@@ -31,7 +31,7 @@ from .framing import (
     MSG_BATCH,
     SMALL_ESTIMATE,
     Channel,
-    batch_parts,
+    batch_runs,
     decode_batch,
     decode_event,
     encode_event,
@@ -273,7 +273,7 @@ class Transport:
                     try:
                         if payload[:1] == _BATCH:
                             if link.peer is not None:  # the commonest frame of a stream: routing.on_batch
-                                self.on_batch(link, *batch_parts(payload))
+                                self.on_batch(link, *batch_runs(payload))
                                 continue
                             evs = decode_batch(payload)
                         else:

@@ -891,3 +891,59 @@ def test_c_small_messages_and_queued_frames_agree_with_python() -> None:
         assert events(framing.encode_queued(queued)) == events(framing.py_encode_queued(queued))
     many = [("ev", Pid(1, 7), 9, i, "m", i) for i in range(3000)]  # more than one batch, all ints
     assert events(framing.encode_queued(many)) == events(framing.py_encode_queued(many))
+
+
+@needs_c
+def test_c_runs_of_batch_headers_agree_with_python() -> None:
+    """A batch's headers read back as runs (framing.batch_runs): the C path groups exactly as
+    py_runs does, including the cases where a run must end (another pair or mark, a gap, a
+    number that would pass 64 bits, a header that is not numbered) and unknown marks."""
+    import random
+
+    from lispvm.scheduler import framing
+
+    head = struct.Struct("<BQQQ")
+    top = 2**64 - 1
+
+    def both(heads: list) -> list:
+        payload = b"\xf2" + len(heads).to_bytes(4, "little") + b"".join(head.pack(*h) for h in heads) + b"rest"
+        got = codec._C.runs(payload, 5, len(heads))
+        assert got == framing.py_runs(payload, 5, len(heads)), heads
+        return got
+
+    assert both([(0xF1, 7, 9, i) for i in range(5)]) == [(0xF1, 7, 9, 0, 5)]
+    assert both([(0xF1, 7, 9, 0), (0xF1, 7, 9, 2), (0xF1, 8, 9, 3), (0xF1, 8, 8, 4)]) == [
+        (0xF1, 7, 9, 0, 1), (0xF1, 7, 9, 2, 1), (0xF1, 8, 9, 3, 1), (0xF1, 8, 8, 4, 1)]
+    assert both([(0xF1, 7, 9, top - 1), (0xF1, 7, 9, top), (0xF1, 7, 9, 0)]) == [
+        (0xF1, 7, 9, top - 1, 2), (0xF1, 7, 9, 0, 1)]  # no wrapping past 64 bits
+    assert both([(0xF0, 7, 0, 0)] * 3 + [(0xF0, 7, 0, 1), (0x33, 7, 0, 1), (0x33, 7, 0, 1)]) == [
+        (0xF0, 7, 0, 0, 3), (0xF0, 7, 0, 1, 1), (0x33, 7, 0, 1, 2)]
+    assert both([]) == []
+    rnd = random.Random(5)
+    for _ in range(300):
+        heads, seq = [], rnd.randrange(4)
+        for _ in range(rnd.randrange(1, 60)):
+            seq += rnd.choice((1, 1, 1, 0, 2))
+            heads.append((rnd.choice((0xF1, 0xF1, 0xF1, 0xF0, 0x20)), rnd.choice((1, 1, 2)), rnd.choice((3, 3, 4)),
+                          seq if rnd.random() < 0.95 else top))
+        both(heads)
+    for start, n in ((0, 2), (5, 1), (-1, 0), (5, -1)):  # headers that do not fit: refused, never read
+        with pytest.raises(ValueError):
+            codec._C.runs(b"\xf2\x00\x00\x00\x00" + bytes(24), start, n)
+
+
+@needs_c
+def test_c_path_reads_slots_and_falls_back_to_attributes() -> None:
+    """The C path reads a cell's head and tail, a symbol's name and a pid's key straight from
+    their slots, with the bytes and answers of Python's walk; an object whose slot is empty
+    gets Python's error."""
+    from lispvm.scheduler import framing
+
+    for x in (from_list([intern("n"), 1, Pid(2, 3)]), intern("abc"), Pid(5, 1 << 31), (intern("y"), 2.5)):
+        assert codec._C.encode(x, 1 << 20, False) == _python_only(encode, x)
+        assert framing.small_item(x) is framing.py_small_item(x) is True
+    empty = Pid.__new__(Pid)  # no key, no node: an AttributeError, as Python's walk raises
+    with pytest.raises(AttributeError):
+        codec._C.encode(empty, 1 << 20, False)
+    with pytest.raises(AttributeError):
+        _python_only(encode, empty)

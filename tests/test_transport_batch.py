@@ -55,7 +55,7 @@ class _Node(Routing):
         data = framing.encode_queued(evs)
         (payload,) = framing.FrameReader().feed(data)
         assert payload[:1] == b"\xf2"
-        self.on_batch(None, *framing.batch_parts(payload))  # type: ignore[arg-type]
+        self.on_batch(None, *framing.batch_runs(payload))  # type: ignore[arg-type]
 
 
 def _ev(to: Process, skey: int | None, seq: int | None, item: Any) -> tuple:

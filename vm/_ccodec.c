@@ -17,7 +17,12 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h> /* PyMemberDef; its T_ names that clash with the tags below are dropped */
 #include <stdint.h>
+
+#define OBJECT_EX_MEMBER T_OBJECT_EX
+#undef T_NONE
+#undef T_FLOAT
 #include <string.h>
 
 #if PY_BIG_ENDIAN
@@ -40,6 +45,34 @@ static PyObject *ConsType, *SymType, *PidType, *LispTrue, *LispFalse;
 static PyObject *Symbols, *Intern, *Pids;
 static Py_ssize_t CacheMax = 4096;
 static PyObject *s_head, *s_tail, *s_name, *s_key, *s_node;
+/* Where a Cons keeps head and tail, a Sym its name and a Pid its key and node: the offsets of
+ * their slots (member descriptors, in C or from __slots__), read straight from the object; -1
+ * where a class has no such slot (then the attribute is looked up). A generic attribute lookup
+ * per cell was most of the cost of writing or checking a small message. */
+static Py_ssize_t off_head = -1, off_tail = -1, off_name = -1, off_key = -1, off_node = -1;
+
+static Py_ssize_t slot_offset(PyObject *type, PyObject *name) {
+    if (!PyType_Check(type))
+        return -1;
+    PyObject *d = _PyType_Lookup((PyTypeObject *)type, name);
+    if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type) || PyDescr_TYPE(d) != (PyTypeObject *)type)
+        return -1;
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    return m->type == OBJECT_EX_MEMBER ? m->offset : -1;
+}
+
+/* x's attribute `name` (a new reference), from its slot at `off` when it has one and it is set;
+ * else looked up (which raises AttributeError for an empty slot, as Python would). */
+static inline PyObject *slot(PyObject *x, Py_ssize_t off, PyObject *name) {
+    if (off >= 0) {
+        PyObject *v = *(PyObject **)((char *)x + off);
+        if (v != NULL) {
+            Py_INCREF(v);
+            return v;
+        }
+    }
+    return PyObject_GetAttr(x, name);
+}
 
 /* ---- encoding ---------------------------------------------------------------------------- */
 
@@ -124,8 +157,8 @@ static int enc_items(Out *o, PyObject *const *items, Py_ssize_t n, int depth) {
     return 0;
 }
 
-static int get_int_attr(PyObject *x, PyObject *name, long long *v) {
-    PyObject *a = PyObject_GetAttr(x, name);
+static int get_int_attr(PyObject *x, Py_ssize_t off, PyObject *name, long long *v) {
+    PyObject *a = slot(x, off, name);
     if (a == NULL)
         return -2;
     if (!PyLong_CheckExact(a)) {
@@ -169,7 +202,7 @@ static int enc(Out *o, PyObject *x, int depth) {
     if (x == Py_None)
         return put1(o, T_NONE);
     if ((PyObject *)t == SymType) {
-        PyObject *name = PyObject_GetAttr(x, s_name);
+        PyObject *name = slot(x, off_name, s_name);
         if (name == NULL)
             return -2;
         if (!PyUnicode_CheckExact(name))
@@ -192,8 +225,8 @@ static int enc(Out *o, PyObject *x, int depth) {
                 r = -1;
                 goto cons_done;
             }
-            PyObject *h = PyObject_GetAttr(c, s_head);
-            PyObject *tl = h ? PyObject_GetAttr(c, s_tail) : NULL;
+            PyObject *h = slot(c, off_head, s_head);
+            PyObject *tl = h ? slot(c, off_tail, s_tail) : NULL;
             Py_DECREF(c);
             if (tl == NULL) {
                 Py_XDECREF(h);
@@ -239,7 +272,7 @@ static int enc(Out *o, PyObject *x, int depth) {
     }
     if ((PyObject *)t == PidType) {
         long long node, key;
-        if ((r = get_int_attr(x, s_node, &node)) || (r = get_int_attr(x, s_key, &key)))
+        if ((r = get_int_attr(x, off_node, s_node, &node)) || (r = get_int_attr(x, off_key, s_key, &key)))
             return r;
         long long num = key >> 12;
         if (node < 0 || node >= 4096 || key < 0 || num >= 0x100000000LL)
@@ -327,7 +360,7 @@ static int ev_head(PyObject *ev, char *p) {
     int r;
     if ((PyObject *)Py_TYPE(pid) != PidType)
         return -1;
-    if ((r = get_int_attr(pid, s_node, &node)) || (r = get_int_attr(pid, s_key, &key)))
+    if ((r = get_int_attr(pid, off_node, s_node, &node)) || (r = get_int_attr(pid, off_key, s_key, &key)))
         return r;
     if (node < 0 || node >= 4096 || key < 0)
         return -1;
@@ -448,7 +481,7 @@ static int small_atom(PyObject *x) {
         return !overflow;
     }
     if ((PyObject *)t == SymType) {
-        PyObject *name = PyObject_GetAttr(x, s_name);
+        PyObject *name = slot(x, off_name, s_name);
         if (name == NULL)
             return -1;
         int ok = PyUnicode_CheckExact(name) && PyUnicode_GET_LENGTH(name) <= 256;
@@ -470,7 +503,7 @@ static PyObject *c_small(PyObject *self, PyObject *x) {
         Py_INCREF(c);
         ok = 1;
         while ((PyObject *)Py_TYPE(c) == ConsType) {
-            PyObject *h = n < 8 ? PyObject_GetAttr(c, s_head) : NULL;
+            PyObject *h = n < 8 ? slot(c, off_head, s_head) : NULL;
             if (h == NULL) {
                 ok = n < 8 ? -1 : 0;
                 break;
@@ -479,7 +512,7 @@ static PyObject *c_small(PyObject *self, PyObject *x) {
             Py_DECREF(h);
             if (ok != 1)
                 break;
-            PyObject *tl = PyObject_GetAttr(c, s_tail);
+            PyObject *tl = slot(c, off_tail, s_tail);
             Py_DECREF(c);
             c = tl;
             if (c == NULL) {
@@ -501,6 +534,67 @@ static PyObject *c_small(PyObject *self, PyObject *x) {
     if (ok < 0)
         return NULL;
     return PyBool_FromLong(ok);
+}
+
+/* runs(payload, start, n) -> list: the n message headers (mark u8, receiver's key, sender's key,
+ * number: u64 each, little-endian, 25 bytes) from payload[start:] as runs of consecutive
+ * headers that only count up: tuples (mark, key, skey, seq, count), where a run's k-th header
+ * is (mark, key, skey, seq + k) for the mark 0xF1 (numbered) and (mark, key, skey, seq) for any
+ * other. scheduler/framing.py's py_runs gives the same list; ValueError if the headers do not
+ * fit in the payload (the caller checked that they do). */
+static PyObject *c_runs(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "runs(payload, start, n)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t n = PyLong_AsSsize_t(args[2]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *out = NULL;
+    if (start < 0 || n < 0 || n > (view.len - start) / 25 || start > view.len) {
+        PyErr_SetString(PyExc_ValueError, "runs: the headers do not fit in the payload");
+        goto done;
+    }
+    out = PyList_New(0);
+    const unsigned char *p = (const unsigned char *)view.buf + start;
+    Py_ssize_t i = 0;
+    while (out != NULL && i < n) {
+        unsigned char mark = p[25 * i];
+        uint64_t key, skey, seq, k2, s2, q2;
+        memcpy(&key, p + 25 * i + 1, 8);
+        memcpy(&skey, p + 25 * i + 9, 8);
+        memcpy(&seq, p + 25 * i + 17, 8);
+        uint64_t count = 1;
+        for (Py_ssize_t j = i + 1; j < n; j++, count++) {
+            const unsigned char *h = p + 25 * j;
+            memcpy(&k2, h + 1, 8);
+            memcpy(&s2, h + 9, 8);
+            memcpy(&q2, h + 17, 8);
+            uint64_t want = seq;
+            if (mark == 0xF1) {
+                if (seq > UINT64_MAX - count)
+                    break; /* (past 64 bits: Python's numbers do not wrap) */
+                want = seq + count;
+            }
+            if (h[0] != mark || k2 != key || s2 != skey || q2 != want)
+                break;
+        }
+        PyObject *run = Py_BuildValue("(BKKKK)", mark, (unsigned long long)key, (unsigned long long)skey,
+                                      (unsigned long long)seq, (unsigned long long)count);
+        if (run == NULL || PyList_Append(out, run) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(run);
+        i += (Py_ssize_t)count;
+    }
+done:
+    PyBuffer_Release(&view);
+    return out;
 }
 
 /* ---- decoding ---------------------------------------------------------------------------- */
@@ -741,6 +835,11 @@ static PyObject *c_setup(PyObject *self, PyObject *args) {
         Py_XSETREF(*slots[i], vals[i]);
     }
     CacheMax = cache_max;
+    off_head = slot_offset(cons, s_head);
+    off_tail = slot_offset(cons, s_tail);
+    off_name = slot_offset(sym, s_name);
+    off_key = slot_offset(pid, s_key);
+    off_node = slot_offset(pid, s_node);
     Py_RETURN_NONE;
 }
 
@@ -749,6 +848,8 @@ static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))c_encode, METH_FASTCALL, "encode(obj, limit, framed) -> bytes | None"},
     {"encode_queued", (PyCFunction)(void (*)(void))c_encode_queued, METH_FASTCALL,
      "encode_queued(queued, batch_max, limit) -> the frames | None"},
+    {"runs", (PyCFunction)(void (*)(void))c_runs, METH_FASTCALL,
+     "runs(payload, start, n) -> [(mark, key, skey, seq, count)]: a batch's headers as runs"},
     {"small", c_small, METH_O, "small(item) -> bool: a small message (scheduler/framing.py)"},
     {"decode", c_decode, METH_O, "decode(data) -> value | NotImplemented"},
     {NULL, NULL, 0, NULL},
