@@ -1059,4 +1059,5 @@ def test_a_loop_of_numbers_runs_its_arithmetic_untested(monkeypatch: pytest.Monk
     assert "r0.__class__ is float and r1.__class__ is float" in sources["m"]
     # a sum that cannot raise is written into its one reader: no register holds it
     assert ") % 1000003" in sources["w"] and "4.0 < ((" in sources["m"], (sources["w"], sources["m"])
+    assert "r2 = (r2 + 1)" in sources["w"]  # i's (+ i 1), sunk to the recur's copy into i
     assert "while True:" in sources["flip"] and sources["flip"].count("while True:") == 2  # a is int, then float

@@ -1126,7 +1126,7 @@ _RETARGETABLE = _QUIET - {"LOADBOOL", "MOVE"}
 # Rows written by hand in a typed loop (_Gen.simple), and their Python operator.
 _TYPED = {"ADD": "+", "SUB": "-", "MUL": "*", "MOD": "%"}
 # Rows that read each operand once, as the one reader of a folded sum in a typed loop (_Gen.fold_into).
-_NUMBER_READERS = frozenset("ADD SUB MUL MOD ADDI IFEQ IFLT IFLE IFEQI IFLTI IFLEI IFGTI IFGEI LT LE EQ".split())
+_NUMBER_READERS = frozenset("MOVE ADD SUB MUL MOD ADDI IFEQ IFLT IFLE IFEQI IFLTI IFLEI IFGTI IFGEI LT LE EQ".split())
 # Calls written by hand below whose argument registers may hold folded expressions.
 _FOLDING_CALLS = frozenset({"CALLG", "TAILCALLG", "CALLB"})
 
@@ -1550,12 +1550,14 @@ class _Gen:
         return name
 
     def r(self, i: int) -> str:
-        if self.pending and i in self.pending:
-            return self.pending.pop(i)[0]
         alias = self.alias
         if alias is not None and i in alias:
             kind, v = alias[i]
-            return f"r{v}" if kind == "r" else self.k(v)
+            if kind == "k":
+                return self.k(v)
+            i = v
+        if self.pending and i in self.pending:  # a folded value's one reader (fold_into)
+            return self.pending.pop(i)[0]
         return f"r{i}"
 
     def args(self, a: int, n: int, pc: int | None = None) -> str:
@@ -2267,10 +2269,13 @@ class _Gen:
         instructions (calls, returns, closures, receive) and the few whose shape here differs
         from the template for speed, the code written below."""
         a, b, c = f.get("A", 0), f.get("B", 0), f.get("C", 0)
-        held = self.pending.pop(a, None)  # its own operand, folded (fold_into): not this name
+        # its own register may be its operand, folded (fold_into): naming it as the target must
+        # not take the folded expression (a value written to a MOVE's register: that register)
+        own = self.alias[a][1] if self.alias and a in self.alias and self.alias[a][0] == "r" else a
+        held = self.pending.pop(own, None)
         ra, L = self.r(a), self.line
         if held is not None:
-            self.pending[a] = held
+            self.pending[own] = held
         p = self.p
         op = BY_NAME[name]
         floats = self.known_floats(pc, name, f)
@@ -2291,6 +2296,11 @@ class _Gen:
                     L(ind + 1, "raise _product_too_large()", pc, "op", a)
                 else:
                     L(ind, f"{ra} = {rb} {_TYPED[name]} {rc}", pc, "op", a)
+                return
+        if self.facts is not None and name == "ADDI" and pc in self.facts:
+            x = self.operand_class(pc, b, self.facts[pc])
+            if x in (int, float) and (j := self.fold_into(pc, name, f, x, x)) is not None:
+                self.pending[a] = (f"({self.render(_PURE[name], f)})", j)  # a number plus an int: no error
                 return
         if name == "MUL" and floats:
             # a float times any Lisp value is a float, or the TypeError (or OverflowError) that
