@@ -466,7 +466,9 @@ def test_list_builtins_errors_in_a_program_both_ways(tmp_path: Path) -> None:
         "(def big (str/join \"\" (list/map (fn (i) a) (list/range 1024))))\n"
         "(print (str/length (str big)) (err (fn () (str big \"c\")))\n"
         "  (err (fn () (list/map str (list 1 (str big 1))))))\n"
-        "(print (list/sort (list 3 1.5 2)) (list/sort (list \"b\" \"a\")) (list/sort (list 2 'a 1)))\n",
+        "(print (list/sort (list 3 1.5 2)) (list/sort (list \"b\" \"a\")) (list/sort (list 2 'a 1)))\n"
+        "(print (list/reduce + 0.5 (list 1 2)) (err (fn () (list/reduce + 0 (list 1 \"a\" 2))))\n"
+        "  (err (fn () (list/reduce + 0 (list 1 true)))) (list/reduce + 0 (list 1 9223372036854775807 1)))\n",
         encoding="utf-8")
     runs = [run_cli(["run", src.name], cwd=tmp_path, timeout=120, env=env) for env in ({}, PURE_ENV)]
     assert runs[0] == runs[1]

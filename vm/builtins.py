@@ -547,7 +547,7 @@ def b_reduce_native(f: Any, acc: Any, xs: Any) -> Any:
     if fn is None:
         raise badarg(f"sys/reduce-native: not a plain builtin: {short_repr(f)}")
     items = check_list("list/reduce", xs)
-    if fn is b_add and acc.__class__ in _SUMMABLE and all(x.__class__ in _SUMMABLE for x in items):
+    if fn is b_add and acc.__class__ in _SUMMABLE and _SUMMABLE.issuperset(map(type, items)):  # (a C loop)
         return sum(items, acc)
     try:
         for x in items:
