@@ -35,7 +35,7 @@ from .kernel import BLOCKED, RUNNABLE, WAITING, YIELDED, Scheduler
 from .node import SERVICE_SPIN, spin_for_services
 from .transport import Link
 
-__all__ = ["GRACE_SPIN", "IDLE_GRACE", "POKE_SIGNAL", "Balancing", "install_poke"]
+__all__ = ["CROWD", "CROWD_MS", "GRACE_SPIN", "IDLE_GRACE", "POKE_SIGNAL", "Balancing", "install_poke"]
 
 POKE_SIGNAL = signal.SIGUSR1  # "a peer went idle": ends a slice of compiled code early (say_idle)
 # The first part of the grace, in seconds, is spent polling without sleeping (clock.BusyWait): a
@@ -43,6 +43,19 @@ POKE_SIGNAL = signal.SIGUSR1  # "a peer went idle": ends a slice of compiled cod
 # (docs/performance.md, "Messages between OS processes").
 GRACE_SPIN = 100e-6
 IDLE_GRACE = 0.002  # seconds without input before a scheduler says it is idle
+# A crowd: CROWD or more processes runnable after every pass for CROWD_MS milliseconds. Many
+# independent actors that each run briefly (fork-join jobs, a tree of fib processes, pairs that
+# ping each other) never use up a budget, so the CPU-bound evidence never shows for them; a
+# crowd is the evidence instead (crowd_pass). A ring's set-up (its nodes spawned at once) is a
+# crowd for a pass or two, far shorter than CROWD_MS, and a ring then has one runnable process:
+# moving its nodes put every hop on a socket (docs/performance.md, "Placement, wave 3 (X2)").
+CROWD = 16
+CROWD_MS = 3.0
+# In a crowd, a process with this many messages waiting in its mailbox has work queued that is
+# worth a move (a fork-join worker fed faster than it computes); one that holds a message or two
+# (an actor of pairs that ping each other, a fib process waiting for its children) is not: each
+# move costs tens of microseconds to encode, and its messages would cross sockets from then on.
+BACKLOG = 16
 
 
 class Balancing:
@@ -62,6 +75,8 @@ class Balancing:
         self.cpu_bound = False  # a process used up a whole budget here since this scheduler was last idle
         self.last_report: tuple | None = None  # (worker) the idle report last sent to the hub
         self.pulls: dict[int, int] = {}  # pid key -> scheduler that asked for it (pull), until it can go
+        self.crowd_since: float | None = None  # (clock ms) when the run queue last became a crowd
+        self.crowded = False  # it has stayed a crowd for CROWD_MS: any runnable process may move
 
     def place(self, sched: Scheduler, proc: Process, where: int | None) -> None:
         if where is None:
@@ -190,6 +205,26 @@ class Balancing:
         self.adopt(ev[1], ev[2])
         self.not_idle()
 
+    def crowd_pass(self) -> bool:
+        """After a pass that left CROWD or more processes runnable: whether the run queue has
+        now stayed a crowd for CROWD_MS (then `crowded` is set: balance may give away any
+        runnable process, not only CPU-bound ones). The pass that leaves fewer calls
+        crowd_over instead; neither is called on a short run queue's passes, so a ring pays
+        nothing."""
+        now = self.clock.now_ms()
+        since = self.crowd_since
+        if since is None:
+            self.crowd_since = now
+            return False
+        if now - since >= CROWD_MS:
+            self.crowded = True
+        return self.crowded
+
+    def crowd_over(self) -> None:
+        """A pass left fewer than CROWD processes runnable: the crowd, if any, is over."""
+        self.crowd_since = None
+        self.crowded = False
+
     def balance(self) -> None:
         """After a pass over the run queue: give an idle peer its share of the CPU-bound
         runnable processes at once: shipping one at a time left it under-loaded
@@ -207,16 +242,19 @@ class Balancing:
             for proc in procs:
                 self.ship(proc, k)
 
-    def take_movable(self, runq: deque, n: int) -> list[Process]:
+    def take_movable(self, runq: deque, n: int, fork: bool = False) -> list[Process]:
         """Up to n processes taken out of the run queue to run elsewhere: CPU-bound ones (they
         used up their last budget), and ones not started yet whose function is the function a
         CPU-bound one there started with (eight jobs spawned at once: moving only those that had
-        had a first slice left the second scheduler waiting for this one's slices). Never the
-        main process.
+        had a first slice left the second scheduler waiting for this one's slices). In a crowd
+        (crowd_pass), also ones with a BACKLOG of messages, and at a `fork` (which copies them
+        for free) with CROWD or more runnable, any not started yet (fork-join jobs, the subtrees
+        of a divide and conquer). Never the main process.
 
         Processes that only ever run briefly (a ring's nodes, servers) stay where they are:
         moving them would put every message they exchange on a socket."""
         origins = {_origin(p) for p in runq if p.sched is YIELDED}
+        crowd = self.crowded or (fork and len(runq) >= CROWD)
         main = self.main_pid
         io = self.sched.io
         taken: list[Process] = []
@@ -226,7 +264,9 @@ class Balancing:
             p = runq[i]
             if p.pid == main or p.status != RUNNABLE or (io is not None and p.pid.key in io.owned):
                 continue  # (a process that owns sockets or ports stays with them)
-            if p.sched is YIELDED or (p.pc == 0 and len(p.frames) == 1 and p.cl.proto in origins):
+            if (p.sched is YIELDED or (p.pc == 0 and len(p.frames) == 1 and p.cl.proto in origins)
+                    or (crowd and ((fork and p.reds == 0)
+                                   or (p.mailbox is not None and len(p.mailbox) - p.mbhead >= BACKLOG)))):
                 del runq[i]
                 taken.append(p)
         return taken

@@ -28,7 +28,7 @@ from ..vm.codec import CodecError
 from ..vm.process import Globals, Process
 from ..vm.state import VM
 from ..vm.values import Pid
-from .balance import Balancing
+from .balance import CROWD, Balancing
 from .clock import MonotonicClock
 from .events import COUNTED, SHAPES, Refused
 from .introspect import Introspection
@@ -252,6 +252,11 @@ class Worker(ClusterNode):
         self.last_report = None
 
     def after_pass(self) -> None:
+        if len(self.sched.runq) >= CROWD:
+            if self.crowd_pass():
+                self.poll(0)  # an idle peer's word may be waiting (Hub.after_pass)
+        elif self.crowd_since is not None:
+            self.crowd_over()
         self.balance()
         self.between_passes()
 

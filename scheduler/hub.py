@@ -23,7 +23,7 @@ from typing import Any
 from ..vm import lbc
 from ..vm.process import Globals, Process
 from ..vm.values import UNDEF
-from .balance import POKE_SIGNAL, install_poke
+from .balance import CROWD, POKE_SIGNAL, install_poke
 from .cluster import ClusterNode
 from .kernel import deadlock_line
 from .node import main_process
@@ -55,8 +55,11 @@ class Hub(ClusterNode):
         self.program: bytes = b""  # the .lbc bytes, for workers
         self.builtin_names = _builtin_names()  # globals a new scheduler defines itself, not sent to it
 
-    def start_worker(self, k: int) -> None:
-        """Start scheduler k's OS process (returns at once; it connects when ready).
+    def start_worker(self, k: int, crowd: bool = False) -> bool:
+        """Start scheduler k's OS process (returns at once; it connects when ready); whether it
+        was started. For a `crowd` alone (no CPU-bound process) only if the fork takes work with
+        it: a crowd of started actors that exchange messages (Savina's big) keeps its messages
+        off sockets, and a scheduler with nothing to do only costs its start.
 
         Forked from this one (workers.fork_worker): the modules are already imported and the
         program compiled, so the new scheduler is ready in milliseconds, where a fresh
@@ -64,7 +67,9 @@ class Hub(ClusterNode):
         a fresh interpreter is started, which reads the program from the node's private
         directory."""
         if k in self.workers or k == 0 or k >= self.nschedulers or k in self.dead or self.stopping:
-            return
+            return False
+        if crowd and not hasattr(os, "fork"):  # pragma: no cover - every platform lispvm runs on has fork
+            return False
         settings = settings_of(self.nschedulers, self.argv, self.full_budget, self.trace_path, self.jit,
                                os.getpid() if self.pokeable else None, self.secret, self.main_pid)
         if hasattr(os, "fork"):
@@ -72,7 +77,9 @@ class Hub(ClusterNode):
             # these processes, so it runs them at once instead of after its hello has been read
             # here and a migration sent back, at this scheduler's next slice boundaries.
             runq = self.sched.runq
-            given = self.take_movable(runq, len(runq) // 2)
+            given = self.take_movable(runq, len(runq) // 2, fork=True)
+            if crowd and not given:
+                return False
 
             def record(worker: Any) -> None:
                 self.workers[k] = worker
@@ -85,10 +92,11 @@ class Hub(ClusterNode):
                                record):
                 runq.extend(given)
                 self.dead.add(k)
-                return
+                return False
         else:  # pragma: no cover - every platform lispvm runs on has fork
             self.workers[k] = spawn_worker(self.sockdir, k, settings, self.program, not self.workers)
         self.started_any = True
+        return True
 
     def pending(self) -> bool:
         """A budget was just spent: that is the CPU-bound evidence maybe_grow waits for, so a
@@ -107,11 +115,21 @@ class Hub(ClusterNode):
         """A process used a whole budget while others are runnable, and a scheduler is not
         started yet: start one (a forked one connects milliseconds later). Without the
         CPU-bound evidence a ring's set-up started a scheduler that only slowed it down
-        (docs/performance.md, "Scheduler decisions")."""
+        (docs/performance.md, "Scheduler decisions"); a crowd is the other evidence
+        (grow_for_crowd)."""
         if self.sched.yields and len(self.sched.runq) >= 2:
             k = self.next_to_start()
             if k is not None:
                 self.start_worker(k)
+
+    def grow_for_crowd(self) -> None:
+        """The run queue has stayed a crowd (balance.crowd_pass) and no scheduler is started:
+        start one if processes not started yet can go with its fork; if none can, look again
+        only after another CROWD_MS of crowd (each look scans the run queue)."""
+        k = self.next_to_start()
+        if k is not None and not self.start_worker(k, crowd=True):
+            self.crowd_since = self.clock.now_ms()
+            self.crowded = False
 
     def on_hello(self, link: Link, ev: tuple) -> None:
         k = ev[1]
@@ -222,6 +240,16 @@ class Hub(ClusterNode):
         """Share work with idle peers and read input (once a worker exists), start the next
         scheduler if the pass showed CPU-bound work, and choose the next pass's budget."""
         s = self.sched
+        if len(s.runq) >= CROWD:
+            if self.crowd_pass():
+                if not self.started_any:
+                    self.grow_for_crowd()
+                else:
+                    # an idle peer's word may be waiting: a crowd's pass is many slices, one
+                    # poll more is cheap beside them (between_passes polls every 64 passes)
+                    self.poll(0)
+        elif self.crowd_since is not None:
+            self.crowd_over()
         if self.started_any:
             self.balance()
             self.between_passes()

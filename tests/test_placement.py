@@ -1,0 +1,148 @@
+"""Placement across schedulers: a crowd of runnable processes as growth evidence, which processes
+may move (scheduler/balance.py crowd_pass, take_movable; scheduler/hub.py grow_for_crowd)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from lispvm.scheduler import balance, hub
+from lispvm.scheduler.balance import BACKLOG, CROWD, CROWD_MS, Balancing
+from lispvm.scheduler.clock import VirtualClock
+from lispvm.scheduler.kernel import RUNNABLE, YIELDED
+from lispvm.vm.values import Pid
+from support import run
+
+
+class _Node(Balancing):
+    """Just enough of a cluster node for the balancing decisions."""
+
+    def __init__(self) -> None:
+        self.init_balancing()
+        self.clock = VirtualClock()
+        self.main_pid = Pid(0, 1)
+        self.sched = SimpleNamespace(io=None)
+
+
+def _proc(serial: int, *, reds: int = 0, mailbox: int = 0, yielded: bool = False) -> Any:
+    """A runnable process as take_movable sees it: started (reds), its mailbox, CPU-bound or not."""
+    return SimpleNamespace(n=serial, pid=Pid(0, serial), status=RUNNABLE, sched=YIELDED if yielded else None,
+                           pc=5, frames=[None, None], cl=SimpleNamespace(proto=object()), reds=reds,
+                           mailbox=list(range(mailbox)) if mailbox else None, mbhead=0)
+
+
+def test_a_crowd_is_a_run_queue_that_stays_long_for_crowd_ms() -> None:
+    node = _Node()
+    assert not node.crowd_pass()  # the first long pass only starts the count
+    node.clock.now += CROWD_MS / 2
+    assert not node.crowd_pass() and not node.crowded
+    node.clock.now += CROWD_MS / 2
+    assert node.crowd_pass() and node.crowded
+    node.crowd_over()  # one short pass ends it: a ring's set-up is a crowd for a pass or two
+    assert not node.crowded and node.crowd_since is None
+    assert not node.crowd_pass()
+
+
+def test_in_a_crowd_only_processes_with_a_backlog_move_and_the_main_process_never() -> None:
+    """Actors holding a message or two (pairs pinging each other) stay: their messages would
+    cross sockets from then on; workers fed faster than they compute may go."""
+    node = _Node()
+    chatty = [_proc(10 + i, reds=5, mailbox=1) for i in range(CROWD)]
+    fed = [_proc(100 + i, reds=5, mailbox=BACKLOG) for i in range(4)]
+    main = _proc(1, reds=5, mailbox=BACKLOG)
+    runq = balance.deque([main, *chatty, *fed])
+    assert node.take_movable(runq, 10) == []  # not a crowd yet: only CPU-bound ones would go
+    node.crowded = True
+    taken = node.take_movable(runq, 10)
+    assert sorted(p.n for p in taken) == [100, 101, 102, 103]
+    assert main in runq and all(p in runq for p in chatty)
+
+
+def test_a_fork_in_a_crowd_takes_processes_not_started_yet_and_leaves_started_ones() -> None:
+    """A fork copies the processes it takes for free: jobs not started yet go with it (their
+    pid keys are never given twice), started ones without a backlog stay."""
+    node = _Node()
+    started = [_proc(10 + i, reds=3) for i in range(CROWD)]
+    fresh = [_proc(100 + i) for i in range(CROWD)]
+    runq = balance.deque([*started, *fresh])
+    taken = node.take_movable(runq, len(runq) // 2, fork=True)
+    assert sorted(p.n for p in taken) == [100 + i for i in range(CROWD)]
+    short = balance.deque(fresh[:CROWD - 1])  # fewer than a crowd: nothing but CPU-bound ones
+    assert node.take_movable(short, 8, fork=True) == []
+
+
+def test_a_fork_for_a_crowd_alone_needs_work_to_take(monkeypatch: pytest.MonkeyPatch) -> None:
+    """grow_for_crowd starts no scheduler when nothing could go with the fork, and looks again
+    only after another CROWD_MS (each look scans the run queue)."""
+    forks: list[int] = []
+    monkeypatch.setattr(hub, "fork_worker", lambda *a: forks.append(1) or True)
+    h = hub.Hub.__new__(hub.Hub)
+    _Node.__init__(h)  # the balancing state, a virtual clock
+    h.sched = SimpleNamespace(io=None, runq=balance.deque(_proc(10 + i, reds=3) for i in range(CROWD)),
+                              vm=None)
+    h.workers, h.dead, h.nschedulers, h.stopping, h.started_any = {}, set(), 2, False, False
+    h.full_budget, h.trace_path, h.jit, h.pokeable, h.secret, h.argv = 4000, None, True, False, b"", []
+    h.module = h.globals = h.out = h.err = None
+    h.names, h.forked, h.moved, h.loc = {}, set(), {}, {}
+    h.sockdir, h.trace = "/nonexistent", None
+    h.crowd_since, h.crowded = 0.0, True
+    h.clock.now = 10.0
+    h.grow_for_crowd()
+    assert forks == [] and not h.crowded and h.crowd_since == 10.0 and not h.started_any
+    h.sched.runq.append(_proc(99))
+    h.sched.runq.extend(_proc(200 + i) for i in range(CROWD))
+    h.crowded = True
+    h.grow_for_crowd()
+    assert forks == [1] and h.started_any
+
+
+FIB_ACTORS = """
+(def union (a b) (list/filter (fn (x) (not (list/contains? x b))) a))
+(def fib (n parent)
+  (if (< n 2)
+      (send parent (list n (list (sys/scheduler-id))))
+      (do (spawn fib (- n 1) (self))
+          (spawn fib (- n 2) (self))
+          (let ((a (receive (x x))) (b (receive (y y))))
+            (send parent (list (+ (head a) (head b))
+                               (list/sort (append (union (nth a 1) (nth b 1)) (nth b 1)))))))))
+(spawn fib (parse-int (head (sys/args))) (self))
+(receive ((list v scheds) (print v scheds)))
+"""
+
+
+def test_a_tree_of_short_lived_processes_spreads_over_two_schedulers() -> None:
+    """fib actors never use up a budget (each runs briefly), so only the crowd starts the second
+    scheduler; its fork takes half the processes not started yet, whose subtrees then run
+    there. (Before the crowd evidence, everything ran on scheduler 0.)"""
+    out, err, status = run(FIB_ACTORS, ("17",), schedulers=2)
+    assert status == 0, err
+    assert out == "1597 (0 1)\n"
+
+
+THREAD_RING = """
+(def node (id next)
+  (receive
+    ((list 'next p) (node id p))
+    ((list 'where main) (send main (sys/scheduler-id)) (node id next))
+    ((list 'token k main)
+     (if (== k 0) (send main 'done) (send next (list 'token (- k 1) main)))
+     (node id next))))
+(def nodes (list/map (fn (i) (spawn node i nil)) (list/range 100)))
+(loop ((ps nodes)) (when (not (empty? ps))
+  (send (head ps) (list 'next (if (empty? (tail ps)) (head nodes) (head (tail ps)))))
+  (recur (tail ps))))
+(send (head nodes) (list 'token 20000 (self)))
+(receive ('done 'ok))
+(list/map (fn (p) (send p (list 'where (self)))) nodes)
+(print (list/reduce + 0 (list/map (fn (p) (receive (s s))) nodes)))
+"""
+
+
+def test_a_rings_set_up_is_no_crowd() -> None:
+    """100 nodes spawned at once are runnable for a pass or two, far less than CROWD_MS: every
+    node of the ring stays on scheduler 0 (moving them put every hop on a socket)."""
+    out, err, status = run(THREAD_RING, schedulers=2)
+    assert (out, status) == ("0\n", 0), err
