@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..vm.codec import TooLarge, Unsendable
+from ..vm.codec import TooLarge, Unsendable, c_queue_next
 from ..vm.errors import LispError, badarg, describe, system_limit
 from ..vm.process import Process
 from ..vm.values import Pid, Ref, intern
@@ -55,40 +55,22 @@ class Routing:
         if dest.__class__ is Pid and sender.__class__ is Process:
             # The commonest send that gets here: the next message of a pair that already crosses,
             # small enough to wait unencoded (framing.small_item), to a peer whose link is up.
-            # What deliver_or_route and emit would do for it, without their general cases.
-            key = dest.key
+            # What deliver_or_route and emit would do for it, without their general cases: in C
+            # (vm/_ccodec.c queue_next, the checks below in the same order) where it is built.
             seqs = sender.seqs
             if seqs is not None and self.trace is None:
-                seq = seqs.get(key)
-                if seq is not None and key not in sched.procs:
-                    k = self.loc.get(key)
-                    if k is None:
-                        k = self.moved.get(key, dest.node)
-                    link = self.links.get(k)
+                if not self.pending_out and c_queue_next is not None:
+                    link = c_queue_next(seqs, dest, sender.pid.key, msg, sched.procs, self.loc, self.moved,
+                                        self.links, self.dead, self.sid)
                     if link is not None:
-                        if (not self.pending_out and k != self.sid and k not in self.dead and dest.node < 4096
-                                and 0 <= key < _U64 and small_item(msg)):
-                            seqs[key] = seq + 1
-                            link.out.append(("ev", dest, sender.pid.key, seq, "m", msg))
-                            self.sent += 1
-                            n = link.nout = link.nout + SMALL_ESTIMATE
-                            if n > PUSH_BYTES:
-                                self.push(link)
-                                self.give_way(sched, msg)
-                            return
-                    elif self.pending_out:
-                        # The peer is still starting (a stream's first thousands of messages,
-                        # sent while the new scheduler forks and says hello): what emit does
-                        # then, the message kept unencoded in its queue (Link.queue batches it).
-                        queued = self.pending_out.get(k)
-                        if (queued is not None and k != self.sid and k not in self.started and k not in self.dead
-                                and dest.node < 4096 and 0 <= key < _U64 and small_item(msg)):
-                            seqs[key] = seq + 1
-                            queued.append(("ev", dest, sender.pid.key, seq, "m", msg))
-                            self.sent += 1
-                            if self.charged:
-                                self.give_way(sched, msg)
-                            return
+                        self.sent += 1
+                        n = link.nout = link.nout + SMALL_ESTIMATE
+                        if n > PUSH_BYTES:
+                            self.push(link)
+                            self.give_way(sched, msg)
+                        return
+                elif self.queue_next(sched, seqs, sender, dest, msg):
+                    return
         if sender.__class__ is not Process:  # a timer's message: no process runs to raise in
             try:
                 pid = self.resolve(dest)
@@ -104,6 +86,43 @@ class Routing:
         self.deliver_or_route(sender, pid, "m", msg)
         if self.charged:
             self.give_way(sched, msg)
+
+    def queue_next(self, sched: Scheduler, seqs: dict, sender: Process, dest: Pid, msg: Any) -> bool:
+        """send_from's fast path in Python (where vm/_ccodec.c is not built, and while a peer is
+        starting): whether the message was queued, the next of its pair, for a peer whose link
+        is up or whose scheduler is still starting (a stream's first thousands of messages)."""
+        key = dest.key
+        seq = seqs.get(key)
+        if seq is None or key in sched.procs:
+            return False
+        k = self.loc.get(key)
+        if k is None:
+            k = self.moved.get(key, dest.node)
+        link = self.links.get(k)
+        if link is not None:
+            if (not self.pending_out and k != self.sid and k not in self.dead and dest.node < 4096
+                    and 0 <= key < _U64 and small_item(msg)):
+                seqs[key] = seq + 1
+                link.out.append(("ev", dest, sender.pid.key, seq, "m", msg))
+                self.sent += 1
+                n = link.nout = link.nout + SMALL_ESTIMATE
+                if n > PUSH_BYTES:
+                    self.push(link)
+                    self.give_way(sched, msg)
+                return True
+        elif self.pending_out:
+            # What emit does while the peer forks and says hello: the message kept unencoded in
+            # its queue (Link.queue batches it when the link is made).
+            queued = self.pending_out.get(k)
+            if (queued is not None and k != self.sid and k not in self.started and k not in self.dead
+                    and dest.node < 4096 and 0 <= key < _U64 and small_item(msg)):
+                seqs[key] = seq + 1
+                queued.append(("ev", dest, sender.pid.key, seq, "m", msg))
+                self.sent += 1
+                if self.charged:
+                    self.give_way(sched, msg)
+                return True
+        return False
 
     def timer_send_failed(self, sched: Scheduler, owner: Any, error: Any) -> None:
         """A timer/send-after message could not be sent (too large to cross, or to a name no

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+import pytest
+
 from lispvm.scheduler import framing
 from lispvm.scheduler.kernel import DEAD, RUNNABLE, WAITING
 from lispvm.scheduler.routing import Routing
@@ -189,3 +191,71 @@ def test_a_message_to_a_starting_scheduler_too_large_to_send_is_refused_in_its_s
     queued = [framing.decode_event(x[8:]) if x.__class__ is bytes else x for x in node.pending_out[3]]
     assert [(ev[3], ev[5]) for ev in queued] == [(0, 1), (1, 2)]
     node.close()
+
+
+# --- the sender's fast path (routing.send_from): C (vm/_ccodec.c queue_next) and Python agree ---
+
+
+def _linked_worker(tmp_path: Any) -> tuple:
+    """Scheduler 1 of 4 with a link up to 3 (a socket pair), a sender process here."""
+    import socket
+
+    node = _starting_worker(tmp_path)
+    a, b = socket.socketpair()
+    link = node._add_link(a, None)
+    node.on_hello(link, ("hello", 3, None))
+    node.on_peer(link, ("peer", 3))
+    sender = Process(Pid(1, 5), None, [])
+    node.sched.procs[sender.pid.key] = sender
+    return node, link, b, sender
+
+
+def _fast_path_outcomes(tmp_path: Any) -> list:
+    """What a series of sends does on a fresh node: each send's queued events, numbers and counts,
+    through every check of the fast path (a pair that is numbered or not, a local receiver, a
+    peer that is gone, a receiver that moved, a message that is not small, pids whose header
+    cannot be written)."""
+    node, link, other, sender = _linked_worker(tmp_path)
+    here = Process(Pid(1, 6), None, [])
+    node.sched.procs[here.pid.key] = here
+    far, moved, gone = Pid(3, 9), Pid(1, 40), Pid(2, 8)
+    node.moved[moved.key] = 3  # shipped to 3 from here
+    node.dead.add(2)
+    odd = [Pid(5000, 1), Pid(3, -5), Pid(3, 1 << 60)]
+    sender.seqs = {far.key: 0, here.pid.key: 0, moved.key: 7, gone.key: 0, **{p.key: 0 for p in odd}}
+    out: list = []
+    sends = [(far, from_list([intern("n"), 1])), (far, 2.5), (here.pid, "local"), (moved, (1, intern("x"))),
+             (gone, 1), (far, from_list(list(range(20)))), (Pid(3, 77), "unnumbered"), (far, "last")]
+    sends += [(p, 1) for p in odd]
+    try:
+        for dest, msg in sends:
+            before = len(link.out)
+            try:
+                node.send_from(node.sched, sender, dest, msg)
+                what = "sent"
+            except Exception as e:  # noqa: BLE001 - the outcome is compared, whatever it is
+                what = f"{e.__class__.__name__}: {e}"
+            queued = [x if x.__class__ is bytes else (x[0], x[1].key, x[2], x[3], x[4], repr(x[5]))
+                      for x in link.out[before:]]  # (bytes: a frame that took the general path)
+            out.append((what, queued,
+                        dict(sender.seqs), node.sent, link.nout, _mailbox(here)))
+    finally:
+        other.close()
+        node.close()
+    return out
+
+
+def test_the_fast_path_in_c_does_what_the_python_one_does(tmp_path: Any, monkeypatch: Any) -> None:
+    """A fast path must give exactly the slow path's results: the C one (where it is built) and
+    routing's own Python one, send by send."""
+    from lispvm.scheduler import routing
+
+    if routing.c_queue_next is None:
+        pytest.skip("vm/_ccodec.c is not built here (or LISPVM_PURE=1)")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "py").mkdir()
+    with_c = _fast_path_outcomes(tmp_path / "c")
+    monkeypatch.setattr(routing, "c_queue_next", None)
+    assert _fast_path_outcomes(tmp_path / "py") == with_c
+    assert [o[0] for o in with_c][:2] == ["sent", "sent"]
+    assert with_c[0][1] == [("ev", Pid(3, 9).key, Pid(1, 5).key, 0, "m", "(n 1)")]  # the fast path, not a frame

@@ -494,7 +494,8 @@ static int small_atom(PyObject *x) {
            t == &PyBool_Type;
 }
 
-static PyObject *c_small(PyObject *self, PyObject *x) {
+/* 1 if x is small (c_small's answer), 0 if not, -1 with a Python error set. */
+static int is_small(PyObject *x) {
     PyTypeObject *t = Py_TYPE(x);
     int ok;
     if ((PyObject *)t == ConsType) {
@@ -531,9 +532,132 @@ static PyObject *c_small(PyObject *self, PyObject *x) {
             ok = small_atom(PyTuple_GET_ITEM(x, i));
     } else
         ok = small_atom(x);
+    return ok;
+}
+
+static PyObject *c_small(PyObject *self, PyObject *x) {
+    int ok = is_small(x);
     if (ok < 0)
         return NULL;
     return PyBool_FromLong(ok);
+}
+
+/* queue_next(seqs, dest, skey, msg, procs, loc, moved, links, dead, sid) -> link | None:
+ * scheduler/routing.py send_from's fast path with the link up, the same checks in the same
+ * order: `dest` (a Pid) is not in `procs`, the pair is numbered (`seqs` has dest's key), the
+ * scheduler it was last seen on (`loc`, else `moved`, else dest.node) has a link in `links` and
+ * is neither `sid` nor in `dead`, the header can be written (dest.node < 4096, 0 <= key < 2**64)
+ * and `msg` is small. Then the pair's next number is taken and ("ev", dest, skey, seq, "m", msg)
+ * appended to the link's `out`, and the link is returned (its byte count is the caller's);
+ * None, with nothing changed, when any check fails. */
+static PyObject *s_out, *s_ev, *s_m, *One;
+static PyTypeObject *OutType;
+static Py_ssize_t off_out = -1;
+
+static PyObject *c_queue_next(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "queue_next(seqs, dest, skey, msg, procs, loc, moved, links, dead, sid)");
+        return NULL;
+    }
+    PyObject *seqs = args[0], *dest = args[1], *skey = args[2], *msg = args[3], *procs = args[4], *loc = args[5],
+             *moved = args[6], *links = args[7], *dead = args[8], *sid = args[9];
+    if (!PyDict_CheckExact(seqs) || !PyDict_CheckExact(procs) || !PyDict_CheckExact(loc) || !PyDict_CheckExact(moved) ||
+        !PyDict_CheckExact(links) || !PyAnySet_CheckExact(dead) || (PyObject *)Py_TYPE(dest) != PidType)
+        Py_RETURN_NONE;
+    PyObject *key = slot(dest, off_key, s_key);
+    if (key == NULL)
+        return NULL;
+    PyObject *node = NULL, *k = NULL, *out = NULL, *ev = NULL, *next = NULL, *result = NULL;
+    int r;
+    PyObject *seq = PyDict_GetItemWithError(seqs, key); /* borrowed, held below */
+    if (seq == NULL)
+        goto none_or_error;
+    Py_INCREF(seq);
+    if ((r = PyDict_Contains(procs, key)) != 0)
+        goto none_or_error_r;
+    node = slot(dest, off_node, s_node);
+    if (node == NULL)
+        goto error;
+    k = PyDict_GetItemWithError(loc, key);
+    if (k == NULL) {
+        if (PyErr_Occurred())
+            goto error;
+        k = PyDict_GetItemWithError(moved, key);
+        if (k == NULL) {
+            if (PyErr_Occurred())
+                goto error;
+            k = node;
+        }
+    }
+    Py_INCREF(k);
+    PyObject *link = PyDict_GetItemWithError(links, k); /* borrowed: links holds it */
+    if (link == NULL)
+        goto none_or_error;
+    if ((r = PyObject_RichCompareBool(k, sid, Py_EQ)) != 0 || (r = PySet_Contains(dead, k)) != 0)
+        goto none_or_error_r;
+    if (!PyLong_CheckExact(node) || !PyLong_CheckExact(key))
+        goto none;
+    int overflow;
+    long long nd = PyLong_AsLongLongAndOverflow(node, &overflow);
+    if (overflow > 0 || (overflow == 0 && nd >= 4096))
+        goto none;
+    if (nd == -1 && PyErr_Occurred())
+        goto error;
+    unsigned long long uk = PyLong_AsUnsignedLongLong(key);
+    if (uk == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            goto error;
+        PyErr_Clear(); /* negative, or past 64 bits */
+        goto none;
+    }
+    if ((r = is_small(msg)) != 1)
+        goto none_or_error_neg;
+    if (Py_TYPE(link) != OutType) { /* the link's `out` slot, found once per class */
+        PyObject *d = _PyType_Lookup(Py_TYPE(link), s_out);
+        off_out = -1;
+        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) && PyType_IsSubtype(Py_TYPE(link), PyDescr_TYPE(d)) &&
+            ((PyMemberDescrObject *)d)->d_member->type == OBJECT_EX_MEMBER)
+            off_out = ((PyMemberDescrObject *)d)->d_member->offset;
+        OutType = Py_TYPE(link);
+    }
+    out = slot(link, off_out, s_out);
+    if (out == NULL)
+        goto error;
+    if (!PyList_CheckExact(out))
+        goto none;
+    ev = PyTuple_Pack(6, s_ev, dest, skey, seq, s_m, msg);
+    next = ev ? PyNumber_Add(seq, One) : NULL;
+    if (next == NULL || PyDict_SetItem(seqs, key, next) < 0 || PyList_Append(out, ev) < 0)
+        goto error;
+    Py_INCREF(link);
+    result = link;
+    goto done;
+none_or_error_neg:
+    if (r < 0)
+        goto error;
+    goto none;
+none_or_error_r:
+    if (r < 0)
+        goto error;
+    goto none;
+none_or_error:
+    if (PyErr_Occurred())
+        goto error;
+none:
+    Py_INCREF(Py_None);
+    result = Py_None;
+    goto done;
+error:
+    result = NULL;
+done:
+    Py_DECREF(key);
+    Py_XDECREF(seq);
+    Py_XDECREF(node);
+    Py_XDECREF(k);
+    Py_XDECREF(out);
+    Py_XDECREF(ev);
+    Py_XDECREF(next);
+    return result;
 }
 
 /* runs(payload, start, n) -> list: the n message headers (mark u8, receiver's key, sender's key,
@@ -850,6 +974,8 @@ static PyMethodDef methods[] = {
      "encode_queued(queued, batch_max, limit) -> the frames | None"},
     {"runs", (PyCFunction)(void (*)(void))c_runs, METH_FASTCALL,
      "runs(payload, start, n) -> [(mark, key, skey, seq, count)]: a batch's headers as runs"},
+    {"queue_next", (PyCFunction)(void (*)(void))c_queue_next, METH_FASTCALL,
+     "queue_next(seqs, dest, skey, msg, procs, loc, moved, links, dead, sid) -> link | None (scheduler/routing.py)"},
     {"small", c_small, METH_O, "small(item) -> bool: a small message (scheduler/framing.py)"},
     {"decode", c_decode, METH_O, "decode(data) -> value | NotImplemented"},
     {NULL, NULL, 0, NULL},
@@ -864,7 +990,11 @@ PyMODINIT_FUNC PyInit__ccodec(void) {
     s_name = PyUnicode_InternFromString("name");
     s_key = PyUnicode_InternFromString("key");
     s_node = PyUnicode_InternFromString("node");
-    if (!s_head || !s_tail || !s_name || !s_key || !s_node)
+    s_out = PyUnicode_InternFromString("out");
+    s_ev = PyUnicode_InternFromString("ev");
+    s_m = PyUnicode_InternFromString("m");
+    One = PyLong_FromLong(1);
+    if (!s_head || !s_tail || !s_name || !s_key || !s_node || !s_out || !s_ev || !s_m || !One)
         return NULL;
     return PyModule_Create(&module);
 }

@@ -162,6 +162,7 @@ _c_decode = _C.decode if _C is not None else None
 c_encode_queued = _C.encode_queued if _C is not None else None  # (scheduler/framing.py's queued frames)
 c_small = _C.small if _C is not None else None  # (and its small_item)
 c_runs = _C.runs if _C is not None else None  # (and its batch_runs)
+c_queue_next = _C.queue_next if _C is not None else None  # (scheduler/routing.py send_from's fast path)
 
 
 def _uvarint(n: int) -> bytes:
