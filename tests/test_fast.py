@@ -976,6 +976,12 @@ COPIES = """
 (def w (x) (loop ((i 0) (a x)) (if (== i 40) a (recur (+ i 1) (mod (+ (* a 31) i) 1000003)))))
 (def c (xs) (loop ((xs xs) (acc 0)) (if (empty? xs) acc (recur (tail xs) (+ acc (head xs))))))
 (def g (x) (let ((y (k x))) (list y y)))
+(def has (s p) (if (str/find s p) 'found 'none))
+(def three (a b c) (if (== c 1) (list a b) c))
+(def calls (a b) (if (three a b 1) 'y 'n))
+(def yes (x) (if (empty? x) true false))
+(print (has "abc" "a") (has "abc" "z") (has "abc" "") (try (has 5 "a") (catch e e)) (try (has "a" 5) (catch e e)))
+(print (calls 1 2) (yes nil) (yes (list 1)))
 (print (e nil) (e (list 1)) (e []) (e "") (try (e 5) (catch e e)))
 (print (lp 1 2) (lp 2 1) (try (lp "a" 1) (catch e e)) (t2 1 2) (t2 2 1) (try (t2 1 "b") (catch e e)))
 (print (ne 1 2) (ne 'a 'a) (k 5) (try (k "s") (catch e e)) (try (k 1.5) (catch e e)))
@@ -1003,11 +1009,16 @@ def test_copies_are_forwarded_and_a_predicate_is_its_branch(monkeypatch: pytest.
     monkeypatch.setenv("LISPVM_JIT", "off")
     assert compiled == run(COPIES)
     out = compiled[0].splitlines()
+    assert out[0].startswith("found none found (error badarg") and out[1] == "y true false", out
+    out = out[2:]
     assert out[0] == 'yes no yes yes (error badarg "empty?: expected a list, vector, string or map, got integer 5")'
     assert '(error badarg "<: expected numbers or strings, got integer 1 and string \\"b\\"")' in out[1]
     assert '(error badarg "*: expected numbers, got string \\"s\\" and integer 31")' in out[2]
     assert out[3].startswith("870456 631867.5 (error badarg") and out[3].endswith(" system_limit")
     assert '"+: expected numbers, got integer 1 and string \\"a\\""' in out[4]
+    # str/find as the branch's test; arguments copied into a call whose value a branch tests;
+    # a boolean constant returned as it is
+    assert "y in x" in sources["has"] and "(r0, r1, 1)" in sources["calls"] and "return _TRUE" in sources["yes"]
     for name in ("e", "t2", "ne", "c"):
         assert "_TRUE" not in sources[name] and "_FALSE if" not in sources[name], sources[name]
     assert "* 31" in sources["k"] and "= 31" not in sources["k"] and "= 1000003" not in sources["w"]

@@ -1104,6 +1104,9 @@ _INLINE_TEST: dict[str, str] = {
     "pid?": "{0}.__class__ is _Pid",
     "ref?": "{0}.__class__ is _Ref",
     "bool?": "(x := {0}) is _TRUE or x is _FALSE",
+    # found (an index, even 0) is true: `in` is find's >= 0 without a method call
+    "str/find": "y in x if (x := {0}).__class__ is str and (y := {1}).__class__ is str "
+                "else ((x := {f}({0}, {1})) is not _FALSE and x is not None)",
 }
 # Rows whose value a TEST right after may read as a condition instead (R[B], R[C] their operands).
 _ROW_TEST: dict[str, str] = {
@@ -1215,6 +1218,8 @@ class _Gen:
         self.facts: dict[int, dict[int, type]] | None = None  # pc -> number registers' classes there (typed loop)
         self.eff: list[tuple[set[int], set[int]]] | None = None  # (reads, writes) as emitted (plan_copies)
         self.pending: dict[int, tuple[str, int]] = {}  # register -> (expression, pc of its one reader): see fold_into
+        # registers live after each instruction, or None where the flow is not simple (live_out)
+        self.live_after = self.live_out()
         self.plan_inlining()
         self.plan_copies()
 
@@ -1388,7 +1393,7 @@ class _Gen:
         An error in such a line still names its operands' values: the line's aliases (_Info)."""
         if self.fuse is not None:
             return
-        out = self.live_out()
+        out = self.live_after
         if out is None:
             return
         self.live = out
@@ -1419,14 +1424,16 @@ class _Gen:
                 if not self.quiet(j) or a in rw[j][0] or a in rw[j][1]:
                     break
         for i, (name, f) in enumerate(ops):  # copies read by one later instruction only
-            if name not in ("MOVE", "LOADK", "LOADI") or i in self.inlined or i in self.skip or i in self.subst:
+            if name not in ("MOVE", "LOADK", "LOADI", "LOADBOOL") or i in self.inlined or i in self.skip \
+                    or i in self.subst:
                 continue
             a, b = f.get("A", 0), f.get("B", 0)
             src: tuple[str, Any] = ("r", b) if name == "MOVE" else \
-                ("k", p.consts[f["Bx"]] if name == "LOADK" else f["sBx"])
+                ("k", p.consts[f["Bx"]] if name == "LOADK" else f["sBx"] if name == "LOADI" else TRUE if b else FALSE)
             if name == "MOVE" and b == a:
                 continue
-            if src[0] == "k" and not (src[1] is None or src[1].__class__ in (int, float, str, Sym)):
+            if src[0] == "k" and not (src[1] is None or src[1] is TRUE or src[1] is FALSE
+                                      or src[1].__class__ in (int, float, str, Sym)):
                 continue  # only a literal or a constant's name: each use is one load
             for j in range(i + 1, n):
                 if j in self.skip and j not in targets:
@@ -1497,6 +1504,8 @@ class _Gen:
 
     def dead_after(self, reg: int, j: int) -> bool:
         """Is `reg` written (or the function left) before any read, after instruction j?"""
+        if self.live_after is not None:
+            return reg not in self.live_after[j]  # on every path, across branches and joins too
         for i in range(j + 1, len(self.ops)):
             if i in self.targets:
                 return False
