@@ -1072,3 +1072,29 @@ def test_a_loop_of_numbers_runs_its_arithmetic_untested(monkeypatch: pytest.Monk
     assert ") % 1000003" in sources["w"] and "4.0 < ((" in sources["m"], (sources["w"], sources["m"])
     assert "r2 = (r2 + 1)" in sources["w"]  # i's (+ i 1), sunk to the recur's copy into i
     assert "while True:" in sources["flip"] and sources["flip"].count("while True:") == 2  # a is int, then float
+
+
+SWAPPED_UPDATES = """
+(def z (cr ci)
+  (loop ((zr 0.0) (zi 0.0) (k 0))
+    (if (== k 5) (list zr zi)
+        (recur (+ (- (* zr zr) (* zi zi)) cr) (+ (* 2.0 zr zi) ci) (+ k 1)))))
+(def w (x y)
+  (loop ((a x) (b y) (k 0))
+    (if (== k 6) (list a b)
+        (recur (+ (- a b) k) (+ (+ a b) 3) (+ k 1)))))
+(print (z 0.25 0.5) (w 7 2) (z 1.5 -0.5) (w 100 -3))
+"""
+
+
+def test_a_folded_chain_is_not_moved_past_a_write_of_what_it_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typed loop writes an expression into its one reader, which may be the recur's copy into
+    a loop variable; when the expression is a chain of folds ((zr*zr - zi*zi) + cr), every
+    register the chain reads must keep its value up to that reader. Mandelbrot's recur writes
+    zi before the copy into zr, so folding the chain there read the new zi (wrong counts)."""
+    monkeypatch.setenv("LISPVM_JIT", "eager")
+    compiled = run(SWAPPED_UPDATES)
+    monkeypatch.setenv("LISPVM_JIT", "off")
+    interpreted = run(SWAPPED_UPDATES)
+    assert compiled == interpreted
+    assert compiled[0].startswith("("), compiled

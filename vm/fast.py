@@ -1220,6 +1220,7 @@ class _Gen:
         self.pending: dict[int, tuple[str, int]] = {}  # register -> (expression, pc of its one reader): see fold_into
         # registers live after each instruction, or None where the flow is not simple (live_out)
         self.live_after = self.live_out()
+        self.pending_reads: dict[int, set[int]] = {}  # register -> every register its folded expression reads
         self.plan_inlining()
         self.plan_copies()
 
@@ -1907,7 +1908,12 @@ class _Gen:
             k = self.subst.get(i, {}).get(c)
             if not (x is int and y is int and k is not None and k[0] == "k" and k[1].__class__ is int and k[1] != 0):
                 return None
-        reads = eff[i][0]
+        # the registers the expression reads where it is written: its operands and, through an
+        # operand that is itself a folded expression, that one's (a chain of folds is read late)
+        reads = set(eff[i][0])
+        for r in eff[i][0]:
+            if r in self.pending:
+                reads |= self.pending_reads.get(r, set())
         for j in range(i + 1, len(self.ops)):
             if j in self.targets or j in self.inlined:
                 return None
@@ -1927,6 +1933,7 @@ class _Gen:
                     return None
                 if sum(1 for r in _reads_writes(jname, jf, self.p)[0] if r == a) != 1:
                     return None
+                self.pending_reads[a] = reads
                 return j
             if not self.quiet(j) or a in jwrites or jwrites & reads:
                 return None
