@@ -123,11 +123,13 @@ class Hub(ClusterNode):
                 self.start_worker(k)
 
     def grow_for_crowd(self) -> None:
-        """The run queue has stayed a crowd (balance.crowd_pass) and no scheduler is started:
-        start one if processes not started yet can go with its fork; if none can, look again
-        only after another CROWD_MS of crowd (each look scans the run queue)."""
+        """The run queue has stayed a crowd (balance.crowd_pass) and a scheduler is still to
+        start: start one if processes not started yet can go with its fork. Either way the
+        next look is after another CROWD_MS of crowd: each look scans the run queue, and the
+        scheduler after this one is started only if the crowd outlasts this one's share."""
         k = self.next_to_start()
-        if k is not None and not self.start_worker(k, crowd=True):
+        if k is not None:
+            self.start_worker(k, crowd=True)
             self.crowd_since = self.clock.now_ms()
             self.crowded = False
 
@@ -242,12 +244,12 @@ class Hub(ClusterNode):
         s = self.sched
         if len(s.runq) >= CROWD:
             if self.crowd_pass():
-                if not self.started_any:
-                    self.grow_for_crowd()
-                else:
+                if self.started_any:
                     # an idle peer's word may be waiting: a crowd's pass is many slices, one
                     # poll more is cheap beside them (between_passes polls every 64 passes)
                     self.poll(0)
+                if self.next_to_start() is not None:
+                    self.grow_for_crowd()
         elif self.crowd_since is not None:
             self.crowd_over()
         if self.started_any:

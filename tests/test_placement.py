@@ -94,8 +94,9 @@ def test_a_fork_for_a_crowd_alone_needs_work_to_take(monkeypatch: pytest.MonkeyP
     h.sched.runq.append(_proc(99))
     h.sched.runq.extend(_proc(200 + i) for i in range(CROWD))
     h.crowded = True
+    h.clock.now = 20.0
     h.grow_for_crowd()
-    assert forks == [1] and h.started_any
+    assert forks == [1] and h.started_any and h.crowd_since == 20.0 and not h.crowded
 
 
 FIB_ACTORS = """
@@ -139,6 +140,15 @@ THREAD_RING = """
 (list/map (fn (p) (send p (list 'where (self)))) nodes)
 (print (list/reduce + 0 (list/map (fn (p) (receive (s s))) nodes)))
 """
+
+
+def test_a_crowd_that_outlasts_a_new_schedulers_share_starts_the_next_one() -> None:
+    """On 4 schedulers the crowd starts more than one (it started only scheduler 1: the rest
+    came only from CPU-bound processes, which fib actors never are)."""
+    out, err, status = run(FIB_ACTORS, ("19",), schedulers=4)
+    assert status == 0, err
+    value, scheds = out.split(" ", 1)
+    assert value == "4181" and len(scheds.strip("()\n").split()) >= 3, out
 
 
 def test_a_rings_set_up_is_no_crowd() -> None:
