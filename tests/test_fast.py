@@ -1036,9 +1036,15 @@ NUMBER_LOOPS = """
 (def divs (n) (loop ((i 1) (s 0)) (if (> i n) s (recur (+ i 1) (+ s (/ 1 i))))))
 (def zero (n) (loop ((i 0) (a 7)) (if (== i n) a (recur (+ i 1) (mod a (- 2 i))))))
 (def grow (x n) (loop ((i 0) (a x)) (if (== i n) a (recur (+ i 1) (* a 1.5)))))
+(def z (cr ci n)
+  (loop ((zr 0.0) (zi 0.0) (k 0))
+    (if (== k n) (list zr zi) (recur (+ (- (* zr zr) (* zi zi)) cr) (+ (* 2.0 zr zi) ci) (+ k 1)))))
+(def fib2 (n) (loop ((a 0) (b 1) (k 0)) (if (== k n) a (recur b (+ a b) (+ k 1)))))
+(def fibf (n) (loop ((a 0.0) (b 1.0) (k 0)) (if (== k n) (list a b) (recur (+ b 0.5) (- (+ a b) 0.25) (+ k 1)))))
 (print (w 7) (w 2.5) (try (w "s") (catch e e)) (try (w (bit/shl 1 1048573)) (catch e (nth e 1))))
 (print (m 0.1 0.2) (m 1 1) (m -0.5 0.5) (try (m "a" 0.1) (catch e e)) (try (m 0.1 "b") (catch e e)) (m 1 0.0))
 (print (flip 10) (divs 10) (try (zero 5) (catch e e)) (grow 2.0 3) (try (grow (bit/shl 1 2000) 2) (catch e e)))
+(print (z 0.1 0.2 5) (z 0.3 -0.4 7) (fib2 30) (fibf 10))
 """
 
 
@@ -1066,6 +1072,9 @@ def test_a_loop_of_numbers_runs_its_arithmetic_untested(monkeypatch: pytest.Monk
     assert out[0].startswith("870456 631867.5 (error badarg") and out[0].endswith(" system_limit"), out
     assert out[1].startswith("50 2 50 (error badarg") and 'string \\"a\\"' in out[1], out
     assert "mod: division by zero" in out[2] and "int too large to convert to float" in out[2], out
+    # a folded value is computed where it is read: not after one of the registers it reads
+    # was given its next value (zi before zr's new value, a before b's)
+    assert out[3].startswith("(0.0") and " 832040 " in out[3], out
     assert "r2.__class__ is int and r3.__class__ is int" in sources["w"] and sources["w"].count("x - 0") == 1
     assert "r0.__class__ is float and r1.__class__ is float" in sources["m"]
     # a sum that cannot raise is written into its one reader: no register holds it
