@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from ..vm import interp
 from ..vm.errors import badarg, describe, report_repr
 from ..vm.opcodes import BY_NAME
-from ..vm.process import BLOCK, DONE, EXITED, FAILED, HALT, WAIT, YIELD, Process
+from ..vm.process import BLOCK, DONE, EXITED, FAILED, HALT, TIMED_OUT, WAIT, YIELD, Process
 from ..vm.state import VM
 from ..vm.values import Cons, Pid, Ref, Sym, from_list, intern, map_of
 from . import chaos
@@ -196,7 +196,7 @@ class Scheduler:
                 if what.deadline != deadline:
                     continue  # stale: that receive ended (or waits on another deadline)
                 if what.status == WAITING:
-                    what.timed_out = True
+                    what.deadline = TIMED_OUT
                     self.wake(what)
                     if self.trace is not None:
                         self.trace.event(self, "timeout", what.pid)
@@ -205,7 +205,7 @@ class Scheduler:
                     # this is the only entry for that deadline (trap_wait pushes one), so if the
                     # message does not match, its receive must time out at once. Dropping the
                     # entry left it waiting with no timer: a false deadlock (issue 12).
-                    what.timed_out = True
+                    what.deadline = TIMED_OUT
             else:
                 _, sender, dest, msg = what
                 self.node.send_from(self, sender, dest, msg)

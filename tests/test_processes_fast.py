@@ -168,3 +168,40 @@ def test_a_receive_woken_once_by_many_messages_is_compiled(monkeypatch: pytest.M
     compiled = spy_compiled(monkeypatch)
     assert run(BURST, jit=True) == ("100\n", "", 0)
     assert "sink" in compiled, compiled
+
+
+WAITERS = """
+(def waiter (parent) (send parent 'up) (receive ('stop 'ok)))
+(def me (self))
+(def ps (list/map (fn (i) (spawn waiter me)) (list/range 100)))
+(def wait-up (k) (if (== k 0) 'ok (receive ('up (wait-up (- k 1))))))
+(wait-up 100)
+(list/map (fn (p) (send p 'stop)) ps)
+(print 'done)
+"""
+
+
+def test_a_waiting_process_started_compiled_is_as_small_as_an_interpreted_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench_memory's waiter (code before its receive) spawned often starts at its GOFAST tuple
+    and, its mailbox empty, is entered interpreted: its registers are then a list of exactly
+    the frame's size, as the interpreter's own are (`[*args, *pad]` over-allocated 32 bytes a
+    process). And a Process is 26 slots: 240 bytes, where 27 were allocated as 256."""
+    import sys
+
+    from lispvm.scheduler import kernel
+    from lispvm.vm.process import WAIT, Process
+
+    sizes: list[tuple[int, int]] = []
+    real = kernel.interp.run
+
+    def spy(proc: Process, budget: int, host: object) -> int:
+        outcome = real(proc, budget, host)
+        if outcome == WAIT and proc.fn == "waiter":
+            sizes.append((sys.getsizeof(proc.regs), sys.getsizeof([None] * len(proc.regs))))
+        return outcome
+
+    monkeypatch.setattr(kernel.interp, "run", spy)
+    assert run(WAITERS, jit=True) == ("done\n", "", 0)
+    assert len(sizes) >= 100 and all(a == b for a, b in sizes), sizes
+    assert sys.getsizeof(Process(None, None, [])) <= 240

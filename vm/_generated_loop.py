@@ -114,7 +114,7 @@ from .loopsupport import (
     touch,
     undefined_global,
 )
-from .process import BLOCK, DONE, EXITED, HALT, WAIT, YIELD, Block, Process, ctx
+from .process import BLOCK, DONE, EXITED, HALT, TIMED_OUT, WAIT, YIELD, Block, Process, ctx
 from .state import WAITING
 from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Pid, Vec, to_pylist
 
@@ -358,7 +358,6 @@ def run(proc: Process, budget: int, host: Any) -> int:
                 elif op < D_HEAD:
                     if op is D_RECVSTART_PEEK:
                         proc.deadline = None
-                        proc.timed_out = False
                         mb = proc.mailbox
                         if mb is not None:
                             proc.scan = x = proc.mbhead
@@ -372,7 +371,6 @@ def run(proc: Process, budget: int, host: Any) -> int:
                     elif op is D_RECV_BEGIN:
                         regs[b] = None  # no `after`: wait for ever
                         proc.deadline = None
-                        proc.timed_out = False
                         mb = proc.mailbox
                         if mb is not None:
                             proc.scan = x = proc.mbhead
@@ -409,8 +407,7 @@ def run(proc: Process, budget: int, host: Any) -> int:
                             else:
                                 regs[b] = mb[proc.scan]
                                 pc = c + 1
-                        elif proc.timed_out:
-                            proc.timed_out = False
+                        elif proc.deadline == TIMED_OUT:
                             proc.deadline = None
                             proc.scan = proc.mbhead
                         else:
@@ -606,7 +603,6 @@ def run(proc: Process, budget: int, host: Any) -> int:
                     if op is D_RECVSTART:
                         proc.scan = proc.mbhead
                         proc.deadline = None
-                        proc.timed_out = False
                     elif op is D_CLOSURE:
                         regs[a] = _make_closure(b, regs, cl.upvals)
                     elif op is D_DIV:

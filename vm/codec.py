@@ -898,7 +898,7 @@ _PROC_TYPES = {"pid": (Pid,), "cl": (Closure,), "pc": (int,), "regs": (list,), "
                "mailbox": (list, type(None)), "mbhead": (int,), "scan": (int,), "ret_reg": (int,),
                "trap_exit": (bool,), "links": (set, type(None)), "monitors": (dict, type(None)),
                "seqs": (dict, type(None)), "seqin": (dict, type(None)), "held": (dict, type(None)),
-               "status": (int,), "deadline": (float, int, type(None)), "timed_out": (bool,),
+               "status": (int,), "deadline": (float, int, type(None)),
                "boxes": (dict, type(None))}
 
 

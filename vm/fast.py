@@ -1284,7 +1284,6 @@ class _Gen:
         L(ind, "_p = _ctx.proc", pc)
         L(ind, "_p.scan = _p.mbhead", pc)
         L(ind, "_p.deadline = None", pc)
-        L(ind, "_p.timed_out = False", pc)
         outer = self.open_while(ind)
         L(ind, "while True:", peek)
         self.loop_lines[len(self.out)] = -1  # not a safe point: the scan is under way
@@ -1771,7 +1770,6 @@ class _Gen:
             L(3, f"{self.r(after)} = None", k)  # the code before may have used its register
         L(3, "_p.scan = _p.mbhead", k + 1)
         L(3, "_p.deadline = None", k + 1)
-        L(3, "_p.timed_out = False", k + 1)
         L(2, "_mb = _p.mailbox", peek)
         L(2, "if _mb is not None and _p.scan < len(_mb):", peek)
         L(3, f"{self.r(msg)} = _mb[_p.scan]", peek)

@@ -264,11 +264,9 @@ else:
     pc = fail""",
     "RECVSTART": """\
 proc.scan = proc.mbhead
-proc.deadline = None
-proc.timed_out = False""",
+proc.deadline = None""",
     "RECVSTART_PEEK": """\
 proc.deadline = None
-proc.timed_out = False
 mb = proc.mailbox
 if mb is not None:
     proc.scan = x = proc.mbhead
@@ -321,8 +319,7 @@ if mb is not None and proc.scan < len(mb):
     else:
         regs[b] = mb[proc.scan]
         pc = c + 1
-elif proc.timed_out:
-    proc.timed_out = False
+elif proc.deadline == TIMED_OUT:
     proc.deadline = None
     proc.scan = proc.mbhead
 else:
@@ -531,7 +528,7 @@ from .loopsupport import (
     touch,
     undefined_global,
 )
-from .process import BLOCK, DONE, EXITED, HALT, WAIT, YIELD, Block, Process, ctx
+from .process import BLOCK, DONE, EXITED, HALT, TIMED_OUT, WAIT, YIELD, Block, Process, ctx
 from .state import WAITING
 from .values import FALSE, TRUE, UNDEF, Box, Builtin, Closure, Cons, Pid, Vec, to_pylist
 

@@ -128,7 +128,8 @@ def _enter_fast(tier: Any, proc: Process, f: Closure, args: list, caller: tuple 
         if mb is None or proc.mbhead >= len(mb):
             if caller is not None:
                 proc.frames.append(caller)
-            raise _Unwound(f, 0, [*args, *p.pad], None, None)
+            # exactly the frame's size: `[*args, *pad]` over-allocates, 32 bytes a waiting process
+            raise _Unwound(f, 0, args + p.pad, None, None)
     try:
         return tier.fn_for(f)(*args)
     except BaseException as e:

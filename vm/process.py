@@ -24,6 +24,10 @@ from .state import HALT_FRAME
 from .values import UNDEF
 
 YIELD, WAIT, BLOCK, DONE, FAILED, EXITED, HALT = range(7)
+
+# Process.deadline of a receive whose timeout the scheduler has seen pass: below every deadline a
+# clock gives, compared with == (a float decoded in another OS process is not the same object)
+TIMED_OUT = float("-inf")
 OUTCOME_NAMES = ("yield", "wait", "block", "done", "failed", "exited", "halt")
 
 
@@ -58,8 +62,8 @@ class Process:
     """
 
     __slots__ = (
-        "pid", "cl", "pc", "regs", "frames", "mailbox", "mbhead", "scan", "deadline", "timed_out",
-        "ret_reg", "result", "where", "request", "reply_error", "trap_exit", "links", "monitors",
+        "pid", "cl", "pc", "regs", "frames", "mailbox", "mbhead", "scan", "deadline", "ret_reg",
+        "result", "where", "request", "reply_error", "trap_exit", "links", "monitors",
         "name", "status", "sched", "seqs", "seqin", "held", "boxes", "fn", "reds",
     )
 
@@ -74,8 +78,9 @@ class Process:
         self.mailbox: list | None = None  # messages from index mbhead on are not yet taken, oldest first
         self.mbhead = 0  # index of the oldest message (taking from the front is O(1))
         self.scan = 0  # receive's scan position (an index into mailbox): earlier ones did not match
-        self.deadline: float | None = None  # receive timeout (absolute ms), set on the first wait
-        self.timed_out = False  # set by the scheduler when the deadline passed
+        # receive timeout (absolute ms), set on the first wait; TIMED_OUT once the scheduler saw
+        # it pass (one slot for both: a slot fewer is 16 bytes less per process, as allocated)
+        self.deadline: float | None = None
         self.ret_reg = 0  # register that receives a BLOCK request's answer
         self.result: Any = None  # DONE value, FAILED error value, EXITED reason, HALT code
         self.where: tuple[str, int, int] | None = None  # position of an uncaught error
