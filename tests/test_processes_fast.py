@@ -205,3 +205,62 @@ def test_a_waiting_process_started_compiled_is_as_small_as_an_interpreted_one(
     assert run(WAITERS, jit=True) == ("done\n", "", 0)
     assert len(sizes) >= 100 and all(a == b for a, b in sizes), sizes
     assert sys.getsizeof(Process(None, None, [])) <= 240
+
+
+TAKES = """
+(def drain (acc) (receive ((list 'noise j) (drain (+ acc j))) (after 0 acc)))
+(def counter (k n)
+  (receive ((list 'inc d) (counter (+ k d) (+ n 1)))
+           ((list 'get from) (send from (list k n (drain 0))))))
+(def me (self))
+(def c (spawn counter 0 0))
+(loop ((i 0)) (when (< i 300)
+  (send c (list 'inc i))
+  (when (== (mod i 7) 0) (send c (list 'noise i)))
+  (recur (+ i 1))))
+(send c (list 'get me))
+(print (receive (r r)))
+"""
+
+
+def test_a_compiled_receive_takes_from_a_long_mailbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compiled receive loop takes its matches from a mailbox of hundreds (RECVTAKE written
+    out: the oldest message, the list compacted past 32 taken, the last one emptying it) with
+    unmatched messages between them (taken from the middle by Process.take), and leaves the
+    unmatched ones in order for a later receive: both tiers print the same."""
+    interpreted = run(TAKES, jit=False)
+    assert interpreted == ("(44850 300 6321)\n", "", 0)
+    monkeypatch.setenv("LISPVM_JIT", "eager")
+    servers = spy_compiled(monkeypatch, lambda tier, p: p in tier.servers)
+    assert run(TAKES, jit=True) == interpreted
+    assert "counter" in servers, servers
+
+
+SENDS = """
+(def echo () (receive ((list from x) (send from x) (echo))))
+(register 'echoer (spawn echo))
+(def me (self))
+(def make-counter () (let ((n 0)) (fn () (set n (+ n 1)) n)))
+(def ask (to x) (send to (list me x)) (receive (v v)))
+(def round (to x) (let ((r (send to (list me x)))) (list (nth r 1) (receive (v v)))))
+(print (ask (whereis 'echoer) 1) (ask 'echoer 2) (round 'echoer 0) (round (whereis 'echoer) nil))
+(def c (make-counter))
+(c)
+(def c2 (ask 'echoer c))
+(print (c) (c2) (c) (c2))
+(print (try (send 5 'x) (catch e e)) (try (send 'nobody 'x) (catch e e)))
+"""
+
+
+def test_a_compiled_send_is_the_builtins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`send` in compiled code goes to the host directly for a pid: its value is the message
+    (nil and false included), and a name, a closure over an assigned variable (copied with its
+    box: the two counters go their own ways) or a wrong destination (its error) take the
+    builtin. Both tiers print the same."""
+    interpreted = run(SENDS, jit=False)
+    assert interpreted[1:] == ("", 0) and interpreted[0].split("\n")[:2] == ["1 2 (0 0) (nil nil)", "2 2 3 3"], \
+        interpreted
+    monkeypatch.setenv("LISPVM_JIT", "eager")
+    compiled = spy_compiled(monkeypatch)
+    assert run(SENDS, jit=True) == interpreted
+    assert {"ask", "round"} <= set(compiled), compiled

@@ -90,6 +90,7 @@ from ._generated_ops import (
     D_UNVEC,
     D_VECTOR,
 )
+from .boxes import BARE
 from .errors import INT_LIMIT, INT_MIN, Halt, LispError, ProcessExit
 from .loopsupport import (
     INFINITY,
@@ -106,7 +107,6 @@ from .loopsupport import (
     _resume_fast,
     _Unwound,
     for_global,
-    key_of,
     list_of,
     not_a_cons,
     note_box,
@@ -130,7 +130,8 @@ def run(proc: Process, budget: int, host: Any) -> int:
     ctx.host = host
     vm = host.vm
     tier = vm.fast
-    pkey = key_of(proc)  # boxes this process owns carry it (vm/boxes.py)
+    pid = proc.pid  # boxes this process owns carry its key (vm/boxes.py key_of, written out)
+    pkey = BARE if pid is None else pid.key
     vm.ticks_left = vm.slice_ticks  # the fast tier's preemption counts this slice from here
     cl = proc.cl
     pc = proc.pc
@@ -138,15 +139,22 @@ def run(proc: Process, budget: int, host: Any) -> int:
     if tier is not None:
         tier.ns["_PK"] = pkey  # compiled code's owner test reads it
         p = cl.proto
-        if (p in tier.servers and p.fast is not None and (mb := proc.mailbox) is not None and proc.scan < len(mb)
-                and p.dcode[pc][0] is D_RECVWAIT and proc.reply_error is None):
+        if (p in tier.servers and (f := p.fast) is not None and (mb := proc.mailbox) is not None
+                and proc.scan < len(mb) and p.dcode[pc][0] is D_RECVWAIT and proc.reply_error is None):
             # The usual wake-up of an actor: a compiled receive loop waiting at its RECVWAIT and a
-            # message to scan. Resumed here as RECVWAIT would, without the loop's set-up; whatever
-            # does not end in another wait goes on in the loop below as it would there.
+            # message to scan. Resumed here as RECVWAIT would (_resume_fast, written out: this is
+            # every message's wake-up in a ring), without the loop's set-up; whatever does not
+            # end in another wait goes on in the loop below as it would there.
             try:
-                v = _resume_fast(tier, proc, cl, proc.regs)
-            except BaseException as e:  # unwound or positioned (_resume_fast): the loop handles it
-                pending = e
+                if p.nparams == 1:
+                    v = f(proc.regs[0], _top=True)
+                else:
+                    v = f(*proc.regs[:p.nparams], _top=True)
+            except BaseException as e:  # unwound or positioned: the loop handles it
+                try:
+                    pending = tier.unwind(e, proc, None)
+                except BaseException as e2:  # (what _resume_fast would have raised instead)
+                    pending = e2
                 pc += 1  # as RECVWAIT raised it
             else:
                 if v is WAITING:

@@ -1090,6 +1090,10 @@ def _fn(name: str, f: Any) -> Any:
 
 @builtin("spawn")
 def b_spawn(f: Any, *args: Any) -> Pid:
+    if not _values.BOXES_MADE and (f.__class__ is Closure or f.__class__ is Builtin):
+        # nothing to copy (copy_message's first test): no comprehension, whose frame is most of
+        # this call's cost when a process is spawned per message (fork-join, fib actors)
+        return ctx.host.spawn(ctx.proc, f, list(args), False, None)
     return ctx.host.spawn(ctx.proc, copy_message(_fn("spawn", f)), [copy_message(a) for a in args], False, None)
 
 

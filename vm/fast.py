@@ -218,7 +218,7 @@ class FastTier:
             "_WAITING": WAITING, "_rwait": _rwait, "_touch": _boxes.touch_current, "_Map": Map,
             "_PK": None,  # the running process's key (the loop sets it at each slice)
             "_Closure": Closure, "_fused": self.fused, "_VM": vm, "_Builtin": Builtin, "_Sym": Sym,
-            "_Pid": Pid, "_Ref": Ref, "_mkclosure0": _mkclosure0,
+            "_Pid": Pid, "_Ref": Ref, "_mkclosure0": _mkclosure0, "_values": _values,
             **{f"_FZ_{kind}": known for kind, known in self.fusions.items()},
         }
         # what the rows' templates name ($name, rendered _name): shared helpers, and this tier's
@@ -1130,6 +1130,10 @@ _RETARGETABLE = _QUIET - {"LOADBOOL", "MOVE"}
 _TYPED = {"ADD": "+", "SUB": "-", "MUL": "*", "MOD": "%"}
 # Rows that read each operand once, as the one reader of a folded sum in a typed loop (_Gen.fold_into).
 _NUMBER_READERS = frozenset("MOVE ADD SUB MUL MOD ADDI IFEQ IFLT IFLE IFEQI IFLTI IFLEI IFGTI IFGEI LT LE EQ".split())
+# `send` to a pid straight to the host (the message path: b_send's frame less per message); a
+# name, or any message once a Box was ever made (copied, vm/boxes.py), goes through the builtin.
+_INLINE["send"] = (2, "(_ctx.host.send(_ctx.proc, x, {1}) or {1}) if (x := {0}).__class__ is _Pid "
+                      "and not _values.BOXES_MADE else {f}(x, {1})")
 # Calls written by hand below whose argument registers may hold folded expressions.
 _FOLDING_CALLS = frozenset({"CALLG", "TAILCALLG", "CALLB"})
 
@@ -2416,9 +2420,22 @@ class _Gen:
             L(ind, "break", pc)
         elif name == "RETURN":
             L(ind, f"return {ra}", pc)
-        elif name == "RECVTAKE":  # only inside a receive loop's clauses (see receive_loop)
-            L(ind, "if _p.scan == 0 and len(_p.mailbox) == 1:", pc)
+        elif name == "RECVTAKE":  # only inside a receive's clauses (see receive_loop, receive_block)
+            # Process.take written out: the only message (a ring's, ping-pong's), then the oldest
+            # of several (a counter's: a Python call less per message); a selective match calls it
+            L(ind, "if _p.scan == 0 and len(_mb := _p.mailbox) == 1:", pc)
             L(ind + 1, "_p.mailbox = None", pc)
+            L(ind + 1, "_p.deadline = None", pc)
+            L(ind, "elif _p.scan == (_h := _p.mbhead):", pc)
+            L(ind + 1, "_mb[_h] = None", pc)
+            L(ind + 1, "_h += 1", pc)
+            L(ind + 1, "if _h == len(_mb):", pc)
+            L(ind + 2, "_p.mailbox = None", pc)
+            L(ind + 2, "_h = 0", pc)
+            L(ind + 1, "elif _h >= 32 and _h + _h >= len(_mb):", pc)
+            L(ind + 2, "del _mb[:_h]", pc)
+            L(ind + 2, "_h = 0", pc)
+            L(ind + 1, "_p.mbhead = _p.scan = _h", pc)
             L(ind + 1, "_p.deadline = None", pc)
             L(ind, "else:", pc)
             L(ind + 1, "_p.take()", pc)

@@ -220,7 +220,8 @@ def new_process_regs(fn: Any, args: list) -> tuple[Closure, list]:
     Raises badarity/badarg in the spawner, where the mistake is.
     """
     if fn.__class__ is Closure:
-        return fn, _enter(fn.proto, list(args), fn)
+        # (_enter makes a new list of its own: a list is not copied first)
+        return fn, _enter(fn.proto, args if args.__class__ is list else list(args), fn)
     if fn.__class__ is Builtin:
         tramp = spawn_trampoline()  # a two-instruction closure that applies fn
         return tramp, [fn, list_of(args)] + tramp.proto.pad[1:]
