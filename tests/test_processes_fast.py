@@ -264,3 +264,27 @@ def test_a_compiled_send_is_the_builtins(monkeypatch: pytest.MonkeyPatch) -> Non
     compiled = spy_compiled(monkeypatch)
     assert run(SENDS, jit=True) == interpreted
     assert {"ask", "round"} <= set(compiled), compiled
+
+
+PEERS = """
+(def pick (vs k) (vec/get vs (mod k (vec/len vs))))
+(def me-too () (list (self) (pid? (self))))
+(def vs (list/to-vec (list 'a 'b 'c)))
+(print (pick vs 4) (pick vs 0) (== (head (me-too)) (self)) (nth (me-too) 1))
+(print (try (vec/get vs 3) (catch e e)) (try (vec/get vs -1) (catch e e)) (try (vec/get vs 1.0) (catch e e)))
+(print (try (vec/get (list 1) 0) (catch e e)) (try (vec/len 'x) (catch e e)) (try (pick nil 1) (catch e e)))
+(print (vec/get (vec/set vs 1 'z) 1) (vec/len (vec/push vs 'd)))
+"""
+
+
+def test_compiled_self_and_vector_reads_are_the_builtins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`self`, `vec/get` and `vec/len` written out in compiled code (an actor picking a peer)
+    give what the builtins give, errors included (an index out of range, negative or not an
+    int, a list or a symbol for a vector; a persistent vector after vec/set): both tiers print
+    the same."""
+    interpreted = run(PEERS, jit=False)
+    assert interpreted[1:] == ("", 0) and interpreted[0].startswith("b a true true\n(error badarg"), interpreted
+    monkeypatch.setenv("LISPVM_JIT", "eager")
+    compiled = spy_compiled(monkeypatch)
+    assert run(PEERS, jit=True) == interpreted
+    assert {"pick", "me-too"} <= set(compiled), compiled

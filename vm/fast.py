@@ -1134,6 +1134,12 @@ _NUMBER_READERS = frozenset("MOVE ADD SUB MUL MOD ADDI IFEQ IFLT IFLE IFEQI IFLT
 # name, or any message once a Box was ever made (copied, vm/boxes.py), goes through the builtin.
 _INLINE["send"] = (2, "(_ctx.host.send(_ctx.proc, x, {1}) or {1}) if (x := {0}).__class__ is _Pid "
                       "and not _values.BOXES_MADE else {f}(x, {1})")
+# What an actor asks of its process and of a vector of peers at each message (Savina big: pick a
+# random peer, send it (list 'ping (self))); each as the builtin gives it, anything else to it.
+_INLINE["self"] = (0, "_ctx.proc.pid")
+_INLINE["vec/len"] = (1, "len(x.items) if (x := {0}).__class__ is _Vec else {f}(x)")
+_INLINE["vec/get"] = (2, "x.items[y] if (x := {0}).__class__ is _Vec and (y := {1}).__class__ is int "
+                         "and 0 <= y < len(x.items) else {f}({0}, {1})")
 # Calls written by hand below whose argument registers may hold folded expressions.
 _FOLDING_CALLS = frozenset({"CALLG", "TAILCALLG", "CALLB"})
 
