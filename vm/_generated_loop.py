@@ -446,6 +446,17 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         if proc.scan == 0 and len(mb) == 1:  # taking the only message
                             proc.mailbox = None
                             proc.deadline = None
+                        elif proc.scan == (x := proc.mbhead):  # the oldest of several: Process.take written out
+                            mb[x] = None
+                            x += 1
+                            if x == len(mb):
+                                proc.mailbox = None
+                                x = 0
+                            elif x >= 32 and x + x >= len(mb):
+                                del mb[:x]
+                                x = 0
+                            proc.mbhead = proc.scan = x
+                            proc.deadline = None
                         else:
                             proc.take()
                     elif op is D_UNLIST:
