@@ -422,7 +422,8 @@ class Scheduler:
 
     def spawn(self, parent: Process, fn: Any, args: list, link: bool, where: int | None) -> Pid:
         cl, regs = interp.new_process_regs(fn, args)
-        proc = Process(self.new_pid(), cl, regs)
+        self.seq = seq = self.seq + 1  # new_pid, written out: a process spawned per message
+        proc = Process(Pid(self.id, seq), cl, regs)
         tier = self.vm.fast
         if tier is not None:
             # A function that many processes start with is compiled, and its processes start
