@@ -253,13 +253,14 @@ def test_process_state(module: lbc.Module) -> None:
         proc.monitors = {Ref(0, 3): ("of", Pid(0, 2))}
         proc.seqs = {Pid(0, 1).key: 4}
         proc.name = intern("server")
+        proc.deadline = vmprocess.TIMED_OUT  # a receive whose timeout passed: it times out there
         q = roundtrip(proc)
         assert q.__class__ is Process and q.pid == proc.pid and q.pc == 2 and q.regs == proc.regs
         assert q.frames[0] is interp.HALT_FRAME
         assert q.frames[1][0].proto is proc.frames[1][0].proto and q.frames[1][2:] == (3, [1, None], 0)
         assert q.pending() == proc.pending() and q.scan == 1 and q.mbhead == 0
         assert q.links == proc.links and q.monitors == proc.monitors and q.seqs == proc.seqs
-        assert q.name is intern("server") and q.sched is None
+        assert q.name is intern("server") and q.sched is None and q.deadline == vmprocess.TIMED_OUT
         assert q.cl.upvals[0] is q.frames[1][0].upvals[0]  # the box the two frames share
     finally:
         vmprocess.use_globals(saved)
