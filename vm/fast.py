@@ -1132,7 +1132,7 @@ _TYPED = {"ADD": "+", "SUB": "-", "MUL": "*", "MOD": "%"}
 _NUMBER_READERS = frozenset("MOVE ADD SUB MUL MOD ADDI IFEQ IFLT IFLE IFEQI IFLTI IFLEI IFGTI IFGEI LT LE EQ".split())
 # `send` to a pid straight to the host (the message path: b_send's frame less per message); a
 # name, or any message once a Box was ever made (copied, vm/boxes.py), goes through the builtin.
-_INLINE["send"] = (2, "(_ctx.host.send(_ctx.proc, x, {1}) or {1}) if (x := {0}).__class__ is _Pid "
+_INLINE["send"] = (2, "(_ctx.host.send(_ctx.proc, x, (y := {1})) or y) if (x := {0}).__class__ is _Pid "
                       "and not _values.BOXES_MADE else {f}(x, {1})")
 # What an actor asks of its process and of a vector of peers at each message (Savina big: pick a
 # random peer, send it (list 'ping (self))); each as the builtin gives it, anything else to it.
