@@ -1159,6 +1159,28 @@ def _reads_writes(name: str, f: dict[str, int], p: Proto) -> tuple[set[int], set
     return sets[0], sets[1]
 
 
+def _liveness(succ: list[tuple[int, ...]], effects: list[tuple[set[int], set[int]]]) -> list[set[int]]:
+    """The registers live after each instruction (read on some path before written), given each
+    instruction's successors and (reads, kills): the usual backward dataflow to a fixed point."""
+    n = len(effects)
+    live_in: list[set[int]] = [set() for _ in range(n)]
+    out: list[set[int]] = [set() for _ in range(n)]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(n - 1, -1, -1):
+            o: set[int] = set()
+            for j in succ[i]:
+                if j < n:
+                    o |= live_in[j]
+            reads, kills = effects[i]
+            li = reads | (o - kills)
+            if li != live_in[i] or o != out[i]:
+                live_in[i], out[i] = li, o
+                changed = True
+    return out
+
+
 class _Gen:
     """Python source for one prototype (see the module doc)."""
 
@@ -1228,6 +1250,8 @@ class _Gen:
         self.facts: dict[int, dict[int, type]] | None = None  # pc -> number registers' classes there (typed loop)
         self.eff: list[tuple[set[int], set[int]]] | None = None  # (reads, writes) as emitted (plan_copies)
         self.pending: dict[int, tuple[str, int]] = {}  # register -> (expression, pc of its one reader): see fold_into
+        self.succ: list[tuple[int, ...]] = []  # each instruction's successors (live_out)
+        self.live_eff: list[set[int]] | None = None  # liveness as emitted (live_emitted, plan_copies)
         # registers live after each instruction, or None where the flow is not simple (live_out)
         self.live_after = self.live_out()
         self.pending_reads: dict[int, set[int]] = {}  # register -> every register its folded expression reads
@@ -1350,7 +1374,6 @@ class _Gen:
         ops, p = self.ops, self.p
         if p.handlers or any(name in _RECV for name, _ in ops):
             return None
-        n = len(ops)
         succ: list[tuple[int, ...]] = []
         effects = []
         for i, (name, f) in enumerate(ops):
@@ -1366,22 +1389,24 @@ class _Gen:
             reads, writes = _reads_writes(name, f, p)
             # a match writes its registers only when it matches: it kills nothing
             effects.append((reads, set() if "match" in op.flags else writes))
-        live_in: list[set[int]] = [set() for _ in range(n)]
-        out: list[set[int]] = [set() for _ in range(n)]
-        changed = True
-        while changed:
-            changed = False
-            for i in range(n - 1, -1, -1):
-                o: set[int] = set()
-                for j in succ[i]:
-                    if j < n:
-                        o |= live_in[j]
-                reads, kills = effects[i]
-                li = reads | (o - kills)
-                if li != live_in[i] or o != out[i]:
-                    live_in[i], out[i] = li, o
-                    changed = True
-        return out
+        self.succ = succ
+        return _liveness(succ, effects)
+
+    def live_emitted(self) -> list[set[int]]:
+        """live_out over the instructions as emitted (self.eff): a forwarded copy or a MOVE whose
+        value was written straight to its destination does nothing where it stood, and its
+        reader reads the source; fold_into needs this one (the bytecode's says a register is
+        dead after an instruction when a forwarded copy still reads it later)."""
+        assert self.eff is not None
+        fused = set(self.fused_tests.values())
+        effects = []
+        for i, (name, _) in enumerate(self.ops):
+            if i in self.skip and i not in fused:
+                effects.append((set(), set()))
+            else:
+                reads, writes = self.eff[i]
+                effects.append((reads, set() if "match" in BY_NAME[name].flags else writes))
+        return _liveness(self.succ, effects)
 
     def quiet(self, i: int) -> bool:
         """Is instruction i one that cannot leave the frame but by an error (_QUIET, or an inline builtin)?"""
@@ -1477,6 +1502,7 @@ class _Gen:
                                      and self.inline_call(name, f) is not None):
                 self.skip.add(i)
                 self.fused_tests[i + 1] = i
+        self.live_eff = self.live_emitted()
 
     def test_form(self, pc: int) -> str:
         """The condition form of the predicate at pc (see plan_copies), its registers aliased."""
@@ -1560,10 +1586,13 @@ class _Gen:
             return "_TRUE"
         if value is FALSE:
             return "_FALSE"
+        # a negative literal in parentheses: a template may put `.attr` after it, and
+        # `-2.5.__class__` is -(2.5.__class__)
         if c is int:
-            return repr(value)
+            return repr(value) if value >= 0 else f"({value!r})"
         if c is float and value == value and value not in (float("inf"), float("-inf")):
-            return repr(value)
+            text = repr(value)
+            return f"({text})" if text.startswith("-") else text
         name = f"K{id(value)}"
         self.tier.ns[name] = value
         return name
@@ -1904,7 +1933,7 @@ class _Gen:
         operands are all numbers (so that no error of it names i's value, which no register
         holds): i's expression is then written into the reader's. Only quiet rows between them,
         none writing i's operands; None otherwise."""
-        eff, live, facts = self.eff, self.live, self.facts
+        eff, live, facts = self.eff, self.live_eff, self.facts
         a, c = f.get("A", 0), f.get("C", 0)
         if eff is None or live is None or facts is None or a in self.subst.get(i, {}):
             return None  # (its value written to a MOVE's register: that MOVE is its reader)
@@ -1939,7 +1968,10 @@ class _Gen:
                 st = facts[j]
                 if any(self.operand_class(j, r, st) not in (int, float) for r in _reads_writes(jname, jf, self.p)[0]):
                     return None
-                if sum(1 for r in _reads_writes(jname, jf, self.p)[0] if r == a) != 1:
+                # read once: (+ i i) of a folded i would take the expression for its first
+                # operand only (a set of reads cannot tell)
+                if [r for first, count in BY_NAME[jname].windows(jf, "reads")
+                        for r in range(first, first + count)].count(a) != 1:
                     return None
                 self.pending_reads[a] = reads
                 return j
