@@ -373,7 +373,7 @@ def program(exprs: list[str], a: int, b: int, c: list[int], calls: int = 3) -> s
 MODES = ("interpreted", "eager", "default")
 
 
-def run_mode(source: str, mode: str, args: tuple = (), name: str = "diff.lisp",
+def run_mode(source: str, mode: str, args: tuple = (), name: str = "diff.lisp", schedulers: int = 1,
              **kw: Any) -> tuple[str, str, int, int, int]:
     """Run `source` in this OS process, in one of MODES: (stdout, stderr, exit status, functions
     the fast tier compiled, functions it tried to compile and left interpreted)."""
@@ -386,7 +386,7 @@ def run_mode(source: str, mode: str, args: tuple = (), name: str = "diff.lisp",
     else:
         os.environ.pop("LISPVM_JIT", None)
     try:
-        status = run_program(data, list(args), schedulers=1, jit=mode != "interpreted", out=out, err=err, **kw)
+        status = run_program(data, list(args), schedulers=schedulers, jit=mode != "interpreted", out=out, err=err, **kw)
     finally:
         if saved is None:
             os.environ.pop("LISPVM_JIT", None)

@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import io
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-from lispvm.assembler.pipeline import compile_source
-from lispvm.scheduler.runner import run_program
-from lispvm.vm import lbc
+from test_differential import run_mode
 
 PERF = Path(__file__).resolve().parents[1] / "perf"
 
@@ -43,22 +38,9 @@ def _twin(name: str) -> ModuleType:
 
 def _run(path: Path, args: tuple, mode: str, schedulers: int = 1) -> tuple[str, str, int]:
     """Run a program in this OS process in one mode: (stdout, stderr, exit status)."""
-    data = lbc.dump(compile_source(path.read_text(encoding="utf-8"), path.name))
-    out, err = io.StringIO(), io.StringIO()
-    saved = os.environ.get("LISPVM_JIT")
-    if mode == "eager":
-        os.environ["LISPVM_JIT"] = "eager"
-    else:
-        os.environ.pop("LISPVM_JIT", None)
-    try:
-        status = run_program(data, [str(a) for a in args], schedulers=schedulers, jit=mode != "interpreted",
-                             out=out, err=err)
-    finally:
-        if saved is None:
-            os.environ.pop("LISPVM_JIT", None)
-        else:
-            os.environ["LISPVM_JIT"] = saved
-    return out.getvalue(), err.getvalue(), status
+    out, err, status, _, _ = run_mode(path.read_text(encoding="utf-8"), mode, tuple(map(str, args)), path.name,
+                                      schedulers)
+    return out, err, status
 
 
 @pytest.mark.parametrize("mode", ["interpreted", "eager", "default"])
