@@ -1080,7 +1080,59 @@ def test_a_loop_of_numbers_runs_its_arithmetic_untested(monkeypatch: pytest.Monk
     # a sum that cannot raise is written into its one reader: no register holds it
     assert ") % 1000003" in sources["w"] and "4.0 < ((" in sources["m"], (sources["w"], sources["m"])
     assert "r2 = (r2 + 1)" in sources["w"]  # i's (+ i 1), sunk to the recur's copy into i
-    assert "while True:" in sources["flip"] and sources["flip"].count("while True:") == 2  # a is int, then float
+    # i keeps its class and is guarded; a is an int, then a float: not guarded
+    assert "r2.__class__ is int" in sources["flip"] and "r3.__class__" not in sources["flip"]
+
+
+BOUNDED_LOOPS = """
+(def ra (n x) (loop ((i 0) (x x) (acc nil))
+  (if (== i n) acc (recur (+ i 1) (mod (+ (* x 1103515245) 12345) 2147483648) (cons x acc)))))
+(def w (x) (loop ((i 0) (a x)) (if (== i 40) a (recur (+ i 1) (mod (+ (* a 31) i) 1000003)))))
+(def neg (x) (loop ((i 0) (a x)) (if (== i 9) a (recur (+ i 1) (- (mod (* a -77) -1009) (* 3 (mod a 7)))))))
+(def sq (x n) (loop ((i 0) (a x)) (if (== i n) a (recur (+ i 1) (* a a)))))
+(def cp (n) (loop ((i 2) (a 1)) (if (== i n) a (recur (* i i) (mod (* a i) 1000003)))))
+(def dv (x) (loop ((i 0) (a x)) (if (== i 30) a (recur (+ i 1) (div (* a 5) 3)))))
+(print (ra 4 42) (try (ra 3 "s") (catch e e)) (ra 3 2.5) (try (ra 3 (bit/shl 1 1048572)) (catch e (nth e 1))))
+(print (w 7) (w (bit/shl 1 64)) (w (- 0 (bit/shl 1 64))) (w (- (bit/shl 1 64) 1))
+       (try (w (bit/shl 1 1048573)) (catch e (nth e 1))))
+(print (neg 5) (neg -123456789) (neg (bit/shl 1 63)) (neg 2.5) (try (neg "x") (catch e e)))
+(print (sq 3 4) (try (sq 3 25) (catch e (nth e 1))) (cp 65536) (try (cp 0) (catch e (nth e 1))))
+(print (dv 7) (try (dv (bit/shl 1 1048570)) (catch e (nth e 1))) (dv (bit/shl 1 62)))
+"""
+
+
+def test_a_bounded_int_product_has_no_range_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typed loop whose int registers stay small from turn to turn (a remainder by a constant,
+    a small product plus a sum) is entered, within 2 ** 64, without its products' tests of the
+    Lisp int limit; a loop with a list accumulator is typed too. Entered with a larger int, a
+    float or a string, the plain copy runs; a register that grows each turn (a square, a product
+    by a counter that squares) keeps the test and still reaches system_limit. Both tiers agree."""
+    sources: dict[str, str] = {}
+    orig = fast._Gen.build
+
+    def spy(self: object) -> tuple:
+        out = orig(self)
+        sources[self.p.name] = out[1].source  # type: ignore[attr-defined]
+        return out
+
+    monkeypatch.setattr(fast._Gen, "build", spy)
+    monkeypatch.setenv("LISPVM_JIT", "eager")
+    compiled = run(BOUNDED_LOOPS)
+    monkeypatch.setenv("LISPVM_JIT", "off")
+    assert compiled == run(BOUNDED_LOOPS)
+    out = compiled[0].splitlines()
+    assert out[0].endswith(" system_limit") and 'string \\"s\\"' in out[0], out
+    assert out[1].endswith(" system_limit") and out[3].endswith(" system_limit"), out
+    assert out[3].count("system_limit") == 2 and "(error badarg" in out[2], out
+    # the typed copy of each bounded loop has no range test (a typed copy's test has no
+    # `x - 0`): the plain copy keeps its tests
+    for name in ("ra", "w", "neg"):
+        assert "< 18446744073709551616" in sources[name], sources[name]
+        assert sources[name].count("_INT_LIMIT") == sources[name].count("x - 0") >= 1, sources[name]
+    assert "r3 = ((r3 * 31) + r2) % 1000003" in sources["w"], sources["w"]
+    # growing registers: both copies test their products
+    for name in ("sq", "cp", "dv"):
+        assert "18446744073709551616" not in sources[name], sources[name]
 
 
 SWAPPED_UPDATES = """

@@ -67,6 +67,7 @@ from .checks import described, short_repr
 from .errors import (
     INT_LIMIT,
     INT_MIN,
+    MAX_INT_BITS,
     MAX_TEXT,
     Halt,
     LispError,
@@ -1128,6 +1129,9 @@ _QUIET = frozenset((
 _RETARGETABLE = _QUIET - {"LOADBOOL", "MOVE"}
 # Rows written by hand in a typed loop (_Gen.simple), and their Python operator.
 _TYPED = {"ADD": "+", "SUB": "-", "MUL": "*", "MOD": "%"}
+# A typed loop's int registers bounded at entry (loop_bounds): within 2 ** 64, a compare of small ints
+_BOUND_BITS = 64
+_BOUND = 1 << _BOUND_BITS
 # Rows that read each operand once, as the one reader of a folded sum in a typed loop (_Gen.fold_into).
 _NUMBER_READERS = frozenset("MOVE ADD SUB MUL MOD ADDI IFEQ IFLT IFLE IFEQI IFLTI IFLEI IFGTI IFGEI LT LE EQ".split())
 # `send` to a pid straight to the host (the message path: b_send's frame less per message); a
@@ -1248,6 +1252,7 @@ class _Gen:
         self.alias: dict[int, tuple[str, Any]] | None = None  # self.subst of the instruction being emitted
         self.live: list[set[int]] | None = None  # registers live after each instruction (plan_copies)
         self.facts: dict[int, dict[int, type]] | None = None  # pc -> number registers' classes there (typed loop)
+        self.small: set[int] = set()  # int products of the typed loop that stay far under the int limit (loop_bounds)
         self.eff: list[tuple[set[int], set[int]]] | None = None  # (reads, writes) as emitted (plan_copies)
         self.pending: dict[int, tuple[str, int]] = {}  # register -> (expression, pc of its one reader): see fold_into
         self.succ: list[tuple[int, ...]] = []  # each instruction's successors (live_out)
@@ -1900,13 +1905,16 @@ class _Gen:
         outer = self.open_while(ind)
         guard = self.loop_types(pc, head, end) if self.facts is None else None
         if guard is not None:
-            facts, test = guard
+            facts, test, ints = guard
+            small, bounded = self.loop_bounds(head, end, facts, ints)
+            if small:
+                test += "".join(f" and {-_BOUND} < r{r} < {_BOUND}" for r in sorted(bounded))
             self.line(ind, f"if {test}:", pc)
-            self.facts = facts
+            self.facts, self.small = facts, small
             try:
                 self.while_loop(pc, head, end, ind + 1)
             finally:
-                self.facts = None
+                self.facts, self.small = None, set()
             self.line(ind, "else:", pc)
             self.while_loop(pc, head, end, ind + 1)
         else:
@@ -1939,8 +1947,8 @@ class _Gen:
             return None  # (its value written to a MOVE's register: that MOVE is its reader)
         if name in ("ADD", "SUB") and x is not y:
             return None  # an int and a float: a huge int raises OverflowError
-        if name == "MUL" and (x is not float or y is not float):
-            return None  # an int product has its range test
+        if name == "MUL" and (x is not float or y is not float) and i not in self.small:
+            return None  # an int product has its range test, unless loop_bounds keeps it small
         if name == "MOD":
             k = self.subst.get(i, {}).get(c)
             if not (x is int and y is int and k is not None and k[0] == "k" and k[1].__class__ is int and k[1] != 0):
@@ -2032,11 +2040,12 @@ class _Gen:
                 st.pop(alias[dst][1], None)
         return st
 
-    def loop_types(self, pc: int, head: int, end: int) -> tuple[dict[int, dict[int, type]], str] | None:
+    def loop_types(self, pc: int, head: int, end: int) -> tuple[dict[int, dict[int, type]], str, set[int]] | None:
         """Classes (int or float) for registers live at the loop's head that every turn keeps,
         when some arithmetic in the loop reads them: (the classes known before each instruction
         of the loop when those hold at its head, the entry test). None where nothing is gained
-        or the function's flow is not simple (no liveness: a try or a receive)."""
+        or the function's flow is not simple (no liveness: a try or a receive); third, the
+        registers guarded as ints."""
         live = self.live
         if live is None or self.fuse is not None or end - head > 400:
             return None
@@ -2054,7 +2063,9 @@ class _Gen:
             facts, back = self.flow_types(head, end, guess)
             new: dict[int, type] = {}
             for r, t in guess.items():
-                bt = back.get(r, t) if r in written else t
+                # written in the loop: kept only where every jump back gives it a number (a
+                # register some jump back leaves unknown, such as a list accumulator, is dropped)
+                bt = back.get(r) if r in written else t
                 if r not in written:
                     # read-only: a float if some arithmetic mixes it with a float
                     for j in range(head, end):
@@ -2088,7 +2099,138 @@ class _Gen:
         if any(back.get(r) is not t for r, t in guess.items() if r in written):
             return None
         test = " and ".join(f"r{r}.__class__ is {t.__name__}" for r, t in sorted(guess.items()))
-        return facts, test
+        return facts, test, {r for r, t in guess.items() if t is int}
+
+    def loop_bounds(self, head: int, end: int, facts: dict[int, dict[int, type]],
+                    ints: set[int]) -> tuple[set[int], set[int]]:
+        """The int products of a typed loop that cannot reach the Lisp int limit, when the int
+        registers `ints` are within _BOUND at the loop's head: (those products' pcs, the registers
+        the entry test must bound). A register stays bounded where every turn gives it back
+        within _BOUND (a remainder by a constant, a small product plus a small sum); a counter
+        that grows each turn does not, and a product it reads keeps its test."""
+        written: set[int] = set()
+        for j in range(head, end):
+            written |= _reads_writes(self.ops[j][0], self.ops[j][1], self.p)[1]
+        at = {r: _BOUND_BITS for r in ints}
+        for _ in range(8):
+            before, back = self.flow_bits(head, end, facts, at)
+            new = {r: _BOUND_BITS for r in at
+                   if r not in written or (back.get(r) is not None and back[r] <= _BOUND_BITS)}
+            if new == at:
+                break
+            at = new
+        else:
+            return set(), set()
+        small = set()
+        for j, bits in before.items():
+            name, f = self.ops[j]
+            if name == "MUL" and j not in self.skip:
+                x, y = self.operand_bits(j, f["B"], bits), self.operand_bits(j, f["C"], bits)
+                if x is not None and y is not None and x + y <= MAX_INT_BITS:
+                    small.add(j)  # |product| < 2 ** (x + y) <= INT_LIMIT
+        return small, set(at)
+
+    def operand_bits(self, pc: int, reg: int, bits: dict[int, int]) -> int | None:
+        """A bound on the bit length of int register `reg` as instruction pc reads it (through
+        its aliases: a constant's own), per `bits`; None where none is known."""
+        alias = self.subst.get(pc)
+        if alias is not None and reg in alias:
+            kind, v = alias[reg]
+            if kind == "k":
+                return abs(v).bit_length() if v.__class__ is int else None
+            reg = v
+        return bits.get(reg)
+
+    def step_bits(self, pc: int, bits: dict[int, int], st: dict[int, type]) -> dict[int, int]:
+        """Bit-length bounds of the int registers after instruction pc (see step_types, whose
+        classes `st` before it are the loop's facts): an int constant its own, a sum one more
+        than its larger operand, a product the sum of its operands', a remainder its divisor's,
+        a floor quotient its dividend's. Anything else a register gets is forgotten."""
+        name, f = self.ops[pc]
+        bits = dict(bits)
+        _, writes = _reads_writes(name, f, self.p)
+        if pc in self.skip:
+            if pc in self.fused_tests.values():
+                for r in writes:
+                    bits.pop(r, None)
+            return bits
+        b, c = f.get("B", 0), f.get("C", 0)
+        got: int | None = None
+        if name == "LOADI":
+            got = abs(f["sBx"]).bit_length()
+        elif name == "LOADK":
+            v = self.p.consts[f["Bx"]]
+            got = abs(v).bit_length() if v.__class__ is int else None
+        elif name in ("MOVE", "NEG"):
+            got = self.operand_bits(pc, b, bits)
+        elif name == "ADDI":
+            x = self.operand_bits(pc, b, bits)
+            got = None if x is None else max(x, abs(c).bit_length()) + 1
+        elif name in ("ADD", "SUB", "MUL"):
+            x, y = self.operand_bits(pc, b, bits), self.operand_bits(pc, c, bits)
+            if x is not None and y is not None:
+                got = max(x, y) + 1 if name != "MUL" else x + y
+        elif name == "MOD":
+            # Python's remainder is smaller than its divisor in magnitude (0 raises: no value)
+            if self.operand_class(pc, b, st) is int:
+                got = self.operand_bits(pc, c, bits)
+        elif name == "IDIV":
+            if self.operand_class(pc, c, st) is int:
+                got = self.operand_bits(pc, b, bits)  # |x // y| <= |x| for an int y other than 0
+        for r in writes:
+            bits.pop(r, None)
+        if got is not None and got <= MAX_INT_BITS and len(writes) == 1:
+            dst = next(iter(writes))
+            alias = self.subst.get(pc)
+            if alias is not None and dst in alias and alias[dst][0] == "r" and name != "MOVE":
+                dst = alias[dst][1]  # written straight to the MOVE's register
+            bits[dst] = got
+        elif len(writes) == 1:
+            alias = self.subst.get(pc)
+            dst = next(iter(writes))
+            if alias is not None and dst in alias and alias[dst][0] == "r":
+                bits.pop(alias[dst][1], None)
+        return bits
+
+    def flow_bits(self, head: int, end: int, facts: dict[int, dict[int, type]],
+                  at_head: dict[int, int]) -> tuple[dict[int, dict[int, int]], dict[int, int]]:
+        """(bit-length bounds before each instruction of the loop [head, end) reached from its
+        head with `at_head`, the bounds at the jumps back to it: the largest of every jump's).
+        At a join a bound that grew is dropped, so that an inner loop's counter ends the walk."""
+        ops = self.ops
+        before: dict[int, dict[int, int]] = {head: dict(at_head)}
+        back: dict[int, int] | None = None
+        work = [head]
+        while work:
+            j = work.pop()
+            if j not in facts:
+                continue
+            st = self.step_bits(j, before[j], facts[j])
+            name, f = ops[j]
+            if name == "JMP":
+                succ: tuple[int, ...] = (self.target(j),)
+            elif name in _BRANCHES:
+                succ = (j + 1, j + 2)
+            elif not BY_NAME[name].falls:
+                succ = ()
+            else:
+                succ = (j + 1,)
+            for k in succ:
+                if k == head and name == "JMP":
+                    back = dict(st) if back is None else \
+                        {r: max(v, st[r]) for r, v in back.items() if st.get(r) is not None}
+                    continue
+                if not head <= k < end:
+                    continue
+                if k not in before:
+                    before[k] = dict(st)
+                    work.append(k)
+                else:
+                    merged = {r: v for r, v in before[k].items() if st.get(r) is not None and st[r] <= v}
+                    if merged != before[k]:
+                        before[k] = merged
+                        work.append(k)
+        return before, (back or {})
 
     def flow_types(self, head: int, end: int, at_head: dict[int, type]) -> tuple[dict[int, dict[int, type]], dict]:
         """(classes before each instruction of the loop [head, end) reached from its head with
@@ -2346,7 +2488,7 @@ class _Gen:
                 if j is not None:
                     self.pending[a] = (f"({rb} {_TYPED[name]} {rc})", j)
                     return
-                if name == "MUL" and x is int and y is int:
+                if name == "MUL" and x is int and y is int and pc not in self.small:
                     L(ind, f"{ra} = {rb} * {rc}", pc, "op", a)
                     L(ind, f"if not _INT_MIN < {ra} < _INT_LIMIT:", pc, "op", a)
                     L(ind + 1, "raise _product_too_large()", pc, "op", a)
