@@ -371,6 +371,27 @@ def test_c_builtins_answer_as_their_python_definitions() -> None:
 
 
 @needs_c
+def test_c_str_writes_the_digits_of_repr() -> None:
+    """str of a machine-size int writes its digits in C (not int's repr): the same text as repr
+    for each number of digits and sign, both ends of the 64-bit range, and inside str of several
+    arguments and list/map of str."""
+    import random
+
+    from lispvm.vm import _speedups
+    from lispvm.vm import builtins as b
+
+    edges = [0, 2**63 - 1, -(2**63), -(2**63) + 1, 2**63 - 10, -(2**63) + 9]
+    for k in range(19):
+        edges += [10**k - 1, 10**k, 10**k + 1, -(10**k) + 1, -(10**k), -(10**k) - 1]
+    rng = random.Random(16)
+    edges += [rng.randint(-(2**63), 2**63 - 1) for _ in range(2000)]
+    for x in edges:
+        assert _speedups.str(x) == repr(x) == b.b_str(x), x
+        assert _speedups.str("<", x, ">") == f"<{x!r}>", x
+    assert _speedups.map_str(values.from_list(edges)) == values.from_list([repr(x) for x in edges])
+
+
+@needs_c
 def test_c_builtins_keep_reference_counts() -> None:
     """Neither the values decided in C nor those handed to Python (errors included) gain or
     lose a reference over many calls."""

@@ -986,6 +986,32 @@ fallback(PyObject *fb, PyObject *const *args, Py_ssize_t nargs)
     return PyObject_Vectorcall(fb, args, nargs, NULL);
 }
 
+/* repr of a machine-size int, written here: CPython's int repr allocates a scratch int for
+ * its base-10**9 conversion at every call, which is most of what `str` of a small number costs
+ * (list/map str of 10,000 ints). The digits are those of repr: an optional '-', no leading
+ * zeros. */
+static PyObject *
+decimal_text(long long v)
+{
+    char buf[24];
+    char *end = buf + sizeof buf, *p = end;
+    /* the magnitude as unsigned, so that LLONG_MIN has one */
+    unsigned long long m = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + (int)(m % 10));
+        m /= 10;
+    } while (m != 0);
+    if (v < 0) {
+        *--p = '-';
+    }
+    Py_ssize_t n = end - p;
+    PyObject *r = PyUnicode_New(n, 127);
+    if (r != NULL) {
+        memcpy(PyUnicode_1BYTE_DATA(r), p, (size_t)n);
+    }
+    return r;
+}
+
 /* What b_str gives a string, a float or an int of at most 64 bits without its careful walk
  * (the string itself or repr), as a new reference; NULL without an exception for anything else
  * (the caller asks the Python definition), NULL with one on no memory. Ints of 64 bits or more
@@ -998,8 +1024,8 @@ plain_text(PyObject *x)
     }
     if (PyLong_CheckExact(x)) {
         int overflow;
-        (void)PyLong_AsLongLongAndOverflow(x, &overflow);
-        return overflow ? NULL : PyLong_Type.tp_repr(x);
+        long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
+        return overflow ? NULL : decimal_text(v);
     }
     if (PyFloat_CheckExact(x)) {
         return PyFloat_Type.tp_repr(x);
