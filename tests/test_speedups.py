@@ -345,6 +345,9 @@ def _builtin_cases() -> dict[str, list[tuple]]:
                    (values.Cons(1, 2), None), (None, values.Cons(1, 2)), (L([1]), "ab", None, L([2]))],
         "nth": [(xs, i) for xs in lists for i in (0, 1, 2, 49, 50, -1, 2**63, 2**64, INT_LIMIT + 1, 1.0, True,
                                                   values.TRUE, None)] + [(L([1]),), (L([1]), 0, 0)],
+        "str/split": [(a, sep) for a in ("", "a,b,,c,", ",", "é\udc80,x", "abc", "a--b--", "x" * 300 + ",")
+                      for sep in (",", "--", "", "é", "\udc80", "abc", 5, None, sym("x"))]
+                     + [(5, ","), (None, ""), (L(["a"]), ","), ("a",), ("a", ",", ","), ()],
     }
 
 
@@ -356,9 +359,10 @@ def test_c_builtins_answer_as_their_python_definitions() -> None:
     from lispvm.vm import _speedups
     from lispvm.vm import builtins as b
 
-    pure = {"str": b.b_str, "reverse": b.b_reverse, "append": b.b_append, "nth": b.b_nth, "length": b.b_length}
+    pure = {"str": b.b_str, "reverse": b.b_reverse, "append": b.b_append, "nth": b.b_nth, "length": b.b_length,
+            "str/split": b.b_str_split}
     c = {"str": _speedups.str, "reverse": _speedups.b_reverse, "append": _speedups.b_append,
-         "nth": _speedups.b_nth, "length": _speedups.b_length}
+         "nth": _speedups.b_nth, "length": _speedups.b_length, "str/split": _speedups.b_str_split}
     for name, cases in _builtin_cases().items():
         assert b.BUILTINS[name].fn is c[name] and b.BUILTINS[name].fast is c[name]
         assert pure[name] is not c[name]
@@ -392,13 +396,27 @@ def test_c_str_writes_the_digits_of_repr() -> None:
 
 
 @needs_c
+def test_c_str_split_builds_untracked_cells_from_its_parts() -> None:
+    """str/split in C: the parts of CPython's split as cells the collector never sees, a
+    string split into many parts included; an empty separator (chars) by the Python side."""
+    from lispvm.vm import _speedups
+
+    s = ",".join(map(str, range(5000)))
+    out = _speedups.b_str_split(s, ",")
+    assert values.to_pylist(out) == s.split(",")
+    assert all(not gc.is_tracked(c) for c in _cells(out))
+    assert values.to_pylist(_speedups.b_str_split("ab", "")) == ["a", "b"]
+    assert values.to_pylist(_speedups.b_str_split("é\udc80", "\udc80")) == ["é", ""]
+
+
+@needs_c
 def test_c_builtins_keep_reference_counts() -> None:
     """Neither the values decided in C nor those handed to Python (errors included) gain or
     lose a reference over many calls."""
     from lispvm.vm import _speedups
 
     fns = {"str": _speedups.str, "reverse": _speedups.b_reverse, "append": _speedups.b_append,
-           "nth": _speedups.b_nth, "length": _speedups.b_length}
+           "nth": _speedups.b_nth, "length": _speedups.b_length, "str/split": _speedups.b_str_split}
     cases = _builtin_cases()
     probes = [values.intern("a"), values.TRUE, 2**64, 1.5, "é\udc80", None]
     heads = [values.from_list(["s", 10**30, probes[0], 2.5]), values.Cons("t", 3)]
@@ -489,7 +507,9 @@ def test_list_builtins_errors_in_a_program_both_ways(tmp_path: Path) -> None:
         "  (err (fn () (list/map str (list 1 (str big 1))))))\n"
         "(print (list/sort (list 3 1.5 2)) (list/sort (list \"b\" \"a\")) (list/sort (list 2 'a 1)))\n"
         "(print (list/reduce + 0.5 (list 1 2)) (err (fn () (list/reduce + 0 (list 1 \"a\" 2))))\n"
-        "  (err (fn () (list/reduce + 0 (list 1 true)))) (list/reduce + 0 (list 1 9223372036854775807 1)))\n",
+        "  (err (fn () (list/reduce + 0 (list 1 true)))) (list/reduce + 0 (list 1 9223372036854775807 1)))\n"
+        "(print (str/split \"a,,b,\" \",\") (str/split \"ab\" \"\") (err (fn () (str/split 5 \",\")))\n"
+        "  (err (fn () (str/split \"a\" nil))) (err (fn () (str/split \"a\"))) (str/split \"\" \",\"))\n",
         encoding="utf-8")
     runs = [run_cli(["run", src.name], cwd=tmp_path, timeout=120, env=env) for env in ({}, PURE_ENV)]
     assert runs[0] == runs[1]
@@ -498,6 +518,7 @@ def test_list_builtins_errors_in_a_program_both_ways(tmp_path: Path) -> None:
     assert 'nth: index 5 out of range for a list of 2' in out and "(1 . 2)" in out
     assert "\n1a2.5bnil(1) 18446744073709551615-9223372036854775809 \n" in out
     assert "would be longer than" in out
+    assert '("a" "" "b" "") ("a" "b")' in out and "str/split: expected a string, got integer 5" in out
 
 
 class _Proto:

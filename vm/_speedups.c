@@ -974,6 +974,7 @@ static PyObject *fb_reverse = NULL;
 static PyObject *fb_append = NULL;
 static PyObject *fb_nth = NULL;
 static PyObject *fb_length = NULL;
+static PyObject *fb_split = NULL;    /* b_str_split (registered after the others, optional) */
 static Py_ssize_t max_text = -1;     /* errors.MAX_TEXT: the longest string str may build */
 
 static PyObject *
@@ -1229,6 +1230,29 @@ sp_b_length(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     return fallback(fb_length, args, nargs);
 }
 
+PyDoc_STRVAR(b_str_split_doc,
+"b_str_split(s, sep)\n--\n\n"
+"The builtin str/split: a string split at a non-empty separator here, straight into cells; "
+"any other call (an empty separator, a non-string) by the Python definition.");
+
+static PyObject *
+sp_b_str_split(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 2 && PyUnicode_CheckExact(args[0]) && PyUnicode_CheckExact(args[1])
+            && PyUnicode_GET_LENGTH(args[1]) > 0) {
+        PyObject *parts = PyUnicode_Split(args[0], args[1], -1);
+        if (parts == NULL) {
+            return NULL;
+        }
+        /* a list nobody else holds, so nothing run by an allocation (a finalizer) can change
+         * it while its items are read: no snapshot needed, unlike from_list's */
+        PyObject *r = build(((PyListObject *)parts)->ob_item, PyList_GET_SIZE(parts), Py_None);
+        Py_DECREF(parts);
+        return r;
+    }
+    return fallback(fb_split, args, nargs);
+}
+
 PyDoc_STRVAR(native_order_doc,
 "native_order(items)\n--\n\n"
 "Whether Python's own order of the Python list `items` is the term order: empty, all strings, "
@@ -1282,16 +1306,16 @@ sp_register_closure(PyObject *Py_UNUSED(module), PyObject *rebuild)
 }
 
 PyDoc_STRVAR(register_builtins_doc,
-"_register_builtins(str, reverse, append, nth, length, max_text)\n--\n\n"
+"_register_builtins(str, reverse, append, nth, length, max_text, split=None)\n--\n\n"
 "The Python definitions the C builtins hand what they do not decide to, and the longest "
 "string str may build.");
 
 static PyObject *
 sp_register_builtins(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *s, *rev, *app, *nth, *len;
+    PyObject *s, *rev, *app, *nth, *len, *split = NULL;
     Py_ssize_t limit;
-    if (!PyArg_ParseTuple(args, "OOOOOn:_register_builtins", &s, &rev, &app, &nth, &len, &limit)) {
+    if (!PyArg_ParseTuple(args, "OOOOOn|O:_register_builtins", &s, &rev, &app, &nth, &len, &limit, &split)) {
         return NULL;
     }
     if (limit < 0) {
@@ -1303,6 +1327,7 @@ sp_register_builtins(PyObject *Py_UNUSED(module), PyObject *args)
     Py_XSETREF(fb_append, Py_NewRef(app));
     Py_XSETREF(fb_nth, Py_NewRef(nth));
     Py_XSETREF(fb_length, Py_NewRef(len));
+    Py_XSETREF(fb_split, Py_XNewRef(split));
     max_text = limit;
     Py_RETURN_NONE;
 }
@@ -1362,6 +1387,7 @@ static PyMethodDef module_methods[] = {
     {"b_append", (PyCFunction)(void (*)(void))sp_b_append, METH_FASTCALL, b_append_doc},
     {"b_nth", (PyCFunction)(void (*)(void))sp_b_nth, METH_FASTCALL, b_nth_doc},
     {"b_length", (PyCFunction)(void (*)(void))sp_b_length, METH_FASTCALL, b_length_doc},
+    {"b_str_split", (PyCFunction)(void (*)(void))sp_b_str_split, METH_FASTCALL, b_str_split_doc},
     {"native_order", (PyCFunction)sp_native_order, METH_O, native_order_doc},
     {"closure0", (PyCFunction)sp_closure0, METH_O, closure0_doc},
     {"_register_closure", (PyCFunction)sp_register_closure, METH_O, register_closure_doc},

@@ -795,16 +795,16 @@ def b_str_join(sep: Any, xs: Any) -> str:
     return sep.join(to_str(x) for x in items)
 
 
-# With the C extension, str, reverse, append, nth and length are its functions: each decides
+# With the C extension, str, reverse, append, nth, length and str/split are its functions: each decides
 # the usual case (strings and machine-size numbers, proper lists) without a Python frame and hands
 # every other call to the definition above, so results and errors stay those of the pure path.
 _C_STR: Any = None  # the C str (b_map_native maps it, as b_str, in one C loop), or None
 if _values._speedups is not None:
-    _values._speedups._register_builtins(b_str, b_reverse, b_append, b_nth, b_length, MAX_TEXT)
+    _values._speedups._register_builtins(b_str, b_reverse, b_append, b_nth, b_length, MAX_TEXT, b_str_split)
     _C_STR = _values._speedups.str
     for _name, _fn in (("str", _C_STR), ("reverse", _values._speedups.b_reverse),
                        ("append", _values._speedups.b_append), ("nth", _values._speedups.b_nth),
-                       ("length", _values._speedups.b_length)):
+                       ("length", _values._speedups.b_length), ("str/split", _values._speedups.b_str_split)):
         BUILTINS[_name].fn = BUILTINS[_name].fast = _fn
 
 
