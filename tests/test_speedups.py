@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import gc
 import importlib.util
+import itertools
 import os
 import pickle
 import random
@@ -307,6 +308,14 @@ def test_join_strs_joins_or_leaves_it_to_the_general_path(v: Any) -> None:
     assert v.join_strs(",", L(["a", 1]), 100) is None and v.join_strs(",", L(["a", v.intern("b")]), 100) is None
     assert v.join_strs(",", v.Cons("a", "b"), 100) is None and v.join_strs(",", "ab", 100) is None
     assert v.join_strs("é", L(["ü", "\udc80"]), 3) == "üé\udc80"
+    # every kind of text (ASCII, Latin-1, two and four bytes a character, a lone surrogate) as
+    # parts and as separators: the text of Python's join, in its narrowest kind (a string of a
+    # wider kind than it needs compares unequal to the same text in CPython)
+    pool = ["", "a", "bc", "é", "ÿz", "ĀЖ", "\udc80", "€", "😀", "x😀é"]
+    for sep in ["", ",", "é", "Ж", "😀", "\udc80"]:
+        for k in range(4):
+            for parts in itertools.product(pool, repeat=k) if k < 3 else [pool]:
+                assert v.join_strs(sep, L(list(parts)), 1000) == sep.join(parts), (sep, parts)
 
 
 def _outcome(fn: Any, args: tuple) -> tuple:

@@ -672,6 +672,19 @@ sp_nth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     return NULL;
 }
 
+/* The `n` characters of `part` written at `at` into the new string `r` (its kind and data
+ * given): a copy of bytes where both have the same kind (most joins), else CPython's
+ * conversion to the wider kind. */
+static inline int
+copy_text(PyObject *r, int kind, char *data, Py_ssize_t at, PyObject *part, Py_ssize_t n)
+{
+    if (PyUnicode_KIND(part) == kind) {
+        memcpy(data + at * kind, PyUnicode_DATA(part), (size_t)(n * kind));
+        return 0;
+    }
+    return PyUnicode_CopyCharacters(r, at, part, 0, n) < 0 ? -1 : 0;
+}
+
 PyDoc_STRVAR(join_strs_doc,
 "join_strs(sep, xs, limit)\n--\n\n"
 "The strings of the proper list `xs` joined by the string `sep`, or None when an element is not "
@@ -707,16 +720,37 @@ sp_join_strs(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     if (c != Py_None) {
         Py_RETURN_NONE;
     }
-    PyObject *items = PyList_New(count);
-    if (items == NULL) {
+    /* the text written straight into its string (PyUnicode_Join would want a list of the
+     * items, made and freed here, and would measure them again). The widest kind any part
+     * has is the result's: CPython's strings are canonical, so that is the narrowest that holds
+     * every character. */
+    Py_UCS4 maxchar = count > 1 ? PyUnicode_MAX_CHAR_VALUE(sep) : 0;
+    for (c = args[1]; Cons_Check(c); c = TAIL(c)) {
+        Py_UCS4 m = PyUnicode_MAX_CHAR_VALUE(HEAD(c));
+        maxchar = m > maxchar ? m : maxchar;
+    }
+    PyObject *r = PyUnicode_New(total, maxchar);
+    if (r == NULL) {
         return NULL;
     }
+    /* the caller holds the list, and cells never change, so the walk is the one measured */
+    Py_ssize_t at = 0;
+    int kind = PyUnicode_KIND(r);
+    char *data = PyUnicode_DATA(r);
     c = args[1];
     for (Py_ssize_t i = 0; i < count; i++, c = TAIL(c)) {
-        PyList_SET_ITEM(items, i, Py_NewRef(HEAD(c)));
+        if (i > 0 && seplen > 0 && copy_text(r, kind, data, at, sep, seplen) < 0) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        at += i > 0 ? seplen : 0;
+        Py_ssize_t n = PyUnicode_GET_LENGTH(HEAD(c));
+        if (n > 0 && copy_text(r, kind, data, at, HEAD(c), n) < 0) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        at += n;
     }
-    PyObject *r = PyUnicode_Join(sep, items);
-    Py_DECREF(items);
     return r;
 }
 
