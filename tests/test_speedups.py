@@ -402,6 +402,12 @@ def test_c_str_writes_the_digits_of_repr() -> None:
         assert _speedups.str(x) == repr(x) == b.b_str(x), x
         assert _speedups.str("<", x, ">") == f"<{x!r}>", x
     assert _speedups.map_str(values.from_list(edges)) == values.from_list([repr(x) for x in edges])
+    # parts of every kind of text, numbers among them: the text of Python's join, in its
+    # narrowest kind (a wider one compares unequal in CPython)
+    pool = ["", "a", "é", "ĀЖ", "\udc80", "😀", "x😀é", 7, -12, 2.5]
+    for k in range(2, 5):
+        for parts in itertools.product(pool, repeat=k) if k < 4 else [pool[:4], pool[4:8], pool[::-1][:4]]:
+            assert _speedups.str(*parts) == "".join(map(b.b_str, parts)) == b.b_str(*parts), parts
 
 
 @needs_c

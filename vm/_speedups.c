@@ -1111,25 +1111,28 @@ sp_str(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         r = PyUnicode_Concat(parts[0], parts[1]);
     }
     else {
-        PyObject *empty = PyUnicode_New(0, 0);
-        if (empty == NULL) {
-            r = NULL;
+        /* the parts written straight into the result, as join_strs does: the widest kind of a
+         * part is the narrowest that holds the text (CPython's strings are canonical) */
+        Py_ssize_t len = 0;
+        Py_UCS4 maxchar = 0;
+        for (Py_ssize_t j = 0; j < nargs; j++) {
+            Py_UCS4 m = PyUnicode_MAX_CHAR_VALUE(parts[j]);
+            maxchar = m > maxchar ? m : maxchar;
+            len += PyUnicode_GET_LENGTH(parts[j]);
         }
-        else {
-#if PY_VERSION_HEX < 0x030D0000
-            r = _PyUnicode_JoinArray(empty, parts, nargs);  /* no tuple (public until 3.13) */
-#else
-            PyObject *tup = PyTuple_New(nargs);
-            r = NULL;
-            if (tup != NULL) {
-                for (Py_ssize_t j = 0; j < nargs; j++) {
-                    PyTuple_SET_ITEM(tup, j, Py_NewRef(parts[j]));
+        r = PyUnicode_New(len, maxchar);
+        if (r != NULL) {
+            int kind = PyUnicode_KIND(r);
+            char *data = PyUnicode_DATA(r);
+            Py_ssize_t at = 0;
+            for (Py_ssize_t j = 0; j < nargs; j++) {
+                Py_ssize_t n = PyUnicode_GET_LENGTH(parts[j]);
+                if (n > 0 && copy_text(r, kind, data, at, parts[j], n) < 0) {
+                    Py_CLEAR(r);
+                    break;
                 }
-                r = PyUnicode_Join(empty, tup);
-                Py_DECREF(tup);
+                at += n;
             }
-#endif
-            Py_DECREF(empty);
         }
     }
     for (Py_ssize_t j = 0; j < nargs; j++) {
