@@ -435,6 +435,7 @@ def test_c_builtins_keep_reference_counts() -> None:
     cases = _builtin_cases()
     probes = [values.intern("a"), values.TRUE, 2**64, 1.5, "é\udc80", None]
     heads = [values.from_list(["s", 10**30, probes[0], 2.5]), values.Cons("t", 3)]
+    texts = values.from_list([probes[4], "ab", probes[4]])
 
     def calls() -> None:
         for _ in range(20):
@@ -443,11 +444,13 @@ def test_c_builtins_keep_reference_counts() -> None:
                     _outcome(fn, args)
             for xs in heads:
                 _outcome(_speedups.map_str, (xs,))
+            _outcome(_speedups.join_strs, ("😀", texts, 100))  # written into a wider kind
+            _outcome(_speedups.str, (probes[4], "a", texts))
 
     calls()  # (first calls may cache: interned text, a signature)
-    before = [sys.getrefcount(x) for x in probes + heads]
+    before = [sys.getrefcount(x) for x in probes + heads + [texts]]
     calls()
-    assert [sys.getrefcount(x) for x in probes + heads] == before
+    assert [sys.getrefcount(x) for x in probes + heads + [texts]] == before
 
 
 @needs_c
