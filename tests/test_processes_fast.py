@@ -5,6 +5,8 @@ wait; a function spawned often starts its processes in compiled code."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from support import fast_tier, run, spy_compiled
@@ -288,3 +290,61 @@ def test_compiled_self_and_vector_reads_are_the_builtins(monkeypatch: pytest.Mon
     compiled = spy_compiled(monkeypatch)
     assert run(PEERS, jit=True) == interpreted
     assert {"pick", "me-too"} <= set(compiled), compiled
+
+
+# A compiled receive that is not a server loop, waiting: two receives in one expression (fib
+# actors), a collecting `loop` around a receive at the top level (fork-join), a selective one
+# that leaves other messages, one with `after` in a loop, an error after the second receive, a
+# process killed in its second wait. Each waits, and is woken by hundreds of messages.
+RESUMES = """
+(def fib (n parent)
+  (if (< n 2) (send parent n)
+      (do (spawn fib (- n 1) (self)) (spawn fib (- n 2) (self))
+          (send parent (+ (receive (a a)) (receive (b b)))))))
+(spawn fib 11 (self))
+(print (receive (v v)))
+(def me (self))
+(def child (i) (send me (list 'noise i)) (send me (list 'r i (* i i))))
+(loop ((i 0)) (when (< i 300) (spawn child i) (recur (+ i 1))))
+(print (loop ((i 0) (acc 0)) (if (== i 300) acc (recur (+ i 1) (+ acc (receive ((list 'r k v) (+ k v))))))))
+(print (loop ((i 0) (acc 0)) (if (== i 300) acc (recur (+ i 1) (+ acc (receive ((list 'noise k) k)))))))
+(print (loop ((i 0) (miss 0)) (if (== i 3) miss (recur (+ i 1) (+ miss (receive ('never 0) (after 1 1)))))))
+(def adder (parent) (send parent 'up) (send parent (+ (receive (a (send parent 'got) a)) (receive (b b)))))
+(def start-adder (a) (let ((p (spawn adder me))) (receive ('up nil)) (send p a) (receive ('got nil)) p))
+(def sum-of (a b) (send (start-adder a) b) (receive (s s)))
+(print (loop ((i 0) (acc 0)) (if (== i 200) acc (recur (+ i 1) (+ acc (sum-of i 1))))))
+(exit (start-adder 1) 'stop)
+(send (start-adder 1) 'x)
+(timer/sleep 20)
+(print 'end)
+"""
+
+RESUMES_OUT = "89\n8999900\n44850\n3\n20100\nend\n"
+
+
+def test_a_compiled_receive_goes_on_compiled_after_its_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a wait in a compiled receive that is not a server loop, the woken scan and the code
+    after it run compiled (FastTier.resume), and a `loop` around a receive runs compiled (its
+    OSR function waits by giving its frame back): the same output and crash as the
+    interpreter's, on one scheduler and on two (where a waiting process may move)."""
+    from lispvm.vm import fast
+
+    resumed: list[str] = []
+    real = fast.FastTier.resume
+
+    def spy(self: fast.FastTier, p: object, w: int) -> object:
+        new = (p, w) not in self.resumes
+        fn = real(self, p, w)
+        if new and fn is not None:
+            resumed.append(p.name)  # type: ignore[attr-defined]
+        return fn
+
+    monkeypatch.setattr(fast.FastTier, "resume", spy)
+    interpreted = run(RESUMES, jit=False)
+    assert interpreted[0] == RESUMES_OUT and interpreted[2] == 0, interpreted
+    assert "crashed: badarg: +: " in interpreted[1], interpreted
+    assert run(RESUMES, jit=True) == interpreted
+    assert {"fib", "adder", "main"} <= set(resumed), resumed
+    two = run(RESUMES, jit=True, schedulers=2)  # pids are numbered per scheduler there
+    assert re.sub(r"#<pid [0-9.]+>", "", two[1]) == re.sub(r"#<pid [0-9.]+>", "", interpreted[1])
+    assert (two[0], two[2]) == (RESUMES_OUT, 0)

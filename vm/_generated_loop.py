@@ -100,6 +100,7 @@ from .loopsupport import (
     _enter,
     _enter_fast,
     _enter_osr,
+    _enter_resume,
     _fused_rest,
     _make_closure,
     _not_callable,
@@ -397,6 +398,8 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                 p = cl.proto
                                 if p.fast is None:
                                     tier.woken(p, len(mb) - proc.scan)  # by many messages: a server loop, maybe
+                                if p.fast is None:
+                                    pass
                                 elif p in tier.servers:
                                     # compiled as a receive loop, whose one RECVWAIT is this one: resume it there (any
                                     # other compiled receive waits here interpreted, and goes on so)
@@ -409,6 +412,11 @@ def run(proc: Process, budget: int, host: Any) -> int:
                                         return WAIT
                                     cl, code, pc, regs, a = frames.pop()
                                     regs[a] = v
+                                    continue
+                                elif (f := tier.resume(p, pc - 1)) is not None:
+                                    # any other compiled receive waited here: the scan and the rest of the function
+                                    # from here in compiled code (FastTier.resume), up to where it gives back
+                                    pc = _enter_resume(tier, proc, cl, f, regs)
                                     continue
                             if b is None:
                                 pc = c

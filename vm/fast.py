@@ -39,7 +39,12 @@ How it holds the VM's promises:
   message comes, and their wait returns WAITING instead of unwinding; called from elsewhere, the
   wait raises _Wait and unwinds like a preemption. Any other receive is compiled as a scan of the
   mailbox whose clauses run compiled (_Gen.receive_block); when no message matches, _Wait
-  unwinds the frame to its RECVWAIT and the interpreter waits (and runs an `after` body).
+  unwinds the frame to its RECVWAIT (an OSR loop's or resume function's frame is given back
+  as at its exits) and the interpreter waits (and runs an `after` body). A message that comes
+  then is scanned, and the rest of the function run, by the receive's resume function
+  (FastTier.resume: compiled from the RECVWAIT on, entering a `loop` it reaches through the
+  loop's OSR function), so a function with two receives or a collecting `loop` around one
+  runs compiled between its waits.
 - A `loop` is a Python while loop (_Gen.loop_block); its JUMP_BACKWARD is a safe point that
   resumes at the loop's head. A loop running in the interpreter is entered in compiled code at
   its head when its budget ends there (FastTier.osr: the loop compiled on its own, on-stack
@@ -206,6 +211,7 @@ class FastTier:
         # (prototype, loop head pc) -> the loop compiled on its own, entered from the interpreter
         # at that head (on-stack replacement), or None where it cannot be
         self.osrs: dict[tuple[Proto, int], Any] = {}
+        self.resumes: dict[tuple[Proto, int], Any] = {}  # (proto, RECVWAIT pc) -> its resume function (resume)
         # kind -> {prototype: the leaf run over a list in one Python loop (see fused), or None
         # where it is no leaf}; compiled list loops look a function up here before calling fused
         self.fusions: dict[str, dict[Proto, Any]] = {kind: {} for kind, _, _ in _FUSED_LOOPS.values()}
@@ -290,6 +296,7 @@ class FastTier:
                     p.arity = -1 if p.rest else p.nparams
         self.compiled.clear()
         self.osrs.clear()
+        self.resumes.clear()
         self.servers.clear()
         self.refused.clear()
         self.wakes.clear()
@@ -320,6 +327,28 @@ class FastTier:
         except Exception:  # noqa: BLE001 - whatever went wrong, the interpreter runs it
             fn = None
         self.osrs[key] = fn
+        return fn
+
+    def resume(self, p: Proto, w: int) -> Any:
+        """The rest of `p` from its RECVWAIT at `w`, compiled on its own (a compiled receive that is
+        not a server loop waited there, interpreted, and a message came): a Python function
+        `(regs, closure) -> (pc, registers)` like an OSR loop's, that scans the mailbox from the
+        process's scan position, runs the matching clause and the code after the receive, and
+        gives back where the interpreter goes on (a return or tail call, a jump it does not
+        follow) with the registers then. A loop it reaches is entered through its OSR function.
+        So the second receive of `(+ (receive (a a)) (receive (b b)))`, or the code after a
+        collecting receive, runs compiled after a wait. None where it cannot be compiled."""
+        key = (p, w)
+        fn = self.resumes.get(key, self)
+        if fn is not self:
+            return fn
+        fn = None
+        try:
+            fn, info = _Gen(self, p, wait=w).build()
+            self.codes[info.code] = info  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - whatever went wrong, the interpreter runs it
+            fn = None
+        self.resumes[key] = fn
         return fn
 
     def resolve(self, f: Any) -> Any:
@@ -1189,7 +1218,7 @@ class _Gen:
     """Python source for one prototype (see the module doc)."""
 
     def __init__(self, tier: FastTier, p: Proto, osr: int | None = None, server: bool = True,
-                 fuse: str | None = None) -> None:
+                 fuse: str | None = None, wait: int | None = None) -> None:
         self.tier = tier
         self.p = p
         self.ops: list[tuple[str, dict[str, int]]] = []
@@ -1198,18 +1227,24 @@ class _Gen:
             self.ops.append((op.name, f))
         # made per closure: it has upvalues, or reads the running closure (SELF)
         self.up = bool(p.upvals) or any(name == "SELF" for name, _ in self.ops)
+        # compiling only the rest of the function from this RECVWAIT pc (FastTier.resume), or None;
+        # then written as an OSR function (osr is the same pc: its exits, no safe point at entry)
+        self.wait = wait
+        if wait is not None:
+            osr = wait
         self.osr = osr  # compiling only the loop whose head is this pc (FastTier.osr), or None
         self.loops: list[tuple[int, int]] = []  # (head, end) of the loops being emitted, innermost last
         self.loop_lines: dict[int, int] = {}  # first source lines of each `while` body -> its head pc
         self.again = False  # a self tail call left the innermost while being emitted (_again)
-        if osr is not None:
+        if wait is not None:
+            self.recv = None
+        elif osr is not None:
             if osr < 1 or self.ops[osr - 1][0] != "LOOP":
                 raise _CannotCompile("no loop here")
             if any(h[0] < osr <= h[1] for h in p.handlers):
                 raise _CannotCompile("a loop inside a try")  # its handler would see stale registers
-            end = osr + self.ops[osr - 1][1]["Bx"]
-            if any(name in _RECV for name, _ in self.ops[osr:end]):
-                raise _CannotCompile("receive in the loop")
+            # a receive in the loop is a scan (receive_block) whose wait gives the frame back
+            # to the interpreter at its RECVWAIT, and a message resumes it (FastTier.resume)
             self.recv = None
         else:  # (after reg, peek reg, RECVWAIT pc), or None
             self.recv = self.receive_loop() if server and fuse is None else None
@@ -1296,13 +1331,14 @@ class _Gen:
                 return None
         return f0["A"], f2["A"], w, k
 
-    def receive_block(self, pc: int, e: int, ind: int) -> int:
+    def receive_block(self, pc: int, e: int, ind: int, resumed: bool = False) -> int:
         """Any other receive (RECVSTART at pc): the scan of the mailbox as a Python while loop
         whose clauses are any region. A message that matches is taken and its clause runs here,
         compiled; when the mailbox holds no match the wait is the interpreter's: _Wait unwinds
         this frame to its RECVWAIT, which waits, times out into the `after` body, or scans the
         messages that come, interpreted. So the `after` body is never run here; the code goes
-        on after the receive."""
+        on after the receive. `resumed`: a resume function's (FastTier.resume) scan, which goes on
+        from the process's scan position (the receive was started, interpreted)."""
         ops = self.ops
         if pc + 1 >= len(ops) or ops[pc + 1][0] != "RECVPEEK":
             raise _CannotCompile("receive layout")
@@ -1321,15 +1357,22 @@ class _Gen:
             raise _CannotCompile("receive range")
         L = self.line
         L(ind, "_p = _ctx.proc", pc)
-        L(ind, "_p.scan = _p.mbhead", pc)
-        L(ind, "_p.deadline = None", pc)
+        if not resumed:
+            L(ind, "_p.scan = _p.mbhead", pc)
+            L(ind, "_p.deadline = None", pc)
         outer = self.open_while(ind)
         L(ind, "while True:", peek)
         self.loop_lines[len(self.out)] = -1  # not a safe point: the scan is under way
         self.loop_lines[len(self.out) + 1] = -1
         L(ind + 1, "_mb = _p.mailbox", peek)
         L(ind + 1, "if _mb is None or _p.scan >= len(_mb):", peek)
-        L(ind + 2, "_rwait()", w)  # the interpreter's RECVWAIT waits (unwound, see unwind)
+        if self.osr is not None:
+            if self.pending:
+                raise _CannotCompile("a folded value across a wait")
+            # an OSR or resume function gives its frame back: the interpreter's RECVWAIT waits
+            L(ind + 2, self.exit_to(w), w)
+        else:
+            L(ind + 2, "_rwait()", w)  # the interpreter's RECVWAIT waits (unwound, see unwind)
         L(ind + 1, f"{self.r(msg)} = _mb[_p.scan]", peek)
         self.loops.append((-1, end))  # a clause's JMP to the end leaves the scan (break)
         self.region(peek + 1, w - 1, ind + 1)
@@ -1645,7 +1688,10 @@ class _Gen:
         if self.osr is not None:
             up = False
             self.info.upvals = True  # _cl is its parameter
-            self.osr_body()
+            if self.wait is not None:
+                self.resume_body()
+            else:
+                self.osr_body()
         elif self.fuse is not None:
             up = False  # one function taking the upvalues, not a factory of one per closure
         elif up:
@@ -1779,6 +1825,30 @@ class _Gen:
         end = self.loop_block(head - 1, self.ops[head - 1][1], len(self.ops), 1)
         L(1, self.exit_to(end), end)
 
+    def resume_body(self) -> None:
+        """A resume function (FastTier.resume): the registers from the frame, the receive's scan
+        going on from the process's scan position (its start already done, interpreted), then
+        the code after the receive to the function's end. The function's last instruction is a
+        return or tail call, so every way through ends in an exit to the interpreter."""
+        p, L = self.p, self.line
+        w = self.wait
+        assert w is not None
+        ops = self.ops
+        if not 0 <= w < len(ops) or ops[w][0] != "RECVWAIT" or ops[-1][0] not in _EXITS:
+            raise _CannotCompile("no receive here")
+        start = w + ops[w][1]["sBx"]  # RECVWAIT jumps back to its RECVPEEK, after the RECVSTART
+        if start < 0 or ops[start][0] != "RECVSTART":
+            raise _CannotCompile("receive layout")
+        L(0, f"def {self.fname}(_R, _cl):", w)
+        regs = ", ".join(self.r(i) for i in range(p.nregs))
+        L(1, f"{regs}, = _R", w)
+        if p.upvals:
+            L(1, f"{', '.join(f'U{i}' for i in range(len(p.upvals)))}, = _cl.upvals", w)
+            for b in sorted({f.get("B", 0) for name, f in ops if name in ("GETUPBOX", "SETUPBOX")}):
+                L(1, f"_B{b} = U{b} if U{b}.owner == _PK else _touch(U{b})", w)
+        end = self.receive_block(start, len(ops), 1, resumed=True)
+        self.region(end, len(ops), 1)
+
     def receive_body(self, params: list[str]) -> None:
         """A receive loop (see receive_loop): the code before the receive, then its start, peek
         and scan written out, its clauses as any region. `_resume` (the loop resuming the
@@ -1879,6 +1949,14 @@ class _Gen:
                     continue
                 if pc < t <= e and not any(j in self.targets for j in range(pc + 1, t)):
                     pc = t  # over code that nothing jumps to (a test the compiler decided)
+                    continue
+                if self.wait is not None and not self.loops and not self.pending:
+                    # a resume function (FastTier.resume) started inside a structure it does not
+                    # see: a recur to a `loop`'s head goes on in that loop's OSR function (which
+                    # gives back its own way out), any other jump is the interpreter's
+                    self.exit_jump(pc, t, ind)
+                    pc += 1
+                    emitted = True
                     continue
                 raise _CannotCompile("unstructured jump")
             if pc in self.skip:
@@ -2287,6 +2365,19 @@ class _Gen:
             else:
                 self.line(ind + 1, "continue")
         self.again = outer or (self.again and bool(self.loops))
+
+    def exit_jump(self, pc: int, t: int, ind: int) -> None:
+        """A resume function's JMP at pc to t, outside any structure it emits (see region)."""
+        fn = self.tier.osr(self.p, t) if t < pc and t >= 1 and self.ops[t - 1][0] == "LOOP" else None
+        if fn is None:
+            self.line(ind, self.exit_to(t), pc)
+            return
+        name = f"_OSR_{self.tier.count}"
+        self.tier.count += 1
+        self.tier.ns[name] = fn
+        regs = ", ".join(self.r(i) for i in range(self.p.nregs))
+        # the frame is the OSR function's from here: an unwind drops this one (its result is the callee's)
+        self.line(ind, f"return {name}(({regs},), _cl)", pc, "tail")
 
     def exit_to(self, pc: int) -> str:
         """An OSR loop's way out: back to the interpreter at pc with every register."""

@@ -313,6 +313,8 @@ if mb is not None and proc.scan < len(mb):
         p = cl.proto
         if p.fast is None:
             tier.woken(p, len(mb) - proc.scan)  # by many messages: a server loop, maybe
+        if p.fast is None:
+            pass
         elif p in tier.servers:
             # compiled as a receive loop, whose one RECVWAIT is this one: resume it there (any
             # other compiled receive waits here interpreted, and goes on so)
@@ -324,6 +326,11 @@ if mb is not None and proc.scan < len(mb):
                 vm.used = refill - budget
                 return WAIT
             @POP v
+            continue
+        elif (f := tier.resume(p, pc - 1)) is not None:
+            # any other compiled receive waited here: the scan and the rest of the function
+            # from here in compiled code (FastTier.resume), up to where it gives back
+            pc = _enter_resume(tier, proc, cl, f, regs)
             continue
     if b is None:
         pc = c
@@ -525,6 +532,7 @@ from .loopsupport import (
     _enter,
     _enter_fast,
     _enter_osr,
+    _enter_resume,
     _fused_rest,
     _make_closure,
     _not_callable,

@@ -197,6 +197,18 @@ def _enter_osr(tier: Any, proc: Process, cl: Closure, head: int, regs: list) -> 
     return pc
 
 
+def _enter_resume(tier: Any, proc: Process, cl: Closure, fn: Any, regs: list) -> int:
+    """Run a compiled receive's resume function (vm/fast.py FastTier.resume) from the frame's
+    registers at its RECVWAIT: the pc where the interpreter goes on, the registers then in
+    `regs`. A wait in it (or a preemption, an error) unwinds into interpreter frames."""
+    try:
+        pc, out = fn(regs, cl)
+    except BaseException as e:
+        raise tier.unwind(e, proc, None) from None
+    regs[:] = out
+    return pc
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 def fault_index(code: list[tuple], ins: tuple | None, pc: int) -> int:
