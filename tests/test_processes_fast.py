@@ -308,6 +308,9 @@ RESUMES = """
 (loop ((i 0)) (when (< i 300) (spawn child i) (recur (+ i 1))))
 (print (loop ((i 0) (acc 0)) (if (== i 300) acc (recur (+ i 1) (+ acc (receive ((list 'r k v) (+ k v))))))))
 (print (loop ((i 0) (acc 0)) (if (== i 300) acc (recur (+ i 1) (+ acc (receive ((list 'noise k) k)))))))
+(def late (i) (timer/sleep 1) (send me (list 'late i)))
+(loop ((i 0)) (when (< i 100) (spawn late i) (recur (+ i 1))))
+(print (loop ((i 0) (acc 0)) (if (== i 100) acc (recur (+ i 1) (+ acc (receive ((list 'late k) k)))))))
 (print (loop ((i 0) (miss 0)) (if (== i 3) miss (recur (+ i 1) (+ miss (receive ('never 0) (after 1 1)))))))
 (def adder (parent) (send parent 'up) (send parent (+ (receive (a (send parent 'got) a)) (receive (b b)))))
 (def start-adder (a) (let ((p (spawn adder me))) (receive ('up nil)) (send p a) (receive ('got nil)) p))
@@ -319,7 +322,7 @@ RESUMES = """
 (print 'end)
 """
 
-RESUMES_OUT = "89\n8999900\n44850\n3\n20100\nend\n"
+RESUMES_OUT = "89\n8999900\n44850\n4950\n3\n20100\nend\n"
 
 
 def test_a_compiled_receive_goes_on_compiled_after_its_wait(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -328,23 +331,37 @@ def test_a_compiled_receive_goes_on_compiled_after_its_wait(monkeypatch: pytest.
     OSR function waits by giving its frame back): the same output and crash as the
     interpreter's, on one scheduler and on two (where a waiting process may move)."""
     from lispvm.vm import fast
+    from lispvm.vm.opcodes import decode_fields
 
     resumed: list[str] = []
     real = fast.FastTier.resume
 
     def spy(self: fast.FastTier, p: object, w: int) -> object:
-        new = (p, w) not in self.resumes
         fn = real(self, p, w)
-        if new and fn is not None:
+        if fn is not None:
             resumed.append(p.name)  # type: ignore[attr-defined]
         return fn
 
     monkeypatch.setattr(fast.FastTier, "resume", spy)
+    loops: list[str] = []  # the OSR functions made of loops with a receive in them
+    real_osr = fast.FastTier.osr
+
+    def spy_osr(self: fast.FastTier, p: object, head: int) -> object:
+        new = (p, head) not in self.osrs
+        fn = real_osr(self, p, head)
+        code = p.code  # type: ignore[attr-defined]
+        body = code[head:head + decode_fields(code[head - 1])[1]["Bx"]]
+        if new and fn is not None and any(decode_fields(w)[0].name == "RECVSTART" for w in body):
+            loops.append(p.name)  # type: ignore[attr-defined]
+        return fn
+
+    monkeypatch.setattr(fast.FastTier, "osr", spy_osr)
     interpreted = run(RESUMES, jit=False)
     assert interpreted[0] == RESUMES_OUT and interpreted[2] == 0, interpreted
     assert "crashed: badarg: +: " in interpreted[1], interpreted
     assert run(RESUMES, jit=True) == interpreted
     assert {"fib", "adder", "main"} <= set(resumed), resumed
+    assert loops.count("main") == 4, loops  # the top level's four loops around a receive
     two = run(RESUMES, jit=True, schedulers=2)  # pids are numbered per scheduler there
     assert re.sub(r"#<pid [0-9.]+>", "", two[1]) == re.sub(r"#<pid [0-9.]+>", "", interpreted[1])
     assert (two[0], two[2]) == (RESUMES_OUT, 0)

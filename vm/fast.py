@@ -327,6 +327,13 @@ class FastTier:
         except Exception:  # noqa: BLE001 - whatever went wrong, the interpreter runs it
             fn = None
         self.osrs[key] = fn
+        if fn is not None:
+            # a receive in the loop waits by giving the frame back: the message that wakes it
+            # goes on compiled (resume), back into this loop at its recur
+            end = head + decode_fields(p.code[head - 1])[1]["Bx"]
+            for w in range(head, min(end, len(p.code))):
+                if p.code[w] & 0x7F == _RECVWAIT:
+                    self.resumes.setdefault((p, w), self)
         return fn
 
     def resume(self, p: Proto, w: int) -> Any:
@@ -339,7 +346,9 @@ class FastTier:
         So the second receive of `(+ (receive (a a)) (receive (b b)))`, or the code after a
         collecting receive, runs compiled after a wait. None where it cannot be compiled."""
         key = (p, w)
-        fn = self.resumes.get(key, self)
+        # compiled at the first wake-up of a compiled function's receive, or of one inside a
+        # compiled `loop` (osr marks those: self); else None, and the interpreter scans
+        fn = self.resumes.get(key, self if p.fast is not None else None)
         if fn is not self:
             return fn
         fn = None
@@ -691,6 +700,7 @@ _DEEP_FRAMES = 64  # frames of one prototype in a RecursionError's traceback tha
 
 _NOT_FUSED = (0, None, None)
 _SELF = BY_NAME["SELF"].num
+_RECVWAIT = BY_NAME["RECVWAIT"].num
 
 
 _CHUNK = 512  # elements of a fused list comprehension between two looks at the slice (FastTier.fused)

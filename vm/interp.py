@@ -83,6 +83,7 @@ __all__ = ["predecode", "run", "call_sync", "new_process_regs", "spawn_trampolin
            "_enter", "_not_callable", "_Unwound"]  # the last three: the fast tier calls them through here
 
 _LOOP = BY_NAME["LOOP"].num
+_RECVSTART = BY_NAME["RECVSTART"].num
 
 # Builtins the loop calls without the Python function in between (same semantics, measured faster).
 SPECIALIZED = {"D_SEND": "send"}
@@ -163,6 +164,11 @@ def _decode_proto(p: Proto, module: Module, g: Globals) -> list[tuple]:
     for i, word in enumerate(code):  # after it, one GOOSR per `loop`: a yield at its head resumes there
         if word & 0x7F == _LOOP:
             out.append((D_GOOSR, i + 1, 0, 0, i + 1))
+            if any(w & 0x7F == _RECVSTART for w in code[i + 1:i + 1 + decode_fields(word)[1]["Bx"]]):
+                # a loop around a receive (a collecting loop: a result from each of thousands of
+                # processes) goes into compiled code at its entry, not after a budget of turns
+                # (vm/fast.py FastTier.osr: its wait gives the frame back, a message resumes it)
+                out[i] = out[-1]
     return out
 
 

@@ -313,9 +313,7 @@ if mb is not None and proc.scan < len(mb):
         p = cl.proto
         if p.fast is None:
             tier.woken(p, len(mb) - proc.scan)  # by many messages: a server loop, maybe
-        if p.fast is None:
-            pass
-        elif p in tier.servers:
+        if p in tier.servers:
             # compiled as a receive loop, whose one RECVWAIT is this one: resume it there (any
             # other compiled receive waits here interpreted, and goes on so)
             proc.regs = regs
