@@ -1770,6 +1770,8 @@ class _Gen:
         """Where the tick handler may preempt: RESUME (the function's start; not in an OSR loop,
         whose registers are not loaded yet) and each JUMP_BACKWARD, at the head of the loop it
         jumps to (found by the source line of its target)."""
+        if self.osr is not None and not any(h >= 0 for h in self.loop_lines.values()):
+            return {}  # a resume function with no loop of its own (a receive's scan is no safe point)
         instrs = list(dis.get_instructions(code))
         line_at: dict[int, int | None] = {}
         line = None
