@@ -90,7 +90,7 @@ def _c_extensions() -> str:
     used = values.SPEEDUPS and codec._C is not None
     if used:
         return "built and used (lists and the codec in C)"
-    if os.environ.get("LISPVM_PURE") and len(found) == 2:
+    if values.PURE and len(found) == 2:
         return "built, not used: LISPVM_PURE is set"
     return (f"{'only ' + ', '.join(found) if found else 'not'} built: lists and the codec run in pure Python, "
             "slower (install a C compiler and Python's headers, then install lispvm again)")

@@ -49,3 +49,21 @@ def test_doctor_says_whether_the_c_extensions_run() -> None:
         assert "built and used" in line, line
     else:
         assert "pure Python" in line or "LISPVM_PURE" in line, line
+
+
+@pytest.mark.parametrize("value", ["1", "yes", "0", ""])
+def test_one_reading_of_lispvm_pure_for_cells_codec_and_doctor(value: str) -> None:
+    """LISPVM_PURE=yes once turned the cells pure while the codec stayed in C, and doctor said
+    nothing C was used: the cells, the codec and doctor now read the switch the same way."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("lispvm.vm._speedups")
+    pytest.importorskip("lispvm.vm._ccodec")
+    probe = ("import lispvm.vm.codec as c, lispvm.vm.values as v; "
+             "print(v.SPEEDUPS, c._C is not None)")
+    env = {**os.environ, "LISPVM_PURE": value}
+    got = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    pure = value not in ("", "0")
+    assert got.split() == (["False", "False"] if pure else ["True", "True"]), got

@@ -39,7 +39,6 @@ the box); nothing else does: a sublist that occurs twice is written twice.
 
 from __future__ import annotations
 
-import os as _os
 import struct
 from array import array
 from gc import disable as _gc_disable
@@ -53,6 +52,7 @@ from immutables import Map as _IMap
 from . import handles as _handles
 from . import lbc
 from . import process as _process
+from . import values as _values
 from .registry import BUILTINS
 from .values import (
     _SYMBOLS,
@@ -145,8 +145,9 @@ _LITTLE = array("H", [1]).tobytes() == b"\x01\x00"
 
 def _c_path() -> Any:
     """vm/_ccodec.c, the C path for the common terms (None where it is not built, on a
-    big-endian host, or with LISPVM_PURE=1: this module's walks do everything then)."""
-    if _os.environ.get("LISPVM_PURE") == "1" or not _LITTLE:
+    big-endian host, or with LISPVM_PURE set as values.PURE reads it: this module's walks do
+    everything then)."""
+    if _values.PURE or not _LITTLE:
         return None
     try:
         from . import _ccodec

@@ -45,7 +45,9 @@ from .registry import Builtin  # a function written in Python: defined with the 
 # cells the cyclic collector never walks. Optional: without it (no compiler at install) or with
 # LISPVM_PURE=1 set, the pure-Python definitions below are the ones used.
 _speedups: Any = None
-if os.environ.get("LISPVM_PURE", "") in ("", "0"):
+# one reading of the switch for the cells and the codec (vm/codec.py): anything but "" and "0"
+PURE = os.environ.get("LISPVM_PURE", "") not in ("", "0")
+if not PURE:
     try:
         from . import _speedups
     except ImportError:
