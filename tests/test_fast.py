@@ -1159,3 +1159,41 @@ def test_a_folded_chain_is_not_moved_past_a_write_of_what_it_reads(monkeypatch: 
     interpreted = run(SWAPPED_UPDATES)
     assert compiled == interpreted
     assert compiled[0].startswith("("), compiled
+
+
+GRID = """
+(def inner (x y) (loop ((k 0) (z x)) (if (== k 30) (mod z 7) (recur (+ k 1) (+ z y)))))
+(def grid (n)
+  (loop ((y 0) (acc 0))
+    (if (== y n) acc
+        (recur (+ y 1) (loop ((x 0) (a acc)) (if (== x n) a (recur (+ x 1) (+ a (inner x y)))))))))
+(print (grid 40) (grid 3))
+"""
+
+
+def test_a_loop_around_a_call_compiled_at_a_budget_end_runs_compiled_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a budget ends in a function and compiles it, the loop its interpreted caller is
+    running (grid's row loop around `inner`) gets its compiled entry at once, so that the next
+    row runs compiled instead of the interpreter calling into compiled code at each turn; the
+    values are the interpreter's."""
+    events: list[tuple[str, str]] = []
+    orig_compile, orig_osr = fast.FastTier.compile, fast.FastTier.osr
+
+    def spy_compile(self: fast.FastTier, p: object) -> bool:
+        ok = orig_compile(self, p)
+        if ok and ("compile", p.name) not in events:  # type: ignore[attr-defined]
+            events.append(("compile", p.name))  # type: ignore[attr-defined]
+        return ok
+
+    def spy_osr(self: fast.FastTier, p: object, head: int) -> object:
+        fn = orig_osr(self, p, head)
+        if fn is not None and ("osr", p.name) not in events:  # type: ignore[attr-defined]
+            events.append(("osr", p.name))  # type: ignore[attr-defined]
+        return fn
+
+    monkeypatch.setattr(fast.FastTier, "compile", spy_compile)
+    monkeypatch.setattr(fast.FastTier, "osr", spy_osr)
+    out = run(GRID, reductions=500)
+    assert out == run(GRID, jit=False) and out[0] == "4798 27\n", out
+    first = events.index(("compile", "inner"))
+    assert events[first + 1] == ("osr", "grid"), events

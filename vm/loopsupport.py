@@ -161,6 +161,8 @@ def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any, re
             # and be unwound into interpreter frames, which costs more than it saved
             tier.stay_interpreted({p})
         just = p.fast is None and tier.compile(p)  # False at once for a prototype it refused
+        if just:
+            _caller_loops(tier, proc)
         if p.fast is not None and pc == 0 and not p.rest:
             go = len(p.code)  # the GOFAST tuple
             # Just compiled: compiled code is preempted only by CPU-time ticks, so the host gets
@@ -180,6 +182,37 @@ def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any, re
                 return ~go if go is not None else ~pc
             return _enter_osr(tier, proc, cl, pc, regs)
     return ~pc if preempt() else pc
+
+
+_CALLER_FRAMES = 4  # interpreted callers whose running loop _caller_loops compiles
+
+
+def _caller_loops(tier: Any, proc: Process) -> None:
+    """A function was just compiled at a budget's end: the innermost `loop` that each of its
+    few nearest interpreted callers is running gets its GOOSR (as _budget_out gives a loop whose
+    head the budget ends at), so that the loop's next entry runs compiled. Else a loop around a
+    hot call (mandelbrot's grid row around `bounded?`) stays interpreted, calling into compiled
+    code at each turn, until a budget happens to end in the caller itself."""
+    for fr in proc.frames[-_CALLER_FRAMES:]:
+        cl = fr[0]
+        if cl.__class__ is not Closure:
+            continue
+        p, pc = cl.proto, fr[2]
+        if p.fast is None and p in tier.refused:
+            continue
+        words = p.code
+        call = pc - 1  # the frame's pc is the instruction after its call
+        head = None
+        for m in range(min(call, len(words)) - 1, -1, -1):  # the innermost loop around the call
+            if words[m] & 0x7F == _LOOP and call < m + 1 + decode_fields(words[m])[1]["Bx"]:
+                head = m + 1
+                break
+        if head is None:
+            continue
+        code = p.dcode
+        go = next((j for j in range(len(words) + 1, len(code)) if code[j][1] == head), None)
+        if go is not None and code[head - 1] is not code[go] and tier.osr(p, head) is not None:
+            code[head - 1] = code[go]
 
 
 def _enter_osr(tier: Any, proc: Process, cl: Closure, head: int, regs: list) -> int:
