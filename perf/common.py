@@ -41,7 +41,7 @@ SHARED_BENCH = REPO.parent / "shared" / "bench"  # the workloads the performance
 PROGRAMS = PERF_DIR / "programs"  # this suite's own small programs (hello, probe, memory)
 
 __all__ = ["PERF_DIR", "PROGRAMS", "REPO", "SHARED_BENCH", "Ratio", "Suite", "lispvm_command",
-           "net_asyncio", "net_command", "run_checked", "timed_run", "far_schedulers_reason"]
+           "NotMeasurable", "net_asyncio", "net_command", "run_checked", "timed_run", "far_schedulers_reason"]
 
 
 def lispvm_command() -> list[str]:
@@ -72,15 +72,42 @@ def timed_run(cmd: list[str]) -> float:
     return dt
 
 
+# A sample of `loops` pairs whose net total is not positive (the machine's noise, under load, beat
+# the work: pyperf refuses a negative value and the whole script died) is measured on with twice
+# the pairs, then four times..., up to NET_MAX_PAIRS times `loops`, and every pair measured,
+# negative ones included, stays in the sample's mean: none is dropped and nothing is clamped, so
+# the figure is not pushed up. Still not positive then: the work is below the noise, said so.
+NET_MAX_PAIRS = 16
+
+
+class NotMeasurable(RuntimeError):
+    """The big run was not measurably slower than the small one (the net time stayed <= 0)."""
+
+
+def _net_total(loops: int, pair: Callable[[], float], what: str) -> float:
+    """`loops` times the mean of `pair()` (big minus small, seconds) over at least `loops` pairs;
+    more pairs while that total is not positive (NET_MAX_PAIRS); NotMeasurable if it stays so."""
+    total, done, target = 0.0, 0, loops
+    while True:
+        for _ in range(target - done):
+            total += pair()
+        done = target
+        if total > 0:
+            return total * loops / done
+        if done >= loops * NET_MAX_PAIRS:
+            raise NotMeasurable(f"{what}: not measurable, the net time stayed <= 0 "
+                                f"({total / done * 1e3:+.3f} ms a pair over {done} pairs): the work "
+                                "is below the machine's noise; give a bigger argument or a quieter machine")
+        target = min(done * 2, loops * NET_MAX_PAIRS)
+
+
 def net_command(loops: int, big: list[str], small: list[str]) -> float:
     """pyperf time function: `loops` times (time of `big` - time of `small`).
 
     `small` is the same program with a tiny argument, so the difference is the work alone:
-    interpreter start-up, imports and loading the bytecode cancel out."""
-    total = 0.0
-    for _ in range(loops):
-        total += timed_run(big) - timed_run(small)
-    return total
+    interpreter start-up, imports and loading the bytecode cancel out. A sample whose total is
+    not positive is measured on (_net_total) rather than handed to pyperf, which refuses it."""
+    return _net_total(loops, lambda: timed_run(big) - timed_run(small), f"`{' '.join(big)}` less its small run")
 
 
 def net_asyncio(loops: int, make: Callable[[int], Any], big: int, small: int = 1) -> float:
@@ -88,14 +115,14 @@ def net_asyncio(loops: int, make: Callable[[int], Any], big: int, small: int = 1
     each in a fresh event loop, so that making and closing the loop cancel out."""
     import asyncio
 
-    total = 0.0
-    for _ in range(loops):
+    def pair() -> float:
         t0 = time.perf_counter()
         asyncio.run(make(big))
         t1 = time.perf_counter()
         asyncio.run(make(small))
-        total += (t1 - t0) - (time.perf_counter() - t1)
-    return total
+        return (t1 - t0) - (time.perf_counter() - t1)
+
+    return _net_total(loops, pair, f"asyncio {getattr(make, '__name__', make)}({big}) less ({small})")
 
 
 def run_checked(cmd: list[str], expect: str | None = None, timeout: float = 120.0) -> str | None:
