@@ -274,11 +274,18 @@ class IoService:
 
     def close(self) -> None:
         """The node ends: close every owned resource, stop the pool, close the self-pipe."""
-        for res in [r for rs in self.owned.values() for r in rs]:
-            try:
-                res.close()
-            except Exception:  # noqa: BLE001,S110 - the node is ending: nothing to tell
-                pass
+        # A resource closed here may go on the CLOSING list (a port's child killed but not dead
+        # yet, a socket with bytes still to write), and a second close() is what ends those (it
+        # reaps the child): the list taken before the first round did not hold them, so the node
+        # ended before its children did, leaving them to init (tests/test_ports.py).
+        done: set[tuple[Any, int]] = set()  # (owner key, resource): each closed once where it is
+        while todo := [(k, r) for k, rs in self.owned.items() for r in rs if (k, id(r)) not in done]:
+            for key, res in todo:
+                done.add((key, id(res)))
+                try:
+                    res.close()
+                except Exception:  # noqa: BLE001,S110 - the node is ending: nothing to tell
+                    pass
         self.owned.clear()
         if self.stdin is not None:
             self.stdin.close()
