@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import time
 
-from common import SHARED_BENCH, Ratio, Suite, lispvm_command, net_command, run_checked
+from common import SHARED_BENCH, Ratio, Suite, lispvm_command, net_command, net_pairs, run_checked
 
 
 def fib(n: int) -> int:
@@ -50,10 +50,7 @@ def inprocess_fib(loops: int, data: bytes, n: int, jit: bool) -> float:
             raise RuntimeError(f"fib.lisp {arg} exited with status {status}: {err.getvalue().strip()}")
         return dt
 
-    total = 0.0
-    for _ in range(loops):
-        total += once(n) - once(1)
-    return total
+    return net_pairs(loops, lambda: once(n) - once(1), f"fib.lisp {n} in this process less fib.lisp 1")
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from common import SHARED_BENCH, Ratio, Suite, lispvm_command, net_command, run_checked
+from common import SHARED_BENCH, Ratio, Suite, lispvm_command, net_command, net_pairs, run_checked
 
 
 async def _ring(n: int, m: int) -> None:
@@ -47,14 +47,14 @@ async def _ring(n: int, m: int) -> None:
 
 def asyncio_ring(loops: int, n: int, m: int) -> float:
     """pyperf time function: (ring N M) - (ring N 1), `loops` times, each in a fresh event loop."""
-    total = 0.0
-    for _ in range(loops):
+    def pair() -> float:
         t0 = time.perf_counter()
         asyncio.run(_ring(n, m))
         t1 = time.perf_counter()
         asyncio.run(_ring(n, 1))
-        total += (t1 - t0) - (time.perf_counter() - t1)
-    return total
+        return (t1 - t0) - (time.perf_counter() - t1)
+
+    return net_pairs(loops, pair, f"asyncio ring {n} {m} less ring {n} 1")
 
 
 def main() -> None:

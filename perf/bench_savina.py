@@ -26,7 +26,7 @@ import asyncio
 import time
 
 from bench_gabriel import add_geomeans, print_geomeans
-from common import PROGRAMS, Ratio, Suite, far_schedulers_reason, lispvm_command, net_command, run_checked
+from common import PROGRAMS, Ratio, Suite, far_schedulers_reason, lispvm_command, net_command, net_pairs, run_checked
 from savina_py import PROGRAMS as PYTHON
 
 SAVINA = PROGRAMS / "savina"
@@ -36,14 +36,14 @@ def asyncio_time(loops: int, name: str) -> float:
     """pyperf time function: `loops` times (twin with its arguments - twin with the small ones),
     each in a fresh event loop."""
     fn, args, small, _ = PYTHON[name]
-    total = 0.0
-    for _ in range(loops):
+    def pair() -> float:
         t0 = time.perf_counter()
         asyncio.run(fn(*args))
         t1 = time.perf_counter()
         asyncio.run(fn(*small))
-        total += (t1 - t0) - (time.perf_counter() - t1)
-    return total
+        return (t1 - t0) - (time.perf_counter() - t1)
+
+    return net_pairs(loops, pair, f"asyncio {name} {args} less {small}")
 
 
 def main() -> None:

@@ -41,7 +41,8 @@ SHARED_BENCH = REPO.parent / "shared" / "bench"  # the workloads the performance
 PROGRAMS = PERF_DIR / "programs"  # this suite's own small programs (hello, probe, memory)
 
 __all__ = ["PERF_DIR", "PROGRAMS", "REPO", "SHARED_BENCH", "Ratio", "Suite", "lispvm_command",
-           "NotMeasurable", "net_asyncio", "net_command", "run_checked", "timed_run", "far_schedulers_reason"]
+           "NotMeasurable", "net_asyncio", "net_command", "net_pairs", "run_checked", "timed_run",
+           "far_schedulers_reason"]
 
 
 def lispvm_command() -> list[str]:
@@ -84,7 +85,7 @@ class NotMeasurable(RuntimeError):
     """The big run was not measurably slower than the small one (the net time stayed <= 0)."""
 
 
-def _net_total(loops: int, pair: Callable[[], float], what: str) -> float:
+def net_pairs(loops: int, pair: Callable[[], float], what: str) -> float:
     """`loops` times the mean of `pair()` (big minus small, seconds) over at least `loops` pairs;
     more pairs while that total is not positive (NET_MAX_PAIRS); NotMeasurable if it stays so."""
     total, done, target = 0.0, 0, loops
@@ -107,7 +108,7 @@ def net_command(loops: int, big: list[str], small: list[str]) -> float:
     `small` is the same program with a tiny argument, so the difference is the work alone:
     interpreter start-up, imports and loading the bytecode cancel out. A sample whose total is
     not positive is measured on (_net_total) rather than handed to pyperf, which refuses it."""
-    return _net_total(loops, lambda: timed_run(big) - timed_run(small), f"`{' '.join(big)}` less its small run")
+    return net_pairs(loops, lambda: timed_run(big) - timed_run(small), f"`{' '.join(big)}` less its small run")
 
 
 def net_asyncio(loops: int, make: Callable[[int], Any], big: int, small: int = 1) -> float:
@@ -122,7 +123,7 @@ def net_asyncio(loops: int, make: Callable[[int], Any], big: int, small: int = 1
         asyncio.run(make(small))
         return (t1 - t0) - (time.perf_counter() - t1)
 
-    return _net_total(loops, pair, f"asyncio {getattr(make, '__name__', make)}({big}) less ({small})")
+    return net_pairs(loops, pair, f"asyncio {getattr(make, '__name__', make)}({big}) less ({small})")
 
 
 def run_checked(cmd: list[str], expect: str | None = None, timeout: float = 120.0) -> str | None:

@@ -85,3 +85,24 @@ def _clock(nets: Iterator[float]):  # noqa: ANN202 - a perf_counter stand-in
         t += 10.0
     it = iter(readings)
     return lambda: next(it)
+
+
+def test_savina_asyncio_twin_negative_sample_measured_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench_savina's asyncio side had its own loop of pairs, which pyperf refused the same way."""
+    _common()
+    sys.path.insert(0, str(PERF))
+    try:
+        spec = importlib.util.spec_from_file_location("perf_bench_savina_under_test", PERF / "bench_savina.py")
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(PERF))
+
+    async def nothing(*args: int) -> None:
+        return None
+
+    monkeypatch.setitem(mod.PYTHON, "fake", (nothing, (10,), (1,), None))
+    monkeypatch.setattr(mod.time, "perf_counter", _clock(iter([-0.1, 0.3])))
+    assert mod.asyncio_time(1, "fake") == pytest.approx((-0.1 + 0.3) / 2)
