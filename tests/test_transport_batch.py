@@ -259,3 +259,45 @@ def test_the_fast_path_in_c_does_what_the_python_one_does(tmp_path: Any, monkeyp
     assert _fast_path_outcomes(tmp_path / "py") == with_c
     assert [o[0] for o in with_c][:2] == ["sent", "sent"]
     assert with_c[0][1] == [("ev", Pid(3, 9).key, Pid(1, 5).key, 0, "m", "(n 1)")]  # the fast path, not a frame
+
+
+def test_the_c_fast_path_reads_out_of_the_link_class_it_was_given() -> None:
+    """queue_next remembers where the last link class keeps `out`: a class freed and another one
+    made at its address (its `out` elsewhere) must still get the message in its own `out`, not
+    in whatever slot sits where the old class had it (a lost message, or a read past the object
+    for a smaller one). Holding the class it remembers keeps the address from being reused."""
+    import gc
+    import weakref
+
+    from lispvm.vm import codec
+
+    if codec.c_queue_next is None:
+        pytest.skip("vm/_ccodec.c is not built here (or LISPVM_PURE=1)")
+    dest = Pid(3, 9)
+
+    def send(link: Any) -> Any:
+        return codec.c_queue_next({dest.key: 0}, dest, 5, 1, {}, {}, {}, {3: link}, set(), 1)
+
+    def first() -> tuple:
+        class OldLink:
+            __slots__ = ("a", "b", "c", "out")  # `out` fourth
+
+        old = OldLink()
+        old.out = []
+        assert send(old) is old and len(old.out) == 1
+        return id(OldLink), weakref.ref(OldLink)
+
+    address, held = first()
+    gc.collect()
+    for _ in range(500):  # freed, the allocator usually hands its address to the next class at once
+
+        class NewLink:
+            __slots__ = ("out", "x", "y", "z")  # `out` first; z where OldLink had `out`
+
+        if held() is not None or id(NewLink) == address:
+            break
+        gc.collect()
+    new = NewLink()
+    new.out, new.x, new.y, new.z = [], [], [], []
+    assert send(new) is new
+    assert [ev[3] for ev in new.out] == [0] and new.z == [] and new.x == [] and new.y == []

@@ -618,7 +618,10 @@ static PyObject *c_queue_next(PyObject *self, PyObject *const *args, Py_ssize_t 
         if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) && PyType_IsSubtype(Py_TYPE(link), PyDescr_TYPE(d)) &&
             ((PyMemberDescrObject *)d)->d_member->type == OBJECT_EX_MEMBER)
             off_out = ((PyMemberDescrObject *)d)->d_member->offset;
-        OutType = Py_TYPE(link);
+        /* held, not borrowed: a class freed and another made at its address must not be taken
+         * for it (the offset of another class's slot would be read) */
+        Py_INCREF(Py_TYPE(link));
+        Py_XSETREF(OutType, Py_TYPE(link));
     }
     out = slot(link, off_out, s_out);
     if (out == NULL)
