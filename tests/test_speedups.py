@@ -631,3 +631,33 @@ def test_c_closures_collected_freed_deep_and_made_by_closure0() -> None:
         Closure(q, ())
         pickle.loads(pickle.dumps(Closure(q, (fast,))))
     assert [sys.getrefcount(x) for x in (name, fast, q)] == before
+
+
+@needs_c
+def test_c_str_split_survives_a_finalizer_that_changes_its_list() -> None:
+    """str/split in C builds its cells from the list CPython's split made: a finalizer run by a
+    cell's allocation (a collection) that finds that list with gc.get_objects and grows or
+    clears it must not leave the walk reading a freed array (it crashed: the list is now hidden
+    from the collector)."""
+    script = (
+        "import gc\n"
+        "from lispvm.vm import values as v, _speedups as S\n"
+        "MARK = 'zq-marker-zq'\n"
+        "class Bomb:\n"
+        "    def __del__(self):\n"
+        "        for o in gc.get_objects():\n"
+        "            if type(o) is list and o and o[0] == MARK:\n"
+        "                o.extend(['junk%d' % i for i in range(5000)])\n"
+        "                o.clear()\n"
+        "def arm():\n"
+        "    a = Bomb(); a.self = a\n"
+        "keep = v.from_list(range(40000))  # the free stack drained: new cells are allocations\n"
+        "s = ','.join([MARK] + ['p%d' % i for i in range(3000)])\n"
+        "gc.set_threshold(1, 1, 1)\n"
+        "for i in range(20):\n"
+        "    arm()\n"
+        "    r = S.b_str_split(s, ',')\n"
+        "    assert S.b_length(r) == 3001 and r.head == MARK and r.tail.head == 'p0'\n"
+        "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr[-2000:]

@@ -1281,8 +1281,11 @@ sp_b_str_split(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
         if (parts == NULL) {
             return NULL;
         }
-        /* a list nobody else holds, so nothing run by an allocation (a finalizer) can change
-         * it while its items are read: no snapshot needed, unlike from_list's */
+        /* a list nobody else holds once the collector no longer sees it (a finalizer run by a
+         * cell's allocation could find it with gc.get_objects and change it, and build reads
+         * its items' array as it was): no snapshot needed, unlike from_list's. Its items are
+         * strings, which the collector never needs to see through it. */
+        PyObject_GC_UnTrack(parts);
         PyObject *r = build(((PyListObject *)parts)->ob_item, PyList_GET_SIZE(parts), Py_None);
         Py_DECREF(parts);
         return r;
