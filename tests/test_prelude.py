@@ -11,6 +11,7 @@ from lispvm.vm import lbc, prelude
 from lispvm.vm.builtins import BUILTINS
 from lispvm.vm.errors import CompileError
 from lispvm.vm.verify import verify
+from support import run
 
 
 def test_shipped_prelude_matches_its_source() -> None:
@@ -39,3 +40,14 @@ def test_a_program_cannot_redefine_a_prelude_function() -> None:
     with pytest.raises(CompileError) as info:
         compile_source("(print 1)\n(def list/map (f xs) nil)\n", "p.lisp")
     assert (info.value.line, info.value.col) == (2, 1)
+
+
+def test_reduce_plus_of_floats_is_a_left_fold() -> None:
+    """list/reduce + over numbers takes Python's sum where sum is the left fold of + (ints, and
+    floats before 3.12, where sum began compensating): ten 0.1s add up as (+ (+ 0.1 0.1) ...)."""
+    out, err, status = run(
+        "(print (list/reduce + 0.0 (list 0.1 0.1 0.1 0.1 0.1 0.1 0.1 0.1 0.1 0.1))"
+        " (loop ((i 0) (a 0.0)) (if (== i 10) a (recur (+ i 1) (+ a 0.1)))))")
+    assert status == 0, err
+    fold, loop = out.split()
+    assert fold == loop == "0.9999999999999999", out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from typing import Any
 
 from . import values as _values
@@ -557,7 +558,9 @@ def b_reduce_native(f: Any, acc: Any, xs: Any) -> Any:
     return acc
 
 
-_SUMMABLE = frozenset((int, float))
+# Python's sum adds floats with compensated summation from 3.12 on, which a left fold of `+` does
+# not: floats are summed by sum() only where it is that fold (3.11)
+_SUMMABLE = frozenset((int, float)) if sys.version_info < (3, 12) else frozenset((int,))
 
 
 # --- vectors ------------------------------------------------------------------------------
