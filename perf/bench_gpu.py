@@ -31,12 +31,18 @@ BIG = 4 * 1024 * 1024
 
 
 def _context() -> tuple:
-    """A context and queue on the device lispvm's device process would pick."""
+    """A context and queue on the device lispvm's device process picks: its choice
+    (scheduler/device_select.py, the pip-installed runtimes included), not pyopencl's first
+    device, which on this project's machines is a PoCL that cannot build a kernel."""
+    import tempfile
+
+    from lispvm.scheduler import device_select
+
+    # before pyopencl first lists platforms: the ICD loader reads its vendors once
+    device_select.use_extra_runtimes(os.path.join(tempfile.gettempdir(), "lispvm-bench-gpu"))
     import pyopencl as cl
 
-    if os.environ.get("LISPVM_OPENCL"):
-        os.environ["PYOPENCL_CTX"] = os.environ["LISPVM_OPENCL"]
-    ctx = cl.create_some_context(interactive=False)
+    ctx, _tried = device_select.choose(cl, os.environ.get("LISPVM_OPENCL"))
     return ctx, cl.CommandQueue(ctx)
 
 
