@@ -71,6 +71,20 @@ PROGRAM = """
 """
 
 
+def generated_sources(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The Python source the fast tier generates from here on, by function name."""
+    sources: dict[str, str] = {}
+    orig = fast._Gen.build
+
+    def spy(self: object) -> tuple:
+        out = orig(self)
+        sources[self.p.name] = out[1].source  # type: ignore[attr-defined]
+        return out
+
+    monkeypatch.setattr(fast._Gen, "build", spy)
+    return sources
+
+
 def test_both_tiers_print_the_same() -> None:
     compiled = run(PROGRAM, jit=True)
     interpreted = run(PROGRAM, jit=False)
@@ -947,15 +961,7 @@ def test_a_product_with_a_known_float_is_not_tested(monkeypatch: pytest.MonkeyPa
     """A product with an operand known to be a float (a float constant, or such a product, on
     straight-line code) skips the product's tests and gives the same values and errors; a value
     that is a float on one path only (h's y, a jump target) keeps them: "s" times 3 is an error."""
-    sources: dict[str, str] = {}
-    orig = fast._Gen.build
-
-    def spy(self: object) -> tuple:
-        out = orig(self)
-        sources[self.p.name] = out[1].source  # type: ignore[attr-defined]
-        return out
-
-    monkeypatch.setattr(fast._Gen, "build", spy)
+    sources = generated_sources(monkeypatch)
     monkeypatch.setenv("LISPVM_JIT", "eager")
     want = ('6.0 6.0 6.0 6.0 (badarg "*: expected numbers, got float 2.0 and string \\"s\\"") '
             '(badarg "*: expected numbers, got float 1.5 and string \\"ab\\"") '
@@ -995,15 +1001,7 @@ def test_copies_are_forwarded_and_a_predicate_is_its_branch(monkeypatch: pytest.
     a MOVE takes is written to the MOVE's register, and a predicate that only its branch reads is
     the branch's condition (no _TRUE made and tested): the same values and the same errors,
     whose messages still name the copied operands (the constant 31, the copied "a")."""
-    sources: dict[str, str] = {}
-    orig = fast._Gen.build
-
-    def spy(self: object) -> tuple:
-        out = orig(self)
-        sources[self.p.name] = out[1].source  # type: ignore[attr-defined]
-        return out
-
-    monkeypatch.setattr(fast._Gen, "build", spy)
+    sources = generated_sources(monkeypatch)
     monkeypatch.setenv("LISPVM_JIT", "eager")
     compiled = run(COPIES)
     monkeypatch.setenv("LISPVM_JIT", "off")
@@ -1055,15 +1053,7 @@ def test_a_loop_of_numbers_runs_its_arithmetic_untested(monkeypatch: pytest.Monk
     expected, a string, an int where the loop makes floats), the plain copy runs. Both give
     the interpreter's values and errors: the Lisp int limit, division by zero, a float too
     large, a value whose class changes in the middle (flip: not guarded)."""
-    sources: dict[str, str] = {}
-    orig = fast._Gen.build
-
-    def spy(self: object) -> tuple:
-        out = orig(self)
-        sources[self.p.name] = out[1].source  # type: ignore[attr-defined]
-        return out
-
-    monkeypatch.setattr(fast._Gen, "build", spy)
+    sources = generated_sources(monkeypatch)
     monkeypatch.setenv("LISPVM_JIT", "eager")
     compiled = run(NUMBER_LOOPS)
     monkeypatch.setenv("LISPVM_JIT", "off")
@@ -1107,15 +1097,7 @@ def test_a_bounded_int_product_has_no_range_test(monkeypatch: pytest.MonkeyPatch
     Lisp int limit; a loop with a list accumulator is typed too. Entered with a larger int, a
     float or a string, the plain copy runs; a register that grows each turn (a square, a product
     by a counter that squares) keeps the test and still reaches system_limit. Both tiers agree."""
-    sources: dict[str, str] = {}
-    orig = fast._Gen.build
-
-    def spy(self: object) -> tuple:
-        out = orig(self)
-        sources[self.p.name] = out[1].source  # type: ignore[attr-defined]
-        return out
-
-    monkeypatch.setattr(fast._Gen, "build", spy)
+    sources = generated_sources(monkeypatch)
     monkeypatch.setenv("LISPVM_JIT", "eager")
     compiled = run(BOUNDED_LOOPS)
     monkeypatch.setenv("LISPVM_JIT", "off")

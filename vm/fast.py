@@ -1425,6 +1425,18 @@ class _Gen:
                     self.inlined[k] = self.expr_of(k)
                 self.restart[j] = min(group)
 
+    def successors(self, i: int) -> tuple[int, ...]:
+        """The instructions control may reach next from instruction i: none after a return or a
+        tail call (a self tail call reads its arguments only), two after a branch."""
+        name = self.ops[i][0]
+        if name == "JMP":
+            return (self.target(i),)
+        if name in _BRANCHES:
+            return (i + 1, i + 2)
+        if not BY_NAME[name].falls:
+            return ()
+        return (i + 1,)
+
     def live_out(self) -> list[set[int]] | None:
         """The registers live after each instruction (read on some path before written), or None
         where the function's control flow is not this simple graph (a try, whose handler is
@@ -1436,14 +1448,7 @@ class _Gen:
         effects = []
         for i, (name, f) in enumerate(ops):
             op = BY_NAME[name]
-            if name == "JMP":
-                succ.append((self.target(i),))
-            elif name in _BRANCHES:
-                succ.append((i + 1, i + 2))
-            elif not op.falls:
-                succ.append(())  # a return or tail call (a self tail call reads its arguments only)
-            else:
-                succ.append((i + 1,))
+            succ.append(self.successors(i))
             reads, writes = _reads_writes(name, f, p)
             # a match writes its registers only when it matches: it kills nothing
             effects.append((reads, set() if "match" in op.flags else writes))
@@ -2297,14 +2302,7 @@ class _Gen:
                 continue
             st = self.step_bits(j, before[j], facts[j])
             name, f = ops[j]
-            if name == "JMP":
-                succ: tuple[int, ...] = (self.target(j),)
-            elif name in _BRANCHES:
-                succ = (j + 1, j + 2)
-            elif not BY_NAME[name].falls:
-                succ = ()
-            else:
-                succ = (j + 1,)
+            succ = self.successors(j)
             for k in succ:
                 if k == head and name == "JMP":
                     back = dict(st) if back is None else \
@@ -2335,14 +2333,7 @@ class _Gen:
             j = work.pop()
             st = self.step_types(j, before[j])
             name, f = ops[j]
-            if name == "JMP":
-                succ: tuple[int, ...] = (self.target(j),)
-            elif name in _BRANCHES:
-                succ = (j + 1, j + 2)
-            elif not BY_NAME[name].falls:
-                succ = ()
-            else:
-                succ = (j + 1,)
+            succ = self.successors(j)
             for k in succ:
                 if k == head and name == "JMP":
                     back = dict(st) if not seen_back else {r: t for r, t in back.items() if st.get(r) is t}
