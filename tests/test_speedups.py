@@ -489,16 +489,7 @@ def test_c_native_order_as_the_python_test() -> None:
     """list/sort's test for sorting without a key, in C: the same answers as its Python
     definition (exact types only, NaN refused)."""
     from lispvm.vm import _speedups
-
-    def py(items: list) -> bool:
-        if not items:
-            return True
-        c0 = items[0].__class__
-        if c0 is str:
-            return all(x.__class__ is str for x in items)
-        if c0 is int or c0 is float:
-            return all(x.__class__ is int or (x.__class__ is float and x == x) for x in items)
-        return False
+    from lispvm.vm.builtins import _py_native_order as py
 
     nan = float("nan")
     for items in ([], [1], ["a", "b"], ["a", 1], [1, "a"], [1, 2.5, -3], [1.5, 2], [1, nan], [nan], [True, 1],

@@ -413,7 +413,7 @@ def b_range(*args: Any) -> Any:
     return from_list(r)
 
 
-def _native_order(items: list) -> bool:
+def _py_native_order(items: list) -> bool:
     """Whether Python's own order of `items` is the term order (all strings, or all numbers
     without NaN): sorting them then needs no Python-level compare."""
     if not items:
@@ -426,8 +426,8 @@ def _native_order(items: list) -> bool:
     return False
 
 
-if _values._speedups is not None:
-    _native_order = _values._speedups.native_order  # noqa: F811 - the same test, one C loop
+# the same test in one C loop where the extension is built (tests compare the two)
+_native_order = _py_native_order if _values._speedups is None else _values._speedups.native_order
 
 
 @builtin("list/sort")

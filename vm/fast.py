@@ -2120,20 +2120,25 @@ class _Gen:
             if x in (int, float) and y in (int, float):
                 # a number and a number give a number or raise: an int only of two ints
                 got = float if (x is float or y is float or name == "DIV") else int
+        self.set_fact(pc, name, writes, st, got)
+        return st
+
+    def set_fact(self, pc: int, name: str, writes: set[int], st: dict[int, Any], got: Any) -> None:
+        """After instruction pc: what it writes is no longer known, except `got` (a class or a
+        bound, or None) for its one register, which is the MOVE's register where its value is
+        written straight there."""
         for r in writes:
             st.pop(r, None)
-        if got is not None and len(writes) == 1:
-            dst = next(iter(writes))
-            alias = self.subst.get(pc)
-            if alias is not None and dst in alias and alias[dst][0] == "r" and name not in ("MOVE",):
+        if len(writes) != 1:
+            return
+        dst = next(iter(writes))
+        alias = self.subst.get(pc)
+        if got is not None:
+            if alias is not None and dst in alias and alias[dst][0] == "r" and name != "MOVE":
                 dst = alias[dst][1]  # written straight to the MOVE's register
             st[dst] = got
-        elif len(writes) == 1:
-            alias = self.subst.get(pc)
-            dst = next(iter(writes))
-            if alias is not None and dst in alias and alias[dst][0] == "r":
-                st.pop(alias[dst][1], None)
-        return st
+        elif alias is not None and dst in alias and alias[dst][0] == "r":
+            st.pop(alias[dst][1], None)
 
     def loop_types(self, pc: int, head: int, end: int) -> tuple[dict[int, dict[int, type]], str, set[int]] | None:
         """Classes (int or float) for registers live at the loop's head that every turn keeps,
@@ -2272,19 +2277,7 @@ class _Gen:
         elif name == "IDIV":
             if self.operand_class(pc, c, st) is int:
                 got = self.operand_bits(pc, b, bits)  # |x // y| <= |x| for an int y other than 0
-        for r in writes:
-            bits.pop(r, None)
-        if got is not None and got <= MAX_INT_BITS and len(writes) == 1:
-            dst = next(iter(writes))
-            alias = self.subst.get(pc)
-            if alias is not None and dst in alias and alias[dst][0] == "r" and name != "MOVE":
-                dst = alias[dst][1]  # written straight to the MOVE's register
-            bits[dst] = got
-        elif len(writes) == 1:
-            alias = self.subst.get(pc)
-            dst = next(iter(writes))
-            if alias is not None and dst in alias and alias[dst][0] == "r":
-                bits.pop(alias[dst][1], None)
+        self.set_fact(pc, name, writes, bits, got if got is not None and got <= MAX_INT_BITS else None)
         return bits
 
     def flow_bits(self, head: int, end: int, facts: dict[int, dict[int, type]],
