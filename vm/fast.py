@@ -320,12 +320,7 @@ class FastTier:
         key = (p, head)
         if key in self.osrs:
             return self.osrs[key]
-        fn = None
-        try:
-            fn, info = _Gen(self, p, osr=head).build()
-            self.codes[info.code] = info  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - whatever went wrong, the interpreter runs it
-            fn = None
+        fn = self.part(p, osr=head)
         self.osrs[key] = fn
         if fn is not None:
             # a receive in the loop waits by giving the frame back: the message that wakes it
@@ -334,6 +329,16 @@ class FastTier:
             for w in range(head, min(end, len(p.code))):
                 if p.code[w] & 0x7F == _RECVWAIT:
                     self.resumes.setdefault((p, w), self)
+        return fn
+
+    def part(self, p: Proto, **where: int) -> Any:
+        """A part of `p` compiled on its own (a loop: osr=head, or the rest from a wait: wait=pc),
+        or None where it cannot be compiled (the interpreter runs it)."""
+        try:
+            fn, info = _Gen(self, p, **where).build()
+        except Exception:  # noqa: BLE001 - whatever went wrong, the interpreter runs it
+            return None
+        self.codes[info.code] = info  # type: ignore[attr-defined]
         return fn
 
     def resume(self, p: Proto, w: int) -> Any:
@@ -351,12 +356,7 @@ class FastTier:
         fn = self.resumes.get(key, self if p.fast is not None else None)
         if fn is not self:
             return fn
-        fn = None
-        try:
-            fn, info = _Gen(self, p, wait=w).build()
-            self.codes[info.code] = info  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - whatever went wrong, the interpreter runs it
-            fn = None
+        fn = self.part(p, wait=w)
         self.resumes[key] = fn
         return fn
 

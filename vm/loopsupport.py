@@ -222,18 +222,14 @@ def _enter_osr(tier: Any, proc: Process, cl: Closure, head: int, regs: list) -> 
     fn = tier.osr(cl.proto, head) if tier is not None else None
     if fn is None:
         return head
-    try:
-        pc, out = fn(regs, cl)
-    except BaseException as e:
-        raise tier.unwind(e, proc, None) from None
-    regs[:] = out
-    return pc
+    return _enter_resume(tier, proc, cl, fn, regs)
 
 
 def _enter_resume(tier: Any, proc: Process, cl: Closure, fn: Any, regs: list) -> int:
-    """Run a compiled receive's resume function (vm/fast.py FastTier.resume) from the frame's
-    registers at its RECVWAIT: the pc where the interpreter goes on, the registers then in
-    `regs`. A wait in it (or a preemption, an error) unwinds into interpreter frames."""
+    """Run a part compiled on its own (a receive's resume function, vm/fast.py FastTier.resume,
+    or a loop's OSR function) from the frame's registers: the pc where the interpreter goes on,
+    the registers then in `regs`. A wait in it (or a preemption, an error) unwinds into
+    interpreter frames."""
     try:
         pc, out = fn(regs, cl)
     except BaseException as e:
