@@ -522,13 +522,10 @@ class Compiler:
         self.ret(fs, dest, tail)
 
     def i_compare(self, fs: FnState, x: Any, args: list[Any], dest: int, tail: bool) -> Any:
-        opname, swap = _COMPARE[x.head.name]
         saved = fs.free
         ra = self.operand(fs, args[0])
         rb = self.operand(fs, args[1])
-        if swap:
-            ra, rb = rb, ra
-        self.emit(fs, opname, A=dest, B=ra, C=rb)
+        self.emit(fs, _COMPARE[x.head.name], A=dest, B=ra, C=rb)
         fs.free = saved
         self.ret(fs, dest, tail)
 
@@ -604,20 +601,15 @@ class Compiler:
                 ra = self.operand(fs, a)
                 self.emit(fs, "IFEQ", A=ra, B=self.operand(fs, b), k=k)
         else:
-            opname, swap = {"<": ("IFLT", False), "<=": ("IFLE", False), ">": ("IFLT", True),
-                            ">=": ("IFLE", True)}[name]
+            # the operator as written, operands in their order, so that a refused operand's error
+            # names them as the source does; only an immediate on the right has a form of its own
             if _small(b):
                 self.emit(fs, {"<": "IFLTI", "<=": "IFLEI", ">": "IFGTI", ">=": "IFGEI"}[name],
                           A=self.operand(fs, a), B=b, k=k)
-            elif _small(a):
-                self.emit(fs, {"<": "IFGTI", "<=": "IFGEI", ">": "IFLTI", ">=": "IFLEI"}[name],
-                          A=self.operand(fs, b), B=a, k=k)
             else:
                 ra = self.operand(fs, a)
-                rb = self.operand(fs, b)
-                if swap:
-                    ra, rb = rb, ra
-                self.emit(fs, opname, A=ra, B=rb, k=k)
+                self.emit(fs, {"<": "IFLT", "<=": "IFLE", ">": "IFGT", ">=": "IFGE"}[name], A=ra,
+                          B=self.operand(fs, b), k=k)
         fs.free = saved
         return [self.jump(fs)]
 
@@ -1030,8 +1022,7 @@ _SPECIAL = {
 }
 
 _ARITH = {"+": "ADD", "-": "SUB", "*": "MUL", "/": "DIV", "div": "IDIV", "mod": "MOD"}
-_COMPARE = {"==": ("EQ", False), "=": ("EQ", False), "!=": ("NE", False), "<": ("LT", False),
-            "<=": ("LE", False), ">": ("LT", True), ">=": ("LE", True)}
+_COMPARE = {"==": "EQ", "=": "EQ", "!=": "NE", "<": "LT", "<=": "LE", ">": "GT", ">=": "GE"}
 _UNARY = {"not": "NOT", "head": "HEAD", "tail": "TAIL"}
 
 _INLINE: dict[tuple[str, int], Any] = {

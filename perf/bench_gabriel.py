@@ -26,7 +26,7 @@ import json
 import math
 import time
 
-from common import PROGRAMS, Ratio, Suite, lispvm_command, net_command, run_checked
+from common import PROGRAMS, Ratio, Suite, lispvm_command, net_command, pick, run_checked
 from gabriel_py import PROGRAMS as PYTHON
 
 GABRIEL = PROGRAMS / "gabriel"
@@ -83,8 +83,7 @@ def main() -> None:
     suite.option("--only", default=None, help=f"comma-separated subset of {','.join(names)}")
     suite.option("--schedulers", type=int, default=None, help="lispvm --schedulers (default: lispvm's)")
     args = suite.parse()
-    if args.only:
-        names = [n for n in names if n in args.only.split(",")]
+    names = pick(names, args.only)
     lispvm = lispvm_command()
     sched = [] if args.schedulers is None else ["--schedulers", str(args.schedulers)]
     ratios = []

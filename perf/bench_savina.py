@@ -26,7 +26,17 @@ import asyncio
 import time
 
 from bench_gabriel import add_geomeans, print_geomeans
-from common import PROGRAMS, Ratio, Suite, far_schedulers_reason, lispvm_command, net_command, net_pairs, run_checked
+from common import (
+    PROGRAMS,
+    Ratio,
+    Suite,
+    far_schedulers_reason,
+    lispvm_command,
+    net_command,
+    net_pairs,
+    pick,
+    run_checked,
+)
 from savina_py import PROGRAMS as PYTHON
 
 SAVINA = PROGRAMS / "savina"
@@ -54,8 +64,7 @@ def main() -> None:
     suite = Suite("savina", progs, processes=4, values=2)
     suite.option("--only", default=None, help=f"comma-separated subset of {','.join(names)}")
     args = suite.parse()
-    if args.only:
-        names = [n for n in names if n in args.only.split(",")]
+    names = pick(names, args.only)
     lispvm = lispvm_command()
     two = suite.available("far2", lambda: suite.compiled("probe")() or far_schedulers_reason(suite.lbc("probe")),
                           "savina on 2 schedulers")

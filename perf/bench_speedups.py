@@ -36,6 +36,7 @@ PERF = Path(__file__).resolve().parent
 REPO = PERF.parent
 GABRIEL = PERF / "programs" / "gabriel"
 sys.path.insert(0, str(PERF))
+from common import pick  # noqa: E402
 from gabriel_py import PROGRAMS  # noqa: E402
 
 RUN_CLI = "import sys; from lispvm.scheduler.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -84,7 +85,7 @@ def main() -> None:
     ap.add_argument("--log-mb", type=float, default=0.0, help="also count a log of this size (MB)")
     ap.add_argument("--sortscale", default="", help="also the Lisp mergesort of these sizes (comma-separated)")
     ns = ap.parse_args()
-    names = [n for n in PROGRAMS if ns.only is None or n in ns.only.split(",")]
+    names = pick(list(PROGRAMS), ns.only)
     sizes = [int(n) for n in ns.sortscale.split(",") if n]
     tmp = Path(tempfile.mkdtemp(prefix="bench-speedups-"))
     base = {k: v for k, v in os.environ.items() if k not in ("LISPVM_PURE", "PYTHONPATH")}

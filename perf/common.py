@@ -81,6 +81,18 @@ def timed_run(cmd: list[str]) -> float:
 NET_MAX_PAIRS = 16
 
 
+def pick(names: list[str], only: str | None) -> list[str]:
+    """The programs `--only` names (all of `names` without it), in `names`' order; an unknown
+    name ends the run with a message rather than being dropped without a word."""
+    if not only:
+        return list(names)
+    wanted = [n for n in only.split(",") if n]
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise SystemExit(f"--only: unknown program(s) {', '.join(unknown)}; choose from {','.join(names)}")
+    return [n for n in names if n in wanted]
+
+
 class NotMeasurable(RuntimeError):
     """The big run was not measurably slower than the small one (the net time stayed <= 0)."""
 

@@ -556,3 +556,24 @@ def test_failures_are_the_same_in_every_mode(src: str) -> None:
     runs = {mode: run_mode(text, mode)[:3] for mode in MODES}
     assert runs["eager"] == runs["interpreted"], "eager differs from interpreted"
     assert runs["default"] == runs["interpreted"], "default differs from interpreted"
+
+
+# Each comparison as written, as a value and as a branch, with the refused operand on either side
+# and a small integer (an immediate form) on either side: the error names the operator of the
+# source and its operands in the source's order, in every mode. `>` once compiled to `<` with
+# its operands swapped and reported `(> "a" 1)` as `<: ... got integer 1 and string "a"`.
+COMPARISONS = [(op, x, y) for op in ("<", "<=", ">", ">=")
+               for x, y in (('"a"', "1"), ("1", '"a"'), ('"a"', "v"), ("v", '"a"'), ("1000", "nil"))]
+
+
+@pytest.mark.parametrize("op, x, y", COMPARISONS)
+def test_a_refused_comparison_names_the_operator_as_written(op: str, x: str, y: str) -> None:
+    shown = {'"a"': 'string \\"a\\"', "1": "integer 1", "v": "integer 7", "1000": "integer 1000", "nil": "nil"}
+    want = f'(error badarg "{op}: expected numbers or strings, got {shown[x]} and {shown[y]}")'
+    text = (f"(def v 7)\n(def val (v) (try ({op} {x} {y}) (catch e e)))\n"
+            f"(def br (v) (try (if ({op} {x} {y}) 'yes 'no) (catch e e)))\n"
+            "(print (val 7))\n(print (br 7))\n")
+    for mode in MODES:
+        out, err, status, _, _ = run_mode(text, mode)
+        assert status == 0, err
+        assert out.splitlines() == [want, want], (mode, out)

@@ -106,3 +106,13 @@ def test_savina_asyncio_twin_negative_sample_measured_on(monkeypatch: pytest.Mon
     monkeypatch.setitem(mod.PYTHON, "fake", (nothing, (10,), (1,), None))
     monkeypatch.setattr(mod.time, "perf_counter", _clock(iter([-0.1, 0.3])))
     assert mod.asyncio_time(1, "fake") == pytest.approx((-0.1 + 0.3) / 2)
+
+
+def test_only_picks_in_order_and_refuses_an_unknown_name() -> None:
+    """`--only tak,nope` once ran tak alone and said nothing of nope (a typo measured nothing)."""
+    common = _common()
+    names = ["tak", "sieve", "deriv"]
+    assert common.pick(names, None) == names
+    assert common.pick(names, "deriv,tak") == ["tak", "deriv"]
+    with pytest.raises(SystemExit, match="unknown program.*nope; choose from tak,sieve,deriv"):
+        common.pick(names, "tak,nope")

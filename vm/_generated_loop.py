@@ -31,18 +31,22 @@ from ._generated_ops import (
     D_DEFGLOBAL,
     D_DIV,
     D_EQ,
+    D_GE,
     D_GETGLOBAL,
     D_GETUPBOX,
     D_GETUPVAL,
     D_GOFAST,
     D_GOOSR,
+    D_GT,
     D_HALT,
     D_HEAD,
     D_IDIV,
     D_IFEQ,
     D_IFEQK,
     D_IFEQK_RET,
+    D_IFGE,
     D_IFGEI,
+    D_IFGT,
     D_IFGTI,
     D_IFLE,
     D_IFLEI,
@@ -524,6 +528,12 @@ def run(proc: Process, budget: int, host: Any) -> int:
                     elif op is D_IFLE:
                         if regs[a] <= regs[b]:
                             pc = c
+                    elif op is D_IFGT:
+                        if regs[a] > regs[b]:
+                            pc = c
+                    elif op is D_IFGE:
+                        if regs[a] >= regs[b]:
+                            pc = c
                     elif op is D_IFGTI:
                         if regs[a] > b:
                             pc = c
@@ -567,6 +577,10 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         regs[a] = TRUE if regs[b] < regs[c] else FALSE
                     elif op is D_LE:
                         regs[a] = TRUE if regs[b] <= regs[c] else FALSE
+                    elif op is D_GT:
+                        regs[a] = TRUE if regs[b] > regs[c] else FALSE
+                    elif op is D_GE:
+                        regs[a] = TRUE if regs[b] >= regs[c] else FALSE
                     elif op is D_NE:
                         regs[a] = FALSE if regs[b] == regs[c] else TRUE
                     elif op is D_NOT:

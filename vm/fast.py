@@ -135,8 +135,8 @@ _FUSED_LOOPS = {"sys/map-loop": ("map", 1, "TAIL"), "sys/filter-loop": ("filter"
 # forward and return; none calls Lisp code, waits, loops, or writes a variable, a box or a global.
 _LEAF_ROWS = frozenset((
     "MOVE LOADK LOADI LOADNIL LOADBOOL GETUPVAL GETUPBOX UNBOX GETGLOBAL CLOSURE SELF RETURN ADD SUB MUL DIV "
-    "IDIV MOD ADDI NEG NOT EQ NE LT LE TEST IFEQ IFLT IFLE IFEQK IFEQI IFLTI IFLEI IFGTI IFGEI LIST VECTOR "
-    "CONS HEAD TAIL UNLIST UNCONS UNVEC UNMAPK BAND BOR BXOR BNOT").split())
+    "IDIV MOD ADDI NEG NOT EQ NE LT LE GT GE TEST IFEQ IFLT IFLE IFGT IFGE IFEQK IFEQI IFLTI IFLEI IFGTI IFGEI "
+    "LIST VECTOR CONS HEAD TAIL UNLIST UNCONS UNVEC UNMAPK BAND BOR BXOR BNOT").split())
 _LEAF_CALLS = frozenset({"CALLB", "CALLG", "TAILCALLG"})  # calls a leaf may make: of PURE_BUILTINS only
 
 _CATCHABLE = (LispError, TypeError, ZeroDivisionError, OverflowError, ValueError, AttributeError, IndexError,
@@ -1155,13 +1155,15 @@ _ROW_TEST: dict[str, str] = {
     "NE": "not ({B} == {C})",
     "LT": "{B} < {C}",
     "LE": "{B} <= {C}",
+    "GT": "{B} > {C}",
+    "GE": "{B} >= {C}",
 }
 # Straight-line rows that never leave the frame but by an error: no call, wait or jump. Between a
 # copy (MOVE, LOADK, LOADI) and its one reader, or a value and the MOVE that takes it, only these
 # may run for the generator to skip the copy (nothing can unwind the frame to the interpreter
 # while the skipped register is out of date: see _Gen.plan_copies).
 _QUIET = frozenset((
-    "MOVE LOADK LOADI LOADBOOL GETUPVAL UNBOX GETGLOBAL ADD SUB MUL DIV IDIV MOD ADDI NEG NOT EQ NE LT LE "
+    "MOVE LOADK LOADI LOADBOOL GETUPVAL UNBOX GETGLOBAL ADD SUB MUL DIV IDIV MOD ADDI NEG NOT EQ NE LT LE GT GE "
     "CONS HEAD TAIL LIST VECTOR BAND BOR BXOR BNOT SELF").split())
 # Of those, the rows that write R[A] once at their end (`R[A] = ...` last), never reading it
 # after: they may write a MOVE's destination instead of their own register.
@@ -1172,7 +1174,8 @@ _TYPED = {"ADD": "+", "SUB": "-", "MUL": "*", "MOD": "%"}
 _BOUND_BITS = 64
 _BOUND = 1 << _BOUND_BITS
 # Rows that read each operand once, as the one reader of a folded sum in a typed loop (_Gen.fold_into).
-_NUMBER_READERS = frozenset("MOVE ADD SUB MUL MOD ADDI IFEQ IFLT IFLE IFEQI IFLTI IFLEI IFGTI IFGEI LT LE EQ".split())
+_NUMBER_READERS = frozenset(("MOVE ADD SUB MUL MOD ADDI IFEQ IFLT IFLE IFGT IFGE IFEQI IFLTI IFLEI IFGTI IFGEI "
+                             "LT LE GT GE EQ").split())
 # `send` to a pid straight to the host (the message path: b_send's frame less per message); a
 # name, or any message once a Box was ever made (copied, vm/boxes.py), goes through the builtin.
 _INLINE["send"] = (2, "(_ctx.host.send(_ctx.proc, x, (y := {1})) or y) if (x := {0}).__class__ is _Pid "

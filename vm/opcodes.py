@@ -326,6 +326,16 @@ OPS: tuple[Op, ...] = (
         "a `loop` of the next Bx instructions starts here (no effect; the fast tier makes it a while loop)",
         template="pass"),
     _op(66, "SELF", "ABC", "A:R", "", "R[A] := the running closure (a named fn calling itself)", "", "A"),
+    # -- `>` and `>=` as written, so that a refused operand is named with the operator and in the
+    # order of the source (an LT with swapped operands would report `(> "a" 1)` as `<` of 1 and "a")
+    _op(67, "GT", "ABC", "A:R B:R C:R", "", "R[A] := R[B] > R[C]", "B C", "A",
+        template="R[A] = $TRUE if R[B] > R[C] else $FALSE", lisp=">"),
+    _op(68, "GE", "ABC", "A:R B:R C:R", "", "R[A] := R[B] >= R[C]", "B C", "A",
+        template="R[A] = $TRUE if R[B] >= R[C] else $FALSE", lisp=">="),
+    _op(69, "IFGT", "ABC", "A:R B:R k:F", "cond", "if ((R[A] > R[B]) ~= k) then pc++", "A B",
+        template="R[A] > R[B]", lisp=">"),
+    _op(70, "IFGE", "ABC", "A:R B:R k:F", "cond", "if ((R[A] >= R[B]) ~= k) then pc++", "A B",
+        template="R[A] >= R[B]", lisp=">="),
 )
 
 BY_NAME: dict[str, Op] = {op.name: op for op in OPS}
