@@ -1190,6 +1190,79 @@ _INLINE["vec/get"] = (2, "x.items[y] if (x := {0}).__class__ is _Vec and (y := {
 _FOLDING_CALLS = frozenset({"CALLG", "TAILCALLG", "CALLB"})
 
 
+_RESUME_OP = dis.opmap["RESUME"]
+_JUMP_BACK_OP = dis.opmap["JUMP_BACKWARD"]
+_EXT_ARG_OP = dis.opmap["EXTENDED_ARG"]
+
+
+def _cache_table() -> list[int] | None:
+    """The inline cache entries after each opcode (CPython's table: a list by opcode up to 3.12,
+    a dict by name in 3.13), or None where it has another shape (then dis is asked instead)."""
+    import opcode
+
+    e = getattr(opcode, "_inline_cache_entries", None)
+    if isinstance(e, dict):
+        return [e.get(opcode.opname[i], 0) for i in range(256)]
+    if isinstance(e, list) and len(e) >= 256:
+        return list(e[:256])
+    return None
+
+
+_CACHES = _cache_table()
+
+
+def _resumes_and_jumps(code: types.CodeType) -> tuple[list[int], list[tuple[int, int | None]]]:
+    """The offsets of `code`'s RESUMEs, and each JUMP_BACKWARD's offset with the source line of
+    the instruction it jumps to (the last line started there or before, as dis counts it).
+    Read from the raw bytecode: dis.get_instructions made a third of a build's time."""
+    caches = _CACHES
+    if caches is None:
+        instrs = list(dis.get_instructions(code))
+        line_at: dict[int, int | None] = {}
+        line = None
+        for ins in instrs:
+            start = ins.starts_line  # a bool from 3.13 on, the line itself before
+            if start is True:
+                start = ins.line_number  # type: ignore[attr-defined]
+            if start is not None and start is not False:
+                line = start
+            line_at[ins.offset] = line
+        return ([ins.offset for ins in instrs if ins.opname == "RESUME"],
+                [(ins.offset, line_at.get(ins.argval)) for ins in instrs if ins.opname == "JUMP_BACKWARD"])
+    co = code.co_code
+    # an even offset holds an opcode (a cache entry is CACHE, 0): bytes.find, not a loop in Python
+    found: list[list[int]] = []
+    for want_op in (_RESUME_OP, _JUMP_BACK_OP):
+        at: list[int] = []
+        i = co.find(want_op)
+        while i >= 0:
+            if not i & 1:
+                at.append(i)
+            i = co.find(want_op, i + 1)
+        found.append(at)
+    resumes = found[0]
+    jumps: list[tuple[int, int]] = []
+    for i in found[1]:
+        arg, k, shift = co[i + 1], i - 2, 8
+        while k >= 0 and co[k] == _EXT_ARG_OP:
+            arg |= co[k + 1] << shift
+            k, shift = k - 2, shift + 8
+        # relative to the instruction after it and its caches
+        jumps.append((i, i + 2 + 2 * caches[_JUMP_BACK_OP] - 2 * arg))
+    if not jumps:
+        return resumes, []
+    want = {t for _, t in jumps}
+    line_of: dict[int, int | None] = {}
+    last = None
+    for start, end, line in code.co_lines():
+        if line is not None:
+            last = line
+        for t in want:
+            if start <= t < end:
+                line_of[t] = last
+    return resumes, [(o, line_of.get(t)) for o, t in jumps]
+
+
 def _reads_writes(name: str, f: dict[str, int], p: Proto) -> tuple[set[int], set[int]]:
     """Registers an instruction reads and writes (for the inliner's liveness test), from its row."""
     if name == "CLOSURE":  # it reads the registers its prototype captures (no window: a list)
@@ -1238,6 +1311,9 @@ class _Gen:
         for word in p.code:
             op, f = decode_fields(word)
             self.ops.append((op.name, f))
+        # what each instruction reads and writes, worked out once: the dataflows ask again and
+        # again (half of a build's time was spent in _reads_writes before)
+        self.rws = [(frozenset(r), frozenset(w)) for r, w in (_reads_writes(name, f, p) for name, f in self.ops)]
         # made per closure: it has upvalues, or reads the running closure (SELF)
         self.up = bool(p.upvals) or any(name == "SELF" for name, _ in self.ops)
         # compiling only the rest of the function from this RECVWAIT pc (FastTier.resume), or None;
@@ -1417,7 +1493,7 @@ class _Gen:
                 kname, kf = self.ops[k]
                 if kname not in _PURE:
                     break
-                reads, writes = _reads_writes(kname, kf, self.p)
+                reads, writes = self.rws[k]
                 (dst,) = writes
                 if dst not in args or reads & args or not self.dead_after(dst, j):
                     break
@@ -1449,10 +1525,10 @@ class _Gen:
             return None
         succ: list[tuple[int, ...]] = []
         effects = []
-        for i, (name, f) in enumerate(ops):
+        for i, (name, _) in enumerate(ops):
             op = BY_NAME[name]
             succ.append(self.successors(i))
-            reads, writes = _reads_writes(name, f, p)
+            reads, writes = self.rws[i]
             # a match writes its registers only when it matches: it kills nothing
             effects.append((reads, set() if "match" in op.flags else writes))
         self.succ = succ
@@ -1502,7 +1578,7 @@ class _Gen:
         n = len(ops)
         # each instruction's registers as emitted: a retargeted value writes the MOVE's
         # destination, a reader of a forwarded copy reads the copy's source
-        rw = [_reads_writes(name, f, p) for name, f in ops]
+        rw = list(self.rws)
         for i, (name, f) in enumerate(ops):  # values written straight to a MOVE's destination
             a = f.get("A", 0)
             if i in self.inlined or not (name in _RETARGETABLE or name in ("CALL", "CALLG", "CALLB")):
@@ -1614,7 +1690,7 @@ class _Gen:
             name, f = self.ops[i]
             if name in _BRANCHES or name == "JMP":
                 return False
-            reads, writes = _reads_writes(name, f, self.p)
+            reads, writes = self.rws[i]
             if reg in reads:
                 return False
             if reg in writes:
@@ -1780,21 +1856,15 @@ class _Gen:
         jumps to (found by the source line of its target)."""
         if self.osr is not None and not any(h >= 0 for h in self.loop_lines.values()):
             return {}  # a resume function with no loop of its own (a receive's scan is no safe point)
-        instrs = list(dis.get_instructions(code))
-        line_at: dict[int, int | None] = {}
-        line = None
-        for ins in instrs:
-            if ins.starts_line is not None:
-                line = ins.starts_line
-            line_at[ins.offset] = line
+        resumes, jumps = _resumes_and_jumps(code)
         safe = {}
-        for ins in instrs:
-            if ins.opname == "RESUME" and self.osr is None:
-                safe[ins.offset] = 0
-            elif ins.opname == "JUMP_BACKWARD":
-                head = self.loop_lines.get(line_at.get(ins.argval))  # type: ignore[arg-type]
-                if head is not None and head >= 0:
-                    safe[ins.offset] = head
+        if self.osr is None:
+            for offset in resumes:
+                safe[offset] = 0
+        for offset, line in jumps:
+            head = self.loop_lines.get(line)  # type: ignore[arg-type]
+            if head is not None and head >= 0:
+                safe[offset] = head
         return safe
 
     def fused_body(self) -> None:
@@ -2072,7 +2142,7 @@ class _Gen:
                         or a in self.subst.get(j, {}):
                     return None
                 st = facts[j]
-                if any(self.operand_class(j, r, st) not in (int, float) for r in _reads_writes(jname, jf, self.p)[0]):
+                if any(self.operand_class(j, r, st) not in (int, float) for r in self.rws[j][0]):
                     return None
                 # read once: (+ i i) of a folded i would take the expression for its first
                 # operand only (a set of reads cannot tell)
@@ -2102,7 +2172,7 @@ class _Gen:
         name, f = self.ops[pc]
         st = dict(st)
         b, c = f.get("B", 0), f.get("C", 0)
-        _, writes = _reads_writes(name, f, self.p)
+        _, writes = self.rws[pc]
         if pc in self.skip:
             if pc in self.fused_tests.values():  # the predicate is its test: its register is dead
                 for r in writes:
@@ -2159,7 +2229,7 @@ class _Gen:
             return None
         written = set()
         for j in range(head, end):
-            written |= _reads_writes(ops[j][0], ops[j][1], self.p)[1]
+            written |= self.rws[j][1]
         # a guess: an int, or a float where the loop starts it as one or mixes it with one
         guess: dict[int, type] = {r: int for r in cands}
         for _ in range(6):
@@ -2194,7 +2264,7 @@ class _Gen:
         for j in range(head, end):
             name, f = ops[j]
             if name in arith:
-                used |= _reads_writes(name, f, self.p)[0]
+                used |= self.rws[j][0]
         guess = {r: t for r, t in guess.items() if r in used}
         if not guess:
             return None
@@ -2213,7 +2283,7 @@ class _Gen:
         that grows each turn does not, and a product it reads keeps its test."""
         written: set[int] = set()
         for j in range(head, end):
-            written |= _reads_writes(self.ops[j][0], self.ops[j][1], self.p)[1]
+            written |= self.rws[j][1]
         at = {r: _BOUND_BITS for r in ints}
         for _ in range(8):
             before, back = self.flow_bits(head, end, facts, at)
@@ -2251,7 +2321,7 @@ class _Gen:
         a floor quotient its dividend's. Anything else a register gets is forgotten."""
         name, f = self.ops[pc]
         bits = dict(bits)
-        _, writes = _reads_writes(name, f, self.p)
+        _, writes = self.rws[pc]
         if pc in self.skip:
             if pc in self.fused_tests.values():
                 for r in writes:
