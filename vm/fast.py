@@ -121,6 +121,11 @@ __all__ = ["FastTier", "Preempt", "enable", "disable", "rearm"]
 # LISPVM_FAST_DUMP=1: write the Python source of every function the tier compiles to stderr
 # (a debugging aid: read once at import, so the hot path pays nothing)
 _DUMP = bool(os.environ.get("LISPVM_FAST_DUMP"))
+# Reductions of interpreted code between two looks for hot code (a loop or a function to compile):
+# a quarter of the default budget. A loop of twenty instructions a turn ran ~10 ms interpreted
+# before its compiled body took over at the budget's end (4,000 turns), ~5 times what compiling it
+# costs (docs/performance.md, issue 16 wave 5, F3).
+CHECK = 1000
 HOT_WAKES = 64  # messages that woke an interpreted receive before the tier tries to compile its function
 COMPILED = 0  # functions compiled in this OS process so far (tests check that a mode compiled any)
 REFUSED = 0  # functions the tier tried and left to the interpreter (refused)
@@ -218,6 +223,13 @@ class FastTier:
         self.loop_errs: dict[str, tuple] = {}  # kind -> positions of its prelude loop's errors
         self.gnames: dict[str, str] = {}  # Lisp global name -> Python identifier suffix
         self.count = 0  # functions compiled, for unique names
+        # the interpreter looks for hot code every `check` reductions, and asks the host whether
+        # to yield only once a whole budget is spent: `left` of the running slice's reductions
+        # are left after this check (0: the slice is one check long), `slice` is the budget
+        # (vm/loopsupport.py _budget_out)
+        self.check = CHECK
+        self.left = 0
+        self.slice = 0
         self.ns: dict[str, Any] = {
             "__builtins__": __builtins__, "_Box": Box, "_tolist": list_of, "_resolve": self.resolve,
             "_apply": self.apply, "_mkclosure": _mkclosure, "_unlist": _unlist, "_uncons": _uncons,

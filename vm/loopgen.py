@@ -596,6 +596,12 @@ def run(proc: Process, budget: int, host: Any) -> int:
                 proc.cl, proc.pc, proc.regs = cl, pc, regs
     eager = vm.eager
     refill = budget
+    if tier is not None:
+        if budget > tier.check:  # looks for hot code every tier.check reductions (_budget_out)
+            tier.slice = tier.left = budget
+            refill = budget = tier.check
+        else:
+            tier.left = 0
     preempt = host.preempt
     int_min, int_limit = INT_MIN, INT_LIMIT  # locals: MUL tests every integer product against them
     frames = proc.frames

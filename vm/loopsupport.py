@@ -153,9 +153,23 @@ def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any, re
     """The budget is spent: compile the running function if it is hot, move a looping frame
     into compiled code (the GOFAST tuple at the end of its code, or at a `loop`'s head its OSR
     function, vm/fast.py FastTier.osr), or yield (~pc) if the host wants the CPU back. Called
-    once per budget, never per instruction."""
+    once per budget, never per instruction.
+
+    With the fast tier, the loop calls it every `tier.check` reductions (FastTier.check): at
+    each look but the slice's last, the host is not asked (the process keeps the CPU for its
+    whole budget), and a function entered recursively is left alone (a recursion is compiled at
+    a budget's end, where its depth is known: below)."""
     if tier is not None:
         p = cl.proto
+        left = tier.left - tier.check
+        if left > 0:  # a look inside the slice
+            tier.left = left
+            proc.reds += tier.check  # (the loop reports the reductions since its last refill)
+            if pc == 0 and p.fast is None and _recursing(proc, p):
+                return pc
+            preempt = _keep
+        elif tier.left > 0:  # the slice's last look: the next slice starts here if the host says go on
+            tier.left = tier.slice
         if pc == 0 and len(proc.frames) > _DEEP_STACK and proc.frames[-1][0].proto is p and p not in tier.refused:
             # a self-recursion thousands of frames deep: compiled, it would fill Python's stack
             # and be unwound into interpreter frames, which costs more than it saved
@@ -182,6 +196,20 @@ def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any, re
                 return ~go if go is not None else ~pc
             return _enter_osr(tier, proc, cl, pc, regs)
     return ~pc if preempt() else pc
+
+
+def _keep() -> bool:
+    """The host's preempt at a look for hot code inside a slice: the process goes on."""
+    return False
+
+
+def _recursing(proc: Process, p: Proto) -> bool:
+    """Whether one of the few frames under the running one runs `p` (a recursion into it)."""
+    for fr in proc.frames[-_CALLER_FRAMES:]:
+        cl = fr[0]
+        if cl.__class__ is Closure and cl.proto is p:
+            return True
+    return False
 
 
 _CALLER_FRAMES = 4  # interpreted callers whose running loop _caller_loops compiles
