@@ -624,6 +624,69 @@ def test_c_closures_collected_freed_deep_and_made_by_closure0() -> None:
     assert [sys.getrefcount(x) for x in (name, fast, q)] == before
 
 
+class _SlotProto:
+    """A stand-in prototype with __slots__, as vm/lbc.py's Proto: what the C closure reads of
+    it (name, fast) it reads from the slots directly, as long as the class stays as it is."""
+
+    __slots__ = ("name", "fast")
+
+    def __init__(self, name: Any, fast: Any = None) -> None:
+        self.name = name
+        self.fast = fast
+
+
+@needs_c
+def test_c_closure_reads_a_slotted_prototype_as_getattr_does() -> None:
+    """closure0 and Closure(p, upvals) take a prototype's name and fast function from its slots
+    without the generic lookup (vm/_speedups.c slot_get): the same values as getattr, whatever
+    the prototype, and the same error for an empty slot; a class changed afterwards (a property
+    put over the slot) or another class of prototype is read as getattr reads it."""
+    from lispvm.vm import _speedups
+    from lispvm.vm.lbc import Proto
+
+    Closure = values.Closure
+    p = Proto("real", 1, False, 2)
+    p.fast = len
+    for _ in range(3):  # the first read fills the cache, the next ones use it
+        z = _speedups.closure0(p)
+        assert (z.name, z.fast, Closure(p, (1,)).name) == ("real", len, "real")
+    p.fast = None
+    assert _speedups.closure0(p).fast is None
+
+    class Sub(_SlotProto):
+        __slots__ = ()
+
+    a, b = _SlotProto("a", abs), Sub("b", min)
+    for q, name, fast in ((a, "a", abs), (b, "b", min), (a, "a", abs), (_Proto("d", max), "d", max)):
+        z = _speedups.closure0(q)
+        assert (z.name, z.fast, Closure(q, ()).name) == (name, fast, name)
+    empty = _SlotProto.__new__(_SlotProto)
+    for make in (_speedups.closure0, lambda q: Closure(q, ())):
+        with pytest.raises(AttributeError) as got:
+            make(empty)
+        with pytest.raises(AttributeError) as want:
+            getattr(empty, "fast" if make is _speedups.closure0 else "name")
+        assert str(got.value) == str(want.value)
+
+    class Changing:
+        __slots__ = ("name", "fast")
+
+    c = Changing()
+    c.name, c.fast = "slot", len
+    assert (_speedups.closure0(c).name, _speedups.closure0(c).fast) == ("slot", len)
+    Changing.name = property(lambda self: "property")  # the class changed: its version tag too
+    Changing.fast = property(lambda self: abs)
+    z = _speedups.closure0(c)
+    assert (z.name, z.fast, Closure(c, ()).name) == ("property", abs, "property")
+    name, fast = "w", abs
+    q = _SlotProto(name, fast)
+    before = [sys.getrefcount(x) for x in (name, fast, q)]
+    for _ in range(1000):
+        _speedups.closure0(q)
+        Closure(q, ())
+    assert [sys.getrefcount(x) for x in (name, fast, q)] == before
+
+
 @needs_c
 def test_c_str_split_survives_a_finalizer_that_changes_its_list() -> None:
     """str/split in C builds its cells from the list CPython's split made: a finalizer run by a

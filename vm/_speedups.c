@@ -776,6 +776,52 @@ static PyObject *fn_closure = NULL;  /* values._closure(proto, upvals, name): th
 static PyObject *str_name = NULL;    /* "name" */
 static PyObject *str_fast = NULL;    /* "fast" */
 
+/* A prototype's `name` or `fast` read without the generic attribute lookup (a closure is made
+ * for every `fn` compiled code evaluates, and the lookup cost more than the rest of the making):
+ * vm/lbc.py's Proto keeps them in __slots__, so each is a member descriptor at a fixed offset.
+ * The cache holds the type last seen and the offset of its descriptor, valid while the type's
+ * version tag is (any change to the class gives it a new one); any other object, an empty slot
+ * or a descriptor of another kind takes PyObject_GetAttr, so results and errors are its. */
+typedef struct {
+    PyObject *name;       /* the attribute (str_name or str_fast) */
+    PyTypeObject *type;   /* a strong reference, or NULL */
+    unsigned int version;
+    Py_ssize_t offset;    /* 0: that type's attribute is not a plain object slot */
+} SlotCache;
+
+static SlotCache slot_name = {NULL, NULL, 0, 0};
+static SlotCache slot_fast = {NULL, NULL, 0, 0};
+
+static PyObject *
+slot_get(SlotCache *sc, PyObject *o)
+{
+    PyTypeObject *t = Py_TYPE(o);
+    if (t != sc->type || !PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) || t->tp_version_tag != sc->version) {
+        PyObject *d = _PyType_Lookup(t, sc->name);  /* borrowed; gives the type a version tag */
+        Py_ssize_t offset = 0;
+        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+            if (m->type == T_OBJECT_EX && !(m->flags & PY_AUDIT_READ) && m->offset > 0) {
+                offset = m->offset;
+            }
+        }
+        if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) {
+            offset = 0;  /* nothing would tell a change: the generic lookup every time */
+        }
+        Py_INCREF(t);
+        Py_XSETREF(sc->type, t);
+        sc->version = t->tp_version_tag;
+        sc->offset = offset;
+    }
+    if (sc->offset > 0) {
+        PyObject *v = *(PyObject **)((char *)o + sc->offset);
+        if (v != NULL) {
+            return Py_NewRef(v);
+        }
+    }
+    return PyObject_GetAttr(o, sc->name);
+}
+
 /* A new closure; steals nothing. `name` NULL or false: the prototype's name, as the pure
  * class's `name or proto.name`. */
 static PyObject *
@@ -793,7 +839,7 @@ closure_make(PyTypeObject *type, PyObject *proto, PyObject *upvals, PyObject *na
         nm = NULL;
     }
     if (nm == NULL) {
-        nm = PyObject_GetAttr(proto, str_name);
+        nm = slot_get(&slot_name, proto);
         if (nm == NULL) {
             return NULL;
         }
@@ -838,7 +884,7 @@ closure_init(PyObject *self, PyObject *args, PyObject *kwds)
     if (truth < 0) {
         return -1;
     }
-    PyObject *nm = truth ? Py_NewRef(name) : PyObject_GetAttr(proto, str_name);
+    PyObject *nm = truth ? Py_NewRef(name) : slot_get(&slot_name, proto);
     if (nm == NULL) {
         return -1;
     }
@@ -980,7 +1026,7 @@ PyDoc_STRVAR(closure0_doc,
 static PyObject *
 sp_closure0(PyObject *Py_UNUSED(module), PyObject *proto)
 {
-    PyObject *fast = PyObject_GetAttr(proto, str_fast);
+    PyObject *fast = slot_get(&slot_fast, proto);
     if (fast == NULL) {
         return NULL;
     }
@@ -1452,6 +1498,8 @@ PyInit__speedups(void)
     }
     str_name = PyUnicode_InternFromString("name");
     str_fast = PyUnicode_InternFromString("fast");
+    slot_name.name = str_name;
+    slot_fast.name = str_fast;
     if (str_name == NULL || str_fast == NULL) {
         return NULL;
     }
