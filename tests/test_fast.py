@@ -1229,9 +1229,11 @@ def test_safe_points_read_from_raw_bytecode_agree_with_dis(monkeypatch: pytest.M
 def test_a_loop_is_compiled_within_a_check_and_the_host_is_asked_once_a_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """The interpreter looks for hot code every FastTier.check reductions, a quarter of the
     default budget: a loop of 2,500 turns (fewer reductions than a budget, which never ended
-    in it before) is entered compiled at its head. The host is still asked whether the process
-    should yield once per budget only: a recursion 100,000 calls deep, which stays interpreted
-    (its function is not compiled at a look inside the slice), is asked about 25 times, not 100."""
+    in it before) is entered compiled at its head, and the host gets its look right after the
+    compile (compiled code is preempted by ticks only). Otherwise the host is asked whether the
+    process should yield once per budget only: a recursion 100,000 calls deep, which stays
+    interpreted (its function is not compiled at a look inside the slice), is asked about 25
+    times, not 100."""
     from lispvm.scheduler.kernel import Scheduler
 
     entered: list[str] = []
@@ -1243,10 +1245,6 @@ def test_a_loop_is_compiled_within_a_check_and_the_host_is_asked_once_a_budget(m
             entered.append(p.name)  # type: ignore[attr-defined]
         return fn
 
-    monkeypatch.setattr(fast.FastTier, "osr", spy_osr)
-    src = "(def f (n) (loop ((i 0) (s 0)) (if (== i n) s (recur (+ i 1) (+ s i)))))\n(print (f 2500))\n"
-    assert run(src) == run(src, jit=False) == ("3123750\n", "", 0)
-    assert "f" in entered and fast.CHECK <= 1000
     asked: list[int] = []
     orig_preempt = Scheduler.preempt
 
@@ -1254,7 +1252,13 @@ def test_a_loop_is_compiled_within_a_check_and_the_host_is_asked_once_a_budget(m
         asked.append(1)
         return orig_preempt(self)
 
+    monkeypatch.setattr(fast.FastTier, "osr", spy_osr)
     monkeypatch.setattr(Scheduler, "preempt", spy_preempt)
+    src = "(def f (n) (loop ((i 0) (s 0)) (if (== i n) s (recur (+ i 1) (+ s i)))))\n(print (f 2500))\n"
+    assert run(src) == ("3123750\n", "", 0)
+    assert "f" in entered and fast.CHECK <= 1000 and asked
+    assert run(src, jit=False) == ("3123750\n", "", 0)
+    asked.clear()
     src = "(def count (n) (if (== n 0) 0 (+ 1 (count (- n 1)))))\n(print (count 100000))\n"
     assert run(src) == ("100000\n", "", 0)
     assert 20 <= len(asked) <= 100000 // 4000 + 5, len(asked)

@@ -167,7 +167,7 @@ def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any, re
             proc.reds += tier.check  # (the loop reports the reductions since its last refill)
             if pc == 0 and p.fast is None and _recursing(proc, p):
                 return pc
-            preempt = _keep
+            asked, preempt = preempt, _keep
         elif tier.left > 0:  # the slice's last look: the next slice starts here if the host says go on
             tier.left = tier.slice
         if pc == 0 and len(proc.frames) > _DEEP_STACK and proc.frames[-1][0].proto is p and p not in tier.refused:
@@ -177,6 +177,8 @@ def _budget_out(tier: Any, proc: Process, cl: Closure, pc: int, preempt: Any, re
         just = p.fast is None and tier.compile(p)  # False at once for a prototype it refused
         if just:
             _caller_loops(tier, proc)
+            if preempt is _keep:  # the host's look after a compile (below) comes at any look
+                preempt = asked
         if p.fast is not None and pc == 0 and not p.rest:
             go = len(p.code)  # the GOFAST tuple
             # Just compiled: compiled code is preempted only by CPU-time ticks, so the host gets
