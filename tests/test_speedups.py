@@ -688,6 +688,41 @@ def test_c_closure_reads_a_slotted_prototype_as_getattr_does() -> None:
 
 
 @needs_c
+def test_c_closure_slot_read_checks_the_descriptor_applies_and_getattribute() -> None:
+    """slot_get takes a slot's offset only when the generic lookup would use it: a Proto member
+    descriptor set on an unrelated class (whose instances lack that slot; the read went past the
+    object and crashed) raises the descriptor's TypeError, and a subclass's __getattribute__ is
+    honoured, as getattr does."""
+    from lispvm.vm import _speedups
+    from lispvm.vm.lbc import Proto
+
+    class Unrelated:
+        __slots__ = ()
+
+    Unrelated.name = Proto.__dict__["name"]
+    Unrelated.fast = Proto.__dict__["fast"]
+    u = Unrelated()
+    for make, attr in ((_speedups.closure0, "fast"), (lambda q: values.Closure(q, ()), "name")):
+        for _ in range(2):
+            with pytest.raises(TypeError) as got:
+                make(u)
+            with pytest.raises(TypeError) as want:
+                getattr(u, attr)
+            assert str(got.value) == str(want.value)
+
+    class Hooked(Proto):
+        __slots__ = ()
+
+        def __getattribute__(self, attr: str) -> Any:
+            return {"name": "hooked", "fast": abs}.get(attr) or object.__getattribute__(self, attr)
+
+    h = Hooked("real", 0, False, 1)
+    for _ in range(2):
+        z = _speedups.closure0(h)
+        assert (z.name, z.fast, values.Closure(h, ()).name) == ("hooked", abs, "hooked")
+
+
+@needs_c
 def test_c_str_split_survives_a_finalizer_that_changes_its_list() -> None:
     """str/split in C builds its cells from the list CPython's split made: a finalizer run by a
     cell's allocation (a collection) that finds that list with gc.get_objects and grows or

@@ -801,7 +801,10 @@ slot_get(SlotCache *sc, PyObject *o)
     if (t != sc->type || !PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) || t->tp_version_tag != sc->version) {
         PyObject *d = _PyType_Lookup(t, sc->name);  /* borrowed; gives the type a version tag */
         Py_ssize_t offset = 0;
-        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        /* only where getattr would read that slot: a generic lookup, and a descriptor made for
+         * t or a base of it (one copied onto an unrelated class has an offset into another layout) */
+        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) && t->tp_getattro == PyObject_GenericGetAttr
+                && PyType_IsSubtype(t, PyDescr_TYPE(d))) {
             PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
             if (m->type == T_OBJECT_EX && !(m->flags & PY_AUDIT_READ) && m->offset > 0) {
                 offset = m->offset;
