@@ -248,15 +248,16 @@ class Balancing:
             for proc in procs:
                 self.ship(proc, k)
 
-    def take_movable(self, runq: deque, n: int, fork: bool = False) -> list[Process]:
+    def take_movable(self, runq: deque, n: int, fork: bool = False, spread: bool = False) -> list[Process]:
         """Up to n processes taken out of the run queue to run elsewhere: CPU-bound ones (they
         used up their last budget), and ones not started yet whose function is the function a
         CPU-bound one there started with (eight jobs spawned at once: moving only those that had
         had a first slice left the second scheduler waiting for this one's slices). In a crowd
         (crowd_pass), also ones with a BACKLOG of messages (BACKLOG_SHIP of them unless at a
-        fork), and at a `fork` (which copies them for free) with CROWD or more runnable, about
-        half of those not started yet (fork-join jobs, the subtrees of a divide and conquer),
-        chosen by _SPREAD. Never the main process.
+        fork), and at a `fork` (which copies them for free) with CROWD or more runnable, those
+        not started yet (fork-join jobs, the subtrees of a divide and conquer): the last ones, or
+        with `spread` (a fork for a crowd) about half of them chosen by _SPREAD. Never the main
+        process.
 
         Processes that only ever run briefly (a ring's nodes, servers) stay where they are:
         moving them would put every message they exchange on a socket."""
@@ -276,7 +277,7 @@ class Balancing:
             if key == main or p.status != RUNNABLE or key in owned:
                 kept.append(p)  # (a process that owns sockets or ports stays with them)
             elif (p.sched is YIELDED or (p.pc == 0 and len(p.frames) == 1 and p.cl.proto in origins)
-                    or (crowd and fork and p.reds == 0 and (i * _SPREAD >> 15) & 1)):
+                    or (crowd and fork and p.reds == 0 and (not spread or (i * _SPREAD >> 15) & 1))):
                 taken.append(p)
             elif (crowd and p.mailbox is not None and len(p.mailbox) - p.mbhead >= BACKLOG
                   and (fork or backlogs < BACKLOG_SHIP)):
@@ -423,7 +424,11 @@ class Balancing:
 # A fork takes the processes not started yet whose place in the run queue hashes (Fibonacci
 # hashing) to an odd bit: about half, in no order a program makes. The run queue's own order is
 # not fair: a tree spawned a level per pass lies there larger subtree first (fib(n-1), then
-# fib(n-2)), so that its last half, or every other one, holds 38% of the work.
+# fib(n-2)), so that its last half, or every other one, holds 38% of the work. Only for a fork
+# for a crowd (Hub.grow_for_crowd): a fork for a process that used up its budget (the main
+# process spawning a ring of 2,000 nodes at once, each given its neighbour) takes the last half,
+# a ring's one stretch: hashed places put every other hop on a socket (2.7 to 3.8 s of wall for
+# 20,000 hops against 0.8 to 1.7, alternated, under load).
 _SPREAD = 0x9E3779B1
 
 

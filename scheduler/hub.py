@@ -77,7 +77,7 @@ class Hub(ClusterNode):
             # these processes, so it runs them at once instead of after its hello has been read
             # here and a migration sent back, at this scheduler's next slice boundaries.
             runq = self.sched.runq
-            given = self.take_movable(runq, len(runq) // 2, fork=True)
+            given = self.take_movable(runq, len(runq) // 2, fork=True, spread=crowd)
             if crowd and not given:
                 return False
 
