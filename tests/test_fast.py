@@ -1262,3 +1262,27 @@ def test_a_loop_is_compiled_within_a_check_and_the_host_is_asked_once_a_budget(m
     src = "(def count (n) (if (== n 0) 0 (+ 1 (count (- n 1)))))\n(print (count 100000))\n"
     assert run(src) == ("100000\n", "", 0)
     assert 20 <= len(asked) <= 100000 // 4000 + 5, len(asked)
+
+
+def test_an_interpreted_function_run_nested_from_compiled_code_keeps_the_callers_budget() -> None:
+    """A nested loop (compiled code calling a function the tier refused, vm/fast.py _nested)
+    starts a slice of its own: it must not reset the counts of the interrupted one (FastTier.left
+    and .slice). It did, so an interpreted loop calling such compiled code at every turn never
+    reached its slice's last look, never asked the host, and starved every other process on its
+    scheduler: below, the main process's timer message was read only once the spinner had ended
+    (30,000 nested runs, far longer than the timer's 5 ms)."""
+    src = """
+(def deep (n mode)
+  (cond ((== mode 'down) (if (== n 0) 0 (+ 1 (deep (- n 1) 'down))))
+        ((== n 0) (send 'main 'spinner-done))
+        (true (mid 1) (deep (- n 1) 'loop))))
+(def mid (n) (loop ((i 0) (a 0)) (if (< i 200) (recur (+ i 1) (+ a i)) (+ a (deep n 'down)))))
+(print (deep 5000 'down) (mid 1) (mid 1))
+(register 'main (self))
+(spawn deep 30000 'loop)
+(timer/send-after 5 'main 'tick)
+(print (recv))
+(print (recv))
+"""
+    want = "5000 19901 19901\ntick\nspinner-done\n"
+    assert run(src) == (want, "", 0)  # (interpreted, the spinner takes seconds: not run here)

@@ -1051,7 +1051,14 @@ def _nested(f: Closure, args: tuple) -> Any:
     saved = (proc.frames, proc.cl, proc.pc, proc.regs)
     cl, regs = interp.new_process_regs(f, list(args))
     proc.frames, proc.cl, proc.pc, proc.regs = [HALT_FRAME], cl, 0, regs
-    outcome = interp.run(proc, 4000, host)
+    # the nested loop counts a slice of its own: the interrupted one's counts come back after it,
+    # or a caller that runs such code at every turn would never reach its slice's end and yield
+    tier = host.vm.fast
+    counts = (tier.left, tier.slice)
+    try:
+        outcome = interp.run(proc, 4000, host)
+    finally:
+        tier.left, tier.slice = counts
     result, nested = proc.result, (proc.frames, proc.cl, proc.pc, proc.regs)
     proc.frames, proc.cl, proc.pc, proc.regs = saved
     ctx.proc = proc
