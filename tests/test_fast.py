@@ -1270,7 +1270,7 @@ def test_an_interpreted_function_run_nested_from_compiled_code_keeps_the_callers
     and .slice). It did, so an interpreted loop calling such compiled code at every turn never
     reached its slice's last look, never asked the host, and starved every other process on its
     scheduler: below, the main process's timer message was read only once the spinner had ended
-    (30,000 nested runs, far longer than the timer's 5 ms)."""
+    (30,000 nested runs, far longer than the timer's 5 ms). Its CPU-time ticks likewise."""
     src = """
 (def deep (n mode)
   (cond ((== mode 'down) (if (== n 0) 0 (+ 1 (deep (- n 1) 'down))))
@@ -1286,3 +1286,18 @@ def test_an_interpreted_function_run_nested_from_compiled_code_keeps_the_callers
 """
     want = "5000 19901 19901\ntick\nspinner-done\n"
     assert run(src) == (want, "", 0)  # (interpreted, the spinner takes seconds: not run here)
+    # the same from a compiled loop: each nested run started a slice of CPU-time ticks, so the
+    # loop's own ticks never ran out and it was never preempted (100,000 turns: ~0.5 s)
+    src = """
+(def deep (n mode) (if (== n 0) 0 (+ 1 (deep (- n 1) 'down))))
+(def spin (k)
+  (loop ((i 0) (a 0))
+    (if (< i k) (recur (+ i 1) (+ a (deep 1 'down))) (do (print 'spinner-done) (send 'main 'end)))))
+(print (deep 5000 'down))
+(register 'main (self))
+(spawn spin 100000)
+(timer/sleep 5)
+(print 'main-woke)
+(recv)
+"""
+    assert run(src) == ("5000\nmain-woke\nspinner-done\n", "", 0)

@@ -1053,12 +1053,16 @@ def _nested(f: Closure, args: tuple) -> Any:
     proc.frames, proc.cl, proc.pc, proc.regs = [HALT_FRAME], cl, 0, regs
     # the nested loop counts a slice of its own: the interrupted one's counts come back after it,
     # or a caller that runs such code at every turn would never reach its slice's end and yield
-    tier = host.vm.fast
-    counts = (tier.left, tier.slice)
+    vm = host.vm
+    tier = vm.fast
+    counts, ticks = (tier.left, tier.slice), vm.ticks_left
     try:
-        outcome = interp.run(proc, 4000, host)
+        outcome = interp.run(proc, 4000, host)  # (starts a slice of CPU-time ticks: vm.ticks_left)
     finally:
         tier.left, tier.slice = counts
+        # the ticks it spent count against the caller's slice: a compiled loop calling it at every
+        # turn, its ticks reset each time, was never preempted
+        vm.ticks_left = ticks - max(0, vm.slice_ticks - vm.ticks_left)
     result, nested = proc.result, (proc.frames, proc.cl, proc.pc, proc.regs)
     proc.frames, proc.cl, proc.pc, proc.regs = saved
     ctx.proc = proc
