@@ -1301,3 +1301,25 @@ def test_an_interpreted_function_run_nested_from_compiled_code_keeps_the_callers
 (recv)
 """
     assert run(src) == ("5000\nmain-woke\nspinner-done\n", "", 0)
+
+
+def test_a_typed_loop_folds_a_sum_only_into_a_reader_that_reads_it_once_through_a_copy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """fold_into writes a sum into its one reader only if that reader names it once: `(let ((i
+    x)) (+ i x))` compiles to MOVE t x; ADD y t x, whose copy t is forwarded to x, so the ADD
+    reads x twice. Counted by its fields it read x once: the sum was folded into the first
+    operand and the second read a register never written (UnboundLocalError, an internal error,
+    when compiled at the first call; a wrong number when compiled in the middle of the loop)."""
+    src = """
+(def shadow (n)
+  (loop ((i 0) (x 0)) (if (>= i n) x (let ((x (+ x 1)) (i (+ i 0))) (recur (+ i 1) (let ((i x)) (+ i x)))))))
+(print (shadow 3) (shadow 40))
+(print (mod (shadow 3000) 1000000007))
+"""
+    want = run(src, jit=False)
+    assert want == ("14 2199023255550\n" + want[0].split("\n")[1] + "\n", "", 0)
+    compiled = spy_compiled(monkeypatch)
+    assert run(src) == want
+    monkeypatch.setenv("LISPVM_JIT", "eager")
+    assert run(src) == want
+    assert "shadow" in compiled

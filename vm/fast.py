@@ -2168,8 +2168,11 @@ class _Gen:
                 if any(self.operand_class(j, r, st) not in (int, float) for r in self.rws[j][0]):
                     return None
                 # read once: (+ i i) of a folded i would take the expression for its first
-                # operand only (a set of reads cannot tell)
-                if [r for first, count in BY_NAME[jname].windows(jf, "reads")
+                # operand only (a set of reads cannot tell); an operand that is a forwarded copy
+                # of i (MOVE t i; ADD x t i) reads it too
+                alias = self.subst.get(j, {})
+                if [alias[r][1] if r in alias and alias[r][0] == "r" else r
+                        for first, count in BY_NAME[jname].windows(jf, "reads")
                         for r in range(first, first + count)].count(a) != 1:
                     return None
                 self.pending_reads[a] = reads
