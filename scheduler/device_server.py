@@ -21,6 +21,7 @@ device, GPUs first, that builds and runs a probe kernel.
 
 from __future__ import annotations
 
+import mmap
 import os
 import resource
 import shutil
@@ -34,13 +35,32 @@ from ..vm.gpu import SCALARS  # our modules before Landlock: their directory is 
 from . import confine, device_select
 from .clock import BusyWait
 from .device_shm import Segments
-from .device_wire import FORGET, HELLO, KERNEL, STOP, FrameReader, is_request, send_frame, source_key
+from .device_wire import (
+    FLAT_ANSWER,
+    FLAT_REQUEST,
+    FORGET,
+    HELLO,
+    KERNEL,
+    SHM_MIN,
+    STOP,
+    FrameReader,
+    flat_parts,
+    is_request,
+    send_frame,
+    send_parts,
+    source_key,
+)
 
 __all__ = ["device_main", "DeviceServer", "SPIN_S"]
 
 # Seconds a connection's thread reads without sleeping after an answer, for the same caller's
 # next request (clock.BusyWait; docs/performance.md, "The device process").
 SPIN_S = 200e-6
+# Small buffers (fewer than SHM_MIN bytes) a connection keeps between dispatches on a CPU device,
+# by (argument position, bytes): making a cl.Buffer and reading it back each time was most of a
+# small dispatch's time in the device (docs/performance.md, "Issue 16, wave 5, G").
+SMALL_KEEP = 16
+COPY, MAP, KEPT = 0, 1, 2  # how a buffer's results reach the host (DeviceServer.results)
 
 
 def device_main(path: str) -> None:
@@ -104,6 +124,7 @@ class DeviceServer:
         self.host_is_device = all(d.type & cl.device_type.CPU for d in self.ctx.devices)
         self.programs: dict[str, Any] = {}  # source hash -> built cl.Program
         self.kernels: dict[tuple[str, str], Any] = {}  # (source hash, name) -> its one cl.Kernel
+        self.kernel_args: dict[tuple[str, str], tuple] = {}  # (source hash, name) -> the arguments it was last given
         self.lock = threading.Lock()  # one request runs on the device at a time; guards the counts
         self.clients = 0  # connected now
         self.done = threading.Event()  # told to stop, or the last client left
@@ -144,9 +165,10 @@ class DeviceServer:
         wake-up to every dispatch. A damaged frame or request, or anything else going wrong with
         this client, closes its connection (the client sees device_down); the others go on."""
         segs = Segments()  # this client's shared segments, mapped here once each
-        reader = FrameReader(conn, segs, take_fds=True)
+        reader = FrameReader(conn, segs, take_fds=True, flat=FLAT_REQUEST)
         busy = BusyWait(SPIN_S)
         known: dict[int, Any] = {}  # the kernels this client sent, by their number
+        kept: dict[tuple[int, int], tuple] = {}  # this client's small buffers (small_buffer)
         try:
             send_frame(conn, (0, HELLO, os.getpid()))
         except OSError:
@@ -168,9 +190,14 @@ class DeviceServer:
                     segs.drop(msg[2])  # damaged (no list of ids): the except below closes the connection
                     continue
                 with self.lock:
-                    answer = self.handle(msg, known)
+                    answer = self.handle(msg, known, kept)
+                # arrays and numbers only (a small dispatch's results): a flat frame, no codec
+                flat = flat_parts(FLAT_ANSWER, answer[0], 0, 0, answer[2]) if answer[1] is True else None
                 try:
-                    send_frame(conn, answer, segs, drain=reader)
+                    if flat is not None:
+                        send_parts(conn, *flat, drain=reader)
+                    else:
+                        send_frame(conn, answer, segs, drain=reader)
                 except (OSError, EOFError):
                     break
         except Exception:  # whatever else went wrong with this client: it is lost, the connection closed
@@ -183,9 +210,9 @@ class DeviceServer:
                 if self.clients == 0:
                     self.done.set()  # everyone left
 
-    def handle(self, msg: tuple, known: dict[int, Any]) -> tuple:
+    def handle(self, msg: tuple, known: dict[int, Any], kept: dict | None = None) -> tuple:
         """The answer to one request (device_wire's shapes): its value, or an error that names
-        what was refused. `known`: the connection's kernels by number."""
+        what was refused. `known`: the connection's kernels by number; `kept`: its small buffers."""
         rid = msg[0]
         try:
             if msg[1] == KERNEL:  # (rid, KERNEL, source, name)
@@ -194,7 +221,7 @@ class DeviceServer:
                 _, _op, ref, kernel, n, args, outs = msg
                 if kernel is not None:
                     known[ref] = kernel
-                value = self.dispatch(known[ref], n, args, (None,) * len(args) if outs is None else outs)
+                value = self.dispatch(known[ref], n, args, (None,) * len(args) if outs is None else outs, kept)
             return (rid, True, value)
         except Refused as e:
             return (rid, False, (e.kind, e.message))
@@ -241,9 +268,33 @@ class DeviceServer:
             params.append((is_buffer, tname))
         return params
 
-    def dispatch(self, kernel: Any, n: int, args: tuple, outs: tuple) -> list:
+    def small_buffer(self, kept: dict, i: int, nbytes: int) -> tuple:
+        """The kept buffer for argument `i` of `nbytes` bytes (kept: a connection's, LRU, at most
+        SMALL_KEEP), made now if none is: (host array, cl.Buffer using it, how results are
+        read). Its host memory is page aligned, which a CPU runtime uses in place: checked once
+        here by mapping it, and then the kernel's writes are in the host array when the queue
+        has finished (KEPT, no map per dispatch); otherwise each dispatch maps it (MAP)."""
+        cl = self.cl
+        entry = kept.pop((i, nbytes), None)
+        if entry is None:
+            host = self.np.frombuffer(mmap.mmap(-1, nbytes), dtype=self.np.float32)
+            buf = cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE | cl.mem_flags.USE_HOST_PTR, hostbuf=host)
+            mapped, _ev = cl.enqueue_map_buffer(self.queue, buf, cl.map_flags.READ, 0, host.shape, host.dtype)
+            same = mapped.__array_interface__["data"][0] == host.__array_interface__["data"][0]
+            mapped.base.release(self.queue)
+            self.queue.finish()
+            entry = (host, buf, KEPT if same else MAP)
+            while len(kept) >= SMALL_KEEP:
+                del kept[next(iter(kept))]  # the least recently used
+        kept[(i, nbytes)] = entry
+        return entry
+
+    def dispatch(self, kernel: Any, n: int, args: tuple, outs: tuple, kept: dict | None = None) -> list:
         """Run `kernel` over `n` work items on `args`; its results (each buffer argument's final
-        contents, in `outs`' segments where the caller gave one, each scalar as given)."""
+        contents, in `outs`' segments where the caller gave one, each scalar as given). On a CPU
+        device a small argument runs in a buffer `kept` by the connection, and its result is
+        that buffer's host array, valid until the connection's next request (the answer is
+        written before that is read)."""
         cl, np, ctx = self.cl, self.np, self.ctx
         # One cl.Kernel per (source, name): pyopencl builds each new Kernel object's argument
         # setter through an on-disk cache (docs/performance.md, "The device process").
@@ -252,39 +303,54 @@ class DeviceServer:
             knl = self.kernels[(kernel.key, kernel.name)] = cl.Kernel(self.program(kernel.source), kernel.name)
         mf = cl.mem_flags
         cl_args, buffers = [], []
-        for x, out, (is_buffer, tname) in zip(args, outs, kernel.params):
+        for i, (x, out, (is_buffer, tname)) in enumerate(zip(args, outs, kernel.params)):
             if not is_buffer:
                 cl_args.append(np.dtype(SCALARS[tname]).type(x))
+            elif out is None and kept is not None and self.host_is_device and 0 < x.nbytes < SHM_MIN:
+                host, buf, how = self.small_buffer(kept, i, x.nbytes)
+                host[:] = x
+                buffers.append((buf, host, how))
+                cl_args.append(buf)
             elif out is not None and self.host_is_device:
                 # A CPU device reads and writes host memory itself: copy the input into the
                 # caller's result segment once and run the kernel on it in place (a GPU driver
                 # copies a USE_HOST_PTR buffer anyway, so there the path below is used).
                 out[:] = x
                 buf = cl.Buffer(ctx, mf.READ_WRITE | mf.USE_HOST_PTR, hostbuf=out)
-                buffers.append((buf, out, True))
+                buffers.append((buf, out, MAP))
                 cl_args.append(buf)
             else:
                 buf = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=x)
-                buffers.append((buf, x if out is None else out, False))
+                buffers.append((buf, x if out is None else out, COPY))
                 cl_args.append(buf)
         try:
-            knl(self.queue, (n,), None, *cl_args)
+            # the same arguments as last time (kept buffers, no scalar): not set again
+            key = (kernel.key, kernel.name)
+            last = self.kernel_args.get(key)
+            if last is None or len(last) != len(cl_args) or any(a is not b for a, b in zip(last, cl_args)):
+                self.kernel_args[key] = ()  # (if setting fails half way, nothing is known set)
+                knl.set_args(*cl_args)
+                self.kernel_args[key] = tuple(cl_args)
+            cl.enqueue_nd_range_kernel(self.queue, knl, (n,), None)
             return self.results(args, outs, kernel, buffers)
         finally:  # never answer (and let the caller reuse a segment) while the kernel may run
             self.queue.finish()
 
     def results(self, args: tuple, outs: tuple, kernel: Any, buffers: list) -> list:
-        """A dispatch's results: each buffer read back (or mapped, when the kernel ran in place),
-        each scalar argument as it was."""
+        """A dispatch's results: each buffer read back, or mapped or as it is when the kernel ran
+        in place (how), each scalar argument as it was."""
         cl, cq = self.cl, self.queue
         results = []
         it = iter(buffers)
         for x, out, (is_buffer, _) in zip(args, outs, kernel.params):
             if is_buffer:
-                buf, host, in_place = next(it)
-                if in_place:  # mapping makes the kernel's writes visible in `out` (no copy here)
+                buf, host, how = next(it)
+                if how == KEPT:  # the kernel writes `host` itself; the queue finishes before we answer
+                    out = host
+                elif how == MAP:  # mapping makes the kernel's writes visible in `host` (no copy here)
                     mapped, _ev = cl.enqueue_map_buffer(cq, buf, cl.map_flags.READ, 0, host.shape, host.dtype)
                     mapped.base.release(cq)
+                    out = host
                 else:  # small: sent back inline; large: the caller's segment, shared
                     out = self.np.empty_like(host) if out is None else out
                     cl.enqueue_copy(cq, out, buf)

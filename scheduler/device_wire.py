@@ -30,6 +30,15 @@ Messages (the first element of a request is its id, 0 where no answer comes):
                        (rid, True, value)              value: a kernel's [(is buffer, type name)],
                                                        or a dispatch's results
                        (rid, False, (kind, message))   kind one of ERROR_KINDS
+
+A dispatch whose kernel the connection already knows and whose arrays all go inline, and an
+answer of arrays and numbers only, travel as flat frames instead (flat_parts): a fixed header
+(FLAT: a marker no codec frame starts with, the id, the kernel's number, the count of values,
+the inline bytes, the global size), one SLOT per value (an array's byte count, an int, or a
+float's bits), then the arrays' bytes. Read back they are the same tuples as above: (rid,
+DISPATCH, number, None, global size, args, None) and (rid, True, values). The codec is pure
+Python where out-of-band arrays are involved, and encoding and decoding both messages of a small
+dispatch cost more than its kernel (docs/performance.md, "Issue 16, wave 5, G").
 """
 
 from __future__ import annotations
@@ -47,8 +56,9 @@ from ..vm.values import F32Array, from_list
 from .device_shm import Segments, shm_of
 from .framing import RECV_SIZE
 
-__all__ = ["SHM_MIN", "HELLO", "STOP", "FORGET", "KERNEL", "DISPATCH", "ERROR_KINDS", "FrameError", "FrameReader",
-           "send_frame", "is_request", "is_answer", "answer_value", "source_key"]
+__all__ = ["SHM_MIN", "HELLO", "STOP", "FORGET", "KERNEL", "DISPATCH", "ERROR_KINDS", "FLAT_REQUEST", "FLAT_ANSWER",
+           "FrameError", "FrameReader", "send_frame", "flat_parts", "send_parts", "is_request", "is_answer",
+           "answer_value", "source_key"]
 
 SHM_MIN = 1 << 18  # bytes: an array this large travels as a memfd segment (docs/gpu.md, "Moving arrays")
 HELLO, STOP, FORGET = "hello", "stop", "forget"
@@ -61,6 +71,22 @@ _pack_head, _unpack_head, _pack_desc, _unpack_desc = HEAD.pack, HEAD.unpack_from
 MAX_ARRAYS = 4096  # arrays one frame may carry (a kernel's buffers)
 _MAX_FDS = 64  # fds one recvmsg can take (a frame passes one per large array)
 _ANCBUF = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
+
+FLAT = struct.Struct("<IIIIIQ")  # marker, request id, kernel number (0 in an answer), values, inline bytes, global size
+FLAT_REQUEST, FLAT_ANSWER = 0xFFFF_FF01, 0xFFFF_FF02  # a codec frame's first word is its array count, <= MAX_ARRAYS
+SLOT_INT, SLOT_FLOAT = struct.Struct("<Bq"), struct.Struct("<Bd")  # per value: its kind, then 8 bytes
+SLOT = SLOT_INT.size
+S_ARRAY, S_INT, S_FLOAT = 0, 1, 2  # a float32 array (and its byte count), an int64, a float64
+_pack_flat, _unpack_flat, _pack_int, _pack_float = FLAT.pack, FLAT.unpack_from, SLOT_INT.pack, SLOT_FLOAT.pack
+_unpack_int, _unpack_float = SLOT_INT.unpack_from, SLOT_FLOAT.unpack_from
+_unpack_word = struct.Struct("<I").unpack_from
+_INT64 = 1 << 63
+
+
+def _np() -> Any:
+    import numpy  # not at module level: only the frames of a dispatch need it
+
+    return numpy
 
 
 def source_key(source: str) -> str:
@@ -119,6 +145,47 @@ def send_frame(sock: socket.socket, obj: Any, segs: Segments | None = None, may_
     parts = [_pack_head(len(descs), len(data), blen, len(fds)), *descs, data, *inline]
     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
     total = HEAD.size + DESC.size * len(descs) + len(data) + blen
+    sent = send_parts(sock, parts, total, drain, anc, segs is not None and new_sent)
+    if segs is not None and sent:
+        segs.sent.update(new_sent)
+    return keep
+
+
+def flat_parts(marker: int, rid: int, ref: int, n: int, values: Any) -> tuple[list, int] | None:
+    """A flat frame (the module's docstring) of `values` as the parts send_parts writes and
+    their total bytes, or None when a value cannot go flat: anything but a float32 array of
+    fewer than SHM_MIN bytes, an int64 or a float."""
+    slots, inline = [], []
+    blen = 0
+    for x in values:
+        c = x.__class__
+        if c is int:
+            if not -_INT64 <= x < _INT64:
+                return None
+            slots.append(_pack_int(S_INT, x))
+        elif c is float:
+            slots.append(_pack_float(S_FLOAT, x))
+        else:
+            dt = getattr(x, "dtype", None)
+            if dt is None or dt.char != "f" or dt.byteorder == ">" or x.ndim != 1 or not x.flags.c_contiguous:
+                return None  # (the codec makes a contiguous little-endian copy)
+            k = x.nbytes
+            if k >= SHM_MIN:
+                return None
+            slots.append(_pack_int(S_ARRAY, k))
+            inline.append(x)
+            blen += k
+    total = FLAT.size + SLOT * len(slots) + blen
+    return [_pack_flat(marker, rid, ref, len(slots), blen, n), *slots, *inline], total
+
+
+def send_parts(sock: socket.socket, parts: list, total: int, drain: FrameReader | None = None,
+               anc: list | None = None, with_fds: Any = False) -> int:
+    """Write a frame's `parts` (`total` bytes) in one sendmsg when the socket takes it, the rest
+    after (with `drain`, reading what the peer sends meanwhile: send_frame says why). Returns
+    what the first sendmsg took, or 1 when there was no fd to pass (`with_fds` false): nonzero
+    means the fds in `anc` went with the first byte."""
+    anc = anc or []
     if drain is None:
         sent = sock.sendmsg(parts, anc)
     else:
@@ -126,8 +193,7 @@ def send_frame(sock: socket.socket, obj: Any, segs: Segments | None = None, may_
             sent = sock.sendmsg(parts, anc, socket.MSG_DONTWAIT)
         except BlockingIOError:
             sent = 0
-    if segs is not None and (sent or not fds):
-        segs.sent.update(new_sent)  # the fds went with the first byte
+    first = sent if with_fds else 1
     if sent < total:  # a large frame: write the rest
         rest = memoryview(b"".join(bytes(x) for x in parts))[sent:]
         if drain is None:
@@ -139,7 +205,8 @@ def send_frame(sock: socket.socket, obj: Any, segs: Segments | None = None, may_
             while rest:
                 n = _send_draining(sock, drain, sock.send, rest, socket.MSG_DONTWAIT)
                 rest = rest[n:]
-    return keep
+            first = first or bool(anc)
+    return first
 
 
 def _send_draining(sock: socket.socket, drain: FrameReader, send: Any, *args: Any) -> int:
@@ -160,10 +227,12 @@ class FrameReader:
     the start of the next (a client pipelines requests; answers arrive back to back), so bytes
     past the current frame stay in `buf`, and fds that came early wait in `fds`, in order."""
 
-    def __init__(self, sock: socket.socket, segs: Segments | None = None, take_fds: bool = False) -> None:
+    def __init__(self, sock: socket.socket, segs: Segments | None = None, take_fds: bool = False,
+                 flat: int = FLAT_ANSWER) -> None:
         self.sock = sock
         self.segs = segs
         self.take_fds = take_fds  # only the device maps fds it receives (the client's segments)
+        self.flat = flat  # the flat frames this end reads: answers on the client, requests on the device
         self.buf = bytearray()
         self.fds: list[int] = []
 
@@ -217,12 +286,56 @@ class FrameReader:
                                    f"{nfds} fds)")
         return narrays, mlen, blen, nfds
 
+    def _flat_size(self) -> int:
+        """The bytes of the buffered flat frame (its header is buffered), its counts checked as
+        _sizes checks a codec frame's."""
+        _m, _rid, _ref, nvals, blen, _n = _unpack_flat(self.buf)
+        if nvals > MAX_ARRAYS or blen > nvals * SHM_MIN:
+            raise codec.CodecError(f"damaged flat frame header ({nvals} values, {blen} inline)")
+        return FLAT.size + nvals * SLOT + blen
+
     def ready(self) -> bool:
         """Whether a whole frame is already buffered (reading it will not block)."""
-        if len(self.buf) < HEAD.size:
+        n = len(self.buf)
+        if n < HEAD.size:
             return False
+        if _unpack_word(self.buf)[0] == self.flat:
+            return n >= FLAT.size and n >= self._flat_size()
         narrays, mlen, blen, _f = self._sizes()
-        return len(self.buf) >= HEAD.size + narrays * DESC.size + mlen + blen
+        return n >= HEAD.size + narrays * DESC.size + mlen + blen
+
+    def _read_flat(self) -> tuple:
+        """Read and check the rest of a flat frame: its values as a request or an answer tuple
+        (the module's docstring)."""
+        self._fill(FLAT.size)
+        end = self._flat_size()
+        self._fill(end)
+        buf = self.buf
+        marker, rid, ref, nvals, blen, n = _unpack_flat(buf)
+        frombuffer = _np().frombuffer
+        values = []
+        pos = FLAT.size + nvals * SLOT
+        try:
+            for off in range(FLAT.size, FLAT.size + nvals * SLOT, SLOT):
+                kind, k = _unpack_int(buf, off)
+                if kind == S_ARRAY:
+                    if k < 0 or k % 4 or pos + k > end:
+                        raise codec.CodecError("damaged flat frame: its arrays do not add up")
+                    values.append(frombuffer(buf[pos:pos + k], dtype="<f4"))  # (a copy: buf is reused)
+                    pos += k
+                elif kind == S_INT:
+                    values.append(k)
+                elif kind == S_FLOAT:
+                    values.append(_unpack_float(buf, off)[1])
+                else:
+                    raise codec.CodecError(f"damaged flat frame: value kind {kind}")
+            if pos != end:
+                raise codec.CodecError("damaged flat frame: its arrays do not add up")
+        finally:
+            del buf[:end]  # what follows belongs to the next frame
+        if marker == FLAT_REQUEST:
+            return (rid, DISPATCH, ref, None, n, tuple(values), None)
+        return (rid, True, values)
 
     def read(self) -> Any:
         """Read one frame (blocking) and decode it. A small frame usually takes one recv; the
@@ -231,6 +344,8 @@ class FrameReader:
         buf = self.buf
         if len(buf) < HEAD.size:
             self._fill(HEAD.size)
+        if _unpack_word(buf)[0] == self.flat:
+            return self._read_flat()
         narrays, mlen, blen, nfds = self._sizes()
         start = HEAD.size + narrays * DESC.size
         pos = start + mlen

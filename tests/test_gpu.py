@@ -861,3 +861,187 @@ def test_a_platform_that_cannot_build_is_passed_over_for_the_pip_cpu_runtime(pri
     i = next(k for k, ln in enumerate(lines) if "Intel(R) OpenCL /" in ln)
     assert "runs kernels" in lines[i] and "cannot run a kernel" in lines[i + 1], d.stdout
 
+
+
+def test_flat_frames_carry_small_dispatches_and_their_answers() -> None:
+    """A dispatch of small arrays and numbers, and its answer, travel as flat frames (no codec)
+    and read back as the tuples the codec's frames give; what cannot go flat (an int beyond
+    int64, an array of SHM_MIN bytes, a non-contiguous or big-endian one, anything else) is
+    refused so that the caller sends a codec frame."""
+    import math
+    import socket
+
+    import numpy as np
+
+    from lispvm.scheduler import device_wire as wire
+
+    arr = np.arange(5, dtype=np.float32)
+    values = (arr, 7, -(1 << 63), (1 << 63) - 1, 2.5, -0.0, float("nan"), np.zeros(0, dtype=np.float32))
+    a, b = socket.socketpair()
+    with a, b:
+        wire.send_parts(a, *wire.flat_parts(wire.FLAT_REQUEST, 9, 3, 5, values))
+        wire.send_parts(a, *wire.flat_parts(wire.FLAT_REQUEST, 10, 3, 1, (arr,)))  # back to back
+        reader = wire.FrameReader(b, flat=wire.FLAT_REQUEST)
+        assert reader.arrived()
+        rid, op, ref, kernel, n, args, outs = reader.read()
+        assert (rid, op, ref, kernel, n, outs) == (9, wire.DISPATCH, 3, None, 5, None)
+        assert args[0].dtype == np.float32 and args[0].tolist() == arr.tolist() and args[7].size == 0
+        assert args[1:6] == (7, -(1 << 63), (1 << 63) - 1, 2.5, -0.0) and math.copysign(1, args[5]) == -1
+        assert [type(x) for x in args[1:7]] == [int, int, int, float, float, float] and math.isnan(args[6])
+        assert reader.ready() and reader.read()[:2] == (10, wire.DISPATCH) and not reader.ready()
+        wire.send_parts(b, *wire.flat_parts(wire.FLAT_ANSWER, 9, 0, 0, [arr + 1, 2.0]))
+        answer = wire.FrameReader(a).read()
+        assert answer[:2] == (9, True) and answer[2][0].tolist() == (arr + 1).tolist() and answer[2][1] == 2.0
+        # a client does not take a flat request, nor a device a flat answer, for its own kind
+        wire.send_parts(b, *wire.flat_parts(wire.FLAT_REQUEST, 9, 3, 5, (arr,)))
+        with pytest.raises(codec_error()):
+            wire.FrameReader(a).read()
+    big = np.zeros(wire.SHM_MIN // 4, dtype=np.float32)
+    for refused in ((1 << 63,), (-(1 << 63) - 1,), (big,), (np.arange(10, dtype=np.float32)[::2],),
+                    (arr.astype(">f4"),), ("text",), (arr.reshape(5, 1),)):
+        assert wire.flat_parts(wire.FLAT_REQUEST, 1, 1, 1, refused) is None
+
+
+def codec_error() -> type:
+    from lispvm.vm.codec import CodecError
+
+    return CodecError
+
+
+@pytest.mark.parametrize("damage", ["kind", "odd size", "sizes", "header"])
+def test_a_damaged_flat_frame_is_refused(damage: str) -> None:
+    """The device runs kernels, so a flat answer is checked as a codec frame is: an unknown value
+    kind, an array whose bytes are not whole floats, or arrays that do not add up to the
+    header's count are a damaged frame (the connection then ends: device_down)."""
+    import socket
+    import struct
+
+    from lispvm.scheduler import device_wire as wire
+
+    head = struct.Struct("<IIIIIQ")
+    slot = struct.Struct("<Bq")
+    frame = {"kind": head.pack(wire.FLAT_ANSWER, 1, 0, 1, 0, 0) + slot.pack(9, 0),
+             "odd size": head.pack(wire.FLAT_ANSWER, 1, 0, 1, 6, 0) + slot.pack(0, 6) + b"\0" * 6,
+             "sizes": head.pack(wire.FLAT_ANSWER, 1, 0, 2, 8, 0) + slot.pack(0, 8) + slot.pack(0, 8) + b"\0" * 8,
+             "header": head.pack(wire.FLAT_ANSWER, 1, 0, 1, 1 << 30, 0)}[damage]
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(frame)
+        with pytest.raises(codec_error()):
+            wire.FrameReader(b).read()
+
+
+def test_the_client_sends_a_known_kernels_small_dispatch_flat() -> None:
+    """Once the connection knows the kernel, a small dispatch goes as a flat frame and its flat
+    answer completes the process with the same values a codec answer gives; a kernel the
+    connection does not know yet, or pending segment forgets, go as a codec frame."""
+    import socket
+    import struct
+
+    import numpy as np
+
+    from lispvm.scheduler import device_wire as wire
+    from lispvm.scheduler.device_client import DeviceClient
+    from lispvm.vm.gpu import Kernel
+
+    class Node:
+        def add_reader(self, fd: int, callback: object) -> None:
+            pass
+
+        def remove_reader(self, fd: int) -> None:
+            pass
+
+    class Sched:
+        trace = None
+
+        def __init__(self) -> None:
+            self.done: list = []
+
+        def complete(self, proc: object, value: object = None, error: object = None) -> None:
+            self.done.append((proc, value, error))
+
+    class Proc:
+        pid = 1
+
+        def __init__(self, request: tuple) -> None:
+            self.request = request
+
+    src = "__kernel void k(__global float* v, float a) { v[get_global_id(0)] += a; }"
+    kernel = Kernel(src, "k", ((True, "float*"), (False, "float")), wire.source_key(src))
+    arr = np.ones(4, dtype=np.float32)
+    arr.setflags(write=False)
+    client = DeviceClient(Node())
+    a, b = socket.socketpair()
+    with a, b:
+        client.sock, client.reader = b, wire.FrameReader(b, client.segs)
+        sched = Sched()
+        client.submit(sched, Proc(("gpu-dispatch", kernel, 4, (arr, 2.0))))
+        first = struct.unpack_from("<I", a.recv(65536))[0]
+        assert first <= wire.MAX_ARRAYS  # a codec frame: the kernel goes whole the first time
+        client.submit(sched, Proc(("gpu-dispatch", kernel, 4, (arr, 3.0))))
+        raw = a.recv(65536)
+        assert struct.unpack_from("<I", raw)[0] == wire.FLAT_REQUEST
+        rid = struct.unpack_from("<I", raw, 4)[0]
+        wire.send_parts(a, *wire.flat_parts(wire.FLAT_ANSWER, rid, 0, 0, [arr + 3, 3.0]))
+        client.on_readable()
+        (proc, value, error), = sched.done
+        assert error is None and repr(value) == "(#<f32[4]> 3.0)" and rid not in client.pending
+        assert value.head.data.tolist() == [4.0] * 4 and not value.head.data.flags.writeable  # arrays are values
+        client.segs.forget.append(99)  # a forget to send first: a codec frame again
+        client.submit(sched, Proc(("gpu-dispatch", kernel, 4, (arr, 3.0))))
+        assert struct.unpack_from("<I", a.recv(65536))[0] <= wire.MAX_ARRAYS
+
+
+_KEPT_SCRIPT = """
+import os, sys, tempfile
+import numpy as np
+from lispvm.scheduler import device_select
+from lispvm.scheduler.device_server import KEPT, SMALL_KEEP, DeviceServer
+from lispvm.scheduler.device_wire import DISPATCH, KERNEL
+from lispvm.vm.gpu import Kernel
+from lispvm.scheduler.device_wire import source_key
+os.environ["PYOPENCL_NO_CACHE"] = "1"  # as the device process: a cached binary has no argument info
+with tempfile.TemporaryDirectory(prefix="lispvm-kept-") as d:
+    device_select.use_extra_runtimes(d)
+    import pyopencl as cl
+    srv = DeviceServer.__new__(DeviceServer)
+    srv.np, srv.cl = np, cl
+    srv.ctx, _ = device_select.choose(cl, os.environ.get("LISPVM_OPENCL"))
+    srv.queue = cl.CommandQueue(srv.ctx)
+    srv.host_is_device = all(dev.type & cl.device_type.CPU for dev in srv.ctx.devices)
+    srv.programs, srv.kernels, srv.kernel_args = {}, {}, {}
+    src = ("__kernel void k(__global float* x, __global float* y, float a) {"
+           " int i = get_global_id(0); y[i] += a * x[i]; x[i] = -1.0f; }")
+    ok, params = srv.handle((1, KERNEL, src, "k"), {})[1:]
+    kernel = Kernel(src, "k", tuple(params), source_key(src))
+    known, kept = {1: kernel}, {}
+    def go(x, y, a):
+        rid, ok, value = srv.handle((2, DISPATCH, 1, None, len(x), (x, y, a), None), known, kept)
+        assert ok, value
+        return [v.tolist() if hasattr(v, "tolist") else v for v in value]
+    x = np.arange(4, dtype=np.float32)
+    print(go(x, np.ones(4, dtype=np.float32), 2.0), x.tolist())
+    bufs = {k: v[1] for k, v in kept.items()}
+    print(go(x, x, 1.0))  # one array for two parameters: two buffers, as with copies
+    print(all(kept[k][1] is bufs[k] for k in bufs), sorted(kept), srv.host_is_device,
+          [v[2] == KEPT for v in kept.values()])
+    for n in range(1, SMALL_KEEP + 4):
+        assert go(np.ones(n, dtype=np.float32), np.zeros(n, dtype=np.float32), 3.0) == [[-1.0] * n, [3.0] * n, 3.0]
+    print(len(kept) == SMALL_KEEP)
+"""
+
+
+@pytest.mark.opencl
+@opencl
+def test_the_device_keeps_small_buffers_between_dispatches() -> None:
+    """On a CPU device a connection's small arguments run in buffers kept between dispatches (by
+    position and size, at most SMALL_KEEP, the least recently used let go) and used in place
+    (KEPT: no map per dispatch): results are those of fresh buffers, one array given for two
+    parameters still gets two buffers, inputs are not changed."""
+    r = subprocess.run([sys.executable, "-c", _KEPT_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:2] == ["[[-1.0, -1.0, -1.0, -1.0], [1.0, 3.0, 5.0, 7.0], 2.0] [0.0, 1.0, 2.0, 3.0]",
+                         "[[-1.0, -1.0, -1.0, -1.0], [0.0, 2.0, 4.0, 6.0], 1.0]"]
+    if "True" in lines[2].split()[-3]:  # a CPU device (the only one kept buffers are for)
+        assert lines[2:] == ["True [(0, 16), (1, 16)] True [True, True]", "True"]
