@@ -577,3 +577,27 @@ def test_a_refused_comparison_names_the_operator_as_written(op: str, x: str, y: 
         out, err, status, _, _ = run_mode(text, mode)
         assert status == 0, err
         assert out.splitlines() == [want, want], (mode, out)
+
+
+CHAINED = """(def t (f) (try (f) (catch e e)))
+(print (t (fn () (> 1 2 "x"))))
+(print (t (fn () (< 1))))
+(print (t (fn () (apply < (list 1 "a")))))
+(print (t (fn () (< 1 2 3))) (t (fn () (<= 1 1 0))) (t (fn () (>= "b" "a" "a"))))
+(print (t (fn () (min 1 "a"))) (t (fn () (max 1 nil))) (min 3 1 2) (max 1 3 2) (min "b" "a"))
+"""
+
+
+def test_a_chained_comparison_checks_every_operand_and_takes_two_or_more() -> None:
+    """`(> 1 2 "x")` answered false without looking at "x" (the chain stopped at 1 > 2), `(< 1)`
+    answered true (LANGUAGE.md: two or more arguments), and a refused pair called through the
+    builtin was worded unlike the same pair compiled inline ("cannot compare ... with ...")."""
+    want = ['(error badarg ">: expected numbers or strings, got integer 2 and string \\"x\\"")',
+            '(error badarity "< takes at least 2 arguments, got 1")',
+            '(error badarg "<: expected numbers or strings, got integer 1 and string \\"a\\"")',
+            "true false true",
+            '(error badarg "min: expected numbers or strings, got integer 1 and string \\"a\\"") '
+            '(error badarg "max: expected numbers or strings, got integer 1 and nil") 1 3 a']
+    for mode in MODES:
+        out, err, status, _, _ = run_mode(CHAINED, mode)
+        assert (status, out.splitlines()) == (0, want), (mode, err)

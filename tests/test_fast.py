@@ -1264,6 +1264,33 @@ def test_a_loop_is_compiled_within_a_check_and_the_host_is_asked_once_a_budget(m
     assert 20 <= len(asked) <= 100000 // 4000 + 5, len(asked)
 
 
+
+def test_a_budget_that_is_not_a_multiple_of_the_look_keeps_its_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--reductions N` is the length of a slice (CLI.md) whatever N: the interpreter's looks for
+    hot code split it into equal parts of at most FastTier.every (1001: two looks of 501). With
+    looks of 1,000 each, a budget of 1001 made slices of 2,000 reductions and 2500 of 3,000. The
+    tier refuses everything here, so that only the looks, not compiled code, decide when the
+    host is asked: 100,000 calls ask it once per slice."""
+    from lispvm.scheduler.kernel import Scheduler
+
+    asked: list[int] = []
+    orig_preempt = Scheduler.preempt
+
+    def spy_preempt(self: Scheduler) -> bool:
+        asked.append(1)
+        return orig_preempt(self)
+
+    monkeypatch.setattr(Scheduler, "preempt", spy_preempt)
+    monkeypatch.setattr(fast.FastTier, "compile", lambda self, p: False)
+    monkeypatch.setattr(fast.FastTier, "osr", lambda self, p, head: None)
+    src = "(def count (n) (if (== n 0) 0 (+ 1 (count (- n 1)))))\n(print (count 100000))\n"
+    for budget in (1001, 2500, 4000, 999):
+        asked.clear()
+        assert run(src, reductions=budget) == ("100000\n", "", 0)
+        slices = 100000 // budget
+        assert slices - 2 <= len(asked) <= slices + 2, (budget, len(asked))
+
+
 def test_an_interpreted_function_run_nested_from_compiled_code_keeps_the_callers_budget() -> None:
     """A nested loop (compiled code calling a function the tier refused, vm/fast.py _nested)
     starts a slice of its own: it must not reset the counts of the interrupted one (FastTier.left

@@ -171,8 +171,12 @@ def run(proc: Process, budget: int, host: Any) -> int:
     eager = vm.eager
     refill = budget
     if tier is not None:
-        if budget > tier.check:  # looks for hot code every tier.check reductions (_budget_out)
-            tier.slice = tier.left = budget
+        if budget > tier.every:  # looks for hot code every tier.check reductions (_budget_out)
+            # the slice in equal looks of at most `every`: a budget of 1001 is two looks of 501,
+            # not a look of 1000 and one of 1000 more (the budget rounded up by under one per look)
+            looks = -(-budget // tier.every)
+            tier.check = -(-budget // looks)
+            tier.slice = tier.left = looks * tier.check
             refill = budget = tier.check
         else:
             tier.left = 0

@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from . import values as _values
+from ._generated_ops import operand_error
 from .boxes import for_message
 from .checks import (
     arity_refused,
@@ -187,17 +188,19 @@ def _ordered(name: str, x: Any) -> Any:
 
 
 def _compare(name: str, args: tuple, test: Any) -> Bool:
-    check_arity(name, args, 1)
+    """A chained comparison (LANGUAGE.md: two or more arguments): every neighbouring pair is
+    checked before any is compared, so `(> 1 2 "x")` is refused like `(> 2 "x")` rather than
+    answered false, and a refused pair is named as the two-operand form names it."""
+    check_arity(name, args, 2)
     for i in range(len(args) - 1):
-        a, b = _ordered(name, args[i]), _ordered(name, args[i + 1])
-        try:
-            if not test(a, b):
-                return FALSE
-        except TypeError:
-            raise badarg(f"{name}: cannot compare {described(a)} with "
-                         f"{described(b)}") from None
-    if len(args) == 1:
-        _ordered(name, args[0])
+        a, b = args[i], args[i + 1]
+        ka, kb = a.__class__, b.__class__
+        if (ka is str) != (kb is str) or not (ka is int or ka is float or ka is str) \
+                or not (kb is int or kb is float or kb is str):
+            raise operand_error(name, (a, b))
+    for i in range(len(args) - 1):
+        if not test(args[i], args[i + 1]):
+            return FALSE
     return TRUE
 
 
@@ -206,7 +209,7 @@ def b_min(*args: Any) -> Any:
     check_arity("min", args, 1)
     best = _ordered("min", args[0])
     for x in args[1:]:
-        if _compare("min", (x, best), lambda a, b: a < b) is TRUE:
+        if _compare("min", (best, x), lambda a, b: b < a) is TRUE:
             best = x
     return best
 
@@ -216,7 +219,7 @@ def b_max(*args: Any) -> Any:
     check_arity("max", args, 1)
     best = _ordered("max", args[0])
     for x in args[1:]:
-        if _compare("max", (x, best), lambda a, b: a > b) is TRUE:
+        if _compare("max", (best, x), lambda a, b: b > a) is TRUE:
             best = x
     return best
 

@@ -223,10 +223,11 @@ class FastTier:
         self.loop_errs: dict[str, tuple] = {}  # kind -> positions of its prelude loop's errors
         self.gnames: dict[str, str] = {}  # Lisp global name -> Python identifier suffix
         self.count = 0  # functions compiled, for unique names
-        # the interpreter looks for hot code every `check` reductions, and asks the host whether
-        # to yield only once a whole budget is spent: `left` of the running slice's reductions
-        # are left after this check (0: the slice is one check long), `slice` is the budget
-        # (vm/loopsupport.py _budget_out)
+        # the interpreter looks for hot code every `check` reductions (at most `every`: the
+        # slice's budget in equal parts), and asks the host whether to yield only once a whole
+        # budget is spent: `left` of the running slice's reductions are left after this check
+        # (0: the slice is one check long), `slice` is the budget (vm/loopsupport.py _budget_out)
+        self.every = CHECK
         self.check = CHECK
         self.left = 0
         self.slice = 0
@@ -1055,11 +1056,11 @@ def _nested(f: Closure, args: tuple) -> Any:
     # or a caller that runs such code at every turn would never reach its slice's end and yield
     vm = host.vm
     tier = vm.fast
-    counts, ticks = (tier.left, tier.slice), vm.ticks_left
+    counts, ticks = (tier.left, tier.slice, tier.check), vm.ticks_left
     try:
         outcome = interp.run(proc, 4000, host)  # (starts a slice of CPU-time ticks: vm.ticks_left)
     finally:
-        tier.left, tier.slice = counts
+        tier.left, tier.slice, tier.check = counts
         # the ticks it spent count against the caller's slice: a compiled loop calling it at every
         # turn, its ticks reset each time, was never preempted
         vm.ticks_left = ticks - max(0, vm.slice_ticks - vm.ticks_left)
