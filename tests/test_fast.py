@@ -1182,23 +1182,6 @@ def test_a_loop_around_a_call_compiled_at_a_budget_end_runs_compiled_next(monkey
     assert events[first + 1] == ("osr", "grid"), events
 
 
-def _dis_resumes_and_jumps(code: object) -> tuple[list[int], list[tuple[int, object]]]:
-    """What safe_points read from dis before: RESUME offsets, and each JUMP_BACKWARD with the
-    last source line started at its target or before."""
-    instrs = list(dis.get_instructions(code))  # type: ignore[arg-type]
-    line_at: dict[int, object] = {}
-    line = None
-    for ins in instrs:
-        start = ins.starts_line
-        if start is True:  # 3.13 on: a bool, and the line in line_number
-            start = ins.line_number  # type: ignore[attr-defined]
-        if start is not None and start is not False:
-            line = start
-        line_at[ins.offset] = line
-    return ([ins.offset for ins in instrs if ins.opname == "RESUME"],
-            [(ins.offset, line_at.get(ins.argval)) for ins in instrs if ins.opname == "JUMP_BACKWARD"])
-
-
 def test_safe_points_read_from_raw_bytecode_agree_with_dis(monkeypatch: pytest.MonkeyPatch) -> None:
     """safe_points scans co_code itself (dis.get_instructions was a third of a build's time):
     the RESUMEs and the JUMP_BACKWARDs with their targets' lines are dis's, for the code the
@@ -1222,7 +1205,7 @@ def test_safe_points_read_from_raw_bytecode_agree_with_dis(monkeypatch: pytest.M
     codes.append(ns["big"].__code__)
     assert any(i.opname == "EXTENDED_ARG" for i in dis.get_instructions(ns["big"].__code__))
     for code in codes:
-        assert fast._resumes_and_jumps(code) == _dis_resumes_and_jumps(code)  # type: ignore[arg-type]
+        assert fast._resumes_and_jumps(code) == fast._dis_resumes_and_jumps(code)  # type: ignore[arg-type]
     assert any(jumps for _, jumps in map(fast._resumes_and_jumps, codes))  # type: ignore[arg-type]
 
 

@@ -655,6 +655,28 @@ def test_the_seccomp_table_has_x86_64s_numbers() -> None:
     assert len([k for k in table if k in numbers]) >= len(table) - 2  # the header may predate a call or two
 
 
+class _FakeNode:
+    """The node a DeviceClient registers its socket with, for tests that drive the client by hand."""
+
+    def add_reader(self, fd: int, callback: object) -> None:
+        pass
+
+    def remove_reader(self, fd: int) -> None:
+        pass
+
+
+class _FakeSched:
+    """A scheduler that records the requests a DeviceClient completes: (process, value, error)."""
+
+    trace = None
+
+    def __init__(self) -> None:
+        self.done: list = []
+
+    def complete(self, proc: object, value: object = None, error: object = None) -> None:
+        self.done.append((proc, value, error))
+
+
 class _Evil:
     """Unpickling this runs a shell command (what a pickle on a socket allowed)."""
 
@@ -694,28 +716,12 @@ def test_a_damaged_or_forged_answer_fails_the_request_not_the_scheduler() -> Non
     from lispvm.scheduler.device_client import DeviceClient
     from lispvm.scheduler.device_wire import FrameReader, send_frame
 
-    class Node:
-        def add_reader(self, fd: int, callback: object) -> None:
-            pass
-
-        def remove_reader(self, fd: int) -> None:
-            pass
-
-    class Sched:
-        trace = None
-
-        def __init__(self) -> None:
-            self.done: list = []
-
-        def complete(self, proc: object, value: object = None, error: object = None) -> None:
-            self.done.append((proc, value, error))
-
     def answer_with(frame_sender: object) -> list:
-        client = DeviceClient(Node())
+        client = DeviceClient(_FakeNode())
         a, b = socket.socketpair()
         with a:
             client.sock, client.reader = b, FrameReader(b, client.segs)
-            sched = Sched()
+            sched = _FakeSched()
             client.pending[5] = [sched, "P", ("gpu-kernel", "src", "k"), 0.0, ()]
             frame_sender(a)
             client.on_readable()
@@ -944,22 +950,6 @@ def test_the_client_sends_a_known_kernels_small_dispatch_flat() -> None:
     from lispvm.scheduler.device_client import DeviceClient
     from lispvm.vm.gpu import Kernel
 
-    class Node:
-        def add_reader(self, fd: int, callback: object) -> None:
-            pass
-
-        def remove_reader(self, fd: int) -> None:
-            pass
-
-    class Sched:
-        trace = None
-
-        def __init__(self) -> None:
-            self.done: list = []
-
-        def complete(self, proc: object, value: object = None, error: object = None) -> None:
-            self.done.append((proc, value, error))
-
     class Proc:
         pid = 1
 
@@ -970,11 +960,11 @@ def test_the_client_sends_a_known_kernels_small_dispatch_flat() -> None:
     kernel = Kernel(src, "k", ((True, "float*"), (False, "float")), wire.source_key(src))
     arr = np.ones(4, dtype=np.float32)
     arr.setflags(write=False)
-    client = DeviceClient(Node())
+    client = DeviceClient(_FakeNode())
     a, b = socket.socketpair()
     with a, b:
         client.sock, client.reader = b, wire.FrameReader(b, client.segs)
-        sched = Sched()
+        sched = _FakeSched()
         client.submit(sched, Proc(("gpu-dispatch", kernel, 4, (arr, 2.0))))
         first = struct.unpack_from("<I", a.recv(65536))[0]
         assert first <= wire.MAX_ARRAYS  # a codec frame: the kernel goes whole the first time

@@ -1235,24 +1235,30 @@ def _cache_table() -> list[int] | None:
 _CACHES = _cache_table()
 
 
+def _dis_resumes_and_jumps(code: types.CodeType) -> tuple[list[int], list[tuple[int, int | None]]]:
+    """_resumes_and_jumps read through dis: where this Python's opcode module has no cache table
+    to read raw bytecode with (and the reference tests compare the raw reading with)."""
+    instrs = list(dis.get_instructions(code))
+    line_at: dict[int, int | None] = {}
+    line = None
+    for ins in instrs:
+        start = ins.starts_line  # a bool from 3.13 on, the line itself before
+        if start is True:
+            start = ins.line_number  # type: ignore[attr-defined]
+        if start is not None and start is not False:
+            line = start
+        line_at[ins.offset] = line
+    return ([ins.offset for ins in instrs if ins.opname == "RESUME"],
+            [(ins.offset, line_at.get(ins.argval)) for ins in instrs if ins.opname == "JUMP_BACKWARD"])
+
+
 def _resumes_and_jumps(code: types.CodeType) -> tuple[list[int], list[tuple[int, int | None]]]:
     """The offsets of `code`'s RESUMEs, and each JUMP_BACKWARD's offset with the source line of
     the instruction it jumps to (the last line started there or before, as dis counts it).
     Read from the raw bytecode: dis.get_instructions made a third of a build's time."""
     caches = _CACHES
     if caches is None:
-        instrs = list(dis.get_instructions(code))
-        line_at: dict[int, int | None] = {}
-        line = None
-        for ins in instrs:
-            start = ins.starts_line  # a bool from 3.13 on, the line itself before
-            if start is True:
-                start = ins.line_number  # type: ignore[attr-defined]
-            if start is not None and start is not False:
-                line = start
-            line_at[ins.offset] = line
-        return ([ins.offset for ins in instrs if ins.opname == "RESUME"],
-                [(ins.offset, line_at.get(ins.argval)) for ins in instrs if ins.opname == "JUMP_BACKWARD"])
+        return _dis_resumes_and_jumps(code)
     co = code.co_code
     # an even offset holds an opcode (a cache entry is CACHE, 0): bytes.find, not a loop in Python
     found: list[list[int]] = []
