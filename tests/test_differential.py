@@ -128,8 +128,9 @@ def compare(op: str, args: list) -> Any:
     if op in ("==", "!="):
         same = all(equal(x, y) for x, y in zip(args, args[1:]))
         return TRUE if same == (op == "==") else FALSE
+    for x in args:  # every operand is checked before any pair is compared (LANGUAGE.md)
+        num(x)
     for x, y in zip(args, args[1:]):
-        num(x), num(y)
         ok = {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
         if not ok:
             return FALSE
