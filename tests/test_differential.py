@@ -438,7 +438,8 @@ def check_all_modes(exprs: list[str], a: int, b: int, c: list[int]) -> None:
     ("(div 7 0)", "(err badarg)"),
     ("(head (tail (list 1)))", "(err badarg)"),
     ("(append (list 1) (cons 2 3))", "(1 2 . 3)"),
-    ("(< 2 1 (list))", "false"),
+    ("(< 2 1 (list))", "(err badarg)"),  # every operand is checked, not only up to a false pair
+    ("(< 2 1 3)", "false"),
     ("(nth '(4 (5) 6) 1)", "(5)"),
     ("(cond (false 1))", "nil"),
     ("(/ 7 2)", "3.5"),
