@@ -144,7 +144,7 @@ class Scheduler:
                     idled = False
                     if wake is not None:
                         wake()
-                self.run_ready()
+                self.run_ready(policy)
                 if after_pass is not None:
                     after_pass()
                 continue
@@ -159,33 +159,41 @@ class Scheduler:
         """Seconds from now to `deadline` (ms; never negative), or None for no deadline."""
         return None if deadline is None else max(0.0, (deadline - self.clock.now_ms()) / 1000.0)
 
-    def run_ready(self) -> None:
-        """Phase two: run each process that is ready now for one budget."""
+    def run_ready(self, policy: Policy | None = None) -> None:
+        """Phase two: run each process that is ready now for one budget. Under a `policy` with
+        nothing to do between passes (after_pass None: one scheduler), while processes are ready
+        and no timer is set the next pass follows here, as the loop would start it, without
+        going round the loop (a ring or a ping-pong runs one process a pass)."""
         runq = self.runq
         budget = self.budget
         trace = self.trace
         run = interp.run
         ch = self.chaos
         vm = self.vm
-        n = len(runq)
-        self.yields = 0
-        while n and runq:
-            n -= 1
-            proc = runq.popleft()
-            if proc.status != RUNNABLE:
-                continue
-            if trace is not None:
-                trace.slice_in(self, proc)
-            outcome = run(proc, budget if ch is None else ch.budget(budget), self)
-            # sys/info's reductions: the interpreter's count, at least one per slice (compiled
-            # code counts time, not calls); one add per slice, none per instruction
-            proc.reds += vm.used or 1
-            if trace is not None:
-                trace.slice_out(self, proc, outcome)
-            if outcome == WAIT and proc.deadline is None:  # the common case, inline
-                proc.status = WAITING
-            else:
-                _TRAPS[outcome](self, proc)
+        timers = self.timers
+        more = policy is not None and policy.after_pass is None
+        while True:
+            n = len(runq)
+            self.yields = 0
+            while n and runq:
+                n -= 1
+                proc = runq.popleft()
+                if proc.status != RUNNABLE:
+                    continue
+                if trace is not None:
+                    trace.slice_in(self, proc)
+                outcome = run(proc, budget if ch is None else ch.budget(budget), self)
+                # sys/info's reductions: the interpreter's count, at least one per slice (compiled
+                # code counts time, not calls); one add per slice, none per instruction
+                proc.reds += vm.used or 1
+                if trace is not None:
+                    trace.slice_out(self, proc, outcome)
+                if outcome == WAIT and proc.deadline is None:  # the common case, inline
+                    proc.status = WAITING
+                else:
+                    _TRAPS[outcome](self, proc)
+            if not more or not runq or timers or policy.exit_code is not None:
+                return
 
     def fire_timers(self, now: float) -> None:
         """Phase one: wake processes whose receive timed out; deliver timer/send-after."""

@@ -426,10 +426,10 @@ def _hub_budgets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     budgets: list[int] = []
     run_ready = kernel.Scheduler.run_ready
 
-    def spy(self: kernel.Scheduler) -> None:
+    def spy(self: kernel.Scheduler, *policy: kernel.Policy) -> None:
         if self.id == 0 and len(self.runq) >= 2:
             budgets.append(self.budget)
-        run_ready(self)
+        run_ready(self, *policy)
 
     monkeypatch.setattr(kernel.Scheduler, "run_ready", spy)
     return budgets

@@ -144,6 +144,8 @@ def _resume_fast(tier: Any, proc: Process, f: Closure, regs: list) -> Any:
         n = p.nparams
         if n == 1:
             return p.fast(regs[0], _top=True)
+        if n == 2:  # (not starred: a starred call with a keyword builds a dict and a slice)
+            return p.fast(regs[0], regs[1], _top=True)
         return p.fast(*regs[:n], _top=True)
     except BaseException as e:
         raise tier.unwind(e, proc, None) from None
