@@ -437,15 +437,17 @@ class Scheduler:
             # A function that many processes start with is compiled, and its processes start
             # in compiled code (the GOFAST tuple at the end of its code): each of them may run
             # it too briefly for its budget ever to end, which is where the loop compiles. Not
-            # one whose compiled waits would unwind (a receive that is not resumed compiled,
-            # vm/fast.py receive_loop): the interpreter waits for less.
+            # one whose compiled waits would unwind (a receive in a function compiled some other
+            # way, vm/fast.py): the interpreter waits for less. A server loop's wait returns, and
+            # so does a parking function's (fib actors': FastTier.parking).
             p = cl.proto
             start = self.spawned.get(p, 0)
             if start.__class__ is int:
                 start += 1
                 if start >= HOT_SPAWNS or p.fast is not None:
                     start = (p.fast is not None or tier.compile(p)) and not p.rest and (
-                        p in tier.servers or not any(w & 0x7F == _RECVSTART for w in p.code))
+                        p in tier.servers or p in tier.parking
+                        or not any(w & 0x7F == _RECVSTART for w in p.code))
                 self.spawned[p] = start
             if start is True:
                 proc.pc = len(p.code)

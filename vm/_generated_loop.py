@@ -109,6 +109,7 @@ from .loopsupport import (
     _make_closure,
     _not_callable,
     _on_error,
+    _Parked,
     _resume_fast,
     _Unwound,
     for_global,
@@ -748,7 +749,12 @@ def run(proc: Process, budget: int, host: Any) -> int:
                         if cl.proto.fast is None and (tier is None or not tier.compile(cl.proto)):
                             pc = 0
                             continue
-                        v = _enter_fast(tier, proc, cl, regs[:cl.proto.nparams], None)
+                        v = _enter_fast(tier, proc, cl, regs[:cl.proto.nparams], None, True)
+                        if v.__class__ is _Parked:
+                            # a parking function waited (vm/fast.py): the frame it gave back waits at its RECVWAIT
+                            pc = v.pc
+                            regs = v.regs
+                            continue
                         cl, code, pc, regs, a = frames.pop()
                         regs[a] = v
                     elif op is D_GOOSR:

@@ -88,6 +88,7 @@ from .loopsupport import (
     _PRELUDE_FILE,
     _enter,
     _not_callable,
+    _Parked,
     _Unwound,
     list_of,
     not_a_cons,
@@ -173,7 +174,7 @@ class _Info:
     """What the unwinder needs to know about one compiled prototype."""
 
     __slots__ = ("proto", "lines", "cols", "safe", "canonical", "upvals", "code", "source", "restart", "wait",
-                 "names", "aliases")
+                 "names", "aliases", "parks")
 
     def __init__(self, proto: Proto) -> None:
         self.proto = proto
@@ -188,6 +189,7 @@ class _Info:
         self.upvals = bool(proto.upvals)  # made per closure (upvalues, SELF): `_cl` is a local
         self.restart: dict[int, int] = {}  # call pc -> first folded instruction's pc
         self.wait = -1  # a receive loop's RECVWAIT pc (see _Gen.receive_loop), else -1
+        self.parks = False  # takes _top: its receives' waits give the frame back (_Gen.receive_block)
         self.names = tuple(f"r{i}" for i in range(proto.nregs))  # the registers' local names
         # source line -> {register: ("r", register) or ("k", constant)}: a register that line
         # reads under another name (a copy or constant the generator did not store, _Gen.plan_copies);
@@ -211,6 +213,9 @@ class FastTier:
         self.codes: dict[Any, _Info] = {}  # code object -> info, for the unwinder and the tick handler
         self.compiled: dict[Proto, _Info] = {}  # every prototype compiled here
         self.servers: set[Proto] = set()  # the compiled receive loops, resumed at their RECVWAIT
+        # compiled functions with a receive that is not a server loop's: called with _top by the
+        # loop, a wait gives back their frame (_Parked) instead of unwinding (_Gen.receive_block)
+        self.parking: set[Proto] = set()
         self.refused: set[Proto] = set()  # prototypes it could not compile: they stay interpreted
         self.wakes: dict[Proto, int] = {}  # wake-ups left before an interpreted receive's function is tried
         # (prototype, loop head pc) -> the loop compiled on its own, entered from the interpreter
@@ -235,7 +240,7 @@ class FastTier:
             "__builtins__": __builtins__, "_Box": Box, "_tolist": list_of, "_resolve": self.resolve,
             "_apply": self.apply, "_mkclosure": _mkclosure, "_unlist": _unlist, "_uncons": _uncons,
             "_unvec": _unvec, "_lisp_value": self.lisp_value, "_CATCH": _CATCHABLE, "_ctx": ctx,
-            "_WAITING": WAITING, "_rwait": _rwait, "_touch": _boxes.touch_current, "_Map": Map,
+            "_WAITING": WAITING, "_rwait": _rwait, "_Parked": _Parked, "_touch": _boxes.touch_current, "_Map": Map,
             "_PK": None,  # the running process's key (the loop sets it at each slice)
             "_Closure": Closure, "_fused": self.fused, "_VM": vm, "_Builtin": Builtin, "_Sym": Sym,
             "_Pid": Pid, "_Ref": Ref, "_mkclosure0": _mkclosure0, "_values": _values,
@@ -283,6 +288,8 @@ class FastTier:
         self.compiled[p] = info
         if info.wait >= 0:
             self.servers.add(p)
+        if info.parks:
+            self.parking.add(p)
         p.fast = fn
         p.arity = -1  # the interpreter's inline call path now defers to p.fast
         return True
@@ -311,6 +318,7 @@ class FastTier:
         self.osrs.clear()
         self.resumes.clear()
         self.servers.clear()
+        self.parking.clear()
         self.refused.clear()
         self.wakes.clear()
         for known in self.fusions.values():
@@ -1355,6 +1363,7 @@ class _Gen:
         self.loops: list[tuple[int, int]] = []  # (head, end) of the loops being emitted, innermost last
         self.loop_lines: dict[int, int] = {}  # first source lines of each `while` body -> its head pc
         self.again = False  # a self tail call left the innermost while being emitted (_again)
+        self.parks = False  # the function takes _top (set by build: a plain function with a receive)
         if wait is not None:
             self.recv = None
         elif osr is not None:
@@ -1491,6 +1500,10 @@ class _Gen:
             # an OSR or resume function gives its frame back: the interpreter's RECVWAIT waits
             L(ind + 2, self.exit_to(w), w)
         else:
+            if self.parks and not self.pending:  # called by the loop: the frame goes back to it
+                L(ind + 2, "if _top:", w)
+                regs = ", ".join(self.r(i) for i in range(self.p.nregs))
+                L(ind + 3, f"return _Parked({w}, [{regs}])", w)
             L(ind + 2, "_rwait()", w)  # the interpreter's RECVWAIT waits (unwound, see unwind)
         L(ind + 1, f"{self.r(msg)} = _mb[_p.scan]", peek)
         self.loops.append((-1, end))  # a clause's JMP to the end leaves the scan (break)
@@ -1828,7 +1841,16 @@ class _Gen:
         elif self.recv is not None:
             self.receive_body(params)
         else:
-            self.line(base, f"def {self.fname}({', '.join(params)}):", 0, "entry")
+            # A function with a receive that the loop calls (vm/loopsupport.py _enter_fast: a
+            # process started at its GOFAST, fib actors') takes `_top`: then a wait returns its
+            # frame (_Parked) instead of raising _Wait, whose unwind walks the traceback. Every
+            # register is bound from the start, so that the frame given back has them all.
+            self.parks = self.info.parks = (not up and not p.rest and self.fusing is None
+                                            and any(name == "RECVSTART" for name, _ in self.ops))
+            self.line(base, f"def {self.fname}({', '.join(params + (['*', '_top=False'] if self.parks else []))}):",
+                      0, "entry")
+            if self.parks and p.nregs > p.nparams:
+                self.line(base + 1, " = ".join(self.r(i) for i in range(p.nparams, p.nregs)) + " = None", 0, "entry")
             if up:
                 # never runs (compiled to a NOP), but makes _cl a free variable of the function,
                 # so that the unwinder finds the closure (and its upvalues) in the frame's locals

@@ -361,7 +361,12 @@ else:
 if cl.proto.fast is None and (tier is None or not tier.compile(cl.proto)):
     pc = 0
     continue
-v = _enter_fast(tier, proc, cl, regs[:cl.proto.nparams], None)
+v = _enter_fast(tier, proc, cl, regs[:cl.proto.nparams], None, True)
+if v.__class__ is _Parked:
+    # a parking function waited (vm/fast.py): the frame it gave back waits at its RECVWAIT
+    pc = v.pc
+    regs = v.regs
+    continue
 @POP v""",
     "GOOSR": """\
 # a frame that yielded at a `loop`'s head (a = the head): on in the loop's compiled code
@@ -535,6 +540,7 @@ from .loopsupport import (
     _make_closure,
     _not_callable,
     _on_error,
+    _Parked,
     _resume_fast,
     _Unwound,
     for_global,

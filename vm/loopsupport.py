@@ -113,9 +113,22 @@ class _Unwound(BaseException):
         self.outcome = outcome  # None: go on running here; else leave the loop with this outcome
 
 
-def _enter_fast(tier: Any, proc: Process, f: Closure, args: list, caller: tuple | None) -> Any:
+class _Parked:
+    """What a compiled function called with `_top` returns when its receive must wait (vm/fast.py
+    _Gen.receive_block): the frame it gives back, waiting at its RECVWAIT. Never a Lisp value."""
+
+    __slots__ = ("pc", "regs")
+
+    def __init__(self, pc: int, regs: list) -> None:
+        self.pc = pc  # its RECVWAIT
+        self.regs = regs  # every register of the frame, exactly the frame's size
+
+
+def _enter_fast(tier: Any, proc: Process, f: Closure, args: list, caller: tuple | None, top: bool = False) -> Any:
     """Call compiled code from the loop. If it must stop, its frames come back as interpreter
     frames on `proc` (after `caller`, the frame that called) and the loop gets an _Unwound.
+    `top` (GOFAST: the compiled function replaces the running frame): the _Parked frame of a
+    parking function's wait is returned rather than raised.
 
     A compiled server loop with nothing to take yet is entered interpreted instead: its wait
     would unwind the compiled frame, while the interpreter's is a return, and the message that
@@ -131,9 +144,18 @@ def _enter_fast(tier: Any, proc: Process, f: Closure, args: list, caller: tuple 
             # exactly the frame's size: `[*args, *pad]` over-allocates, 32 bytes a waiting process
             raise _Unwound(f, 0, args + p.pad, None, None)
     try:
-        return tier.fn_for(f)(*args)
+        if p not in tier.parking:
+            return tier.fn_for(f)(*args)
+        v = tier.fn_for(f)(*args, _top=True)
     except BaseException as e:
         raise tier.unwind(e, proc, caller) from None
+    if v.__class__ is _Parked and not top:
+        # its receive waits: the frame comes back at its RECVWAIT without a traceback walk, as
+        # unwind would give it (the interpreter waits there, or times out into `after`)
+        if caller is not None:
+            proc.frames.append(caller)
+        raise _Unwound(f, v.pc, v.regs, None, None)
+    return v
 
 
 def _resume_fast(tier: Any, proc: Process, f: Closure, regs: list) -> Any:
