@@ -421,3 +421,41 @@ def test_a_compiled_receive_goes_on_compiled_after_its_wait(monkeypatch: pytest.
     two = run(RESUMES, jit=True, schedulers=2)  # pids are numbered per scheduler there
     assert re.sub(r"#<pid [0-9.]+>", "", two[1]) == re.sub(r"#<pid [0-9.]+>", "", interpreted[1])
     assert (two[0], two[2]) == (RESUMES_OUT, 0)
+
+
+FORKS = """
+(def me (self))
+(def child (i) (send me (* i i)))
+(loop ((i 0)) (when (< i 300) (spawn child i) (recur (+ i 1))))
+(print (loop ((i 0) (acc 0)) (if (== i 300) acc (recur (+ i 1) (+ acc (receive (s s)))))))
+(def linked (loop ((i 0) (ps nil)) (if (== i 50) ps (recur (+ i 1) (cons (spawn-link child i) ps)))))
+(print (length linked) (loop ((i 0) (acc 0)) (if (== i 50) acc (recur (+ i 1) (+ acc (receive (s s)))))))
+(def watched (loop ((i 0) (n 0)) (if (== i 20) n (do (spawn-monitor child i) (recur (+ i 1) (+ n 1))))))
+(print watched)
+(loop ((i 0)) (when (< i 3) (spawn (if (== i 2) 'oops child) i) (recur (+ i 1))))
+"""
+
+
+def test_a_loop_that_spawns_runs_compiled_from_its_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `loop` whose body spawns (a fork loop: thousands of processes, once) goes into compiled
+    code at its entry (its OSR function), not after a budget of interpreted turns; its values,
+    the processes it starts and the error of a bad spawn in it are the interpreter's."""
+    from lispvm.vm import fast
+
+    loops: list[str] = []
+    real_osr = fast.FastTier.osr
+
+    def spy_osr(self: fast.FastTier, p: object, head: int) -> object:
+        fn = real_osr(self, p, head)
+        if fn is not None:
+            loops.append(p.name)  # type: ignore[attr-defined]
+        return fn
+
+    monkeypatch.setattr(fast.FastTier, "osr", spy_osr)
+    interpreted = run(FORKS, jit=False)
+    assert interpreted[0] == "8955050\n50 40425\n20\n" and interpreted[2] == 1, interpreted
+    assert "spawn: expected a function" in interpreted[1], interpreted
+    assert not loops
+    assert run(FORKS, jit=True) == interpreted
+    # the three loops that spawn (300, 50 and 20 turns: under one budget) and the collecting ones
+    assert loops.count("main") >= 6, loops

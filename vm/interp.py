@@ -84,6 +84,8 @@ __all__ = ["predecode", "run", "call_sync", "new_process_regs", "spawn_trampolin
 
 _LOOP = BY_NAME["LOOP"].num
 _RECVSTART = BY_NAME["RECVSTART"].num
+_CALLB = BY_NAME["CALLB"].num
+_SPAWNS = frozenset({"spawn", "spawn-link", "spawn-on", "spawn-monitor"})  # builtins that start a process
 
 # Builtins the loop calls without the Python function in between (same semantics, measured faster).
 SPECIALIZED = {"D_SEND": "send"}
@@ -164,10 +166,13 @@ def _decode_proto(p: Proto, module: Module, g: Globals) -> list[tuple]:
     for i, word in enumerate(code):  # after it, one GOOSR per `loop`: a yield at its head resumes there
         if word & 0x7F == _LOOP:
             out.append((D_GOOSR, i + 1, 0, 0, i + 1))
-            if any(w & 0x7F == _RECVSTART for w in code[i + 1:i + 1 + decode_fields(word)[1]["Bx"]]):
+            body = code[i + 1:i + 1 + decode_fields(word)[1]["Bx"]]
+            if any(w & 0x7F == _RECVSTART or (w & 0x7F == _CALLB and p.consts[decode_fields(w)[1]["C"]].name in _SPAWNS)
+                   for w in body):
                 # a loop around a receive (a collecting loop: a result from each of thousands of
-                # processes) goes into compiled code at its entry, not after a budget of turns
-                # (vm/fast.py FastTier.osr: its wait gives the frame back, a message resumes it)
+                # processes) or a spawn (a fork loop: thousands of processes) goes into compiled
+                # code at its entry, not after a budget of interpreted turns (vm/fast.py
+                # FastTier.osr: a receive's wait gives the frame back, a message resumes it)
                 out[i] = out[-1]
     return out
 
