@@ -287,7 +287,7 @@ class Balancing:
                 kept.append(p)
         if taken:
             # the run queue rebuilt once, in its order: a `del` per process taken from its middle
-            # (the spread above) is O(n) each: 2,000 of 4,000 took 8 ms that way, 0.5 ms rebuilt
+            # (the spread above) is O(n) each (docs/performance.md, wave 5, P2)
             runq.clear()
             runq.extend(items[:i])
             kept.reverse()
