@@ -195,6 +195,24 @@ class BusyLoops:
         self.procs.clear()
 
 
+def spy_made(monkeypatch: Any, method: str) -> list[str]:
+    """The names of the prototypes for which FastTier.`method` ("osr", "resume") makes a
+    function from now on (in this process), in order: tests show the tier took that path."""
+    from lispvm.vm import fast
+
+    names: list[str] = []
+    real = getattr(fast.FastTier, method)
+
+    def spy(self: Any, p: Any, at: int) -> Any:
+        fn = real(self, p, at)
+        if fn is not None:
+            names.append(p.name)
+        return fn
+
+    monkeypatch.setattr(fast.FastTier, method, spy)
+    return names
+
+
 def spy_compiled(monkeypatch: Any, which: Any = None) -> list[str]:
     """The names of the prototypes the fast tier compiles from now on (in this process), in
     order; `which(tier, proto)`, if given, keeps only those it accepts (a tier's servers, say).

@@ -11,7 +11,7 @@ import pytest
 
 from lispvm.vm import fast
 from lispvm.vm.state import VM
-from support import compile_text, fast_tier, run, spy_compiled
+from support import compile_text, fast_tier, run, spy_compiled, spy_made
 
 PROGRAM = """
 (def count (n) (if (== n 0) 0 (+ 1 (count (- n 1)))))
@@ -635,16 +635,7 @@ def test_section_10_forms_compile_and_a_running_loop_is_entered_at_its_head(monk
     """loop, named fn, map patterns and a receive that is no server loop are compiled (nothing
     refused); a long loop in a function called once is entered in compiled code at its head
     (FastTier.osr); a self tail call from a receive clause loops instead of recursing."""
-    osr: list[str] = []
-    orig_osr = fast.FastTier.osr
-
-    def spy_osr(self: fast.FastTier, p: object, head: int) -> object:
-        fn = orig_osr(self, p, head)
-        if fn is not None:
-            osr.append(p.name)  # type: ignore[attr-defined]
-        return fn
-
-    monkeypatch.setattr(fast.FastTier, "osr", spy_osr)
+    osr = spy_made(monkeypatch, "osr")
     result, compiled, refused = _compiles_and_refusals(FORMS)
     assert result == (FORMS_OUT, "", 0)
     assert run(FORMS, jit=False) == (FORMS_OUT, "", 0)
@@ -1219,15 +1210,7 @@ def test_a_loop_is_compiled_within_a_check_and_the_host_is_asked_once_a_budget(m
     times, not 100."""
     from lispvm.scheduler.kernel import Scheduler
 
-    entered: list[str] = []
-    orig_osr = fast.FastTier.osr
-
-    def spy_osr(self: fast.FastTier, p: object, head: int) -> object:
-        fn = orig_osr(self, p, head)
-        if fn is not None:
-            entered.append(p.name)  # type: ignore[attr-defined]
-        return fn
-
+    entered = spy_made(monkeypatch, "osr")
     asked: list[int] = []
     orig_preempt = Scheduler.preempt
 
@@ -1235,7 +1218,6 @@ def test_a_loop_is_compiled_within_a_check_and_the_host_is_asked_once_a_budget(m
         asked.append(1)
         return orig_preempt(self)
 
-    monkeypatch.setattr(fast.FastTier, "osr", spy_osr)
     monkeypatch.setattr(Scheduler, "preempt", spy_preempt)
     src = "(def f (n) (loop ((i 0) (s 0)) (if (== i n) s (recur (+ i 1) (+ s i)))))\n(print (f 2500))\n"
     assert run(src) == ("3123750\n", "", 0)

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from support import fast_tier, run, spy_compiled
+from support import fast_tier, run, spy_compiled, spy_made
 
 # Each shape below waits hundreds of times, so that after its first wait (unwound) every later
 # one is the resumable wait: a wrong register, a prefix run twice or a lost scan position shows
@@ -389,16 +389,7 @@ def test_a_compiled_receive_goes_on_compiled_after_its_wait(monkeypatch: pytest.
     from lispvm.vm import fast
     from lispvm.vm.opcodes import decode_fields
 
-    resumed: list[str] = []
-    real = fast.FastTier.resume
-
-    def spy(self: fast.FastTier, p: object, w: int) -> object:
-        fn = real(self, p, w)
-        if fn is not None:
-            resumed.append(p.name)  # type: ignore[attr-defined]
-        return fn
-
-    monkeypatch.setattr(fast.FastTier, "resume", spy)
+    resumed = spy_made(monkeypatch, "resume")
     loops: list[str] = []  # the OSR functions made of loops with a receive in them
     real_osr = fast.FastTier.osr
 
@@ -440,18 +431,8 @@ def test_a_loop_that_spawns_runs_compiled_from_its_entry(monkeypatch: pytest.Mon
     """A `loop` whose body spawns (a fork loop: thousands of processes, once) goes into compiled
     code at its entry (its OSR function), not after a budget of interpreted turns; its values,
     the processes it starts and the error of a bad spawn in it are the interpreter's."""
-    from lispvm.vm import fast
 
-    loops: list[str] = []
-    real_osr = fast.FastTier.osr
-
-    def spy_osr(self: fast.FastTier, p: object, head: int) -> object:
-        fn = real_osr(self, p, head)
-        if fn is not None:
-            loops.append(p.name)  # type: ignore[attr-defined]
-        return fn
-
-    monkeypatch.setattr(fast.FastTier, "osr", spy_osr)
+    loops = spy_made(monkeypatch, "osr")
     interpreted = run(FORKS, jit=False)
     assert interpreted[0] == "8955050\n50 40425\n20\n" and interpreted[2] == 1, interpreted
     assert "spawn: expected a function" in interpreted[1], interpreted
