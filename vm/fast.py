@@ -2413,52 +2413,40 @@ class _Gen:
         """(bit-length bounds before each instruction of the loop [head, end) reached from its
         head with `at_head`, the bounds at the jumps back to it: the largest of every jump's).
         At a join a bound that grew is dropped, so that an inner loop's counter ends the walk."""
-        ops = self.ops
-        before: dict[int, dict[int, int]] = {head: dict(at_head)}
-        back: dict[int, int] | None = None
-        work = [head]
-        while work:
-            j = work.pop()
-            if j not in facts:
-                continue
-            st = self.step_bits(j, before[j], facts[j])
-            name, f = ops[j]
-            succ = self.successors(j)
-            for k in succ:
-                if k == head and name == "JMP":
-                    back = dict(st) if back is None else \
-                        {r: max(v, st[r]) for r, v in back.items() if st.get(r) is not None}
-                    continue
-                if not head <= k < end:
-                    continue
-                if k not in before:
-                    before[k] = dict(st)
-                    work.append(k)
-                else:
-                    merged = {r: v for r, v in before[k].items() if st.get(r) is not None and st[r] <= v}
-                    if merged != before[k]:
-                        before[k] = merged
-                        work.append(k)
-        return before, (back or {})
+        return self.loop_flow(
+            head, end, at_head,
+            lambda j, st: self.step_bits(j, st, facts[j]) if j in facts else None,
+            lambda back, st: {r: max(v, st[r]) for r, v in back.items() if st.get(r) is not None},
+            lambda v, now: now is not None and now <= v)
 
     def flow_types(self, head: int, end: int, at_head: dict[int, type]) -> tuple[dict[int, dict[int, type]], dict]:
         """(classes before each instruction of the loop [head, end) reached from its head with
         `at_head`, the classes at the jumps back to the head: a register in one only where
         every jump back agrees)."""
+        return self.loop_flow(
+            head, end, at_head, self.step_types,
+            lambda back, st: {r: t for r, t in back.items() if st.get(r) is t},
+            lambda t, now: now is t)
+
+    def loop_flow(self, head: int, end: int, at_head: dict, step: Any, join_back: Any,
+                  keep: Any) -> tuple[dict[int, dict], dict]:
+        """The forward dataflow both loop analyses share: the state before each instruction of
+        [head, end) reached from `head` with `at_head` (`step(pc, state)` the state after pc,
+        None where the walk stops), and the states at the jumps back to the head combined by
+        `join_back`; at a join a register stays only where `keep(old, new)`."""
         ops = self.ops
-        before: dict[int, dict[int, type]] = {head: dict(at_head)}
-        back: dict[int, type] | None = None
+        before: dict[int, dict] = {head: dict(at_head)}
+        back: dict | None = None
         work = [head]
-        seen_back = False
         while work:
             j = work.pop()
-            st = self.step_types(j, before[j])
-            name, f = ops[j]
-            succ = self.successors(j)
-            for k in succ:
+            st = step(j, before[j])
+            if st is None:
+                continue
+            name = ops[j][0]
+            for k in self.successors(j):
                 if k == head and name == "JMP":
-                    back = dict(st) if not seen_back else {r: t for r, t in back.items() if st.get(r) is t}
-                    seen_back = True
+                    back = dict(st) if back is None else join_back(back, st)
                     continue
                 if not head <= k < end:
                     continue
@@ -2466,7 +2454,7 @@ class _Gen:
                     before[k] = dict(st)
                     work.append(k)
                 else:
-                    merged = {r: t for r, t in before[k].items() if st.get(r) is t}
+                    merged = {r: v for r, v in before[k].items() if keep(v, st.get(r))}
                     if merged != before[k]:
                         before[k] = merged
                         work.append(k)
